@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// Compiles tsbuild's own native parts (the sandbox launcher) with the machine's C compiler.
+// No downloaded binaries: the sources live in src/sandbox/launcher/.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const srcDir = join(root, 'src', 'sandbox', 'launcher');
+const outDir = join(root, 'build');
+const sources = existsSync(srcDir) ? readdirSync(srcDir).filter((f) => f.endsWith('.c')) : [];
+if (sources.length === 0) {
+  console.log('build-native: no native sources yet');
+  process.exit(0);
+}
+const cc = process.env.CC ?? 'cc';
+try {
+  execFileSync(cc, ['--version'], { stdio: 'ignore' });
+} catch {
+  console.error(`build-native: no C compiler "${cc}" found; install it with: apt-get install gcc libc6-dev`);
+  process.exit(1);
+}
+mkdirSync(outDir, { recursive: true });
+const out = join(outDir, 'tsbuild-launcher');
+execFileSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', out, ...sources.map((s) => join(srcDir, s))], { stdio: 'inherit' });
+console.log(`build-native: built ${out}`);

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine for tsbuild: the apt packages the tests and benchmarks
+# use, the npm dependencies, and the build (TypeScript and the native launcher).
+# Idempotent: installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  busybox-static   # base images for tests (FROM scratch + static busybox)
+  skopeo umoci     # interoperability peers
+  runc             # OCI runtime oracle for the sandbox
+  docker-registry  # the real registry tests talk to on 127.0.0.1
+  uidmap           # newuidmap/newgidmap for rootless
+  pigz zstd        # parallel gzip; zstd layers
+  iproute2         # ip, for network namespace tests
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing apt packages: ${missing[*]} (run as root or install them)" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The registry package starts a system service; tests start their own on free ports.
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+
+npm ci --no-audit --no-fund
+npm run build

@@ -1,0 +1,75 @@
+import { notSupportedYet, TsbuildError, type BuildEvent } from '../core/index.js';
+import { lintDockerfile, parseDockerfile, type LintFinding } from '../dockerfile/index.js';
+import { formatPlatform, parsePlatform, platformFromNode } from '../image/index.js';
+import { graphToDot, planBuild } from '../plan/index.js';
+import type { CommandContext } from './command.js';
+import { readDockerfile } from './dockerfile-input.js';
+
+/** What the build command asks of the front end (parse, check, plan). */
+export interface FrontEndRequest {
+  readonly contextDir: string;
+  readonly file: string | undefined;
+  readonly buildArgs: ReadonlyMap<string, string>;
+  readonly target: string | undefined;
+  readonly platform: string | undefined;
+  readonly check: boolean;
+  readonly print: 'graph' | 'dot' | undefined;
+}
+
+function formatFinding(f: LintFinding): string {
+  return `${f.loc.file}:${f.loc.line}: ${f.rule}: ${f.message}`;
+}
+
+function formatWarning(e: BuildEvent): string | undefined {
+  if (e.type !== 'warning') return undefined;
+  const where = e.loc === undefined ? '' : `${e.loc.file}:${e.loc.line}: `;
+  return `WARNING: ${where}${e.code === undefined ? '' : `${e.code}: `}${e.message}`;
+}
+
+/**
+ * Reads, parses, checks and plans the Dockerfile. `--check` prints findings (exit 1 when
+ * `# check=error=true` and there are findings); `--print` prints the graph. Building itself
+ * (the solver) is not wired yet and fails with CLI_NOT_SUPPORTED after planning succeeded.
+ */
+export async function runBuildFrontEnd(req: FrontEndRequest, ctx: CommandContext, later: (issue: string) => string): Promise<number> {
+  const input = await readDockerfile(req.file, req.contextDir, ctx.cwd, ctx.stdin);
+  ctx.sources.set(input.name, input.text);
+  const dockerfile = parseDockerfile(input.text, input.name);
+  const findings = lintDockerfile(dockerfile, { buildArgs: req.buildArgs });
+  const failOnFindings = dockerfile.directives.check?.error === true;
+
+  if (req.check) {
+    for (const f of findings) ctx.stdout.write(`${formatFinding(f)}\n`);
+    ctx.stderr.write(`${findings.length} finding${findings.length === 1 ? '' : 's'}\n`);
+    return findings.length > 0 && failOnFindings ? 1 : 0;
+  }
+  for (const f of findings) ctx.stderr.write(`WARNING: ${formatFinding(f)}\n`);
+  if (failOnFindings && findings.length > 0) {
+    throw new TsbuildError('LINT_FAILED', `${findings.length} check finding(s) and "# check=error=true" is set`, {
+      loc: findings[0]?.loc,
+    });
+  }
+
+  const buildPlatform = platformFromNode(process.platform, process.arch);
+  const targetPlatform = req.platform === undefined ? buildPlatform : parsePlatform(req.platform);
+  const result = planBuild(dockerfile, {
+    buildArgs: req.buildArgs,
+    target: req.target,
+    buildPlatform,
+    targetPlatform,
+    baseImages: new Map(),
+  });
+  for (const w of result.warnings) {
+    const line = formatWarning(w);
+    if (line !== undefined) ctx.stderr.write(`${line}\n`);
+  }
+  if (req.print === 'graph') {
+    ctx.stdout.write(`${JSON.stringify(result.graph, null, 2)}\n`);
+    return 0;
+  }
+  if (req.print === 'dot') {
+    ctx.stdout.write(graphToDot(result.graph));
+    return 0;
+  }
+  throw notSupportedYet(`building images (planned ${result.graph.vertices.length} steps for ${formatPlatform(targetPlatform)})`, `${later('the build engine')}; use --print=graph or --check meanwhile`);
+}

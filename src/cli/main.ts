@@ -1,0 +1,24 @@
+import { runCli } from './app.js';
+
+// The process entry point: the only place that reads process state.
+const controller = new AbortController();
+let interrupts = 0;
+const onSignal = (): void => {
+  interrupts++;
+  if (interrupts > 1) process.exit(130);
+  controller.abort(new Error('interrupted'));
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+
+const code = await runCli(process.argv.slice(2), {
+  stdin: process.stdin,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  cwd: process.cwd(),
+  signal: controller.signal,
+});
+process.exitCode = code;
+process.off('SIGINT', onSignal);
+process.off('SIGTERM', onSignal);
