@@ -21,7 +21,7 @@ const FORBIDDEN: ReadonlySet<string> = new Set(['plan->store', 'plan->sys', 'con
 /** Each third-party package lives in one module (besides fs-extra, usable anywhere with I/O). */
 const PACKAGE_OWNER: Readonly<Record<string, readonly string[]>> = {
   'dockerfile-ast': ['dockerfile'],
-  'tar-stream': ['layer'],
+  'tar-stream': ['layer', 'store'],
   undici: ['registry'],
   'p-queue': ['solve'],
   koffi: ['sys'],
