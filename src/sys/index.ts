@@ -1,0 +1,7 @@
+/**
+ * sys: the only importer of koffi. Thin synchronous wrappers over the libc calls Node lacks
+ * (extended attributes, mknod). Failures throw {@link SysCallError} (`CORE_SYSCALL`, with `errnoName`).
+ */
+export { SysCallError, ERRNO } from './libc.js';
+export { listXattrNames, getXattr, readXattrs, setXattr, removeXattr, compareBytewise, type Xattr } from './xattr.js';
+export { makeNode, makeDev, splitDev, type NodeKind } from './device.js';
