@@ -1,0 +1,290 @@
+import { createHash } from 'node:crypto';
+import { closeSync, constants, lstatSync, openSync, readSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { TsbuildError, type Digest } from '../core/index.js';
+import { getXattr, listXattrNames, splitDev } from '../sys/index.js';
+import { BLOCK, headerLength, padded, writeHeader, type EntryType, type TarHeader, type TarXattr } from './tar-header.js';
+
+/** How {@link packLayer} reads the directory. */
+export type PackMode = 'tree' | 'changeset';
+
+/** Options of {@link packLayer}. */
+export interface PackOptions {
+  /** `tree`: the directory is a whole file system. `changeset`: an overlay upperdir (whiteouts, opaque dirs). */
+  readonly mode: PackMode;
+  /** Clamp every mtime to this many seconds since the epoch (the SOURCE_DATE_EPOCH value), when set. */
+  readonly sourceDateEpoch?: number;
+}
+
+/** What packing produced: the diffID (sha256 of the uncompressed tar), its size and entry count. */
+export interface PackResult {
+  readonly diffId: Digest;
+  readonly size: number;
+  readonly entries: number;
+}
+
+/** A layer tar being produced: consume `stream`; `done` settles once the stream has ended or failed. */
+export interface PackedLayer {
+  readonly stream: Readable;
+  readonly done: Promise<PackResult>;
+}
+
+const CHUNK = 1024 * 1024;
+const WHITEOUT_PREFIX = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+const KEPT_XATTR = (name: string): boolean =>
+  (name.startsWith('user.') && !name.startsWith('user.overlay.')) || name === 'security.capability';
+
+interface Item {
+  readonly fsName: string;
+  /** The name in the tar (differs for whiteouts); undefined for the synthetic opaque marker. */
+  readonly tarName: string;
+  readonly key: Buffer;
+  readonly opaqueMarker: boolean;
+}
+
+interface Frame {
+  readonly abs: string;
+  readonly rel: string;
+  readonly items: Item[];
+  next: number;
+}
+
+/** Accumulates output into 1 MiB buffers so that small entries cost no stream round trip each. */
+class Batcher {
+  buf = Buffer.allocUnsafe(CHUNK);
+  used = 0;
+  readonly ready: Buffer[] = [];
+  private readonly hash = createHash('sha256');
+  total = 0;
+
+  reserve(n: number): void {
+    if (this.used + n > this.buf.length) this.flush(Math.max(CHUNK, n));
+  }
+
+  flush(nextSize = CHUNK): void {
+    if (this.used > 0) {
+      const out = this.buf.subarray(0, this.used);
+      this.hash.update(out);
+      this.total += out.length;
+      this.ready.push(out);
+    }
+    this.buf = Buffer.allocUnsafe(nextSize);
+    this.used = 0;
+  }
+
+  zeros(n: number): void {
+    let left = n;
+    while (left > 0) {
+      if (this.used === this.buf.length) this.flush();
+      const k = Math.min(left, this.buf.length - this.used);
+      this.buf.fill(0, this.used, this.used + k);
+      this.used += k;
+      left -= k;
+    }
+  }
+
+  digest(): Digest {
+    return `sha256:${this.hash.digest('hex')}` as Digest;
+  }
+}
+
+function layerError(code: string, message: string, cause?: unknown): TsbuildError {
+  return new TsbuildError(`LAYER_${code}`, message, cause === undefined ? {} : { cause });
+}
+
+function listDir(abs: string, changeset: boolean, opaque: boolean): Item[] {
+  let names: string[];
+  try {
+    names = readdirSync(abs);
+  } catch (cause) {
+    throw layerError('READ_FAILED', `cannot list directory ${abs}`, cause);
+  }
+  const items: Item[] = names.map((fsName) => ({ fsName, tarName: fsName, key: Buffer.from(fsName, 'utf8'), opaqueMarker: false }));
+  if (changeset && opaque) items.push({ fsName: '', tarName: OPAQUE, key: Buffer.from(OPAQUE), opaqueMarker: true });
+  return items;
+}
+
+function readKeptXattrs(abs: string, changeset: boolean): { xattrs: TarXattr[]; opaque: boolean } {
+  let names: string[];
+  try {
+    names = listXattrNames(abs);
+  } catch (cause) {
+    throw layerError('READ_FAILED', `cannot list xattrs of ${abs}`, cause);
+  }
+  if (names.length === 0) return { xattrs: [], opaque: false };
+  let opaque = false;
+  const xattrs: TarXattr[] = [];
+  for (const name of names) {
+    if (name === 'trusted.overlay.opaque' || name === 'user.overlay.opaque') {
+      if (changeset && getXattr(abs, name)?.toString() === 'y') opaque = true;
+    } else if (changeset && /^(trusted|user)\.overlay\.(redirect|metacopy)$/.test(name)) {
+      throw layerError('UNSUPPORTED_OVERLAY', `${abs} carries ${name}: mount overlayfs with redirect_dir=off and metacopy=off`);
+    } else if (KEPT_XATTR(name)) {
+      const value = getXattr(abs, name);
+      if (value !== undefined) xattrs.push({ name, value });
+    }
+  }
+  xattrs.sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+  return { xattrs, opaque };
+}
+
+function entryTypeOf(st: Stats): EntryType | undefined {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'directory';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isCharacterDevice()) return 'char';
+  if (st.isBlockDevice()) return 'block';
+  if (st.isFIFO()) return 'fifo';
+  return undefined; // sockets are not layer content
+}
+
+/** Streams `size` bytes of the file at `abs` into the batcher; throws LAYER_FILE_CHANGED if it shrank. */
+function copyFile(out: Batcher, abs: string, size: number): void {
+  let fd: number;
+  try {
+    fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (cause) {
+    throw layerError('READ_FAILED', `cannot open ${abs}`, cause);
+  }
+  try {
+    let left = size;
+    while (left > 0) {
+      if (out.used === out.buf.length) out.flush();
+      const want = Math.min(left, out.buf.length - out.used);
+      const n = readSync(fd, out.buf, out.used, want, null);
+      if (n === 0) throw layerError('FILE_CHANGED', `${abs} shrank while it was being packed`);
+      out.used += n;
+      left -= n;
+    }
+  } catch (cause) {
+    if (cause instanceof TsbuildError) throw cause;
+    throw layerError('READ_FAILED', `cannot read ${abs}`, cause);
+  } finally {
+    closeSync(fd);
+  }
+  out.zeros(padded(size) - size);
+}
+
+async function* generateTar(dir: string, options: PackOptions, result: (r: PackResult) => void): AsyncGenerator<Buffer> {
+  const changeset = options.mode === 'changeset';
+  const clamp = (mtimeMs: number): number => {
+    const s = Math.max(0, Math.floor(mtimeMs / 1000));
+    return options.sourceDateEpoch !== undefined && s > options.sourceDateEpoch ? Math.max(0, Math.floor(options.sourceDateEpoch)) : s;
+  };
+  const out = new Batcher();
+  const links = new Map<string, string>();
+  let entries = 0;
+  let rootStat: Stats;
+  try {
+    rootStat = lstatSync(dir);
+  } catch (cause) {
+    throw layerError('READ_FAILED', `cannot read ${dir}`, cause);
+  }
+  if (!rootStat.isDirectory()) throw layerError('READ_FAILED', `${dir} is not a directory`);
+  const rootOpaque = readKeptXattrs(dir, changeset).opaque;
+  const stack: Frame[] = [{ abs: dir, rel: '', items: sortItems(listDir(dir, changeset, rootOpaque)), next: 0 }];
+
+  while (stack.length > 0) {
+    const frame = stack[stack.length - 1] as Frame;
+    const item = frame.items[frame.next++];
+    if (item === undefined) {
+      stack.pop();
+      continue;
+    }
+    if (item.opaqueMarker) {
+      emit(out, { ...EMPTY, name: frame.rel + OPAQUE });
+      entries++;
+    } else {
+      const abs = join(frame.abs, item.fsName);
+      let st: Stats;
+      try {
+        st = lstatSync(abs);
+      } catch (cause) {
+        throw layerError('READ_FAILED', `cannot stat ${abs}`, cause);
+      }
+      const type = entryTypeOf(st);
+      if (type !== undefined) {
+        if (changeset && type === 'char' && st.rdev === 0) {
+          // An overlay whiteout: the name was deleted in this layer.
+          emit(out, { ...EMPTY, name: frame.rel + WHITEOUT_PREFIX + item.fsName });
+          entries++;
+        } else {
+          const { xattrs, opaque } = readKeptXattrs(abs, changeset);
+          const rel = frame.rel + item.fsName;
+          const base = { ...EMPTY, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: clamp(st.mtimeMs), xattrs };
+          const linkKey = type !== 'directory' && st.nlink > 1 ? `${st.dev}:${st.ino}` : undefined;
+          const first = linkKey === undefined ? undefined : links.get(linkKey);
+          if (first !== undefined) {
+            emit(out, { ...base, name: rel, type: 'link', linkname: first });
+          } else {
+            if (linkKey !== undefined) links.set(linkKey, rel);
+            if (type === 'file') {
+              emit(out, { ...base, name: rel, type, size: st.size });
+              copyFile(out, abs, st.size);
+            } else if (type === 'directory') {
+              emit(out, { ...base, name: `${rel}/`, type });
+              stack.push({ abs, rel: `${rel}/`, items: sortItems(listDir(abs, changeset, opaque)), next: 0 });
+            } else if (type === 'symlink') {
+              emit(out, { ...base, name: rel, type, linkname: readLink(abs) });
+            } else {
+              const { major, minor } = type === 'fifo' ? { major: 0, minor: 0 } : splitDev(st.rdev);
+              emit(out, { ...base, name: rel, type, devmajor: major, devminor: minor });
+            }
+          }
+          entries++;
+        }
+      }
+    }
+    if (out.ready.length > 0) yield* out.ready.splice(0);
+  }
+  out.zeros(2 * BLOCK);
+  out.flush(0);
+  yield* out.ready.splice(0);
+  result({ diffId: out.digest(), size: out.total, entries });
+}
+
+const EMPTY: TarHeader = { name: '', type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: [] };
+
+function emit(out: Batcher, h: TarHeader): void {
+  const n = headerLength(h);
+  out.reserve(n);
+  out.used += writeHeader(h, out.buf, out.used);
+}
+
+function readLink(abs: string): string {
+  try {
+    return readlinkSync(abs);
+  } catch (cause) {
+    throw layerError('READ_FAILED', `cannot read symlink ${abs}`, cause);
+  }
+}
+
+function sortItems(items: Item[]): Item[] {
+  return items.sort((a, b) => Buffer.compare(a.key, b.key));
+}
+
+/**
+ * Packs `dir` into a deterministic layer tar: entries in bytewise order of their path, numeric
+ * owners, empty uname/gname, integer mtimes (clamped to `sourceDateEpoch`), PAX for long names,
+ * big sizes/ids and xattrs (`user.*`, `security.capability`; overlay xattrs never leak).
+ * In `changeset` mode a 0/0 char device becomes `.wh.NAME` and an opaque directory gets a
+ * `.wh..wh..opq` entry. Hardlinks become tar links to the first path in that order.
+ * File content is streamed from disk; the caller must consume or destroy `stream`.
+ * Failures (`LAYER_READ_FAILED`, `LAYER_FILE_CHANGED`, `LAYER_UNSUPPORTED_OVERLAY`) error the
+ * stream and reject `done`.
+ */
+export function packLayer(dir: string, options: PackOptions): PackedLayer {
+  let resolve!: (r: PackResult) => void;
+  let reject!: (e: unknown) => void;
+  const done = new Promise<PackResult>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  done.catch(() => undefined); // the stream reports the same error; avoid an unhandled rejection
+  const stream = Readable.from(generateTar(dir, options, resolve), { objectMode: false, highWaterMark: 4 * CHUNK });
+  stream.once('error', reject);
+  stream.once('close', () => reject(layerError('PACK_ABORTED', `packing ${dir} was aborted before the end`)));
+  return { stream, done };
+}

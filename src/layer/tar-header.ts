@@ -1,0 +1,229 @@
+import { TsbuildError } from '../core/index.js';
+
+/** Size of a tar block; headers and data padding are multiples of it. */
+export const BLOCK = 512;
+
+/** Entry kinds of a layer tar (PAX/GNU meta entries are folded into the next real entry). */
+export type EntryType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'directory' | 'fifo';
+
+/** One extended attribute carried in a `SCHILY.xattr.*` PAX record (value kept as raw bytes). */
+export interface TarXattr {
+  readonly name: string;
+  readonly value: Buffer;
+}
+
+/** A decoded (or to-be-encoded) tar entry header; `mtime` in whole seconds. */
+export interface TarHeader {
+  readonly name: string;
+  readonly type: EntryType;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly mtime: number;
+  readonly linkname: string;
+  readonly devmajor: number;
+  readonly devminor: number;
+  readonly xattrs: readonly TarXattr[];
+}
+
+const TYPE_FLAG: Readonly<Record<EntryType, number>> = {
+  file: 0x30, link: 0x31, symlink: 0x32, char: 0x33, block: 0x34, directory: 0x35, fifo: 0x36,
+};
+
+const MAX_OCTAL_8 = 0o7777777;
+const MAX_OCTAL_12 = 0o77777777777;
+
+/** Rounds `size` up to the next multiple of 512. */
+export function padded(size: number): number {
+  return Math.ceil(size / BLOCK) * BLOCK;
+}
+
+function writeString(block: Buffer, offset: number, width: number, value: string): void {
+  block.write(value, offset, width, 'utf8');
+}
+
+function writeOctal(block: Buffer, offset: number, width: number, value: number): void {
+  block.write(value.toString(8).padStart(width - 1, '0'), offset, width - 1, 'ascii');
+  block[offset + width - 1] = 0;
+}
+
+function encodePaxRecord(key: string, value: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`, 'utf8'), value, Buffer.from('\n')]);
+  let len = body.length + 1;
+  while (String(len).length + body.length !== len) len = String(len).length + body.length;
+  return Buffer.concat([Buffer.from(String(len), 'ascii'), body]);
+}
+
+function paxRecords(h: TarHeader): Buffer | undefined {
+  const records: Array<[string, Buffer]> = [];
+  if (Buffer.byteLength(h.name) > 100) records.push(['path', Buffer.from(h.name, 'utf8')]);
+  if (Buffer.byteLength(h.linkname) > 100) records.push(['linkpath', Buffer.from(h.linkname, 'utf8')]);
+  if (h.size > MAX_OCTAL_12) records.push(['size', Buffer.from(String(h.size))]);
+  if (h.uid > MAX_OCTAL_8) records.push(['uid', Buffer.from(String(h.uid))]);
+  if (h.gid > MAX_OCTAL_8) records.push(['gid', Buffer.from(String(h.gid))]);
+  for (const x of h.xattrs) records.push([`SCHILY.xattr.${x.name}`, x.value]);
+  if (records.length === 0) return undefined;
+  records.sort((a, b) => Buffer.compare(Buffer.from(a[0]), Buffer.from(b[0])));
+  return Buffer.concat(records.map(([k, v]) => encodePaxRecord(k, v)));
+}
+
+function writeUstar(block: Buffer, offset: number, h: TarHeader, typeflag: number): void {
+  block.fill(0, offset, offset + BLOCK);
+  writeString(block, offset, 100, h.name);
+  writeOctal(block, offset + 100, 8, h.mode & 0o7777);
+  writeOctal(block, offset + 108, 8, Math.min(h.uid, MAX_OCTAL_8));
+  writeOctal(block, offset + 116, 8, Math.min(h.gid, MAX_OCTAL_8));
+  writeOctal(block, offset + 124, 12, h.size > MAX_OCTAL_12 ? 0 : h.size);
+  writeOctal(block, offset + 136, 12, Math.max(0, Math.min(h.mtime, MAX_OCTAL_12)));
+  block[offset + 156] = typeflag;
+  writeString(block, offset + 157, 100, h.linkname);
+  block.write('ustar\u000000', offset + 257, 8, 'latin1');
+  writeOctal(block, offset + 329, 8, h.devmajor);
+  writeOctal(block, offset + 337, 8, h.devminor);
+}
+
+/** Bytes {@link writeHeader} will write for `h` (512, or more when a PAX header is needed). */
+export function headerLength(h: TarHeader): number {
+  const pax = paxRecords(h);
+  return pax === undefined ? BLOCK : 2 * BLOCK + padded(pax.length);
+}
+
+/**
+ * Encodes `h` (plus a preceding deterministic PAX `x` entry when names, sizes, ids or xattrs need one)
+ * into `out` at `offset`; `out` must have {@link headerLength} bytes free. Returns bytes written.
+ * Fixed fields only: no atime/ctime, empty uname/gname, integer mtime.
+ */
+export function writeHeader(h: TarHeader, out: Buffer, offset: number): number {
+  const pax = paxRecords(h);
+  let at = offset;
+  if (pax !== undefined) {
+    const base = h.name.replace(/\/+$/, '').split('/').pop() ?? '';
+    const paxName = Buffer.from(`PaxHeaders.0/${base}`, 'utf8').subarray(0, 100).toString('utf8').replace(/\uFFFD+$/, '');
+    writeUstar(out, at, { ...h, name: paxName, mode: 0o644, uid: 0, gid: 0, size: pax.length, linkname: '', devmajor: 0, devminor: 0, xattrs: [] }, 0x78);
+    fixChecksum(out, at);
+    at += BLOCK;
+    pax.copy(out, at);
+    out.fill(0, at + pax.length, at + padded(pax.length));
+    at += padded(pax.length);
+  }
+  writeUstar(out, at, h, TYPE_FLAG[h.type]);
+  // Over-long names live in the PAX record; the ustar field keeps their first 100 bytes.
+  if (Buffer.byteLength(h.name) > 100) Buffer.from(h.name, 'utf8').copy(out, at, 0, 100);
+  if (Buffer.byteLength(h.linkname) > 100) Buffer.from(h.linkname, 'utf8').copy(out, at + 157, 0, 100);
+  fixChecksum(out, at);
+  return at + BLOCK - offset;
+}
+
+function fixChecksum(block: Buffer, offset: number): void {
+  block.fill(0x20, offset + 148, offset + 156);
+  let sum = 0;
+  for (let i = offset; i < offset + BLOCK; i++) sum += block[i] as number;
+  writeOctal(block, offset + 148, 7, sum);
+  block[offset + 155] = 0x20;
+}
+
+/** Returns `h` encoded as a new buffer (see {@link writeHeader}). */
+export function encodeHeader(h: TarHeader): Buffer {
+  const out = Buffer.alloc(headerLength(h));
+  writeHeader(h, out, 0);
+  return out;
+}
+
+function bad(message: string): TsbuildError {
+  return new TsbuildError('LAYER_BAD_HEADER', message, { hint: 'the layer tar is malformed or not a tar archive' });
+}
+
+/** Parses a numeric header field (octal, or GNU base-256); throws LAYER_BAD_HEADER when invalid or unsafe. */
+export function parseNumber(block: Buffer, offset: number, width: number, field: string): number {
+  const first = block[offset] as number;
+  if (first & 0x80) {
+    if (first !== 0x80) throw bad(`negative or oversized base-256 ${field} in a tar header`);
+    let value = 0;
+    for (let i = offset + 1; i < offset + width; i++) {
+      value = value * 256 + (block[i] as number);
+      if (value > Number.MAX_SAFE_INTEGER) throw bad(`tar header ${field} is too large`);
+    }
+    return value;
+  }
+  let end = offset + width;
+  let start = offset;
+  while (start < end && (block[start] === 0x20 || block[start] === 0)) start++;
+  while (end > start && (block[end - 1] === 0x20 || block[end - 1] === 0)) end--;
+  if (start === end) return 0;
+  let value = 0;
+  for (let i = start; i < end; i++) {
+    const c = block[i] as number;
+    if (c < 0x30 || c > 0x37) throw bad(`invalid octal ${field} in a tar header`);
+    value = value * 8 + (c - 0x30);
+  }
+  if (value > Number.MAX_SAFE_INTEGER) throw bad(`tar header ${field} is too large`);
+  return value;
+}
+
+/** Reads a NUL-terminated string field as UTF-8. */
+export function parseString(block: Buffer, offset: number, width: number): string {
+  const end = block.indexOf(0, offset);
+  return block.toString('utf8', offset, end === -1 || end > offset + width ? offset + width : end);
+}
+
+/** True when the block is all zeros (end-of-archive marker). */
+export function isZeroBlock(block: Buffer): boolean {
+  for (let i = 0; i < BLOCK; i++) if (block[i] !== 0) return false;
+  return true;
+}
+
+/** Verifies the header checksum (unsigned or historic signed sum); throws LAYER_BAD_HEADER on mismatch. */
+export function verifyChecksum(block: Buffer): void {
+  const stored = parseNumber(block, 148, 8, 'checksum');
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < BLOCK; i++) {
+    const c = i >= 148 && i < 156 ? 0x20 : (block[i] as number);
+    unsigned += c;
+    signed += c > 127 ? c - 256 : c;
+  }
+  if (stored !== unsigned && stored !== signed) throw bad('tar header checksum mismatch');
+}
+
+/** Decoded PAX records: string fields plus raw xattr values. */
+export interface PaxRecords {
+  readonly fields: Map<string, string>;
+  readonly xattrs: TarXattr[];
+}
+
+/** Decodes a PAX extended header body; throws LAYER_BAD_HEADER on malformed records. */
+export function decodePax(buf: Buffer): PaxRecords {
+  const fields = new Map<string, string>();
+  const xattrs: TarXattr[] = [];
+  let at = 0;
+  while (at < buf.length) {
+    if (buf[at] === 0) break;
+    const space = buf.indexOf(0x20, at);
+    if (space === -1 || space - at > 20) throw bad('malformed PAX record length');
+    const len = Number(buf.toString('ascii', at, space));
+    if (!Number.isSafeInteger(len) || len <= space - at + 1 || at + len > buf.length || buf[at + len - 1] !== 0x0a) throw bad('malformed PAX record');
+    const eq = buf.indexOf(0x3d, space + 1);
+    if (eq === -1 || eq >= at + len - 1) throw bad('PAX record without "="');
+    const key = buf.toString('utf8', space + 1, eq);
+    const value = buf.subarray(eq + 1, at + len - 1);
+    if (key.startsWith('SCHILY.xattr.')) xattrs.push({ name: key.slice('SCHILY.xattr.'.length), value: Buffer.from(value) });
+    else fields.set(key, value.toString('utf8'));
+    at += len;
+  }
+  return { fields, xattrs };
+}
+
+/** Maps a typeflag byte to an entry type, or returns the raw flag character for meta/unknown entries. */
+export function typeOfFlag(flag: number): EntryType | string {
+  switch (flag) {
+    case 0: case 0x30: case 0x37: return 'file';
+    case 0x31: return 'link';
+    case 0x32: return 'symlink';
+    case 0x33: return 'char';
+    case 0x34: return 'block';
+    case 0x35: return 'directory';
+    case 0x36: return 'fifo';
+    default: return String.fromCharCode(flag);
+  }
+}
