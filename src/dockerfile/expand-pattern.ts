@@ -1,6 +1,6 @@
 /**
  * Shell-pattern helpers of expand.ts, with the semantics of BuildKit's lex.go (which converts
- * patterns to Go regular expressions): `*`, `?`, `\\`-escapes; brackets are literal.
+ * patterns to Go regular expressions): `*`, `?`, `\`-escapes; brackets are literal.
  */
 
 /** Internal expansion failure; expand.ts turns it into a TsbuildError. */
