@@ -1,0 +1,117 @@
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MediaType, TsbuildError, type ImageIndex } from '../core/index.js';
+
+/** The content of the `oci-layout` file. */
+export const OCI_LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: '1.0.0' });
+/** The annotation holding a ref name in an OCI layout's index.json. */
+export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
+/** The annotation containerd and docker put the full image name in. */
+export const IMAGE_NAME_ANNOTATION = 'io.containerd.image.name';
+
+/** The directories of a store root. */
+export interface StorePaths {
+  readonly root: string;
+  readonly blobs: string;
+  readonly index: string;
+  readonly lock: string;
+  readonly tmp: string;
+  readonly snapshots: string;
+  readonly cache: string;
+  readonly containers: string;
+}
+
+/** Computes the paths of a store rooted at `root` (no I/O). */
+export function storePaths(root: string): StorePaths {
+  return {
+    root,
+    blobs: join(root, 'blobs', 'sha256'),
+    index: join(root, 'index.json'),
+    lock: join(root, 'index.json.lock'),
+    tmp: join(root, 'tmp'),
+    snapshots: join(root, 'snapshots'),
+    cache: join(root, 'cache'),
+    containers: join(root, 'containers'),
+  };
+}
+
+/** An empty OCI index. */
+export function emptyIndex(): ImageIndex {
+  return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
+}
+
+/** Writes `data` to `path` atomically (tmp file in `tmpDir`, fsync, rename). */
+export async function writeFileAtomic(path: string, data: string, tmpDir: string): Promise<void> {
+  const tmp = join(tmpDir, `file-${process.pid}-${randomBytes(8).toString('hex')}`);
+  try {
+    const fh = await open(tmp, 'wx', 0o644);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw new TsbuildError('STORE_IO', `cannot write ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Creates `path` with `data` only if it does not exist yet (atomic: link of a complete tmp file). */
+async function createIfMissing(path: string, data: string, tmpDir: string): Promise<void> {
+  const tmp = join(tmpDir, `init-${process.pid}-${randomBytes(8).toString('hex')}`);
+  await writeFileAtomic(tmp, data, tmpDir);
+  try {
+    await link(tmp, path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw new TsbuildError('STORE_IO', `cannot create ${path}: ${(err as Error).message}`, { cause: err });
+    }
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
+}
+
+/**
+ * Creates the store layout under `root` when missing (idempotent, safe concurrently):
+ * oci-layout, index.json, blobs/sha256/, tmp/, snapshots/, cache/, containers/.
+ * Throws `STORE_IO` (e.g. `STORE_IO` with a hint when the directory is not writable).
+ */
+export async function initLayout(root: string): Promise<StorePaths> {
+  const p = storePaths(root);
+  try {
+    for (const dir of [p.blobs, p.tmp, p.snapshots, p.cache, p.containers]) await mkdir(dir, { recursive: true });
+  } catch (err) {
+    throw new TsbuildError('STORE_IO', `cannot create the store at ${root}: ${(err as Error).message}`, {
+      cause: err,
+      hint: 'choose a writable directory with --root or $TSBUILD_ROOT',
+    });
+  }
+  await createIfMissing(join(root, 'oci-layout'), OCI_LAYOUT_FILE, p.tmp);
+  await createIfMissing(p.index, `${JSON.stringify(emptyIndex(), null, 2)}\n`, p.tmp);
+  return p;
+}
+
+/** Reads index.json. Throws `STORE_BAD_INDEX` when it is not an OCI index. */
+export async function readIndex(path: string): Promise<ImageIndex> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyIndex();
+    throw new TsbuildError('STORE_IO', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new TsbuildError('STORE_BAD_INDEX', `${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const d = doc as Partial<ImageIndex> | null;
+  if (d === null || typeof d !== 'object' || d.schemaVersion !== 2 || !Array.isArray(d.manifests)) {
+    throw new TsbuildError('STORE_BAD_INDEX', `${path} is not an OCI image index (schemaVersion 2 with a manifests array)`);
+  }
+  return d as ImageIndex;
+}
