@@ -1,0 +1,23 @@
+/** Accounting of a sandbox cgroup, read when its process has ended. */
+export interface CgroupUsage {
+  /** CPU time consumed by all processes of the cgroup, in nanoseconds. */
+  cpuUsageNs: number;
+  /** Highest memory use seen, in bytes (0 when the kernel does not record a peak). */
+  memoryPeakBytes: number;
+  /** True when the kernel OOM killer killed a process of the cgroup. */
+  oomKilled: boolean;
+}
+
+/** One sandbox cgroup (v1 or v2). Every method throws SANDBOX_CGROUP naming the file on failure. */
+export interface Cgroup {
+  /** Moves process `pid` (and its threads) into the cgroup; its future children stay in it. */
+  addProcess(pid: number): Promise<void>;
+  /** Reads the accounting so far. */
+  usage(): Promise<CgroupUsage>;
+  /** Freezes every process of the cgroup; resolves once the kernel reports it frozen. */
+  freeze(): Promise<void>;
+  /** Thaws a frozen cgroup. */
+  thaw(): Promise<void>;
+  /** Kills every remaining process and removes the cgroup directories; idempotent. */
+  destroy(): Promise<void>;
+}

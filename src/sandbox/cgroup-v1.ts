@@ -1,0 +1,163 @@
+import { realpath } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { TsbuildError } from '../core/index.js';
+import type { Cgroup, CgroupUsage } from './cgroup-types.js';
+import {
+  killPids, listCgroupPids, makeCgroupDir, pathExists, pollUntil, readCgroupFile, readOptionalCgroupFile,
+  removeCgroupDir, waitCgroupEmpty, writeCgroupFile,
+} from './cgroup-fs.js';
+import type { CgroupLimits } from './cgroup-limits.js';
+import { limitsToV1Writes, parseCpuset, parseKeyValueFile } from './cgroup-limits.js';
+
+/** The v1 controllers a sandbox joins. */
+export const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'cpuset', 'pids', 'freezer'] as const;
+type V1Controller = (typeof V1_CONTROLLERS)[number];
+
+/** Where to make a v1 cgroup: the cgroup mount root, the parent path inside each hierarchy, and the leaf name. */
+export interface V1Location {
+  readonly root: string;
+  readonly parent: string;
+  readonly dirName: string;
+}
+
+/** A sandbox cgroup in the v1 hierarchies: one directory per mounted controller (co-mounted ones share a directory). */
+export class CgroupV1 implements Cgroup {
+  readonly #dirs: ReadonlyMap<string, string>;
+  #destroyed = false;
+
+  constructor(dirs: ReadonlyMap<string, string>) {
+    this.#dirs = dirs;
+  }
+
+  /** The directory of each joined controller (for tests and diagnostics). */
+  get directories(): ReadonlyMap<string, string> {
+    return this.#dirs;
+  }
+
+  #unique(): string[] {
+    return [...new Set(this.#dirs.values())];
+  }
+
+  async addProcess(pid: number): Promise<void> {
+    for (const dir of this.#unique()) await writeCgroupFile(dir, 'cgroup.procs', String(pid));
+  }
+
+  async usage(): Promise<CgroupUsage> {
+    const cpuacct = this.#dirs.get('cpuacct');
+    const memory = this.#dirs.get('memory');
+    const cpuText = cpuacct === undefined ? undefined : await readOptionalCgroupFile(cpuacct, 'cpuacct.usage');
+    const peakText = memory === undefined ? undefined : await readOptionalCgroupFile(memory, 'memory.max_usage_in_bytes');
+    const oomText = memory === undefined ? undefined : await readOptionalCgroupFile(memory, 'memory.oom_control');
+    const oomKills = oomText === undefined ? 0 : (parseKeyValueFile(oomText).get('oom_kill') ?? 0);
+    return { cpuUsageNs: Number(cpuText ?? 0), memoryPeakBytes: Number(peakText ?? 0), oomKilled: oomKills > 0 };
+  }
+
+  async freeze(): Promise<void> {
+    const dir = this.#freezerDir();
+    await writeCgroupFile(dir, 'freezer.state', 'FROZEN');
+    await pollUntil(async () => (await readCgroupFile(dir, 'freezer.state')).trim() === 'FROZEN', `${dir} to freeze`);
+  }
+
+  async thaw(): Promise<void> {
+    const dir = this.#freezerDir();
+    await writeCgroupFile(dir, 'freezer.state', 'THAWED');
+    await pollUntil(async () => (await readCgroupFile(dir, 'freezer.state')).trim() === 'THAWED', `${dir} to thaw`);
+  }
+
+  #freezerDir(): string {
+    const dir = this.#dirs.get('freezer');
+    if (dir === undefined) throw new TsbuildError('SANDBOX_CGROUP', 'the cgroup v1 freezer controller is not mounted; cannot pause');
+    return dir;
+  }
+
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    const freezer = this.#dirs.get('freezer');
+    // Freeze first so nothing can fork while we kill (a fork bomb would otherwise outrun the loop).
+    if (freezer !== undefined && (await pathExists(freezer))) {
+      await writeCgroupFile(freezer, 'freezer.state', 'FROZEN').catch(() => undefined);
+      for (const dir of this.#unique()) killPids(await listCgroupPids(dir));
+      await writeCgroupFile(freezer, 'freezer.state', 'THAWED').catch(() => undefined);
+    }
+    for (const dir of this.#unique()) await waitCgroupEmpty(dir);
+    for (const dir of this.#unique()) await removeCgroupDir(dir);
+    this.#destroyed = true;
+  }
+}
+
+/** Finds the mounted v1 controllers under `root`: controller -> hierarchy mount directory (realpath, so co-mounts match). */
+export async function findV1Hierarchies(root: string): Promise<Map<V1Controller, string>> {
+  const out = new Map<V1Controller, string>();
+  for (const c of V1_CONTROLLERS) {
+    const dir = join(root, c);
+    if (await pathExists(join(dir, 'cgroup.procs'))) out.set(c, await realpath(dir));
+  }
+  return out;
+}
+
+/** Copies cpuset.cpus/mems from the parent when unset: v1 refuses tasks in a cpuset with empty cpus or mems. */
+async function initCpuset(dir: string, parentDir: string, cpus: string | undefined): Promise<void> {
+  const parentCpus = (await readCgroupFile(parentDir, 'cpuset.cpus')).trim();
+  if (cpus !== undefined) {
+    const available = new Set(parseCpuset(parentCpus));
+    const missing = parseCpuset(cpus).filter((c) => !available.has(c));
+    if (missing.length > 0) {
+      throw new TsbuildError('SANDBOX_BAD_LIMIT', `invalid --cpuset-cpus "${cpus}": requested CPUs are not available (available: ${parentCpus})`, { exitCode: 125 });
+    }
+  }
+  if ((await readCgroupFile(dir, 'cpuset.cpus')).trim() === '' || cpus !== undefined) {
+    await writeCgroupFile(dir, 'cpuset.cpus', cpus ?? parentCpus);
+  }
+  if ((await readCgroupFile(dir, 'cpuset.mems')).trim() === '') {
+    await writeCgroupFile(dir, 'cpuset.mems', (await readCgroupFile(parentDir, 'cpuset.mems')).trim());
+  }
+}
+
+/**
+ * Creates the sandbox cgroup in every mounted v1 hierarchy under `<root>/<controller>/<parent>/<dirName>` and writes
+ * the limits. A limit whose controller or file is missing is reported through `warn` and skipped (Docker's behaviour).
+ * On failure everything created here is removed again. Throws SANDBOX_BAD_LIMIT or SANDBOX_CGROUP.
+ */
+export async function createCgroupV1(loc: V1Location, limits: CgroupLimits, warn: (msg: string) => void): Promise<CgroupV1> {
+  const hierarchies = await findV1Hierarchies(loc.root);
+  if (limits.cpus !== undefined && limits.cpus > availableParallelism()) {
+    throw new TsbuildError('SANDBOX_BAD_LIMIT', `invalid --cpus "${limits.cpus}": the range is 0.01 to ${availableParallelism()}, as there are only ${availableParallelism()} CPUs`, { exitCode: 125 });
+  }
+  const dirs = new Map<V1Controller, string>();
+  const created = new Set<string>();
+  const cgroup = new CgroupV1(dirs);
+  try {
+    for (const [controller, mount] of hierarchies) {
+      const parentDir = join(mount, loc.parent);
+      const dir = join(parentDir, loc.dirName);
+      if (!created.has(dir)) {
+        await makeCgroupDir(parentDir);
+        if (controller === 'cpuset') await initCpuset(parentDir, mount, undefined);
+        if (!(await makeCgroupDir(dir))) throw new TsbuildError('SANDBOX_CGROUP', `cgroup ${dir} already exists`);
+        created.add(dir);
+        dirs.set(controller, dir);
+        if (controller === 'cpuset') await initCpuset(dir, parentDir, limits.cpusetCpus);
+      }
+      dirs.set(controller, dir);
+    }
+    if (limits.cpusetCpus !== undefined && !dirs.has('cpuset')) warn('the cpuset cgroup controller is not mounted: --cpuset-cpus discarded');
+    for (const w of limitsToV1Writes(limits)) {
+      const dir = dirs.get(w.controller as V1Controller);
+      if (dir === undefined) {
+        warn(`the ${w.controller} cgroup controller is not mounted: ${w.file} not applied`);
+      } else if (!(await pathExists(join(dir, w.file)))) {
+        warn(`${w.file} is not supported by this kernel${w.file.includes('memsw') ? ' (swap accounting is off)' : ''}: limit not applied`);
+      } else {
+        await writeCgroupFile(dir, w.file, w.value);
+      }
+    }
+    if (limits.oomKillDisable === true && (limits.memory ?? 0) <= 0) {
+      warn('the OOM killer is disabled but no memory limit is set: the process may exhaust the host memory');
+    }
+    return cgroup;
+  } catch (err) {
+    await cgroup.destroy().catch(() => undefined);
+    throw err;
+  }
+}

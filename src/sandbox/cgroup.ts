@@ -1,0 +1,120 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TsbuildError } from '../core/index.js';
+import type { CgroupMode, ProcessIdentity } from './cgroup-detect.js';
+import { CGROUP_ROOT, detectCgroupMode, formatCgroupDirName, isOwnerAlive, parseCgroupDirName, readProcCgroups, readProcessIdentity } from './cgroup-detect.js';
+import { errnoOf, isWritable } from './cgroup-fs.js';
+import type { CgroupLimits } from './cgroup-limits.js';
+import { hasLimits, validateLimits } from './cgroup-limits.js';
+import type { Cgroup } from './cgroup-types.js';
+import { CgroupV1, createCgroupV1, findV1Hierarchies } from './cgroup-v1.js';
+import { CgroupV2, createCgroupV2, evacuateDelegatedCgroup } from './cgroup-v2.js';
+
+/** The parent cgroup every sandbox cgroup lives under (in each hierarchy). */
+export const CGROUP_PARENT = 'tsbuild';
+
+/** Options of {@link createCgroup} and {@link cleanupStaleCgroups}. */
+export interface CgroupOptions {
+  /** True when tsbuild runs without root: limits only on a delegated cgroup v2 subtree. */
+  rootless: boolean;
+  /** Receives each warning once (a limit that cannot be applied and why). */
+  onWarning?: (msg: string) => void;
+  /** Mount root of the cgroup file systems (default /sys/fs/cgroup). */
+  root?: string;
+  /** Override the detected mode; 'v2' with root /sys/fs/cgroup/unified uses a hybrid machine's empty v2 tree. */
+  mode?: CgroupMode;
+  /** The process owning the cgroup (default: this process); recorded in the name for stale cleanup. */
+  owner?: ProcessIdentity;
+}
+
+type Located = { kind: 'v1'; root: string } | { kind: 'v2'; chain: string[] } | { kind: 'none'; why: string };
+
+/** Decides where sandbox cgroups live for these options, or why there are none. */
+async function locate(options: CgroupOptions): Promise<Located> {
+  const root = options.root ?? CGROUP_ROOT;
+  const mode = options.mode ?? (await detectCgroupMode(root));
+  if (mode !== 'v2') {
+    if (options.rootless) return { kind: 'none', why: `cgroups ${mode} cannot be delegated to an unprivileged user (only cgroup v2 can)` };
+    return { kind: 'v1', root };
+  }
+  if (!options.rootless) return { kind: 'v2', chain: [root, join(root, CGROUP_PARENT)] };
+  const own = (await readProcCgroups()).v2;
+  if (own === undefined) return { kind: 'none', why: 'this process is in no cgroup v2 (see /proc/self/cgroup)' };
+  const delegated = join(root, own);
+  const writable = (await isWritable(delegated)) && (await isWritable(join(delegated, 'cgroup.procs'))) && (await isWritable(join(delegated, 'cgroup.subtree_control')));
+  if (!writable) {
+    return { kind: 'none', why: `the cgroup v2 subtree ${own} is not delegated to this user (start tsbuild with: systemd-run --user --scope -p Delegate=yes tsbuild ...)` };
+  }
+  if (own !== '/') await evacuateDelegatedCgroup(delegated);
+  return { kind: 'v2', chain: [delegated, join(delegated, CGROUP_PARENT)] };
+}
+
+/**
+ * Creates the cgroup of one sandbox (`name`: letters, digits, `_.-`) with `limits` applied, under a `tsbuild` parent.
+ * Returns undefined when no cgroup can be used (rootless without a delegated v2 subtree), after one warning naming why
+ * when limits were requested. The caller must `destroy()` it; a SIGKILLed owner's cgroups go at {@link cleanupStaleCgroups}.
+ * Throws SANDBOX_BAD_LIMIT (invalid or unavailable limit) or SANDBOX_CGROUP.
+ */
+export async function createCgroup(name: string, limits: CgroupLimits, options: CgroupOptions): Promise<Cgroup | undefined> {
+  validateLimits(limits);
+  const warned = new Set<string>();
+  const warn = (msg: string): void => {
+    if (warned.has(msg)) return;
+    warned.add(msg);
+    options.onWarning?.(msg);
+  };
+  const located = await locate(options);
+  if (located.kind === 'none') {
+    if (hasLimits(limits)) warn(`running without resource limits: ${located.why}`);
+    return undefined;
+  }
+  const owner = options.owner ?? (await readProcessIdentity(process.pid));
+  if (owner === undefined) throw new TsbuildError('INTERNAL', 'cannot read this process\'s /proc/<pid>/stat');
+  const dirName = formatCgroupDirName(name, owner);
+  if (located.kind === 'v1') return createCgroupV1({ root: located.root, parent: CGROUP_PARENT, dirName }, limits, warn);
+  return createCgroupV2({ chain: located.chain, dirName }, limits, warn);
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return [];
+    throw new TsbuildError('SANDBOX_CGROUP', `cannot list ${dir}: ${errnoOf(err) ?? String(err)}`, { cause: err });
+  }
+}
+
+/**
+ * Removes the sandbox cgroups whose owner process is gone (a tsbuild that was SIGKILLed): kills what still runs in
+ * them and removes the directories. Cgroups of live owners and directories tsbuild did not name are left alone.
+ * Returns the removed directories. Call it at start-up.
+ */
+export async function cleanupStaleCgroups(options: CgroupOptions): Promise<string[]> {
+  const located = await locate({ ...options, onWarning: () => undefined });
+  const removed: string[] = [];
+  if (located.kind === 'v1') {
+    const byName = new Map<string, Map<string, string>>();
+    for (const [controller, mount] of await findV1Hierarchies(located.root)) {
+      for (const dirName of await listDir(join(mount, CGROUP_PARENT))) {
+        const dirs = byName.get(dirName) ?? new Map<string, string>();
+        dirs.set(controller, join(mount, CGROUP_PARENT, dirName));
+        byName.set(dirName, dirs);
+      }
+    }
+    for (const [dirName, dirs] of byName) {
+      const parsed = parseCgroupDirName(dirName);
+      if (parsed === undefined || (await isOwnerAlive(parsed.owner))) continue;
+      await new CgroupV1(dirs).destroy();
+      removed.push(...new Set(dirs.values()));
+    }
+  } else if (located.kind === 'v2') {
+    const parentDir = located.chain[located.chain.length - 1] as string;
+    for (const dirName of await listDir(parentDir)) {
+      const parsed = parseCgroupDirName(dirName);
+      if (parsed === undefined || (await isOwnerAlive(parsed.owner))) continue;
+      await new CgroupV2(join(parentDir, dirName)).destroy();
+      removed.push(join(parentDir, dirName));
+    }
+  }
+  return removed;
+}
