@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,7 +29,7 @@ function read(dir: string, file: string): string {
 }
 
 /** Creates a v1 cgroup that is destroyed at teardown, then checked gone. */
-async function makeCgroup(t: Parameters<Parameters<typeof test>[1]>[0], limits: Parameters<typeof createCgroup>[1], warnings: string[] = []): Promise<{ cg: Cgroup; dirs: Map<string, string> }> {
+async function makeCgroup(t: ExecutionContext, limits: Parameters<typeof createCgroup>[1], warnings: string[] = []): Promise<{ cg: Cgroup; dirs: Map<string, string> }> {
   const cg = await createCgroup(uniqueName(), limits, { rootless: false, onWarning: (m) => warnings.push(m) });
   if (cg === undefined) throw new Error('no cgroup');
   const dirs = dirsOf(cg);
