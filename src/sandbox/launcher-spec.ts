@@ -1,0 +1,116 @@
+/**
+ * Encodes a RunSpec into the launcher's input format (pure): a sequence of NUL-terminated
+ * tokens, each record a tag followed by a fixed number of fields (launcher/launcher.c parses it).
+ */
+import { TsbuildError } from '../core/index.js';
+import type { NamespaceType, RunSpec } from './spec.js';
+import { ALL_CAPABILITIES } from './spec.js';
+
+/** clone(2) flag of each namespace type. */
+export const CLONE_FLAGS: Readonly<Record<NamespaceType, number>> = {
+  mount: 0x00020000,
+  uts: 0x04000000,
+  ipc: 0x08000000,
+  user: 0x10000000,
+  pid: 0x20000000,
+  network: 0x40000000,
+  cgroup: 0x02000000,
+};
+
+/** Linux rlimit numbers (x86_64 and arm64 share them). */
+export const RLIMIT_NUMBERS: Readonly<Record<string, number>> = {
+  RLIMIT_CPU: 0, RLIMIT_FSIZE: 1, RLIMIT_DATA: 2, RLIMIT_STACK: 3, RLIMIT_CORE: 4, RLIMIT_RSS: 5,
+  RLIMIT_NPROC: 6, RLIMIT_NOFILE: 7, RLIMIT_MEMLOCK: 8, RLIMIT_AS: 9, RLIMIT_LOCKS: 10,
+  RLIMIT_SIGPENDING: 11, RLIMIT_MSGQUEUE: 12, RLIMIT_NICE: 13, RLIMIT_RTPRIO: 14, RLIMIT_RTTIME: 15,
+};
+
+/** Where the launcher mounts the root and which extra facts it needs besides the spec. */
+export interface LauncherTarget {
+  /** Directory that becomes `/` (the rootfs dir itself, or an empty dir for an overlay). */
+  readonly rootfs: string;
+  /** Overlay lowerdirs to put above the spec's (the init layer), top-most first. */
+  readonly extraLowerdirs?: readonly string[];
+  /** Extra mounts appended after the spec's (the init files). */
+  readonly extraMounts?: RunSpec['mounts'];
+}
+
+function badSpec(message: string): TsbuildError {
+  return new TsbuildError('SANDBOX_BAD_SPEC', message, { exitCode: 125 });
+}
+
+/** Capability names -> the 64-bit mask the launcher keeps; throws SANDBOX_BAD_CAPABILITY. */
+export function capabilityMask(caps: readonly string[]): bigint {
+  let mask = 0n;
+  for (const c of caps) {
+    const bit = ALL_CAPABILITIES.indexOf(c);
+    if (bit < 0) throw new TsbuildError('SANDBOX_BAD_CAPABILITY', `unknown capability "${c}"`, { exitCode: 125 });
+    mask |= 1n << BigInt(bit);
+  }
+  return mask;
+}
+
+/** The clone(2) flags for the spec's namespaces. */
+export function cloneFlags(spec: RunSpec): number {
+  let flags = 0;
+  for (const ns of spec.linux.namespaces) flags |= CLONE_FLAGS[ns.type];
+  return flags >>> 0;
+}
+
+/** The overlay mount data for a root (throws SANDBOX_BAD_SPEC for paths the option syntax cannot carry). */
+export function overlayOptions(lowerdirs: readonly string[], upperdir: string, workdir: string, userxattr: boolean): string {
+  for (const p of [...lowerdirs, upperdir, workdir]) {
+    if (!p.startsWith('/') || /[,:\\\n]/.test(p)) throw badSpec(`overlay path "${p}" must be absolute and free of ",", ":" and "\\"`);
+  }
+  if (lowerdirs.length === 0) throw badSpec('an overlay root needs at least one lowerdir');
+  return `lowerdir=${lowerdirs.join(':')},upperdir=${upperdir},workdir=${workdir}${userxattr ? ',userxattr' : ''}`;
+}
+
+/** Encodes the spec for the launcher (pure). Throws SANDBOX_BAD_SPEC on unrepresentable input. */
+export function encodeLauncherSpec(spec: RunSpec, target: LauncherTarget): Buffer {
+  const tokens: string[] = [];
+  const add = (...t: (string | number | bigint)[]): void => {
+    for (const v of t) {
+      const s = String(v);
+      if (s.includes('\0')) throw badSpec(`spec value contains a NUL byte: ${JSON.stringify(s.slice(0, 60))}`);
+      tokens.push(s);
+    }
+  };
+  const userns = spec.linux.namespaces.some((n) => n.type === 'user');
+  add('flags', cloneFlags(spec));
+  add('rootfs', target.rootfs);
+  if (spec.root.overlay !== undefined) {
+    const o = spec.root.overlay;
+    add('overlay', overlayOptions([...(target.extraLowerdirs ?? []), ...o.lowerdirs], o.upperdir, o.workdir, userns));
+  }
+  add('rootro', spec.root.readonly === true ? 1 : 0);
+  add('userns', userns ? 1 : 0);
+  add('lo', spec.linux.namespaces.some((n) => n.type === 'network') ? 1 : 0);
+  add('nnp', spec.process.noNewPrivileges ? 1 : 0);
+  if (spec.hostname !== undefined) add('hostname', spec.hostname);
+  add('cwd', spec.process.cwd);
+  for (const m of [...spec.mounts, ...(target.extraMounts ?? [])]) {
+    if (!m.destination.startsWith('/')) throw badSpec(`mount destination "${m.destination}" must be absolute`);
+    if (m.options.some((o) => o.includes(','))) throw badSpec(`mount option of ${m.destination} contains ","`);
+    add('mount', m.destination, m.type, m.source, m.options.join(','));
+  }
+  for (const p of spec.linux.maskedPaths) add('mask', p);
+  for (const p of spec.linux.readonlyPaths) add('ropath', p);
+  for (const r of spec.process.rlimits) {
+    const n = RLIMIT_NUMBERS[r.type];
+    if (n === undefined) throw badSpec(`unknown rlimit "${r.type}"`);
+    if (!Number.isSafeInteger(r.soft) || !Number.isSafeInteger(r.hard) || r.soft < 0 || r.soft > r.hard) {
+      throw badSpec(`invalid ${r.type} soft ${r.soft} hard ${r.hard}`);
+    }
+    add('rlimit', n, r.soft, r.hard);
+  }
+  add('caps', capabilityMask(spec.process.capabilities));
+  const u = spec.process.user;
+  for (const id of [u.uid, u.gid, ...(u.additionalGids ?? [])]) {
+    if (!Number.isInteger(id) || id < 0 || id > 0xfffffffe) throw badSpec(`invalid user or group id ${id}`);
+  }
+  add('user', u.uid, u.gid, (u.additionalGids ?? []).join(','));
+  for (const e of spec.process.env) add('env', e);
+  if (spec.process.args.length === 0) throw badSpec('no command to run');
+  for (const a of spec.process.args) add('arg', a);
+  return Buffer.from(tokens.map((t) => `${t}\0`).join(''), 'utf8');
+}

@@ -1,0 +1,559 @@
+/*
+ * tsbuild-launcher: enters namespaces and execs one process. Nothing else.
+ *
+ * TypeScript (src/sandbox/sandbox.ts) owns the policy; this program only applies it.
+ * fds: 0-2 stdio of the container; 3 = spec in (NUL-separated tokens, see launcher-spec.ts);
+ *      4 = status out (lines: "pid N", "error STEP ERRNO DETAIL", "exit N", "signal N");
+ *      5 = go in (one byte after TypeScript wrote the id maps and joined the cgroup).
+ * Every failing syscall is reported on fd 4 with its step name and errno, then exit 125
+ * (127 when the command is not found, 126 when it cannot be executed).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <linux/openat2.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <grp.h>
+#include <unistd.h>
+
+#define SPEC_FD 3
+#define STATUS_FD 4
+#define GO_FD 5
+#define MAX_SPEC (4 << 20)
+#define MAX_ITEMS 512
+
+struct mnt { const char *dest, *type, *source, *options; };
+struct rlim { int resource; unsigned long long soft, hard; };
+
+struct spec {
+  unsigned long clone_flags;
+  const char *rootfs;           /* directory that becomes / */
+  const char *overlay_opts;     /* overlay mount data, or NULL for a directory root */
+  int root_readonly, userns, lo_up, nnp;
+  const char *hostname, *cwd;
+  struct mnt mounts[MAX_ITEMS]; int nmounts;
+  const char *masked[MAX_ITEMS]; int nmasked;
+  const char *ropaths[MAX_ITEMS]; int nropaths;
+  struct rlim rlimits[64]; int nrlimits;
+  uint64_t caps;
+  unsigned uid, gid; gid_t groups[256]; int ngroups;
+  char *env[MAX_ITEMS + 1]; int nenv;
+  char *args[MAX_ITEMS + 1]; int nargs;
+};
+
+static struct spec S;
+static pid_t child_pid;
+
+/* One status line, written with a single write() so lines from launcher and child never mix. */
+static void report(const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if (n > (int)sizeof buf - 2) n = sizeof buf - 2;
+  buf[n++] = '\n';
+  ssize_t w = write(STATUS_FD, buf, (size_t)n);
+  (void)w;
+}
+
+/* Reports a failed step (with errno) and exits; never returns. */
+static void __attribute__((noreturn)) fail_code(int code, const char *step, int err, const char *detail) {
+  char clean[600];
+  size_t i = 0;
+  for (; detail != NULL && detail[i] != '\0' && i < sizeof clean - 1; i++) {
+    char c = detail[i];
+    clean[i] = (c == '\n' || c == '\t') ? ' ' : c;
+  }
+  clean[i] = '\0';
+  report("error\t%s\t%d\t%s", step, err, clean);
+  _exit(code);
+}
+
+static void __attribute__((noreturn)) fail(const char *step, const char *detail) {
+  fail_code(125, step, errno, detail);
+}
+
+/* ---------- spec parsing: tag + fixed number of NUL-terminated fields ---------- */
+
+static unsigned long long parse_num(const char *s, const char *what) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0') fail_code(125, "parse-spec", EINVAL, what);
+  return v;
+}
+
+static void parse_spec(char *buf, size_t len) {
+  char *tok[8];
+  size_t pos = 0;
+  if (len == 0 || buf[len - 1] != '\0') fail_code(125, "parse-spec", EINVAL, "spec not NUL-terminated");
+  while (pos < len) {
+    const char *tag = buf + pos;
+    pos += strlen(tag) + 1;
+    int want;
+    if (!strcmp(tag, "mount")) want = 4;
+    else if (!strcmp(tag, "rlimit") || !strcmp(tag, "user")) want = 3;
+    else want = 1;
+    for (int i = 0; i < want; i++) {
+      if (pos >= len) fail_code(125, "parse-spec", EINVAL, tag);
+      tok[i] = buf + pos;
+      pos += strlen(tok[i]) + 1;
+    }
+    if (!strcmp(tag, "flags")) S.clone_flags = (unsigned long)parse_num(tok[0], "flags");
+    else if (!strcmp(tag, "rootfs")) S.rootfs = tok[0];
+    else if (!strcmp(tag, "overlay")) S.overlay_opts = tok[0];
+    else if (!strcmp(tag, "rootro")) S.root_readonly = tok[0][0] == '1';
+    else if (!strcmp(tag, "userns")) S.userns = tok[0][0] == '1';
+    else if (!strcmp(tag, "lo")) S.lo_up = tok[0][0] == '1';
+    else if (!strcmp(tag, "nnp")) S.nnp = tok[0][0] == '1';
+    else if (!strcmp(tag, "hostname")) S.hostname = tok[0];
+    else if (!strcmp(tag, "cwd")) S.cwd = tok[0];
+    else if (!strcmp(tag, "caps")) S.caps = parse_num(tok[0], "caps");
+    else if (!strcmp(tag, "mount")) {
+      if (S.nmounts >= MAX_ITEMS) fail_code(125, "parse-spec", E2BIG, "mounts");
+      S.mounts[S.nmounts++] = (struct mnt){ tok[0], tok[1], tok[2], tok[3] };
+    } else if (!strcmp(tag, "mask")) {
+      if (S.nmasked >= MAX_ITEMS) fail_code(125, "parse-spec", E2BIG, "masked");
+      S.masked[S.nmasked++] = tok[0];
+    } else if (!strcmp(tag, "ropath")) {
+      if (S.nropaths >= MAX_ITEMS) fail_code(125, "parse-spec", E2BIG, "readonly paths");
+      S.ropaths[S.nropaths++] = tok[0];
+    } else if (!strcmp(tag, "rlimit")) {
+      if (S.nrlimits >= 64) fail_code(125, "parse-spec", E2BIG, "rlimits");
+      S.rlimits[S.nrlimits++] = (struct rlim){ (int)parse_num(tok[0], "rlimit"), parse_num(tok[1], "rlimit"), parse_num(tok[2], "rlimit") };
+    } else if (!strcmp(tag, "user")) {
+      S.uid = (unsigned)parse_num(tok[0], "uid");
+      S.gid = (unsigned)parse_num(tok[1], "gid");
+      char *p = tok[2];
+      while (*p != '\0') {
+        char *comma = strchr(p, ',');
+        if (comma != NULL) *comma = '\0';
+        if (S.ngroups >= 256) fail_code(125, "parse-spec", E2BIG, "groups");
+        S.groups[S.ngroups++] = (gid_t)parse_num(p, "group");
+        if (comma == NULL) break;
+        p = comma + 1;
+      }
+    } else if (!strcmp(tag, "env")) {
+      if (S.nenv >= MAX_ITEMS) fail_code(125, "parse-spec", E2BIG, "env");
+      S.env[S.nenv++] = tok[0];
+    } else if (!strcmp(tag, "arg")) {
+      if (S.nargs >= MAX_ITEMS) fail_code(125, "parse-spec", E2BIG, "args");
+      S.args[S.nargs++] = tok[0];
+    } else fail_code(125, "parse-spec", EINVAL, tag);
+  }
+  if (S.rootfs == NULL || S.nargs == 0 || S.cwd == NULL) fail_code(125, "parse-spec", EINVAL, "rootfs, cwd and args are required");
+  S.env[S.nenv] = NULL;
+  S.args[S.nargs] = NULL;
+}
+
+static void read_spec(void) {
+  char *buf = malloc(MAX_SPEC);
+  size_t len = 0;
+  if (buf == NULL) fail("read-spec", "malloc");
+  for (;;) {
+    ssize_t n = read(SPEC_FD, buf + len, MAX_SPEC - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("read-spec", "fd 3");
+    if (n == 0) break;
+    len += (size_t)n;
+    if (len == MAX_SPEC) fail_code(125, "read-spec", E2BIG, "spec larger than 4 MiB");
+  }
+  close(SPEC_FD);
+  parse_spec(buf, len);
+}
+
+/* ---------- paths inside the new root (openat2 RESOLVE_IN_ROOT: symlinks cannot escape) ---------- */
+
+static int open_in_root(int rootfd, const char *path, int flags) {
+  struct open_how how = { .flags = (uint64_t)(flags | O_CLOEXEC), .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+  while (*path == '/') path++;
+  if (*path == '\0') path = ".";
+  return (int)syscall(SYS_openat2, rootfd, path, &how, sizeof how);
+}
+
+/* SECURITY: creates `dest` (a dir, or a file when !dir) below rootfd without following symlinks
+ * out of the root, and returns an O_PATH fd of it. */
+static int ensure_in_root(int rootfd, const char *dest, int dir) {
+  char path[PATH_MAX];
+  if (strlen(dest) >= sizeof path) fail_code(125, "mountpoint", ENAMETOOLONG, dest);
+  strcpy(path, dest);
+  int fd = open_in_root(rootfd, path, O_PATH);
+  if (fd >= 0) return fd;
+  if (errno != ENOENT) fail("mountpoint", dest);
+  for (char *p = path + 1;; p++) {
+    if (*p != '/' && *p != '\0') continue;
+    char saved = *p;
+    *p = '\0';
+    int cfd = open_in_root(rootfd, path, O_PATH);
+    if (cfd < 0 && errno == ENOENT) {
+      char *slash = strrchr(path, '/');
+      *slash = '\0';
+      int parent = open_in_root(rootfd, path, O_PATH | O_DIRECTORY);
+      *slash = '/';
+      if (parent < 0) fail("mountpoint", path);
+      const char *name = slash + 1;
+      if (saved == '\0' && !dir) {
+        int f = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (f < 0 && errno != EEXIST) fail("mountpoint", path);
+        if (f >= 0) close(f);
+      } else if (mkdirat(parent, name, 0755) < 0 && errno != EEXIST) {
+        fail("mountpoint", path);
+      }
+      close(parent);
+    } else if (cfd < 0) {
+      fail("mountpoint", path);
+    } else {
+      close(cfd);
+    }
+    *p = saved;
+    if (saved == '\0') break;
+  }
+  fd = open_in_root(rootfd, path, O_PATH);
+  if (fd < 0) fail("mountpoint", dest);
+  return fd;
+}
+
+static void fd_path(char *out, size_t size, int fd) {
+  snprintf(out, size, "/proc/self/fd/%d", fd);
+}
+
+/* ---------- mounts ---------- */
+
+struct flagname { const char *name; unsigned long set, clear; };
+static const struct flagname FLAGS[] = {
+  {"ro", MS_RDONLY, 0}, {"rw", 0, MS_RDONLY}, {"nosuid", MS_NOSUID, 0}, {"suid", 0, MS_NOSUID},
+  {"nodev", MS_NODEV, 0}, {"dev", 0, MS_NODEV}, {"noexec", MS_NOEXEC, 0}, {"exec", 0, MS_NOEXEC},
+  {"sync", MS_SYNCHRONOUS, 0}, {"async", 0, MS_SYNCHRONOUS}, {"dirsync", MS_DIRSYNC, 0},
+  {"noatime", MS_NOATIME, 0}, {"atime", 0, MS_NOATIME}, {"nodiratime", MS_NODIRATIME, 0},
+  {"diratime", 0, MS_NODIRATIME}, {"relatime", MS_RELATIME, 0}, {"norelatime", 0, MS_RELATIME},
+  {"strictatime", MS_STRICTATIME, 0}, {"nostrictatime", 0, MS_STRICTATIME},
+  {"bind", MS_BIND, 0}, {"rbind", MS_BIND | MS_REC, 0},
+};
+static const struct flagname PROPAGATION[] = {
+  {"private", MS_PRIVATE, 0}, {"rprivate", MS_PRIVATE | MS_REC, 0}, {"slave", MS_SLAVE, 0},
+  {"rslave", MS_SLAVE | MS_REC, 0}, {"shared", MS_SHARED, 0}, {"rshared", MS_SHARED | MS_REC, 0},
+  {"unbindable", MS_UNBINDABLE, 0}, {"runbindable", MS_UNBINDABLE | MS_REC, 0},
+};
+
+/* Splits "a,b,c" into mount flags, propagation flags and the remaining fs data. */
+static void split_options(const char *opts, unsigned long *flags, unsigned long *prop, char *data, size_t size) {
+  char copy[4096];
+  *flags = 0; *prop = 0; data[0] = '\0';
+  if (strlen(opts) >= sizeof copy) fail_code(125, "mount-options", E2BIG, opts);
+  strcpy(copy, opts);
+  for (char *save = NULL, *o = strtok_r(copy, ",", &save); o != NULL; o = strtok_r(NULL, ",", &save)) {
+    int known = 0;
+    for (size_t i = 0; i < sizeof FLAGS / sizeof FLAGS[0]; i++) {
+      if (!strcmp(o, FLAGS[i].name)) { *flags = (*flags | FLAGS[i].set) & ~FLAGS[i].clear; known = 1; }
+    }
+    for (size_t i = 0; i < sizeof PROPAGATION / sizeof PROPAGATION[0]; i++) {
+      if (!strcmp(o, PROPAGATION[i].name)) { *prop |= PROPAGATION[i].set; known = 1; }
+    }
+    if (known) continue;
+    if (strlen(data) + strlen(o) + 2 > size) fail_code(125, "mount-options", E2BIG, opts);
+    if (data[0] != '\0') strcat(data, ",");
+    strcat(data, o);
+  }
+}
+
+/* Flags a remount must keep (the kernel locks them in a user namespace). */
+static unsigned long locked_flags(const char *path) {
+  struct statvfs st;
+  if (statvfs(path, &st) < 0) fail("statvfs", path);
+  unsigned long f = 0;
+  if (st.f_flag & ST_NOSUID) f |= MS_NOSUID;
+  if (st.f_flag & ST_NODEV) f |= MS_NODEV;
+  if (st.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+  if (st.f_flag & ST_NOATIME) f |= MS_NOATIME;
+  if (st.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+  if (st.f_flag & ST_RELATIME) f |= MS_RELATIME;
+  return f;
+}
+
+static void remount_bind(const char *target, unsigned long flags, const char *what) {
+  if (mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | flags | locked_flags(target), NULL) < 0) fail("remount-readonly", what);
+}
+
+/* Device nodes of a fresh /dev: mknod as real root, bind mounts of the host's nodes in a userns. */
+static void populate_dev(int rootfd) {
+  static const struct { const char *name; unsigned maj, min; } devs[] = {
+    {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+  };
+  static const struct { const char *name, *target; } links[] = {
+    {"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
+    {"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"},
+  };
+  int devfd = open_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY);
+  if (devfd < 0) fail("open-dev", "/dev");
+  for (size_t i = 0; i < sizeof devs / sizeof devs[0]; i++) {
+    char host[64], tgt[64];
+    if (!S.userns && mknodat(devfd, devs[i].name, S_IFCHR | 0666, makedev(devs[i].maj, devs[i].min)) == 0) {
+      if (fchmodat(devfd, devs[i].name, 0666, 0) < 0) fail("chmod-device", devs[i].name);
+      continue;
+    }
+    if (!S.userns && errno != EPERM) fail("mknod", devs[i].name);
+    int f = openat(devfd, devs[i].name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
+    if (f < 0) fail("create-device", devs[i].name);
+    snprintf(host, sizeof host, "/dev/%s", devs[i].name);
+    fd_path(tgt, sizeof tgt, f);
+    if (mount(host, tgt, NULL, MS_BIND, NULL) < 0) fail("bind-device", host);
+    close(f);
+  }
+  for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+    if (symlinkat(links[i].target, devfd, links[i].name) < 0) fail("symlink-dev", links[i].name);
+  }
+  close(devfd);
+}
+
+/* The O_PATH fd of a mountpoint names what was below the new mount: reopen to reach the mount. */
+static void reopen_mounted(int rootfd, const char *dest, int *fd, char *target, size_t size) {
+  close(*fd);
+  *fd = open_in_root(rootfd, dest, O_PATH);
+  if (*fd < 0) fail("reopen-mount", dest);
+  fd_path(target, size, *fd);
+}
+
+static void do_mount(int rootfd, const struct mnt *m) {
+  unsigned long flags, prop;
+  char data[4096], target[64];
+  split_options(m->options, &flags, &prop, data, sizeof data);
+  int is_bind = !strcmp(m->type, "bind") || (flags & MS_BIND);
+  int dir = 1;
+  if (is_bind) {
+    struct stat st;
+    if (stat(m->source, &st) < 0) fail("bind-source", m->source);
+    dir = S_ISDIR(st.st_mode);
+  }
+  int fd = ensure_in_root(rootfd, m->dest, dir);
+  fd_path(target, sizeof target, fd);
+  if (is_bind) {
+    if (mount(m->source, target, NULL, MS_BIND | (flags & MS_REC), NULL) < 0) fail("bind-mount", m->dest);
+    reopen_mounted(rootfd, m->dest, &fd, target, sizeof target);
+    unsigned long extra = flags & ~(MS_BIND | MS_REC);
+    if (extra != 0) remount_bind(target, extra, m->dest);
+  } else {
+    int rc = mount(m->source, target, m->type, flags, data[0] ? data : NULL);
+    if (rc < 0 && !strcmp(m->type, "devpts") && (errno == EINVAL || errno == EPERM) && strstr(data, "gid=") != NULL) {
+      /* gid 5 (tty) is not mapped in a single-id user namespace: mount without it. */
+      char *g = strstr(data, "gid=");
+      char *end = strchr(g, ',');
+      if (end != NULL) memmove(g, end + 1, strlen(end + 1) + 1);
+      else { *g = '\0'; if (g > data && g[-1] == ',') g[-1] = '\0'; }
+      rc = mount(m->source, target, m->type, flags, data[0] ? data : NULL);
+    }
+    if (rc < 0 && !strcmp(m->type, "sysfs") && (errno == EPERM || errno == EACCES)) {
+      /* A user namespace that does not own the network namespace cannot mount sysfs: bind the host's. */
+      rc = mount("/sys", target, NULL, MS_BIND | MS_REC, NULL);
+      if (rc == 0 && (flags & MS_RDONLY)) {
+        reopen_mounted(rootfd, m->dest, &fd, target, sizeof target);
+        remount_bind(target, MS_RDONLY, m->dest);
+      }
+    }
+    if (rc < 0) fail("mount", m->dest);
+    reopen_mounted(rootfd, m->dest, &fd, target, sizeof target);
+    if (!strcmp(m->dest, "/dev") && !strcmp(m->type, "tmpfs")) populate_dev(rootfd);
+  }
+  if (prop != 0 && mount(NULL, target, NULL, prop, NULL) < 0) fail("mount-propagation", m->dest);
+  close(fd);
+}
+
+static void mask_paths(void) {
+  for (int i = 0; i < S.nmasked; i++) {
+    struct stat st;
+    const char *p = S.masked[i];
+    if (lstat(p, &st) < 0) {
+      if (errno == ENOENT) continue;
+      fail("mask-path", p);
+    }
+    int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", p, "tmpfs", MS_RDONLY, NULL) : mount("/dev/null", p, NULL, MS_BIND, NULL);
+    if (rc < 0) fail("mask-path", p);
+  }
+  for (int i = 0; i < S.nropaths; i++) {
+    const char *p = S.ropaths[i];
+    if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0) {
+      if (errno == ENOENT) continue;
+      fail("readonly-path", p);
+    }
+    remount_bind(p, MS_RDONLY | MS_REC, p);
+  }
+}
+
+static void setup_rootfs(void) {
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail("make-root-private", "/");
+  if (S.overlay_opts != NULL) {
+    if (mount("overlay", S.rootfs, "overlay", 0, S.overlay_opts) < 0) fail("mount-overlay", S.rootfs);
+  } else if (mount(S.rootfs, S.rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
+    fail("bind-rootfs", S.rootfs);
+  }
+  int rootfd = open(S.rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) fail("open-rootfs", S.rootfs);
+  for (int i = 0; i < S.nmounts; i++) do_mount(rootfd, &S.mounts[i]);
+  if (fchdir(rootfd) < 0) fail("chdir-rootfs", S.rootfs);
+  close(rootfd);
+  if (syscall(SYS_pivot_root, ".", ".") < 0) fail("pivot-root", S.rootfs);
+  if (umount2(".", MNT_DETACH) < 0) fail("unmount-old-root", "/");
+  if (chdir("/") < 0) fail("chdir", "/");
+  mask_paths();
+  if (S.root_readonly) remount_bind("/", MS_RDONLY, "/");
+}
+
+static void bring_lo_up(void) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) fail("socket", "lo");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, "lo");
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) fail("get-if-flags", "lo");
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) fail("set-if-flags", "lo");
+  close(s);
+}
+
+/* ---------- credentials ---------- */
+
+static int setgroups_denied(void) {
+  char buf[16] = {0};
+  int fd = open("/proc/self/setgroups", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  return n > 0 && strncmp(buf, "deny", 4) == 0;
+}
+
+static void apply_credentials(void) {
+  for (int i = 0; i < S.nrlimits; i++) {
+    struct rlimit rl = { S.rlimits[i].soft, S.rlimits[i].hard };
+    if (setrlimit(S.rlimits[i].resource, &rl) < 0) {
+      /* Rootless cannot raise a hard limit: clamp to the current hard limit. */
+      struct rlimit cur;
+      if (errno != EPERM || getrlimit(S.rlimits[i].resource, &cur) < 0) fail("setrlimit", "rlimit");
+      if (rl.rlim_max > cur.rlim_max) rl.rlim_max = cur.rlim_max;
+      if (rl.rlim_cur > rl.rlim_max) rl.rlim_cur = rl.rlim_max;
+      if (setrlimit(S.rlimits[i].resource, &rl) < 0) fail("setrlimit", "rlimit");
+    }
+  }
+  for (int cap = 0; cap <= 63; cap++) {
+    if (S.caps & (1ULL << cap)) continue;
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+      if (errno == EINVAL) break; /* past the kernel's last capability */
+      fail("drop-bounding-cap", "capability");
+    }
+  }
+  if (setgroups((size_t)S.ngroups, S.groups) < 0) {
+    if (!(errno == EPERM && S.ngroups == 0 && setgroups_denied())) fail("setgroups", "additional groups");
+  }
+  if (setresgid(S.gid, S.gid, S.gid) < 0) fail("setgid", "gid");
+  if (setresuid(S.uid, S.uid, S.uid) < 0) fail("setuid", "uid");
+  struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof data);
+  if (S.uid == 0) {
+    data[0].effective = data[0].permitted = (uint32_t)S.caps;
+    data[1].effective = data[1].permitted = (uint32_t)(S.caps >> 32);
+  }
+  if (syscall(SYS_capset, &hdr, data) < 0) fail("capset", "capabilities");
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) fail("clear-ambient-caps", "capabilities");
+  if (S.nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("no-new-privs", "prctl");
+}
+
+/* Runs args[0], searched in the container's PATH when it has no slash. Never returns. */
+static void __attribute__((noreturn)) exec_command(void) {
+  const char *cmd = S.args[0];
+  if (strchr(cmd, '/') != NULL) {
+    execve(cmd, S.args, S.env);
+    fail_code(errno == ENOENT ? 127 : 126, "exec", errno, cmd);
+  }
+  const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  for (int i = 0; i < S.nenv; i++) if (!strncmp(S.env[i], "PATH=", 5)) path = S.env[i] + 5;
+  int last = ENOENT;
+  const char *p = path;
+  for (;;) {
+    const char *colon = strchr(p, ':');
+    size_t dlen = colon == NULL ? strlen(p) : (size_t)(colon - p);
+    char full[PATH_MAX];
+    if (dlen + strlen(cmd) + 2 < sizeof full) {
+      snprintf(full, sizeof full, "%.*s/%s", (int)dlen, dlen == 0 ? "." : p, cmd);
+      execve(full, S.args, S.env);
+      if (errno != ENOENT && errno != ENOTDIR) last = errno;
+    }
+    if (colon == NULL) break;
+    p = colon + 1;
+  }
+  char detail[PATH_MAX + 64];
+  snprintf(detail, sizeof detail, "%s (searched PATH=%s)", cmd, path);
+  fail_code(last == ENOENT ? 127 : 126, "exec", last, detail);
+}
+
+static void __attribute__((noreturn)) run_child(void) {
+  char go;
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "child");
+  ssize_t n;
+  do n = read(GO_FD, &go, 1); while (n < 0 && errno == EINTR);
+  if (n != 1) fail_code(125, "wait-for-parent", n < 0 ? errno : ECANCELED, "the parent did not release the sandbox");
+  close(GO_FD);
+  if (S.hostname != NULL && sethostname(S.hostname, strlen(S.hostname)) < 0) fail("sethostname", S.hostname);
+  setup_rootfs();
+  if (S.lo_up) bring_lo_up();
+  if (S.cwd[0] != '/') fail_code(125, "chdir", EINVAL, S.cwd);
+  apply_credentials();
+  /* Credential changes clear the parent-death signal: set it again right before exec. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "child");
+  if (chdir(S.cwd) < 0) fail("chdir", S.cwd);
+  exec_command();
+}
+
+static void forward_signal(int sig) {
+  if (child_pid > 0) kill(child_pid, sig);
+}
+
+int main(void) {
+  if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) < 0) _exit(125);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "launcher");
+  if (getppid() == 1) fail_code(125, "parent", ESRCH, "the parent exited");
+  read_spec();
+  pid_t pid = (pid_t)syscall(SYS_clone, S.clone_flags | SIGCHLD, NULL, NULL, NULL, NULL);
+  if (pid < 0) fail("clone", "namespaces");
+  if (pid == 0) run_child();
+  child_pid = pid;
+  close(GO_FD);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = forward_signal;
+  int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+    if (sigaction(sigs[i], &sa, NULL) < 0) fail("sigaction", "forward signals");
+  }
+  report("pid %d", pid);
+  int status;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) fail("waitpid", "child");
+  }
+  if (WIFSIGNALED(status)) {
+    report("signal %d", WTERMSIG(status));
+    return 128 + WTERMSIG(status);
+  }
+  report("exit %d", WEXITSTATUS(status));
+  return WEXITSTATUS(status);
+}
