@@ -32,5 +32,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 
+# Rootless sandbox tests run as this unprivileged user with sub-id ranges (idempotent).
+if [ "$(id -u)" -eq 0 ]; then
+  id tsbuild-test >/dev/null 2>&1 || useradd --system --create-home --shell /usr/sbin/nologin tsbuild-test
+  for f in /etc/subuid /etc/subgid; do
+    touch "$f"
+    grep -q '^tsbuild-test:' "$f" || echo 'tsbuild-test:200000:65536' >> "$f"
+  done
+fi
+
 npm ci --no-audit --no-fund
 npm run build
