@@ -1,0 +1,273 @@
+import {
+  closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync,
+  openSync, readdirSync, realpathSync, rmSync, symlinkSync, unlinkSync, chmodSync, writeSync,
+} from 'node:fs';
+import type { Readable } from 'node:stream';
+import { TsbuildError, isTsbuildError } from '../core/index.js';
+import { SysCallError, makeNode, setXattr } from '../sys/index.js';
+import { ScopedResolver, splitMemberName } from './safe-path.js';
+import type { TarHeader } from './tar-header.js';
+import { readTar, type TarReadLimits } from './tar-reader.js';
+
+/** How whiteout entries are materialised by {@link applyLayer}. */
+export type WhiteoutMode =
+  /** Delete the named lower content (unpacking a layer on top of its parent). */
+  | 'delete'
+  /** Record them as overlayfs does (0/0 char device, `<prefix>.overlay.opaque=y`), for a layer unpacked alone as an overlay lowerdir. */
+  | 'overlay';
+
+/** Options of {@link applyLayer}. */
+export interface ApplyOptions {
+  /** Default `delete`. */
+  readonly whiteouts?: WhiteoutMode;
+  /** Xattr namespace of overlay opaque markers in `overlay` mode: `trusted` (root, default) or `user` (userxattr mounts). */
+  readonly overlayXattrPrefix?: 'trusted' | 'user';
+  /** Restore owners and create device nodes; default: running as uid 0. Otherwise devices are skipped with a warning. */
+  readonly privileged?: boolean;
+  /** Entry-count and path-length bounds. */
+  readonly limits?: TarReadLimits;
+  /** Aborts between entries with LAYER_ABORTED. */
+  readonly signal?: AbortSignal;
+}
+
+/** What {@link applyLayer} did. */
+export interface ApplyReport {
+  readonly entries: number;
+  /** Bytes of file content written. */
+  readonly bytes: number;
+  readonly whiteouts: number;
+  /** Non-fatal problems (skipped devices, xattrs the file system refused), at most 100. */
+  readonly warnings: readonly string[];
+}
+
+const WH = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+
+interface DirMeta {
+  readonly mode: number;
+  readonly mtime: number;
+}
+
+function wrap(err: unknown, what: string): TsbuildError {
+  if (isTsbuildError(err) && !(err instanceof SysCallError)) return err;
+  const code = (err as { code?: string; errnoName?: string }).errnoName ?? (err as { code?: string }).code;
+  if (code === 'ENAMETOOLONG') return new TsbuildError('LAYER_PATH_TOO_LONG', `${what}: name too long`, { cause: err });
+  return new TsbuildError('LAYER_WRITE_FAILED', `${what}: ${(err as Error).message}`, { cause: err });
+}
+
+class Applier {
+  readonly resolver: ScopedResolver;
+  readonly unpacked = new Set<string>();
+  readonly dirs = new Map<string, DirMeta>();
+  readonly warnings: string[] = [];
+  entries = 0;
+  bytes = 0;
+  whiteouts = 0;
+  private readonly privileged: boolean;
+  private readonly mode: WhiteoutMode;
+
+  constructor(root: string, private readonly options: ApplyOptions) {
+    this.resolver = new ScopedResolver(root);
+    this.privileged = options.privileged ?? process.getuid?.() === 0;
+    this.mode = options.whiteouts ?? 'delete';
+  }
+
+  warn(message: string): void {
+    if (this.warnings.length < 100) this.warnings.push(message);
+  }
+
+  async apply(h: TarHeader, body: AsyncIterable<Buffer>): Promise<void> {
+    this.entries++;
+    const parts = splitMemberName(h.name);
+    const base = parts.pop();
+    if (base === undefined) {
+      if (h.type !== 'directory') throw new TsbuildError('LAYER_UNSAFE_PATH', `entry ${JSON.stringify(h.name)} would replace the layer root`);
+      this.dirs.set(this.resolver.root, { mode: h.mode, mtime: h.mtime });
+      this.restoreOwnerAndXattrs(this.resolver.root, h);
+      return;
+    }
+    if (base.startsWith(WH)) {
+      this.whiteout(parts, base, h);
+      return;
+    }
+    const parent = this.resolver.resolveDir(parts, true, (real) => this.unpacked.add(real)) as string;
+    const target = `${parent}/${base}`;
+    const existing = lstatSync(target, { throwIfNoEntry: false });
+    let linkSource: string | undefined;
+    if (h.type === 'link') {
+      linkSource = this.resolveLinkSource(h);
+      if (linkSource === target) return; // a hardlink to itself: nothing to do
+    }
+    if (existing !== undefined && !(existing.isDirectory() && h.type === 'directory')) {
+      // Docker semantics: a new entry replaces whatever was there (a directory with all its content).
+      if (existing.isDirectory()) rmSync(target, { recursive: true, force: true });
+      else unlinkSync(target);
+      if (existing.isDirectory() || existing.isSymbolicLink()) this.resolver.invalidate();
+    }
+    switch (h.type) {
+      case 'file':
+        await this.writeFile(target, h, body);
+        break;
+      case 'directory':
+        if (existing === undefined || !existing.isDirectory()) mkdirSync(target, 0o700);
+        this.resolver.remember([...parts, base], target);
+        this.dirs.set(target, { mode: h.mode, mtime: h.mtime });
+        this.restoreOwnerAndXattrs(target, h);
+        break;
+      case 'symlink':
+        // The target is data: it is never followed here, and later lookups resolve it inside the root.
+        symlinkSync(h.linkname, target);
+        this.restoreOwnerAndXattrs(target, h);
+        lutimesSync(target, h.mtime, h.mtime);
+        break;
+      case 'link':
+        linkSync(linkSource as string, target);
+        break;
+      case 'fifo':
+      case 'char':
+      case 'block':
+        if (h.type !== 'fifo' && !this.privileged) {
+          this.warn(`skipped device node ${h.name} (${h.devmajor}:${h.devminor}): not privileged`);
+          return;
+        }
+        makeNode(target, h.type, 0o600, h.devmajor, h.devminor);
+        this.restoreOwnerAndXattrs(target, h);
+        chmodSync(target, h.mode);
+        lutimesSync(target, h.mtime, h.mtime);
+        break;
+    }
+    this.unpacked.add(target);
+  }
+
+  private async writeFile(target: string, h: TarHeader, body: AsyncIterable<Buffer>): Promise<void> {
+    // SECURITY: O_EXCL|O_NOFOLLOW: the name was just cleared, so nothing (no symlink) may be followed.
+    const fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      for await (const chunk of body) {
+        let at = 0;
+        while (at < chunk.length) at += writeSync(fd, chunk, at, chunk.length - at);
+        this.bytes += chunk.length;
+      }
+      if (this.privileged) fchownSync(fd, h.uid, h.gid);
+      fchmodSync(fd, h.mode); // after chown, which clears setuid/setgid
+      this.restoreXattrs(target, h);
+      futimesSync(fd, h.mtime, h.mtime);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private resolveLinkSource(h: TarHeader): string {
+    const parts = splitMemberName(h.linkname, 'LAYER_BAD_LINK');
+    const base = parts.pop();
+    if (base === undefined) throw new TsbuildError('LAYER_BAD_LINK', `hardlink ${JSON.stringify(h.name)} points at the layer root`);
+    // SECURITY: the source's directories are resolved inside the root; its last component is not followed.
+    const dir = this.resolver.resolveDir(parts, false);
+    const source = dir === undefined ? undefined : `${dir}/${base}`;
+    const st = source === undefined ? undefined : lstatSync(source, { throwIfNoEntry: false });
+    if (source === undefined || st === undefined) {
+      throw new TsbuildError('LAYER_BAD_LINK', `hardlink ${JSON.stringify(h.name)} points at ${JSON.stringify(h.linkname)}, which is not in the layer root`);
+    }
+    if (st.isDirectory()) throw new TsbuildError('LAYER_BAD_LINK', `hardlink ${JSON.stringify(h.name)} points at a directory`);
+    return source;
+  }
+
+  private whiteout(parts: string[], base: string, h: TarHeader): void {
+    this.whiteouts++;
+    this.resolver.invalidate();
+    if (base === OPAQUE) {
+      const dir = this.resolver.resolveDir(parts, this.mode === 'overlay', (real) => this.unpacked.add(real));
+      if (dir === undefined) return;
+      if (this.mode === 'overlay') setXattr(dir, `${this.options.overlayXattrPrefix ?? 'trusted'}.overlay.opaque`, Buffer.from('y'));
+      else this.clearLower(dir);
+      return;
+    }
+    const name = base.slice(WH.length);
+    if (name === '' || name === '.' || name === '..' || name.startsWith(WH)) {
+      throw new TsbuildError('LAYER_UNSAFE_PATH', `invalid whiteout entry ${JSON.stringify(h.name)}`);
+    }
+    const dir = this.resolver.resolveDir(parts, this.mode === 'overlay', (real) => this.unpacked.add(real));
+    if (dir === undefined) return;
+    const target = `${dir}/${name}`;
+    rmSync(target, { recursive: true, force: true }); // rm never follows a symlink it removes
+    if (this.mode === 'overlay') {
+      makeNode(target, 'char', 0, 0, 0);
+      this.unpacked.add(target);
+    }
+  }
+
+  /** Removes everything below `dir` that this layer did not write (opaque directory). */
+  private clearLower(dir: string): void {
+    for (const name of readdirSync(dir)) {
+      const p = `${dir}/${name}`;
+      if (!this.unpacked.has(p)) rmSync(p, { recursive: true, force: true });
+      else if (lstatSync(p).isDirectory()) this.clearLower(p);
+    }
+  }
+
+  private restoreOwnerAndXattrs(path: string, h: TarHeader): void {
+    if (this.privileged) lchownSync(path, h.uid, h.gid);
+    this.restoreXattrs(path, h);
+  }
+
+  private restoreXattrs(path: string, h: TarHeader): void {
+    for (const x of h.xattrs) {
+      // SECURITY: overlay xattrs would change how an overlay mount interprets the snapshot.
+      if (/^(trusted|user)\.overlay\./.test(x.name)) {
+        this.warn(`ignored xattr ${x.name} on ${h.name}`);
+        continue;
+      }
+      if (h.type === 'symlink' && x.name.startsWith('user.')) continue; // Linux refuses user.* on symlinks
+      try {
+        setXattr(path, x.name, x.value);
+      } catch (err) {
+        this.warn(`could not restore xattr ${x.name} on ${h.name}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  finish(): void {
+    for (const [path, meta] of this.dirs) {
+      const st = lstatSync(path, { throwIfNoEntry: false });
+      if (st === undefined || !st.isDirectory()) continue;
+      chmodSync(path, meta.mode);
+      lutimesSync(path, meta.mtime, meta.mtime);
+    }
+  }
+}
+
+/**
+ * Extracts the (uncompressed) layer tar `tar` into `destDir` (created if missing) with OCI whiteout
+ * semantics, restoring owners (when privileged), modes, mtimes (symlinks too) and xattrs.
+ * SECURITY: every name is resolved inside `destDir` as if it were `/`; nothing is created, changed or
+ * linked outside it. Hostile or malformed input fails with LAYER_UNSAFE_PATH, LAYER_BAD_LINK,
+ * LAYER_SYMLINK_LOOP, LAYER_NOT_A_DIRECTORY, LAYER_TRUNCATED, LAYER_BAD_HEADER, LAYER_TOO_MANY_ENTRIES,
+ * LAYER_PATH_TOO_LONG or LAYER_UNSUPPORTED_ENTRY; I/O failures with LAYER_WRITE_FAILED. On failure the
+ * destination is left partially written (callers unpack into a fresh directory and discard it).
+ * The input stream is consumed to its end (or destroyed on failure).
+ */
+export async function applyLayer(tar: Readable, destDir: string, options: ApplyOptions = {}): Promise<ApplyReport> {
+  let root: string;
+  try {
+    mkdirSync(destDir, { recursive: true });
+    root = realpathSync(destDir);
+  } catch (err) {
+    throw wrap(err, `cannot create ${destDir}`);
+  }
+  const applier = new Applier(root, options);
+  let current = '';
+  try {
+    for await (const entry of readTar(tar, options.limits)) {
+      if (options.signal?.aborted === true) throw new TsbuildError('LAYER_ABORTED', `unpacking into ${destDir} was aborted`);
+      current = entry.header.name;
+      await applier.apply(entry.header, entry.body);
+    }
+    current = '';
+    applier.finish();
+  } catch (err) {
+    tar.destroy();
+    if (isTsbuildError(err) && !(err instanceof SysCallError)) throw err;
+    throw wrap(err, current === '' ? `unpacking into ${destDir}` : `unpacking ${JSON.stringify(current)} into ${destDir}`);
+  }
+  return { entries: applier.entries, bytes: applier.bytes, whiteouts: applier.whiteouts, warnings: applier.warnings };
+}
