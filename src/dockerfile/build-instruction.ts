@@ -106,7 +106,7 @@ export function buildInstruction(input: InstructionInput): Instruction {
     case 'ENV': {
       need();
       const { pairs, legacy } = parseNameValues(kind, text, input.escape, loc);
-      return kind === 'ENV' ? { ...base, kind, pairs, legacy } : { ...base, kind, pairs };
+      return kind === 'ENV' ? { ...base, kind, pairs, legacy } : { ...base, kind, pairs, ...(legacy ? { legacy } : {}) };
     }
     case 'MAINTAINER':
       need('a name');

@@ -116,6 +116,8 @@ export interface EntrypointInstruction extends InstructionBase {
 export interface LabelInstruction extends InstructionBase {
   readonly kind: 'LABEL';
   readonly pairs: readonly KeyValue[];
+  /** True for the legacy `LABEL key value` form (set by the parser; for LegacyKeyValueFormat). */
+  readonly legacy?: boolean;
 }
 
 export interface MaintainerInstruction extends InstructionBase {
