@@ -17,7 +17,7 @@ const parse = (argv: string[], stop = false) => parseArgs(argv, specs, 'test', s
 function throwsCode(t: import('ava').ExecutionContext, fn: () => unknown, code: string): TsbuildError {
   const err = t.throws(fn);
   t.true(isTsbuildError(err), String(err));
-  t.is<string>((err as TsbuildError).code, code);
+  t.is((err as TsbuildError).code as string, code);
   return err as TsbuildError;
 }
 
