@@ -29,7 +29,7 @@ export const buildOptions: readonly OptionSpec[] = [
   { name: 'network', type: 'string', value: 'default|host|none', help: 'Networking mode for the RUN instructions' },
   { name: 'cache-from', type: 'list', value: 'type=registry,ref=REF', help: 'External cache sources' },
   { name: 'cache-to', type: 'list', value: 'type=registry,ref=REF', help: 'Cache export destinations' },
-  { name: 'push', type: 'bool', help: 'Push the image to its registry after the build' },
+  { name: 'push', type: 'bool', help: 'Push the image to its registry after the build', notSupported: later('the registry client') },
   { name: 'snapshotter', type: 'string', value: 'overlay|naive', help: 'Snapshotter for build steps' },
 ];
 
