@@ -2,7 +2,7 @@
 // Compiles tsbuild's own native parts (the sandbox launcher) with the machine's C compiler.
 // No downloaded binaries: the sources live in src/sandbox/launcher/.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -23,5 +23,8 @@ try {
 }
 mkdirSync(outDir, { recursive: true });
 const out = join(outDir, 'tsbuild-launcher');
-execFileSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', out, ...sources.map((s) => join(srcDir, s))], { stdio: 'inherit' });
+// Compile to a temporary name and rename: concurrent builds (parallel test files) never see a partial binary.
+const tmp = `${out}.tmp-${process.pid}`;
+execFileSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', tmp, ...sources.map((s) => join(srcDir, s))], { stdio: 'inherit' });
+renameSync(tmp, out);
 console.log(`build-native: built ${out}`);

@@ -419,6 +419,21 @@ static void setup_rootfs(void) {
   if (S.root_readonly) remount_bind("/", MS_RDONLY, "/");
 }
 
+/* Creates the working directory (and parents) inside the new root, as Docker and runc do. */
+static void make_cwd(void) {
+  char path[PATH_MAX];
+  if (strlen(S.cwd) >= sizeof path) fail_code(125, "chdir", ENAMETOOLONG, S.cwd);
+  strcpy(path, S.cwd);
+  for (char *p = path + 1;; p++) {
+    if (*p != '/' && *p != '\0') continue;
+    char saved = *p;
+    *p = '\0';
+    if (mkdir(path, 0755) < 0 && errno != EEXIST) fail("mkdir-cwd", path);
+    *p = saved;
+    if (saved == '\0') break;
+  }
+}
+
 static void bring_lo_up(void) {
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0) fail("socket", "lo");
@@ -517,6 +532,7 @@ static void __attribute__((noreturn)) run_child(void) {
   setup_rootfs();
   if (S.lo_up) bring_lo_up();
   if (S.cwd[0] != '/') fail_code(125, "chdir", EINVAL, S.cwd);
+  if (strcmp(S.cwd, "/") != 0) make_cwd();
   apply_credentials();
   /* Credential changes clear the parent-death signal: set it again right before exec. */
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "child");
