@@ -41,7 +41,7 @@ function expand(word: string, ctx: StageContext, loc: SourceLocation): string {
 export function resolveAgainst(workdir: string, path: string): string {
   const dirLike = path.endsWith('/') || path === '.' || path.endsWith('/.');
   const abs = posix.join('/', path.startsWith('/') ? '' : workdir, path);
-  return dirLike && abs !== '/' ? `${abs}/` : abs;
+  return dirLike && !abs.endsWith('/') ? `${abs}/` : abs;
 }
 
 function shellArgs(ctx: StageContext, form: CommandForm): string[] {
