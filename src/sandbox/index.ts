@@ -11,3 +11,6 @@ export { Sandbox, resourcesToLimits } from './sandbox.js';
 export type { HostIdentity, IdMaps, SubIdRange } from './userns.js';
 export { parseSubIds, planIdMaps } from './userns.js';
 export { cleanStaleSandboxStates } from './sandbox-state.js';
+export type { GroupEntry, PasswdEntry, ResolvedUser } from './user.js';
+export { parseGroup, parsePasswd, resolveUser, resolveUserFromTables } from './user.js';
+export { readRootfsFile, resolveInRootfs } from './rootfs-file.js';
