@@ -250,7 +250,9 @@ class Lexer {
     const name = this.processName();
     this.noteName(name);
     let ch = this.next();
-    let chs = ch ?? '\ufffd';
+    // BuildKit reports "unsupported modifier (\ufffd)" here; a clearer message, same outcome.
+    if (ch === EOF) throw new LexError("syntax error: missing '}'");
+    let chs: string = ch;
     if (ch === '}') return this.getEnv(name) ?? '';
     if (ch === '/') return this.processReplace(name);
     let nullIsUnset = false;
