@@ -1,0 +1,185 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createGzip } from 'node:zlib';
+import { TsbuildError } from '../core/index.js';
+
+/** Compression of a layer blob, as detected from its first bytes. */
+export type Compression = 'gzip' | 'zstd' | 'none';
+
+/** External (de)compressors found on the PATH; absent ones fall back to zlib or a clear error. */
+export interface CompressionTools {
+  readonly pigz?: string;
+  readonly zstd?: string;
+}
+
+/** Options of {@link compressGzip}. */
+export interface CompressOptions {
+  readonly tools?: CompressionTools;
+  /** gzip level 1-9; default 6. */
+  readonly level?: number;
+  /** pigz threads; default: pigz's own default (one per core). */
+  readonly threads?: number;
+}
+
+/** Options of {@link decompress}. */
+export interface DecompressOptions {
+  readonly tools?: CompressionTools;
+}
+
+/** Finds `pigz` and `zstd` in the directories of `pathEnv` (a PATH value; the CLI passes process.env.PATH). */
+export function findCompressionTools(pathEnv: string | undefined): CompressionTools {
+  const find = (name: string): string | undefined => {
+    for (const dir of (pathEnv ?? '').split(delimiter)) {
+      if (dir === '') continue;
+      const candidate = join(dir, name);
+      try {
+        accessSync(candidate, constants.X_OK);
+        return candidate;
+      } catch {
+        // not in this directory
+      }
+    }
+    return undefined;
+  };
+  const pigz = find('pigz');
+  const zstd = find('zstd');
+  return { ...(pigz === undefined ? {} : { pigz }), ...(zstd === undefined ? {} : { zstd }) };
+}
+
+/** Detects gzip (1f 8b) and zstd (28 b5 2f fd) magic numbers; anything else is `none`. */
+export function detectCompression(head: Buffer): Compression {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+  return 'none';
+}
+
+async function* prepend(head: Buffer[], rest: AsyncIterator<unknown>): AsyncGenerator<Buffer> {
+  yield* head;
+  for (;;) {
+    const r = await rest.next();
+    if (r.done === true) return;
+    yield r.value as Buffer;
+  }
+}
+
+/**
+ * Runs `argv` as a filter: `input` goes to its stdin, its stdout is yielded. A non-zero exit fails
+ * with `code` and the tool's stderr; when the consumer stops early the child is killed.
+ */
+async function* runFilter(argv: readonly string[], input: AsyncIterable<Buffer>, code: `LAYER_${string}`): AsyncGenerator<Buffer> {
+  const [cmd, ...args] = argv as [string, ...string[]];
+  const child: ChildProcess = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    if (stderr.length < 4096) stderr += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.once('error', (cause) => reject(new TsbuildError(code, `cannot run ${cmd}: ${cause.message}`, { cause })));
+    child.once('close', (status) => resolve(status));
+  });
+  exited.catch(() => undefined);
+  const feeding = pipeline(Readable.from(input, { objectMode: false }), child.stdin as NodeJS.WritableStream);
+  feeding.catch(() => undefined);
+  let finished = false;
+  try {
+    for await (const chunk of child.stdout as Readable) yield chunk as Buffer;
+    const status = await exited;
+    try {
+      await feeding;
+    } catch (cause) {
+      if (status === 0) throw cause;
+    }
+    if (status !== 0) throw new TsbuildError(code, `${cmd} ${args.join(' ')} failed (exit ${status}): ${stderr.trim() || 'no message'}`);
+    finished = true;
+  } finally {
+    if (!finished && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+}
+
+/**
+ * Returns `input` gzip-compressed, through pigz (parallel, `-n`: no name or time stored) when
+ * `options.tools.pigz` is set, else zlib. The returned stream owns `input` (destroying it kills
+ * pigz and destroys `input`); failures surface as errors on it (`LAYER_COMPRESS_FAILED`).
+ */
+export function compressGzip(input: Readable, options: CompressOptions = {}): Readable {
+  const level = options.level ?? 6;
+  if (!Number.isInteger(level) || level < 1 || level > 9) throw new TsbuildError('LAYER_COMPRESS_FAILED', `gzip level ${level} is not 1-9`);
+  const pigz = options.tools?.pigz;
+  const out = pigz !== undefined
+    ? Readable.from(runFilter([pigz, '-c', '-n', `-${level}`, ...(options.threads === undefined ? [] : ['-p', String(options.threads)])], input, 'LAYER_COMPRESS_FAILED'), { objectMode: false })
+    : wrapErrors(input.pipe(createGzip({ level })), input, 'LAYER_COMPRESS_FAILED');
+  out.once('close', () => input.destroy());
+  return out;
+}
+
+function wrapErrors(stream: Readable, input: Readable, code: `LAYER_${string}`): Readable {
+  input.once('error', (err) => stream.destroy(err));
+  return Readable.from(
+    (async function* () {
+      try {
+        for await (const chunk of stream) yield chunk as Buffer;
+      } catch (cause) {
+        if (cause instanceof TsbuildError) throw cause;
+        throw new TsbuildError(code, (cause as Error).message, { cause });
+      } finally {
+        stream.destroy();
+      }
+    })(),
+    { objectMode: false },
+  );
+}
+
+/**
+ * Returns `input` decompressed, detecting gzip, zstd or an uncompressed stream by its magic bytes.
+ * gzip uses zlib; zstd needs the `zstd` binary (`options.tools.zstd`), else it fails with
+ * LAYER_ZSTD_UNAVAILABLE. Corrupt input fails with LAYER_DECOMPRESS_FAILED. The returned stream
+ * owns `input`; destroying it stops any child process.
+ */
+export function decompress(input: Readable, options: DecompressOptions = {}): Readable {
+  const source = input[Symbol.asyncIterator]();
+  const gen = async function* (): AsyncGenerator<Buffer> {
+    try {
+      const head: Buffer[] = [];
+      let have = 0;
+      while (have < 4) {
+        const r = await source.next();
+        if (r.done === true) break;
+        head.push(r.value as Buffer);
+        have += (r.value as Buffer).length;
+      }
+      const kind = detectCompression(Buffer.concat(head));
+      const all = prepend(head, source);
+      if (kind === 'none') {
+        yield* all;
+      } else if (kind === 'zstd') {
+        const zstd = options.tools?.zstd;
+        if (zstd === undefined) {
+          throw new TsbuildError('LAYER_ZSTD_UNAVAILABLE', 'the layer is zstd-compressed and the zstd program was not found on the PATH', { hint: 'install it: apt-get install zstd' });
+        }
+        yield* runFilter([zstd, '-d', '-c', '-q'], all, 'LAYER_DECOMPRESS_FAILED');
+      } else {
+        const gunzip = createGunzip();
+        const feeding = pipeline(Readable.from(all, { objectMode: false }), gunzip);
+        feeding.catch(() => undefined);
+        try {
+          for await (const chunk of gunzip) yield chunk as Buffer;
+          await feeding;
+        } catch (cause) {
+          if (cause instanceof TsbuildError) throw cause;
+          throw new TsbuildError('LAYER_DECOMPRESS_FAILED', `corrupt gzip stream: ${(cause as Error).message}`, { cause });
+        } finally {
+          gunzip.destroy();
+        }
+      }
+    } catch (cause) {
+      if (cause instanceof TsbuildError) throw cause;
+      throw new TsbuildError('LAYER_READ_FAILED', `cannot read the layer stream: ${(cause as Error).message}`, { cause });
+    } finally {
+      input.destroy();
+    }
+  };
+  return Readable.from(gen(), { objectMode: false });
+}
