@@ -39,6 +39,7 @@ export interface LoadResult {
 
 const MAX_JSON = 4 * 1024 * 1024;
 const MAX_ENTRIES = 100_000;
+const SMALL_FILE = 64 * 1024;
 const BLOB_PATH = /^blobs\/sha256\/([0-9a-f]{64})$/;
 
 /** A candidate name from an archive: a full reference, or only a tag (`latest`). */
@@ -180,7 +181,8 @@ export async function loadArchive(store: Store, input: Readable, what: string, o
         const info = await store.blobs.put(entry, { digest: `sha256:${blob[1]}` as Digest, size: h.size ?? 0 }, options.signal === undefined ? {} : { signal: options.signal });
         files.set(name, info);
         options.onBlob?.(info);
-      } else if ((name.endsWith('.json') || name === 'oci-layout' || name === 'repositories') && (h.size ?? 0) <= MAX_JSON) {
+      } else if (((name.endsWith('.json') || name === 'oci-layout' || name === 'repositories') && (h.size ?? 0) <= MAX_JSON) || (h.size ?? 0) <= SMALL_FILE) {
+        // Documents and small files (docker's VERSION and legacy json) stay in memory; stored only if referenced.
         json.set(name, await readAll(entry, MAX_JSON, `${what}: ${name}`));
       } else {
         const info = await store.blobs.put(entry, { size: h.size ?? 0 }, options.signal === undefined ? {} : { signal: options.signal });
@@ -213,20 +215,20 @@ export async function loadArchive(store: Store, input: Readable, what: string, o
   if (manifestJson === undefined) throw badArchive(what, 'neither an OCI archive (oci-layout, index.json) nor a docker archive (manifest.json)');
   const items = parseJson<DockerManifestItem[]>(`${what}: manifest.json`, manifestJson);
   if (!Array.isArray(items)) throw badArchive(what, 'manifest.json is not a list');
-  const resolveFile = (path: string): BlobInfo | undefined => {
+  const resolveFile = async (path: string): Promise<BlobInfo | undefined> => {
     let p = posix.normalize(path);
     for (let hops = 0; hops < 8 && links.has(p); hops++) p = links.get(p) as string;
-    return files.get(p);
+    const small = json.get(p);
+    return small !== undefined ? store.blobs.putBytes(small) : files.get(p);
   };
   const found: { descriptor: Descriptor; names: ArchiveName[] }[] = [];
   for (const item of items) {
     if (typeof item?.Config !== 'string' || !Array.isArray(item.Layers)) throw badArchive(what, 'manifest.json entry without Config or Layers');
-    const configBytes = json.get(posix.normalize(item.Config));
-    const config = configBytes !== undefined ? await store.blobs.putBytes(configBytes) : resolveFile(item.Config);
+    const config = await resolveFile(item.Config);
     if (config === undefined) throw badArchive(what, `config ${item.Config} is missing`);
     const layers: Descriptor[] = [];
     for (const l of item.Layers) {
-      const info = resolveFile(l);
+      const info = await resolveFile(l);
       if (info === undefined) throw badArchive(what, `layer ${l} is missing`);
       layers.push({ mediaType: await layerMediaType(store, info.digest), digest: info.digest, size: info.size });
     }

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -93,6 +93,9 @@ export class DirBlobStore implements BlobStore {
       if (have !== undefined && (expected.size === undefined || expected.size === have.size)) {
         // Drain rather than destroy: the stream may be an entry of a tar being read sequentially.
         await drain(stream);
+        // Refresh the mtime: a garbage collection running under a lease keeps blobs newer than the lease.
+        const now = new Date();
+        await utimes(this.pathOf(expected.digest), now, now).catch(() => undefined);
         return have;
       }
     }

@@ -1,4 +1,5 @@
-import { readdir, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Digest } from '../core/index.js';
 import { withLock } from './lock.js';
@@ -47,6 +48,13 @@ export async function collectGarbage(store: Store, options: GcOptions = {}): Pro
   return withLock(store.paths.lock, async () => {
     const entries = await store.refs.list();
     const live = await reachableDigests(store.blobs, entries.map((e) => e.descriptor));
+    // Blobs written since the oldest live lease may belong to a load that has not named them yet.
+    let leaseSince = Infinity;
+    for (const name of await readdir(store.paths.tmp).catch(() => [] as string[])) {
+      if (!name.startsWith('lease-') || !ownerAlive(name)) continue;
+      const st = await stat(join(store.paths.tmp, name)).catch(() => undefined);
+      if (st !== undefined) leaseSince = Math.min(leaseSince, st.mtimeMs - 2000);
+    }
     const removed: Digest[] = [];
     let bytes = 0;
     const candidates = options.candidates ?? store.blobs.list();
@@ -54,7 +62,7 @@ export async function collectGarbage(store: Store, options: GcOptions = {}): Pro
       if (live.has(digest)) continue;
       const path = store.blobs.pathOf(digest);
       const st = await stat(path).catch(() => undefined);
-      if (st === undefined || now - st.mtimeMs < grace) continue;
+      if (st === undefined || now - st.mtimeMs < grace || st.mtimeMs >= leaseSince) continue;
       if (options.dryRun !== true) await store.blobs.delete(digest);
       removed.push(digest);
       bytes += st.size;
@@ -68,4 +76,27 @@ export async function collectGarbage(store: Store, options: GcOptions = {}): Pro
     }
     return { blobs: removed, bytes, tmpEntries };
   });
+}
+
+/** A held lease; `release()` is idempotent. */
+export interface Lease {
+  release(): Promise<void>;
+}
+
+/**
+ * Takes a lease (a file `tmp/lease-<pid>-<rand>`) protecting blobs written from now on from a
+ * concurrent {@link collectGarbage} until released (or until this process dies). Used by loads,
+ * imports and builds between writing blobs and naming the image.
+ */
+export async function acquireLease(store: Store): Promise<Lease> {
+  const path = join(store.paths.tmp, `lease-${process.pid}-${randomBytes(6).toString('hex')}`);
+  await writeFile(path, '');
+  let done = false;
+  return {
+    async release() {
+      if (done) return;
+      done = true;
+      await rm(path, { force: true });
+    },
+  };
 }
