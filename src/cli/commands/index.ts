@@ -1,6 +1,16 @@
 import type { Command } from '../command.js';
 import { buildCommand } from './build.js';
 import { notYetCommand } from './not-yet.js';
+import { imagesCommand } from './images.js';
+import { inspectCommand } from './inspect.js';
+import { historyCommand } from './history.js';
+import { tagCommand } from './tag.js';
+import { rmiCommand } from './rmi.js';
+import { saveCommand } from './save.js';
+import { loadCommand } from './load.js';
+import { importCommand } from './import.js';
+import { fsckCommand } from './fsck.js';
+import { pruneCommand } from './prune.js';
 
 /** Every command, in help order. */
 export const commands: readonly Command[] = [
@@ -15,16 +25,16 @@ export const commands: readonly Command[] = [
   notYetCommand('push', 'Upload an image to a registry', 'the registry client'),
   notYetCommand('login', 'Log in to a registry', 'the registry client'),
   notYetCommand('logout', 'Log out from a registry', 'the registry client'),
-  notYetCommand('images', 'List images', 'the content store'),
-  notYetCommand('inspect', 'Show low-level information on images', 'the content store'),
-  notYetCommand('history', 'Show the history of an image', 'the content store'),
-  notYetCommand('tag', 'Create a tag that refers to an image', 'the content store'),
-  notYetCommand('rmi', 'Remove images', 'the content store'),
-  notYetCommand('save', 'Save images to a tar archive', 'the content store'),
-  notYetCommand('load', 'Load images from a tar archive', 'the content store'),
-  notYetCommand('import', 'Create an image from a root filesystem tarball', 'the content store'),
-  notYetCommand('fsck', 'Verify the store', 'the content store'),
-  notYetCommand('prune', 'Remove unused data', 'the content store'),
+  imagesCommand,
+  inspectCommand,
+  historyCommand,
+  tagCommand,
+  rmiCommand,
+  saveCommand,
+  loadCommand,
+  importCommand,
+  fsckCommand,
+  pruneCommand,
 ];
 
 /** Finds a command by name. */
