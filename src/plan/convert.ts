@@ -152,14 +152,10 @@ function planRun(ins: RunInstruction, ctx: StageContext): Step {
   let heredocs: GraphHeredoc[] = ins.heredocs.map((h) => ({ name: h.name, content: h.content, ...(h.fd === undefined ? {} : { fd: h.fd }) }));
   const only = ins.heredocs[0];
   if (ins.command.form === 'shell' && ins.heredocs.length === 1 && only !== undefined && /^<<-?(["']?)[^\s"']+\1$/.test(ins.command.command.trim())) {
-    // `RUN <<EOF` alone: the body is the script (executed directly when it has a shebang).
-    if (only.content.startsWith('#!')) {
-      args = [`/dev/pipes/${only.name}`];
-      heredocs = [{ name: only.name, content: only.content, executable: true }];
-    } else {
-      args = [...(ctx.config.shell ?? DEFAULT_SHELL), only.content];
-      heredocs = [];
-    }
+    // `RUN <<EOF` alone: as BuildKit, the body becomes the executable file /dev/pipes/<name>,
+    // run through the shell (a shebang picks the interpreter; without one the shell runs it).
+    args = [...(ctx.config.shell ?? DEFAULT_SHELL), `/dev/pipes/${only.name}`];
+    heredocs = [{ name: only.name, content: only.content, executable: true }];
   }
   const { env, buildArgs } = runEnv(ctx);
   const op: ExecOp = {
@@ -313,10 +309,11 @@ export function convertInstruction(ins: Exclude<Instruction, { kind: 'FROM' | 'A
   }
 }
 
-/** One-line display text of an instruction (continuations joined, heredoc bodies left out). */
+/** One-line display text of an instruction (continuations joined, comments and heredoc bodies left out). */
 export function displayText(ins: Instruction, escape: string): string {
-  const src = 'heredocs' in ins && ins.heredocs.length > 0 ? (ins.source.split('\n')[0] ?? '') : ins.source;
-  const joined = src.split(`${escape}\n`).join(' ').replace(/\s+/g, ' ').trim();
+  const [first = '', ...rest] = ins.source.split('\n');
+  const lines = 'heredocs' in ins && ins.heredocs.length > 0 ? [first] : [first, ...rest.filter((l) => !/^\s*(#|$)/.test(l))];
+  const joined = lines.join('\n').split(`${escape}\n`).join(' ').replace(/\s+/g, ' ').trim();
   const space = joined.indexOf(' ');
   return space < 0 ? joined.toUpperCase() : `${joined.slice(0, space).toUpperCase()}${joined.slice(space)}`;
 }

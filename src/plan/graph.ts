@@ -64,7 +64,7 @@ export interface GraphHeredoc {
   readonly content: string;
   /** For RUN: file descriptor the body is fed to (0 = stdin when not given). */
   readonly fd?: number;
-  /** For RUN: the body is written to `/dev/pipes/<name>` and executed (it starts with `#!`). */
+  /** For `RUN <<EOF` alone: the body is written to `/dev/pipes/<name>` (mode 0755, read-only mount) and run. */
   readonly executable?: boolean;
 }
 

@@ -135,12 +135,13 @@ test('convert: COPY heredoc bodies expand variables but keep quotes when unquote
   t.deepEqual(raw?.heredocs, [{ name: 'RAW', content: '$NAME\n' }]);
 });
 
-test('convert: RUN <<EOF alone runs the body with the shell, or executes it when it has a shebang', (t) => {
+test('convert: RUN <<EOF alone runs the body as the executable /dev/pipes/EOF through the shell', (t) => {
   const plain = execOps(graphOf('FROM alpine\nRUN <<EOF\necho a\necho b\nEOF\n'))[0] as ExecOp;
-  t.deepEqual(plain.args, ['/bin/sh', '-c', 'echo a\necho b\n']);
-  const script = execOps(graphOf('FROM alpine\nRUN <<EOF\n#!/usr/bin/env python3\nprint(1)\nEOF\n'))[0] as ExecOp;
-  t.deepEqual(script.args, ['/dev/pipes/EOF']);
-  t.deepEqual(script.heredocs, [{ name: 'EOF', content: '#!/usr/bin/env python3\nprint(1)\n', executable: true }]);
+  t.deepEqual(plain.args, ['/bin/sh', '-c', '/dev/pipes/EOF']);
+  t.deepEqual(plain.heredocs, [{ name: 'EOF', content: 'echo a\necho b\n', executable: true }]);
+  const script = execOps(graphOf('FROM alpine\nSHELL ["/bin/bash", "-c"]\nRUN <<-"PY"\n#!/usr/bin/env python3\nprint(1)\nPY\n'))[0] as ExecOp;
+  t.deepEqual(script.args, ['/bin/bash', '-c', '/dev/pipes/PY']);
+  t.deepEqual(script.heredocs, [{ name: 'PY', content: '#!/usr/bin/env python3\nprint(1)\n', executable: true }]);
 });
 
 test('convert: RUN with heredocs as command input keeps the command and the bodies', (t) => {
