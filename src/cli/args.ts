@@ -116,7 +116,8 @@ export function parseArgs(argv: readonly string[], specs: readonly OptionSpec[],
   }
 
   for (const spec of all) {
-    if (spec.notSupported !== undefined && options[spec.name] !== undefined) {
+    // With --help the command only prints its help, so unsupported flags do not matter.
+    if (spec.notSupported !== undefined && options[spec.name] !== undefined && options.help !== true) {
       throw new TsbuildError('CLI_NOT_SUPPORTED', `--${spec.name} is not supported yet (${spec.notSupported})`, { exitCode: 125 });
     }
   }

@@ -108,6 +108,12 @@ test('parseArgs: throws CLI_NOT_SUPPORTED naming the reason when a not-yet-suppo
   t.is(err.exitCode, 125);
 });
 
+test('parseArgs: ignores not-yet-supported flags when --help is also given', (t) => {
+  const a = parse(['--push', '--help']);
+  t.true(optBool(a, 'help'));
+  t.true(optBool(a, 'push'));
+});
+
 test('parseArgs: accepts -h and --help for every command when given', (t) => {
   t.true(optBool(parse(['-h']), 'help'));
   t.true(optBool(parse(['--help']), 'help'));
