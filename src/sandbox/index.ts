@@ -7,7 +7,7 @@ export { detectCgroupMode } from './cgroup-detect.js';
 export type { CgroupOptions } from './cgroup.js';
 export { cleanupStaleCgroups, createCgroup } from './cgroup.js';
 export type { RunResult, SandboxOptions, SandboxStdio, StdinSource, OutputSink } from './sandbox.js';
-export { Sandbox, resourcesToLimits } from './sandbox.js';
+export { Sandbox, limitsToResources, resourcesToLimits } from './sandbox.js';
 export type { HostIdentity, IdMaps, SubIdRange } from './userns.js';
 export { parseSubIds, planIdMaps } from './userns.js';
 export { cleanStaleSandboxStates } from './sandbox-state.js';

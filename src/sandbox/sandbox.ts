@@ -79,6 +79,27 @@ export function resourcesToLimits(r: ResourcesSpec | undefined): CgroupLimits {
   return limits;
 }
 
+/** Converts Docker-style cgroup limits to OCI `linux.resources` (the inverse of {@link resourcesToLimits}). */
+export function limitsToResources(l: CgroupLimits): ResourcesSpec | undefined {
+  const memory = {
+    ...(l.memory === undefined ? {} : { limit: l.memory }),
+    ...(l.memorySwap === undefined ? {} : { swap: l.memorySwap }),
+    ...(l.memoryReservation === undefined ? {} : { reservation: l.memoryReservation }),
+    ...(l.oomKillDisable === undefined ? {} : { disableOOMKiller: l.oomKillDisable }),
+  };
+  const cpu = {
+    ...(l.cpus === undefined ? {} : { quota: Math.round(l.cpus * 100_000), period: 100_000 }),
+    ...(l.cpuShares === undefined ? {} : { shares: l.cpuShares }),
+    ...(l.cpusetCpus === undefined ? {} : { cpus: l.cpusetCpus }),
+  };
+  const r: ResourcesSpec = {
+    ...(Object.keys(memory).length === 0 ? {} : { memory }),
+    ...(Object.keys(cpu).length === 0 ? {} : { cpu }),
+    ...(l.pidsLimit === undefined ? {} : { pids: { limit: l.pidsLimit } }),
+  };
+  return Object.keys(r).length === 0 ? undefined : r;
+}
+
 const SIGNAL_NAMES: Readonly<Record<number, NodeJS.Signals>> = {
   1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 4: 'SIGILL', 5: 'SIGTRAP', 6: 'SIGABRT', 7: 'SIGBUS', 8: 'SIGFPE',
   9: 'SIGKILL', 10: 'SIGUSR1', 11: 'SIGSEGV', 12: 'SIGUSR2', 13: 'SIGPIPE', 14: 'SIGALRM', 15: 'SIGTERM',

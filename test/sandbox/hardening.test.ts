@@ -150,7 +150,7 @@ testIf(missing, 'sandbox: a missing command fails with exit 127 naming the path 
   const { run } = await setup(t);
   const abs = await t.throwsAsync(run({ args: ['/bin/nope', 'x'] }));
   t.true(isTsbuildError(abs, 'SANDBOX_COMMAND_NOT_FOUND'));
-  t.is((abs as { exitCode: number }).exitCode, 127);
+  t.is((abs as unknown as { exitCode: number }).exitCode, 127);
   t.regex(abs?.message ?? '', /\/bin\/nope/);
   const bare = await t.throwsAsync(run({ args: ['nope-cmd'] }));
   t.true(isTsbuildError(bare, 'SANDBOX_COMMAND_NOT_FOUND'));

@@ -1,6 +1,7 @@
 import type { Command } from '../command.js';
 import { buildCommand } from './build.js';
 import { notYetCommand } from './not-yet.js';
+import { runCommand } from './run.js';
 import { imagesCommand } from './images.js';
 import { inspectCommand } from './inspect.js';
 import { historyCommand } from './history.js';
@@ -15,7 +16,7 @@ import { pruneCommand } from './prune.js';
 /** Every command, in help order. */
 export const commands: readonly Command[] = [
   buildCommand,
-  notYetCommand('run', 'Run a command in a new container', 'the sandbox and containers'),
+  runCommand,
   notYetCommand('ps', 'List containers', 'containers'),
   notYetCommand('logs', 'Fetch the logs of a container', 'containers'),
   notYetCommand('exec', 'Run a command in a running container', 'containers'),

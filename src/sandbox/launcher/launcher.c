@@ -528,6 +528,9 @@ static void __attribute__((noreturn)) run_child(void) {
   do n = read(GO_FD, &go, 1); while (n < 0 && errno == EINTR);
   if (n != 1) fail_code(125, "wait-for-parent", n < 0 ? errno : ECANCELED, "the parent did not release the sandbox");
   close(GO_FD);
+  /* The cgroup namespace is entered only now, after the parent moved us into our cgroup, so
+   * that cgroup becomes the namespace's root (as /proc/self/cgroup shows "/"). */
+  if ((S.clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0) fail("unshare-cgroup", "cgroup namespace");
   if (S.hostname != NULL && sethostname(S.hostname, strlen(S.hostname)) < 0) fail("sethostname", S.hostname);
   setup_rootfs();
   if (S.lo_up) bring_lo_up();
@@ -549,7 +552,7 @@ int main(void) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "launcher");
   if (getppid() == 1) fail_code(125, "parent", ESRCH, "the parent exited");
   read_spec();
-  pid_t pid = (pid_t)syscall(SYS_clone, S.clone_flags | SIGCHLD, NULL, NULL, NULL, NULL);
+  pid_t pid = (pid_t)syscall(SYS_clone, (S.clone_flags & ~(unsigned long)CLONE_NEWCGROUP) | SIGCHLD, NULL, NULL, NULL, NULL);
   if (pid < 0) fail("clone", "namespaces");
   if (pid == 0) run_child();
   child_pid = pid;
