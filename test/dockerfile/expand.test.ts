@@ -107,3 +107,24 @@ test('expandsVariables: is true exactly for the instructions the reference lists
   const expanding = all.filter((k) => expandsVariables(k)).sort();
   t.deepEqual(expanding, ['ADD', 'ARG', 'COPY', 'ENV', 'EXPOSE', 'FROM', 'LABEL', 'ONBUILD', 'STOPSIGNAL', 'USER', 'VOLUME', 'WORKDIR']);
 });
+
+test('expandWord: returns a value or throws a coded TsbuildError when given random input', (t) => {
+  const alphabet = ['$', '{', '}', ':', '-', '+', '?', '#', '%', '/', '\\', '`', "'", '"', ' ', 'A', 'x', '*', '[', '\n', '😀'];
+  let seed = 12345;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  const lookup = env({ A: 'x*y', x: '' });
+  for (let i = 0; i < 3000; i++) {
+    let word = '';
+    for (let j = rnd(16); j >= 0; j--) word += alphabet[rnd(alphabet.length)];
+    try {
+      const r = expandWord(word, lookup, { escape: rnd(2) === 0 ? '\\' : '`' });
+      t.is(typeof r.value, 'string');
+      t.true(r.unset.every((n) => r.used.includes(n)), word);
+    } catch (err) {
+      t.true(isTsbuildError(err, 'DF_BAD_SUBSTITUTION') || isTsbuildError(err, 'DF_EXPAND_REQUIRED'), `${JSON.stringify(word)}: ${String(err)}`);
+    }
+  }
+});
