@@ -85,7 +85,7 @@ export function trimSuffix(pattern: string, value: string, greedy: boolean): str
 }
 
 /** Width in UTF-16 units of the code point at `i` (1 at the end, like Go's searchPos++). */
-function charWidth(s: string, i: number): number {
+function measureCharWidth(s: string, i: number): number {
   const cp = s.codePointAt(i);
   return cp !== undefined && cp > 0xffff ? 2 : 1;
 }
@@ -131,7 +131,7 @@ export function replaceAllGo(re: RegExp, src: string, template: string): string 
     out += src.slice(lastMatchEnd, start);
     if (end > lastMatchEnd || start === 0) out += expandTemplate(template, m[0]);
     lastMatchEnd = end;
-    const width = searchPos < src.length ? charWidth(src, searchPos) : 0;
+    const width = searchPos < src.length ? measureCharWidth(src, searchPos) : 0;
     if (searchPos + width > end) searchPos += width;
     else if (searchPos + 1 > end) searchPos++;
     else searchPos = end;

@@ -321,7 +321,7 @@ class Lexer {
   }
 }
 
-function run(text: string, lookup: VarLookup, options: ExpandOptions): { text: string; words: string[]; used: string[]; unset: string[] } {
+function runLexer(text: string, lookup: VarLookup, options: ExpandOptions): { text: string; words: string[]; used: string[]; unset: string[] } {
   const lexer = new Lexer(text, lookup, options.escape ?? '\\');
   try {
     const { text: value, words } = lexer.processStopOn(EOF, false);
@@ -343,7 +343,7 @@ function run(text: string, lookup: VarLookup, options: ExpandOptions): { text: s
  * unset (or, with `:`, empty) variable and DF_BAD_SUBSTITUTION for malformed syntax.
  */
 export function expandWord(word: string, lookup: VarLookup, options: ExpandOptions = {}): Expansion {
-  const r = run(word, lookup, options);
+  const r = runLexer(word, lookup, options);
   return { value: r.text, used: r.used, unset: r.unset };
 }
 
@@ -352,7 +352,7 @@ export function expandWord(word: string, lookup: VarLookup, options: ExpandOptio
  * (BuildKit's ProcessWords); whitespace from variable values splits too; empty fields are dropped.
  */
 export function expandWords(text: string, lookup: VarLookup, options: ExpandOptions = {}): WordsExpansion {
-  const r = run(text, lookup, options);
+  const r = runLexer(text, lookup, options);
   return { values: r.words, used: r.used, unset: r.unset };
 }
 

@@ -10,7 +10,7 @@ import { cli, hasStackTrace } from './run-cli.js';
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** A context directory holding `files` (name -> content). */
-async function context(t: import('ava').ExecutionContext, files: Record<string, string | Buffer> = {}): Promise<string> {
+async function makeContext(t: import('ava').ExecutionContext, files: Record<string, string | Buffer> = {}): Promise<string> {
   const dir = await tempDir(t);
   for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content);
   return dir;
@@ -71,7 +71,7 @@ test('tsbuild build: suggests the closest flag and exits 125 when a flag is miss
 });
 
 test('tsbuild build: fails with CLI_NOT_SUPPORTED and exit 125 when a not-yet-supported flag is used', async (t) => {
-  const dir = await context(t, { Dockerfile: 'FROM scratch\n' });
+  const dir = await makeContext(t, { Dockerfile: 'FROM scratch\n' });
   const r = await cli(['build', '--push', '-t', 'x:1', dir]);
   t.is(r.code, 125);
   t.regex(r.stderr, /^CLI_NOT_SUPPORTED: --push is not supported yet \(arrives with the registry client\)/);
@@ -106,7 +106,7 @@ test('tsbuild build: rejects malformed values with CLI_BAD_VALUE when --build-ar
 });
 
 test('tsbuild -f X -t y .: routes to build when the first word is a flag or a path', async (t) => {
-  const dir = await context(t);
+  const dir = await makeContext(t);
   const viaFlags = await cli(['-f', 'nope.Dockerfile', '-t', 'y:1', '.'], { cwd: dir });
   t.is(viaFlags.code, 1);
   t.regex(viaFlags.stderr, /^DF_NOT_FOUND: cannot find Dockerfile .*nope\.Dockerfile/);
@@ -117,7 +117,7 @@ test('tsbuild -f X -t y .: routes to build when the first word is a flag or a pa
 });
 
 test('tsbuild build: fails with DF_NOT_FOUND and a hint when the context has no Dockerfile', async (t) => {
-  const dir = await context(t);
+  const dir = await makeContext(t);
   const r = await cli(['build', dir]);
   t.is(r.code, 1);
   t.regex(r.stderr, /^DF_NOT_FOUND: cannot find Dockerfile /);
@@ -126,14 +126,14 @@ test('tsbuild build: fails with DF_NOT_FOUND and a hint when the context has no 
 });
 
 test('tsbuild build -f: fails with DF_NOT_FOUND naming the resolved path when the file is missing', async (t) => {
-  const dir = await context(t);
+  const dir = await makeContext(t);
   const r = await cli(['build', '-f', 'sub/Missingfile', '.'], { cwd: dir });
   t.is(r.code, 1);
   t.true(r.stderr.startsWith(`DF_NOT_FOUND: cannot find Dockerfile ${join(dir, 'sub/Missingfile')}`), r.stderr);
 });
 
 test('tsbuild build -f: fails with DF_UNREADABLE when the path is a directory', async (t) => {
-  const dir = await context(t);
+  const dir = await makeContext(t);
   await mkdir(join(dir, 'Dockerfile'));
   const r = await cli(['build', dir]);
   t.is(r.code, 1);
@@ -141,7 +141,7 @@ test('tsbuild build -f: fails with DF_UNREADABLE when the path is a directory', 
 });
 
 test('tsbuild build -f: fails with DF_BINARY when the file holds NUL bytes or invalid UTF-8', async (t) => {
-  const dir = await context(t, {
+  const dir = await makeContext(t, {
     'nul.bin': Buffer.from([0x46, 0x52, 0x4f, 0x4d, 0x00, 0x01, 0x02]),
     'latin1.txt': Buffer.from('FROM scratch\nLABEL a=\xe9\n', 'latin1'),
   });
@@ -153,7 +153,7 @@ test('tsbuild build -f: fails with DF_BINARY when the file holds NUL bytes or in
 });
 
 test('tsbuild build -f: fails with DF_TOO_LARGE without reading it when the file is 50 MB', async (t) => {
-  const dir = await context(t);
+  const dir = await makeContext(t);
   const big = join(dir, 'Big.Dockerfile');
   const fh = await open(big, 'w');
   await fh.truncate(50 * 1024 * 1024); // sparse: no data blocks are written
@@ -176,7 +176,7 @@ test('tsbuild build -f -: fails with DF_BINARY when stdin is binary', async (t) 
 });
 
 test('tsbuild: prints no stack trace without --debug but one with it when a command fails', async (t) => {
-  const dir = await context(t);
+  const dir = await makeContext(t);
   const plain = await cli(['build', '-f', 'missing', dir], { cwd: dir });
   t.is(plain.code, 1);
   t.false(hasStackTrace(plain.stderr), plain.stderr);

@@ -10,7 +10,7 @@ interface GraphJson {
   readonly vertices: readonly { readonly name: string; readonly op: unknown }[];
 }
 
-function graphOf(stdout: string): GraphJson {
+function parseGraph(stdout: string): GraphJson {
   return JSON.parse(stdout) as GraphJson;
 }
 
@@ -18,7 +18,7 @@ test('tsbuild build -f -: reads the Dockerfile from stdin when -f is a dash', as
   const dir = await tempDir(t);
   const r = await cli(['build', '-f', '-', '--print=graph', dir], { stdin: GOOD });
   t.is(r.code, 0, r.stderr);
-  const graph = graphOf(r.stdout);
+  const graph = parseGraph(r.stdout);
   t.true(graph.vertices.some((v) => v.name.includes('FROM alpine:3.19')), r.stdout);
   t.true(graph.vertices.some((v) => v.name.includes('RUN echo hi')), r.stdout);
 });
@@ -28,7 +28,7 @@ test('tsbuild -f X -t y .: builds the graph through the build command when used 
   await writeFile(join(dir, 'App.Dockerfile'), GOOD);
   const r = await cli(['-f', 'App.Dockerfile', '-t', 'y:1', '--print=graph', '.'], { cwd: dir });
   t.is(r.code, 0, r.stderr);
-  t.true(graphOf(r.stdout).vertices.length >= 3);
+  t.true(parseGraph(r.stdout).vertices.length >= 3);
 });
 
 test('tsbuild build --print=dot: prints Graphviz DOT when asked', async (t) => {
@@ -45,7 +45,7 @@ test('tsbuild build --build-arg: passes KEY=VALUE and KEY-from-environment into 
   const explicit = await cli(['build', '--print=graph', '--build-arg', 'V=a=b c', '--build-arg', 'BASE=busybox:1', dir]);
   t.is(explicit.code, 0, explicit.stderr);
   t.true(explicit.stdout.includes('"a=b c"'), 'value with = and space kept whole');
-  t.true(graphOf(explicit.stdout).vertices.some((v) => v.name.includes('FROM busybox:1')), 'global ARG overridden in FROM');
+  t.true(parseGraph(explicit.stdout).vertices.some((v) => v.name.includes('FROM busybox:1')), 'global ARG overridden in FROM');
   const fromEnv = await cli(['build', '--print=graph', '--build-arg', 'V', dir], { env: { V: 'from-env' } });
   t.is(fromEnv.code, 0, fromEnv.stderr);
   t.true(fromEnv.stdout.includes('"from-env"'));

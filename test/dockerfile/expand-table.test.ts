@@ -14,7 +14,7 @@ interface Row {
 
 const tablePath = new URL('../../fixtures/expand/words.txt', import.meta.url);
 
-function decode(field: string): unknown {
+function decodeField(field: string): unknown {
   return field.startsWith('json:') ? JSON.parse(field.slice('json:'.length)) : field;
 }
 
@@ -46,12 +46,12 @@ function readTable(): Row[] {
       const fields = text.split(' | ').map((f) => f.trim());
       if (fields.length !== 3) throw new Error(`line ${i + 1}: expected 3 fields, got ${fields.length}`);
       const [inputField, envField, expectedField] = fields as [string, string, string];
-      const input = decode(inputField);
+      const input = decodeField(inputField);
       if (typeof input !== 'string') throw new Error(`line ${i + 1}: input must be a string`);
       let expected: Row['expected'];
       if (expectedField.startsWith('error:')) expected = { kind: 'error', code: expectedField.slice('error:'.length) };
       else if (expectedField.startsWith('words:')) expected = { kind: 'words', words: JSON.parse(expectedField.slice('words:'.length)) as string[] };
-      else expected = { kind: 'value', value: decode(expectedField) as string };
+      else expected = { kind: 'value', value: decodeField(expectedField) as string };
       rows.push({ line: i + 1, input, env: parseEnv(envField), escape, expected });
     });
   return rows;
