@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, constants, lstatSync, openSync, readSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { closeSync, constants, lstatSync, type Dirent, openSync, readSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { TsbuildError, type Digest } from '../core/index.js';
@@ -95,13 +95,18 @@ function layerError(code: string, message: string, cause?: unknown): TsbuildErro
 }
 
 function listDir(abs: string, changeset: boolean, opaque: boolean): Item[] {
-  let names: string[];
+  let dirents: Dirent[];
   try {
-    names = readdirSync(abs);
+    dirents = readdirSync(abs, { withFileTypes: true });
   } catch (cause) {
     throw layerError('READ_FAILED', `cannot list directory ${abs}`, cause);
   }
-  const items: Item[] = names.map((fsName) => ({ fsName, tarName: fsName, key: Buffer.from(fsName, 'utf8'), opaqueMarker: false }));
+  const items: Item[] = dirents.map((d) => {
+    // Whiteouts sort by their name in the tar (`.wh.NAME`), so they are recognised before sorting.
+    const whiteout = changeset && d.isCharacterDevice() && lstatSync(join(abs, d.name)).rdev === 0;
+    const tarName = whiteout ? WHITEOUT_PREFIX + d.name : d.name;
+    return { fsName: d.name, tarName, key: Buffer.from(tarName, 'utf8'), opaqueMarker: false };
+  });
   if (changeset && opaque) items.push({ fsName: '', tarName: OPAQUE, key: Buffer.from(OPAQUE), opaqueMarker: true });
   return items;
 }
@@ -284,7 +289,7 @@ export function packLayer(dir: string, options: PackOptions): PackedLayer {
   });
   done.catch(() => undefined); // the stream reports the same error; avoid an unhandled rejection
   const stream = Readable.from(generateTar(dir, options, resolve), { objectMode: false, highWaterMark: 4 * CHUNK });
-  stream.once('error', reject);
+  stream.once('error', (err) => reject(err instanceof TsbuildError ? err : layerError('PACK_ABORTED', `packing ${dir} was aborted: ${err.message}`, err)));
   stream.once('close', () => reject(layerError('PACK_ABORTED', `packing ${dir} was aborted before the end`)));
   return { stream, done };
 }
