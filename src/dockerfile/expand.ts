@@ -42,16 +42,22 @@ type Char = string | undefined;
 
 /** Go's unicode.IsSpace. */
 function isSpace(ch: string): boolean {
+  const c = ch.charCodeAt(0);
+  if (c < 128) return c === 32 || (c >= 9 && c <= 13);
   return /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$/u.test(ch);
 }
 
 /** Go's unicode.IsDigit (category Nd). */
 function isDigit(ch: string): boolean {
+  const c = ch.charCodeAt(0);
+  if (c < 128) return c >= 48 && c <= 57;
   return /^\p{Nd}$/u.test(ch);
 }
 
 /** Go's unicode.IsLetter. */
 function isLetter(ch: string): boolean {
+  const c = ch.charCodeAt(0);
+  if (c < 128) return (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
   return /^\p{L}$/u.test(ch);
 }
 
@@ -343,6 +349,8 @@ function runLexer(text: string, lookup: VarLookup, options: ExpandOptions): { te
  * unset (or, with `:`, empty) variable and DF_BAD_SUBSTITUTION for malformed syntax.
  */
 export function expandWord(word: string, lookup: VarLookup, options: ExpandOptions = {}): Expansion {
+  // Fast path: nothing to expand, unquote or unescape means the word is its own value.
+  if (!/[$'"]/.test(word) && !word.includes(options.escape ?? '\\')) return { value: word, used: [], unset: [] };
   const r = runLexer(word, lookup, options);
   return { value: r.text, used: r.used, unset: r.unset };
 }
