@@ -94,7 +94,10 @@ export async function cleanupStaleCgroups(options: CgroupOptions): Promise<strin
   const removed: string[] = [];
   if (located.kind === 'v1') {
     const byName = new Map<string, Map<string, string>>();
-    for (const [controller, mount] of await findV1Hierarchies(located.root)) {
+    // Every hierarchy, not only those tsbuild limits: an OCI runtime also joins blkio, devices, name=systemd, unified.
+    const hierarchies = new Map<string, string>(await findV1Hierarchies(located.root));
+    for (const entry of await listDir(located.root)) if (!hierarchies.has(entry)) hierarchies.set(entry, join(located.root, entry));
+    for (const [controller, mount] of hierarchies) {
       for (const dirName of await listDir(join(mount, CGROUP_PARENT))) {
         const dirs = byName.get(dirName) ?? new Map<string, string>();
         dirs.set(controller, join(mount, CGROUP_PARENT, dirName));

@@ -14,3 +14,5 @@ export { cleanStaleSandboxStates } from './sandbox-state.js';
 export type { GroupEntry, PasswdEntry, ResolvedUser } from './user.js';
 export { parseGroup, parsePasswd, resolveUser, resolveUserFromTables } from './user.js';
 export { readRootfsFile, resolveInRootfs } from './rootfs-file.js';
+export type { OciRunResult, OciRuntimeOptions } from './oci-runtime.js';
+export { runWithOciRuntime } from './oci-runtime.js';
