@@ -2,7 +2,7 @@ import { suggest, TsbuildError, type SourceLocation } from '../core/index.js';
 import { parseGoDuration } from './duration.js';
 import { validateFlags, type FlagValues } from './flags.js';
 import type {
-  ArgDecl, CommandForm, CopyInstruction, Heredoc, HealthcheckOptions, Instruction, InstructionKind, KeyValue,
+  ArgDecl, CommandForm, CopyInstruction, FromInstruction, Heredoc, RunInstruction, HealthcheckOptions, Instruction, InstructionKind, KeyValue,
 } from './instructions.js';
 import { detectJsonForm, extractFlags, splitWhitespace, splitWordsKeepQuotes } from './lex.js';
 import { parseMount } from './mounts.js';
@@ -26,6 +26,14 @@ export interface InstructionInput {
 
 const ARG_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 const STAGE_NAME = /^[a-z][a-z0-9\-_.]*$/;
+
+/** A writable view of a readonly model type, for building it up. */
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** Sets an optional property only when the value is defined (keeps JSON and deepEqual clean). */
+function setIf<T, K extends keyof T>(obj: T, key: K, value: T[K] | undefined): void {
+  if (value !== undefined) obj[key] = value;
+}
 
 function fail(code: string, message: string, loc: SourceLocation, hint?: string): TsbuildError {
   return new TsbuildError(`DF_${code}`, message, { loc, ...(hint === undefined ? {} : { hint }) });
@@ -65,12 +73,13 @@ export function buildInstruction(input: InstructionInput): Instruction {
       if (alias !== undefined && !STAGE_NAME.test(alias.toLowerCase())) {
         throw fail('BAD_STAGE_NAME', `invalid name for build stage: "${alias}", name can't start with a number or contain symbols`, loc);
       }
-      const platform = flags.strings.get('platform');
-      return {
-        ...base, kind, image: words[0] as string,
-        ...(platform === undefined ? {} : { platform }),
-        ...(alias === undefined ? {} : { alias, asKeyword: words[1] as string }),
-      };
+      const from: Mutable<FromInstruction> = { loc, keyword, source, kind, image: words[0] as string };
+      setIf(from, 'platform', flags.strings.get('platform'));
+      if (alias !== undefined) {
+        from.alias = alias;
+        from.asKeyword = words[1] as string;
+      }
+      return from;
     }
     case 'RUN': {
       need();
@@ -82,13 +91,14 @@ export function buildInstruction(input: InstructionInput): Instruction {
       if (security !== undefined && security !== 'sandbox' && security !== 'insecure') {
         throw fail('BAD_FLAG', `--security must be sandbox or insecure, not "${security}"`, loc);
       }
-      return {
-        ...base, kind, command: commandForm(kind, rest, loc),
+      const run: Mutable<RunInstruction> = {
+        loc, keyword, source, kind, command: commandForm(kind, rest, loc),
         mounts: (flags.multi.get('mount') ?? []).map((m) => parseMount(m, loc)),
-        ...(network === undefined ? {} : { network }),
-        ...(security === undefined ? {} : { security }),
         heredocs: input.heredocs,
       };
+      setIf(run, 'network', network);
+      setIf(run, 'security', security);
+      return run;
     }
     case 'CMD':
     case 'ENTRYPOINT':
@@ -205,11 +215,8 @@ function buildCopy(
     return h !== undefined && docs.has(h.name) ? h.name : w;
   });
   const s = flags.strings;
-  const opt = (k: string, v: string | undefined): Record<string, string> => (v === undefined ? {} : { [k]: v });
-  return {
-    ...base, kind, sources, dest: words[words.length - 1] as string,
-    ...opt('from', s.get('from')), ...opt('chown', s.get('chown')), ...opt('chmod', s.get('chmod')),
-    ...opt('checksum', s.get('checksum')),
+  const copy: Mutable<CopyInstruction> = {
+    loc, keyword: base.keyword, source: base.source, kind, sources, dest: words[words.length - 1] as string,
     link: flags.bools.get('link') ?? false,
     parents: flags.bools.get('parents') ?? false,
     exclude: flags.multi.get('exclude') ?? [],
@@ -217,6 +224,11 @@ function buildCopy(
     heredocs: input.heredocs,
     json: json.kind === 'json',
   };
+  setIf(copy, 'from', s.get('from'));
+  setIf(copy, 'chown', s.get('chown'));
+  setIf(copy, 'chmod', s.get('chmod'));
+  setIf(copy, 'checksum', s.get('checksum'));
+  return copy;
 }
 
 function buildOnbuild(input: InstructionInput, text: string, base: { loc: SourceLocation; keyword: string; source: string }): Instruction {

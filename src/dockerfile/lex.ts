@@ -3,12 +3,9 @@
  * `--flag` extraction, JSON-form detection. All pure, no expansion.
  */
 
-/** Whitespace as BuildKit's parser sees it (`[\t\v\f\r ]` plus newline). */
-const WS = /[\t\v\f\r\n ]/;
-
-/** Returns true when `c` is parser whitespace. */
+/** Returns true when `c` is parser whitespace (BuildKit's `[\t\v\f\r ]` plus newline). */
 export function isSpace(c: string | undefined): boolean {
-  return c !== undefined && WS.test(c);
+  return c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\v' || c === '\f';
 }
 
 /** Splits on runs of whitespace (no quote handling), dropping empty words. */

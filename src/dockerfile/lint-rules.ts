@@ -59,6 +59,11 @@ function hasEmptyContinuation(source: string, escape: string): boolean {
   return false;
 }
 
+/** A did-you-mean for a variable name; none for names too short for a meaningful guess. */
+function suggestName(name: string, candidates: readonly string[]): string | undefined {
+  return name.length < 3 ? undefined : suggest(name, candidates);
+}
+
 function undefinedVarFindings(df: Dockerfile, ctx: LintContext): RuleFinding[] {
   const out: RuleFinding[] = [];
   const finalEnv: Set<string>[] = [];
@@ -75,7 +80,7 @@ function undefinedVarFindings(df: Dockerfile, ctx: LintContext): RuleFinding[] {
         for (const name of undefinedNames(word, defined, ctx.escape)) {
           if (reported.has(name)) continue;
           reported.add(name);
-          const s = suggest(name, [...defined]);
+          const s = suggestName(name, [...defined]);
           out.push({ message: `Usage of undefined variable '$${name}'${s === undefined ? '' : ` (did you mean $${s}?)`}`, loc: ins.loc });
         }
       }
@@ -96,7 +101,7 @@ function fromArgFindings(df: Dockerfile, ctx: LintContext): RuleFinding[] {
       for (const name of undefinedNames(word, scope, ctx.escape)) {
         if (seen.has(name)) continue;
         seen.add(name);
-        const s = suggest(name, [...scope]);
+        const s = suggestName(name, [...scope]);
         out.push({ message: `FROM argument '${name}' is not declared${s === undefined ? '' : ` (did you mean ${s}?)`}`, loc: from.loc });
       }
     }

@@ -38,7 +38,7 @@ export function parseDockerfile(text: string, file: string): Dockerfile {
   };
   for (const raw of raws) {
     const loc: SourceLocation = { file, line: raw.line, endLine: raw.endLine };
-    const ins = buildInstruction({ ...raw, loc, escape: directives.escape });
+    const ins = buildInstruction({ keyword: raw.keyword, args: raw.args, heredocs: raw.heredocs, source: raw.source, loc, escape: directives.escape });
     if (ins.kind === 'FROM') {
       close();
       from = ins;

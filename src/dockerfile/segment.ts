@@ -51,7 +51,7 @@ export function segmentLines(lines: readonly string[], escape: string, file: str
     const keyword = m?.[1] ?? trimmed;
     const args = m?.[2] ?? '';
     const heredocs: Heredoc[] = [];
-    if (canContainHeredoc(keyword, args)) {
+    if (args.includes('<<') && canContainHeredoc(keyword, args)) {
       for (const h of heredocsFromLine(trimmed)) {
         let content = '';
         let terminated = false;

@@ -2,13 +2,13 @@ import test from 'ava';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isTsbuildError, TsbuildError } from '../../src/core/index.js';
+import { isTsbuildError, TsbuildError, type ErrorCode } from '../../src/core/index.js';
 import { lintDockerfile, parseDockerfile } from '../../src/dockerfile/index.js';
 
 const DIR = fileURLToPath(new URL('../../fixtures/dockerfiles-bad/', import.meta.url));
 
 interface Expected {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly line: number;
   /** For LINT_FAILED cases: the rule of the first finding. */
   readonly rule?: string;

@@ -1,5 +1,5 @@
 import test, { type ExecutionContext } from 'ava';
-import { isTsbuildError, type TsbuildError } from '../../src/core/index.js';
+import { isTsbuildError, type ErrorCode, type TsbuildError } from '../../src/core/index.js';
 import { parseDockerfile, parseInstructionText, type Instruction } from '../../src/dockerfile/index.js';
 
 /** Parses `text` and returns the instructions of the last stage (FROM excluded). */
@@ -8,15 +8,15 @@ function body(text: string): readonly Instruction[] {
   return (df.stages[df.stages.length - 1] as (typeof df.stages)[number]).instructions;
 }
 
-function only<K extends Instruction['kind']>(t: ExecutionContext, text: string, kind: K): Extract<Instruction, { kind: K }> {
+function only<K extends Instruction['kind']>(t: ExecutionContext, text: string, kind: K): Instruction & { kind: K } {
   const list = body(`FROM alpine\n${text}`);
   t.is(list.length, 1, JSON.stringify(list));
   const ins = list[0] as Instruction;
   t.is(ins.kind, kind);
-  return ins as Extract<Instruction, { kind: K }>;
+  return ins as Instruction & { kind: K };
 }
 
-function parseError(t: ExecutionContext, text: string, code: string): TsbuildError {
+function parseError(t: ExecutionContext, text: string, code: ErrorCode): TsbuildError {
   const err = t.throws(() => parseDockerfile(text, 'Dockerfile'));
   t.true(isTsbuildError(err), String(err));
   t.is((err as TsbuildError).code, code, (err as Error).message);
