@@ -5,7 +5,7 @@
  * the overlay mountpoint. Mounts live only in the sandbox's mount namespace; this directory is
  * removed after the run, and directories of dead owners are removed on the next start.
  */
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { TsbuildError } from '../core/index.js';
@@ -64,25 +64,29 @@ async function readStartTime(pid: number): Promise<string | undefined> {
 }
 
 /** Creates `<stateDir>/<id>/` with the init files and init layer, owned by `owner` (pid of this process). */
-export async function createSandboxState(stateDir: string, id: string, files: InitFiles, ownerPid: number): Promise<SandboxState> {
+export async function createSandboxState(stateDir: string, id: string, files: InitFiles, ownerPid: number, withInitLayer = true): Promise<SandboxState> {
   const dir = join(stateDir, id);
   const initLayer = join(dir, 'init');
   try {
     await mkdir(stateDir, { recursive: true, mode: 0o711 });
     await mkdir(dir, { mode: 0o755 });
-    await writeFile(join(dir, 'owner'), `${ownerPid} ${(await readStartTime(ownerPid)) ?? ''}\n`);
-    await mkdir(join(dir, 'rootfs'));
-    for (const d of ['etc', 'proc', 'sys', 'dev']) await mkdir(join(initLayer, d), { recursive: true });
-    await mkdir(join(dir, 'files'));
     const contents: Record<string, string> = {
       hosts: renderHosts(files.hostname),
       hostname: `${files.hostname}\n`,
       'resolv.conf': files.resolvConf,
     };
-    for (const [name, text] of Object.entries(contents)) {
-      await writeFile(join(dir, 'files', name), text, { mode: 0o644 });
-      await writeFile(join(initLayer, 'etc', name), '', { mode: 0o644 });
-    }
+    const startTime = await readStartTime(ownerPid);
+    await Promise.all([
+      writeFile(join(dir, 'owner'), `${ownerPid} ${startTime ?? ''}\n`),
+      mkdir(join(dir, 'files')).then(() => Promise.all(Object.entries(contents).map(([name, text]) => writeFile(join(dir, 'files', name), text, { mode: 0o644 })))),
+      ...(withInitLayer
+        ? [
+            mkdir(join(dir, 'rootfs')),
+            ...['proc', 'sys', 'dev'].map((d) => mkdir(join(initLayer, d), { recursive: true })),
+            mkdir(join(initLayer, 'etc'), { recursive: true }).then(() => Promise.all(Object.keys(contents).map((name) => writeFile(join(initLayer, 'etc', name), '', { mode: 0o644 })))),
+          ]
+        : []),
+    ]);
   } catch (err) {
     throw stateError('create sandbox state', dir, err);
   }
@@ -120,7 +124,9 @@ export async function cleanStaleSandboxStates(stateDir: string): Promise<string[
       const [pid, start] = (await readFile(join(dir, 'owner'), 'utf8')).trim().split(' ');
       alive = pid !== undefined && /^\d+$/.test(pid) && (await readStartTime(Number(pid))) === start;
     } catch {
-      alive = false;
+      // No owner file yet: a sandbox being created right now (by another process) is not stale.
+      const st = await stat(dir).catch(() => undefined);
+      alive = st !== undefined && Date.now() - st.mtimeMs < 60_000;
     }
     if (alive) continue;
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
