@@ -13,7 +13,7 @@ import {
 } from '../dockerfile/index.js';
 import { expandText, proxyEnvOf, type ArgEnv, type ArgScope } from './args.js';
 import type { ConfigEdit, CopyOp, ExecMount, ExecOp, GraphHeredoc, Op, SourceRef } from './graph.js';
-import { DEFAULT_SHELL, getEnv, type ConfigState } from './image-config.js';
+import { DEFAULT_SHELL, envStrings, type ConfigState } from './image-config.js';
 
 /** What converting one instruction needs from the stage being planned. */
 export interface StageContext {
@@ -135,14 +135,14 @@ function expandHeredocBody(h: Heredoc, ctx: StageContext, loc: SourceLocation): 
   return expand(protectedText, ctx, loc);
 }
 
-function runEnv(ctx: StageContext): { env: string[]; buildArgs: string[] } {
-  const env = ctx.config.env.map(([k, v]) => `${k}=${v}`);
+function runEnv(ctx: StageContext): { env: readonly string[]; buildArgs: string[] } {
+  const env = envStrings(ctx.config);
   const buildArgs: string[] = [];
   for (const [name, value] of ctx.args) {
-    if (value === undefined || getEnv(ctx.config, name) !== undefined) continue;
+    if (value === undefined || ctx.config.env.has(name)) continue;
     buildArgs.push(`${name}=${value}`);
   }
-  return { env: [...env, ...buildArgs], buildArgs };
+  return { env: buildArgs.length === 0 ? env : [...env, ...buildArgs], buildArgs };
 }
 
 function planRun(ins: RunInstruction, ctx: StageContext): Step {

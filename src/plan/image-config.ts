@@ -8,7 +8,10 @@ export const DEFAULT_SHELL: readonly string[] = ['/bin/sh', '-c'];
 export interface ConfigState {
   platform: Platform;
   author: string | undefined;
-  env: [string, string][];
+  /** Insertion-ordered; re-setting a key keeps its position (as Docker). */
+  env: Map<string, string>;
+  /** Cached `KEY=VALUE` list of `env` (cleared on change). */
+  envList: readonly string[] | undefined;
   cmd: readonly string[] | null | undefined;
   /** True once CMD was set in this stage (ENTRYPOINT then keeps it). */
   cmdSet: boolean;
@@ -38,7 +41,8 @@ export function configFromImage(base: ImageConfig | undefined, platform: Platfor
   return {
     platform,
     author: base?.author,
-    env: (c.Env ?? []).map(splitEnv),
+    env: new Map((c.Env ?? []).map(splitEnv)),
+    envList: undefined,
     cmd: c.Cmd,
     cmdSet: false,
     entrypoint: c.Entrypoint,
@@ -61,7 +65,7 @@ export function configFromImage(base: ImageConfig | undefined, platform: Platfor
 export function cloneConfig(s: ConfigState): ConfigState {
   return {
     ...s,
-    env: s.env.map(([k, v]) => [k, v]),
+    env: new Map(s.env),
     labels: new Map(s.labels),
     exposed: new Set(s.exposed),
     volumes: new Set(s.volumes),
@@ -73,15 +77,19 @@ export function cloneConfig(s: ConfigState): ConfigState {
 
 /** Sets an environment variable in place (Docker keeps the original position). */
 export function setEnv(s: ConfigState, key: string, value: string): void {
-  const existing = s.env.find(([k]) => k === key);
-  if (existing === undefined) s.env.push([key, value]);
-  else existing[1] = value;
+  s.env.set(key, value);
+  s.envList = undefined;
 }
 
 /** Looks up a variable of the image environment. */
 export function getEnv(s: ConfigState, key: string): string | undefined {
-  for (const [k, v] of s.env) if (k === key) return v;
-  return undefined;
+  return s.env.get(key);
+}
+
+/** The environment as `KEY=VALUE` strings (cached until the next change). */
+export function envStrings(s: ConfigState): readonly string[] {
+  if (s.envList === undefined) s.envList = [...s.env].map(([k, v]) => `${k}=${v}`);
+  return s.envList;
 }
 
 /** Applies one metadata edit. */
@@ -152,7 +160,7 @@ export function toImageConfig(s: ConfigState): ImageConfig {
   const config: ContainerConfig = {
     ...(s.user === '' ? {} : { User: s.user }),
     ...(s.exposed.size === 0 ? {} : { ExposedPorts: sortedObject(s.exposed, () => ({})) }),
-    ...(s.env.length === 0 ? {} : { Env: s.env.map(([k, v]) => `${k}=${v}`) }),
+    ...(s.env.size === 0 ? {} : { Env: envStrings(s) }),
     ...(s.entrypoint === undefined ? {} : { Entrypoint: s.entrypoint }),
     ...(s.cmd === undefined ? {} : { Cmd: s.cmd }),
     ...(s.volumes.size === 0 ? {} : { Volumes: sortedObject(s.volumes, () => ({})) }),
