@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isTsbuildError } from '../../src/core/index.js';
 import { lintDockerfile, parseDockerfile, type Dockerfile } from '../../src/dockerfile/index.js';
+import { planBuild } from '../../src/plan/index.js';
 
 /**
  * Property: for any text, each step of the front end returns or throws a TsbuildError, never
@@ -18,6 +19,10 @@ interface FuzzCase {
 const STEPS: readonly (readonly [string, (c: FuzzCase) => void])[] = [
   ['parse', (c) => { c.df = parseDockerfile(c.text, 'Dockerfile'); }],
   ['lint', (c) => { lintDockerfile(c.df as Dockerfile, { buildArgs: new Map([['TAG', '1']]) }); }],
+  ['plan', (c) => {
+    const linux = { os: 'linux', architecture: 'amd64' };
+    planBuild(c.df as Dockerfile, { buildArgs: new Map([['TAG', '1']]), buildPlatform: linux, targetPlatform: linux, baseImages: new Map() });
+  }],
 ];
 
 const CASES = 4000;
@@ -133,7 +138,7 @@ function runCase(text: string): string | undefined {
   return ms > HANG_MS ? `took ${ms.toFixed(0)} ms` : undefined;
 }
 
-test('fuzz: parse and lint return or throw TsbuildError when fed random and mutated Dockerfiles', (t) => {
+test('fuzz: parse, lint and plan return or throw TsbuildError when fed random and mutated Dockerfiles', (t) => {
   const seed = 20261123;
   const r = prng(seed);
   const seeds = corpus();
