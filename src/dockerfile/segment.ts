@@ -125,7 +125,7 @@ export function parseHeredocWord(word: string): Omit<Heredoc, 'content'> | undef
   const rest = m[3] as string;
   if (rest === '') return undefined;
   const { text: name, quoted } = unquote(rest);
-  if (name === '' || /\s/.test(name)) return undefined;
+  if (name === '') return undefined;
   const fd = m[1] === '' ? undefined : Number.parseInt(m[1] as string, 10);
   return { name, expand: !quoted, stripTabs: m[2] === '-', ...(fd === undefined ? {} : { fd }) };
 }
