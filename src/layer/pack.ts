@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, constants, lstatSync, type Dirent, openSync, readSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, type Dirent, openSync, readSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { TsbuildError, type Digest } from '../core/index.js';
@@ -42,6 +42,8 @@ interface Item {
   readonly tarName: string;
   readonly key: Buffer;
   readonly opaqueMarker: boolean;
+  /** readdir said "regular file": open + fstat instead of lstat (one path lookup less). */
+  readonly regular: boolean;
 }
 
 interface Frame {
@@ -105,16 +107,16 @@ function listDir(abs: string, changeset: boolean, opaque: boolean): Item[] {
     // Whiteouts sort by their name in the tar (`.wh.NAME`), so they are recognised before sorting.
     const whiteout = changeset && d.isCharacterDevice() && lstatSync(join(abs, d.name)).rdev === 0;
     const tarName = whiteout ? WHITEOUT_PREFIX + d.name : d.name;
-    return { fsName: d.name, tarName, key: Buffer.from(tarName, 'utf8'), opaqueMarker: false };
+    return { fsName: d.name, tarName, key: Buffer.from(tarName, 'utf8'), opaqueMarker: false, regular: d.isFile() };
   });
-  if (changeset && opaque) items.push({ fsName: '', tarName: OPAQUE, key: Buffer.from(OPAQUE), opaqueMarker: true });
+  if (changeset && opaque) items.push({ fsName: '', tarName: OPAQUE, key: Buffer.from(OPAQUE), opaqueMarker: true, regular: false });
   return items;
 }
 
-function readKeptXattrs(abs: string, changeset: boolean): { xattrs: TarXattr[]; opaque: boolean } {
+function readKeptXattrs(abs: string, changeset: boolean, fd?: number): { xattrs: TarXattr[]; opaque: boolean } {
   let names: string[];
   try {
-    names = listXattrNames(abs);
+    names = listXattrNames(fd ?? abs);
   } catch (cause) {
     throw layerError('READ_FAILED', `cannot list xattrs of ${abs}`, cause);
   }
@@ -123,11 +125,11 @@ function readKeptXattrs(abs: string, changeset: boolean): { xattrs: TarXattr[]; 
   const xattrs: TarXattr[] = [];
   for (const name of names) {
     if (name === 'trusted.overlay.opaque' || name === 'user.overlay.opaque') {
-      if (changeset && getXattr(abs, name)?.toString() === 'y') opaque = true;
+      if (changeset && getXattr(fd ?? abs, name)?.toString() === 'y') opaque = true;
     } else if (changeset && /^(trusted|user)\.overlay\.(redirect|metacopy)$/.test(name)) {
       throw layerError('UNSUPPORTED_OVERLAY', `${abs} carries ${name}: mount overlayfs with redirect_dir=off and metacopy=off`);
     } else if (KEPT_XATTR(name)) {
-      const value = getXattr(abs, name);
+      const value = getXattr(fd ?? abs, name);
       if (value !== undefined) xattrs.push({ name, value });
     }
   }
@@ -145,14 +147,17 @@ function entryTypeOf(st: Stats): EntryType | undefined {
   return undefined; // sockets are not layer content
 }
 
-/** Streams `size` bytes of the file at `abs` into the batcher; throws LAYER_FILE_CHANGED if it shrank. */
-function copyFile(out: Batcher, abs: string, size: number): void {
-  let fd: number;
+/** Opens a regular file without following symlinks or blocking (it may have become a fifo). */
+function openRegular(abs: string): number {
   try {
-    fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW);
+    return openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (cause) {
     throw layerError('READ_FAILED', `cannot open ${abs}`, cause);
   }
+}
+
+/** Streams `size` bytes of the open file into the batcher; throws LAYER_FILE_CHANGED if it shrank. */
+function copyFile(out: Batcher, fd: number, abs: string, size: number): void {
   try {
     let left = size;
     while (left > 0) {
@@ -166,8 +171,6 @@ function copyFile(out: Batcher, abs: string, size: number): void {
   } catch (cause) {
     if (cause instanceof TsbuildError) throw cause;
     throw layerError('READ_FAILED', `cannot read ${abs}`, cause);
-  } finally {
-    closeSync(fd);
   }
   out.zeros(padded(size) - size);
 }
@@ -203,43 +206,59 @@ async function* generateTar(dir: string, options: PackOptions, result: (r: PackR
       entries++;
     } else {
       const abs = join(frame.abs, item.fsName);
-      let st: Stats;
+      let fd: number | undefined;
       try {
-        st = lstatSync(abs);
-      } catch (cause) {
-        throw layerError('READ_FAILED', `cannot stat ${abs}`, cause);
-      }
-      const type = entryTypeOf(st);
-      if (type !== undefined) {
-        if (changeset && type === 'char' && st.rdev === 0) {
-          // An overlay whiteout: the name was deleted in this layer.
-          emit(out, { ...EMPTY, name: frame.rel + WHITEOUT_PREFIX + item.fsName });
-          entries++;
-        } else {
-          const { xattrs, opaque } = readKeptXattrs(abs, changeset);
-          const rel = frame.rel + item.fsName;
-          const base = { ...EMPTY, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: clamp(st.mtimeMs), xattrs };
-          const linkKey = type !== 'directory' && st.nlink > 1 ? `${st.dev}:${st.ino}` : undefined;
-          const first = linkKey === undefined ? undefined : links.get(linkKey);
-          if (first !== undefined) {
-            emit(out, { ...base, name: rel, type: 'link', linkname: first });
+        let st: Stats;
+        try {
+          if (item.regular) {
+            fd = openRegular(abs);
+            st = fstatSync(fd);
+            if (!st.isFile()) {
+              closeSync(fd);
+              fd = undefined;
+              st = lstatSync(abs);
+            }
           } else {
-            if (linkKey !== undefined) links.set(linkKey, rel);
-            if (type === 'file') {
-              emit(out, { ...base, name: rel, type, size: st.size });
-              copyFile(out, abs, st.size);
-            } else if (type === 'directory') {
-              emit(out, { ...base, name: `${rel}/`, type });
-              stack.push({ abs, rel: `${rel}/`, items: sortItems(listDir(abs, changeset, opaque)), next: 0 });
-            } else if (type === 'symlink') {
-              emit(out, { ...base, name: rel, type, linkname: readLink(abs) });
+            st = lstatSync(abs);
+          }
+        } catch (cause) {
+          if (cause instanceof TsbuildError) throw cause;
+          throw layerError('READ_FAILED', `cannot stat ${abs}`, cause);
+        }
+        const type = entryTypeOf(st);
+        if (type !== undefined) {
+          if (changeset && type === 'char' && st.rdev === 0) {
+            // An overlay whiteout: the name was deleted in this layer.
+            emit(out, { ...EMPTY, name: frame.rel + item.tarName });
+          } else {
+            const { xattrs, opaque } = readKeptXattrs(abs, changeset, fd);
+            const rel = frame.rel + item.fsName;
+            const base = { ...EMPTY, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: clamp(st.mtimeMs), xattrs };
+            const linkKey = type !== 'directory' && st.nlink > 1 ? `${st.dev}:${st.ino}` : undefined;
+            const first = linkKey === undefined ? undefined : links.get(linkKey);
+            if (first !== undefined) {
+              emit(out, { ...base, name: rel, type: 'link', linkname: first, xattrs: [] });
             } else {
-              const { major, minor } = type === 'fifo' ? { major: 0, minor: 0 } : splitDev(st.rdev);
-              emit(out, { ...base, name: rel, type, devmajor: major, devminor: minor });
+              if (linkKey !== undefined) links.set(linkKey, rel);
+              if (type === 'file') {
+                emit(out, { ...base, name: rel, type, size: st.size });
+                fd ??= openRegular(abs);
+                copyFile(out, fd, abs, st.size);
+              } else if (type === 'directory') {
+                emit(out, { ...base, name: `${rel}/`, type });
+                stack.push({ abs, rel: `${rel}/`, items: sortItems(listDir(abs, changeset, opaque)), next: 0 });
+              } else if (type === 'symlink') {
+                emit(out, { ...base, name: rel, type, linkname: readLink(abs) });
+              } else {
+                const { major, minor } = type === 'fifo' ? { major: 0, minor: 0 } : splitDev(st.rdev);
+                emit(out, { ...base, name: rel, type, devmajor: major, devminor: minor });
+              }
             }
           }
           entries++;
         }
+      } finally {
+        if (fd !== undefined) closeSync(fd);
       }
     }
     if (out.ready.length > 0) yield* out.ready.splice(0);

@@ -8,6 +8,8 @@ export interface Libc {
   readonly llistxattr: (path: string, list: Buffer | null, size: number) => number;
   readonly lremovexattr: (path: string, name: string) => number;
   readonly mknod: (path: string, mode: number, dev: bigint) => number;
+  readonly fgetxattr: (fd: number, name: string, value: Buffer | null, size: number) => number;
+  readonly flistxattr: (fd: number, list: Buffer | null, size: number) => number;
 }
 
 /** errno values used by callers (Linux numbering). */
@@ -25,6 +27,8 @@ export function bindLibc(): Libc {
       llistxattr: lib.func('intptr_t llistxattr(const char *path, _Out_ uint8_t *list, size_t size)'),
       lremovexattr: lib.func('int lremovexattr(const char *path, const char *name)'),
       mknod: lib.func('int mknod(const char *path, uint32_t mode, uint64_t dev)'),
+      fgetxattr: lib.func('intptr_t fgetxattr(int fd, const char *name, _Out_ uint8_t *value, size_t size)'),
+      flistxattr: lib.func('intptr_t flistxattr(int fd, _Out_ uint8_t *list, size_t size)'),
     };
   } catch (cause) {
     throw new TsbuildError('CORE_FFI_UNAVAILABLE', 'cannot load libc.so.6 through koffi for xattr/mknod calls', { cause });

@@ -8,34 +8,48 @@ export interface Xattr {
   readonly value: Buffer;
 }
 
+type Target = string | number;
+
+function list(target: Target, buf: Buffer | null, size: number): number {
+  return typeof target === 'number' ? LIBC.flistxattr(target, buf, size) : LIBC.llistxattr(target, buf, size);
+}
+
+function get(target: Target, name: string, buf: Buffer | null, size: number): number {
+  return typeof target === 'number' ? LIBC.fgetxattr(target, name, buf, size) : LIBC.lgetxattr(target, name, buf, size);
+}
+
+function label(target: Target): string {
+  return typeof target === 'number' ? `fd ${target}` : target;
+}
+
 /**
- * Lists the xattr names of `path` without following a final symlink (llistxattr).
- * Returns [] when the file system does not support xattrs; throws {@link SysCallError} otherwise.
+ * Lists the xattr names of a path (llistxattr: a final symlink is not followed) or of an open fd
+ * (flistxattr). Returns [] when the file system does not support xattrs; throws {@link SysCallError} otherwise.
  */
-export function listXattrNames(path: string): string[] {
+export function listXattrNames(target: string | number): string[] {
   let size = INITIAL_BUFFER;
   for (;;) {
     const buf = Buffer.allocUnsafe(size);
-    const n = LIBC.llistxattr(path, buf, size);
+    const n = list(target, buf, size);
     if (n >= 0) return n === 0 ? [] : buf.toString('utf8', 0, n - 1).split('\0');
     const errno = lastErrno();
     if (errno === ERRNO.ENOTSUP) return [];
-    if (errno !== ERRNO.ERANGE || size >= MAX_XATTR) throw new SysCallError('llistxattr', path, errno);
-    size = Math.max(size * 4, LIBC.llistxattr(path, null, 0));
+    if (errno !== ERRNO.ERANGE || size >= MAX_XATTR) throw new SysCallError(typeof target === 'number' ? 'flistxattr' : 'llistxattr', label(target), errno);
+    size = Math.max(size * 4, list(target, null, 0));
   }
 }
 
-/** Reads one xattr of `path` (lgetxattr); returns undefined when it is absent or unsupported. */
-export function getXattr(path: string, name: string): Buffer | undefined {
+/** Reads one xattr of a path (lgetxattr) or open fd (fgetxattr); undefined when it is absent or unsupported. */
+export function getXattr(target: string | number, name: string): Buffer | undefined {
   let size = INITIAL_BUFFER;
   for (;;) {
     const buf = Buffer.allocUnsafe(size);
-    const n = LIBC.lgetxattr(path, name, buf, size);
+    const n = get(target, name, buf, size);
     if (n >= 0) return buf.subarray(0, n);
     const errno = lastErrno();
     if (errno === ERRNO.ENODATA || errno === ERRNO.ENOTSUP) return undefined;
-    if (errno !== ERRNO.ERANGE || size >= MAX_XATTR) throw new SysCallError(`lgetxattr(${name})`, path, errno);
-    size = Math.max(size * 4, LIBC.lgetxattr(path, name, null, 0));
+    if (errno !== ERRNO.ERANGE || size >= MAX_XATTR) throw new SysCallError(`${typeof target === 'number' ? 'f' : 'l'}getxattr(${name})`, label(target), errno);
+    size = Math.max(size * 4, get(target, name, null, 0));
   }
 }
 
