@@ -10,6 +10,7 @@ import {
   parseMemory,
   parseMemorySwap,
   resolveUser,
+  runWithOciRuntime,
   Sandbox,
   validateLimits,
 } from '../../sandbox/index.js';
@@ -90,8 +91,10 @@ export function parseLimitFlags(args: ParsedArgs): CgroupLimits {
   return limits;
 }
 
-/** Directory for sandbox state: /run/tsbuild as root, else $XDG_RUNTIME_DIR or the store root. */
+/** Directory for sandbox state: $TSBUILD_RUN_DIR, /run/tsbuild as root, else $XDG_RUNTIME_DIR/tsbuild or the store root. */
 function stateDirFor(ctx: CommandContext, uid: number): string {
+  const runDir = ctx.env.TSBUILD_RUN_DIR;
+  if (runDir !== undefined && runDir !== '') return join(resolve(ctx.cwd, runDir), 'sandbox');
   if (uid === 0) return '/run/tsbuild/sandbox';
   const runtime = ctx.env.XDG_RUNTIME_DIR;
   if (runtime !== undefined && runtime !== '') return join(runtime, 'tsbuild', 'sandbox');
@@ -168,13 +171,15 @@ export const runCommand: Command = {
     const warn = (msg: string): void => {
       ctx.stderr.write(`WARNING: ${msg}\n`);
     };
+    const stateDir = stateDirFor(ctx, uid);
     const runtime = optString(args, 'runtime');
     if (runtime !== undefined) {
-      throw notSupportedYet('--runtime', 'external OCI runtimes arrive with the runc oracle');
+      const result = await runWithOciRuntime(runtime, spec, stdio, ctx.signal, { stateDir, ownerPid: process.pid, rootless });
+      return result.exitCode;
     }
     const sandbox = new Sandbox({
       launcherPath: ctx.env.TSBUILD_LAUNCHER ?? fileURLToPath(new URL('../../../build/tsbuild-launcher', import.meta.url)),
-      stateDir: stateDirFor(ctx, uid),
+      stateDir,
       host: { uid, gid, user: userInfo().username },
       ownerPid: process.pid,
       onWarning: warn,
