@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { access, link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MediaType, TsbuildError, type ImageIndex } from '../core/index.js';
 
@@ -61,6 +61,7 @@ export async function writeFileAtomic(path: string, data: string, tmpDir: string
 
 /** Creates `path` with `data` only if it does not exist yet (atomic: link of a complete tmp file). */
 async function createIfMissing(path: string, data: string, tmpDir: string): Promise<void> {
+  if (await access(path).then(() => true, () => false)) return;
   const tmp = join(tmpDir, `init-${process.pid}-${randomBytes(8).toString('hex')}`);
   await writeFileAtomic(tmp, data, tmpDir);
   try {
