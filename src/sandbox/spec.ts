@@ -184,7 +184,7 @@ export function normalizeCapability(name: string): string {
   if (upper === 'ALL') return 'ALL';
   const full = upper.startsWith('CAP_') ? upper : `CAP_${upper}`;
   if (!ALL_CAPABILITIES.includes(full)) {
-    throw new TsbuildError('SANDBOX_BAD_CAPABILITY', `unknown capability "${name}"`, { hint: 'e.g. NET_ADMIN or CAP_SYS_PTRACE' });
+    throw new TsbuildError('SANDBOX_BAD_CAPABILITY', `unknown capability "${name}"`, { hint: 'e.g. NET_ADMIN or CAP_SYS_PTRACE', exitCode: 125 });
   }
   return full;
 }
@@ -203,16 +203,16 @@ export function computeCapabilities(capAdd: readonly string[] = [], capDrop: rea
 
 /** Builds a RunSpec with Docker's defaults; validates paths (SANDBOX_BAD_SPEC). */
 export function createRunSpec(options: RunSpecOptions): RunSpec {
-  if (options.args.length === 0) throw new TsbuildError('SANDBOX_BAD_SPEC', 'no command to run');
+  if (options.args.length === 0) throw new TsbuildError('SANDBOX_BAD_SPEC', 'no command to run', { exitCode: 125 });
   const cwd = options.cwd ?? '/';
-  if (!cwd.startsWith('/')) throw new TsbuildError('SANDBOX_BAD_SPEC', `working directory "${cwd}" must be absolute`);
+  if (!cwd.startsWith('/')) throw new TsbuildError('SANDBOX_BAD_SPEC', `working directory "${cwd}" must be absolute`, { exitCode: 125 });
   const env = [...(options.env ?? [])];
   if (!env.some((e) => e.startsWith('PATH='))) env.unshift(`PATH=${DEFAULT_PATH}`);
   if (options.hostname !== undefined && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/.test(options.hostname)) {
-    throw new TsbuildError('SANDBOX_BAD_SPEC', `invalid hostname "${options.hostname}"`);
+    throw new TsbuildError('SANDBOX_BAD_SPEC', `invalid hostname "${options.hostname}"`, { exitCode: 125 });
   }
   for (const m of options.mounts ?? []) {
-    if (!m.destination.startsWith('/')) throw new TsbuildError('SANDBOX_BAD_SPEC', `mount destination "${m.destination}" must be absolute`);
+    if (!m.destination.startsWith('/')) throw new TsbuildError('SANDBOX_BAD_SPEC', `mount destination "${m.destination}" must be absolute`, { exitCode: 125 });
   }
   const namespaces: NamespaceSpec[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }];
   if ((options.network ?? 'none') === 'none') namespaces.splice(1, 0, { type: 'network' });
@@ -261,7 +261,7 @@ export interface OciConfigOptions {
 export function toOciConfig(spec: RunSpec, options: OciConfigOptions = {}): Record<string, unknown> {
   const rootPath = options.rootPath ?? spec.root.path;
   if (rootPath === undefined) {
-    throw new TsbuildError('SANDBOX_BAD_SPEC', 'an overlay root needs a mounted rootPath for an OCI runtime');
+    throw new TsbuildError('SANDBOX_BAD_SPEC', 'an overlay root needs a mounted rootPath for an OCI runtime', { exitCode: 125 });
   }
   const p = spec.process;
   const caps = [...p.capabilities];
