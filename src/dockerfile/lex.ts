@@ -31,8 +31,9 @@ export function splitWordsKeepQuotes(text: string, escape: string): string[] {
       continue;
     }
     inWord = true;
-    if (c === escape && quote !== "'" && i + 1 < text.length) {
-      word += c + (text[i + 1] as string);
+    if (c === escape && quote !== "'") {
+      // BuildKit drops an escape character at the very end of the text.
+      if (i + 1 < text.length) word += c + (text[i + 1] as string);
       i++;
       continue;
     }

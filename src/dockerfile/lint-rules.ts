@@ -8,6 +8,8 @@ import {
 export interface LintContext {
   readonly buildArgs: ReadonlyMap<string, string>;
   readonly escape: '\\' | '`';
+  /** Env names of an external base image when known (see LintOptions.baseImageEnv). */
+  readonly baseImageEnv: (image: string) => readonly string[] | undefined;
 }
 
 /** One problem a rule found (the runner adds the rule name). */
@@ -69,8 +71,9 @@ function undefinedVarFindings(df: Dockerfile, ctx: LintContext): RuleFinding[] {
   const finalEnv: Set<string>[] = [];
   for (const stage of df.stages) {
     const base = baseStageIndex(df, stage, ctx.escape);
+    const external = (): readonly string[] => ctx.baseImageEnv(stage.from.image) ?? EXTERNAL_BASE_ENV;
     const env = new Set<string>(
-      base !== undefined ? (finalEnv[base] ?? []) : stage.from.image.toLowerCase() === 'scratch' ? [] : EXTERNAL_BASE_ENV,
+      base !== undefined ? (finalEnv[base] ?? []) : stage.from.image.toLowerCase() === 'scratch' ? [] : external(),
     );
     const args = new Set<string>(PROXY_ARGS);
     for (const ins of stage.instructions) {

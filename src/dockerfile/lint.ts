@@ -13,6 +13,11 @@ export interface LintFinding {
 export interface LintOptions {
   /** `--build-arg` values (they decide whether a FROM's ARG default matters). */
   readonly buildArgs?: ReadonlyMap<string, string>;
+  /**
+   * Environment variable names of an external base image (by the FROM text, unexpanded), when
+   * its config is known; otherwise UndefinedVar assumes the image sets only PATH.
+   */
+  readonly baseImageEnv?: (image: string) => readonly string[] | undefined;
   /** Rules to run (default: all of LINT_RULES); for tests and tools. */
   readonly rules?: readonly LintRule[];
 }
@@ -25,7 +30,11 @@ export function lintDockerfile(df: Dockerfile, options: LintOptions = {}): reado
   const skip = df.directives.check?.skip ?? [];
   if (skip === 'all') return [];
   const skipped = new Set(skip.map((s) => s.toLowerCase()));
-  const ctx: LintContext = { buildArgs: options.buildArgs ?? new Map(), escape: df.directives.escape };
+  const ctx: LintContext = {
+    buildArgs: options.buildArgs ?? new Map(),
+    escape: df.directives.escape,
+    baseImageEnv: options.baseImageEnv ?? (() => undefined),
+  };
   const findings: LintFinding[] = [];
   const rules = options.rules ?? LINT_RULES;
   rules.forEach((rule) => {

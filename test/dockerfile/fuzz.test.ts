@@ -1,5 +1,5 @@
 import test from 'ava';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isTsbuildError } from '../../src/core/index.js';
@@ -83,10 +83,18 @@ function randomDockerfile(r: () => number): string {
   return lines.join(r() < 0.1 ? '\r\n' : '\n');
 }
 
-/** Seeds for mutation: the bad fixtures plus a rich good Dockerfile. */
+/** The `Dockerfile` of every case directory under `fixtures/<kind>/` (none when it is absent). */
+function fixtureTexts(kind: string): string[] {
+  const dir = fileURLToPath(new URL(`../../fixtures/${kind}/`, import.meta.url));
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((name) => existsSync(join(dir, name, 'Dockerfile')))
+    .map((name) => readFileSync(join(dir, name, 'Dockerfile'), 'utf8'));
+}
+
+/** Seeds for mutation: the good and bad fixtures plus a rich hand-written Dockerfile. */
 function corpus(): string[] {
-  const dir = fileURLToPath(new URL('../../fixtures/dockerfiles-bad/', import.meta.url));
-  const bad = readdirSync(dir).map((name) => readFileSync(join(dir, name, 'Dockerfile'), 'utf8'));
+  const bad = [...fixtureTexts('dockerfiles-bad'), ...fixtureTexts('dockerfiles')];
   const good = [
     '# syntax=docker/dockerfile:1\nARG BASE=alpine\nFROM ${BASE} AS build\nRUN --mount=type=cache,target=/c <<EOF\nset -e\nmake\nEOF\n' +
       'COPY --from=build <<a.txt /x/\nhello $USER\na.txt\nENV A=1 B="2 3"\nHEALTHCHECK --interval=5s CMD ["true"]\nONBUILD RUN echo\n' +

@@ -66,6 +66,15 @@ test('UndefinedVar: honours scoping: global ARGs need re-declaring, ENV inherits
   clean(t, 'UndefinedVar', 'FROM alpine\nARG TARGETOS\nLABEL x=$TARGETOS\n');
 });
 
+test('UndefinedVar: uses the base image environment when the caller knows it', (t) => {
+  const df = parseDockerfile('FROM golang:1.22\nENV PATH=$GOPATH/bin:$PATH\nWORKDIR $GOROOT\n', 'Dockerfile');
+  const env = (image: string): readonly string[] | undefined => (image === 'golang:1.22' ? ['PATH', 'GOPATH'] : undefined);
+  t.deepEqual(lintDockerfile(df, { baseImageEnv: env }).filter((f) => f.rule === 'UndefinedVar').map((f) => f.message), [
+    "Usage of undefined variable '$GOROOT'",
+  ]);
+  t.is(lintDockerfile(df).filter((f) => f.rule === 'UndefinedVar').length, 2);
+});
+
 test('UndefinedVar: uses the backtick escape when the directive sets it', (t) => {
   clean(t, 'UndefinedVar', '# escape=`\nFROM alpine\nLABEL a=`$LITERAL\n');
 });
