@@ -241,7 +241,9 @@ function buildOnbuild(input: InstructionInput, text: string, base: { loc: Source
     throw fail('BAD_ONBUILD', `${kind} isn't allowed as an ONBUILD trigger`, loc);
   }
   const trigger = buildInstruction({ ...input, keyword, args: m?.[2] ?? '', source: text });
-  return { ...base, kind: 'ONBUILD', trigger, triggerSource: text };
+  // As BuildKit stores it in the image config: the trigger line, then each heredoc body and delimiter.
+  const triggerSource = text + input.heredocs.map((h) => `\n${h.content}${h.name}`).join('');
+  return { ...base, kind: 'ONBUILD', trigger, triggerSource };
 }
 
 function duration(flags: FlagValues, name: string, loc: SourceLocation): number | undefined {

@@ -174,6 +174,9 @@ test('parseDockerfile: parses an ONBUILD trigger as a typed instruction when it 
   t.like(ob.trigger, { kind: 'COPY', sources: ['.'], dest: '/app', chown: '1:1' });
   const run = only(t, 'ONBUILD RUN <<EOF\necho later\nEOF', 'ONBUILD');
   t.deepEqual(run.trigger.kind === 'RUN' ? run.trigger.heredocs.map((h) => h.content) : [], ['echo later\n']);
+  t.is(run.triggerSource, 'RUN <<EOF\necho later\nEOF');
+  const again = parseInstructionText(run.triggerSource, { file: 'Dockerfile', line: 1 });
+  t.deepEqual(again.kind === 'RUN' ? again.heredocs.map((h) => h.content) : [], ['echo later\n']);
 });
 
 test('parseDockerfile: attaches heredoc bodies and ends the instruction after the terminator when RUN uses <<EOF', (t) => {
