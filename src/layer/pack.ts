@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, type Dirent, openSync, readSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { TsbuildError, type Digest } from '../core/index.js';
 import { getXattr, listXattrNames, splitDev } from '../sys/index.js';
+import { StreamHasher } from './hasher.js';
 import { BLOCK, headerLength, padded, writeHeader, type EntryType, type TarHeader, type TarXattr } from './tar-header.js';
 
 /** How {@link packLayer} reads the directory. */
@@ -58,7 +58,7 @@ class Batcher {
   buf = Buffer.allocUnsafe(CHUNK);
   used = 0;
   readonly ready: Buffer[] = [];
-  private readonly hash = createHash('sha256');
+  readonly hash = new StreamHasher();
   total = 0;
 
   reserve(n: number): void {
@@ -87,9 +87,6 @@ class Batcher {
     }
   }
 
-  digest(): Digest {
-    return `sha256:${this.hash.digest('hex')}` as Digest;
-  }
 }
 
 function layerError(code: string, message: string, cause?: unknown): TsbuildError {
@@ -176,12 +173,20 @@ function copyFile(out: Batcher, fd: number, abs: string, size: number): void {
 }
 
 async function* generateTar(dir: string, options: PackOptions, result: (r: PackResult) => void): AsyncGenerator<Buffer> {
+  const out = new Batcher();
+  try {
+    yield* produceTar(dir, options, out, result);
+  } finally {
+    out.hash.dispose(); // stops a hashing worker when the consumer aborted or packing failed
+  }
+}
+
+async function* produceTar(dir: string, options: PackOptions, out: Batcher, result: (r: PackResult) => void): AsyncGenerator<Buffer> {
   const changeset = options.mode === 'changeset';
   const clamp = (mtimeMs: number): number => {
     const s = Math.max(0, Math.floor(mtimeMs / 1000));
     return options.sourceDateEpoch !== undefined && s > options.sourceDateEpoch ? Math.max(0, Math.floor(options.sourceDateEpoch)) : s;
   };
-  const out = new Batcher();
   const links = new Map<string, string>();
   let entries = 0;
   let rootStat: Stats;
@@ -261,12 +266,15 @@ async function* generateTar(dir: string, options: PackOptions, result: (r: PackR
         if (fd !== undefined) closeSync(fd);
       }
     }
-    if (out.ready.length > 0) yield* out.ready.splice(0);
+    if (out.ready.length > 0) {
+      yield* out.ready.splice(0);
+      await out.hash.waitForRoom();
+    }
   }
   out.zeros(2 * BLOCK);
   out.flush(0);
   yield* out.ready.splice(0);
-  result({ diffId: out.digest(), size: out.total, entries });
+  result({ diffId: await out.hash.digest(), size: out.total, entries });
 }
 
 const EMPTY: TarHeader = { name: '', type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: [] };

@@ -181,3 +181,22 @@ test('packLayer: done rejects and files are closed when the consumer destroys th
   rmSync(dir, { recursive: true });
   t.pass();
 });
+
+test('packLayer: the diffID is still the sha256 of the stream when the layer is large enough to hash in a worker', async (t) => {
+  const dir = await tempDir(t);
+  const big = Buffer.alloc(40 * 1024 * 1024);
+  for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE(i, i);
+  writeFileSync(join(dir, 'big'), big);
+  writeFileSync(join(dir, 'small'), 'tail');
+  const packed = packLayer(dir, { mode: 'tree' });
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of packed.stream) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  const result = await packed.done;
+  t.is(result.diffId as string, `sha256:${hash.digest('hex')}`);
+  t.is(result.size, size);
+  t.is(result.entries, 2);
+});
