@@ -70,7 +70,7 @@ testIf(missing, 'sandbox rootless: container root is the user and ids 1.. map to
   t.true(lines.includes(`0 ${ids?.uid} 1`), r.stdout);
   t.true(lines.includes(`1 ${range.start} ${range.count}`), r.stdout);
   t.is(lines.at(-1), 'denied', 'host-root-owned rootfs files stay read-only for container root');
-  t.is((await stat(join(shared, 'by-root'))).uid, ids?.uid);
+  t.is((await stat(join(shared, 'by-root'))).uid, ids?.uid ?? -1);
   t.is((await stat(join(shared, 'by-app'))).uid, range.start + 999);
   t.true(existsSync(join(home, 'run', 'tsbuild', 'sandbox')), 'state dir used');
   t.deepEqual(execFileSync('ls', ['-A', join(home, 'run', 'tsbuild', 'sandbox')], { encoding: 'utf8' }), '', 'no state left');
@@ -90,4 +90,26 @@ testIf(missing, 'sandbox rootless: a missing command exits 127 naming it when ru
   const r = runAsUser(home, ['--rootfs', rootfs, '--', '/usr/bin/absent-tool']);
   t.is(r.status, 127);
   t.regex(r.stderr, /SANDBOX_COMMAND_NOT_FOUND.*\/usr\/bin\/absent-tool/);
+});
+
+testIf(missing, 'sandbox rootless: an overlay root is mounted with userxattr and writes land in the upperdir when run as an unprivileged user', async (t) => {
+  const { dir, rootfs, home } = await setup(t);
+  const upper = join(dir, 'upper');
+  const work = join(dir, 'work');
+  for (const d of [upper, work]) {
+    await mkdir(d);
+    await chown(d, ids?.uid ?? 0, ids?.gid ?? 0);
+  }
+  const r = spawnSync('runuser', ['-u', USER, '--', 'env', '-i', `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`, `HOME=${home}`, `TMPDIR=${home}/tmp`,
+    process.execPath, '--import', 'tsx', join(REPO, 'test/sandbox/fixtures/rootless-overlay.ts'), ensureLauncher(), join(home, 'state'), rootfs, upper, work, USER], { cwd: REPO, encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  const [hostnameLine, json] = r.stdout.trim().split('\n');
+  t.is(hostnameLine, 'rl-ovl');
+  t.like(JSON.parse(json ?? '{}'), { exitCode: 0 });
+  const range = subuids[0] as { start: number; count: number };
+  t.is((await stat(join(upper, 'new'))).uid, range.start + 999);
+  const whiteout = await stat(join(upper, 'etc/group'));
+  t.true(whiteout.isCharacterDevice() && whiteout.rdev === 0, 'deletion is an overlay whiteout');
+  t.true(existsSync(join(rootfs, 'etc/group')));
+  t.false(existsSync(join(upper, 'etc/hostname')), 'init files stay out of the upperdir');
 });
