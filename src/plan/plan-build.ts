@@ -190,7 +190,7 @@ function plan(df: Dockerfile, options: PlanOptions): { graph: BuildGraph; warnin
   const targetStage = planStage(p, target);
 
   const planned = [...p.stages.values()].sort((a, b) => a.index - b.index);
-  const drafts: Draft[] = [...p.images.values()];
+  const ordered: { readonly d: Draft; readonly name: string }[] = [...p.images.values()].map((d) => ({ d, name: `[internal] ${d.text}` }));
   const stages: GraphStage[] = [];
   for (const s of planned) {
     const name = df.stages[s.index]?.name;
@@ -202,20 +202,18 @@ function plan(df: Dockerfile, options: PlanOptions): { graph: BuildGraph; warnin
       platform: formatPlatform(s.platform),
       vertices: s.drafts.map((d) => d.id),
     });
-    s.drafts.forEach((d, i) => drafts.push({ ...d, text: displayName(d, prefix, i + 1, s.drafts.length) }));
+    s.drafts.forEach((d, i) => ordered.push({ d, name: displayName(d, prefix, i + 1, s.drafts.length) }));
   }
-  for (const d of p.images.values()) drafts[drafts.indexOf(d)] = { ...d, text: `[internal] ${d.text}` };
-  const keys = computeCacheKeys(drafts);
-  const vertices: Vertex[] = drafts.map(({ text, ...d }) => ({
-    id: d.id,
-    stage: d.stage,
-    name: text,
-    ...(d.loc === undefined ? {} : { loc: d.loc }),
-    ...(d.onbuild === true ? { onbuild: true } : {}),
-    inputs: d.inputs,
-    op: d.op,
-    cacheKey: keys.get(d.id) as Vertex['cacheKey'],
-  }));
+  const keys = computeCacheKeys(ordered.map((o) => o.d));
+  const vertices: Vertex[] = ordered.map(({ d, name }) => {
+    const v: { -readonly [K in keyof Vertex]?: Vertex[K] } = { id: d.id, stage: d.stage, name };
+    if (d.loc !== undefined) v.loc = d.loc;
+    if (d.onbuild === true) v.onbuild = true;
+    v.inputs = d.inputs;
+    v.op = d.op;
+    v.cacheKey = keys.get(d.id);
+    return v as Vertex;
+  });
   const warnings: BuildEvent[] = unusedBuildArgs(env).map((name) => ({
     type: 'warning',
     code: 'PLAN_UNUSED_BUILD_ARG',
