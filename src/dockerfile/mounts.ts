@@ -107,6 +107,7 @@ export function parseMount(value: string, loc: SourceLocation): RunMount {
     const v = str(key);
     if (v === undefined) return undefined;
     const ok = radix === 8 ? /^[0-7]+$/.test(v) : /^\d+$/.test(v);
+    if (!ok && v.includes('$')) throw bad(`option "${key}" uses a variable ("${v}"); variables in mode, uid and gid are not supported yet`);
     if (!ok) throw bad(`option "${key}" must be ${radix === 8 ? 'an octal number such as 0755' : 'a non-negative integer'}, not "${v}"`);
     return Number.parseInt(v, radix);
   };
