@@ -243,7 +243,8 @@ export function planBuild(df: Dockerfile, options: PlanOptions): PlanResult {
 
 /**
  * Names the images the build needs (FROM bases and COPY --from / RUN --mount from= images of the
- * stages the target needs), after ARG expansion, in first-use order. Pure. Configs given in
+ * stages the target needs), after ARG expansion, deduplicated, in graph order (file-source images,
+ * then stage bases by stage index). Pure. Configs given in
  * `options.baseImages` are used, so calling it again after resolving reveals images named only
  * by ONBUILD triggers (repeat until no new names appear).
  */
