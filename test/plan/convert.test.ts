@@ -188,3 +188,17 @@ test('convert: the escape directive applies to expansion and continuations when 
   t.deepEqual(g.image.config?.Env, ['P=C:\\dir', 'Q=$x']);
   t.is(g.vertices[2]?.name, '[3/3] RUN echo hi');
 });
+
+test('convert: values that are invalid after expansion fail with a PLAN_ code and the line', (t) => {
+  const cases: readonly [string, string][] = [
+    ['FROM alpine\nARG S="bad signal"\nSTOPSIGNAL $S\n', 'PLAN_BAD_SIGNAL'],
+    ['FROM alpine\nARG E\nVOLUME /ok $E\n', 'PLAN_BAD_VOLUME'],
+    ['FROM alpine\nARG E\nWORKDIR $E\n', 'PLAN_BAD_WORKDIR'],
+    ['FROM alpine\nARG E\nENV ${E}=x\n', 'PLAN_EMPTY_KEY'],
+    ['FROM alpine\nARG E\nCOPY a $E\n', 'PLAN_BAD_COPY'],
+  ];
+  for (const [text, code] of cases) {
+    const e = errorOf(() => graphOf(text));
+    t.deepEqual([e.code, e.loc?.line], [code, 3], text);
+  }
+});
