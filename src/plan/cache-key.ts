@@ -29,6 +29,7 @@ export function canonicalJson(value: unknown): string {
     return value === undefined ? 'null' : JSON.stringify(value);
   }
   if (Array.isArray(value)) {
+    if (value.every((v) => typeof v === 'string')) return JSON.stringify(value); // fast path: env, argv, paths
     let s = '[';
     for (let i = 0; i < value.length; i++) s += (i > 0 ? ',' : '') + canonicalJson(value[i]);
     return `${s}]`;
