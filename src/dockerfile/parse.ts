@@ -18,6 +18,7 @@ import { segmentLines } from './segment.js';
  */
 export function parseDockerfile(text: string, file: string): Dockerfile {
   const lines = (text.startsWith('\uFEFF') ? text.slice(1) : text).split('\n');
+  if (lines.length > 1 && lines[lines.length - 1] === '') lines.pop(); // the final newline ends a line, it does not start one
   const { directives } = scanDirectives(lines, file);
   const raws = segmentLines(lines, directives.escape, file);
   const globalArgs: ArgInstruction[] = [];
