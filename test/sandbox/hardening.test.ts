@@ -10,7 +10,8 @@ import { capabilityMask } from '../../src/sandbox/launcher-spec.js';
 import { createRunSpec, DEFAULT_CAPABILITIES, type RunSpec, type RunSpecOptions } from '../../src/sandbox/spec.js';
 import type { Sandbox } from '../../src/sandbox/sandbox.js';
 import { isTsbuildError } from '../../src/core/index.js';
-import { assertNoLeftoverMounts, notRoot, rootSandbox, runCaptured } from './sandbox-helpers.js';
+import { assertNoLeftoverMounts, notRoot, REPO, rootSandbox, runCaptured } from './sandbox-helpers.js';
+import { spawn } from 'node:child_process';
 
 const missing = notRoot() ?? busyboxMissing();
 
@@ -184,4 +185,41 @@ testIf(missing, 'sandbox: state of a dead owner is removed and the run leaves no
   t.is(r.exitCode, 0);
   t.false(existsSync(stale));
   t.deepEqual(readdirSync(state), []);
+});
+
+/** Pids whose command line contains `marker`. */
+function pidsWith(marker: string): string[] {
+  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker);
+    } catch {
+      return false;
+    }
+  });
+}
+
+async function waitFor(check: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+testIf(missing, 'sandbox: a SIGKILLed tsbuild takes its container down and its state is cleaned on the next start when killed', async (t) => {
+  const { rootfs, dir } = await setup(t);
+  const runDir = join(dir, 'run');
+  const marker = `4${process.pid}${Date.now() % 10000}`;
+  const cli = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'src/cli/main.ts'), 'run', '--rootfs', rootfs, '--', 'sh', '-c', `sleep ${marker} & sleep ${marker}`], {
+    cwd: REPO, env: { ...process.env, TSBUILD_RUN_DIR: runDir }, stdio: 'ignore',
+  });
+  t.teardown(() => { for (const p of pidsWith(marker)) process.kill(Number(p), 'SIGKILL'); });
+  await waitFor(() => pidsWith(marker).filter((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith('sleep')).length === 2, 'the container to start');
+  t.is(readdirSync(join(runDir, 'sandbox')).length, 1);
+  cli.kill('SIGKILL');
+  await waitFor(() => pidsWith(marker).length === 0, 'every container process to die');
+  t.pass('no process of the container survived');
+  const sandbox = rootSandbox(join(runDir, 'sandbox'));
+  await runCaptured(sandbox, createRunSpec({ root: { path: rootfs }, args: ['true'] }));
+  t.deepEqual(readdirSync(join(runDir, 'sandbox')), [], 'the stale state was removed');
 });
