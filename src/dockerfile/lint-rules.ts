@@ -6,6 +6,7 @@ import {
 
 /** What every rule may consult besides the Dockerfile. */
 export interface LintContext {
+  /** `--build-arg` values; BuildKit's checks judge the Dockerfile itself, so no rule uses them yet. */
   readonly buildArgs: ReadonlyMap<string, string>;
   readonly escape: '\\' | '`';
   /** Env names of an external base image when known (see LintOptions.baseImageEnv). */
@@ -117,11 +118,10 @@ function invalidDefaultFindings(df: Dockerfile, ctx: LintContext): RuleFinding[]
     ['TARGETPLATFORM', 'linux/amd64'], ['TARGETOS', 'linux'], ['TARGETARCH', 'amd64'], ['TARGETVARIANT', ''],
     ['BUILDPLATFORM', 'linux/amd64'], ['BUILDOS', 'linux'], ['BUILDARCH', 'amd64'], ['BUILDVARIANT', ''],
   ]);
+  // Like BuildKit, only the defaults count: a build should not need --build-arg to be valid.
   for (const a of df.globalArgs) {
     for (const d of a.args) {
-      const given = ctx.buildArgs.get(d.name);
-      const dflt = d.default === undefined ? '' : (tryExpand(d.default, (n) => values.get(n), ctx.escape) ?? '');
-      values.set(d.name, given ?? dflt);
+      values.set(d.name, d.default === undefined ? '' : (tryExpand(d.default, (n) => values.get(n), ctx.escape) ?? ''));
     }
   }
   const out: RuleFinding[] = [];

@@ -11,7 +11,7 @@ export interface LintFinding {
 
 /** Options of {@link lintDockerfile}. */
 export interface LintOptions {
-  /** `--build-arg` values (they decide whether a FROM's ARG default matters). */
+  /** `--build-arg` values (passed to rules; BuildKit's checks judge the Dockerfile without them). */
   readonly buildArgs?: ReadonlyMap<string, string>;
   /**
    * Environment variable names of an external base image (by the FROM text, unexpanded), when

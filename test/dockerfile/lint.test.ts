@@ -85,10 +85,11 @@ test('UndefinedArgInFrom: fires for undeclared ARGs in FROM, not for platform AR
   ]);
 });
 
-test('InvalidDefaultArgInFrom: fires when the global ARG default leaves an empty or invalid image, unless a build arg is given', (t) => {
+test('InvalidDefaultArgInFrom: fires when the global ARG default leaves an empty or invalid image, even with a build arg', (t) => {
   t.deepEqual(of('InvalidDefaultArgInFrom', 'ARG TAG\nFROM alpine:$TAG\n'), ['2: Default value for ARG alpine:$TAG results in empty or invalid base image name']);
   t.deepEqual(of('InvalidDefaultArgInFrom', 'ARG IMAGE\nFROM $IMAGE\n'), ['2: Default value for ARG $IMAGE results in empty or invalid base image name']);
-  clean(t, 'InvalidDefaultArgInFrom', 'ARG TAG\nFROM alpine:$TAG\n', { TAG: '3.19' });
+  t.is(of('InvalidDefaultArgInFrom', 'ARG TAG\nFROM alpine:$TAG\n', { TAG: '3.19' }).length, 1);
+  clean(t, 'InvalidDefaultArgInFrom', 'ARG VARIANT\nFROM busybox:stable${VARIANT}\nFROM alpine:${TAG:-3.14}\n');
   clean(t, 'InvalidDefaultArgInFrom', 'ARG TAG=3.19\nFROM alpine:${TAG}\nFROM busybox:${TAG:-latest}\n');
 });
 
