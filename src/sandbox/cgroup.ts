@@ -75,6 +75,28 @@ export async function createCgroup(name: string, limits: CgroupLimits, options: 
   return createCgroupV2({ chain: located.chain, dirName }, limits, warn);
 }
 
+/**
+ * Opens an existing sandbox cgroup by its directory name under the `tsbuild` parent (e.g. one an OCI runtime made
+ * from `linux.cgroupsPath`), to read its accounting or remove it; undefined when no cgroup can be used or it is gone.
+ */
+export async function openSandboxCgroup(dirName: string, options: CgroupOptions): Promise<Cgroup | undefined> {
+  if (parseCgroupDirName(dirName) === undefined) throw new TsbuildError('INTERNAL', `"${dirName}" is not a sandbox cgroup name`);
+  const located = await locate({ ...options, onWarning: () => undefined });
+  if (located.kind === 'v1') {
+    const dirs = new Map<string, string>();
+    for (const [controller, mount] of await findV1Hierarchies(located.root)) {
+      const dir = join(mount, CGROUP_PARENT, dirName);
+      if ((await listDir(join(mount, CGROUP_PARENT))).includes(dirName)) dirs.set(controller, dir);
+    }
+    return dirs.size === 0 ? undefined : new CgroupV1(dirs);
+  }
+  if (located.kind === 'v2') {
+    const parentDir = located.chain[located.chain.length - 1] as string;
+    return (await listDir(parentDir)).includes(dirName) ? new CgroupV2(join(parentDir, dirName)) : undefined;
+  }
+  return undefined;
+}
+
 async function listDir(dir: string): Promise<string[]> {
   try {
     return (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);

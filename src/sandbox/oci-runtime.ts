@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { TsbuildError, notSupportedYet } from '../core/index.js';
 import { formatCgroupDirName, readProcessIdentity } from './cgroup-detect.js';
-import { CGROUP_PARENT } from './cgroup.js';
+import { CGROUP_PARENT, openSandboxCgroup } from './cgroup.js';
+import type { Cgroup, CgroupUsage } from './cgroup-types.js';
 import { overlayOptions } from './launcher-spec.js';
 import type { OutputSink, SandboxStdio, StdinSource } from './sandbox.js';
 import { createSandboxState, newSandboxId, removeSandboxState } from './sandbox-state.js';
@@ -33,6 +34,12 @@ export interface OciRunResult {
   readonly exitCode: number;
   /** The signal name when the code is 128+n of a known signal (runc cannot tell it from a plain exit 128+n). */
   readonly signal?: string;
+  /** True when the kernel OOM killer killed a process of the container (read from its cgroup before removal). */
+  readonly oomKilled: boolean;
+  /** Cgroup accounting, when the container's cgroup could be read. */
+  readonly usage?: CgroupUsage;
+  /** A human text for an abnormal end, e.g. `killed: out of memory, limit 64 MiB`. */
+  readonly reason?: string;
 }
 
 const SIGNALS: Readonly<Record<number, string>> = {
@@ -78,18 +85,20 @@ export async function runWithOciRuntime(runtime: string, spec: RunSpec, stdio: S
   const state = await createSandboxState(options.stateDir, id, { hostname, resolvConf }, options.ownerPid);
   const runtimeRoot = join(state.dir, 'runtime');
   const owner = await readProcessIdentity(options.ownerPid);
+  const cgroupName = owner === undefined ? undefined : formatCgroupDirName(`oci-${id}`, owner);
   const containerId = `tsbuild-${id}`;
+  let cgroup: Cgroup | undefined;
   try {
     await mkdir(runtimeRoot);
     const rootPath = spec.root.overlay === undefined ? spec.root.path : state.rootMount;
     const rlimits = await clampRlimits(spec.process.rlimits);
     const config = toOciConfig({ ...spec, hostname, process: { ...spec.process, rlimits }, mounts: [...spec.mounts, ...state.initMounts] }, {
       rootPath,
-      ...(owner === undefined ? {} : { cgroupsPath: `/${CGROUP_PARENT}/${formatCgroupDirName(`oci-${id}`, owner)}` }),
+      ...(cgroupName === undefined ? {} : { cgroupsPath: `/${CGROUP_PARENT}/${cgroupName}` }),
     });
     await writeFile(join(state.dir, 'config.json'), JSON.stringify(config, null, 2));
     const logFile = join(state.dir, 'runtime.log');
-    const runArgs = ['--root', runtimeRoot, '--log', logFile, '--log-format', 'json', 'run', '--bundle', state.dir, containerId];
+    const runArgs = ['--root', runtimeRoot, '--log', logFile, '--log-format', 'json', 'run', '--keep', '--bundle', state.dir, containerId];
     let command = runtime;
     let args = runArgs;
     if (spec.root.overlay !== undefined) {
@@ -99,11 +108,21 @@ export async function runWithOciRuntime(runtime: string, spec: RunSpec, stdio: S
       command = 'unshare';
       args = ['--mount', '--propagation', 'private', '--', 'sh', '-c', 'mount -t overlay overlay -o "$1" "$2" && shift 2 && exec "$@"', 'sh', data, rootPath, runtime, ...runArgs];
     }
-    const result = await runForeground(runtime, command, args, runtimeRoot, containerId, stdio, signal);
+    const exit = await runForeground(runtime, command, args, runtimeRoot, containerId, stdio, signal);
     await throwRuntimeError(logFile, spec);
-    return result;
+    // `--keep` leaves the stopped container's cgroup in place until `delete`: read its accounting first.
+    cgroup = cgroupName === undefined ? undefined : await openSandboxCgroup(cgroupName, { rootless: false }).catch(() => undefined);
+    const usage = await cgroup?.usage().catch(() => undefined);
+    const oomKilled = usage?.oomKilled === true && exit.exitCode === 128 + 9;
+    const limit = spec.linux.resources?.memory?.limit;
+    const reason = oomKilled
+      ? `killed: out of memory, limit ${limit === undefined ? 'unknown' : `${Number((limit / 1048576).toFixed(1))} MiB`}`
+      : exit.signal === undefined ? undefined : `killed by ${exit.signal}`;
+    return { ...exit, oomKilled, ...(usage === undefined ? {} : { usage }), ...(reason === undefined ? {} : { reason }) };
   } finally {
     await runQuiet(runtime, ['--root', runtimeRoot, 'delete', '--force', containerId]);
+    // Belt and braces: whatever the runtime left of the cgroup (it normally removes it at delete).
+    await cgroup?.destroy().catch(() => undefined);
     await removeSandboxState(state);
   }
 }
@@ -156,7 +175,7 @@ async function throwRuntimeError(logFile: string, spec: RunSpec): Promise<void> 
   throw new TsbuildError('SANDBOX_RUNTIME', `the OCI runtime failed: ${msg}`, { exitCode: 125 });
 }
 
-async function runForeground(runtime: string, command: string, args: readonly string[], runtimeRoot: string, containerId: string, stdio: SandboxStdio, signal: AbortSignal | undefined): Promise<OciRunResult> {
+async function runForeground(runtime: string, command: string, args: readonly string[], runtimeRoot: string, containerId: string, stdio: SandboxStdio, signal: AbortSignal | undefined): Promise<{ exitCode: number; signal?: string }> {
   const child = spawn(command, args, { stdio: [stdioMode(stdio.stdin, 'ignore'), stdioMode(stdio.stdout, 'inherit'), stdioMode(stdio.stderr, 'inherit')] });
   const done: Promise<void>[] = [];
   const forward = (from: Readable | null, to: OutputSink | undefined): void => {
