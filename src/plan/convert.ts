@@ -149,13 +149,18 @@ function planRun(ins: RunInstruction, ctx: StageContext): Step {
   let sshIndex = 0;
   const mounts = ins.mounts.map((m) => planMount(m, ctx, ins.loc, m.type === 'ssh' ? sshIndex++ : 0));
   let args = shellArgs(ctx, ins.command);
-  let heredocs: GraphHeredoc[] = ins.heredocs.map((h) => ({ name: h.name, content: h.content, ...(h.fd === undefined ? {} : { fd: h.fd }) }));
+  let heredocs: GraphHeredoc[] = [];
   const only = ins.heredocs[0];
   if (ins.command.form === 'shell' && ins.heredocs.length === 1 && only !== undefined && /^<<-?(["']?)[^\s"']+\1$/.test(ins.command.command.trim())) {
     // `RUN <<EOF` alone: as BuildKit, the body becomes the executable file /dev/pipes/<name>,
     // run through the shell (a shebang picks the interpreter; without one the shell runs it).
     args = [...(ctx.config.shell ?? DEFAULT_SHELL), `/dev/pipes/${only.name}`];
     heredocs = [{ name: only.name, content: only.content, executable: true }];
+  } else if (ins.command.form === 'shell' && ins.heredocs.length > 0) {
+    // Heredocs inside a longer command: as BuildKit, the shell gets the whole script (command,
+    // then each body and its delimiter) and handles the here-documents itself.
+    const script = `${ins.command.command}\n${ins.heredocs.map((h) => `${h.content}${h.name}\n`).join('')}`;
+    args = [...(ctx.config.shell ?? DEFAULT_SHELL), script];
   }
   const { env, buildArgs } = runEnv(ctx);
   const op: ExecOp = {

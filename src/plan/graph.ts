@@ -62,8 +62,6 @@ export type ExecMount =
 export interface GraphHeredoc {
   readonly name: string;
   readonly content: string;
-  /** For RUN: file descriptor the body is fed to (0 = stdin when not given). */
-  readonly fd?: number;
   /** For `RUN <<EOF` alone: the body is written to `/dev/pipes/<name>` (mode 0755, read-only mount) and run. */
   readonly executable?: boolean;
 }
@@ -84,6 +82,7 @@ export interface ExecOp {
   readonly mounts: readonly ExecMount[];
   readonly network: 'default' | 'none' | 'host';
   readonly security: 'sandbox' | 'insecure';
+  /** Only for `RUN <<EOF` alone (the executable body); heredocs inside a longer command are part of the script in `args`. */
   readonly heredocs: readonly GraphHeredoc[];
 }
 
