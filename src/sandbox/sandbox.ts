@@ -229,10 +229,16 @@ export class Sandbox {
         from.on('error', () => resolve());
       }));
     };
-    if (stdio.stdin !== undefined && typeof stdio.stdin === 'object' && child.stdin !== null) {
+    const stdinSource = typeof stdio.stdin === 'object' ? (stdio.stdin as Readable) : undefined;
+    if (stdinSource !== undefined && child.stdin !== null) {
       const stdin = child.stdin;
       stdin.on('error', () => undefined);
-      (stdio.stdin as Readable).pipe(stdin);
+      stdinSource.pipe(stdin);
+      // The caller's stream outlives the container: stop reading it when the container is gone.
+      child.once('close', () => {
+        stdinSource.unpipe(stdin);
+        stdinSource.pause();
+      });
     }
     forward(child.stdout, stdio.stdout);
     forward(child.stderr, stdio.stderr);
