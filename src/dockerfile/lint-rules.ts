@@ -206,8 +206,23 @@ export const LINT_RULES: readonly LintRule[] = [
   {
     name: 'JSONArgsRecommended',
     description: 'JSON arguments recommended for ENTRYPOINT/CMD to prevent unintended behavior related to OS signals',
-    check: (df) => perStage(df, (s) => s.instructions.flatMap((i) =>
-      shellForm(i) ? [{ message: `JSON arguments recommended for ${i.kind} to prevent unintended behavior related to OS signals`, loc: i.loc }] : [])),
+    check: (df, ctx) => {
+      // As BuildKit: an explicit SHELL (in the stage or a parent stage) means the shell form is intended.
+      const customShell: boolean[] = [];
+      return df.stages.flatMap((s) => {
+        const base = baseStageIndex(df, s, ctx.escape);
+        let shell = base !== undefined && customShell[base] === true;
+        const out: RuleFinding[] = [];
+        for (const i of s.instructions) {
+          if (i.kind === 'SHELL') shell = true;
+          else if (shellForm(i) && !shell) {
+            out.push({ message: `JSON arguments recommended for ${i.kind} to prevent unintended behavior related to OS signals`, loc: i.loc });
+          }
+        }
+        customShell[s.index] = shell;
+        return out;
+      });
+    },
   },
   {
     name: 'MaintainerDeprecated',

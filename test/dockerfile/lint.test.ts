@@ -33,6 +33,7 @@ test('JSONArgsRecommended: fires for shell-form CMD and ENTRYPOINT only', (t) =>
     '3: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals',
   ]);
   clean(t, 'JSONArgsRecommended', 'FROM a\nCMD ["serve"]\nRUN echo shell is fine\n');
+  clean(t, 'JSONArgsRecommended', 'FROM a AS base\nSHELL ["/bin/bash", "-c"]\nCMD serve\nFROM base\nENTRYPOINT run\n');
 });
 
 test('StageNameCasing: fires when a stage name has upper case', (t) => {
