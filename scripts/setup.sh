@@ -13,6 +13,7 @@ APT_PACKAGES=(
   uidmap           # newuidmap/newgidmap for rootless
   pigz zstd        # parallel gzip; zstd layers
   iproute2         # ip, for network namespace tests
+  apache2-utils    # htpasswd (bcrypt) for the registry basic-auth tests
 )
 
 missing=()

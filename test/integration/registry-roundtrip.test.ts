@@ -1,0 +1,51 @@
+import test from 'ava';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseReference, sha256Of, type Descriptor } from '../../src/core/index.js';
+import { HttpRegistryClient, pullImage, pushImage } from '../../src/registry/index.js';
+import { checkStore, openStore } from '../../src/store/index.js';
+import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
+import { testIf } from '../helpers/capability.js';
+import { registryMissing, startRegistry } from '../helpers/registry.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const missing = (await registryMissing()) ?? (await busyboxMissing());
+const platform = { os: 'linux', architecture: 'amd64' };
+
+testIf(missing, 'push then pull: the registry round trip is byte-identical when pushing a busybox image', async (t) => {
+  const reg = await startRegistry(t);
+  const dir = await tempDir(t);
+  const base = await makeBusyboxImage(dir, join(dir, 'src-root'));
+  const src = await openStore(join(dir, 'src-root'));
+  const client = new HttpRegistryClient({ retryBaseMs: 10 });
+  t.teardown(() => client.close());
+  const dest = parseReference(`${reg.host}/team/busybox:v1`);
+  const pushed = await pushImage(client, src, base.manifest, dest);
+  t.is(pushed.uploaded, 2);
+  t.is(pushed.existing, 0);
+
+  const dst = await openStore(join(dir, 'dst-root'));
+  const pulled = await pullImage(client, dst, dest, { platform });
+  t.is(pulled.manifest.digest, pushed.digest);
+  t.is(pulled.repoDigest, pushed.digest);
+  t.is(pulled.configDigest, base.configDigest);
+  t.is(pulled.downloaded, 2);
+  const manifest = (await dst.blobs.readJson<{ layers: Descriptor[]; config: Descriptor }>(pulled.manifest.digest)).value;
+  t.is(manifest.layers[0]?.mediaType, 'application/vnd.oci.image.layer.v1.tar+gzip');
+  // The compressed layer pulled is the one pushed, and the config is byte-identical.
+  t.deepEqual(await readFile(dst.blobs.pathOf(base.configDigest)), await readFile(src.blobs.pathOf(base.configDigest)));
+  const layer = manifest.layers[0] as Descriptor;
+  t.deepEqual(await readFile(dst.blobs.pathOf(layer.digest)), await readFile(src.blobs.pathOf(layer.digest)));
+  const raw = await fetch(`${reg.url}/v2/team/busybox/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  const bytes = Buffer.from(await raw.arrayBuffer());
+  t.is(sha256Of(bytes), pulled.manifest.digest);
+  t.deepEqual(await readFile(dst.blobs.pathOf(pulled.manifest.digest)), bytes);
+  t.is((await dst.refs.get(`${reg.host}/team/busybox:v1`))?.digest, pulled.manifest.digest);
+  t.deepEqual((await checkStore(dst)).problems, []);
+
+  // A second push finds every blob, a second pull downloads nothing.
+  const again = await pushImage(client, src, base.manifest, dest);
+  t.deepEqual([again.uploaded, again.existing, again.digest], [0, 2, pushed.digest]);
+  const again2 = await pullImage(client, dst, dest, { platform });
+  t.is(again2.downloaded, 0);
+});
