@@ -5,7 +5,8 @@
  *     -> gunzip -> applyLayer) and by `umoci unpack` of the same image, in the same run;
  *  2. pack: layer tar + sha256 (packLayer, no compression) of a 320 MB directory of 20,000 files.
  * Each measured step runs in a child process so its peak RSS is its own.
- * Flags: --keep (keep the work directory), --dir=PATH (work directory; default under /var/tmp).
+ * Flags: --keep (keep the work directory), --dir=PATH (work directory; default under /var/tmp;
+ * /dev/shm takes the disk out of the measurement), --only=unpack|pack.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -146,43 +147,52 @@ export async function run(args: string[]): Promise<void> {
   await mkdir(base, { recursive: true });
   const work = await mkdtemp(join(base, 'tsbuild-bench-store-'));
   try {
+    const only = args.find((a) => a.startsWith('--only='))?.slice(7);
     const root = join(work, 'root');
-    process.stdout.write('generating the 3-layer image...\n');
-    const t0 = performance.now();
-    const size = await generateImage(work, root);
-    process.stdout.write(`image: ${(size.raw / MB).toFixed(0)} MB raw, ${(size.gz / MB).toFixed(0)} MB gzip (generated in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
-
-    for (let round = 1; round <= 2; round++) {
-      await dropCaches();
-      const ours = await runChild(['unpack', root, join(work, `ours-${round}`)]);
-      await rm(join(work, `ours-${round}`), { recursive: true, force: true });
-      await dropCaches();
-      const umoci = await timeCommand('umoci', ['unpack', '--image', `${root}:${IMAGE}`, join(work, `umoci-${round}`)]).catch((err: Error) => {
-        process.stdout.write(`umoci: ${err.message}\n`);
-        return undefined;
-      });
-      await rm(join(work, `umoci-${round}`), { recursive: true, force: true });
-      process.stdout.write(`unpack round ${round}: tsbuild ${(ours.ms / 1000).toFixed(2)} s = ${(size.gz / MB / (ours.ms / 1000)).toFixed(0)} MB/s of gzip input `
-        + `(${(size.raw / MB / (ours.ms / 1000)).toFixed(0)} MB/s raw), peak RSS ${(ours.maxRssKb / 1024).toFixed(0)} MB`
-        + `${umoci === undefined ? '' : `; umoci ${(umoci.ms / 1000).toFixed(2)} s, peak RSS ${(umoci.maxRssKb / 1024).toFixed(0)} MB`}\n`);
-    }
-    await rm(root, { recursive: true, force: true });
-
-    process.stdout.write('generating 20,000 files (320 MB)...\n');
-    const tree = join(work, 'tree');
-    const total = await writeTree(tree, 20_000, (i) => 8000 + ((i * 7919) % 16000), (i, s) => (i % 3 === 0 ? makeText(s, i) : randomBytes(s)));
-    for (let round = 1; round <= 2; round++) {
-      await dropCaches();
-      const r = await runChild(['pack', tree]);
-      process.stdout.write(`pack round ${round}: ${(total / MB).toFixed(0)} MB in 20,000 files -> tar ${((r.bytes ?? 0) / MB).toFixed(0)} MB + sha256 in ${(r.ms / 1000).toFixed(2)} s `
-        + `= ${((r.bytes ?? 0) / MB / (r.ms / 1000)).toFixed(0)} MB/s, peak RSS ${(r.maxRssKb / 1024).toFixed(0)} MB\n`);
-    }
-    const tar = await timeCommand('sh', ['-c', `tar -C ${tree} -cf - . | sha256sum >/dev/null`]);
-    process.stdout.write(`reference: GNU tar | sha256sum of the same tree: ${(tar.ms / 1000).toFixed(2)} s\n`);
+    if (only !== 'pack') await benchUnpack(work, root);
+    if (only !== 'unpack') await benchPack(work);
   } finally {
     if (!args.includes('--keep')) await rm(work, { recursive: true, force: true });
     else process.stdout.write(`kept ${work}\n`);
   }
+}
+
+async function benchUnpack(work: string, root: string): Promise<void> {
+  process.stdout.write('generating the 3-layer image...\n');
+  const t0 = performance.now();
+  const size = await generateImage(work, root);
+  process.stdout.write(`image: ${(size.raw / MB).toFixed(0)} MB raw, ${(size.gz / MB).toFixed(0)} MB gzip (generated in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
+
+  for (let round = 1; round <= 2; round++) {
+    await dropCaches();
+    const ours = await runChild(['unpack', root, join(work, `ours-${round}`)]);
+    await rm(join(work, `ours-${round}`), { recursive: true, force: true });
+    await dropCaches();
+    const umoci = await timeCommand('umoci', ['unpack', '--image', `${root}:${IMAGE}`, join(work, `umoci-${round}`)]).catch((err: Error) => {
+      process.stdout.write(`umoci: ${err.message}\n`);
+      return undefined;
+    });
+    await rm(join(work, `umoci-${round}`), { recursive: true, force: true });
+    process.stdout.write(`unpack round ${round}: tsbuild ${(ours.ms / 1000).toFixed(2)} s = ${(size.gz / MB / (ours.ms / 1000)).toFixed(0)} MB/s of gzip input `
+      + `(${(size.raw / MB / (ours.ms / 1000)).toFixed(0)} MB/s raw), peak RSS ${(ours.maxRssKb / 1024).toFixed(0)} MB`
+      + `${umoci === undefined ? '' : `; umoci ${(umoci.ms / 1000).toFixed(2)} s, peak RSS ${(umoci.maxRssKb / 1024).toFixed(0)} MB`}\n`);
+  }
+  await rm(root, { recursive: true, force: true });
+}
+
+async function benchPack(work: string): Promise<void> {
+  process.stdout.write('generating 20,000 files (320 MB)...\n');
+  const tree = join(work, 'tree');
+  const total = await writeTree(tree, 20_000, (i) => 8000 + ((i * 7919) % 16000), (i, s) => (i % 3 === 0 ? makeText(s, i) : randomBytes(s)));
+  for (let round = 1; round <= 2; round++) {
+    await dropCaches();
+    const r = await runChild(['pack', tree]);
+    process.stdout.write(`pack round ${round}: ${(total / MB).toFixed(0)} MB in 20,000 files -> tar ${((r.bytes ?? 0) / MB).toFixed(0)} MB + sha256 in ${(r.ms / 1000).toFixed(2)} s `
+      + `= ${((r.bytes ?? 0) / MB / (r.ms / 1000)).toFixed(0)} MB/s, peak RSS ${(r.maxRssKb / 1024).toFixed(0)} MB\n`);
+  }
+  const tar = await timeCommand('sh', ['-c', `tar -C ${tree} -cf - . | sha256sum >/dev/null`]);
+  process.stdout.write(`reference: GNU tar | sha256sum of the same tree: ${(tar.ms / 1000).toFixed(2)} s\n`);
+  await rm(tree, { recursive: true, force: true });
 }
 
 if (process.argv[1] !== undefined && pathToFileURL(process.argv[1]).href === import.meta.url && process.argv[2] === '--child') {
