@@ -58,6 +58,9 @@ function wrap(err: unknown, what: string): TsbuildError {
 class Applier {
   readonly resolver: ScopedResolver;
   readonly unpacked = new Set<string>();
+  /** Directories created by this run: all their content is in `unpacked` (saves an lstat per entry). */
+  readonly fresh = new Set<string>();
+  private readonly ids: { uid: number; gid: number };
   readonly dirs = new Map<string, DirMeta>();
   readonly warnings: string[] = [];
   entries = 0;
@@ -70,6 +73,12 @@ class Applier {
     this.resolver = new ScopedResolver(root);
     this.privileged = options.privileged ?? process.getuid?.() === 0;
     this.mode = options.whiteouts ?? 'delete';
+    this.ids = { uid: process.getuid?.() ?? -1, gid: process.getgid?.() ?? -1 };
+  }
+
+  private created(real: string): void {
+    this.unpacked.add(real);
+    this.fresh.add(real);
   }
 
   warn(message: string): void {
@@ -90,9 +99,10 @@ class Applier {
       this.whiteout(parts, base, h);
       return;
     }
-    const parent = this.resolver.resolveDir(parts, true, (real) => this.unpacked.add(real)) as string;
+    const parent = this.resolver.resolveDir(parts, true, (real) => this.created(real)) as string;
     const target = `${parent}/${base}`;
-    const existing = lstatSync(target, { throwIfNoEntry: false });
+    const parentFresh = this.fresh.has(parent);
+    const existing = parentFresh && !this.unpacked.has(target) ? undefined : lstatSync(target, { throwIfNoEntry: false });
     let linkSource: string | undefined;
     if (h.type === 'link') {
       linkSource = this.resolveLinkSource(h);
@@ -106,10 +116,13 @@ class Applier {
     }
     switch (h.type) {
       case 'file':
-        await this.writeFile(target, h, body);
+        await this.writeFile(target, h, body, parentFresh);
         break;
       case 'directory':
-        if (existing === undefined || !existing.isDirectory()) mkdirSync(target, 0o700);
+        if (existing === undefined || !existing.isDirectory()) {
+          mkdirSync(target, 0o700);
+          this.fresh.add(target);
+        }
         this.resolver.remember([...parts, base], target);
         this.dirs.set(target, { mode: h.mode, mtime: h.mtime });
         this.restoreOwnerAndXattrs(target, h);
@@ -139,7 +152,7 @@ class Applier {
     this.unpacked.add(target);
   }
 
-  private async writeFile(target: string, h: TarHeader, body: AsyncIterable<Buffer>): Promise<void> {
+  private async writeFile(target: string, h: TarHeader, body: AsyncIterable<Buffer>, parentFresh: boolean): Promise<void> {
     // SECURITY: O_EXCL|O_NOFOLLOW: the name was just cleared, so nothing (no symlink) may be followed.
     const fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     try {
@@ -148,7 +161,9 @@ class Applier {
         while (at < chunk.length) at += writeSync(fd, chunk, at, chunk.length - at);
         this.bytes += chunk.length;
       }
-      if (this.privileged) fchownSync(fd, h.uid, h.gid);
+      // A fresh parent is not setgid yet (modes are applied at the end): new files already have our ids.
+      const ownedAlready = parentFresh && h.uid === this.ids.uid && h.gid === this.ids.gid;
+      if (this.privileged && !ownedAlready) fchownSync(fd, h.uid, h.gid);
       fchmodSync(fd, h.mode); // after chown, which clears setuid/setgid
       this.restoreXattrs(target, h);
       futimesSync(fd, h.mtime, h.mtime);
@@ -176,7 +191,7 @@ class Applier {
     this.whiteouts++;
     this.resolver.invalidate();
     if (base === OPAQUE) {
-      const dir = this.resolver.resolveDir(parts, this.mode === 'overlay', (real) => this.unpacked.add(real));
+      const dir = this.resolver.resolveDir(parts, this.mode === 'overlay', (real) => this.created(real));
       if (dir === undefined) return;
       if (this.mode === 'overlay') setXattr(dir, `${this.options.overlayXattrPrefix ?? 'trusted'}.overlay.opaque`, Buffer.from('y'));
       else this.clearLower(dir);
@@ -186,7 +201,7 @@ class Applier {
     if (name === '' || name === '.' || name === '..' || name.startsWith(WH)) {
       throw new TsbuildError('LAYER_UNSAFE_PATH', `invalid whiteout entry ${JSON.stringify(h.name)}`);
     }
-    const dir = this.resolver.resolveDir(parts, this.mode === 'overlay', (real) => this.unpacked.add(real));
+    const dir = this.resolver.resolveDir(parts, this.mode === 'overlay', (real) => this.created(real));
     if (dir === undefined) return;
     const target = `${dir}/${name}`;
     rmSync(target, { recursive: true, force: true }); // rm never follows a symlink it removes

@@ -134,7 +134,7 @@ function wrapErrors(stream: Readable, input: Readable, code: `LAYER_${string}`):
 
 /**
  * Returns `input` decompressed, detecting gzip, zstd or an uncompressed stream by its magic bytes.
- * gzip uses zlib; zstd needs the `zstd` binary (`options.tools.zstd`), else it fails with
+ * gzip uses `pigz -d` when `options.tools.pigz` is set (another process: parallel), else zlib; zstd needs the `zstd` binary (`options.tools.zstd`), else it fails with
  * LAYER_ZSTD_UNAVAILABLE. Corrupt input fails with LAYER_DECOMPRESS_FAILED. The returned stream
  * owns `input`; destroying it stops any child process.
  */
@@ -160,8 +160,11 @@ export function decompress(input: Readable, options: DecompressOptions = {}): Re
           throw new TsbuildError('LAYER_ZSTD_UNAVAILABLE', 'the layer is zstd-compressed and the zstd program was not found on the PATH', { hint: 'install it: apt-get install zstd' });
         }
         yield* runFilter([zstd, '-d', '-c', '-q'], all, 'LAYER_DECOMPRESS_FAILED');
+      } else if (options.tools?.pigz !== undefined) {
+        // pigz inflates in another process (with separate read/write/check threads): parallel with the unpacking.
+        yield* runFilter([options.tools.pigz, '-d', '-c'], all, 'LAYER_DECOMPRESS_FAILED');
       } else {
-        const gunzip = createGunzip();
+        const gunzip = createGunzip({ chunkSize: 256 * 1024 });
         const feeding = pipeline(Readable.from(all, { objectMode: false }), gunzip);
         feeding.catch(() => undefined);
         try {
