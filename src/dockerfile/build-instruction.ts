@@ -35,6 +35,11 @@ function setIf<T, K extends keyof T>(obj: T, key: K, value: T[K] | undefined): v
   if (value !== undefined) obj[key] = value;
 }
 
+/** Fails with DF_MISSING_ARGUMENT when an instruction's argument text is empty. */
+function need(text: string, kind: string, loc: SourceLocation, what = 'at least one argument'): void {
+  if (text === '') throw fail('MISSING_ARGUMENT', `${kind} requires ${what}`, loc);
+}
+
 function fail(code: string, message: string, loc: SourceLocation, hint?: string): TsbuildError {
   return new TsbuildError(`DF_${code}`, message, { loc, ...(hint === undefined ? {} : { hint }) });
 }
@@ -42,8 +47,7 @@ function fail(code: string, message: string, loc: SourceLocation, hint?: string)
 /** Resolves a keyword to its kind, or fails with DF_UNKNOWN_INSTRUCTION and a suggestion. */
 export function instructionKind(keyword: string, loc: SourceLocation): InstructionKind {
   const upper = keyword.toUpperCase();
-  const kind = INSTRUCTION_KINDS.find((k) => k === upper);
-  if (kind !== undefined) return kind;
+  if ((INSTRUCTION_KINDS as readonly string[]).includes(upper)) return upper as InstructionKind;
   const s = suggest(upper, INSTRUCTION_KINDS);
   throw fail('UNKNOWN_INSTRUCTION', `unknown instruction: ${keyword}`, loc, s === undefined ? undefined : `did you mean ${s}?`);
 }
@@ -59,12 +63,9 @@ export function buildInstruction(input: InstructionInput): Instruction {
   const flags = validateFlags(kind, rawFlags, loc);
   const base = { loc, keyword, source };
   const text = rest.trim();
-  const need = (what = 'at least one argument'): void => {
-    if (text === '') throw fail('MISSING_ARGUMENT', `${kind} requires ${what}`, loc);
-  };
   switch (kind) {
     case 'FROM': {
-      need('an image');
+      need(text, kind, loc, 'an image');
       const words = splitWhitespace(text);
       if (words.length !== 1 && (words.length !== 3 || (words[1] as string).toLowerCase() !== 'as')) {
         throw fail('BAD_ARGUMENTS', 'FROM requires either one argument, or three: FROM <image> [AS <name>]', loc);
@@ -82,7 +83,7 @@ export function buildInstruction(input: InstructionInput): Instruction {
       return from;
     }
     case 'RUN': {
-      need();
+      need(text, kind, loc);
       const network = flags.strings.get('network');
       if (network !== undefined && network !== 'default' && network !== 'none' && network !== 'host') {
         throw fail('BAD_FLAG', `--network must be default, none or host, not "${network}"`, loc);
@@ -102,7 +103,7 @@ export function buildInstruction(input: InstructionInput): Instruction {
     }
     case 'CMD':
     case 'ENTRYPOINT':
-      need();
+      need(text, kind, loc);
       return { ...base, kind, command: commandForm(kind, rest, loc) };
     case 'SHELL': {
       const json = detectJsonForm(text);
@@ -114,21 +115,21 @@ export function buildInstruction(input: InstructionInput): Instruction {
     }
     case 'LABEL':
     case 'ENV': {
-      need();
+      need(text, kind, loc);
       const { pairs, legacy } = parseNameValues(kind, text, input.escape, loc);
       return kind === 'ENV' ? { ...base, kind, pairs, legacy } : { ...base, kind, pairs, ...(legacy ? { legacy } : {}) };
     }
     case 'MAINTAINER':
-      need('a name');
+      need(text, kind, loc, 'a name');
       return { ...base, kind, name: text };
     case 'EXPOSE':
-      need('at least one port');
+      need(text, kind, loc, 'at least one port');
       return { ...base, kind, ports: splitWhitespace(text) };
     case 'ADD':
     case 'COPY':
       return buildCopy(kind, input, flags, rest, base);
     case 'VOLUME': {
-      need();
+      need(text, kind, loc);
       const json = detectJsonForm(text);
       if (json.kind === 'bad') throw fail('BAD_JSON', `malformed JSON in VOLUME: ${json.reason}`, loc, 'write it as VOLUME ["/a", "/b"]');
       const paths = json.kind === 'json' ? json.values : splitWhitespace(text);
@@ -136,17 +137,17 @@ export function buildInstruction(input: InstructionInput): Instruction {
       return { ...base, kind, paths, json: json.kind === 'json' };
     }
     case 'USER':
-      need('a user');
+      need(text, kind, loc, 'a user');
       return { ...base, kind, user: text };
     case 'WORKDIR':
-      need('a path');
+      need(text, kind, loc, 'a path');
       return { ...base, kind, path: text };
     case 'STOPSIGNAL':
-      need('a signal');
+      need(text, kind, loc, 'a signal');
       if (splitWhitespace(text).length !== 1) throw fail('BAD_ARGUMENTS', 'STOPSIGNAL requires exactly one argument', loc);
       return { ...base, kind, signal: text };
     case 'ARG':
-      need();
+      need(text, kind, loc);
       return { ...base, kind, args: parseArgs(text, input.escape, loc) };
     case 'ONBUILD':
       return buildOnbuild(input, text, base);

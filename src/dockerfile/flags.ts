@@ -27,11 +27,20 @@ export interface FlagValues {
   readonly any: boolean;
 }
 
+/** The (immutable) result for an instruction without flags. */
+const NO_FLAGS: FlagValues = Object.freeze({
+  strings: new Map<string, string>(),
+  bools: new Map<string, boolean>(),
+  multi: new Map<string, readonly string[]>(),
+  any: false,
+});
+
 /**
  * Checks the raw flags against what `kind` accepts. Fails with DF_UNKNOWN_FLAG (with a
  * did-you-mean hint), DF_BAD_FLAG for a missing or repeated value or a non-boolean.
  */
 export function validateFlags(kind: InstructionKind, raw: readonly RawFlag[], loc: SourceLocation): FlagValues {
+  if (raw.length === 0) return NO_FLAGS;
   const spec = INSTRUCTION_FLAGS[kind] ?? {};
   const strings = new Map<string, string>();
   const bools = new Map<string, boolean>();
