@@ -6,7 +6,7 @@ import { computeCacheKeys } from './cache-key.js';
 import { convertInstruction, displayText, type StageContext } from './convert.js';
 import type { BuildGraph, GraphStage, Op, SourceRef, StageBase, Vertex } from './graph.js';
 import { applyEdit, cloneConfig, configFromImage, getEnv, toImageConfig, type ConfigState } from './image-config.js';
-import { checkStages, findTargetStage, resolveStageRef } from './stages.js';
+import { checkStages, findTargetStage, resolveStageRef, stageIndexByName } from './stages.js';
 
 /** Inputs of {@link planBuild}. */
 export interface PlanOptions {
@@ -46,6 +46,7 @@ interface Planner {
   readonly global: ArgScope;
   readonly stages: Map<number, PlannedStage>;
   readonly images: Map<string, Draft>;
+  readonly byName: ReadonlyMap<string, number>;
 }
 
 function wrapParse(text: string, loc: SourceLocation, escape: '\\' | '`'): Instruction {
@@ -78,9 +79,43 @@ function stagePlatform(p: Planner, word: string | undefined, lookup: VarLookup, 
   }
 }
 
-function planStage(p: Planner, index: number): PlannedStage {
+/** Thrown (and caught by {@link planStages}) when a stage needs an earlier stage not planned yet. */
+class NeedStage {
+  constructor(readonly index: number) {}
+}
+
+/** The planned stage `index`, or NeedStage so the driver plans it first (no recursion: deep chains stay safe). */
+function plannedStage(p: Planner, index: number): PlannedStage {
   const done = p.stages.get(index);
-  if (done !== undefined) return done;
+  if (done === undefined) throw new NeedStage(index);
+  return done;
+}
+
+/**
+ * Plans `target` and every stage it needs, depth-first with an explicit stack: a stage whose
+ * planning meets an unplanned dependency is abandoned, the dependency planned, then it restarts
+ * (its effects on shared state are replayed identically, so the result is deterministic).
+ */
+function planStages(p: Planner, target: number): PlannedStage {
+  const stack = [target];
+  while (stack.length > 0) {
+    const index = stack[stack.length - 1] as number;
+    if (p.stages.has(index)) {
+      stack.pop();
+      continue;
+    }
+    try {
+      p.stages.set(index, planStage(p, index));
+      stack.pop();
+    } catch (err) {
+      if (!(err instanceof NeedStage)) throw err;
+      stack.push(err.index);
+    }
+  }
+  return p.stages.get(target) as PlannedStage;
+}
+
+function planStage(p: Planner, index: number): PlannedStage {
   const stage = p.df.stages[index];
   if (stage === undefined) throw new TsbuildError('INTERNAL', `no stage ${index}`);
   const from = stage.from;
@@ -96,14 +131,14 @@ function planStage(p: Planner, index: number): PlannedStage {
   let config: ConfigState;
   let op: Op;
   const inputs: string[] = [];
-  const parentIndex = imageWord === 'scratch' ? undefined : resolveStageRef(p.df, imageWord, index, from.loc, false);
+  const parentIndex = imageWord === 'scratch' ? undefined : resolveStageRef(p.df, p.byName, imageWord, index, from.loc, false);
   if (imageWord === 'scratch') {
     platform = requested ?? p.options.targetPlatform;
     base = { type: 'scratch' };
     config = configFromImage(undefined, platform);
     op = { type: 'source', source: 'scratch' };
   } else if (parentIndex !== undefined) {
-    const parent = planStage(p, parentIndex);
+    const parent = plannedStage(p, parentIndex);
     platform = requested ?? parent.platform;
     base = { type: 'stage', stage: parentIndex };
     config = cloneConfig(parent.config);
@@ -127,8 +162,8 @@ function planStage(p: Planner, index: number): PlannedStage {
     env: p.env,
     lookup,
     resolveSource(ref: string, loc: SourceLocation): SourceRef {
-      const j = resolveStageRef(p.df, ref, index, loc, true);
-      if (j !== undefined) return { kind: 'stage', stage: j, vertex: planStage(p, j).last };
+      const j = resolveStageRef(p.df, p.byName, ref, index, loc, true);
+      if (j !== undefined) return { kind: 'stage', stage: j, vertex: plannedStage(p, j).last };
       return { kind: 'image', ref, vertex: imageVertex(p, ref, platform).id };
     },
   };
@@ -165,9 +200,7 @@ function planStage(p: Planner, index: number): PlannedStage {
     if (step.op.type === 'meta') applyEdit(config, step.op.edit);
     config.history.push(step.history);
   }
-  const planned: PlannedStage = { index, base, platform, config, drafts, last: (drafts[drafts.length - 1] as Draft).id };
-  p.stages.set(index, planned);
-  return planned;
+  return { index, base, platform, config, drafts, last: (drafts[drafts.length - 1] as Draft).id };
 }
 
 function displayName(d: Draft, prefix: string, step: number, total: number): string {
@@ -186,8 +219,8 @@ function plan(df: Dockerfile, options: PlanOptions): { graph: BuildGraph; warnin
     escape: df.directives.escape,
     consumed: new Set(),
   };
-  const p: Planner = { df, options: { ...options, buildPlatform, targetPlatform }, env, global: resolveGlobalArgs(df.globalArgs, env), stages: new Map(), images: new Map() };
-  const targetStage = planStage(p, target);
+  const p: Planner = { df, options: { ...options, buildPlatform, targetPlatform }, env, global: resolveGlobalArgs(df.globalArgs, env), stages: new Map(), images: new Map(), byName: stageIndexByName(df) };
+  const targetStage = planStages(p, target);
 
   const planned = [...p.stages.values()].sort((a, b) => a.index - b.index);
   const ordered: { readonly d: Draft; readonly name: string }[] = [...p.images.values()].map((d) => ({ d, name: `[internal] ${d.text}` }));

@@ -21,6 +21,13 @@ export function checkStages(df: Dockerfile): void {
   }
 }
 
+/** Map of lower-cased stage name -> index (first definition wins; duplicates are rejected by checkStages). */
+export function stageIndexByName(df: Dockerfile): Map<string, number> {
+  const map = new Map<string, number>();
+  for (const s of df.stages) if (s.name !== undefined && !map.has(s.name)) map.set(s.name, s.index);
+  return map;
+}
+
 function stageNames(df: Dockerfile): string[] {
   return df.stages.flatMap((s) => (s.name === undefined ? [] : [s.name]));
 }
@@ -46,7 +53,14 @@ export function findTargetStage(df: Dockerfile, target: string | undefined): num
  * undefined when `ref` names an image. A reference to the same stage is PLAN_STAGE_CYCLE, to a
  * later stage PLAN_FORWARD_REFERENCE, to a missing index PLAN_BAD_STAGE_INDEX.
  */
-export function resolveStageRef(df: Dockerfile, ref: string, current: number, loc: SourceLocation, allowIndex: boolean): number | undefined {
+export function resolveStageRef(
+  df: Dockerfile,
+  byName: ReadonlyMap<string, number>,
+  ref: string,
+  current: number,
+  loc: SourceLocation,
+  allowIndex: boolean,
+): number | undefined {
   let index: number | undefined;
   if (allowIndex && /^[0-9]+$/.test(ref)) {
     index = Number(ref);
@@ -54,7 +68,7 @@ export function resolveStageRef(df: Dockerfile, ref: string, current: number, lo
       throw new TsbuildError('PLAN_BAD_STAGE_INDEX', `stage index ${ref} is out of range: the Dockerfile has ${df.stages.length} stage(s)`, { loc });
     }
   } else {
-    index = df.stages.find((s) => s.name === ref.toLowerCase())?.index;
+    index = byName.get(ref.toLowerCase());
   }
   if (index === undefined) return undefined;
   if (index === current) {

@@ -147,3 +147,12 @@ test('stages: FROM scratch has an empty config and a scratch source', (t) => {
   t.deepEqual(g.image.config, {});
   t.deepEqual(g.stages[0]?.base, { type: 'scratch' });
 });
+
+test('stages: a chain of thousands of stages plans without exhausting the stack', (t) => {
+  const n = 6000;
+  let text = 'FROM alpine AS s0\n';
+  for (let i = 1; i < n; i++) text += i % 2 === 0 ? `FROM s${i - 1} AS s${i}\n` : `FROM scratch AS s${i}\nCOPY --from=s${i - 1} / /\n`;
+  const g = graphOf(text);
+  t.is(g.stages.length, n);
+  t.is(g.target, n - 1);
+});
