@@ -19,7 +19,7 @@ export interface V2Location {
   readonly dirName: string;
 }
 
-/** Parses `cgroup.events` / `cgroup.controllers`-style text: the space-separated controller names. */
+/** Parses `cgroup.controllers` / `cgroup.subtree_control` text: the space-separated controller names. */
 export function parseControllerList(text: string): string[] {
   return text.trim().split(/\s+/).filter((c) => c !== '');
 }
