@@ -6,7 +6,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { TsbuildError } from '../core/index.js';
 import { basicAuthorization, parseChallenge, tokenFromResponse, type AuthChallenge, type CachedToken, type TokenResponse } from './auth.js';
 import type { Credentials } from './credentials.js';
-import { isRetryableNetError, MAX_ERROR_BODY, networkError, redact, responseError } from './errors.js';
+import { isRetryableNetError, MAX_ERROR_BODY, netCodeOf, networkError, redact, responseError } from './errors.js';
 import { isPlainHttpAllowed } from './hosts.js';
 
 /** Options of a {@link RegistryTransport}; every field has a default. */
@@ -213,7 +213,9 @@ export class RegistryTransport {
           const res = await request(url, { method: 'GET', dispatcher: await this.agentFor(url), headers: { 'user-agent': this.o.userAgent }, ...(signal === undefined ? {} : { signal }) });
           await res.body.dump();
           return 'https' as const;
-        } catch {
+        } catch (err) {
+          // A certificate problem means the host speaks TLS: stay on HTTPS so the TLS error shows.
+          if (/certificate|self.signed|CERT_|unable to verify/i.test(`${netCodeOf(err) ?? ''} ${(err as Error).message}`)) return 'https' as const;
           this.log(`https://${host}/v2/ does not answer; using plain HTTP (allowed for ${host})`);
           return 'http' as const;
         }

@@ -12,6 +12,10 @@ import { loadCommand } from './load.js';
 import { importCommand } from './import.js';
 import { fsckCommand } from './fsck.js';
 import { pruneCommand } from './prune.js';
+import { pullCommand } from './pull.js';
+import { pushCommand } from './push.js';
+import { loginCommand } from './login.js';
+import { logoutCommand } from './logout.js';
 
 /** Every command, in help order. */
 export const commands: readonly Command[] = [
@@ -22,10 +26,10 @@ export const commands: readonly Command[] = [
   notYetCommand('exec', 'Run a command in a running container', 'containers'),
   notYetCommand('stop', 'Stop running containers', 'containers'),
   notYetCommand('rm', 'Remove containers', 'containers'),
-  notYetCommand('pull', 'Download an image from a registry', 'the registry client'),
-  notYetCommand('push', 'Upload an image to a registry', 'the registry client'),
-  notYetCommand('login', 'Log in to a registry', 'the registry client'),
-  notYetCommand('logout', 'Log out from a registry', 'the registry client'),
+  pullCommand,
+  pushCommand,
+  loginCommand,
+  logoutCommand,
   imagesCommand,
   inspectCommand,
   historyCommand,
