@@ -86,6 +86,7 @@ export function encodeLauncherSpec(spec: RunSpec, target: LauncherTarget): Buffe
   add('userns', userns ? 1 : 0);
   add('lo', spec.linux.namespaces.some((n) => n.type === 'network') ? 1 : 0);
   add('nnp', spec.process.noNewPrivileges ? 1 : 0);
+  add('terminal', spec.process.terminal === true ? 1 : 0);
   if (spec.hostname !== undefined) add('hostname', spec.hostname);
   add('cwd', spec.process.cwd);
   for (const m of [...spec.mounts, ...(target.extraMounts ?? [])]) {

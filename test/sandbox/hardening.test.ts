@@ -223,3 +223,13 @@ testIf(missing, 'sandbox: a SIGKILLed tsbuild takes its container down and its s
   await runCaptured(sandbox, createRunSpec({ root: { path: rootfs }, args: ['true'] }));
   t.deepEqual(readdirSync(join(runDir, 'sandbox')), [], 'the stale state was removed');
 });
+
+testIf(missing, 'sandbox: the process gets a pty of the container\'s devpts as its controlling terminal when terminal is set', async (t) => {
+  const { sandbox, rootfs } = await setup(t);
+  const spec = createRunSpec({ root: { path: rootfs }, args: ['sh', '-c', 'tty; test -t 0 && test -t 1 && echo all-tty; exit 6'], terminal: true });
+  const r = await runCaptured(sandbox, spec);
+  t.is(r.exitCode, 6);
+  const lines = r.stdout.split(/\r?\n/).map((l) => l.trim());
+  t.is(lines[0], '/dev/pts/0');
+  t.is(lines[1], 'all-tty');
+});

@@ -41,7 +41,7 @@ export const runOptions: readonly OptionSpec[] = [
   { name: 'cap-drop', type: 'list', value: 'CAP', help: 'Drop Linux capabilities' },
   { name: 'read-only', type: 'bool', help: 'Mount the container\'s root filesystem as read only' },
   { name: 'interactive', short: 'i', type: 'bool', help: 'Keep STDIN open' },
-  { name: 'tty', short: 't', type: 'bool', help: 'Allocate a pseudo-TTY', notSupported: 'a pty arrives with interactive containers' },
+  { name: 'tty', short: 't', type: 'bool', help: 'Allocate a pseudo-TTY' },
   { name: 'runtime', type: 'string', value: 'runc|PATH', help: 'Run with an external OCI runtime instead of the built-in sandbox' },
 ];
 
@@ -131,6 +131,7 @@ export async function buildRunSpec(args: ParsedArgs, ctx: CommandContext, rootfs
     user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
     ...(hostname === undefined ? {} : { hostname }),
     network: network as NetworkMode,
+    terminal: optBool(args, 'tty'),
     userNamespace: rootless,
     capAdd: optList(args, 'cap-add'),
     capDrop: optList(args, 'cap-drop'),
@@ -163,10 +164,15 @@ export const runCommand: Command = {
     const gid = process.getgid?.() ?? 0;
     const rootless = uid !== 0;
     const spec = await buildRunSpec(args, ctx, rootfs, command, rootless);
+    // A terminal on our side is handed to the launcher as a file descriptor (raw mode, window size).
+    const fdOf = (s: object): number | undefined => ('isTTY' in s && s.isTTY === true && 'fd' in s && typeof s.fd === 'number' ? s.fd : undefined);
+    if (optBool(args, 'tty') && optBool(args, 'interactive') && fdOf(ctx.stdin) === undefined) {
+      throw bad('NOT_A_TTY', 'the input device is not a TTY', 'drop -t to pipe input into the container, as with docker');
+    }
     const stdio: SandboxStdio = {
-      stdin: optBool(args, 'interactive') ? ctx.stdin : 'ignore',
-      stdout: ctx.stdout,
-      stderr: ctx.stderr,
+      stdin: optBool(args, 'interactive') ? fdOf(ctx.stdin) ?? ctx.stdin : 'ignore',
+      stdout: fdOf(ctx.stdout) ?? ctx.stdout,
+      stderr: fdOf(ctx.stderr) ?? ctx.stderr,
     };
     const warn = (msg: string): void => {
       ctx.stderr.write(`WARNING: ${msg}\n`);

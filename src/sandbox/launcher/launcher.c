@@ -34,6 +34,8 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <grp.h>
+#include <poll.h>
+#include <termios.h>
 #include <unistd.h>
 
 #define SPEC_FD 3
@@ -49,7 +51,7 @@ struct spec {
   unsigned long clone_flags;
   const char *rootfs;           /* directory that becomes / */
   const char *overlay_opts;     /* overlay mount data, or NULL for a directory root */
-  int root_readonly, userns, lo_up, nnp;
+  int root_readonly, userns, lo_up, nnp, terminal;
   const char *hostname, *cwd;
   struct mnt mounts[MAX_ITEMS]; int nmounts;
   const char *masked[MAX_ITEMS]; int nmasked;
@@ -63,6 +65,8 @@ struct spec {
 
 static struct spec S;
 static pid_t child_pid;
+static int term_sock[2] = { -1, -1 };      /* child -> launcher: the pty master (SCM_RIGHTS) */
+static volatile sig_atomic_t winch;
 
 /* One status line, written with a single write() so lines from launcher and child never mix. */
 static void report(const char *fmt, ...) {
@@ -128,6 +132,7 @@ static void parse_spec(char *buf, size_t len) {
     else if (!strcmp(tag, "userns")) S.userns = tok[0][0] == '1';
     else if (!strcmp(tag, "lo")) S.lo_up = tok[0][0] == '1';
     else if (!strcmp(tag, "nnp")) S.nnp = tok[0][0] == '1';
+    else if (!strcmp(tag, "terminal")) S.terminal = tok[0][0] == '1';
     else if (!strcmp(tag, "hostname")) S.hostname = tok[0];
     else if (!strcmp(tag, "cwd")) S.cwd = tok[0];
     else if (!strcmp(tag, "caps")) S.caps = parse_num(tok[0], "caps");
@@ -521,6 +526,116 @@ static void __attribute__((noreturn)) exec_command(void) {
   fail_code(last == ENOENT ? 127 : 126, "exec", last, detail);
 }
 
+/* ---------- terminal: a pty from the container's own devpts, relayed by the launcher ---------- */
+
+static void send_fd(int sock, int fd) {
+  char byte = 't';
+  struct iovec iov = { &byte, 1 };
+  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } ctl;
+  memset(&ctl, 0, sizeof ctl);
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  if (sendmsg(sock, &msg, 0) < 0) fail("send-pty", "pty master");
+}
+
+/* Returns the received fd, or -1 when the child ended without sending one. */
+static int recv_fd(int sock) {
+  char byte;
+  struct iovec iov = { &byte, 1 };
+  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } ctl;
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+  ssize_t n;
+  do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
+  struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+  if (c == NULL || c->cmsg_type != SCM_RIGHTS) return -1;
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+
+/* In the child: a new session whose controlling terminal is a pty of the container's devpts. */
+static void setup_terminal(void) {
+  int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) fail("open-ptmx", "/dev/pts/ptmx");
+  int unlock = 0;
+  if (ioctl(master, TIOCSPTLCK, &unlock) < 0) fail("unlock-pty", "/dev/pts/ptmx");
+  int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+  if (slave < 0) fail("open-pty-peer", "/dev/pts");
+  if (setsid() < 0) fail("setsid", "terminal");
+  if (ioctl(slave, TIOCSCTTY, 0) < 0) fail("set-controlling-tty", "terminal");
+  for (int fd = 0; fd <= 2; fd++) if (dup2(slave, fd) < 0) fail("dup-pty", "terminal");
+  if (slave > 2) close(slave);
+  send_fd(term_sock[1], master);
+  close(master);
+  close(term_sock[1]);
+}
+
+static void on_winch(int sig) { (void)sig; winch = 1; }
+
+static void copy_size(int master) {
+  struct winsize ws;
+  if (isatty(0) && ioctl(0, TIOCGWINSZ, &ws) == 0) ioctl(master, TIOCSWINSZ, &ws);
+}
+
+static int write_all(int fd, const char *buf, ssize_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, buf, (size_t)n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return -1;
+    buf += w;
+    n -= w;
+  }
+  return 0;
+}
+
+/* In the launcher: relays stdin -> pty and pty -> stdout until the container's side closes. */
+static void relay_terminal(int master) {
+  struct termios saved;
+  int raw = isatty(0) && tcgetattr(0, &saved) == 0;
+  if (raw) {
+    struct termios t = saved;
+    cfmakeraw(&t);
+    if (tcsetattr(0, TCSANOW, &t) < 0) raw = 0;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_winch;
+  sigaction(SIGWINCH, &sa, NULL);
+  copy_size(master);
+  char buf[16384];
+  int in_open = 1;
+  for (;;) {
+    if (winch) { winch = 0; copy_size(master); }
+    struct pollfd p[2] = { { master, POLLIN, 0 }, { 0, POLLIN, 0 } };
+    if (poll(p, in_open ? 2 : 1, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t r = read(master, buf, sizeof buf);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;                   /* EIO: every slave is closed */
+      if (write_all(1, buf, r) < 0) break;
+    }
+    if (in_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      ssize_t r = read(0, buf, sizeof buf);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        in_open = 0;
+        write_all(master, "\x04", 1);      /* EOF on stdin: ^D for the terminal's reader */
+      } else if (write_all(master, buf, r) < 0) {
+        in_open = 0;
+      }
+    }
+  }
+  if (raw) tcsetattr(0, TCSANOW, &saved);
+  close(master);
+}
+
 static void __attribute__((noreturn)) run_child(void) {
   char go;
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "child");
@@ -533,6 +648,7 @@ static void __attribute__((noreturn)) run_child(void) {
   if ((S.clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0) fail("unshare-cgroup", "cgroup namespace");
   if (S.hostname != NULL && sethostname(S.hostname, strlen(S.hostname)) < 0) fail("sethostname", S.hostname);
   setup_rootfs();
+  if (S.terminal) setup_terminal();
   if (S.lo_up) bring_lo_up();
   if (S.cwd[0] != '/') fail_code(125, "chdir", EINVAL, S.cwd);
   if (strcmp(S.cwd, "/") != 0) make_cwd();
@@ -552,6 +668,7 @@ int main(void) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "launcher");
   if (getppid() == 1) fail_code(125, "parent", ESRCH, "the parent exited");
   read_spec();
+  if (S.terminal && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, term_sock) < 0) fail("socketpair", "terminal");
   pid_t pid = (pid_t)syscall(SYS_clone, (S.clone_flags & ~(unsigned long)CLONE_NEWCGROUP) | SIGCHLD, NULL, NULL, NULL, NULL);
   if (pid < 0) fail("clone", "namespaces");
   if (pid == 0) run_child();
@@ -565,6 +682,12 @@ int main(void) {
     if (sigaction(sigs[i], &sa, NULL) < 0) fail("sigaction", "forward signals");
   }
   report("pid %d", pid);
+  if (S.terminal) {
+    close(term_sock[1]);
+    int master = recv_fd(term_sock[0]);
+    close(term_sock[0]);
+    if (master >= 0) relay_terminal(master);
+  }
   int status;
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) fail("waitpid", "child");
