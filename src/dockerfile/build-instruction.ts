@@ -209,6 +209,10 @@ function buildCopy(
   if (words.length < 2) {
     throw fail('MISSING_ARGUMENT', `${kind} requires at least two arguments (sources and a destination)`, loc, `write ${kind} <src>... <dest>`);
   }
+  const dest = words[words.length - 1] as string;
+  if (json.kind !== 'json' && parseHeredocWord(dest) !== undefined) {
+    throw fail('BAD_ARGUMENTS', `${kind} cannot have a heredoc as a destination`, loc, `write ${kind} <<EOF /path/to/file`);
+  }
   const docs = new Set(input.heredocs.map((h) => h.name));
   const sources = words.slice(0, -1).map((w) => {
     if (json.kind === 'json') return w;
@@ -217,7 +221,7 @@ function buildCopy(
   });
   const s = flags.strings;
   const copy: Mutable<CopyInstruction> = {
-    loc, keyword: base.keyword, source: base.source, kind, sources, dest: words[words.length - 1] as string,
+    loc, keyword: base.keyword, source: base.source, kind, sources, dest,
     link: flags.bools.get('link') ?? false,
     parents: flags.bools.get('parents') ?? false,
     exclude: flags.multi.get('exclude') ?? [],
