@@ -1,10 +1,13 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cleanupStaleCgroups } from '../../src/sandbox/cgroup.js';
 import { testSerialIf } from '../helpers/capability.js';
 import { busyboxMissing, makeBusyboxRootfs } from '../helpers/rootfs.js';
 import { tempDir } from '../helpers/tmp.js';
 import { cli } from '../cli/run-cli.js';
-import { CGROUP_ROOTS, ownedCgroupDirs } from './cgroup-helpers.js';
+import { CGROUP_ROOTS, ownedCgroupDirs, waitFor } from './cgroup-helpers.js';
 import { ensureLauncher, mountsUnder } from './sandbox-helpers.js';
 
 // Limits enforced end to end: `tsbuild run --rootfs` with the built-in sandbox and with `--runtime runc`.
@@ -64,5 +67,28 @@ for (const runtime of [undefined, 'runc']) {
     const r = await cli(['run', '--rootfs', rootfs, ...runtimeFlags, '--memory', '16m', '--memory-swap', '16m', '--', 'sh', '-c', 'x=a; while true; do x=$x$x; done'], { env });
     t.is(r.code, 137, r.stderr);
     if (runtime === undefined) t.regex(r.stderr, /killed: out of memory, limit 16 MiB/);
+  });
+}
+
+for (const runtime of [undefined, 'runc']) {
+  const via = runtime === undefined ? 'the built-in sandbox' : `--runtime ${runtime}`;
+  const skip = missing ?? (runtime === undefined ? undefined : runcMissing());
+  testSerialIf(skip, `cleanupStaleCgroups: nothing of a SIGKILLed tsbuild run survives the next start via ${via}`, async (t) => {
+    const { rootfs, env } = await setup(t);
+    const repo = fileURLToPath(new URL('../../', import.meta.url));
+    const argv = ['--import', 'tsx', join(repo, 'src/cli/main.ts'), 'run', '--rootfs', rootfs, ...(runtime === undefined ? [] : ['--runtime', runtime]), '--pids-limit', '10', '--', 'sleep', '1000'];
+    const tsbuild = spawn(process.execPath, argv, { cwd: repo, env: { ...process.env, ...env }, stdio: 'ignore' });
+    t.teardown(() => tsbuild.kill('SIGKILL'));
+    const dirs = (): string[] => ownedCgroupDirs(['/sys/fs/cgroup/pids'], tsbuild.pid);
+    const procsIn = (): number[] => dirs().flatMap((d) => (existsSync(d) ? readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n').filter((l) => l !== '').map(Number) : []));
+    t.true(await waitFor(() => procsIn().length > 0, 30_000), 'the container runs in its cgroup');
+    const victims = procsIn();
+    tsbuild.kill('SIGKILL');
+    await new Promise((r) => tsbuild.once('exit', r));
+    const removed = await cleanupStaleCgroups({ rootless: false });
+    t.true(removed.some((d) => d.startsWith('/sys/fs/cgroup/pids/tsbuild/')), removed.join(', '));
+    t.deepEqual(dirs(), []);
+    t.true(await waitFor(() => victims.every((pid) => !existsSync(`/proc/${pid}`)), 5000), `still alive: ${victims.join(', ')}`);
+    t.deepEqual(ownedCgroupDirs(CGROUP_ROOTS, tsbuild.pid), []);
   });
 }
