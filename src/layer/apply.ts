@@ -48,7 +48,7 @@ interface DirMeta {
   readonly mtime: number;
 }
 
-function wrap(err: unknown, what: string): TsbuildError {
+function wrapError(err: unknown, what: string): TsbuildError {
   if (isTsbuildError(err) && !(err instanceof SysCallError)) return err;
   const code = (err as { code?: string; errnoName?: string }).errnoName ?? (err as { code?: string }).code;
   if (code === 'ENAMETOOLONG') return new TsbuildError('LAYER_PATH_TOO_LONG', `${what}: name too long`, { cause: err });
@@ -267,7 +267,7 @@ export async function applyLayer(tar: Readable, destDir: string, options: ApplyO
     mkdirSync(destDir, { recursive: true });
     root = realpathSync(destDir);
   } catch (err) {
-    throw wrap(err, `cannot create ${destDir}`);
+    throw wrapError(err, `cannot create ${destDir}`);
   }
   const applier = new Applier(root, options);
   let current = '';
@@ -282,7 +282,7 @@ export async function applyLayer(tar: Readable, destDir: string, options: ApplyO
   } catch (err) {
     tar.destroy();
     if (isTsbuildError(err) && !(err instanceof SysCallError)) throw err;
-    throw wrap(err, current === '' ? `unpacking into ${destDir}` : `unpacking ${JSON.stringify(current)} into ${destDir}`);
+    throw wrapError(err, current === '' ? `unpacking into ${destDir}` : `unpacking ${JSON.stringify(current)} into ${destDir}`);
   }
   return { entries: applier.entries, bytes: applier.bytes, whiteouts: applier.whiteouts, warnings: applier.warnings };
 }

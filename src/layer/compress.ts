@@ -56,7 +56,7 @@ export function detectCompression(head: Buffer): Compression {
   return 'none';
 }
 
-async function* prepend(head: Buffer[], rest: AsyncIterator<unknown>): AsyncGenerator<Buffer> {
+async function* prependChunks(head: Buffer[], rest: AsyncIterator<unknown>): AsyncGenerator<Buffer> {
   yield* head;
   for (;;) {
     const r = await rest.next();
@@ -110,12 +110,12 @@ export function compressGzip(input: Readable, options: CompressOptions = {}): Re
   const pigz = options.tools?.pigz;
   const out = pigz !== undefined
     ? Readable.from(runFilter([pigz, '-c', '-n', `-${level}`, ...(options.threads === undefined ? [] : ['-p', String(options.threads)])], input, 'LAYER_COMPRESS_FAILED'), { objectMode: false })
-    : wrapErrors(input.pipe(createGzip({ level })), input, 'LAYER_COMPRESS_FAILED');
+    : wrapCompressErrors(input.pipe(createGzip({ level })), input, 'LAYER_COMPRESS_FAILED');
   out.once('close', () => input.destroy());
   return out;
 }
 
-function wrapErrors(stream: Readable, input: Readable, code: `LAYER_${string}`): Readable {
+function wrapCompressErrors(stream: Readable, input: Readable, code: `LAYER_${string}`): Readable {
   input.once('error', (err) => stream.destroy(err));
   return Readable.from(
     (async function* () {
@@ -151,7 +151,7 @@ export function decompress(input: Readable, options: DecompressOptions = {}): Re
         have += (r.value as Buffer).length;
       }
       const kind = detectCompression(Buffer.concat(head));
-      const all = prepend(head, source);
+      const all = prependChunks(head, source);
       if (kind === 'none') {
         yield* all;
       } else if (kind === 'zstd') {

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { TsbuildError, type Digest } from '../core/index.js';
 import { getXattr, listXattrNames, splitDev } from '../sys/index.js';
 import { StreamHasher } from './hasher.js';
-import { BLOCK, headerLength, padded, writeHeader, type EntryType, type TarHeader, type TarXattr } from './tar-header.js';
+import { BLOCK, measureHeader, roundToBlock, writeHeader, type EntryType, type TarHeader, type TarXattr } from './tar-header.js';
 
 /** How {@link packLayer} reads the directory. */
 export type PackMode = 'tree' | 'changeset';
@@ -89,7 +89,7 @@ class Batcher {
 
 }
 
-function layerError(code: string, message: string, cause?: unknown): TsbuildError {
+function makeLayerError(code: string, message: string, cause?: unknown): TsbuildError {
   return new TsbuildError(`LAYER_${code}`, message, cause === undefined ? {} : { cause });
 }
 
@@ -98,7 +98,7 @@ function listDir(abs: string, changeset: boolean, opaque: boolean): Item[] {
   try {
     dirents = readdirSync(abs, { withFileTypes: true });
   } catch (cause) {
-    throw layerError('READ_FAILED', `cannot list directory ${abs}`, cause);
+    throw makeLayerError('READ_FAILED', `cannot list directory ${abs}`, cause);
   }
   const items: Item[] = dirents.map((d) => {
     // Whiteouts sort by their name in the tar (`.wh.NAME`), so they are recognised before sorting.
@@ -115,7 +115,7 @@ function readKeptXattrs(abs: string, changeset: boolean, fd?: number): { xattrs:
   try {
     names = listXattrNames(fd ?? abs);
   } catch (cause) {
-    throw layerError('READ_FAILED', `cannot list xattrs of ${abs}`, cause);
+    throw makeLayerError('READ_FAILED', `cannot list xattrs of ${abs}`, cause);
   }
   if (names.length === 0) return { xattrs: [], opaque: false };
   let opaque = false;
@@ -124,7 +124,7 @@ function readKeptXattrs(abs: string, changeset: boolean, fd?: number): { xattrs:
     if (name === 'trusted.overlay.opaque' || name === 'user.overlay.opaque') {
       if (changeset && getXattr(fd ?? abs, name)?.toString() === 'y') opaque = true;
     } else if (changeset && /^(trusted|user)\.overlay\.(redirect|metacopy)$/.test(name)) {
-      throw layerError('UNSUPPORTED_OVERLAY', `${abs} carries ${name}: mount overlayfs with redirect_dir=off and metacopy=off`);
+      throw makeLayerError('UNSUPPORTED_OVERLAY', `${abs} carries ${name}: mount overlayfs with redirect_dir=off and metacopy=off`);
     } else if (KEPT_XATTR(name)) {
       const value = getXattr(fd ?? abs, name);
       if (value !== undefined) xattrs.push({ name, value });
@@ -134,7 +134,7 @@ function readKeptXattrs(abs: string, changeset: boolean, fd?: number): { xattrs:
   return { xattrs, opaque };
 }
 
-function entryTypeOf(st: Stats): EntryType | undefined {
+function getEntryType(st: Stats): EntryType | undefined {
   if (st.isFile()) return 'file';
   if (st.isDirectory()) return 'directory';
   if (st.isSymbolicLink()) return 'symlink';
@@ -149,7 +149,7 @@ function openRegular(abs: string): number {
   try {
     return openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (cause) {
-    throw layerError('READ_FAILED', `cannot open ${abs}`, cause);
+    throw makeLayerError('READ_FAILED', `cannot open ${abs}`, cause);
   }
 }
 
@@ -161,15 +161,15 @@ function copyFile(out: Batcher, fd: number, abs: string, size: number): void {
       if (out.used === out.buf.length) out.flush();
       const want = Math.min(left, out.buf.length - out.used);
       const n = readSync(fd, out.buf, out.used, want, null);
-      if (n === 0) throw layerError('FILE_CHANGED', `${abs} shrank while it was being packed`);
+      if (n === 0) throw makeLayerError('FILE_CHANGED', `${abs} shrank while it was being packed`);
       out.used += n;
       left -= n;
     }
   } catch (cause) {
     if (cause instanceof TsbuildError) throw cause;
-    throw layerError('READ_FAILED', `cannot read ${abs}`, cause);
+    throw makeLayerError('READ_FAILED', `cannot read ${abs}`, cause);
   }
-  out.zeros(padded(size) - size);
+  out.zeros(roundToBlock(size) - size);
 }
 
 async function* generateTar(dir: string, options: PackOptions, result: (r: PackResult) => void): AsyncGenerator<Buffer> {
@@ -193,9 +193,9 @@ async function* produceTar(dir: string, options: PackOptions, out: Batcher, resu
   try {
     rootStat = lstatSync(dir);
   } catch (cause) {
-    throw layerError('READ_FAILED', `cannot read ${dir}`, cause);
+    throw makeLayerError('READ_FAILED', `cannot read ${dir}`, cause);
   }
-  if (!rootStat.isDirectory()) throw layerError('READ_FAILED', `${dir} is not a directory`);
+  if (!rootStat.isDirectory()) throw makeLayerError('READ_FAILED', `${dir} is not a directory`);
   const rootOpaque = readKeptXattrs(dir, changeset).opaque;
   const stack: Frame[] = [{ abs: dir, rel: '', items: sortItems(listDir(dir, changeset, rootOpaque)), next: 0 }];
 
@@ -228,9 +228,9 @@ async function* produceTar(dir: string, options: PackOptions, out: Batcher, resu
           }
         } catch (cause) {
           if (cause instanceof TsbuildError) throw cause;
-          throw layerError('READ_FAILED', `cannot stat ${abs}`, cause);
+          throw makeLayerError('READ_FAILED', `cannot stat ${abs}`, cause);
         }
-        const type = entryTypeOf(st);
+        const type = getEntryType(st);
         if (type !== undefined) {
           if (changeset && type === 'char' && st.rdev === 0) {
             // An overlay whiteout: the name was deleted in this layer.
@@ -280,7 +280,7 @@ async function* produceTar(dir: string, options: PackOptions, out: Batcher, resu
 const EMPTY: TarHeader = { name: '', type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: [] };
 
 function emit(out: Batcher, h: TarHeader): void {
-  const n = headerLength(h);
+  const n = measureHeader(h);
   out.reserve(n);
   out.used += writeHeader(h, out.buf, out.used);
 }
@@ -289,7 +289,7 @@ function readLink(abs: string): string {
   try {
     return readlinkSync(abs);
   } catch (cause) {
-    throw layerError('READ_FAILED', `cannot read symlink ${abs}`, cause);
+    throw makeLayerError('READ_FAILED', `cannot read symlink ${abs}`, cause);
   }
 }
 
@@ -316,7 +316,7 @@ export function packLayer(dir: string, options: PackOptions): PackedLayer {
   });
   done.catch(() => undefined); // the stream reports the same error; avoid an unhandled rejection
   const stream = Readable.from(generateTar(dir, options, resolve), { objectMode: false, highWaterMark: 4 * CHUNK });
-  stream.once('error', (err) => reject(err instanceof TsbuildError ? err : layerError('PACK_ABORTED', `packing ${dir} was aborted: ${err.message}`, err)));
-  stream.once('close', () => reject(layerError('PACK_ABORTED', `packing ${dir} was aborted before the end`)));
+  stream.once('error', (err) => reject(err instanceof TsbuildError ? err : makeLayerError('PACK_ABORTED', `packing ${dir} was aborted: ${err.message}`, err)));
+  stream.once('close', () => reject(makeLayerError('PACK_ABORTED', `packing ${dir} was aborted before the end`)));
   return { stream, done };
 }

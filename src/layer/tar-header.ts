@@ -35,7 +35,7 @@ const MAX_OCTAL_8 = 0o7777777;
 const MAX_OCTAL_12 = 0o77777777777;
 
 /** Rounds `size` up to the next multiple of 512. */
-export function padded(size: number): number {
+export function roundToBlock(size: number): number {
   return Math.ceil(size / BLOCK) * BLOCK;
 }
 
@@ -55,7 +55,7 @@ function encodePaxRecord(key: string, value: Buffer): Buffer {
   return Buffer.concat([Buffer.from(String(len), 'ascii'), body]);
 }
 
-function paxRecords(h: TarHeader): Buffer | undefined {
+function buildPaxRecords(h: TarHeader): Buffer | undefined {
   const records: Array<[string, Buffer]> = [];
   if (Buffer.byteLength(h.name) > 100) records.push(['path', Buffer.from(h.name, 'utf8')]);
   if (Buffer.byteLength(h.linkname) > 100) records.push(['linkpath', Buffer.from(h.linkname, 'utf8')]);
@@ -84,18 +84,18 @@ function writeUstar(block: Buffer, offset: number, h: TarHeader, typeflag: numbe
 }
 
 /** Bytes {@link writeHeader} will write for `h` (512, or more when a PAX header is needed). */
-export function headerLength(h: TarHeader): number {
-  const pax = paxRecords(h);
-  return pax === undefined ? BLOCK : 2 * BLOCK + padded(pax.length);
+export function measureHeader(h: TarHeader): number {
+  const pax = buildPaxRecords(h);
+  return pax === undefined ? BLOCK : 2 * BLOCK + roundToBlock(pax.length);
 }
 
 /**
  * Encodes `h` (plus a preceding deterministic PAX `x` entry when names, sizes, ids or xattrs need one)
- * into `out` at `offset`; `out` must have {@link headerLength} bytes free. Returns bytes written.
+ * into `out` at `offset`; `out` must have {@link measureHeader} bytes free. Returns bytes written.
  * Fixed fields only: no atime/ctime, empty uname/gname, integer mtime.
  */
 export function writeHeader(h: TarHeader, out: Buffer, offset: number): number {
-  const pax = paxRecords(h);
+  const pax = buildPaxRecords(h);
   let at = offset;
   if (pax !== undefined) {
     const base = h.name.replace(/\/+$/, '').split('/').pop() ?? '';
@@ -104,8 +104,8 @@ export function writeHeader(h: TarHeader, out: Buffer, offset: number): number {
     fixChecksum(out, at);
     at += BLOCK;
     pax.copy(out, at);
-    out.fill(0, at + pax.length, at + padded(pax.length));
-    at += padded(pax.length);
+    out.fill(0, at + pax.length, at + roundToBlock(pax.length));
+    at += roundToBlock(pax.length);
   }
   writeUstar(out, at, h, TYPE_FLAG[h.type]);
   // Over-long names live in the PAX record; the ustar field keeps their first 100 bytes.
@@ -125,24 +125,24 @@ function fixChecksum(block: Buffer, offset: number): void {
 
 /** Returns `h` encoded as a new buffer (see {@link writeHeader}). */
 export function encodeHeader(h: TarHeader): Buffer {
-  const out = Buffer.alloc(headerLength(h));
+  const out = Buffer.alloc(measureHeader(h));
   writeHeader(h, out, 0);
   return out;
 }
 
-function bad(message: string): TsbuildError {
+function makeBadHeaderError(message: string): TsbuildError {
   return new TsbuildError('LAYER_BAD_HEADER', message, { hint: 'the layer tar is malformed or not a tar archive' });
 }
 
 /** Parses a numeric header field (octal, or GNU base-256); throws LAYER_BAD_HEADER when invalid or unsafe. */
-export function parseNumber(block: Buffer, offset: number, width: number, field: string): number {
+export function parseNumeric(block: Buffer, offset: number, width: number, field: string): number {
   const first = block[offset] as number;
   if (first & 0x80) {
-    if (first !== 0x80) throw bad(`negative or oversized base-256 ${field} in a tar header`);
+    if (first !== 0x80) throw makeBadHeaderError(`negative or oversized base-256 ${field} in a tar header`);
     let value = 0;
     for (let i = offset + 1; i < offset + width; i++) {
       value = value * 256 + (block[i] as number);
-      if (value > Number.MAX_SAFE_INTEGER) throw bad(`tar header ${field} is too large`);
+      if (value > Number.MAX_SAFE_INTEGER) throw makeBadHeaderError(`tar header ${field} is too large`);
     }
     return value;
   }
@@ -154,10 +154,10 @@ export function parseNumber(block: Buffer, offset: number, width: number, field:
   let value = 0;
   for (let i = start; i < end; i++) {
     const c = block[i] as number;
-    if (c < 0x30 || c > 0x37) throw bad(`invalid octal ${field} in a tar header`);
+    if (c < 0x30 || c > 0x37) throw makeBadHeaderError(`invalid octal ${field} in a tar header`);
     value = value * 8 + (c - 0x30);
   }
-  if (value > Number.MAX_SAFE_INTEGER) throw bad(`tar header ${field} is too large`);
+  if (value > Number.MAX_SAFE_INTEGER) throw makeBadHeaderError(`tar header ${field} is too large`);
   return value;
 }
 
@@ -175,7 +175,7 @@ export function isZeroBlock(block: Buffer): boolean {
 
 /** Verifies the header checksum (unsigned or historic signed sum); throws LAYER_BAD_HEADER on mismatch. */
 export function verifyChecksum(block: Buffer): void {
-  const stored = parseNumber(block, 148, 8, 'checksum');
+  const stored = parseNumeric(block, 148, 8, 'checksum');
   let unsigned = 0;
   let signed = 0;
   for (let i = 0; i < BLOCK; i++) {
@@ -183,7 +183,7 @@ export function verifyChecksum(block: Buffer): void {
     unsigned += c;
     signed += c > 127 ? c - 256 : c;
   }
-  if (stored !== unsigned && stored !== signed) throw bad('tar header checksum mismatch');
+  if (stored !== unsigned && stored !== signed) throw makeBadHeaderError('tar header checksum mismatch');
 }
 
 /** Decoded PAX records: string fields plus raw xattr values. */
@@ -200,11 +200,11 @@ export function decodePax(buf: Buffer): PaxRecords {
   while (at < buf.length) {
     if (buf[at] === 0) break;
     const space = buf.indexOf(0x20, at);
-    if (space === -1 || space - at > 20) throw bad('malformed PAX record length');
+    if (space === -1 || space - at > 20) throw makeBadHeaderError('malformed PAX record length');
     const len = Number(buf.toString('ascii', at, space));
-    if (!Number.isSafeInteger(len) || len <= space - at + 1 || at + len > buf.length || buf[at + len - 1] !== 0x0a) throw bad('malformed PAX record');
+    if (!Number.isSafeInteger(len) || len <= space - at + 1 || at + len > buf.length || buf[at + len - 1] !== 0x0a) throw makeBadHeaderError('malformed PAX record');
     const eq = buf.indexOf(0x3d, space + 1);
-    if (eq === -1 || eq >= at + len - 1) throw bad('PAX record without "="');
+    if (eq === -1 || eq >= at + len - 1) throw makeBadHeaderError('PAX record without "="');
     const key = buf.toString('utf8', space + 1, eq);
     const value = buf.subarray(eq + 1, at + len - 1);
     if (key.startsWith('SCHILY.xattr.')) xattrs.push({ name: key.slice('SCHILY.xattr.'.length), value: Buffer.from(value) });
@@ -215,7 +215,7 @@ export function decodePax(buf: Buffer): PaxRecords {
 }
 
 /** Maps a typeflag byte to an entry type, or returns the raw flag character for meta/unknown entries. */
-export function typeOfFlag(flag: number): EntryType | string {
+export function decodeTypeFlag(flag: number): EntryType | string {
   switch (flag) {
     case 0: case 0x30: case 0x37: return 'file';
     case 0x31: return 'link';

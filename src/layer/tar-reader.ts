@@ -1,6 +1,6 @@
 import { TsbuildError } from '../core/index.js';
 import {
-  BLOCK, decodePax, isZeroBlock, padded, parseNumber, parseString, typeOfFlag, verifyChecksum,
+  BLOCK, decodePax, isZeroBlock, roundToBlock, parseNumeric, parseString, decodeTypeFlag, verifyChecksum,
   type EntryType, type TarHeader, type TarXattr,
 } from './tar-header.js';
 
@@ -20,7 +20,7 @@ export interface TarEntry {
   readonly body: AsyncIterable<Buffer>;
 }
 
-function truncated(what: string): TsbuildError {
+function makeTruncatedError(what: string): TsbuildError {
   return new TsbuildError('LAYER_TRUNCATED', `the layer tar ends in the middle of ${what}`, { hint: 'the archive is truncated or corrupt' });
 }
 
@@ -118,7 +118,7 @@ interface Pending {
   xattrs: TarXattr[];
 }
 
-function paxNumber(value: string, field: string): number {
+function parsePaxNumber(value: string, field: string): number {
   if (!/^\d+(\.\d*)?$/.test(value)) throw new TsbuildError('LAYER_BAD_HEADER', `invalid PAX ${field} "${value.slice(0, 40)}"`);
   const n = Math.floor(Number(value));
   if (!Number.isSafeInteger(n)) throw new TsbuildError('LAYER_BAD_HEADER', `PAX ${field} is too large`);
@@ -143,7 +143,7 @@ export async function* readTar(source: AsyncIterable<unknown>, limits: TarReadLi
     for (;;) {
       if (!(await reader.fill(BLOCK))) {
         if (reader.buffered === 0 && pending.path === undefined && pending.xattrs.length === 0 && count > 0) return;
-        throw truncated('a header');
+        throw makeTruncatedError('a header');
       }
       const block = reader.take(BLOCK);
       if (isZeroBlock(block)) {
@@ -152,22 +152,22 @@ export async function* readTar(source: AsyncIterable<unknown>, limits: TarReadLi
       }
       verifyChecksum(block);
       const flag = block[156] as number;
-      const type = typeOfFlag(flag);
-      let size = parseNumber(block, 124, 12, 'size');
+      const type = decodeTypeFlag(flag);
+      let size = parseNumeric(block, 124, 12, 'size');
       const isMeta = type === 'x' || type === 'g' || type === 'L' || type === 'K';
       if (isMeta) {
         if (size > maxMeta) throw new TsbuildError('LAYER_BAD_HEADER', `a ${type} meta header of ${size} bytes exceeds the limit of ${maxMeta}`);
-        if (!(await reader.fill(padded(size)))) throw truncated('a meta header');
-        const body = reader.take(padded(size)).subarray(0, size);
+        if (!(await reader.fill(roundToBlock(size)))) throw makeTruncatedError('a meta header');
+        const body = reader.take(roundToBlock(size)).subarray(0, size);
         if (type === 'x') {
           const pax = decodePax(body);
           const f = pax.fields;
           if (f.has('path')) pending.path = f.get('path') as string;
           if (f.has('linkpath')) pending.linkpath = f.get('linkpath') as string;
-          if (f.has('size')) pending.size = paxNumber(f.get('size') as string, 'size');
-          if (f.has('uid')) pending.uid = paxNumber(f.get('uid') as string, 'uid');
-          if (f.has('gid')) pending.gid = paxNumber(f.get('gid') as string, 'gid');
-          if (f.has('mtime')) pending.mtime = paxNumber(f.get('mtime') as string, 'mtime');
+          if (f.has('size')) pending.size = parsePaxNumber(f.get('size') as string, 'size');
+          if (f.has('uid')) pending.uid = parsePaxNumber(f.get('uid') as string, 'uid');
+          if (f.has('gid')) pending.gid = parsePaxNumber(f.get('gid') as string, 'gid');
+          if (f.has('mtime')) pending.mtime = parsePaxNumber(f.get('mtime') as string, 'mtime');
           pending.xattrs.push(...pax.xattrs);
         } else if (type === 'L' || type === 'K') {
           if (size > maxPath + 1) throw new TsbuildError('LAYER_PATH_TOO_LONG', `a GNU long ${type === 'L' ? 'name' : 'link'} of ${size} bytes exceeds ${maxPath}`);
@@ -194,14 +194,14 @@ export async function* readTar(source: AsyncIterable<unknown>, limits: TarReadLi
       const header: TarHeader = {
         name: pending.path ?? name,
         type: entryType,
-        mode: parseNumber(block, 100, 8, 'mode') & 0o7777,
-        uid: pending.uid ?? parseNumber(block, 108, 8, 'uid'),
-        gid: pending.gid ?? parseNumber(block, 116, 8, 'gid'),
+        mode: parseNumeric(block, 100, 8, 'mode') & 0o7777,
+        uid: pending.uid ?? parseNumeric(block, 108, 8, 'uid'),
+        gid: pending.gid ?? parseNumeric(block, 116, 8, 'gid'),
         size,
-        mtime: pending.mtime ?? parseNumber(block, 136, 12, 'mtime'),
+        mtime: pending.mtime ?? parseNumeric(block, 136, 12, 'mtime'),
         linkname: pending.linkpath ?? parseString(block, 157, 100),
-        devmajor: entryType === 'char' || entryType === 'block' ? parseNumber(block, 329, 8, 'devmajor') : 0,
-        devminor: entryType === 'char' || entryType === 'block' ? parseNumber(block, 337, 8, 'devminor') : 0,
+        devmajor: entryType === 'char' || entryType === 'block' ? parseNumeric(block, 329, 8, 'devmajor') : 0,
+        devminor: entryType === 'char' || entryType === 'block' ? parseNumeric(block, 337, 8, 'devminor') : 0,
         xattrs: pending.xattrs,
       };
       pending = { xattrs: [] };
@@ -212,7 +212,7 @@ export async function* readTar(source: AsyncIterable<unknown>, limits: TarReadLi
       const body = async function* (): AsyncGenerator<Buffer> {
         while (left > 0) {
           const chunk = await reader.takeSome(left);
-          if (chunk === undefined) throw truncated(`the content of ${JSON.stringify(header.name)}`);
+          if (chunk === undefined) throw makeTruncatedError(`the content of ${JSON.stringify(header.name)}`);
           left -= chunk.length;
           yield chunk;
         }
@@ -220,12 +220,12 @@ export async function* readTar(source: AsyncIterable<unknown>, limits: TarReadLi
       yield { header, body: body() };
       while (left > 0) {
         const chunk = await reader.takeSome(left);
-        if (chunk === undefined) throw truncated(`the content of ${JSON.stringify(header.name)}`);
+        if (chunk === undefined) throw makeTruncatedError(`the content of ${JSON.stringify(header.name)}`);
         left -= chunk.length;
       }
-      const pad = padded(size) - size;
+      const pad = roundToBlock(size) - size;
       if (pad > 0) {
-        if (!(await reader.fill(pad))) throw truncated('the padding of an entry');
+        if (!(await reader.fill(pad))) throw makeTruncatedError('the padding of an entry');
         reader.take(pad);
       }
     }

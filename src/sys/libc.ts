@@ -51,7 +51,7 @@ export class SysCallError extends TsbuildError {
   readonly path: string;
 
   constructor(syscall: string, path: string, errno: number) {
-    const name = errnoName(errno);
+    const name = getErrnoName(errno);
     super('CORE_SYSCALL', `${syscall} ${JSON.stringify(path)} failed: ${name} (${describeErrno(name)})`);
     this.errno = errno;
     this.errnoName = name;
@@ -71,7 +71,7 @@ function describeErrno(name: string): string {
 }
 
 /** Returns the symbolic name of an errno value (e.g. `ENOENT`), or `E<number>`. */
-export function errnoName(errno: number): string {
+export function getErrnoName(errno: number): string {
   for (const [name, value] of Object.entries(koffi.os.errno)) if (value === errno) return name;
   return `E${errno}`;
 }

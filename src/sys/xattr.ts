@@ -18,7 +18,7 @@ function get(target: Target, name: string, buf: Buffer | null, size: number): nu
   return typeof target === 'number' ? LIBC.fgetxattr(target, name, buf, size) : LIBC.lgetxattr(target, name, buf, size);
 }
 
-function label(target: Target): string {
+function describeTarget(target: Target): string {
   return typeof target === 'number' ? `fd ${target}` : target;
 }
 
@@ -34,7 +34,7 @@ export function listXattrNames(target: string | number): string[] {
     if (n >= 0) return n === 0 ? [] : buf.toString('utf8', 0, n - 1).split('\0');
     const errno = lastErrno();
     if (errno === ERRNO.ENOTSUP) return [];
-    if (errno !== ERRNO.ERANGE || size >= MAX_XATTR) throw new SysCallError(typeof target === 'number' ? 'flistxattr' : 'llistxattr', label(target), errno);
+    if (errno !== ERRNO.ERANGE || size >= MAX_XATTR) throw new SysCallError(typeof target === 'number' ? 'flistxattr' : 'llistxattr', describeTarget(target), errno);
     size = Math.max(size * 4, list(target, null, 0));
   }
 }
@@ -48,7 +48,7 @@ export function getXattr(target: string | number, name: string): Buffer | undefi
     if (n >= 0) return buf.subarray(0, n);
     const errno = lastErrno();
     if (errno === ERRNO.ENODATA || errno === ERRNO.ENOTSUP) return undefined;
-    if (errno !== ERRNO.ERANGE || size >= MAX_XATTR) throw new SysCallError(`${typeof target === 'number' ? 'f' : 'l'}getxattr(${name})`, label(target), errno);
+    if (errno !== ERRNO.ERANGE || size >= MAX_XATTR) throw new SysCallError(`${typeof target === 'number' ? 'f' : 'l'}getxattr(${name})`, describeTarget(target), errno);
     size = Math.max(size * 4, get(target, name, null, 0));
   }
 }

@@ -3,7 +3,7 @@ import { lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { readXattrs, splitDev } from '../../src/sys/index.js';
-import { BLOCK, encodeHeader, padded, type EntryType, type TarHeader } from '../../src/layer/tar-header.js';
+import { BLOCK, encodeHeader, roundToBlock, type EntryType, type TarHeader } from '../../src/layer/tar-header.js';
 
 /** One entry of a hand-made tar (content given inline). */
 export interface RawEntry {
@@ -29,7 +29,7 @@ export function buildTar(entries: readonly RawEntry[], options: { end?: boolean 
       name: e.name, type: e.type ?? 'file', mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644), uid: e.uid ?? 0, gid: e.gid ?? 0,
       size: e.size ?? content.length, mtime: e.mtime ?? 1_000_000, linkname: e.linkname ?? '', devmajor: 0, devminor: 0, xattrs: e.xattrs ?? [],
     };
-    parts.push(encodeHeader(h), content, Buffer.alloc(padded(content.length) - content.length));
+    parts.push(encodeHeader(h), content, Buffer.alloc(roundToBlock(content.length) - content.length));
   }
   if (options.end !== false) parts.push(Buffer.alloc(2 * BLOCK));
   return Buffer.concat(parts);
