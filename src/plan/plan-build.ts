@@ -104,6 +104,11 @@ function planStages(p: Planner, target: number): PlannedStage {
       stack.pop();
       continue;
     }
+    const missing = staticDependencies(p, index).filter((j) => !p.stages.has(j));
+    if (missing.length > 0) {
+      stack.push(...missing);
+      continue;
+    }
     try {
       p.stages.set(index, planStage(p, index));
       stack.pop();
@@ -113,6 +118,29 @@ function planStages(p: Planner, target: number): PlannedStage {
     }
   }
   return p.stages.get(target) as PlannedStage;
+}
+
+/**
+ * Earlier stages a stage names literally (FROM, COPY --from, RUN --mount from= without `$`), so
+ * most dependencies are planned before the stage instead of by restarting it. Errors are left
+ * to the real planning, which reports them with their location.
+ */
+function staticDependencies(p: Planner, index: number): number[] {
+  const stage = p.df.stages[index];
+  if (stage === undefined) return [];
+  const refs: string[] = [];
+  if (!stage.from.image.includes('$')) refs.push(stage.from.image);
+  for (const ins of stage.instructions) {
+    if ((ins.kind === 'COPY' || ins.kind === 'ADD') && ins.from !== undefined) refs.push(ins.from);
+    else if (ins.kind === 'RUN') for (const m of ins.mounts) if ('from' in m && m.from !== undefined) refs.push(m.from);
+  }
+  const deps = new Set<number>();
+  for (const ref of refs) {
+    if (ref.includes('$')) continue;
+    const j = /^[0-9]+$/.test(ref) && ref !== stage.from.image ? Number(ref) : p.byName.get(ref.toLowerCase());
+    if (j !== undefined && j < index) deps.add(j);
+  }
+  return [...deps].sort((a, b) => b - a);
 }
 
 function planStage(p: Planner, index: number): PlannedStage {
