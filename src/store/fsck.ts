@@ -8,7 +8,7 @@ import { walkImages } from './walk.js';
 
 /** A problem found by {@link checkStore}. */
 export interface FsckProblem {
-  readonly kind: 'corrupt-blob' | 'missing-blob' | 'size-mismatch' | 'bad-index' | 'unreadable';
+  readonly kind: 'corrupt-blob' | 'missing-blob' | 'size-mismatch' | 'bad-index' | 'unreadable' | 'invalid-image';
   readonly digest?: Digest;
   /** The reference or document through which the blob is needed. */
   readonly via?: string;

@@ -3,6 +3,7 @@ import { readFile, writeFile, readdir, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { resolveStoreRoot } from '../../src/cli/store-root.js';
 import { openStore, checkStore } from '../../src/store/index.js';
+import { fillTemplate, humanSize, timeAgo } from '../../src/cli/commands/image-info.js';
 import { cli } from '../cli/run-cli.js';
 import { busyboxMissing, makeBusyboxImage, makeBusyboxRootfs, tarDirectory } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
@@ -165,4 +166,30 @@ testIf(noBusybox, 'fsck/prune: damage is reported and garbage removed when the s
   t.regex(res.stdout, /2 problems/);
   const json = JSON.parse((await cli([...r, 'fsck', '--json'])).stdout) as { consistent: boolean };
   t.false(json.consistent);
+});
+
+testIf(noBusybox, 'fsck: an image whose config lists fewer diff_ids than layers is reported when inconsistent', async (t) => {
+  const dir = await tempDir(t);
+  const root = join(dir, 'root');
+  const base = await makeBusyboxImage(dir, root);
+  const store = await openStore(root);
+  const manifest = (await store.blobs.readJson<{ layers: unknown[] }>(base.manifest.digest)).value;
+  const doubled = await store.blobs.putBytes(JSON.stringify({ ...manifest, layers: [...manifest.layers, ...manifest.layers] }));
+  await store.refs.set('docker.io/library/broken:1', { ...base.manifest, digest: doubled.digest, size: doubled.size });
+  const res = await cli(['--root', root, 'fsck']);
+  t.is(res.code, 1);
+  t.regex(res.stdout, /invalid-image: image docker.io\/library\/broken:1: the manifest has 2 layers but the config has 1 diff_ids/);
+});
+
+test('image info: sizes, relative times and templates print like docker when formatting', (t) => {
+  t.is(humanSize(512), '512B');
+  t.is(humanSize(2_130_392), '2.13MB');
+  t.is(humanSize(1_500_000_000), '1.5GB');
+  const now = Date.parse('2024-01-10T00:00:00Z');
+  t.is(timeAgo('2024-01-09T23:59:30Z', now), '30 seconds ago');
+  t.is(timeAgo('2024-01-09T21:00:00Z', now), '3 hours ago');
+  t.is(timeAgo('2024-01-01T00:00:00Z', now), '9 days ago');
+  t.is(timeAgo(undefined, now), 'N/A');
+  t.is(fillTemplate('{{.Id}} {{json .Config.Cmd}} {{.Os}}\\t{{.Missing}}', { Id: 'sha256:x', Config: { Cmd: ['sh'] }, Os: 'linux' }), 'sha256:x ["sh"] linux\t<no value>');
+  t.throws(() => fillTemplate('{{range .X}}', {}), { message: /unsupported template action/ });
 });
