@@ -33,8 +33,9 @@ export interface PackedLayer {
 const CHUNK = 1024 * 1024;
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE = '.wh..wh..opq';
+/** Xattrs carried in layers; names with "=" cannot be written as a PAX key and are left out. */
 const KEPT_XATTR = (name: string): boolean =>
-  (name.startsWith('user.') && !name.startsWith('user.overlay.')) || name === 'security.capability';
+  ((name.startsWith('user.') && !name.startsWith('user.overlay.')) || name === 'security.capability') && !name.includes('=');
 
 interface Item {
   readonly fsName: string;
