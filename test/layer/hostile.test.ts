@@ -130,6 +130,7 @@ const CASES: HostileCase[] = [
     code: 'LAYER_TOO_MANY_ENTRIES',
   },
   { title: 'a path longer than the limit', layers: [tar([{ name: `${'d/'.repeat(100)}f`, content: '' }])], limits: { maxPathLength: 150 }, code: 'LAYER_PATH_TOO_LONG' },
+  { title: 'a path component longer than NAME_MAX', layers: [tar([{ name: `d/${'x'.repeat(300)}`, content: '' }])], code: 'LAYER_PATH_TOO_LONG' },
   {
     title: 'a corrupted header checksum',
     layers: [() => {
