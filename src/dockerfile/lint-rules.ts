@@ -77,14 +77,14 @@ function undefinedVarFindings(df: Dockerfile, ctx: LintContext): RuleFinding[] {
       base !== undefined ? (finalEnv[base] ?? []) : stage.from.image.toLowerCase() === 'scratch' ? [] : external(),
     );
     const args = new Set<string>(PROXY_ARGS);
+    const defined = { has: (n: string): boolean => env.has(n) || args.has(n) };
     for (const ins of stage.instructions) {
-      const defined = new Set([...env, ...args]);
       const reported = new Set<string>();
       for (const word of expandedWords(ins)) {
         for (const name of undefinedNames(word, defined, ctx.escape)) {
           if (reported.has(name)) continue;
           reported.add(name);
-          const s = suggestName(name, [...defined]);
+          const s = suggestName(name, [...env, ...args]);
           out.push({ message: `Usage of undefined variable '$${name}'${s === undefined ? '' : ` (did you mean $${s}?)`}`, loc: ins.loc });
         }
       }

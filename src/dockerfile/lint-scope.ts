@@ -33,7 +33,7 @@ function guardedOnly(word: string): Set<string> {
  * quotes and escapes are honoured). Names used only with a default/alternative/error modifier
  * are not reported. Malformed words report nothing (the planner reports them as errors).
  */
-export function undefinedNames(word: string, defined: ReadonlySet<string>, escape: '\\' | '`'): string[] {
+export function undefinedNames(word: string, defined: { has(name: string): boolean }, escape: '\\' | '`'): string[] {
   if (!word.includes('$')) return [];
   try {
     const r = expandWord(word, (n) => (defined.has(n) ? '' : undefined), { escape });
