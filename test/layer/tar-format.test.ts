@@ -102,3 +102,13 @@ test('readTar: a PAX size that is not a number fails with LAYER_BAD_HEADER', asy
   meta.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'latin1');
   await t.throwsAsync(readAll(Buffer.concat([meta, buildTar([{ name: 'x', content: 'x' }])])), { code: 'LAYER_BAD_HEADER' } as never);
 });
+
+test('tar header: sizes of 8 GiB and more are written as PAX size records when a file is that large', async (t) => {
+  const size = 9 * 1024 * 1024 * 1024 + 5;
+  const header = encodeHeader({ ...BASE, name: 'huge', size });
+  t.regex(header.toString('latin1'), /\d+ size=9663676421\n/);
+  for await (const e of readTar(streamOf(header))) {
+    t.is(e.header.size, size);
+    break;
+  }
+});
