@@ -237,3 +237,108 @@ export async function startRegistry(t: ExecutionContext, options: RegistryOption
     stop,
   };
 }
+
+/** How {@link TestProxy} forwards one exchange. */
+export interface ForwardOptions {
+  /** Rewrites the whole upstream body (buffered; content-length adjusted). */
+  readonly transform?: (body: Buffer) => Buffer;
+  /** Sends this many body bytes, then destroys the connection. */
+  readonly cutAfter?: number;
+  /** Sends this many body bytes, then goes silent until the client gives up. */
+  readonly stallAfter?: number;
+}
+
+/** One request seen by the proxy, with a way to forward it to the registry. */
+export interface ProxyExchange {
+  readonly req: IncomingMessage;
+  readonly res: import('node:http').ServerResponse;
+  /** `METHOD path` */
+  readonly key: string;
+  /** How many requests with this key came before (0 for the first). */
+  readonly seen: number;
+  forward(options?: ForwardOptions): Promise<void>;
+}
+
+/** A recorded request of the proxy. */
+export interface ProxyRecord {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+/** A hostile or recording HTTP proxy in front of a registry, on 127.0.0.1. */
+export interface TestProxy {
+  readonly host: string;
+  readonly url: string;
+  readonly requests: ProxyRecord[];
+}
+
+/**
+ * Starts an HTTP proxy on 127.0.0.1 in front of `upstream` (an http:// registry URL): `handle`
+ * decides per request (default: forward unchanged). Location headers pointing at the upstream
+ * are rewritten to the proxy. Closed by the test's teardown.
+ */
+export async function startProxy(t: ExecutionContext, upstream: string, handle?: (x: ProxyExchange) => Promise<void> | void): Promise<TestProxy> {
+  const up = new URL(upstream);
+  const counts = new Map<string, number>();
+  const requests: ProxyRecord[] = [];
+  let self = '';
+  const server = createHttpServer((req, res) => {
+    const key = `${req.method ?? 'GET'} ${(req.url ?? '/').split('?')[0] ?? ''}`;
+    const seen = counts.get(key) ?? 0;
+    counts.set(key, seen + 1);
+    requests.push({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers });
+    const forward = (o: ForwardOptions = {}): Promise<void> => new Promise((resolve) => {
+      const headers = { ...req.headers, host: up.host };
+      const upReq = httpRequest({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers }, (upRes) => {
+        const h = { ...upRes.headers };
+        if (typeof h.location === 'string') h.location = h.location.replace(up.origin, self);
+        if (o.transform !== undefined) {
+          const chunks: Buffer[] = [];
+          upRes.on('data', (c: Buffer) => chunks.push(c));
+          upRes.on('end', () => {
+            const body = (o.transform as (b: Buffer) => Buffer)(Buffer.concat(chunks));
+            res.writeHead(upRes.statusCode ?? 502, { ...h, 'content-length': String(body.length) }).end(body);
+            resolve();
+          });
+          return;
+        }
+        res.writeHead(upRes.statusCode ?? 502, h);
+        const limit = o.cutAfter ?? o.stallAfter;
+        if (limit === undefined) {
+          upRes.pipe(res);
+          upRes.on('end', () => resolve());
+          return;
+        }
+        let sent = 0;
+        upRes.on('data', (c: Buffer) => {
+          if (sent >= limit) return;
+          const part = c.subarray(0, limit - sent);
+          sent += part.length;
+          res.write(part);
+          if (sent >= limit) {
+            upRes.destroy();
+            if (o.cutAfter !== undefined) res.socket?.destroy();
+            resolve();
+          }
+        });
+        upRes.on('end', () => resolve());
+      });
+      upReq.on('error', () => {
+        res.destroy();
+        resolve();
+      });
+      req.pipe(upReq);
+    });
+    void Promise.resolve(handle === undefined ? forward() : handle({ req, res, key, seen, forward })).catch(() => res.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+  self = `http://127.0.0.1:${port}`;
+  t.teardown(() => new Promise<void>((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  }));
+  return { host: `127.0.0.1:${port}`, url: self, requests };
+}
