@@ -18,12 +18,26 @@ interface FuzzCase {
 
 const STEPS: readonly (readonly [string, (c: FuzzCase) => void])[] = [
   ['parse', (c) => { c.df = parseDockerfile(c.text, 'Dockerfile'); }],
+  ['locations', (c) => { checkLocations(c.text, c.df as Dockerfile); }],
   ['lint', (c) => { lintDockerfile(c.df as Dockerfile, { buildArgs: new Map([['TAG', '1']]) }); }],
   ['plan', (c) => {
     const linux = { os: 'linux', architecture: 'amd64' };
     planBuild(c.df as Dockerfile, { buildArgs: new Map([['TAG', '1']]), buildPlatform: linux, targetPlatform: linux, baseImages: new Map() });
   }],
 ];
+
+/** Property of an accepted file: 1-based, ordered, non-overlapping instruction lines inside the file. */
+function checkLocations(text: string, df: Dockerfile): void {
+  const lines = text.split('\n').length;
+  let last = 0;
+  for (const ins of [...df.globalArgs, ...df.stages.flatMap((s) => [s.from, ...s.instructions])]) {
+    const { line, endLine } = ins.loc;
+    if (!(line > last && line <= (endLine ?? line) && (endLine ?? line) <= lines)) {
+      throw new Error(`bad location ${line}-${endLine ?? ''} after line ${last} in a file of ${lines} lines`);
+    }
+    last = endLine ?? line;
+  }
+}
 
 const CASES = 4000;
 /** A case slower than this is treated as a hang (generous: real cases take well under 1 ms). */
