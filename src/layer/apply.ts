@@ -143,7 +143,13 @@ class Applier {
           this.warn(`skipped device node ${h.name} (${h.devmajor}:${h.devminor}): not privileged`);
           return;
         }
-        makeNode(target, h.type, 0o600, h.devmajor, h.devminor);
+        try {
+          makeNode(target, h.type, 0o600, h.devmajor, h.devminor);
+        } catch (err) {
+          if (!(err instanceof SysCallError && err.errnoName === 'EPERM')) throw err;
+          this.warn(`skipped device node ${h.name} (${h.devmajor}:${h.devminor}): mknod not permitted here`);
+          return;
+        }
         this.restoreOwnerAndXattrs(target, h);
         chmodSync(target, h.mode);
         lutimesSync(target, h.mtime, h.mtime);
