@@ -113,3 +113,19 @@ testIf(missing, 'sandbox rootless: an overlay root is mounted with userxattr and
   t.true(existsSync(join(rootfs, 'etc/group')));
   t.false(existsSync(join(upper, 'etc/hostname')), 'init files stay out of the upperdir');
 });
+
+testIf(missing, 'sandbox rootless: without sub-id ranges a single-id map is used with a warning when run as an unprivileged user', async (t) => {
+  const { dir, rootfs, home } = await setup(t);
+  const upper = join(dir, 'upper');
+  const work = join(dir, 'work');
+  for (const d of [upper, work]) {
+    await mkdir(d);
+    await chown(d, ids?.uid ?? 0, ids?.gid ?? 0);
+  }
+  const r = spawnSync('runuser', ['-u', USER, '--', 'env', '-i', `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`, `HOME=${home}`, `TMPDIR=${home}/tmp`,
+    process.execPath, '--import', 'tsx', join(REPO, 'test/sandbox/fixtures/rootless-overlay.ts'), ensureLauncher(), join(home, 'state'), rootfs, upper, work, USER, 'single'], { cwd: REPO, encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n').map((l) => l.trim().replace(/\s+/g, ' '));
+  t.deepEqual(lines.slice(0, 4), [`0 ${ids?.uid} 1`, 'deny', '0', 'chown-refused']);
+  t.regex(r.stderr, /WARNING: no \/etc\/subuid and \/etc\/subgid ranges for user "tsbuild-test": using a single-id user namespace map; chown to other ids will fail/);
+});
