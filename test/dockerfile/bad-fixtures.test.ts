@@ -12,6 +12,8 @@ interface Expected {
   readonly line: number;
   /** For LINT_FAILED cases: the rule of the first finding. */
   readonly rule?: string;
+  /** The error's hint (e.g. a did-you-mean), when the case checks it. */
+  readonly hint?: string;
 }
 
 /**
@@ -53,5 +55,6 @@ for (const name of cases) {
     t.is(result.error.loc?.file, 'Dockerfile');
     t.true(result.error.message.length > 10, 'the message explains the problem');
     if (expected.rule !== undefined) t.is(result.rule, expected.rule);
+    if (expected.hint !== undefined) t.is(result.error.hint, expected.hint);
   });
 }
