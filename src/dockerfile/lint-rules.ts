@@ -170,7 +170,8 @@ export const LINT_RULES: readonly LintRule[] = [
     name: 'ConsistentInstructionCasing',
     description: 'All commands within the Dockerfile should use the same casing (either upper or lower)',
     check: (df) => {
-      const all = allInstructions(df);
+      // As BuildKit: the stages' instructions count; global ARGs before the first FROM do not.
+      const all = df.stages.flatMap((s) => [s.from, ...s.instructions]);
       const upper = all.filter((i) => isUpper(i.keyword)).length;
       const lower = all.filter((i) => isLower(i.keyword)).length;
       const majorityUpper = upper >= lower;
