@@ -192,7 +192,7 @@ export const LINT_RULES: readonly LintRule[] = [
           seen.add(s.name);
           return [];
         }
-        return [{ message: `Duplicate stage name '${s.name}', stage names should be unique`, loc: s.from.loc }];
+        return [{ message: `Duplicate stage name "${s.name}", stage names should be unique`, loc: s.from.loc }];
       });
     },
   },
@@ -201,7 +201,7 @@ export const LINT_RULES: readonly LintRule[] = [
     description: 'Reserved words should not be used as stage names',
     check: (df) => df.stages.flatMap((s) =>
       s.name === 'scratch' || s.name === 'context'
-        ? [{ message: `Stage name should not use the same name as reserved stage '${s.name}'`, loc: s.from.loc }]
+        ? [{ message: `Stage name should not use the same name as reserved stage "${s.name}"`, loc: s.from.loc }]
         : []),
   },
   {
@@ -245,7 +245,7 @@ export const LINT_RULES: readonly LintRule[] = [
       for (const i of s.instructions) {
         if (i.kind !== 'WORKDIR') continue;
         if (i.path.startsWith('/') || i.path.startsWith('$')) absolute = true;
-        else if (!absolute) out.push({ message: `Relative workdir '${i.path}' can have unexpected results if the base image changes`, loc: i.loc });
+        else if (!absolute) out.push({ message: `Relative workdir "${i.path}" can have unexpected results if the base image changes`, loc: i.loc });
       }
       return out;
     }),

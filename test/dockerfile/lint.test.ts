@@ -95,13 +95,13 @@ test('InvalidDefaultArgInFrom: fires when the global ARG default leaves an empty
 });
 
 test('DuplicateStageName: fires on the second use of a name, case-insensitively', (t) => {
-  t.deepEqual(of('DuplicateStageName', 'FROM a AS x\nFROM b AS X\n'), ["2: Duplicate stage name 'x', stage names should be unique"]);
+  t.deepEqual(of('DuplicateStageName', 'FROM a AS x\nFROM b AS X\n'), ['2: Duplicate stage name "x", stage names should be unique']);
 });
 
 test('ReservedStageName: fires when a stage is called scratch or context', (t) => {
   t.deepEqual(of('ReservedStageName', 'FROM a AS scratch\nFROM b AS context\nFROM c AS ok\n'), [
-    "1: Stage name should not use the same name as reserved stage 'scratch'",
-    "2: Stage name should not use the same name as reserved stage 'context'",
+    '1: Stage name should not use the same name as reserved stage "scratch"',
+    '2: Stage name should not use the same name as reserved stage "context"',
   ]);
 });
 
@@ -118,8 +118,8 @@ test('MaintainerDeprecated: fires for MAINTAINER', (t) => {
 
 test('WorkdirRelativePath: fires for a relative WORKDIR before any absolute one in the stage', (t) => {
   t.deepEqual(of('WorkdirRelativePath', 'FROM a\nWORKDIR app\nWORKDIR /srv\nWORKDIR data\nFROM b\nWORKDIR rel\n'), [
-    "2: Relative workdir 'app' can have unexpected results if the base image changes",
-    "6: Relative workdir 'rel' can have unexpected results if the base image changes",
+    '2: Relative workdir "app" can have unexpected results if the base image changes',
+    '6: Relative workdir "rel" can have unexpected results if the base image changes',
   ]);
 });
 
