@@ -316,9 +316,14 @@ export function convertInstruction(ins: Exclude<Instruction, { kind: 'FROM' | 'A
 
 /** One-line display text of an instruction (continuations joined, comments and heredoc bodies left out). */
 export function displayText(ins: Instruction, escape: string): string {
-  const [first = '', ...rest] = ins.source.split('\n');
-  const lines = 'heredocs' in ins && ins.heredocs.length > 0 ? [first] : [first, ...rest.filter((l) => !/^\s*(#|$)/.test(l))];
-  const joined = lines.join('\n').split(`${escape}\n`).join(' ').replace(/\s+/g, ' ').trim();
-  const space = joined.indexOf(' ');
-  return space < 0 ? joined.toUpperCase() : `${joined.slice(0, space).toUpperCase()}${joined.slice(space)}`;
+  let text = ins.source;
+  if (text.includes('\n')) {
+    const [first = '', ...rest] = text.split('\n');
+    const lines = 'heredocs' in ins && ins.heredocs.length > 0 ? [first] : [first, ...rest.filter((l) => !/^\s*(#|$)/.test(l))];
+    text = lines.join('\n').split(`${escape}\n`).join(' ');
+  }
+  if (/\s\s|[^\S ]/.test(text)) text = text.replace(/\s+/g, ' ');
+  text = text.trim();
+  const space = text.indexOf(' ');
+  return space < 0 ? text.toUpperCase() : `${text.slice(0, space).toUpperCase()}${text.slice(space)}`;
 }
