@@ -116,3 +116,12 @@ test('sandbox: limits and OCI resources convert both ways when given Docker flag
   t.deepEqual(resourcesToLimits(r), limits);
   t.is(limitsToResources({}), undefined);
 });
+
+test('sandbox: a missing launcher is SANDBOX_LAUNCHER naming the build step when running', async (t) => {
+  const { Sandbox } = await import('../../src/sandbox/sandbox.js');
+  const sandbox = new Sandbox({ launcherPath: '/nonexistent/tsbuild-launcher', stateDir: '/nonexistent/state', host: { uid: 0, gid: 0 }, ownerPid: process.pid });
+  const err = await t.throwsAsync(sandbox.run(createRunSpec(base)));
+  t.true(isTsbuildError(err, 'SANDBOX_LAUNCHER'));
+  t.regex(err?.message ?? '', /\/nonexistent\/tsbuild-launcher/);
+  t.regex((err as { hint?: string }).hint ?? '', /npm run build.*gcc/);
+});
