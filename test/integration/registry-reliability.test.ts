@@ -1,0 +1,96 @@
+import type { ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { MediaType, parseReference, type Descriptor } from '../../src/core/index.js';
+import { addLayer, createEmptyConfig, createManifest, serializeDocument } from '../../src/image/index.js';
+import { HttpRegistryClient, pullImage } from '../../src/registry/index.js';
+import { checkStore, openStore } from '../../src/store/index.js';
+import { testIf } from '../helpers/capability.js';
+import { registryMissing, startRegistry } from '../helpers/registry.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const ITERATIONS = 10;
+const missing = await registryMissing();
+
+/** A store holding `big:1`: three incompressible layers (24 MiB), stored as gzip media type so push sends them as they are. */
+async function makeBigImage(root: string): Promise<void> {
+  const store = await openStore(root);
+  let config = createEmptyConfig({ os: 'linux', architecture: 'amd64' }, '2024-01-01T00:00:00Z');
+  const layers: Descriptor[] = [];
+  for (const mb of [12, 8, 4]) {
+    const info = await store.blobs.put(Readable.from(Array.from({ length: mb }, () => randomBytes(1 << 20))));
+    layers.push({ mediaType: MediaType.ociLayerGzip, digest: info.digest, size: info.size });
+    config = addLayer(config, info.digest);
+  }
+  const c = await store.blobs.putBytes(serializeDocument(config));
+  const m = await store.blobs.putBytes(serializeDocument(createManifest({ mediaType: MediaType.ociConfig, digest: c.digest, size: c.size }, layers)));
+  await store.refs.set('docker.io/library/big:1', { mediaType: MediaType.ociManifest, digest: m.digest, size: m.size });
+}
+
+/** Runs the CLI as a process, SIGKILLed after `killAfterMs` when given. */
+function runAndKill(args: readonly string[], killAfterMs: number | undefined): Promise<{ code: number | null; ms: number }> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: REPO, stdio: 'ignore', env: { ...process.env, DOCKER_CONFIG: '/nonexistent' } });
+    const timer = killAfterMs === undefined ? undefined : setTimeout(() => p.kill('SIGKILL'), killAfterMs);
+    p.on('error', reject);
+    p.on('exit', (code) => {
+      if (timer !== undefined) clearTimeout(timer);
+      resolve({ code, ms: Date.now() - started });
+    });
+  });
+}
+
+async function killLoop(t: ExecutionContext, args: readonly string[], check: () => Promise<void>): Promise<void> {
+  const full = await runAndKill(args, undefined);
+  t.is(full.code, 0);
+  for (let i = 0; i < ITERATIONS; i++) {
+    await check();
+    await runAndKill(args, Math.floor(Math.random() * full.ms));
+  }
+  await check();
+  t.is((await runAndKill(args, undefined)).code, 0);
+  await check();
+}
+
+testIf(missing, 'reliability: the store stays consistent and pull completes after SIGKILLing tsbuild pull at random moments', async (t) => {
+  t.timeout(180_000);
+  const reg = await startRegistry(t);
+  const dir = await tempDir(t);
+  await makeBigImage(join(dir, 'src'));
+  const ref = `${reg.host}/rel/big:1`;
+  t.is((await runAndKill(['--root', join(dir, 'src'), 'push', 'big:1', ref], undefined)).code, 0);
+  const root = join(dir, 'dst');
+  await killLoop(t, ['--root', root, 'pull', ref], async () => {
+    const report = await checkStore(await openStore(root));
+    t.deepEqual(report.problems, []);
+  });
+  const store = await openStore(root);
+  t.truthy(await store.refs.get(ref));
+});
+
+testIf(missing, 'reliability: the registry holds only intact blobs and push completes after SIGKILLing tsbuild push at random moments', async (t) => {
+  t.timeout(180_000);
+  const reg = await startRegistry(t);
+  const dir = await tempDir(t);
+  const root = join(dir, 'src');
+  await makeBigImage(root);
+  let n = 0;
+  await killLoop(t, ['--root', root, 'push', 'big:1', `${reg.host}/rel/push:1`], async () => {
+    // Whatever the registry has must verify: pulling re-hashes every blob.
+    const client = new HttpRegistryClient();
+    try {
+      const check = await openStore(join(dir, `check-${n++}`));
+      await pullImage(client, check, parseReference(`${reg.host}/rel/push:1`), { platform: { os: 'linux', architecture: 'amd64' } }).catch((err: { code?: string }) => {
+        if (err.code !== 'REG_MANIFEST_UNKNOWN') throw err;
+      });
+      t.deepEqual((await checkStore(check)).problems, []);
+    } finally {
+      await client.close();
+    }
+  });
+});
