@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TsbuildError } from '../core/index.js';
 import { pathExists } from './cgroup-fs.js';
@@ -40,7 +40,8 @@ export function parseProcCgroup(text: string): ProcCgroups {
 /** Reads the cgroup memberships of process `pid` (default: this process). */
 export async function readProcCgroups(pid: number | 'self' = 'self'): Promise<ProcCgroups> {
   try {
-    return parseProcCgroup(await readFile(`/proc/${pid}/cgroup`, 'utf8'));
+    // /proc is a pseudo file system: a synchronous read costs microseconds (see cgroup-fs.ts).
+    return parseProcCgroup(readFileSync(`/proc/${pid}/cgroup`, 'utf8'));
   } catch (err) {
     throw new TsbuildError('SANDBOX_CGROUP', `cannot read /proc/${pid}/cgroup`, { cause: err });
   }
@@ -64,7 +65,7 @@ export function parseStartTime(statLine: string): number {
 export async function readProcessIdentity(pid: number): Promise<ProcessIdentity | undefined> {
   let text: string;
   try {
-    text = await readFile(`/proc/${pid}/stat`, 'utf8');
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return undefined;
   }

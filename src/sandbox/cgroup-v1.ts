@@ -1,4 +1,4 @@
-import { realpath } from 'node:fs/promises';
+import { realpathSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { TsbuildError } from '../core/index.js';
@@ -7,7 +7,7 @@ import {
   killPids, listCgroupPids, makeCgroupDir, pathExists, pollUntil, readCgroupFile, readOptionalCgroupFile,
   removeCgroupDir, waitCgroupEmpty, writeCgroupFile,
 } from './cgroup-fs.js';
-import type { CgroupLimits } from './cgroup-limits.js';
+import type { CgroupLimits, CgroupWrite } from './cgroup-limits.js';
 import { limitsToV1Writes, parseCpuset, parseKeyValueFile } from './cgroup-limits.js';
 
 /** The v1 controllers a sandbox joins. */
@@ -73,27 +73,28 @@ export class CgroupV1 implements Cgroup {
 
   async destroy(): Promise<void> {
     if (this.#destroyed) return;
+    const dirs = this.#unique();
     const freezer = this.#dirs.get('freezer');
-    // Freeze first so nothing can fork while we kill (a fork bomb would otherwise outrun the loop).
-    if (freezer !== undefined && (await pathExists(freezer))) {
-      await writeCgroupFile(freezer, 'freezer.state', 'FROZEN').catch(() => undefined);
-      for (const dir of this.#unique()) killPids(await listCgroupPids(dir));
-      await writeCgroupFile(freezer, 'freezer.state', 'THAWED').catch(() => undefined);
+    const probe = freezer ?? dirs[0];
+    if (probe !== undefined && (await listCgroupPids(probe)).length > 0) {
+      // Freeze first so nothing can fork while we kill (a fork bomb would otherwise outrun the loop).
+      if (freezer !== undefined) await writeCgroupFile(freezer, 'freezer.state', 'FROZEN').catch(() => undefined);
+      for (const dir of dirs) killPids(await listCgroupPids(dir));
+      if (freezer !== undefined) await writeCgroupFile(freezer, 'freezer.state', 'THAWED').catch(() => undefined);
     }
-    for (const dir of this.#unique()) await waitCgroupEmpty(dir);
-    for (const dir of this.#unique()) await removeCgroupDir(dir);
+    await Promise.all(dirs.map((dir) => waitCgroupEmpty(dir)));
+    await Promise.all(dirs.map((dir) => removeCgroupDir(dir)));
     this.#destroyed = true;
   }
 }
 
 /** Finds the mounted v1 controllers under `root`: controller -> hierarchy mount directory (realpath, so co-mounts match). */
 export async function findV1Hierarchies(root: string): Promise<Map<V1Controller, string>> {
-  const out = new Map<V1Controller, string>();
-  for (const c of V1_CONTROLLERS) {
+  const found = await Promise.all(V1_CONTROLLERS.map(async (c) => {
     const dir = join(root, c);
-    if (await pathExists(join(dir, 'cgroup.procs'))) out.set(c, await realpath(dir));
-  }
-  return out;
+    return (await pathExists(join(dir, 'cgroup.procs'))) ? ([c, realpathSync(dir)] as const) : undefined;
+  }));
+  return new Map(found.filter((f) => f !== undefined));
 }
 
 /** Copies cpuset.cpus/mems from the parent when unset: v1 refuses tasks in a cpuset with empty cpus or mems. */
@@ -124,34 +125,42 @@ export async function createCgroupV1(loc: V1Location, limits: CgroupLimits, warn
   if (limits.cpus !== undefined && limits.cpus > availableParallelism()) {
     throw new TsbuildError('SANDBOX_BAD_LIMIT', `invalid --cpus "${limits.cpus}": the range is 0.01 to ${availableParallelism()}, as there are only ${availableParallelism()} CPUs`, { exitCode: 125 });
   }
+  // Co-mounted controllers (cpu,cpuacct) share one directory; hierarchies are set up in parallel.
+  const byMount = new Map<string, V1Controller[]>();
+  for (const [controller, mount] of hierarchies) byMount.set(mount, [...(byMount.get(mount) ?? []), controller]);
   const dirs = new Map<V1Controller, string>();
-  const created = new Set<string>();
   const cgroup = new CgroupV1(dirs);
   try {
-    for (const [controller, mount] of hierarchies) {
+    const made = await Promise.allSettled([...byMount].map(async ([mount, controllers]) => {
       const parentDir = join(mount, loc.parent);
       const dir = join(parentDir, loc.dirName);
-      if (!created.has(dir)) {
-        await makeCgroupDir(parentDir);
-        if (controller === 'cpuset') await initCpuset(parentDir, mount, undefined);
-        if (!(await makeCgroupDir(dir))) throw new TsbuildError('SANDBOX_CGROUP', `cgroup ${dir} already exists`);
-        created.add(dir);
-        dirs.set(controller, dir);
-        if (controller === 'cpuset') await initCpuset(dir, parentDir, limits.cpusetCpus);
-      }
-      dirs.set(controller, dir);
-    }
+      await makeCgroupDir(parentDir);
+      if (controllers.includes('cpuset')) await initCpuset(parentDir, mount, undefined);
+      if (!(await makeCgroupDir(dir))) throw new TsbuildError('SANDBOX_CGROUP', `cgroup ${dir} already exists`);
+      for (const c of controllers) dirs.set(c, dir);
+      if (controllers.includes('cpuset')) await initCpuset(dir, parentDir, limits.cpusetCpus);
+    }));
+    const failure = made.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failure !== undefined) throw failure.reason;
     if (limits.cpusetCpus !== undefined && !dirs.has('cpuset')) warn('the cpuset cgroup controller is not mounted: --cpuset-cpus discarded');
-    for (const w of limitsToV1Writes(limits)) {
-      const dir = dirs.get(w.controller as V1Controller);
+    // Writes stay in order within a controller (memory before memsw), controllers go in parallel.
+    const byController = new Map<string, CgroupWrite[]>();
+    for (const w of limitsToV1Writes(limits)) byController.set(w.controller, [...(byController.get(w.controller) ?? []), w]);
+    await Promise.all([...byController].map(async ([controller, writes]) => {
+      const dir = dirs.get(controller as V1Controller);
       if (dir === undefined) {
-        warn(`the ${w.controller} cgroup controller is not mounted: ${w.file} not applied`);
-      } else if (!(await pathExists(join(dir, w.file)))) {
-        warn(`${w.file} is not supported by this kernel${w.file.includes('memsw') ? ' (swap accounting is off)' : ''}: limit not applied`);
-      } else {
-        await writeCgroupFile(dir, w.file, w.value);
+        warn(`the ${controller} cgroup controller is not mounted: ${writes.map((w) => w.file).join(', ')} not applied`);
+        return;
       }
-    }
+      for (const w of writes) {
+        try {
+          await writeCgroupFile(dir, w.file, w.value);
+        } catch (err) {
+          if (await pathExists(join(dir, w.file))) throw err;
+          warn(`${w.file} is not supported by this kernel${w.file.includes('memsw') ? ' (swap accounting is off)' : ''}: limit not applied`);
+        }
+      }
+    }));
     if (limits.oomKillDisable === true && (limits.memory ?? 0) <= 0) {
       warn('the OOM killer is disabled but no memory limit is set: the process may exhaust the host memory');
     }
