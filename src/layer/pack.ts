@@ -54,9 +54,14 @@ interface Frame {
   next: number;
 }
 
+/** Output buffers live in shared memory so that the hashing worker reads them without a copy. */
+function allocateShared(size: number): Buffer {
+  return Buffer.from(new SharedArrayBuffer(size));
+}
+
 /** Accumulates output into 1 MiB buffers so that small entries cost no stream round trip each. */
 class Batcher {
-  buf = Buffer.allocUnsafe(CHUNK);
+  buf = allocateShared(CHUNK);
   used = 0;
   readonly ready: Buffer[] = [];
   readonly hash = new StreamHasher();
@@ -73,7 +78,7 @@ class Batcher {
       this.total += out.length;
       this.ready.push(out);
     }
-    this.buf = Buffer.allocUnsafe(nextSize);
+    this.buf = allocateShared(nextSize);
     this.used = 0;
   }
 
@@ -316,7 +321,8 @@ export function packLayer(dir: string, options: PackOptions): PackedLayer {
     reject = rej;
   });
   done.catch(() => undefined); // the stream reports the same error; avoid an unhandled rejection
-  const stream = Readable.from(generateTar(dir, options, resolve), { objectMode: false, highWaterMark: 4 * CHUNK });
+  // A tiny highWaterMark keeps one 1 MiB chunk buffered: read() then never has to concatenate chunks.
+  const stream = Readable.from(generateTar(dir, options, resolve), { objectMode: false, highWaterMark: 1 });
   stream.once('error', (err) => reject(err instanceof TsbuildError ? err : makeLayerError('PACK_ABORTED', `packing ${dir} was aborted: ${err.message}`, err)));
   stream.once('close', () => reject(makeLayerError('PACK_ABORTED', `packing ${dir} was aborted before the end`)));
   return { stream, done };
