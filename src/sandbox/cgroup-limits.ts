@@ -111,6 +111,12 @@ export function validateLimits(limits: CgroupLimits): void {
   }
 }
 
+/** Docker's defaults (moby `adaptContainerSettings`): `--memory` without `--memory-swap` allows as much swap again. */
+export function withDockerDefaults(limits: CgroupLimits): CgroupLimits {
+  if ((limits.memory ?? 0) > 0 && limits.memorySwap === undefined) return { ...limits, memorySwap: (limits.memory as number) * 2 };
+  return limits;
+}
+
 /** True when at least one limit would be applied. */
 export function hasLimits(limits: CgroupLimits): boolean {
   return (limits.memory ?? 0) > 0 || limits.memorySwap !== undefined || (limits.memoryReservation ?? 0) > 0 ||

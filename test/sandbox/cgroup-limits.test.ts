@@ -1,7 +1,7 @@
 import test from 'ava';
 import { isTsbuildError } from '../../src/core/index.js';
 import {
-  cpusToQuota, hasLimits, limitsToV1Writes, limitsToV2Writes, parseCpuMax, parseCpus, parseCpuset, parseIntegerLimit,
+  cpusToQuota, hasLimits, withDockerDefaults, limitsToV1Writes, limitsToV2Writes, parseCpuMax, parseCpus, parseCpuset, parseIntegerLimit,
   parseKeyValueFile, parseMaxValue, parseMemory, parseMemorySwap, sharesToWeight, validateLimits,
 } from '../../src/sandbox/cgroup-limits.js';
 import { formatCgroupDirName, parseCgroupDirName, parseProcCgroup, parseStartTime } from '../../src/sandbox/cgroup-detect.js';
@@ -156,4 +156,10 @@ test('formatCgroupDirName: round-trips owner identity when the name is valid', (
   t.deepEqual(parseCgroupDirName(dir), { name: 'run-abc.1', owner: { pid: 42, startTime: 777 } });
   t.is(parseCgroupDirName('docker'), undefined);
   for (const bad of ['../x', 'a/b', '', '.hidden']) t.throws(() => formatCgroupDirName(bad, { pid: 1, startTime: 1 }), undefined, bad);
+});
+
+test('withDockerDefaults: memory-swap defaults to twice the memory when only --memory is given', (t) => {
+  t.deepEqual(withDockerDefaults({ memory: 64 * MiB }), { memory: 64 * MiB, memorySwap: 128 * MiB });
+  t.deepEqual(withDockerDefaults({ memory: 64 * MiB, memorySwap: -1 }), { memory: 64 * MiB, memorySwap: -1 });
+  t.deepEqual(withDockerDefaults({ pidsLimit: 5 }), { pidsLimit: 5 });
 });
