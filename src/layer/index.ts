@@ -1,6 +1,15 @@
 /**
  * layer: deterministic layer tars (pack), safe extraction with OCI whiteouts (apply) and
  * (de)compression. Errors are TsbuildErrors with `LAYER_*` codes.
+ *
+ * Typical use:
+ * - build: `const { stream, done } = packLayer(upperdir, { mode: 'changeset', sourceDateEpoch })`,
+ *   store `stream` as the uncompressed blob, then `(await done).diffId`.
+ * - push/save: `compressGzip(openBlob(diffId), { tools: findCompressionTools(PATH) })`.
+ * - unpack: `await applyLayer(decompress(blobStream, { tools }), snapshotDir, { whiteouts: 'overlay' })`.
+ *
+ * Layer tars are read and written by our own small tar codec (tar-header.ts, tar-reader.ts):
+ * tar-stream decodes PAX values as UTF-8 and would corrupt binary xattrs such as security.capability.
  */
 export { packLayer, type PackMode, type PackOptions, type PackResult, type PackedLayer } from './pack.js';
 export { applyLayer, type ApplyOptions, type ApplyReport, type WhiteoutMode } from './apply.js';
