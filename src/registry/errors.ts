@@ -46,7 +46,6 @@ export function responseError(what: string, status: number, bodyText: string, hi
 
 // SECURITY: patterns of secrets that may appear in text we echo (headers, JSON bodies, URLs).
 const SECRET_PATTERNS: readonly RegExp[] = [
-  /(authorization\s*[:=]\s*)(basic|bearer)\s+[^\s"',}]+/gi,
   /\b(basic|bearer)\s+[A-Za-z0-9._~+/=-]{8,}/gi,
   /("?(?:token|access_token|refresh_token|identitytoken|password|auth|secret)"?\s*[:=]\s*)"[^"]*"/gi,
   /([?&](?:token|access_token|password|refresh_token)=)[^&\s]+/gi,
