@@ -23,7 +23,7 @@ testIf(missing, 'interop: skopeo inspects and copies an image when tsbuild pushe
   const digest = /digest: (sha256:[0-9a-f]{64})/.exec(r.stdout)?.[1];
   const { stdout } = await run('skopeo', ['inspect', '--tls-verify=false', `docker://${reg.host}/interop/box:v1`]);
   const info = JSON.parse(stdout) as { Digest: string; Architecture: string; Os: string; Layers: string[] };
-  t.is(info.Digest, digest);
+  t.is(info.Digest, digest as string);
   t.is(info.Architecture, 'amd64');
   t.is(info.Layers.length, 1);
   const { stdout: cfg } = await run('skopeo', ['inspect', '--config', '--raw', '--tls-verify=false', `docker://${reg.host}/interop/box:v1`]);
