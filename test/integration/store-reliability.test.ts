@@ -16,12 +16,12 @@ import { tempDir } from '../helpers/tmp.js';
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const ITERATIONS = 20;
 
-/** An image of three incompressible layers (~56 MB) saved as a docker archive. */
+/** An image of three incompressible layers (~30 MB) saved as a docker archive. */
 async function makeArchive(dir: string): Promise<string> {
   const store = await openStore(join(dir, 'src'));
   let config = createEmptyConfig({ os: 'linux', architecture: 'amd64' }, '2024-01-01T00:00:00Z');
   const layers: Descriptor[] = [];
-  for (const mb of [32, 16, 8]) {
+  for (const mb of [16, 10, 4]) {
     // Random bytes are not a valid tar, but the store does not look inside layers.
     const chunks = Array.from({ length: mb }, () => randomBytes(1 << 20));
     const info = await store.blobs.put(Readable.from(chunks));
