@@ -1,8 +1,8 @@
 /**
  * Per-sandbox state on the host: `<stateDir>/<id>/` holds the init files (/etc/hosts,
  * /etc/hostname, /etc/resolv.conf, bind-mounted so they never enter an image layer), the
- * init layer (empty mountpoints, the top overlay lowerdir, so the upperdir stays clean) and
- * the overlay mountpoint. Mounts live only in the sandbox's mount namespace; this directory is
+ * overlay mountpoint; the init layer (empty mountpoints, the top overlay lowerdir, so the
+ * upperdir stays clean) is shared by all sandboxes of a state dir (`<stateDir>/.init-layer`). Mounts live only in the sandbox's mount namespace; this directory is
  * removed after the run, and directories of dead owners are removed on the next start.
  */
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -63,10 +63,30 @@ async function readStartTime(pid: number): Promise<string | undefined> {
   }
 }
 
-/** Creates `<stateDir>/<id>/` with the init files and init layer, owned by `owner` (pid of this process). */
-export async function createSandboxState(stateDir: string, id: string, files: InitFiles, ownerPid: number, withInitLayer = true): Promise<SandboxState> {
+/** Name of the init layer shared by every sandbox of a state dir (immutable once made). */
+const SHARED_INIT_LAYER = '.init-layer';
+
+/** Creates the shared init layer: empty mountpoints only, so one copy serves every sandbox. Idempotent and race-safe. */
+async function ensureInitLayer(parent: string, name = SHARED_INIT_LAYER): Promise<string> {
+  const layer = join(parent, name);
+  if (await stat(join(layer, 'etc', 'resolv.conf')).then(() => true, () => false)) return layer;
+  await Promise.all(['proc', 'sys', 'dev', 'etc'].map((d) => mkdir(join(layer, d), { recursive: true, mode: 0o755 })));
+  for (const name of ['hosts', 'hostname', 'resolv.conf']) {
+    // 'wx': never rewrite a file another sandbox may already use as an overlay lowerdir.
+    await writeFile(join(layer, 'etc', name), '', { mode: 0o644, flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+  }
+  return layer;
+}
+
+/** Where the init layer of a sandbox lives: its own dir, `<stateDir>/.init-layer` (shared, made once), or none. */
+export type InitLayerMode = 'private' | 'shared' | 'none';
+
+/** Creates `<stateDir>/<id>/` with the init files (and an init layer, see {@link InitLayerMode}), owned by `ownerPid`. */
+export async function createSandboxState(stateDir: string, id: string, files: InitFiles, ownerPid: number, initLayerMode: InitLayerMode = 'private'): Promise<SandboxState> {
   const dir = join(stateDir, id);
-  const initLayer = join(dir, 'init');
+  let initLayer = initLayerMode === 'shared' ? join(stateDir, SHARED_INIT_LAYER) : join(dir, 'init');
   try {
     await mkdir(stateDir, { recursive: true, mode: 0o711 });
     await mkdir(dir, { mode: 0o755 });
@@ -79,13 +99,9 @@ export async function createSandboxState(stateDir: string, id: string, files: In
     await Promise.all([
       writeFile(join(dir, 'owner'), `${ownerPid} ${startTime ?? ''}\n`),
       mkdir(join(dir, 'files')).then(() => Promise.all(Object.entries(contents).map(([name, text]) => writeFile(join(dir, 'files', name), text, { mode: 0o644 })))),
-      ...(withInitLayer
-        ? [
-            mkdir(join(dir, 'rootfs')),
-            ...['proc', 'sys', 'dev'].map((d) => mkdir(join(initLayer, d), { recursive: true })),
-            mkdir(join(initLayer, 'etc'), { recursive: true }).then(() => Promise.all(Object.keys(contents).map((name) => writeFile(join(initLayer, 'etc', name), '', { mode: 0o644 })))),
-          ]
-        : []),
+      ...(initLayerMode === 'none' ? [] : [mkdir(join(dir, 'rootfs'))]),
+      ...(initLayerMode === 'shared' ? [ensureInitLayer(stateDir).then((l) => { initLayer = l; })] : []),
+      ...(initLayerMode === 'private' ? [ensureInitLayer(dir, 'init')] : []),
     ]);
   } catch (err) {
     throw stateError('create sandbox state', dir, err);
@@ -118,6 +134,7 @@ export async function cleanStaleSandboxStates(stateDir: string): Promise<string[
   }
   const removed: string[] = [];
   for (const name of names) {
+    if (name === SHARED_INIT_LAYER) continue;
     const dir = join(stateDir, name);
     let alive = false;
     try {

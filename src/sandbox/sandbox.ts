@@ -152,7 +152,7 @@ export class Sandbox {
     }
     const id = newSandboxId();
     const resolvConf = await readFile(o.resolvConf ?? '/etc/resolv.conf', 'utf8').catch(() => '');
-    const state = await createSandboxState(o.stateDir, id, { hostname: runSpec.hostname ?? id, resolvConf }, o.ownerPid, runSpec.root.overlay !== undefined);
+    const state = await createSandboxState(o.stateDir, id, { hostname: runSpec.hostname ?? id, resolvConf }, o.ownerPid, runSpec.root.overlay !== undefined ? 'shared' : 'none');
     let cgroup: Cgroup | undefined;
     try {
       const limits = resourcesToLimits(runSpec.linux.resources);
