@@ -18,7 +18,7 @@ export async function resolveInRootfs(rootDir: string, path: string): Promise<{ 
   try {
     root = await realpath(rootDir);
   } catch (err) {
-    throw new TsbuildError('SANDBOX_NO_ROOTFS', `root filesystem ${rootDir} does not exist`, { cause: err });
+    throw new TsbuildError('SANDBOX_ROOTFS_NOT_FOUND', `root filesystem directory ${rootDir} does not exist`, { cause: err, exitCode: 125 });
   }
   const pending = path.split('/');
   const current: string[] = [];
@@ -37,14 +37,14 @@ export async function resolveInRootfs(rootDir: string, path: string): Promise<{ 
     } catch (err) {
       const code = errnoOf(err);
       if (code === 'ENOENT' || code === 'ENOTDIR') return { hostPath: join(root, ...current, part, ...pending), exists: false, root };
-      throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `cannot inspect ${path} in the rootfs: ${code ?? String(err)}`, { cause: err });
+      throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `cannot inspect ${path} in the rootfs: ${code ?? String(err)}`, { cause: err, exitCode: 125 });
     }
     if (!isLink) {
       current.push(part);
       continue;
     }
     links += 1;
-    if (links > MAX_SYMLINKS) throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `${path} in the rootfs: too many levels of symbolic links`);
+    if (links > MAX_SYMLINKS) throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `${path} in the rootfs: too many levels of symbolic links`, { exitCode: 125 });
     const target = await readlink(candidate);
     if (target.startsWith('/')) current.length = 0;
     pending.unshift(...target.split('/'));
@@ -66,28 +66,28 @@ export async function readRootfsFile(rootDir: string, path: string, maxBytes: nu
     fh = await open(hostPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
     if (errnoOf(err) === 'ENOENT') return undefined;
-    throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `cannot open ${path} in the rootfs: ${errnoOf(err) ?? String(err)}`, { cause: err });
+    throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `cannot open ${path} in the rootfs: ${errnoOf(err) ?? String(err)}`, { cause: err, exitCode: 125 });
   }
   try {
     const opened = await readlink(`/proc/self/fd/${fh.fd}`);
     if (!opened.startsWith(root + sep)) {
-      throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `${path} in the rootfs resolved outside it (to ${opened}) while being opened`);
+      throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `${path} in the rootfs resolved outside it (to ${opened}) while being opened`, { exitCode: 125 });
     }
     const st = await fh.stat();
-    if (!st.isFile()) throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `${path} in the rootfs is not a regular file`);
-    if (st.size > maxBytes) throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `${path} in the rootfs is too large (${st.size} bytes, limit ${maxBytes})`);
+    if (!st.isFile()) throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `${path} in the rootfs is not a regular file`, { exitCode: 125 });
+    if (st.size > maxBytes) throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `${path} in the rootfs is too large (${st.size} bytes, limit ${maxBytes})`, { exitCode: 125 });
     const buf = Buffer.alloc(st.size + 1);
     let length = 0;
     for (;;) {
       const { bytesRead } = await fh.read(buf, length, buf.length - length, null);
       if (bytesRead === 0) break;
       length += bytesRead;
-      if (length > st.size) throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `${path} in the rootfs grew while being read`);
+      if (length > st.size) throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `${path} in the rootfs grew while being read`, { exitCode: 125 });
     }
     return buf.subarray(0, length).toString('utf8');
   } catch (err) {
     if (err instanceof TsbuildError) throw err;
-    throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `cannot read ${path} in the rootfs: ${errnoOf(err) ?? String(err)}`, { cause: err });
+    throw new TsbuildError('SANDBOX_BAD_ROOTFS_FILE', `cannot read ${path} in the rootfs: ${errnoOf(err) ?? String(err)}`, { cause: err, exitCode: 125 });
   } finally {
     await fh.close();
   }

@@ -59,7 +59,7 @@ export function parseGroup(text: string): GroupEntry[] {
 function parseId(kind: 'uid' | 'gid', text: string, user: string): number {
   const id = Number(text);
   if (!Number.isSafeInteger(id) || id > MAX_ID) {
-    throw new TsbuildError('SANDBOX_BAD_USER', `invalid user "${user}": ${kind}s must be in the range 0-${MAX_ID}`);
+    throw new TsbuildError('SANDBOX_BAD_USER', `invalid user "${user}": ${kind}s must be in the range 0-${MAX_ID}`, { exitCode: 125 });
   }
   return id;
 }
@@ -84,6 +84,7 @@ export function resolveUserFromTables(user: string, passwd: readonly PasswdEntry
   } else if (uidArg === undefined) {
     throw new TsbuildError('SANDBOX_UNKNOWN_USER', `unable to find user ${userArg}: no matching entries in the image's /etc/passwd${passwd === undefined ? ' (the file does not exist)' : ''}`, {
       hint: 'use a numeric uid, or create the user in the image (RUN adduser ...)',
+      exitCode: 125,
     });
   } else {
     result.uid = uidArg;
@@ -93,7 +94,7 @@ export function resolveUserFromTables(user: string, passwd: readonly PasswdEntry
     const group = (groups ?? []).find((g) => (gidArg === undefined ? g.name === groupArg : g.gid === gidArg));
     if (group !== undefined) result.gid = group.gid;
     else if (gidArg !== undefined) result.gid = gidArg;
-    else throw new TsbuildError('SANDBOX_UNKNOWN_GROUP', `unable to find group ${groupArg}: no matching entries in the image's /etc/group`);
+    else throw new TsbuildError('SANDBOX_UNKNOWN_GROUP', `unable to find group ${groupArg}: no matching entries in the image's /etc/group`, { exitCode: 125 });
   } else if (entry !== undefined) {
     for (const g of groups ?? []) {
       if (g.members.includes(entry.name) && !result.additionalGids.includes(g.gid)) result.additionalGids.push(g.gid);
@@ -106,7 +107,7 @@ export function resolveUserFromTables(user: string, passwd: readonly PasswdEntry
  * Resolves a `USER` value against the root filesystem's own /etc/passwd and /etc/group (never the host's).
  * SECURITY: the files are resolved inside `rootfsDir` only (symlinks relative to the rootfs root), must be regular
  * files of at most {@link MAX_USER_DB_BYTES}. Throws SANDBOX_UNKNOWN_USER, SANDBOX_UNKNOWN_GROUP, SANDBOX_BAD_USER,
- * SANDBOX_BAD_ROOTFS_FILE or SANDBOX_NO_ROOTFS.
+ * SANDBOX_BAD_ROOTFS_FILE or SANDBOX_ROOTFS_NOT_FOUND.
  */
 export async function resolveUser(rootfsDir: string, user: string): Promise<ResolvedUser> {
   const passwdText = await readRootfsFile(rootfsDir, '/etc/passwd', MAX_USER_DB_BYTES);

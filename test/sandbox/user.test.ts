@@ -90,8 +90,8 @@ test('resolveUser: reads the rootfs files, not the host\'s, when both define use
   t.true(isTsbuildError(await t.throwsAsync(resolveUser(root, 'daemon')), 'SANDBOX_UNKNOWN_USER'));
 });
 
-test('resolveUser: SANDBOX_NO_ROOTFS when the rootfs does not exist', async (t) => {
-  t.true(isTsbuildError(await t.throwsAsync(resolveUser('/nonexistent/rootfs', 'root')), 'SANDBOX_NO_ROOTFS'));
+test('resolveUser: SANDBOX_ROOTFS_NOT_FOUND when the rootfs does not exist', async (t) => {
+  t.true(isTsbuildError(await t.throwsAsync(resolveUser('/nonexistent/rootfs', 'root')), 'SANDBOX_ROOTFS_NOT_FOUND'));
 });
 
 const EVIL = 'evil:x:77:77::/evil:/bin/sh\n';
