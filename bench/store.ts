@@ -3,14 +3,16 @@
  *  1. unpack: a generated 3-layer image (~520 MB raw, ~340 MB gzip: incompressible, text and
  *     many-small-files layers) is unpacked from our store into a directory by tsbuild (store blob
  *     -> gunzip -> applyLayer) and by `umoci unpack` of the same image, in the same run;
+ *     then save of that image to a docker archive and load of it into an empty store;
  *  2. pack: layer tar + sha256 (packLayer, no compression) of a 320 MB directory of 20,000 files.
  * Each measured step runs in a child process so its peak RSS is its own.
  * Flags: --keep (keep the work directory), --dir=PATH (work directory; default under /var/tmp;
- * /dev/shm takes the disk out of the measurement), --only=unpack|pack.
+ * /dev/shm takes the disk out of the measurement), --only=unpack|pack, --scale=F (sizes times F, for a
+ * quick smoke run).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -18,7 +20,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MediaType, type Descriptor, type Digest } from '../src/core/index.js';
 import { addLayer, createEmptyConfig, createManifest, serializeDocument } from '../src/image/index.js';
 import { applyLayer, compressGzip, decompress, findCompressionTools, packLayer } from '../src/layer/index.js';
-import { openStore, resolveImage } from '../src/store/index.js';
+import { loadArchive, openStore, resolveImage, saveArchive } from '../src/store/index.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const REPO = fileURLToPath(new URL('../', import.meta.url));
@@ -64,15 +66,16 @@ async function storeLayer(root: string, dir: string): Promise<{ layer: Descripto
   return { layer: { mediaType: MediaType.ociLayerGzip, digest: info.digest, size: info.size }, diffId: r.diffId, raw: r.size };
 }
 
-async function generateImage(work: string, root: string): Promise<{ raw: number; gz: number }> {
+async function generateImage(work: string, root: string, scale: number): Promise<{ raw: number; gz: number }> {
+  const n = (count: number): number => Math.max(1, Math.round(count * scale));
   const src = join(work, 'src');
   const layers: { layer: Descriptor; diffId: Digest; raw: number }[] = [];
   // 1: incompressible, a few big files (220 MB).
-  await writeTree(join(src, 'l1'), 11, () => 20 * MB, () => randomBytes(20 * MB));
+  await writeTree(join(src, 'l1'), n(11), () => 20 * MB, () => randomBytes(20 * MB));
   // 2: text (180 MB).
-  await writeTree(join(src, 'l2'), 18, () => 10 * MB, (i) => makeText(10 * MB, i + 1));
+  await writeTree(join(src, 'l2'), n(18), () => 10 * MB, (i) => makeText(10 * MB, i + 1));
   // 3: many small files (30,000 files, ~120 MB, half random half text).
-  await writeTree(join(src, 'l3'), 30_000, (i) => 1000 + ((i * 7919) % 7000), (i, size) => (i % 2 === 0 ? randomBytes(size) : makeText(size, i)));
+  await writeTree(join(src, 'l3'), n(30_000), (i) => 1000 + ((i * 7919) % 7000), (i, size) => (i % 2 === 0 ? randomBytes(size) : makeText(size, i)));
   for (const l of ['l1', 'l2', 'l3']) {
     layers.push(await storeLayer(root, join(src, l)));
     await rm(join(src, l), { recursive: true, force: true });
@@ -97,6 +100,26 @@ async function childUnpack(root: string, dest: string): Promise<void> {
   for (const l of manifest.layers) {
     await applyLayer(decompress(await store.blobs.open(l.digest), { tools }), dest);
   }
+  const ms = performance.now() - t0;
+  process.stdout.write(`${JSON.stringify({ ms, maxRssKb: process.resourceUsage().maxRSS })}\n`);
+}
+
+/** Child: save the bench image from `root` to `file` (docker format). Prints JSON {ms, maxRssKb}. */
+async function childSave(root: string, file: string): Promise<void> {
+  const store = await openStore(root);
+  const image = await resolveImage(store, IMAGE);
+  const t0 = performance.now();
+  const out = createWriteStream(file);
+  await saveArchive(store, [{ descriptor: image.descriptor, names: [IMAGE] }], out, { format: 'docker' });
+  const ms = performance.now() - t0;
+  process.stdout.write(`${JSON.stringify({ ms, maxRssKb: process.resourceUsage().maxRSS })}\n`);
+}
+
+/** Child: load `file` into the store at `root`. Prints JSON {ms, maxRssKb}. */
+async function childLoad(file: string, root: string): Promise<void> {
+  const store = await openStore(root);
+  const t0 = performance.now();
+  await loadArchive(store, createReadStream(file), file);
   const ms = performance.now() - t0;
   process.stdout.write(`${JSON.stringify({ ms, maxRssKb: process.resourceUsage().maxRSS })}\n`);
 }
@@ -149,18 +172,19 @@ export async function run(args: string[]): Promise<void> {
   try {
     const only = args.find((a) => a.startsWith('--only='))?.slice(7);
     const root = join(work, 'root');
-    if (only !== 'pack') await benchUnpack(work, root);
-    if (only !== 'unpack') await benchPack(work);
+    const scale = Number(args.find((a) => a.startsWith('--scale='))?.slice(8) ?? '1');
+    if (only !== 'pack') await benchUnpack(work, root, scale, args.includes('--keep'));
+    if (only !== 'unpack') await benchPack(work, scale);
   } finally {
     if (!args.includes('--keep')) await rm(work, { recursive: true, force: true });
     else process.stdout.write(`kept ${work}\n`);
   }
 }
 
-async function benchUnpack(work: string, root: string): Promise<void> {
+async function benchUnpack(work: string, root: string, scale: number, keep: boolean): Promise<void> {
   process.stdout.write('generating the 3-layer image...\n');
   const t0 = performance.now();
-  const size = await generateImage(work, root);
+  const size = await generateImage(work, root, scale);
   process.stdout.write(`image: ${(size.raw / MB).toFixed(0)} MB raw, ${(size.gz / MB).toFixed(0)} MB gzip (generated in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
 
   for (let round = 1; round <= 2; round++) {
@@ -177,17 +201,25 @@ async function benchUnpack(work: string, root: string): Promise<void> {
       + `(${(size.raw / MB / (ours.ms / 1000)).toFixed(0)} MB/s raw), peak RSS ${(ours.maxRssKb / 1024).toFixed(0)} MB`
       + `${umoci === undefined ? '' : `; umoci ${(umoci.ms / 1000).toFixed(2)} s, peak RSS ${(umoci.maxRssKb / 1024).toFixed(0)} MB`}\n`);
   }
-  await rm(root, { recursive: true, force: true });
+  const archive = join(work, 'image.tar');
+  const saved = await runChild(['save', root, archive]);
+  const loaded = await runChild(['load', archive, join(work, 'root2')]);
+  process.stdout.write(`save: ${(saved.ms / 1000).toFixed(2)} s (${(size.gz / MB / (saved.ms / 1000)).toFixed(0)} MB/s), peak RSS ${(saved.maxRssKb / 1024).toFixed(0)} MB; `
+    + `load: ${(loaded.ms / 1000).toFixed(2)} s (${(size.gz / MB / (loaded.ms / 1000)).toFixed(0)} MB/s), peak RSS ${(loaded.maxRssKb / 1024).toFixed(0)} MB\n`);
+  await rm(archive, { force: true });
+  await rm(join(work, 'root2'), { recursive: true, force: true });
+  if (!keep) await rm(root, { recursive: true, force: true });
 }
 
-async function benchPack(work: string): Promise<void> {
-  process.stdout.write('generating 20,000 files (320 MB)...\n');
+async function benchPack(work: string, scale: number): Promise<void> {
+  const files = Math.max(1, Math.round(20_000 * scale));
+  process.stdout.write(`generating ${files} files (${(320 * scale).toFixed(0)} MB)...\n`);
   const tree = join(work, 'tree');
-  const total = await writeTree(tree, 20_000, (i) => 8000 + ((i * 7919) % 16000), (i, s) => (i % 3 === 0 ? makeText(s, i) : randomBytes(s)));
+  const total = await writeTree(tree, files, (i) => 8000 + ((i * 7919) % 16000), (i, s) => (i % 3 === 0 ? makeText(s, i) : randomBytes(s)));
   for (let round = 1; round <= 2; round++) {
     await dropCaches();
     const r = await runChild(['pack', tree]);
-    process.stdout.write(`pack round ${round}: ${(total / MB).toFixed(0)} MB in 20,000 files -> tar ${((r.bytes ?? 0) / MB).toFixed(0)} MB + sha256 in ${(r.ms / 1000).toFixed(2)} s `
+    process.stdout.write(`pack round ${round}: ${(total / MB).toFixed(0)} MB in ${files} files -> tar ${((r.bytes ?? 0) / MB).toFixed(0)} MB + sha256 in ${(r.ms / 1000).toFixed(2)} s `
       + `= ${((r.bytes ?? 0) / MB / (r.ms / 1000)).toFixed(0)} MB/s, peak RSS ${(r.maxRssKb / 1024).toFixed(0)} MB\n`);
   }
   const tar = await timeCommand('sh', ['-c', `tar -C ${tree} -cf - . | sha256sum >/dev/null`]);
@@ -199,5 +231,7 @@ if (process.argv[1] !== undefined && pathToFileURL(process.argv[1]).href === imp
   const [mode, a, b] = process.argv.slice(3);
   if (mode === 'unpack') await childUnpack(a as string, b as string);
   else if (mode === 'pack') await childPack(a as string);
+  else if (mode === 'save') await childSave(a as string, b as string);
+  else if (mode === 'load') await childLoad(a as string, b as string);
   else throw new Error(`unknown child mode ${String(mode)}`);
 }
