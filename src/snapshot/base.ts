@@ -1,0 +1,248 @@
+import { createHash } from 'node:crypto';
+import { rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { TsbuildError, isDigest, type Digest } from '../core/index.js';
+import { acquireLock } from '../store/index.js';
+import { SnapshotLayout, isExistsError, isStale, newActiveMeta, removeTree, toInfo, wrapIo, type SnapshotDirs, type SnapshotMeta } from './layout.js';
+import {
+  chainIdOf, checkSnapshotKey,
+  type ActiveSnapshot, type SnapshotDiff, type SnapshotInfo, type Snapshotter, type SnapshotterKind, type UnpackOptions,
+} from './snapshotter.js';
+
+/**
+ * The parts both snapshotters share: naming, metadata, atomic publication through tmp/ + rename,
+ * parent checks, listing and stale cleanup. Subclasses say how a layer is materialised, what an
+ * active snapshot holds and how its diff is found.
+ */
+export abstract class BaseSnapshotter implements Snapshotter {
+  abstract readonly kind: SnapshotterKind;
+  protected readonly layout: SnapshotLayout;
+  private ready: Promise<void> | undefined;
+
+  constructor(dirs: SnapshotDirs, kind: SnapshotterKind) {
+    this.layout = new SnapshotLayout(dirs, kind);
+  }
+
+  /** Unpacks the layer `tar` into `fs` (fresh, inside tmp) on top of `parent` as this kind stores committed snapshots. */
+  protected abstract fillCommitted(fs: string, parent: Digest | undefined, tar: Readable, signal: AbortSignal | undefined): Promise<void>;
+  /** Fills a fresh active snapshot directory (inside tmp) for `parent`. */
+  protected abstract fillActive(dir: string, parent: Digest | undefined): Promise<void>;
+  /** The subdirectory of an active snapshot that becomes the committed `fs`. */
+  protected abstract readonly activeContent: string;
+  /** Called with the tmp dir of a committed snapshot right before it is renamed into place. */
+  protected abstract beforePublish(tmp: string, chainId: Digest): Promise<Partial<SnapshotMeta>>;
+  /** Builds the handle of an active snapshot. */
+  protected abstract makeActive(meta: SnapshotMeta): Promise<ActiveSnapshot>;
+  abstract diff(key: string): Promise<SnapshotDiff>;
+
+  /** Creates the directories once per instance. */
+  protected init(): Promise<void> {
+    this.ready ??= this.layout.init();
+    return this.ready;
+  }
+
+  /** The metadata of a committed snapshot or throws SNAPSHOT_NOT_FOUND. */
+  protected async requireCommitted(chainId: Digest): Promise<SnapshotMeta> {
+    const meta = await this.layout.readMeta(this.layout.committedDir(chainId));
+    if (meta === undefined) throw new TsbuildError('SNAPSHOT_NOT_FOUND', `no committed ${this.kind} snapshot ${chainId}`);
+    return meta;
+  }
+
+  /** The metadata of an active snapshot or throws SNAPSHOT_NOT_FOUND. */
+  protected async requireActive(key: string): Promise<SnapshotMeta> {
+    checkSnapshotKey(key);
+    const meta = await this.layout.readMeta(this.layout.activeDir(key));
+    if (meta === undefined) throw new TsbuildError('SNAPSHOT_NOT_FOUND', `no active ${this.kind} snapshot "${key}"`);
+    return meta;
+  }
+
+  async unpack(parent: Digest | undefined, diffId: Digest, openTar: () => Readable | Promise<Readable>, options: UnpackOptions = {}): Promise<SnapshotInfo> {
+    await this.init();
+    const chainId = chainIdOf(parent, diffId);
+    const existing = await this.layout.readMeta(this.layout.committedDir(chainId));
+    if (existing !== undefined) return toInfo(existing);
+    if (parent !== undefined) await this.requireCommitted(parent);
+    // The lock only saves duplicate work; consistency comes from the final rename.
+    const lock = await acquireLock(join(this.layout.locks, `${chainId.slice(7)}.lock`), options.signal === undefined ? {} : { signal: options.signal });
+    try {
+      const again = await this.layout.readMeta(this.layout.committedDir(chainId));
+      if (again !== undefined) return toInfo(again);
+      const tmp = await this.layout.makeTmp();
+      try {
+        const src = await openTar();
+        const hash = createHash('sha256');
+        const hashing = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            hash.update(chunk);
+            cb(null, chunk);
+          },
+        });
+        src.once('error', (err) => hashing.destroy(err));
+        hashing.once('close', () => src.destroy());
+        src.pipe(hashing);
+        await this.fillCommitted(join(tmp, 'fs'), parent, hashing, options.signal);
+        const actual = `sha256:${hash.digest('hex')}` as Digest;
+        if (options.verify !== false && actual !== diffId) {
+          throw new TsbuildError('SNAPSHOT_DIGEST_MISMATCH', `layer tar has diffID ${actual}, expected ${diffId}`);
+        }
+        return await this.publish(tmp, { kind: 'committed', name: chainId, ...(parent === undefined ? {} : { parent }), diffId, created: new Date().toISOString() });
+      } finally {
+        await removeTree(tmp);
+      }
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** Renames the filled tmp dir into place (keeping an existing one). The caller removes `tmp` afterwards. */
+  private async publish(tmp: string, meta: SnapshotMeta): Promise<SnapshotInfo> {
+    const chainId = meta.name as Digest;
+    const extra = await this.beforePublish(tmp, chainId);
+    const full: SnapshotMeta = { ...meta, ...extra };
+    await this.layout.writeMeta(tmp, full);
+    const dest = this.layout.committedDir(chainId);
+    try {
+      await rename(tmp, dest);
+    } catch (err) {
+      if (!isExistsError(err)) throw wrapIo(err, `cannot publish snapshot ${dest}`);
+      const winner = await this.layout.readMeta(dest);
+      if (winner === undefined) throw new TsbuildError('SNAPSHOT_CORRUPT', `${dest} exists without meta.json`, { hint: 'remove that directory' });
+      return toInfo(winner);
+    }
+    return toInfo(full);
+  }
+
+  async prepare(key: string, parent?: Digest): Promise<ActiveSnapshot> {
+    checkSnapshotKey(key);
+    await this.init();
+    const dest = this.layout.activeDir(key);
+    if ((await this.layout.readMeta(dest)) !== undefined) throw new TsbuildError('SNAPSHOT_EXISTS', `active snapshot "${key}" exists already`);
+    if (parent !== undefined) await this.requireCommitted(parent);
+    const tmp = await this.layout.makeTmp();
+    try {
+      await this.fillActive(tmp, parent);
+      const meta = newActiveMeta(key, parent);
+      await this.layout.writeMeta(tmp, meta);
+      try {
+        await rename(tmp, dest);
+      } catch (err) {
+        if (isExistsError(err)) throw new TsbuildError('SNAPSHOT_EXISTS', `active snapshot "${key}" exists already`);
+        throw wrapIo(err, `cannot create active snapshot ${dest}`);
+      }
+      return await this.makeActive(meta);
+    } finally {
+      await removeTree(tmp);
+    }
+  }
+
+  async open(key: string): Promise<ActiveSnapshot> {
+    await this.init();
+    return await this.makeActive(await this.requireActive(key));
+  }
+
+  async commit(key: string, diffId: Digest): Promise<SnapshotInfo> {
+    await this.init();
+    const meta = await this.requireActive(key);
+    const chainId = chainIdOf(meta.parent, diffId);
+    const active = this.layout.activeDir(key);
+    const existing = await this.layout.readMeta(this.layout.committedDir(chainId));
+    if (existing !== undefined) {
+      await removeTree(active);
+      return toInfo(existing);
+    }
+    const tmp = await this.layout.makeTmp();
+    try {
+      try {
+        await rename(join(active, this.activeContent), join(tmp, 'fs'));
+      } catch (err) {
+        throw wrapIo(err, `cannot move the content of active snapshot "${key}"`);
+      }
+      const info = await this.publish(tmp, { kind: 'committed', name: chainId, ...(meta.parent === undefined ? {} : { parent: meta.parent }), diffId, created: new Date().toISOString() });
+      await removeTree(active);
+      return info;
+    } finally {
+      await removeTree(tmp);
+    }
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.init();
+    if (isDigest(name)) {
+      const { committed, active } = await this.layout.listNames();
+      for (const c of committed) {
+        const m = await this.layout.readMeta(this.layout.committedDir(c));
+        if (m?.parent === name) throw new TsbuildError('SNAPSHOT_IN_USE', `snapshot ${name} is the parent of ${c}`);
+      }
+      for (const a of active) {
+        const m = await this.layout.readMeta(this.layout.activeDir(a));
+        if (m?.parent === name) throw new TsbuildError('SNAPSHOT_IN_USE', `snapshot ${name} is the parent of active snapshot "${a}"`);
+      }
+      const dir = this.layout.committedDir(name);
+      const meta = await this.layout.readMeta(dir);
+      // Move aside first so that no reader ever sees a half-removed snapshot.
+      const tmp = await this.layout.makeTmp();
+      try {
+        await rename(dir, join(tmp, 'gone')).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw wrapIo(err, `cannot remove ${dir}`);
+        });
+        await this.afterRemove(meta);
+      } finally {
+        await removeTree(tmp);
+      }
+      return;
+    }
+    checkSnapshotKey(name);
+    const tmp = await this.layout.makeTmp();
+    try {
+      await rename(this.layout.activeDir(name), join(tmp, 'gone')).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw wrapIo(err, `cannot remove active snapshot "${name}"`);
+      });
+    } finally {
+      await removeTree(tmp);
+    }
+  }
+
+  /** Cleans up what belongs to a removed committed snapshot outside its directory (overlay: the short link). */
+  protected async afterRemove(_meta: SnapshotMeta | undefined): Promise<void> {
+    // nothing by default
+  }
+
+  async stat(name: string): Promise<SnapshotInfo | undefined> {
+    await this.init();
+    if (isDigest(name)) {
+      const m = await this.layout.readMeta(this.layout.committedDir(name));
+      return m === undefined ? undefined : toInfo(m);
+    }
+    checkSnapshotKey(name);
+    const m = await this.layout.readMeta(this.layout.activeDir(name));
+    return m === undefined ? undefined : toInfo(m);
+  }
+
+  async list(): Promise<SnapshotInfo[]> {
+    await this.init();
+    const { committed, active } = await this.layout.listNames();
+    const out: SnapshotInfo[] = [];
+    for (const c of committed) {
+      const m = await this.layout.readMeta(this.layout.committedDir(c));
+      if (m !== undefined) out.push(toInfo(m));
+    }
+    for (const a of active) {
+      const m = await this.layout.readMeta(this.layout.activeDir(a));
+      if (m !== undefined) out.push(toInfo(m));
+    }
+    return out;
+  }
+
+  async removeStale(): Promise<string[]> {
+    await this.init();
+    const removed: string[] = [];
+    for (const key of (await this.layout.listNames()).active) {
+      const m = await this.layout.readMeta(this.layout.activeDir(key));
+      if (m !== undefined && !isStale(m)) continue;
+      await this.remove(key);
+      removed.push(key);
+    }
+    return removed;
+  }
+}

@@ -1,0 +1,178 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, readFile, readdir, rename, rm, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { TsbuildError, digestHex, isDigest, type Digest } from '../core/index.js';
+import type { SnapshotInfo, SnapshotterKind } from './snapshotter.js';
+
+/** Where a snapshotter keeps its files: `<snapshots>/<kind>/` and the store's `tmp/` (same file system). */
+export interface SnapshotDirs {
+  /** The store's `snapshots/` directory. */
+  readonly snapshots: string;
+  /** The store's `tmp/` directory (garbage there is removed by the store's gc). */
+  readonly tmp: string;
+}
+
+/** The metadata file of a snapshot directory (`meta.json`). */
+export interface SnapshotMeta {
+  readonly kind: 'committed' | 'active';
+  readonly name: string;
+  readonly parent?: Digest;
+  readonly diffId?: Digest;
+  readonly created: string;
+  readonly pid?: number;
+  readonly host?: string;
+  /** Overlay: the short link name under `l/`. */
+  readonly link?: string;
+  /** Overlay: the xattr namespace of whiteout markers (`trusted` as root, `user` for userxattr mounts). */
+  readonly xattr?: 'trusted' | 'user';
+}
+
+/** Wraps a Node error into SNAPSHOT_IO naming the path. */
+export function wrapIo(err: unknown, what: string): TsbuildError {
+  if (err instanceof TsbuildError) return err;
+  return new TsbuildError('SNAPSHOT_IO', `${what}: ${(err as Error).message}`, { cause: err });
+}
+
+/** True for the errno codes rename(2) gives when the destination directory exists. */
+export function isExistsError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'EEXIST' || code === 'ENOTEMPTY';
+}
+
+/** Paths of one snapshotter kind. */
+export class SnapshotLayout {
+  readonly base: string;
+  readonly activeRoot: string;
+  readonly links: string;
+  readonly locks: string;
+
+  constructor(readonly dirs: SnapshotDirs, readonly kind: SnapshotterKind) {
+    this.base = join(dirs.snapshots, kind);
+    this.activeRoot = join(this.base, 'active');
+    this.links = join(this.base, 'l');
+    this.locks = join(this.base, 'locks');
+  }
+
+  /** Creates the directories (idempotent). */
+  async init(): Promise<void> {
+    try {
+      for (const d of [this.dirs.tmp, this.base, this.activeRoot, this.links, this.locks]) await mkdir(d, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw wrapIo(err, `cannot create ${this.base}`);
+    }
+  }
+
+  committedDir(chainId: Digest): string {
+    return join(this.base, digestHex(chainId));
+  }
+
+  activeDir(key: string): string {
+    return join(this.activeRoot, key);
+  }
+
+  /** A fresh private directory `tmp/snap-<pid>-<rand>` (the store gc removes it once this process is gone). */
+  async makeTmp(): Promise<string> {
+    const dir = join(this.dirs.tmp, `snap-${process.pid}-${randomBytes(8).toString('hex')}`);
+    try {
+      await mkdir(dir, { mode: 0o700 });
+    } catch (err) {
+      throw wrapIo(err, `cannot create ${dir}`);
+    }
+    return dir;
+  }
+
+  /** Reads `<dir>/meta.json`; undefined when the directory or file is missing. */
+  async readMeta(dir: string): Promise<SnapshotMeta | undefined> {
+    let text: string;
+    try {
+      text = await readFile(join(dir, 'meta.json'), 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      throw wrapIo(err, `cannot read ${dir}/meta.json`);
+    }
+    try {
+      return JSON.parse(text) as SnapshotMeta;
+    } catch (cause) {
+      throw new TsbuildError('SNAPSHOT_CORRUPT', `${dir}/meta.json is not valid JSON`, { cause });
+    }
+  }
+
+  /** Writes `<dir>/meta.json` atomically (temp file, fsync, rename). */
+  async writeMeta(dir: string, meta: SnapshotMeta): Promise<void> {
+    const path = join(dir, 'meta.json');
+    const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+    try {
+      const fh = await open(tmp, 'wx', 0o644);
+      try {
+        await fh.writeFile(`${JSON.stringify(meta)}\n`);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, path);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw wrapIo(err, `cannot write ${path}`);
+    }
+  }
+
+  /** Committed chain IDs and active keys present on disk. */
+  async listNames(): Promise<{ committed: Digest[]; active: string[] }> {
+    const committed: Digest[] = [];
+    for (const name of await readdir(this.base).catch(() => [] as string[])) {
+      const d = `sha256:${name}`;
+      if (isDigest(d)) committed.push(d);
+    }
+    const active = await readdir(this.activeRoot).catch(() => [] as string[]);
+    return { committed, active };
+  }
+}
+
+/** Metadata of an active snapshot created now by this process. */
+export function newActiveMeta(key: string, parent: Digest | undefined): SnapshotMeta {
+  return { kind: 'active', name: key, ...(parent === undefined ? {} : { parent }), created: new Date().toISOString(), pid: process.pid, host: hostname() };
+}
+
+/** The public view of a metadata record. */
+export function toInfo(meta: SnapshotMeta): SnapshotInfo {
+  return { kind: meta.kind, name: meta.name, parent: meta.parent, diffId: meta.diffId, created: meta.created, pid: meta.pid };
+}
+
+/** True when the meta's creator runs on this host and no longer exists. */
+export function isStale(meta: SnapshotMeta): boolean {
+  if (meta.pid === undefined || meta.host !== hostname()) return false;
+  try {
+    process.kill(meta.pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'EPERM';
+  }
+}
+
+/**
+ * Removes a tree, also when it holds directories without write or search permission (an overlay
+ * workdir's `work/` is mode 000): on EACCES/EPERM the modes are opened up and the removal retried.
+ */
+export async function removeTree(path: string): Promise<void> {
+  try {
+    await rm(path, { recursive: true, force: true });
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') throw wrapIo(err, `cannot remove ${path}`);
+  }
+  await openUpModes(path);
+  try {
+    await rm(path, { recursive: true, force: true });
+  } catch (err) {
+    throw wrapIo(err, `cannot remove ${path}`);
+  }
+}
+
+async function openUpModes(dir: string): Promise<void> {
+  await chmod(dir, 0o700).catch(() => undefined);
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const e of entries) if (e.isDirectory()) await openUpModes(join(dir, e.name));
+}

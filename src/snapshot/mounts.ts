@@ -1,0 +1,117 @@
+import { execFile } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
+import { TsbuildError } from '../core/index.js';
+import { removeTree } from './layout.js';
+import type { OverlayMount, SnapshotMount } from './snapshotter.js';
+
+const run = promisify(execFile);
+
+/** mount(2) copies at most one page of option data. */
+export const MOUNT_DATA_LIMIT = 4095;
+
+/** Options of {@link formatOverlayData}. */
+export interface OverlayDataOptions {
+  /** Use `l/<short>` lowers and upper/work relative to `baseDir` (the mounting process must chdir to `baseDir`). Default false. */
+  readonly relative?: boolean;
+}
+
+function checkPath(p: string): string {
+  if (/[,:\\\n]/.test(p)) {
+    throw new TsbuildError('SNAPSHOT_BAD_PATH', `overlay path "${p}" contains ",", ":", "\\" or a newline`, { hint: 'use a store root without those characters' });
+  }
+  return p;
+}
+
+/**
+ * The overlay mount data (`lowerdir=...,upperdir=...,workdir=...,<options>`). Throws
+ * SNAPSHOT_TOO_MANY_LAYERS when it exceeds one page (use `relative: true`, which fits about 270 layers).
+ */
+export function formatOverlayData(m: OverlayMount, options: OverlayDataOptions = {}): string {
+  const rel = options.relative === true;
+  const lowers = (rel ? m.relativeLowerdirs : m.lowerdirs).map(checkPath);
+  const upper = checkPath(rel ? relative(m.baseDir, m.upperdir) : m.upperdir);
+  const work = checkPath(rel ? relative(m.baseDir, m.workdir) : m.workdir);
+  const data = [`lowerdir=${lowers.join(':')}`, `upperdir=${upper}`, `workdir=${work}`, ...m.options].join(',');
+  if (data.length > MOUNT_DATA_LIMIT) {
+    throw new TsbuildError('SNAPSHOT_TOO_MANY_LAYERS', `the overlay mount options of ${m.lowerdirs.length} layers take ${data.length} bytes, more than one page`, {
+      hint: rel ? 'the image has too many layers for one overlay mount; squash some' : 'mount with relative lowerdirs from baseDir',
+    });
+  }
+  return data;
+}
+
+/** Runs a command, turning a failure into SNAPSHOT_MOUNT_FAILED with its stderr. */
+async function runOrThrow(cmd: string, args: readonly string[], cwd: string | undefined, what: string): Promise<void> {
+  try {
+    await run(cmd, args, cwd === undefined ? {} : { cwd });
+  } catch (err) {
+    const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim();
+    throw new TsbuildError('SNAPSHOT_MOUNT_FAILED', `${what}: ${stderr || (err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Mounts an active snapshot at `target` in the caller's mount namespace with mount(8) (needs root;
+ * rootless mounts happen inside the sandbox's namespaces instead). Overlay lowers are passed relative
+ * to `baseDir` so that long chains fit. The caller unmounts with {@link unmountSnapshot}.
+ */
+export async function mountSnapshot(m: SnapshotMount, target: string): Promise<void> {
+  if (m.type === 'bind') {
+    await runOrThrow('mount', ['--bind', m.source, target], undefined, `cannot bind-mount ${m.source} on ${target}`);
+    return;
+  }
+  await runOrThrow('mount', ['-t', 'overlay', 'overlay', '-o', formatOverlayData(m, { relative: true }), target], m.baseDir, `cannot mount overlay on ${target}`);
+}
+
+/** Unmounts `target` (umount(8)); SNAPSHOT_MOUNT_FAILED when it fails. */
+export async function unmountSnapshot(target: string): Promise<void> {
+  await runOrThrow('umount', [target], undefined, `cannot unmount ${target}`);
+}
+
+/** What {@link probeOverlay} found. */
+export type OverlayProbe =
+  | { readonly ok: true; readonly options: readonly string[] }
+  | { readonly ok: false; readonly reason: string };
+
+/** Option sets tried in order: the first the kernel accepts wins. userxattr forces redirect_dir and metacopy off by itself. */
+const CANDIDATES: Readonly<Record<'root' | 'userxattr', readonly (readonly string[])[]>> = {
+  root: [['redirect_dir=off', 'metacopy=off', 'index=off'], ['redirect_dir=off', 'metacopy=off'], []],
+  userxattr: [['userxattr', 'index=off'], ['userxattr']],
+};
+
+/**
+ * Tries a real overlay mount in a throw-away mount namespace (`unshare -m`, or `unshare -Urm` with
+ * `userxattr`) on a scratch tree under `scratchParent` (the snapshot file system), deleting a lower
+ * file through it and checking that the upperdir got a 0/0 whiteout. Returns the accepted option set
+ * or why overlay is unusable. Never leaves a mount behind (the namespace dies with the probe).
+ */
+export async function probeOverlay(scratchParent: string, userxattr: boolean): Promise<OverlayProbe> {
+  const dir = join(scratchParent, `probe-${process.pid}-${Math.random().toString(16).slice(2, 10)}`);
+  let last = 'no candidate option set';
+  try {
+    for (const d of ['lower', 'upper', 'work', 'merged']) await mkdir(join(dir, d), { recursive: true });
+    await writeFile(join(dir, 'lower', 'f'), 'x');
+    for (const options of CANDIDATES[userxattr ? 'userxattr' : 'root']) {
+      await removeTree(join(dir, 'upper'));
+      await removeTree(join(dir, 'work'));
+      await mkdir(join(dir, 'upper'));
+      await mkdir(join(dir, 'work'));
+      const data = [`lowerdir=${join(dir, 'lower')}`, `upperdir=${join(dir, 'upper')}`, `workdir=${join(dir, 'work')}`, ...options].join(',');
+      const script = 'mount -t overlay overlay -o "$0" "$1/merged" && rm "$1/merged/f" && test -c "$1/upper/f"';
+      const args = [...(userxattr ? ['-U', '-r'] : []), '-m', 'sh', '-c', script, data, dir];
+      try {
+        await run('unshare', args);
+        return { ok: true, options };
+      } catch (err) {
+        last = String((err as { stderr?: unknown }).stderr ?? '').trim() || (err as Error).message;
+      }
+    }
+  } catch (err) {
+    last = (err as Error).message;
+  } finally {
+    await removeTree(dir).catch(() => undefined);
+  }
+  return { ok: false, reason: `overlay cannot be mounted here: ${last}` };
+}

@@ -1,0 +1,77 @@
+import { chmod, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Digest } from '../core/index.js';
+import { applyLayer } from '../layer/index.js';
+import { BaseSnapshotter } from './base.js';
+import { copyTree } from './copy-tree.js';
+import { removeTree, wrapIo, type SnapshotDirs, type SnapshotMeta } from './layout.js';
+import { writeChangeSet, writeTreeRecord } from './naive-diff.js';
+import type { ActiveSnapshot, SnapshotDiff } from './snapshotter.js';
+
+/** Options of {@link NaiveSnapshotter}. */
+export interface NaiveSnapshotterOptions {
+  /** Restore owners and device nodes when copying (default: running as uid 0). */
+  readonly privileged?: boolean;
+}
+
+/**
+ * The copy fallback where overlay cannot be mounted: every committed snapshot is a whole tree
+ * (`naive/<chain hex>/fs`, the parent copied then the layer applied), an active snapshot is a copy
+ * of its parent plus a record of inodes and ctimes, and its diff is computed by walking the copy.
+ */
+export class NaiveSnapshotter extends BaseSnapshotter {
+  readonly kind = 'naive' as const;
+  protected readonly activeContent = 'fs';
+  private readonly privileged: boolean;
+
+  constructor(dirs: SnapshotDirs, options: NaiveSnapshotterOptions = {}) {
+    super(dirs, 'naive');
+    this.privileged = options.privileged ?? process.getuid?.() === 0;
+  }
+
+  private async fillTree(fs: string, parent: Digest | undefined): Promise<void> {
+    if (parent !== undefined) {
+      copyTree(join(this.layout.committedDir(parent), 'fs'), fs, { privileged: this.privileged });
+      return;
+    }
+    try {
+      await mkdir(fs, { mode: 0o755 });
+      await chmod(fs, 0o755);
+    } catch (err) {
+      throw wrapIo(err, `cannot create ${fs}`);
+    }
+  }
+
+  protected async fillCommitted(fs: string, parent: Digest | undefined, tar: Readable, signal: AbortSignal | undefined): Promise<void> {
+    await this.fillTree(fs, parent);
+    await applyLayer(tar, fs, { whiteouts: 'delete', privileged: this.privileged, ...(signal === undefined ? {} : { signal }) });
+  }
+
+  protected async fillActive(dir: string, parent: Digest | undefined): Promise<void> {
+    await this.fillTree(join(dir, 'fs'), parent);
+    await writeTreeRecord(join(dir, 'fs'), join(dir, 'record'));
+  }
+
+  protected async beforePublish(): Promise<Partial<SnapshotMeta>> {
+    return {};
+  }
+
+  protected async makeActive(meta: SnapshotMeta): Promise<ActiveSnapshot> {
+    const source = join(this.layout.activeDir(meta.name), 'fs');
+    return { key: meta.name, parent: meta.parent, mounts: () => ({ type: 'bind', source }) };
+  }
+
+  async diff(key: string): Promise<SnapshotDiff> {
+    await this.init();
+    await this.requireActive(key);
+    const dir = this.layout.activeDir(key);
+    const out = join(dir, 'diff');
+    await removeTree(out);
+    writeChangeSet(join(dir, 'fs'), join(dir, 'record'), out, {
+      privileged: this.privileged,
+      xattrPrefix: process.getuid?.() === 0 ? 'trusted' : 'user',
+    });
+    return { dir: out, mode: 'changeset', release: () => removeTree(out) };
+  }
+}

@@ -1,0 +1,147 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, chown, lstat, mkdir, readlink, symlink, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { TsbuildError, digestHex, type Digest } from '../core/index.js';
+import { applyLayer } from '../layer/index.js';
+import { BaseSnapshotter } from './base.js';
+import { wrapIo, type SnapshotDirs, type SnapshotMeta } from './layout.js';
+import { probeOverlay, type OverlayProbe } from './mounts.js';
+import type { ActiveSnapshot, SnapshotDiff, SnapshotMount } from './snapshotter.js';
+
+/** Options of {@link OverlaySnapshotter}. */
+export interface OverlaySnapshotterOptions {
+  /**
+   * The mounts happen in a user namespace (rootless): whiteout markers use `user.overlay.*` and the
+   * mount gets `userxattr`. Default: true unless running as uid 0.
+   */
+  readonly userxattr?: boolean;
+}
+
+/** Length of the short link names under `l/` (hex digits). */
+const SHORT = 12;
+
+/**
+ * overlayfs snapshots: every layer is unpacked once, alone, into `overlay/<chain hex>/fs` with overlay
+ * whiteouts (0/0 char devices, `<prefix>.overlay.opaque`), reachable through `overlay/l/<short>`. An
+ * active snapshot is a fresh `upper/` + `work/` over the parent chain; its diff IS the upperdir.
+ */
+export class OverlaySnapshotter extends BaseSnapshotter {
+  readonly kind = 'overlay' as const;
+  protected readonly activeContent = 'upper';
+  /** Whether mounts run with `userxattr`. */
+  readonly userxattr: boolean;
+  private probed: Promise<OverlayProbe> | undefined;
+  private readonly chainCache = new Map<string, SnapshotMeta>();
+
+  constructor(dirs: SnapshotDirs, options: OverlaySnapshotterOptions = {}) {
+    super(dirs, 'overlay');
+    this.userxattr = options.userxattr ?? process.getuid?.() !== 0;
+  }
+
+  private get xattrPrefix(): 'trusted' | 'user' {
+    return this.userxattr ? 'user' : 'trusted';
+  }
+
+  /** Probes (once per instance) whether overlay mounts work here and which options the kernel accepts. */
+  probe(): Promise<OverlayProbe> {
+    this.probed ??= this.init().then(() => probeOverlay(this.layout.dirs.tmp, this.userxattr));
+    return this.probed;
+  }
+
+  private async mountOptions(): Promise<readonly string[]> {
+    const p = await this.probe();
+    if (!p.ok) throw new TsbuildError('SNAPSHOT_OVERLAY_UNAVAILABLE', p.reason, { hint: 'use --snapshotter=naive' });
+    return p.options;
+  }
+
+  protected async fillCommitted(fs: string, _parent: Digest | undefined, tar: Readable, signal: AbortSignal | undefined): Promise<void> {
+    await applyLayer(tar, fs, { whiteouts: 'overlay', overlayXattrPrefix: this.xattrPrefix, ...(signal === undefined ? {} : { signal }) });
+  }
+
+  protected async fillActive(dir: string, parent: Digest | undefined): Promise<void> {
+    await this.mountOptions();
+    const upper = join(dir, 'upper');
+    try {
+      await mkdir(upper, { mode: 0o755 });
+      await mkdir(join(dir, 'work'), { mode: 0o700 });
+      await chmod(upper, 0o755);
+      if (parent !== undefined) {
+        // The merged root takes the upperdir's owner and mode: copy them from the nearest lower.
+        const st = await lstat(join(this.layout.committedDir(parent), 'fs'));
+        if (process.getuid?.() === 0) await chown(upper, st.uid, st.gid);
+        await chmod(upper, st.mode & 0o7777);
+      }
+    } catch (err) {
+      throw wrapIo(err, `cannot create the upper and work dirs in ${dir}`);
+    }
+  }
+
+  protected async beforePublish(_tmp: string, chainId: Digest): Promise<Partial<SnapshotMeta>> {
+    const target = `../${digestHex(chainId)}/fs`;
+    // Created before the directory is renamed into place, so a published snapshot always has its link.
+    let name = digestHex(chainId).slice(0, SHORT);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await symlink(target, join(this.layout.links, name));
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw wrapIo(err, `cannot create link ${name}`);
+        if ((await readlink(join(this.layout.links, name)).catch(() => '')) === target) break;
+        if (attempt > 8) throw new TsbuildError('SNAPSHOT_IO', `cannot find a free short link name for ${chainId}`);
+        name = randomBytes(SHORT / 2).toString('hex');
+      }
+    }
+    return { link: name, xattr: this.xattrPrefix };
+  }
+
+  protected override async afterRemove(meta: SnapshotMeta | undefined): Promise<void> {
+    if (meta?.link !== undefined) await unlink(join(this.layout.links, meta.link)).catch(() => undefined);
+    if (meta !== undefined) this.chainCache.delete(meta.name);
+  }
+
+  /** The committed metadata of `chainId` (cached: committed snapshots never change). */
+  private async chainMeta(chainId: Digest): Promise<SnapshotMeta> {
+    const hit = this.chainCache.get(chainId);
+    if (hit !== undefined) return hit;
+    const meta = await this.requireCommitted(chainId);
+    if (meta.xattr !== undefined && meta.xattr !== this.xattrPrefix) {
+      throw new TsbuildError('SNAPSHOT_INCOMPATIBLE', `snapshot ${chainId} was made with ${meta.xattr}.overlay whiteouts, this snapshotter mounts with ${this.xattrPrefix}.overlay`, {
+        hint: 'use a separate store root for rootless and root builds',
+      });
+    }
+    this.chainCache.set(chainId, meta);
+    return meta;
+  }
+
+  protected async makeActive(meta: SnapshotMeta): Promise<ActiveSnapshot> {
+    const options = await this.mountOptions();
+    const links: string[] = [];
+    for (let c = meta.parent; c !== undefined;) {
+      const m = await this.chainMeta(c);
+      if (m.link === undefined) throw new TsbuildError('SNAPSHOT_CORRUPT', `snapshot ${c} has no short link`);
+      links.push(m.link);
+      c = m.parent;
+    }
+    const dir = this.layout.activeDir(meta.name);
+    const base = this.layout.base;
+    const mount: SnapshotMount = links.length === 0
+      ? { type: 'bind', source: join(dir, 'upper') }
+      : {
+        type: 'overlay',
+        lowerdirs: links.map((l) => join(this.layout.links, l)),
+        relativeLowerdirs: links.map((l) => `l/${l}`),
+        upperdir: join(dir, 'upper'),
+        workdir: join(dir, 'work'),
+        options,
+        baseDir: base,
+      };
+    return { key: meta.name, parent: meta.parent, mounts: () => mount };
+  }
+
+  async diff(key: string): Promise<SnapshotDiff> {
+    await this.init();
+    await this.requireActive(key);
+    return { dir: join(this.layout.activeDir(key), 'upper'), mode: 'changeset', release: async () => undefined };
+  }
+}

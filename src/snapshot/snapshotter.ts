@@ -1,0 +1,131 @@
+import type { Readable } from 'node:stream';
+import { TsbuildError, sha256Of, type Digest } from '../core/index.js';
+
+/** The two snapshotter implementations. */
+export type SnapshotterKind = 'overlay' | 'naive';
+
+/** An overlay mount: lowers nearest (top-most) first, a fresh upper and work dir. */
+export interface OverlayMount {
+  readonly type: 'overlay';
+  /** Absolute lower directories through the short links, nearest first (the `lowerdir=` order). */
+  readonly lowerdirs: readonly string[];
+  readonly upperdir: string;
+  readonly workdir: string;
+  /** Extra mount options the kernel accepted in the probe (`redirect_dir=off`, `metacopy=off`, `index=off`, `userxattr`). */
+  readonly options: readonly string[];
+  /** The directory `relativeLowerdirs` are relative to: chdir there before mount(2) to fit 100+ layers in one page. */
+  readonly baseDir: string;
+  /** The same lowers as `l/<short id>`, relative to `baseDir`. */
+  readonly relativeLowerdirs: readonly string[];
+}
+
+/** A plain directory used as the root (naive snapshots, and overlay snapshots without a parent). */
+export interface BindMount {
+  readonly type: 'bind';
+  readonly source: string;
+}
+
+/** How to mount an active snapshot as a root file system (the sandbox's RootSpec path or overlay). */
+export type SnapshotMount = OverlayMount | BindMount;
+
+/** A snapshot on disk: committed (immutable, usable as a parent, named by chain ID) or active (writable, named by key). */
+export interface SnapshotInfo {
+  readonly kind: 'committed' | 'active';
+  /** The chain ID (committed) or the caller's key (active). */
+  readonly name: string;
+  readonly parent: Digest | undefined;
+  /** The diffID of the layer this committed snapshot adds to its parent. */
+  readonly diffId: Digest | undefined;
+  /** ISO 8601 creation time. */
+  readonly created: string;
+  /** The process that prepared an active snapshot. */
+  readonly pid: number | undefined;
+}
+
+/** A prepared, writable snapshot. */
+export interface ActiveSnapshot {
+  readonly key: string;
+  readonly parent: Digest | undefined;
+  /** The mount description of this snapshot (no I/O; the sandbox or {@link mountSnapshot} mounts it). */
+  mounts(): SnapshotMount;
+}
+
+/** The change set of an active snapshot, ready for `packLayer(dir, { mode })`. */
+export interface SnapshotDiff {
+  readonly dir: string;
+  readonly mode: 'changeset';
+  /** Removes what {@link Snapshotter.diff} computed (nothing for overlay, whose diff is the upperdir); idempotent. */
+  release(): Promise<void>;
+}
+
+/** Options of {@link Snapshotter.unpack}. */
+export interface UnpackOptions {
+  /** Aborts the extraction (SNAPSHOT_ABORTED); nothing becomes visible. */
+  readonly signal?: AbortSignal;
+  /** Verify that the tar's sha256 equals `diffId` before publishing (default true). */
+  readonly verify?: boolean;
+}
+
+/**
+ * Snapshots of root file systems under `<store>/snapshots/<kind>/`. Committed snapshots are named
+ * by their OCI chain ID and are immutable; active snapshots are named by a caller key
+ * (`[A-Za-z0-9][A-Za-z0-9._-]{0,127}`), carry the pid of their creator and are writable.
+ * Every publication is a rename() from `<store>/tmp/snap-<pid>-*`: a crash leaves garbage only in tmp/.
+ * Errors are TsbuildErrors with `SNAPSHOT_*` codes (or the `LAYER_*` code of a bad tar).
+ */
+export interface Snapshotter {
+  readonly kind: SnapshotterKind;
+  /**
+   * Makes the committed snapshot `chainIdOf(parent, diffId)` from an uncompressed layer tar, unless it
+   * exists already (then `openTar` is not called). Idempotent, atomic, safe against concurrent
+   * unpacks of the same layer (one wins, the others discard their copy). The parent must be committed.
+   * `openTar` is called at most once; the stream is consumed or destroyed.
+   */
+  unpack(parent: Digest | undefined, diffId: Digest, openTar: () => Readable | Promise<Readable>, options?: UnpackOptions): Promise<SnapshotInfo>;
+  /** Creates the active snapshot `key` on top of the committed `parent` (or empty). Throws SNAPSHOT_EXISTS, SNAPSHOT_NOT_FOUND. */
+  prepare(key: string, parent?: Digest): Promise<ActiveSnapshot>;
+  /** Reopens an existing active snapshot (e.g. in another process). Throws SNAPSHOT_NOT_FOUND. */
+  open(key: string): Promise<ActiveSnapshot>;
+  /**
+   * The change set of the active snapshot `key` for `packLayer(dir, { mode: 'changeset' })`: overlay returns
+   * the upperdir itself, naive computes a directory with overlay-style whiteouts. The snapshot must not be
+   * mounted or written meanwhile.
+   */
+  diff(key: string): Promise<SnapshotDiff>;
+  /**
+   * Turns the active snapshot `key` into the committed snapshot `chainIdOf(parent, diffId)` (the diffID of
+   * its packed diff) and removes the active one. If that chain ID exists already, the existing one is kept.
+   */
+  commit(key: string, diffId: Digest): Promise<SnapshotInfo>;
+  /** Removes an active snapshot (by key) or a committed one (by chain ID); SNAPSHOT_IN_USE when a snapshot has it as parent. Absent: no-op. */
+  remove(name: string): Promise<void>;
+  /** The snapshot named `name` (chain ID or key), or undefined. */
+  stat(name: string): Promise<SnapshotInfo | undefined>;
+  /** Every committed and active snapshot of this kind. */
+  list(): Promise<SnapshotInfo[]>;
+  /** Removes active snapshots whose creator process is gone (same host); returns their keys. */
+  removeStale(): Promise<string[]>;
+}
+
+/** The OCI chain ID: the diffID for a base layer, else sha256(parentChainID + " " + diffID). */
+export function chainIdOf(parent: Digest | undefined, diffId: Digest): Digest {
+  return parent === undefined ? diffId : sha256Of(`${parent} ${diffId}`);
+}
+
+/** The chain ID of a whole stack of diffIDs (bottom first); undefined for an empty stack. */
+export function chainIdOfStack(diffIds: readonly Digest[]): Digest | undefined {
+  let chain: Digest | undefined;
+  for (const d of diffIds) chain = chainIdOf(chain, d);
+  return chain;
+}
+
+const KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Throws SNAPSHOT_BAD_KEY unless `key` is a valid active snapshot key. */
+export function checkSnapshotKey(key: string): void {
+  if (!KEY_RE.test(key)) {
+    throw new TsbuildError('SNAPSHOT_BAD_KEY', `invalid snapshot key ${JSON.stringify(key.slice(0, 80))}`, {
+      hint: 'a key is 1-128 characters of A-Z a-z 0-9 . _ - and starts with a letter or digit',
+    });
+  }
+}
