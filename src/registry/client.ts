@@ -160,15 +160,23 @@ export class HttpRegistryClient {
     }
     if (res.status !== 202) await failResponse(res, what(repo, 'starting an upload to'));
     await dumpBody(res);
-    return { mounted: false, session: await this.sessionOf(repo, res) };
+    return { mounted: false, session: await this.sessionOf(repo, res, 0) };
   }
 
-  private async sessionOf(repo: RepositoryLocation, res: RegistryResponse): Promise<UploadSession> {
+  /**
+   * The session a POST or PATCH answer describes. `offset` is what the client sent so far: the
+   * registry's `Range: 0-N` cannot tell 0 bytes from 1 (distribution answers `0-0` to a new upload),
+   * so a reported end that disagrees with a non-empty upload is an error.
+   */
+  private async sessionOf(repo: RepositoryLocation, res: RegistryResponse, offset: number): Promise<UploadSession> {
     const location = headerOf(res, 'location');
     if (location === undefined) throw new TsbuildError('REG_BAD_RESPONSE', `${what(repo, 'uploading to')}: the registry gave no upload Location`);
     const m = /^(?:bytes=)?0-(\d+)$/.exec(headerOf(res, 'range') ?? '');
+    if (m !== null && offset > 0 && Number(m[1]) + 1 !== offset) {
+      throw new TsbuildError('REG_BAD_RESPONSE', `${what(repo, 'uploading to')}: the registry holds ${Number(m[1]) + 1} bytes of the upload, ${offset} were sent`);
+    }
     const min = Number(headerOf(res, 'oci-chunk-min-length') ?? 'NaN');
-    return { location: await this.absolute(repo.host, location), offset: m === null ? 0 : Number(m[1]) + 1, ...(Number.isFinite(min) ? { minChunk: min } : {}) };
+    return { location: await this.absolute(repo.host, location), offset, ...(Number.isFinite(min) ? { minChunk: min } : {}) };
   }
 
   /** Uploads one chunk (`size` bytes at `session.offset`) with PATCH; resolves to the next session. */
@@ -180,7 +188,7 @@ export class HttpRegistryClient {
     });
     if (res.status !== 202) await failResponse(res, what(repo, 'uploading a chunk to'));
     await dumpBody(res);
-    const next = await this.sessionOf(repo, res);
+    const next = await this.sessionOf(repo, res, session.offset + size);
     return { ...next, ...(session.minChunk === undefined || next.minChunk !== undefined ? {} : { minChunk: session.minChunk }) };
   }
 

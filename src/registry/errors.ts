@@ -65,9 +65,9 @@ export function redact(text: string): string {
   return out;
 }
 
-/** Network error codes of Node and undici worth a retry (resets, timeouts, refused while a registry restarts). */
+/** Network error codes of Node and undici worth a retry (resets, timeouts; not refused connections: nothing listens). */
 const RETRYABLE_NET = new Set([
-  'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH',
+  'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH',
   'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
 ]);
 

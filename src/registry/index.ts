@@ -9,3 +9,4 @@ export * from './hosts.js';
 export * from './pull.js';
 export * from './push.js';
 export * from './transport.js';
+export * from './session.js';

@@ -147,8 +147,7 @@ async function uploadContent(ctx: PushContext, d: Descriptor, session: UploadSes
   while (s.offset < d.size) {
     const chunk = Math.max(options.chunkBytes ?? 16 * 1024 * 1024, s.minChunk ?? 0);
     const end = Math.min(d.size, s.offset + chunk);
-    const next = await client.uploadChunk(repo, s, end - s.offset, range(s.offset, end), signal);
-    s = next.offset > s.offset ? next : { ...next, offset: end };
+    s = await client.uploadChunk(repo, s, end - s.offset, range(s.offset, end), signal);
   }
   await client.finishUpload(repo, s, d.digest, undefined, signal);
 }

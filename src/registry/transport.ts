@@ -229,18 +229,21 @@ export class RegistryTransport {
     return `${ch.realm ?? ''}|${ch.service ?? ''}|${[...scopes].sort().join(' ')}`;
   }
 
-  /** The Authorization header for a request to `host` needing `scopes`, from the known challenge. */
-  private async authorization(host: string, scopes: readonly string[], signal?: AbortSignal): Promise<string | undefined> {
+  /**
+   * The Authorization header for a request to `host` needing `scopes`, from the known challenge;
+   * `cached` tells whether a bearer token came from the cache (and may be stale).
+   */
+  private async authorization(host: string, scopes: readonly string[], signal?: AbortSignal): Promise<{ header: string; cached: boolean } | undefined> {
     const ch = this.challenges.get(host);
     if (ch === undefined) return undefined;
     const creds = await this.credentialsOf(host);
-    if (ch.scheme === 'basic') return creds?.username !== undefined ? basicAuthorization(creds) : undefined;
+    if (ch.scheme === 'basic') return creds?.username !== undefined ? { header: basicAuthorization(creds), cached: false } : undefined;
     const key = this.tokenKey(ch, scopes);
     const cached = this.tokens.get(key);
-    if (cached !== undefined && cached.expiresAt > Date.now()) return `Bearer ${cached.token}`;
+    if (cached !== undefined && cached.expiresAt > Date.now()) return { header: `Bearer ${cached.token}`, cached: true };
     const token = await this.fetchToken(host, ch, scopes, creds, signal);
     this.tokens.set(key, token);
-    return `Bearer ${token.token}`;
+    return { header: `Bearer ${token.token}`, cached: false };
   }
 
   /** Gets a token from the challenge's realm (GET with Basic auth, or POST with a refresh token). */
@@ -303,7 +306,7 @@ export class RegistryTransport {
     const retries = req.retry === false ? 0 : this.o.retries;
     let authRetried = false;
     for (let attempt = 0; ; attempt++) {
-      let res: RegistryResponse;
+      let res: RegistryResponse & { cachedToken: boolean };
       try {
         res = await this.sendOnce(req);
       } catch (err) {
@@ -316,7 +319,8 @@ export class RegistryTransport {
         }
         throw networkError(req.host, `${req.method} ${req.path.split('?')[0] ?? ''}`, err);
       }
-      if (res.status === 401 && !authRetried) {
+      // A 401 is answered once by authenticating; again whenever the token used came from the cache (it may have expired or been revoked).
+      if (res.status === 401 && (!authRetried || res.cachedToken)) {
         const ch = parseChallenge(res.headers['www-authenticate']);
         if (ch !== undefined) {
           authRetried = true;
@@ -344,7 +348,7 @@ export class RegistryTransport {
   }
 
   /** One attempt, following redirects. */
-  private async sendOnce(req: RegistryRequest): Promise<RegistryResponse> {
+  private async sendOnce(req: RegistryRequest): Promise<RegistryResponse & { cachedToken: boolean }> {
     const scheme = await this.schemeOf(req.host, req.signal);
     let url = /^https?:\/\//.test(req.path) ? new URL(req.path) : new URL(`${scheme}://${req.host}${req.path}`);
     if (url.protocol === 'http:' && !isPlainHttpAllowed(url.host, this.o.insecureRegistries)) {
@@ -352,12 +356,14 @@ export class RegistryTransport {
     }
     const origin = url.origin;
     let method: string = req.method;
+    let cachedToken = false;
     for (let hop = 0; ; hop++) {
       const headers: Record<string, string> = { 'user-agent': this.o.userAgent, ...req.headers };
       // SECURITY: the Authorization header goes only to the registry's own origin, never to a redirect target elsewhere.
       if (url.origin === origin) {
         const auth = await this.authorization(req.host, req.scopes, req.signal);
-        if (auth !== undefined) headers.authorization = auth;
+        if (auth !== undefined) headers.authorization = auth.header;
+        cachedToken = auth?.cached === true;
       }
       const body = hop === 0 && req.body !== undefined ? await req.body() : undefined;
       this.log(`${method} ${url.origin}${url.pathname}`);
@@ -368,7 +374,7 @@ export class RegistryTransport {
         dispatcher: await this.agentFor(url),
         ...(req.signal === undefined ? {} : { signal: req.signal }),
       });
-      const res: RegistryResponse = { status: r.statusCode, headers: r.headers, body: r.body as RegistryResponse['body'], url };
+      const res = { status: r.statusCode, headers: r.headers, body: r.body as RegistryResponse['body'], url, cachedToken };
       this.log(`  -> ${r.statusCode}`);
       const location = headerOf(res, 'location');
       if (req.followRedirects !== true || !REDIRECTS.has(r.statusCode) || location === undefined) return res;

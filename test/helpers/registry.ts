@@ -64,6 +64,8 @@ export interface RegistryOptions {
   readonly anonymousGrants?: (repository: string) => readonly string[];
   /** Token lifetime in seconds (default 300). */
   readonly tokenLifetime?: number;
+  /** Seconds added to the `exp` claim of the n-th token (0-based), e.g. to issue one already expired. */
+  readonly expShift?: (n: number) => number;
 }
 
 /** One token request the token server saw. */
@@ -145,7 +147,8 @@ async function startTokenServer(dir: string, options: RegistryOptions, requests:
     const now = Math.floor(Date.now() / 1000);
     const lifetime = options.tokenLifetime ?? 300;
     const header = { typ: 'JWT', alg: 'RS256', x5c: [certDer.toString('base64')] };
-    const claims = { iss: 'tsbuild-test-issuer', sub: account ?? '', aud: 'tsbuild-test-registry', exp: now + lifetime, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access };
+    const shift = options.expShift?.(requests.length - 1) ?? 0;
+    const claims = { iss: 'tsbuild-test-issuer', sub: account ?? '', aud: 'tsbuild-test-registry', exp: now + lifetime + shift, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access };
     const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
     const sig = createSign('RSA-SHA256').update(input).sign(key);
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: `${input}.${b64url(sig)}`, expires_in: lifetime, issued_at: new Date(now * 1000).toISOString() }));

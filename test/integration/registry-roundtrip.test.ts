@@ -49,3 +49,26 @@ testIf(missing, 'push then pull: the registry round trip is byte-identical when 
   const again2 = await pullImage(client, dst, dest, { platform });
   t.is(again2.downloaded, 0);
 });
+
+testIf(missing, 'push: large blobs go up in PATCH chunks and a second repository mounts the blobs when the store knows where they are', async (t) => {
+  const reg = await startRegistry(t);
+  const dir = await tempDir(t);
+  const base = await makeBusyboxImage(dir, join(dir, 'root'));
+  const store = await openStore(join(dir, 'root'));
+  const client = new HttpRegistryClient();
+  t.teardown(() => client.close());
+  const first = await pushImage(client, store, base.manifest, parseReference(`${reg.host}/one/box:v1`), { chunkBytes: 256 * 1024, monolithicMaxBytes: 64 * 1024 });
+  t.is(first.uploaded, 2);
+  const patches = reg.logs().match(/"PATCH \/v2\/one\/box\/blobs\/uploads\/[^"]*" 202/g) ?? [];
+  t.true(patches.length >= 3, `expected several chunks, saw ${patches.length}`);
+  const second = await pushImage(client, store, base.manifest, parseReference(`${reg.host}/two/box:v1`));
+  t.deepEqual([second.mounted, second.uploaded, second.existing], [2, 0, 0]);
+  t.regex(reg.logs(), /"POST \/v2\/two\/box\/blobs\/uploads\/\?mount=sha256:[0-9a-f]{64}&from=one%2Fbox HTTP\/1\.1" 201/);
+  t.is(second.digest, first.digest);
+
+  // What was pushed in chunks pulls back intact.
+  const dst = await openStore(join(dir, 'dst'));
+  const pulled = await pullImage(client, dst, parseReference(`${reg.host}/two/box:v1`), { platform });
+  t.is(pulled.manifest.digest, first.digest);
+  t.deepEqual((await checkStore(dst)).problems, []);
+});

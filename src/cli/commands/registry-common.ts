@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { homedir } from 'node:os';
-import { HttpRegistryClient, loadCredentials, redact, type CredentialSources, type Credentials } from '../../registry/index.js';
+import { createRegistryClient, HttpRegistryClient, redact, type CredentialSources, type Credentials } from '../../registry/index.js';
 import { TsbuildError, type BuildEvent } from '../../core/index.js';
 import { optList, optString, type OptionSpec, type ParsedArgs } from '../args.js';
 import type { CommandContext } from '../command.js';
@@ -26,22 +26,16 @@ export function credentialSources(ctx: Pick<CommandContext, 'env'>): CredentialS
   };
 }
 
-/** The domain whose credentials an API host uses (`registry-1.docker.io` -> `docker.io`). */
-function domainOfHost(host: string): string {
-  return host === 'registry-1.docker.io' ? 'docker.io' : host;
-}
-
-/** A client for one command: credentials from the sources (or `fixed`), TLS and insecure options, --debug trace. */
+/** A client for one command: credentials from the environment's sources (or `fixed`), TLS and insecure options, --debug trace. */
 export function createClient(args: ParsedArgs, ctx: CommandContext, fixed?: Credentials): HttpRegistryClient {
-  const sources = credentialSources(ctx);
   const certsDir = optString(args, 'cert-dir');
-  return new HttpRegistryClient({
-    credentials: fixed !== undefined ? async () => fixed : (host) => loadCredentials(domainOfHost(host), sources),
+  const options = {
     insecureRegistries: optList(args, 'insecure-registry'),
     caFiles: optList(args, 'tls-ca'),
     ...(certsDir === undefined ? {} : { certsDir }),
     ...(ctx.global.debug ? { log: (line: string) => void ctx.stderr.write(`debug: ${redact(line)}\n`) } : {}),
-  });
+  };
+  return fixed !== undefined ? new HttpRegistryClient({ ...options, credentials: async () => fixed }) : createRegistryClient({ ...options, credentialSources: credentialSources(ctx) });
 }
 
 /** Parses a positive integer option. Throws `CLI_BAD_VALUE`. */
