@@ -292,7 +292,7 @@ export function convertInstruction(ins: Exclude<Instruction, { kind: 'FROM' | 'A
       const raw = expand(ins.path, ctx, loc);
       if (raw === '') throw new TsbuildError('PLAN_BAD_WORKDIR', 'WORKDIR path is empty after expansion', { loc });
       const path = posix.join('/', raw.startsWith('/') ? '' : ctx.config.workdir, raw).replace(/(.)\/$/, '$1');
-      return meta({ kind: 'workdir', path, mkdir: path !== '/' }, `WORKDIR ${path}`);
+      return meta({ kind: 'workdir', path, mkdir: path !== '/', user: ctx.config.user }, `WORKDIR ${path}`);
     }
     case 'STOPSIGNAL': {
       const signal = expand(ins.signal, ctx, loc);

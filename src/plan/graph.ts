@@ -115,8 +115,8 @@ export type ConfigEdit =
   | { readonly kind: 'expose'; readonly ports: readonly string[] }
   | { readonly kind: 'volume'; readonly paths: readonly string[] }
   | { readonly kind: 'user'; readonly user: string }
-  /** `mkdir`: the solver creates the directory (a layer) unless it is `/`. */
-  | { readonly kind: 'workdir'; readonly path: string; readonly mkdir: boolean }
+  /** `mkdir`: the solver creates the directory (a layer) unless it is `/`, owned by `user` (the USER in effect; empty = root), as BuildKit. */
+  | { readonly kind: 'workdir'; readonly path: string; readonly mkdir: boolean; readonly user: string }
   | { readonly kind: 'stopsignal'; readonly signal: string }
   | { readonly kind: 'healthcheck'; readonly test: readonly string[]; readonly interval?: number; readonly timeout?: number; readonly startPeriod?: number; readonly startInterval?: number; readonly retries?: number }
   | { readonly kind: 'shell'; readonly shell: readonly string[] }

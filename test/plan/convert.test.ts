@@ -202,3 +202,9 @@ test('convert: values that are invalid after expansion fail with a PLAN_ code an
     t.deepEqual([e.code, e.loc?.line], [code, 3], text);
   }
 });
+
+test('convert: WORKDIR records the USER in effect for the directory it creates', (t) => {
+  const g = graphOf('FROM alpine\nWORKDIR /a\nUSER app\nWORKDIR /b\n');
+  const edits = g.vertices.flatMap((v) => (v.op.type === 'meta' && v.op.edit.kind === 'workdir' ? [v.op.edit] : []));
+  t.deepEqual(edits, [{ kind: 'workdir', path: '/a', mkdir: true, user: '' }, { kind: 'workdir', path: '/b', mkdir: true, user: 'app' }]);
+});
