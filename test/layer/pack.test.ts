@@ -200,3 +200,12 @@ test('packLayer: the diffID is still the sha256 of the stream when the layer is 
   t.is(result.size, size);
   t.is(result.entries, 2);
 });
+
+test('packLayer: fails with LAYER_UNSUPPORTED_OVERLAY when the upperdir uses redirect_dir', async (t) => {
+  if (!isRoot) return t.pass('needs root for trusted.* xattrs');
+  const dir = await tempDir(t);
+  mkdirSync(join(dir, 'moved'));
+  setXattr(join(dir, 'moved'), 'trusted.overlay.redirect', Buffer.from('/orig'));
+  const packed = packLayer(dir, { mode: 'changeset' });
+  await t.throwsAsync(collect(packed.stream), { code: 'LAYER_UNSUPPORTED_OVERLAY' } as never);
+});
