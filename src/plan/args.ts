@@ -106,9 +106,14 @@ export function proxyEnvOf(scope: ArgScope, env: ArgEnv): string[] {
   return out;
 }
 
-/** Names of `--build-arg`s that no ARG consumed (predefined proxy and platform ARGs never warn). */
+/** Build arguments the builder itself reads (never reported unused), as BuildKit. */
+function isBuilderArg(name: string): boolean {
+  return name === 'SOURCE_DATE_EPOCH' || name.startsWith('BUILDKIT_');
+}
+
+/** Names of `--build-arg`s that no ARG consumed (predefined proxy, platform and builder ARGs never warn). */
 export function unusedBuildArgs(env: ArgEnv): string[] {
   return [...env.buildArgs.keys()]
-    .filter((k) => !env.consumed.has(k) && !PROXY_ARGS.includes(k) && !PLATFORM_ARGS.includes(k))
+    .filter((k) => !env.consumed.has(k) && !PROXY_ARGS.includes(k) && !PLATFORM_ARGS.includes(k) && !isBuilderArg(k))
     .sort();
 }

@@ -125,7 +125,7 @@ test('args: FROM without --platform uses the target platform', (t) => {
 });
 
 test('args: unused --build-arg yields a PLAN_UNUSED_BUILD_ARG warning when nothing declares it', (t) => {
-  const r = planText('ARG USED\nFROM alpine\nARG ALSO\nRUN true\n', { buildArgs: { USED: '1', ALSO: '2', EXTRA: '3', HTTP_PROXY: 'x', TARGETARCH: 'y' } });
+  const r = planText('ARG USED\nFROM alpine\nARG ALSO\nRUN true\n', { buildArgs: { USED: '1', ALSO: '2', EXTRA: '3', HTTP_PROXY: 'x', TARGETARCH: 'y', SOURCE_DATE_EPOCH: '0', BUILDKIT_INLINE_CACHE: '1' } });
   t.deepEqual(r.warnings.map((w) => (w.type === 'warning' ? [w.code, w.message.includes('EXTRA')] : [])), [['PLAN_UNUSED_BUILD_ARG', true]]);
 });
 
