@@ -179,6 +179,23 @@ export class HttpRegistryClient {
     return { location: await this.absolute(repo.host, location), offset, ...(Number.isFinite(min) ? { minChunk: min } : {}) };
   }
 
+  /**
+   * Asks where an earlier upload stands (GET on its URL, for resuming after a restart). Resolves
+   * to the session to continue, or undefined when the registry no longer knows the upload.
+   */
+  async uploadStatus(repo: RepositoryLocation, location: string, signal?: AbortSignal): Promise<UploadSession | undefined> {
+    const res = await this.transport.send({
+      method: 'GET', host: repo.host, path: location, scopes: [repositoryScope(repo.path, 'pull,push')], ...(signal === undefined ? {} : { signal }),
+    });
+    await dumpBody(res);
+    if (res.status !== 204 && res.status !== 200) return undefined;
+    // Distribution answers "0-0" for an empty upload; resumed uploads are whole chunks, never 1 byte.
+    const m = /^(?:bytes=)?0-(\d+)$/.exec(headerOf(res, 'range') ?? '');
+    const end = m === null ? 0 : Number(m[1]);
+    const next = headerOf(res, 'location');
+    return { location: next === undefined ? location : await this.absolute(repo.host, next), offset: end === 0 ? 0 : end + 1 };
+  }
+
   /** Uploads one chunk (`size` bytes at `session.offset`) with PATCH; resolves to the next session. */
   async uploadChunk(repo: RepositoryLocation, session: UploadSession, size: number, body: () => Promise<Readable>, signal?: AbortSignal): Promise<UploadSession> {
     const res = await this.transport.send({

@@ -10,3 +10,4 @@ export * from './pull.js';
 export * from './push.js';
 export * from './transport.js';
 export * from './session.js';
+export * from './upload-state.js';

@@ -7,6 +7,7 @@ import { blobRecordPath, mountSourcesOf, readBlobRecord, recordBlobLocations, ty
 import type { HttpRegistryClient, RepositoryLocation, UploadSession } from './client.js';
 import { compressedLayer, isUncompressedLayer } from './compress.js';
 import { locationOf, runPool } from './pull.js';
+import { readUploadState, removeUploadState, uploadStatePath, writeUploadState } from './upload-state.js';
 
 /** Options of {@link pushImage}. */
 export interface PushOptions {
@@ -51,7 +52,8 @@ interface PushContext {
  * Pushes the image `source` (a manifest or index of the store) to `dest`: for each blob a HEAD
  * first (skip when present), else a cross-repository mount when the record knows another
  * repository of that registry holding it, else an upload (one PUT, or PATCH chunks for large
- * blobs). Uncompressed layers are gzip-compressed once (remembered). Manifests go last, the
+ * blobs; a chunked upload interrupted by a crash resumes from the offset the registry reports,
+ * persisted under the store's cache/registry-uploads/). Uncompressed layers are gzip-compressed once (remembered). Manifests go last, the
  * tag (or digest) of `dest` last of all. Throws `REG_*`, `STORE_*`.
  */
 export async function pushImage(client: HttpRegistryClient, store: Store, source: Descriptor, dest: ImageReference, options: PushOptions = {}): Promise<PushResult> {
@@ -109,8 +111,16 @@ async function pushBlob(ctx: PushContext, d: Descriptor): Promise<void> {
     emit({ type: 'transfer', id, name: 'Layer already exists', current: d.size, total: d.size });
     return;
   }
+  const statePath = uploadStatePath(ctx.store.paths.cache, `${repo.host}/${repo.path}`, d.digest);
+  const saved = await readUploadState(statePath);
   let session: UploadSession | undefined;
-  for (const from of mountSourcesOf(ctx.record, d.digest, repo.host, repo.path)) {
+  if (saved !== undefined) {
+    session = await client.uploadStatus(repo, saved.location, signal).catch(() => undefined);
+    if (session !== undefined && session.offset > d.size) session = undefined;
+    if (session !== undefined) emit({ type: 'info', message: `${id}: resuming the upload at byte ${session.offset}` });
+    else await removeUploadState(statePath);
+  }
+  for (const from of session !== undefined ? [] : mountSourcesOf(ctx.record, d.digest, repo.host, repo.path)) {
     const r = await client.startUpload(repo, { digest: d.digest, from }, signal).catch(() => undefined);
     if (r === undefined) continue;
     if (r.mounted) {
@@ -126,20 +136,21 @@ async function pushBlob(ctx: PushContext, d: Descriptor): Promise<void> {
     if (r.mounted) return;
     session = r.session;
   }
-  await uploadContent(ctx, d, session);
+  await uploadContent(ctx, d, session, statePath);
+  await removeUploadState(statePath);
   ctx.counters.uploaded++;
   emit({ type: 'transfer', id, name: 'Pushed', current: d.size, total: d.size });
 }
 
 /** Uploads the bytes of `d` into `session`: one PUT when small, PATCH chunks then PUT when large. */
-async function uploadContent(ctx: PushContext, d: Descriptor, session: UploadSession): Promise<void> {
+async function uploadContent(ctx: PushContext, d: Descriptor, session: UploadSession, statePath: string): Promise<void> {
   const { client, repo, store, options } = ctx;
   const { signal } = options;
   const stat = await store.blobs.stat(d.digest);
   if (stat === undefined || stat.size !== d.size) throw new TsbuildError('STORE_BLOB_NOT_FOUND', `blob ${d.digest} is not in the store (needed to push it)`);
   const path = store.blobs.pathOf(d.digest);
   const range = (start: number, end: number) => async (): Promise<Readable> => createReadStream(path, { start, end: end - 1 });
-  if (d.size <= (options.monolithicMaxBytes ?? 16 * 1024 * 1024)) {
+  if (session.offset === 0 && d.size <= (options.monolithicMaxBytes ?? 16 * 1024 * 1024)) {
     await client.finishUpload(repo, session, d.digest, { size: d.size, body: range(0, d.size) }, signal);
     return;
   }
@@ -148,6 +159,8 @@ async function uploadContent(ctx: PushContext, d: Descriptor, session: UploadSes
     const chunk = Math.max(options.chunkBytes ?? 16 * 1024 * 1024, s.minChunk ?? 0);
     const end = Math.min(d.size, s.offset + chunk);
     s = await client.uploadChunk(repo, s, end - s.offset, range(s.offset, end), signal);
+    // Persisted after every acknowledged chunk: a push killed now resumes here after restart.
+    await writeUploadState(statePath, { location: s.location, offset: s.offset });
   }
   await client.finishUpload(repo, s, d.digest, undefined, signal);
 }

@@ -1,12 +1,15 @@
 import test from 'ava';
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { join } from 'node:path';
-import { parseReference, sha256Of, type Descriptor } from '../../src/core/index.js';
+import { MediaType, parseReference, sha256Of, type Descriptor } from '../../src/core/index.js';
+import { addLayer, createEmptyConfig, createManifest, serializeDocument } from '../../src/image/index.js';
 import { HttpRegistryClient, pullImage, pushImage } from '../../src/registry/index.js';
 import { checkStore, openStore } from '../../src/store/index.js';
 import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
-import { registryMissing, startRegistry } from '../helpers/registry.js';
+import { registryMissing, startProxy, startRegistry } from '../helpers/registry.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const missing = (await registryMissing()) ?? (await busyboxMissing());
@@ -71,4 +74,42 @@ testIf(missing, 'push: large blobs go up in PATCH chunks and a second repository
   const pulled = await pullImage(client, dst, parseReference(`${reg.host}/two/box:v1`), { platform });
   t.is(pulled.manifest.digest, first.digest);
   t.deepEqual((await checkStore(dst)).problems, []);
+});
+
+testIf(missing, 'push: a chunked upload interrupted midway resumes from the registry\'s offset when pushed again', async (t) => {
+  const reg = await startRegistry(t);
+  const dir = await tempDir(t);
+  const store = await openStore(join(dir, 'root'));
+  const blob = randomBytes(2 * 1024 * 1024);
+  const l = await store.blobs.put(Readable.from([blob]));
+  const c = await store.blobs.putBytes(serializeDocument(addLayer(createEmptyConfig(platform, '2024-01-01T00:00:00Z'), l.digest)));
+  const m = await store.blobs.putBytes(serializeDocument(createManifest({ mediaType: MediaType.ociConfig, digest: c.digest, size: c.size }, [{ mediaType: MediaType.ociLayerGzip, digest: l.digest, size: l.size }])));
+  const manifest = { mediaType: MediaType.ociManifest, digest: m.digest, size: m.size };
+  const abort = new AbortController();
+  let patches = 0;
+  // A "crash" after the third chunk was acknowledged: the proxy aborts the push when the fourth arrives.
+  const proxy = await startProxy(t, reg.url, (x) => {
+    if (x.req.method === 'PATCH' && ++patches === 4) {
+      abort.abort();
+      x.res.destroy();
+      return;
+    }
+    return x.forward();
+  });
+  const dest = parseReference(`${proxy.host}/resume/img:1`);
+  const options = { chunkBytes: 256 * 1024, monolithicMaxBytes: 1024 };
+  const first = new HttpRegistryClient();
+  t.teardown(() => first.close());
+  await t.throwsAsync(pushImage(first, store, manifest, dest, { ...options, signal: abort.signal }));
+  const second = new HttpRegistryClient();
+  t.teardown(() => second.close());
+  const events: string[] = [];
+  await pushImage(second, store, manifest, dest, { ...options, onEvent: (e) => e.type === 'info' && events.push(e.message) });
+  t.deepEqual(events, [`${l.digest.slice(7, 19)}: resuming the upload at byte ${3 * 256 * 1024}`]);
+  // 8 chunks in all: 3 before the crash, the aborted 4th, then chunks 4..8 again.
+  t.is(patches, 3 + 1 + 5);
+  t.true(proxy.requests.some((r) => r.method === 'GET' && r.url.includes('/blobs/uploads/')));
+  const dst = await openStore(join(dir, 'dst'));
+  await pullImage(second, dst, dest, { platform });
+  t.deepEqual(await readFile(dst.blobs.pathOf(l.digest)), blob);
 });
