@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Transform, pipeline, type Readable } from 'node:stream';
 import { TsbuildError, isDigest, type Digest } from '../core/index.js';
 import { acquireLock } from '../store/index.js';
 import { SnapshotLayout, isExistsError, isStale, newActiveMeta, removeTree, toInfo, wrapIo, type SnapshotDirs, type SnapshotMeta } from './layout.js';
@@ -78,9 +78,8 @@ export abstract class BaseSnapshotter implements Snapshotter {
             cb(null, chunk);
           },
         });
-        src.once('error', (err) => hashing.destroy(err));
-        hashing.once('close', () => src.destroy());
-        src.pipe(hashing);
+        // pipeline() destroys both on failure and keeps an error listener on each (no uncaught errors).
+        pipeline(src, hashing, () => undefined);
         await this.fillCommitted(join(tmp, 'fs'), parent, hashing, options.signal);
         const actual = `sha256:${hash.digest('hex')}` as Digest;
         if (options.verify !== false && actual !== diffId) {

@@ -99,7 +99,10 @@ export class SnapshotLayout {
     }
   }
 
-  /** Writes `<dir>/meta.json` atomically (temp file, fsync, rename). */
+  /**
+   * Writes `<dir>/meta.json` atomically (temp file, rename). Not fsynced: the snapshot content is not
+   * either (as in containerd and docker); after a power loss the store is checked with fsck.
+   */
   async writeMeta(dir: string, meta: SnapshotMeta): Promise<void> {
     const path = join(dir, 'meta.json');
     const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
@@ -107,7 +110,6 @@ export class SnapshotLayout {
       const fh = await open(tmp, 'wx', 0o644);
       try {
         await fh.writeFile(`${JSON.stringify(meta)}\n`);
-        await fh.sync();
       } finally {
         await fh.close();
       }
