@@ -1,7 +1,8 @@
-import { notSupportedYet, TsbuildError, type BuildEvent } from '../core/index.js';
+import { TsbuildError, type BuildEvent } from '../core/index.js';
 import { lintDockerfile, parseDockerfile, type LintFinding } from '../dockerfile/index.js';
-import { formatPlatform, parsePlatform, platformFromNode } from '../image/index.js';
+import { parsePlatform, platformFromNode } from '../image/index.js';
 import { graphToDot, planBuild } from '../plan/index.js';
+import { runBuild, type BuildRequest } from './build-run.js';
 import type { CommandContext } from './command.js';
 import { readDockerfile } from './dockerfile-input.js';
 
@@ -14,13 +15,16 @@ export interface FrontEndRequest {
   readonly platform: string | undefined;
   readonly check: boolean;
   readonly print: 'graph' | 'dot' | undefined;
+  /** What building needs beyond planning (tags, cache, progress, outputs). */
+  readonly build: BuildRequest;
 }
 
 function formatFinding(f: LintFinding): string {
   return `${f.loc.file}:${f.loc.line}: ${f.rule}: ${f.message}`;
 }
 
-function formatWarning(e: BuildEvent): string | undefined {
+/** One warning event as a `WARNING: ...` line (undefined for other events). */
+export function formatWarning(e: BuildEvent): string | undefined {
   if (e.type !== 'warning') return undefined;
   const where = e.loc === undefined ? '' : `${e.loc.file}:${e.loc.line}: `;
   return `WARNING: ${where}${e.code === undefined ? '' : `${e.code}: `}${e.message}`;
@@ -28,10 +32,10 @@ function formatWarning(e: BuildEvent): string | undefined {
 
 /**
  * Reads, parses, checks and plans the Dockerfile. `--check` prints findings (exit 1 when
- * `# check=error=true` and there are findings); `--print` prints the graph. Building itself
- * (the solver) is not wired yet and fails with CLI_NOT_SUPPORTED after planning succeeded.
+ * `# check=error=true` and there are findings); `--print` prints the graph (planned without
+ * the store: inherited base image config is not shown). Otherwise builds the image (build-run.ts).
  */
-export async function runBuildFrontEnd(req: FrontEndRequest, ctx: CommandContext, later: (issue: string) => string): Promise<number> {
+export async function runBuildFrontEnd(req: FrontEndRequest, ctx: CommandContext): Promise<number> {
   const input = await readDockerfile(req.file, req.contextDir, ctx.cwd, ctx.stdin);
   ctx.sources.set(input.name, input.text);
   const dockerfile = parseDockerfile(input.text, input.name);
@@ -52,13 +56,11 @@ export async function runBuildFrontEnd(req: FrontEndRequest, ctx: CommandContext
 
   const buildPlatform = platformFromNode(process.platform, process.arch);
   const targetPlatform = req.platform === undefined ? buildPlatform : parsePlatform(req.platform);
-  const result = planBuild(dockerfile, {
-    buildArgs: req.buildArgs,
-    target: req.target,
-    buildPlatform,
-    targetPlatform,
-    baseImages: new Map(),
-  });
+  const planOptions = { buildArgs: req.buildArgs, target: req.target, buildPlatform, targetPlatform };
+  if (req.print === undefined) {
+    return runBuild(req.build, { dockerfile, dockerfilePath: input.path, contextDir: req.contextDir, planOptions, formatWarning }, ctx);
+  }
+  const result = planBuild(dockerfile, { ...planOptions, baseImages: new Map() });
   for (const w of result.warnings) {
     const line = formatWarning(w);
     if (line !== undefined) ctx.stderr.write(`${line}\n`);
@@ -67,9 +69,6 @@ export async function runBuildFrontEnd(req: FrontEndRequest, ctx: CommandContext
     ctx.stdout.write(`${JSON.stringify(result.graph, null, 2)}\n`);
     return 0;
   }
-  if (req.print === 'dot') {
-    ctx.stdout.write(graphToDot(result.graph));
-    return 0;
-  }
-  throw notSupportedYet(`building images (planned ${result.graph.vertices.length} steps for ${formatPlatform(targetPlatform)})`, `${later('the build engine')}; use --print=graph or --check meanwhile`);
+  ctx.stdout.write(graphToDot(result.graph));
+  return 0;
 }

@@ -1,0 +1,66 @@
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { digestHex, isDigest, TsbuildError, type Digest } from '../core/index.js';
+import { writeFileAtomic, type Store } from '../store/index.js';
+import type { LayerRef } from './types.js';
+
+/** What a cache record says a step produced. */
+export interface CacheRecord {
+  /** The layer the step added on top of its parent. */
+  readonly layer: LayerRef;
+  /** ISO 8601 time the record was written. */
+  readonly created: string;
+}
+
+const FORMAT = 'tsbuild-build-cache/1';
+
+function isLayerRef(v: unknown): v is LayerRef {
+  const l = v as Partial<LayerRef> | null;
+  return l !== null && typeof l === 'object' && isDigest(l.diffId) && isDigest(l.digest) && Number.isSafeInteger(l.size) && typeof l.mediaType === 'string';
+}
+
+/**
+ * Build cache records, one JSON file per cache key under `<store>/cache/build/`. Writes are atomic
+ * (tmp/ + rename); a missing, corrupt or foreign record reads as a miss. A record only counts
+ * when its layer blob is still in the store.
+ */
+export class BuildCacheStore {
+  readonly #dir: string;
+
+  constructor(private readonly store: Store) {
+    this.#dir = join(store.paths.cache, 'build');
+  }
+
+  #file(key: Digest): string {
+    return join(this.#dir, `${digestHex(key)}.json`);
+  }
+
+  /** The record of `key` whose layer blob exists, or undefined (a miss). */
+  async get(key: Digest): Promise<CacheRecord | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.#file(key), 'utf8');
+    } catch {
+      return undefined;
+    }
+    let doc: { format?: unknown; key?: unknown; layer?: unknown; created?: unknown };
+    try {
+      doc = JSON.parse(text) as typeof doc;
+    } catch {
+      return undefined;
+    }
+    if (doc.format !== FORMAT || doc.key !== key || !isLayerRef(doc.layer)) return undefined;
+    if (!(await this.store.blobs.has(doc.layer.digest))) return undefined;
+    return { layer: doc.layer, created: typeof doc.created === 'string' ? doc.created : '' };
+  }
+
+  /** Writes the record of `key` atomically (replacing an older one). Throws STORE_IO. */
+  async put(key: Digest, layer: LayerRef, created: Date = new Date()): Promise<void> {
+    try {
+      await mkdir(this.#dir, { recursive: true });
+      await writeFileAtomic(this.#file(key), `${JSON.stringify({ format: FORMAT, key, layer, created: created.toISOString() })}\n`, this.store.paths.tmp);
+    } catch (err) {
+      throw err instanceof TsbuildError ? err : new TsbuildError('STORE_IO', `cannot write cache record ${this.#file(key)}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * solve: runs a BuildGraph (from src/plan) into layers in the store and exports the image.
+ *
+ * Typical use (the CLI wires the effects):
+ * ```ts
+ * const bases = new Map([[ref, await resolveBaseImage(store, ref, platform)]]);   // FROM images, local store
+ * const { graph } = planBuild(df, { ..., baseImages: new Map([[ref, bases.get(ref).config]]) });
+ * const result = await solveGraph(graph, { store, snapshotter, sandbox, compressionTools, events }, options);
+ * const image = await exportImage(store, graph, result.output, { tags, created });
+ * ```
+ * Errors: TsbuildErrors (RUN_EXIT for a failing RUN, SOLVE_* for copy/cancel problems, the codes of
+ * the modules below, CLI_NOT_SUPPORTED for features of later work).
+ */
+export type { FsState, LayerRef, ResolvedBase, SolveDeps, SolveOptions } from './types.js';
+export { solveGraph, type SolveResult } from './solver.js';
+export { exportImage, finalConfig, type ExportedImage, type ExportOptions } from './export.js';
+export { resolveBaseImage, baseImageState, BUILD_LAYER_MEDIA_TYPE } from './ops/source.js';
+export { BuildCacheStore, type CacheRecord } from './cache-store.js';
+export { RootfsView, type ViewEntry, type WriteMeta } from './rootfs-view.js';

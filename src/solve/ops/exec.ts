@@ -1,0 +1,123 @@
+import { PassThrough } from 'node:stream';
+import { notSupportedYet, TsbuildError, type EventSink } from '../../core/index.js';
+import type { ExecOp, Vertex } from '../../plan/index.js';
+import {
+  createRunSpec, parseGroup, parsePasswd, resolveUserFromTables,
+  type MountSpec, type RootSpec, type RunSpec,
+} from '../../sandbox/index.js';
+import type { ActiveSnapshot } from '../../snapshot/index.js';
+import type { RootfsView } from '../rootfs-view.js';
+import { viewOf } from '../snapshots.js';
+import type { SolveDeps } from '../types.js';
+
+/** Lines of a failing RUN's output quoted in its error. */
+const TAIL_LINES = 12;
+const MAX_USER_DB = 4 * 1024 * 1024;
+
+/** What the RUN step needs besides its op. */
+export interface ExecContext {
+  readonly deps: SolveDeps;
+  readonly vertex: Vertex;
+  /** `--network` of the build: what `RUN` without `--network` gets. */
+  readonly defaultNetwork: 'host' | 'none';
+  readonly signal: AbortSignal;
+}
+
+/** Rejects the RUN features of later work with CLI_NOT_SUPPORTED. */
+export function checkExecSupported(op: ExecOp, vertex: Vertex): void {
+  const where = (e: TsbuildError): TsbuildError => (vertex.loc === undefined ? e : new TsbuildError(e.code, e.message, { loc: vertex.loc, ...(e.hint === undefined ? {} : { hint: e.hint }) }));
+  for (const m of op.mounts) {
+    if (m.type !== 'tmpfs') throw where(notSupportedYet(`RUN --mount=type=${m.type}`, 'only type=tmpfs mounts work in this version'));
+  }
+  if (op.heredocs.length > 0) throw where(notSupportedYet('RUN with a here-document as the whole command'));
+  if (op.security === 'insecure') throw where(notSupportedYet('RUN --security=insecure'));
+}
+
+/** The user, groups and home of `user` in the snapshot's /etc/passwd and /etc/group. */
+function resolveRunUser(view: RootfsView, user: string): { uid: number; gid: number; additionalGids: number[]; home: string } {
+  const passwd = view.readSmallFile('/etc/passwd', MAX_USER_DB);
+  const group = view.readSmallFile('/etc/group', MAX_USER_DB);
+  const r = resolveUserFromTables(user.trim(), passwd === undefined ? undefined : parsePasswd(passwd), group === undefined ? undefined : parseGroup(group));
+  return { uid: r.uid, gid: r.gid, additionalGids: r.additionalGids, home: r.home ?? (r.uid === 0 ? '/root' : '/') };
+}
+
+/** The command as written (`[3/5] RUN make all` -> `make all`). */
+export function commandText(vertex: Vertex): string {
+  return vertex.name.replace(/^\[[^\]]*\]\s*/, '').replace(/^(ONBUILD\s+)?RUN\s+/i, '');
+}
+
+/** Splits output into lines for events and keeps the last few for an error message. */
+class LineSink {
+  readonly stream = new PassThrough();
+  #partial = '';
+
+  /** `tail` is shared by stdout and stderr, so it keeps the last lines in the order they came. */
+  constructor(private readonly tail: string[], private readonly onLine: (line: string) => void) {
+    this.stream.setEncoding('utf8');
+    this.stream.on('data', (chunk: string) => {
+      const parts = (this.#partial + chunk).split('\n');
+      this.#partial = parts.pop() ?? '';
+      for (const line of parts) this.#emit(line);
+    });
+  }
+
+  #emit(line: string): void {
+    this.tail.push(line);
+    if (this.tail.length > TAIL_LINES) this.tail.shift();
+    this.onLine(line);
+  }
+
+  flush(): void {
+    if (this.#partial !== '') this.#emit(this.#partial);
+    this.#partial = '';
+  }
+}
+
+/** Builds the RunSpec of a RUN step over the active snapshot (pure apart from reading /etc/passwd). */
+export function execRunSpec(op: ExecOp, active: ActiveSnapshot, defaultNetwork: 'host' | 'none', rootless: boolean): RunSpec {
+  const view = viewOf(active);
+  const user = resolveRunUser(view, op.user);
+  // The working directory is created when missing (as BuildKit does); it becomes part of the layer.
+  const cwdParts = view.resolve(op.cwd, true);
+  if (view.lookupParts(cwdParts) === undefined) view.ensureDirParts(cwdParts, { uid: 0, gid: 0, mode: 0o755 });
+  const m = active.mounts();
+  const root: RootSpec = m.type === 'bind' ? { path: m.source } : { overlay: { lowerdirs: m.lowerdirs, upperdir: m.upperdir, workdir: m.workdir } };
+  const env = [...op.env, ...op.proxyEnv];
+  if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.home}`);
+  const mounts: MountSpec[] = op.mounts.flatMap((mt): MountSpec[] => (mt.type === 'tmpfs'
+    ? [{ destination: mt.target, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', ...(mt.size === undefined ? [] : [`size=${mt.size}`])] }]
+    : []));
+  return createRunSpec({
+    args: op.args,
+    root,
+    env,
+    cwd: op.cwd,
+    user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
+    network: op.network === 'default' ? defaultNetwork : op.network,
+    userNamespace: rootless,
+    mounts,
+  });
+}
+
+/**
+ * Runs a RUN step in the sandbox over `active`. Output goes to `vertex.log` events; a non-zero exit
+ * throws RUN_EXIT (`"cmd" exited N` plus the last lines of output) at the instruction's location.
+ */
+export async function runExec(op: ExecOp, active: ActiveSnapshot, ctx: ExecContext): Promise<void> {
+  const { deps, vertex } = ctx;
+  const spec = execRunSpec(op, active, ctx.defaultNetwork, deps.sandbox.rootless);
+  const tail: string[] = [];
+  const sink = (stream: 'stdout' | 'stderr'): LineSink => new LineSink(tail, (data) => deps.events({ type: 'vertex.log', vertex: vertex.id, stream, data }));
+  const out = sink('stdout');
+  const err = sink('stderr');
+  const result = await deps.sandbox.run(spec, { stdin: 'ignore', stdout: out.stream, stderr: err.stream }, ctx.signal);
+  out.flush();
+  err.flush();
+  if (result.exitCode !== 0) {
+    const lines = tail.slice(-TAIL_LINES);
+    const why = result.reason === undefined ? `exited ${result.exitCode}` : `exited ${result.exitCode} (${result.reason})`;
+    throw new TsbuildError('RUN_EXIT', `"${commandText(vertex)}" ${why}${lines.length === 0 ? '' : `\n${lines.map((l) => `  ${l}`).join('\n')}`}`, {
+      ...(vertex.loc === undefined ? {} : { loc: vertex.loc }),
+    });
+  }
+}

@@ -1,0 +1,280 @@
+import { chmodSync, lchownSync, lstatSync, lutimesSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, type Stats } from 'node:fs';
+import { copyFile } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { TsbuildError } from '../core/index.js';
+import { getXattr, setXattr } from '../sys/index.js';
+
+/** Owner and mode of something written into a root file system. */
+export interface WriteMeta {
+  readonly uid: number;
+  readonly gid: number;
+  /** Permission bits (incl. setuid/setgid/sticky). */
+  readonly mode: number;
+  /** Seconds since the epoch; undefined keeps "now". */
+  readonly mtime?: number;
+}
+
+/** An entry found in the merged view. */
+export interface ViewEntry {
+  /** Index of the layer that shows it (0 = top). */
+  readonly layer: number;
+  readonly hostPath: string;
+  readonly stat: Stats;
+}
+
+const MAX_LINKS = 40;
+
+function tryLstat(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw ioError(`cannot read ${path}`, e);
+  }
+}
+
+function ioError(what: string, cause: unknown): TsbuildError {
+  return new TsbuildError('SOLVE_IO', `${what}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, { cause });
+}
+
+function isWhiteout(st: Stats): boolean {
+  return st.isCharacterDevice() && st.rdev === 0;
+}
+
+/** Splits an absolute path into its components (`/` -> []). */
+function componentsOf(path: string): string[] {
+  return path.split('/').filter((c) => c !== '' && c !== '.');
+}
+
+/**
+ * A root file system seen through its layer directories the way overlayfs merges them (top first:
+ * whiteouts hide lower entries, opaque directories hide lower contents), without mounting
+ * anything. A naive snapshot is a view of one directory. Writes go to the top directory, which
+ * must be the writable upperdir (or the naive copy); directories of lower layers are copied up.
+ * SECURITY: paths are resolved lexically inside the view (symlinks included, `..` stops at the
+ * root), so nothing outside the layer directories is ever touched.
+ */
+export class RootfsView {
+  readonly #opaqueXattr: string;
+
+  /** `layers`: directories, top first; `xattrPrefix`: `trusted` (root overlay) or `user` (userxattr). */
+  constructor(readonly layers: readonly string[], xattrPrefix: 'trusted' | 'user') {
+    this.#opaqueXattr = `${xattrPrefix}.overlay.opaque`;
+  }
+
+  #isOpaque(hostPath: string): boolean {
+    if (this.layers.length === 1) return false;
+    try {
+      return getXattr(hostPath, this.#opaqueXattr)?.toString() === 'y';
+    } catch {
+      return false;
+    }
+  }
+
+  /** The merged entry at the components `parts` (no symlink following), or undefined. */
+  lookupParts(parts: readonly string[]): ViewEntry | undefined {
+    let visible = this.layers.map((_, i) => i);
+    let found: ViewEntry | undefined;
+    const prefix: string[] = [];
+    if (parts.length === 0) {
+      const i = 0;
+      const hostPath = this.layers[i] as string;
+      const st = tryLstat(hostPath);
+      return st === undefined ? undefined : { layer: i, hostPath, stat: st };
+    }
+    for (const part of parts) {
+      prefix.push(part);
+      const rel = prefix.join('/');
+      const next: number[] = [];
+      found = undefined;
+      for (const i of visible) {
+        const hostPath = `${this.layers[i] as string}/${rel}`;
+        const st = tryLstat(hostPath);
+        if (st === undefined) continue;
+        if (found === undefined) {
+          if (isWhiteout(st)) return undefined;
+          found = { layer: i, hostPath, stat: st };
+        }
+        if (!st.isDirectory()) break;
+        next.push(i);
+        if (this.#isOpaque(hostPath)) break;
+      }
+      if (found === undefined) return undefined;
+      visible = next;
+    }
+    return found;
+  }
+
+  /**
+   * Resolves `path` (absolute inside the root) to its canonical components, following symlinks in
+   * every component and in the last one when `followLast`. Missing components are kept as named.
+   * Throws SOLVE_NOT_DIR when a non-directory is used as a directory.
+   */
+  resolve(path: string, followLast: boolean): string[] {
+    const todo = componentsOf(path);
+    const done: string[] = [];
+    let links = 0;
+    while (todo.length > 0) {
+      const part = todo.shift() as string;
+      if (part === '..') {
+        done.pop();
+        continue;
+      }
+      const e = this.lookupParts([...done, part]);
+      if (e !== undefined && e.stat.isSymbolicLink() && (todo.length > 0 || followLast)) {
+        if (++links > MAX_LINKS) throw new TsbuildError('SOLVE_SYMLINK_LOOP', `too many levels of symbolic links resolving ${path}`);
+        const target = readlinkSync(e.hostPath);
+        if (target.startsWith('/')) done.length = 0;
+        todo.unshift(...componentsOf(target));
+        continue;
+      }
+      if (e !== undefined && !e.stat.isDirectory() && todo.length > 0) {
+        throw new TsbuildError('SOLVE_NOT_DIR', `/${[...done, part].join('/')} is not a directory (resolving ${path})`);
+      }
+      done.push(part);
+    }
+    return done;
+  }
+
+  /** The merged entry at `path` (symlinks followed except in the last component unless `follow`). */
+  lookup(path: string, follow = false): ViewEntry | undefined {
+    return this.lookupParts(this.resolve(path, follow));
+  }
+
+  /** Names in the merged directory at the canonical components `parts`, sorted. */
+  readdirParts(parts: readonly string[]): string[] {
+    const rel = parts.join('/');
+    const names = new Set<string>();
+    const hidden = new Set<string>();
+    const top = this.lookupParts(parts);
+    if (top === undefined || !top.stat.isDirectory()) return [];
+    for (let i = top.layer; i < this.layers.length; i++) {
+      const dir = rel === '' ? (this.layers[i] as string) : `${this.layers[i] as string}/${rel}`;
+      const st = tryLstat(dir);
+      if (st === undefined) continue;
+      if (!st.isDirectory()) break;
+      let entries: string[];
+      try {
+        entries = readdirSync(dir);
+      } catch (e) {
+        throw ioError(`cannot list ${dir}`, e);
+      }
+      for (const n of entries) {
+        if (names.has(n) || hidden.has(n)) continue;
+        const est = tryLstat(`${dir}/${n}`);
+        if (est !== undefined && isWhiteout(est)) hidden.add(n);
+        else names.add(n);
+      }
+      if (this.#isOpaque(dir)) break;
+    }
+    return [...names].sort();
+  }
+
+  /** Reads a small file of the view (symlinks followed), or undefined when missing. */
+  readSmallFile(path: string, maxBytes: number): string | undefined {
+    const e = this.lookup(path, true);
+    if (e === undefined || !e.stat.isFile()) return undefined;
+    if (e.stat.size > maxBytes) throw new TsbuildError('SOLVE_FILE_TOO_BIG', `${path} is larger than ${maxBytes} bytes`);
+    try {
+      return readFileSync(e.hostPath, 'utf8');
+    } catch (err) {
+      throw ioError(`cannot read ${path}`, err);
+    }
+  }
+
+  #upperPath(parts: readonly string[]): string {
+    return parts.length === 0 ? (this.layers[0] as string) : `${this.layers[0] as string}/${parts.join('/')}`;
+  }
+
+  /**
+   * Makes every component of `parts` a directory in the top layer: lower directories are copied up
+   * (owner, mode, mtime), missing ones are created with `meta`. Throws SOLVE_NOT_DIR when a
+   * component is something else.
+   */
+  ensureDirParts(parts: readonly string[], meta: WriteMeta): void {
+    for (let n = 1; n <= parts.length; n++) {
+      const sub = parts.slice(0, n);
+      const upper = this.#upperPath(sub);
+      const ust = tryLstat(upper);
+      if (ust !== undefined && ust.isDirectory()) continue;
+      const merged = this.lookupParts(sub);
+      if (merged !== undefined && !merged.stat.isDirectory()) {
+        throw new TsbuildError('SOLVE_NOT_DIR', `/${sub.join('/')} exists and is not a directory`);
+      }
+      try {
+        if (ust !== undefined) rmSync(upper, { force: true }); // a whiteout of a deleted lower entry
+        mkdirSync(upper);
+        if (merged !== undefined) {
+          applyMeta(upper, { uid: merged.stat.uid, gid: merged.stat.gid, mode: merged.stat.mode & 0o7777, mtime: merged.stat.mtimeMs / 1000 });
+        } else {
+          applyMeta(upper, meta);
+          if (ust !== undefined && this.layers.length > 1) setXattr(upper, this.#opaqueXattr, Buffer.from('y'));
+        }
+      } catch (e) {
+        throw e instanceof TsbuildError ? e : ioError(`cannot create directory /${sub.join('/')}`, e);
+      }
+    }
+  }
+
+  /** Removes whatever the top layer holds at `parts` (before writing a new entry there). */
+  #clearUpper(parts: readonly string[]): string {
+    const upper = this.#upperPath(parts);
+    const st = tryLstat(upper);
+    if (st !== undefined) {
+      try {
+        rmSync(upper, { recursive: true, force: true });
+      } catch (e) {
+        throw ioError(`cannot replace ${upper}`, e);
+      }
+    }
+    return upper;
+  }
+
+  /** Copies the host file `source` to the canonical `parts` (parents must exist in the top layer). */
+  async writeFile(parts: readonly string[], source: string, meta: WriteMeta): Promise<void> {
+    const upper = this.#clearUpper(parts);
+    try {
+      await copyFile(source, upper);
+      applyMeta(upper, meta);
+    } catch (e) {
+      throw e instanceof TsbuildError ? e : ioError(`cannot copy ${source} to /${parts.join('/')}`, e);
+    }
+  }
+
+  /** Creates a symlink at `parts` (parents must exist in the top layer). */
+  writeSymlink(parts: readonly string[], target: string, meta: Omit<WriteMeta, 'mode'>): void {
+    const upper = this.#clearUpper(parts);
+    try {
+      symlinkSync(target, upper);
+      lchownSync(upper, meta.uid, meta.gid);
+      if (meta.mtime !== undefined) lutimesSync(upper, meta.mtime, meta.mtime);
+    } catch (e) {
+      throw ioError(`cannot create symlink /${parts.join('/')}`, e);
+    }
+  }
+
+  /** Makes `parts` a directory with `meta` (an existing directory is kept and gets `meta`). */
+  writeDir(parts: readonly string[], meta: WriteMeta): void {
+    const existing = this.lookupParts(parts);
+    if (existing !== undefined && !existing.stat.isDirectory()) this.#clearUpper(parts);
+    this.ensureDirParts(parts, meta);
+    try {
+      applyMeta(this.#upperPath(parts), meta);
+    } catch (e) {
+      throw ioError(`cannot set the mode of /${parts.join('/')}`, e);
+    }
+  }
+}
+
+function applyMeta(path: string, meta: WriteMeta): void {
+  lchownSync(path, meta.uid, meta.gid);
+  chmodSync(path, meta.mode & 0o7777);
+  if (meta.mtime !== undefined) lutimesSync(path, meta.mtime, meta.mtime);
+}
+
+/** `posix.basename` of a source name (`.` and `/` give ''). */
+export function baseNameOf(source: string): string {
+  const b = posix.basename(posix.normalize(`/${source}`));
+  return b === '/' ? '' : b;
+}
