@@ -40,7 +40,10 @@ export function isExistsError(err: unknown): boolean {
   return code === 'EEXIST' || code === 'ENOTEMPTY';
 }
 
-/** Paths of one snapshotter kind. */
+/**
+ * Paths and metadata I/O of one snapshotter kind: `<snapshots>/<kind>/<chain hex>/{meta.json,fs}`
+ * (committed), `active/<key>/` (active), `l/<short>` (overlay links), `locks/` (unpack locks).
+ */
 export class SnapshotLayout {
   readonly base: string;
   readonly activeRoot: string;
@@ -63,10 +66,12 @@ export class SnapshotLayout {
     }
   }
 
+  /** The directory of the committed snapshot `chainId` (no I/O). */
   committedDir(chainId: Digest): string {
     return join(this.base, digestHex(chainId));
   }
 
+  /** The directory of the active snapshot `key` (no I/O; the key is checked by the caller). */
   activeDir(key: string): string {
     return join(this.activeRoot, key);
   }
