@@ -13,7 +13,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -90,6 +90,15 @@ async function generateImage(work: string, root: string, scale: number): Promise
   return { raw: layers.reduce((n, l) => n + l.raw, 0), gz: layers.reduce((n, l) => n + l.layer.size, 0) };
 }
 
+/**
+ * This process's peak RSS (VmHWM). Not getrusage(): Linux keeps ru_maxrss across fork and exec,
+ * so a child would report at least the size of the benchmark process that spawned it.
+ */
+async function peakRssKb(): Promise<number> {
+  const status = await readFile('/proc/self/status', 'utf8');
+  return Number(/^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1] ?? 0);
+}
+
 /** Child: unpack the bench image from the store into `dest`. Prints JSON {ms, maxRssKb}. */
 async function childUnpack(root: string, dest: string): Promise<void> {
   const store = await openStore(root);
@@ -101,7 +110,7 @@ async function childUnpack(root: string, dest: string): Promise<void> {
     await applyLayer(decompress(await store.blobs.open(l.digest), { tools }), dest);
   }
   const ms = performance.now() - t0;
-  process.stdout.write(`${JSON.stringify({ ms, maxRssKb: process.resourceUsage().maxRSS })}\n`);
+  process.stdout.write(`${JSON.stringify({ ms, maxRssKb: await peakRssKb() })}\n`);
 }
 
 /** Child: save the bench image from `root` to `file` (docker format). Prints JSON {ms, maxRssKb}. */
@@ -112,7 +121,7 @@ async function childSave(root: string, file: string): Promise<void> {
   const out = createWriteStream(file);
   await saveArchive(store, [{ descriptor: image.descriptor, names: [IMAGE] }], out, { format: 'docker' });
   const ms = performance.now() - t0;
-  process.stdout.write(`${JSON.stringify({ ms, maxRssKb: process.resourceUsage().maxRSS })}\n`);
+  process.stdout.write(`${JSON.stringify({ ms, maxRssKb: await peakRssKb() })}\n`);
 }
 
 /** Child: load `file` into the store at `root`. Prints JSON {ms, maxRssKb}. */
@@ -121,7 +130,7 @@ async function childLoad(file: string, root: string): Promise<void> {
   const t0 = performance.now();
   await loadArchive(store, createReadStream(file), file);
   const ms = performance.now() - t0;
-  process.stdout.write(`${JSON.stringify({ ms, maxRssKb: process.resourceUsage().maxRSS })}\n`);
+  process.stdout.write(`${JSON.stringify({ ms, maxRssKb: await peakRssKb() })}\n`);
 }
 
 /** Child: tar + sha256 of `dir` without compression. Prints JSON {ms, bytes, diffId, maxRssKb}. */
@@ -131,7 +140,7 @@ async function childPack(dir: string): Promise<void> {
   await pipeline(packed.stream, createWriteStream('/dev/null'));
   const r = await packed.done;
   const ms = performance.now() - t0;
-  process.stdout.write(`${JSON.stringify({ ms, bytes: r.size, diffId: r.diffId, maxRssKb: process.resourceUsage().maxRSS })}\n`);
+  process.stdout.write(`${JSON.stringify({ ms, bytes: r.size, diffId: r.diffId, maxRssKb: await peakRssKb() })}\n`);
 }
 
 function runChild(args: string[]): Promise<{ ms: number; maxRssKb: number; bytes?: number }> {
