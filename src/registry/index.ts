@@ -6,6 +6,7 @@ export * from './credentials.js';
 export * from './download.js';
 export * from './errors.js';
 export * from './hosts.js';
+export * from './pool.js';
 export * from './pull.js';
 export * from './push.js';
 export * from './transport.js';

@@ -4,6 +4,7 @@ import { acquireLease, type Store } from '../store/index.js';
 import { blobRecordPath, recordBlobLocations } from './blob-record.js';
 import type { HttpRegistryClient, RepositoryLocation } from './client.js';
 import { downloadBlob } from './download.js';
+import { runPool } from './pool.js';
 import { apiHostOf } from './hosts.js';
 
 /** Options of {@link pullImage}. */
@@ -33,24 +34,6 @@ export interface PullResult {
 /** The API location of a reference's repository. */
 export function locationOf(ref: ImageReference): RepositoryLocation {
   return { host: apiHostOf(ref.domain), path: ref.path };
-}
-
-/** Runs `work` over `items` with at most `n` in flight; the first failure aborts the rest. */
-export async function runPool<T>(items: readonly T[], n: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed: unknown;
-  const worker = async (): Promise<void> => {
-    while (failed === undefined && next < items.length) {
-      const item = items[next++] as T;
-      try {
-        await work(item);
-      } catch (err) {
-        failed ??= err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(n, items.length)) }, worker));
-  if (failed !== undefined) throw failed;
 }
 
 /**

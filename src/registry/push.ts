@@ -6,7 +6,8 @@ import { acquireLease, type Store } from '../store/index.js';
 import { blobRecordPath, mountSourcesOf, readBlobRecord, recordBlobLocations, type BlobLocations } from './blob-record.js';
 import type { HttpRegistryClient, RepositoryLocation, UploadSession } from './client.js';
 import { compressedLayer, isUncompressedLayer } from './compress.js';
-import { locationOf, runPool } from './pull.js';
+import { runPool } from './pool.js';
+import { locationOf } from './pull.js';
 import { readUploadState, removeUploadState, uploadStatePath, writeUploadState } from './upload-state.js';
 
 /** Options of {@link pushImage}. */
