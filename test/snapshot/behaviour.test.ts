@@ -155,3 +155,27 @@ testIf(overlayReason ?? rootReason, 'snapshotters: overlay and naive give the sa
   t.deepEqual(results[1], results[0]);
   t.true((results[0]?.tar.length ?? 0) > 10);
 });
+
+for (const kind of ['overlay', 'naive'] as const satisfies readonly SnapshotterKind[]) {
+  testIf(kind === 'overlay' ? overlayReason : rootReason, `${kind} snapshotter: a step without a parent is a plain directory that commits into a usable parent when starting from scratch`, async (t) => {
+    const dirs = await makeDirs(t);
+    const s = makeSnapshotter(kind, dirs);
+    const first = await s.prepare('scratch');
+    t.is(first.parent, undefined);
+    const m = first.mounts();
+    if (m.type !== 'bind') throw new Error('expected a plain directory without a parent');
+    mkdirSync(join(m.source, 'etc'));
+    writeFileSync(join(m.source, 'etc/hostname'), 'box');
+    const diff = await s.diff('scratch');
+    const layer = await packDir(diff.dir, diff.mode);
+    t.deepEqual(await describeTar(layer.tar), ['etc/ directory 755', 'etc/hostname file 644 26f8567f']);
+    const committed = await s.commit('scratch', layer.diffId);
+    await diff.release();
+    t.is(committed.name, layer.diffId);
+    const next = await s.prepare('on-top', committed.name as Digest);
+    const { root, close } = await openRoot(t, next, dirs);
+    t.deepEqual(describeDir(root), ['etc/ dir 755', 'etc/hostname file 644 26f8567f']);
+    await close();
+    t.deepEqual((await s.list()).map((i) => `${i.kind} ${i.name}`).sort(), [`active on-top`, `committed ${layer.diffId}`]);
+  });
+}
