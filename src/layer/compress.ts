@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, closeSync, constants, createReadStream, openSync, readSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -69,9 +69,10 @@ async function* prependChunks(head: Buffer[], rest: AsyncIterator<unknown>): Asy
  * Runs `argv` as a filter: `input` goes to its stdin, its stdout is yielded. A non-zero exit fails
  * with `code` and the tool's stderr; when the consumer stops early the child is killed.
  */
-async function* runFilter(argv: readonly string[], input: AsyncIterable<Buffer>, code: `LAYER_${string}`): AsyncGenerator<Buffer> {
+async function* runFilter(argv: readonly string[], input: AsyncIterable<Buffer> | number, code: `LAYER_${string}`): AsyncGenerator<Buffer> {
   const [cmd, ...args] = argv as [string, ...string[]];
-  const child: ChildProcess = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  // A file descriptor input is handed to the child directly: the data never passes through Node.
+  const child: ChildProcess = spawn(cmd, args, { stdio: [typeof input === 'number' ? input : 'pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
     if (stderr.length < 4096) stderr += d.toString();
@@ -81,7 +82,7 @@ async function* runFilter(argv: readonly string[], input: AsyncIterable<Buffer>,
     child.once('close', (status) => resolve(status));
   });
   exited.catch(() => undefined);
-  const feeding = pipeline(Readable.from(input, { objectMode: false }), child.stdin as NodeJS.WritableStream);
+  const feeding = typeof input === 'number' ? Promise.resolve() : pipeline(Readable.from(input, { objectMode: false }), child.stdin as NodeJS.WritableStream);
   feeding.catch(() => undefined);
   let finished = false;
   try {
@@ -182,6 +183,39 @@ export function decompress(input: Readable, options: DecompressOptions = {}): Re
       throw new TsbuildError('LAYER_READ_FAILED', `cannot read the layer stream: ${(cause as Error).message}`, { cause });
     } finally {
       input.destroy();
+    }
+  };
+  return Readable.from(gen(), { objectMode: false });
+}
+
+/**
+ * Returns the decompressed content of the file at `path` (gzip, zstd or uncompressed, detected by
+ * magic). With pigz/zstd the file is given to the tool as its stdin, so the compressed bytes never
+ * pass through Node (faster than {@link decompress} for blobs already on disk). Same errors as
+ * {@link decompress}, plus LAYER_READ_FAILED when the file cannot be opened.
+ */
+export function decompressFile(path: string, options: DecompressOptions = {}): Readable {
+  let fd: number;
+  const head = Buffer.alloc(4);
+  let kind: Compression;
+  try {
+    fd = openSync(path, 'r');
+    kind = detectCompression(head.subarray(0, readSync(fd, head, 0, 4, 0)));
+  } catch (cause) {
+    throw new TsbuildError('LAYER_READ_FAILED', `cannot read ${path}: ${(cause as Error).message}`, { cause });
+  }
+  const tool = kind === 'gzip' ? options.tools?.pigz : kind === 'zstd' ? options.tools?.zstd : undefined;
+  if (tool === undefined) {
+    closeSync(fd);
+    return decompress(createReadStream(path, { highWaterMark: 1024 * 1024 }), options);
+  }
+  const owned = fd;
+  const argv = kind === 'gzip' ? [tool, '-d', '-c'] : [tool, '-d', '-c', '-q'];
+  const gen = async function* (): AsyncGenerator<Buffer> {
+    try {
+      yield* runFilter(argv, owned, 'LAYER_DECOMPRESS_FAILED');
+    } finally {
+      closeSync(owned); // runFilter has ended (child exited or killed)
     }
   };
   return Readable.from(gen(), { objectMode: false });

@@ -6,7 +6,8 @@
  * - build: `const { stream, done } = packLayer(upperdir, { mode: 'changeset', sourceDateEpoch })`,
  *   store `stream` as the uncompressed blob, then `(await done).diffId`.
  * - push/save: `compressGzip(openBlob(diffId), { tools: findCompressionTools(PATH) })`.
- * - unpack: `await applyLayer(decompress(blobStream, { tools }), snapshotDir, { whiteouts: 'overlay' })`.
+ * - unpack: `await applyLayer(decompressFile(blobPath, { tools }), snapshotDir, { whiteouts: 'overlay' })`
+ *   (or `decompress(stream, { tools })` for a stream).
  *
  * Layer tars are read and written by our own small tar codec (tar-header.ts, tar-reader.ts):
  * tar-stream decodes PAX values as UTF-8 and would corrupt binary xattrs such as security.capability.
@@ -16,6 +17,6 @@ export { applyLayer, type ApplyOptions, type ApplyReport, type WhiteoutMode } fr
 export { readTar, type TarEntry, type TarReadLimits } from './tar-reader.js';
 export type { EntryType, TarHeader, TarXattr } from './tar-header.js';
 export {
-  compressGzip, decompress, detectCompression, findCompressionTools,
+  compressGzip, decompress, decompressFile, detectCompression, findCompressionTools,
   type Compression, type CompressionTools, type CompressOptions, type DecompressOptions,
 } from './compress.js';

@@ -1,10 +1,12 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { compressGzip, decompress, detectCompression, findCompressionTools } from '../../src/layer/index.js';
+import { compressGzip, decompress, decompressFile, detectCompression, findCompressionTools } from '../../src/layer/index.js';
+import { join } from 'node:path';
+import { tempDir } from '../helpers/tmp.js';
 import { testIf } from '../helpers/capability.js';
 import { collect } from './helpers.js';
 
@@ -115,4 +117,29 @@ testIf(tools.zstd === undefined ? 'zstd not on PATH' : undefined, 'decompress: c
 test('findCompressionTools: finds nothing when the PATH is empty', (t) => {
   t.deepEqual(findCompressionTools(''), {});
   t.deepEqual(findCompressionTools(undefined), {});
+});
+
+test('decompressFile: gzip, zstd and plain files decode when the tools read the file directly', async (t) => {
+  const dir = await tempDir(t);
+  const data = payload(3 * 1024 * 1024 + 1);
+  writeFileSync(join(dir, 'plain'), data);
+  writeFileSync(join(dir, 'gz'), gzipSync(data));
+  for (const opts of [{ tools }, { tools: {} }]) {
+    t.true((await collect(decompressFile(join(dir, 'plain'), opts))).equals(data));
+    t.true((await collect(decompressFile(join(dir, 'gz'), opts))).equals(data));
+  }
+  if (tools.zstd !== undefined) {
+    writeFileSync(join(dir, 'zst'), execFileSync(tools.zstd, ['-c', '-q'], { input: data, maxBuffer: 64 * 1024 * 1024 }));
+    t.true((await collect(decompressFile(join(dir, 'zst'), { tools }))).equals(data));
+  }
+});
+
+test('decompressFile: fails with LAYER_READ_FAILED or LAYER_DECOMPRESS_FAILED when the file is missing or corrupt', async (t) => {
+  const dir = await tempDir(t);
+  t.throws(() => decompressFile(join(dir, 'missing'), { tools }), { code: 'LAYER_READ_FAILED' } as never);
+  const gz = gzipSync(payload(300_000));
+  gz.fill(0xee, 50, 2000);
+  writeFileSync(join(dir, 'bad.gz'), gz);
+  await t.throwsAsync(collect(decompressFile(join(dir, 'bad.gz'), { tools })), { code: 'LAYER_DECOMPRESS_FAILED' } as never);
+  await t.throwsAsync(collect(decompressFile(join(dir, 'bad.gz'), { tools: {} })), { code: 'LAYER_DECOMPRESS_FAILED' } as never);
 });
