@@ -91,13 +91,15 @@ export async function solveGraph(graph: BuildGraph, deps: SolveDeps, options: So
   const fail = (err: unknown): void => {
     if (firstError === undefined && !(err instanceof Cancelled)) {
       firstError = err;
+      // Queued steps see the aborted signal and end at once; running ones are killed and clean up.
+      // (No queue.clear(): p-queue never settles the promises of cleared tasks.)
       controller.abort(err);
-      queue.clear();
     }
   };
 
   const runStep = async (v: Vertex, inputs: readonly FsState[], key: Digest): Promise<FsState> => {
     const parent = inputs[0] ?? SCRATCH_STATE;
+    if (signal.aborted) throw new Cancelled();
     if (!makesLayer(v)) {
       if (v.op.type !== 'source') return parent;
       deps.events({ type: 'vertex.start', vertex: v.id, name: v.name, time: now() });
@@ -167,7 +169,7 @@ export async function solveGraph(graph: BuildGraph, deps: SolveDeps, options: So
       let shared = inflight.get(key);
       if (shared === undefined) {
         shared = makesLayer(v)
-          ? queue.add(() => runStep(v, inputs, key), { signal, throwOnTimeout: true })
+          ? queue.add(() => runStep(v, inputs, key), { throwOnTimeout: true })
           : runStep(v, inputs, key);
         inflight.set(key, shared);
       }
