@@ -220,3 +220,29 @@ export function decompressFile(path: string, options: DecompressOptions = {}): R
   };
   return Readable.from(gen(), { objectMode: false });
 }
+
+/**
+ * Returns the file at `path` gzip-compressed; with pigz the file is pigz's stdin (no data through
+ * Node). Errors: LAYER_READ_FAILED (cannot open), LAYER_COMPRESS_FAILED. Destroying the stream stops pigz.
+ */
+export function compressGzipFile(path: string, options: CompressOptions = {}): Readable {
+  const pigz = options.tools?.pigz;
+  if (pigz === undefined) return compressGzip(createReadStream(path, { highWaterMark: 1024 * 1024 }), options);
+  const level = options.level ?? 6;
+  if (!Number.isInteger(level) || level < 1 || level > 9) throw new TsbuildError('LAYER_COMPRESS_FAILED', `gzip level ${level} is not 1-9`);
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (cause) {
+    throw new TsbuildError('LAYER_READ_FAILED', `cannot read ${path}: ${(cause as Error).message}`, { cause });
+  }
+  const argv = [pigz, '-c', '-n', `-${level}`, ...(options.threads === undefined ? [] : ['-p', String(options.threads)])];
+  const gen = async function* (): AsyncGenerator<Buffer> {
+    try {
+      yield* runFilter(argv, fd, 'LAYER_COMPRESS_FAILED');
+    } finally {
+      closeSync(fd);
+    }
+  };
+  return Readable.from(gen(), { objectMode: false });
+}

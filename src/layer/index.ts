@@ -5,7 +5,7 @@
  * Typical use:
  * - build: `const { stream, done } = packLayer(upperdir, { mode: 'changeset', sourceDateEpoch })`,
  *   store `stream` as the uncompressed blob, then `(await done).diffId`.
- * - push/save: `compressGzip(openBlob(diffId), { tools: findCompressionTools(PATH) })`.
+ * - push/save: `compressGzipFile(blobPath, { tools: findCompressionTools(PATH) })` (or `compressGzip(stream)`).
  * - unpack: `await applyLayer(decompressFile(blobPath, { tools }), snapshotDir, { whiteouts: 'overlay' })`
  *   (or `decompress(stream, { tools })` for a stream).
  *
@@ -17,6 +17,6 @@ export { applyLayer, type ApplyOptions, type ApplyReport, type WhiteoutMode } fr
 export { readTar, type TarEntry, type TarReadLimits } from './tar-reader.js';
 export type { EntryType, TarHeader, TarXattr } from './tar-header.js';
 export {
-  compressGzip, decompress, decompressFile, detectCompression, findCompressionTools,
+  compressGzip, compressGzipFile, decompress, decompressFile, detectCompression, findCompressionTools,
   type Compression, type CompressionTools, type CompressOptions, type DecompressOptions,
 } from './compress.js';

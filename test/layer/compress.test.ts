@@ -3,8 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import { gzipSync } from 'node:zlib';
-import { compressGzip, decompress, decompressFile, detectCompression, findCompressionTools } from '../../src/layer/index.js';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { compressGzip, compressGzipFile, decompress, decompressFile, detectCompression, findCompressionTools } from '../../src/layer/index.js';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/tmp.js';
 import { testIf } from '../helpers/capability.js';
@@ -142,4 +142,16 @@ test('decompressFile: fails with LAYER_READ_FAILED or LAYER_DECOMPRESS_FAILED wh
   writeFileSync(join(dir, 'bad.gz'), gz);
   await t.throwsAsync(collect(decompressFile(join(dir, 'bad.gz'), { tools })), { code: 'LAYER_DECOMPRESS_FAILED' } as never);
   await t.throwsAsync(collect(decompressFile(join(dir, 'bad.gz'), { tools: {} })), { code: 'LAYER_DECOMPRESS_FAILED' } as never);
+});
+
+test('compressGzipFile: a file compresses to gzip that decodes to it with and without pigz', async (t) => {
+  const dir = await tempDir(t);
+  const data = payload(2 * 1024 * 1024 + 3);
+  writeFileSync(join(dir, 'blob'), data);
+  for (const opts of [{ tools }, { tools: {} }]) {
+    const gz = await collect(compressGzipFile(join(dir, 'blob'), opts));
+    t.is(detectCompression(gz), 'gzip');
+    t.true(gunzipSync(gz).equals(data));
+  }
+  t.throws(() => compressGzipFile(join(dir, 'missing'), { tools: { pigz: '/usr/bin/pigz' } }), { code: 'LAYER_READ_FAILED' } as never);
 });
