@@ -5,6 +5,7 @@
  * files whose lstat fingerprint is unchanged.
  */
 import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { TsbuildError, sha256Of, type Digest } from '../core/index.js';
 import { StatCache } from './stat-cache.js';
@@ -17,20 +18,21 @@ export type FileReader = (absPath: string) => AsyncIterable<Uint8Array>;
 export interface ChecksumOptions {
   /** The stat cache to consult and fill (see StatCache.load); an in-memory one when undefined. */
   readonly statCache?: StatCache | undefined;
-  /** Files hashed at the same time (default 8). */
+  /** Large files (over 256 KiB) read at the same time (default 4); small ones are read synchronously in turn. */
   readonly concurrency?: number | undefined;
   /** Replaces the built-in streamed reader. */
   readonly readFile?: FileReader | undefined;
   readonly signal?: AbortSignal | undefined;
 }
 
-/** The digests of one selected entry. */
+/** The digest of one selected entry. */
 export interface EntryDigest {
   readonly rel: string;
   readonly type: EntryType;
-  /** sha256 of the bytes (file) or of the link text (symlink); undefined for dirs and others. */
-  readonly contentDigest: Digest | undefined;
-  /** sha256 of the entry record: type, permission bits, uid, gid, device and content digest. */
+  /**
+   * sha256 of the bytes (file), of the link text (symlink), or of a fixed record of type, permission
+   * bits, uid, gid and device (dir, other). The combined digests also cover mode and ownership of files.
+   */
   readonly digest: Digest;
 }
 
@@ -54,7 +56,10 @@ const CHUNK = 1 << 20;
 /** Files changed this close (ns) to the moment they were read are not cached: a later write in the same clock tick would go unnoticed. */
 const RACY_NS = 50_000_000n;
 
-/** The default reader: sequential reads into one reusable buffer per file. */
+/** Files up to this size are read synchronously in one call (no per-file promise overhead). */
+const SMALL = 256 * 1024;
+
+/** The default reader for large files: sequential reads into one reusable buffer. */
 async function* readChunks(absPath: string, buf: Buffer): AsyncIterable<Uint8Array> {
   const fh = await open(absPath, 'r');
   try {
@@ -68,52 +73,84 @@ async function* readChunks(absPath: string, buf: Buffer): AsyncIterable<Uint8Arr
   }
 }
 
-function entryRecord(e: ContextEntry, content: Digest | undefined): Digest {
+/** Hashes a small file synchronously through `buf`; returns the byte count. */
+function hashSmallFile(absPath: string, buf: Buffer, hash: ReturnType<typeof createHash>): number {
+  const fd = openSync(absPath, 'r');
+  let total = 0;
+  try {
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      hash.update(buf.subarray(0, n));
+      total += n;
+      if (n < buf.length) break; // a short read of a regular file is its end
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return total;
+}
+
+/** The metadata of an entry that enters the combined digests (never times). */
+function metaOf(e: ContextEntry): string {
   const st = e.stat;
-  const perm = (st.mode & 0o7777n).toString(8);
   const dev = e.type === 'other' ? `${(st.mode & 0o170000n).toString(8)}:${st.rdev}` : '';
-  return sha256Of(`tsbuild-context-entry/1\0${e.type}\0${perm}\0${st.uid}\0${st.gid}\0${dev}\0${content ?? ''}`);
+  return `${e.type}\0${(st.mode & 0o7777n).toString(8)}\0${st.uid}\0${st.gid}\0${dev}`;
+}
+
+function readFailure(absPath: string, err: unknown): TsbuildError {
+  if (err instanceof TsbuildError) return err;
+  const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  return new TsbuildError('CTX_READ', `cannot read build context file ${absPath}: ${code}`, { cause: err });
 }
 
 /**
  * Computes per-entry and combined content digests of `selection` (from selectSources). Regular
  * files are read only when the stat cache has no entry with the same fingerprint; the caller
- * saves the cache afterwards (`statCache.save()`). Modification times never enter a digest.
- * Throws CTX_READ when a file cannot be read.
+ * saves the cache afterwards (`statCache.save()`). Small files are read synchronously, large ones
+ * streamed by up to `concurrency` readers. Modification times never enter a digest; permission
+ * bits, uid, gid and type do. Throws CTX_READ when a file cannot be read.
  */
 export async function checksumSources(selection: ContextSelection, options: ChecksumOptions = {}): Promise<SelectionChecksum> {
   const cache = options.statCache ?? StatCache.inMemory();
-  const concurrency = Math.max(1, options.concurrency ?? 8);
+  const concurrency = Math.max(1, options.concurrency ?? 4);
   const contents = new Map<string, Digest>();
-  const pending: ContextEntry[] = [];
+  const small: ContextEntry[] = [];
+  const large: ContextEntry[] = [];
   let entries = 0;
   let cacheHits = 0;
-  const queued = new Set<string>();
   for (const src of selection.sources) {
     for (const m of src.matches) {
       for (const e of m.entries) {
         entries++;
-        if (e.type === 'symlink') contents.set(e.absPath, sha256Of(e.linkTarget ?? ''));
-        if (e.type !== 'file' || contents.has(e.absPath) || queued.has(e.absPath)) continue;
+        if (e.type !== 'file' || contents.has(e.absPath)) continue;
         const hit = cache.lookup(e.absPath, e.stat);
         if (hit !== undefined) {
-          contents.set(e.absPath, hit);
           cacheHits++;
-        } else {
-          queued.add(e.absPath);
-          pending.push(e);
+          contents.set(e.absPath, hit);
+          continue;
         }
+        contents.set(e.absPath, '' as Digest); // queued once
+        if (options.readFile === undefined && e.stat.size <= SMALL) small.push(e);
+        else large.push(e);
       }
     }
   }
 
   let bytesRead = 0;
+  const finish = (e: ContextEntry, startNs: bigint, hash: ReturnType<typeof createHash>): void => {
+    const digest = `sha256:${hash.digest('hex')}` as Digest;
+    contents.set(e.absPath, digest);
+    const changed = e.stat.mtimeNs > e.stat.ctimeNs ? e.stat.mtimeNs : e.stat.ctimeNs;
+    if (changed < startNs - RACY_NS) cache.record(e.absPath, e.stat, digest);
+  };
+
   let next = 0;
   const worker = async (): Promise<void> => {
     const buf = options.readFile === undefined ? Buffer.allocUnsafe(CHUNK) : Buffer.alloc(0);
-    while (next < pending.length) {
+    while (next < large.length) {
       options.signal?.throwIfAborted();
-      const e = pending[next++] as ContextEntry;
+      const e = large[next++] as ContextEntry;
       const startNs = BigInt(Date.now()) * 1_000_000n;
       const hash = createHash('sha256');
       try {
@@ -123,17 +160,31 @@ export async function checksumSources(selection: ContextSelection, options: Chec
           bytesRead += chunk.byteLength;
         }
       } catch (err) {
-        if (err instanceof TsbuildError) throw err;
-        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-        throw new TsbuildError('CTX_READ', `cannot read build context file ${e.absPath}: ${code}`, { cause: err });
+        throw readFailure(e.absPath, err);
       }
-      const digest = `sha256:${hash.digest('hex')}` as Digest;
-      contents.set(e.absPath, digest);
-      const changed = e.stat.mtimeNs > e.stat.ctimeNs ? e.stat.mtimeNs : e.stat.ctimeNs;
-      if (changed < startNs - RACY_NS) cache.record(e.absPath, e.stat, digest);
+      finish(e, startNs, hash);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, pending.length) }, worker));
+  const smallPass = async (): Promise<void> => {
+    const buf = Buffer.allocUnsafe(SMALL + 1);
+    for (let i = 0; i < small.length; i++) {
+      // Let the large-file readers and the rest of the process run now and then.
+      if (i % 512 === 511) {
+        options.signal?.throwIfAborted();
+        await new Promise<void>((r) => setImmediate(r));
+      }
+      const e = small[i] as ContextEntry;
+      const startNs = BigInt(Date.now()) * 1_000_000n;
+      const hash = createHash('sha256');
+      try {
+        bytesRead += hashSmallFile(e.absPath, buf, hash);
+      } catch (err) {
+        throw readFailure(e.absPath, err);
+      }
+      finish(e, startNs, hash);
+    }
+  };
+  await Promise.all([smallPass(), ...Array.from({ length: Math.min(concurrency, large.length) }, worker)]);
 
   const total = createHash('sha256');
   total.update('tsbuild-context-selection/1\n');
@@ -142,10 +193,13 @@ export async function checksumSources(selection: ContextSelection, options: Chec
     const matches = src.matches.map((m): MatchChecksum => {
       const mHash = createHash('sha256');
       const list = m.entries.map((e): EntryDigest => {
-        const content = contents.get(e.absPath);
-        const digest = entryRecord(e, content);
-        mHash.update(`${e.rel}\0${digest}\n`);
-        return { rel: e.rel, type: e.type, contentDigest: content, digest };
+        const meta = metaOf(e);
+        const digest =
+          e.type === 'file' ? (contents.get(e.absPath) as Digest)
+          : e.type === 'symlink' ? sha256Of(e.linkTarget ?? '')
+          : sha256Of(`tsbuild-context-entry/1\0${meta}`);
+        mHash.update(`${e.rel}\0${meta}\0${digest}\n`);
+        return { rel: e.rel, type: e.type, digest };
       });
       const digest = `sha256:${mHash.digest('hex')}` as Digest;
       srcHash.update(`${m.source}\0${digest}\n`);
@@ -158,6 +212,6 @@ export async function checksumSources(selection: ContextSelection, options: Chec
   return {
     digest: `sha256:${total.digest('hex')}` as Digest,
     sources,
-    stats: { entries, filesRead: pending.length, bytesRead, cacheHits },
+    stats: { entries, filesRead: small.length + large.length, bytesRead, cacheHits },
   };
 }

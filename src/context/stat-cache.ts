@@ -6,36 +6,25 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, type BigIntStats } from 'node:fs';
 import { dirname } from 'node:path';
-import { TsbuildError, isDigest, type Digest } from '../core/index.js';
+import { TsbuildError, digestHex, type Digest } from '../core/index.js';
 
-const FORMAT = 'tsbuild-stat-cache/1';
+const HEADER = 'tsbuild-stat-cache/2';
 /** Entries kept at most; the ones not used by the current build are dropped first. */
 const MAX_ENTRIES = 500_000;
+const ROW_RE = /^\d+ \d+ \d+ \d+ \d+ [0-9a-f]{64}$/;
 
-/** The identity of a file version as far as the stat cache is concerned. */
-interface Fingerprint {
-  readonly size: string;
-  readonly mtime: string;
-  readonly ctime: string;
-  readonly ino: string;
-  readonly dev: string;
+/** `size mtimeNs ctimeNs ino dev`: the identity of a file version as far as the cache is concerned. */
+function fingerprintOf(st: BigIntStats): string {
+  return `${st.size} ${st.mtimeNs} ${st.ctimeNs} ${st.ino} ${st.dev}`;
 }
 
-interface Row extends Fingerprint {
-  readonly digest: Digest;
-}
-
-function fingerprintOf(st: BigIntStats): Fingerprint {
-  return { size: String(st.size), mtime: String(st.mtimeNs), ctime: String(st.ctimeNs), ino: String(st.ino), dev: String(st.dev) };
-}
-
-function sameFingerprint(a: Fingerprint, b: Fingerprint): boolean {
-  return a.size === b.size && a.mtime === b.mtime && a.ctime === b.ctime && a.ino === b.ino && a.dev === b.dev;
-}
-
-/** A loaded stat cache; not safe to share between processes except through {@link StatCache.save}. */
+/**
+ * A loaded stat cache. File format: a header line, then one `path\tsize mtime ctime ino dev hex`
+ * line per file (paths never contain newlines here: such files are simply not cached).
+ */
 export class StatCache {
-  private readonly rows = new Map<string, Row>();
+  /** path -> `fingerprint hex` */
+  private readonly rows = new Map<string, string>();
   private readonly used = new Set<string>();
   private dirty = false;
 
@@ -50,19 +39,21 @@ export class StatCache {
     } catch {
       return cache;
     }
-    try {
-      const doc = JSON.parse(text) as { format?: unknown; entries?: unknown };
-      if (doc.format !== FORMAT || typeof doc.entries !== 'object' || doc.entries === null) return cache;
-      for (const [path, value] of Object.entries(doc.entries as Record<string, unknown>)) {
-        if (!Array.isArray(value) || value.length !== 6 || !value.every((v) => typeof v === 'string')) continue;
-        const [size, mtime, ctime, ino, dev, hex] = value as string[];
-        const digest = `sha256:${hex}`;
-        if (!isDigest(digest)) continue;
-        cache.rows.set(path, { size: size as string, mtime: mtime as string, ctime: ctime as string, ino: ino as string, dev: dev as string, digest });
-      }
-    } catch {
-      cache.rows.clear();
+    const lines = text.split('\n');
+    if (lines[0] !== HEADER || lines[lines.length - 1] !== '') {
       cache.dirty = true;
+      return cache;
+    }
+    for (let i = 1; i < lines.length - 1; i++) {
+      const line = lines[i] as string;
+      const tab = line.indexOf('\t');
+      const row = line.slice(tab + 1);
+      if (tab <= 0 || !ROW_RE.test(row)) {
+        cache.rows.clear();
+        cache.dirty = true;
+        return cache;
+      }
+      cache.rows.set(line.slice(0, tab), row);
     }
     return cache;
   }
@@ -80,14 +71,17 @@ export class StatCache {
   /** The cached digest of `absPath` when its lstat fingerprint is unchanged, else undefined. */
   lookup(absPath: string, st: BigIntStats): Digest | undefined {
     const row = this.rows.get(absPath);
-    if (row === undefined || !sameFingerprint(row, fingerprintOf(st))) return undefined;
+    if (row === undefined) return undefined;
+    const fp = fingerprintOf(st);
+    if (row.length !== fp.length + 65 || !row.startsWith(fp) || row[fp.length] !== ' ') return undefined;
     this.used.add(absPath);
-    return row.digest;
+    return `sha256:${row.slice(fp.length + 1)}` as Digest;
   }
 
   /** Records the digest of `absPath` as read while it had the lstat `st`. */
   record(absPath: string, st: BigIntStats, digest: Digest): void {
-    this.rows.set(absPath, { ...fingerprintOf(st), digest });
+    if (absPath.includes('\n') || absPath.includes('\t')) return;
+    this.rows.set(absPath, `${fingerprintOf(st)} ${digestHex(digest)}`);
     this.used.add(absPath);
     this.dirty = true;
   }
@@ -95,21 +89,17 @@ export class StatCache {
   /** Writes the cache atomically (temp file + rename) when it changed; no-op for in-memory caches. */
   save(): void {
     if (this.file === undefined || !this.dirty) return;
-    const entries: Record<string, string[]> = {};
-    let n = 0;
-    const put = (path: string, row: Row): void => {
-      entries[path] = [row.size, row.mtime, row.ctime, row.ino, row.dev, row.digest.slice(7)];
-      n++;
-    };
+    const out: string[] = [HEADER];
     for (const path of this.used) {
       const row = this.rows.get(path);
-      if (row !== undefined && n < MAX_ENTRIES) put(path, row);
+      if (row !== undefined && out.length <= MAX_ENTRIES) out.push(`${path}\t${row}`);
     }
-    for (const [path, row] of this.rows) if (!this.used.has(path) && n < MAX_ENTRIES) put(path, row);
+    for (const [path, row] of this.rows) if (!this.used.has(path) && out.length <= MAX_ENTRIES) out.push(`${path}\t${row}`);
+    out.push('');
     const tmp = `${this.file}.${randomBytes(8).toString('hex')}.tmp`;
     try {
       mkdirSync(dirname(this.file), { recursive: true });
-      writeFileSync(tmp, JSON.stringify({ format: FORMAT, entries }));
+      writeFileSync(tmp, out.join('\n'));
       renameSync(tmp, this.file);
     } catch (e) {
       rmSync(tmp, { force: true });
@@ -121,5 +111,5 @@ export class StatCache {
 
 /** A file name (under the store's `cache/` dir) for the stat cache of one context directory. */
 export function statCacheName(contextDir: string): string {
-  return `context-stat-${createHash('sha256').update(contextDir).digest('hex').slice(0, 32)}.json`;
+  return `context-stat-v2-${createHash('sha256').update(contextDir).digest('hex').slice(0, 32)}.json`;
 }

@@ -61,18 +61,22 @@ test('checksum: the digest ignores mtimes but changes when content, mode, owner 
   t.not(await digestOf(ctx), owner, 'symlink target');
 });
 
-test('checksum: per-entry digests are sha256 of the content for files and of the target for symlinks', async (t) => {
+test('checksum: per-entry digests are sha256 of the content for files, of the target for symlinks and a record for dirs', async (t) => {
   const ctx = await makeContext(t);
   const sums = await checksumSources(selectSources(ctx, ['src']));
   const byRel = new Map(sums.sources[0]?.matches[0]?.entries.map((e) => [e.rel, e]));
   const { createHash } = await import('node:crypto');
   const sha = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`;
-  const content = (rel: string): string | undefined => byRel.get(rel)?.contentDigest;
+  const content = (rel: string): string | undefined => byRel.get(rel)?.digest;
   t.is(content('app.js'), sha('console.log(1)\n'));
   t.is(content('link'), sha('app.js'));
-  t.is(content('lib'), undefined);
+  t.regex(content('lib') ?? '', /^sha256:[0-9a-f]{64}$/);
   t.is(byRel.get('lib')?.type, 'dir');
   t.deepEqual([...byRel.keys()], ['', 'app.js', 'lib', 'lib/util.js', 'link']);
+  await chmod(join(ctx, 'src/lib'), 0o711);
+  const again = await checksumSources(selectSources(ctx, ['src']));
+  const lib = again.sources[0]?.matches[0]?.entries.find((e) => e.rel === 'lib');
+  t.not(lib?.digest, content('lib'), 'a directory record covers its mode');
 });
 
 test('checksum: the combined digest depends on which files are selected', async (t) => {
@@ -134,19 +138,19 @@ test('checksum: the cached digest is used when bytes change but size, mtime and 
   t.is(after.size, st.size);
   t.is(after.mtimeNs, st.mtimeNs);
   t.not(after.ctimeNs, st.ctimeNs, 'writing and utimes changed the ctime');
-  // Put the old ctime back into the cache's view: load a copy whose row carries the new ctime.
-  const raw = JSON.parse(await readFile(file, 'utf8')) as { entries: Record<string, string[]> };
-  const row = raw.entries[target] as string[];
-  t.is(row[2], String(st.ctimeNs));
-  row[2] = String(after.ctimeNs);
-  await writeFile(file, JSON.stringify(raw));
+  // Make the cache's row carry the new ctime, as if the file had been hashed after the write.
+  const text = await readFile(file, 'utf8');
+  const line = text.split('\n').find((l) => l.startsWith(`${target}\t`)) as string;
+  const fields = line.split('\t')[1]?.split(' ') as string[];
+  t.deepEqual(fields.slice(0, 3), [String(st.size), String(st.mtimeNs), String(st.ctimeNs)]);
+  const withCtime = (ctime: bigint): string => text.replace(line, `${target}\t${[fields[0], fields[1], String(ctime), ...fields.slice(3)].join(' ')}`);
+  await writeFile(file, withCtime(after.ctimeNs));
   const stale = await checksumSources(selectSources(ctx, ['src/app.js']), { statCache: StatCache.load(file) });
   t.is(stale.digest, before.digest, 'cached digest used: the file was not re-read');
   t.is(stale.stats.filesRead, 0);
 
   // The real ctime differs from the one recorded at hashing time: the file is read again.
-  row[2] = String(st.ctimeNs);
-  await writeFile(file, JSON.stringify(raw));
+  await writeFile(file, withCtime(st.ctimeNs));
   const fresh = await checksumSources(selectSources(ctx, ['src/app.js']), { statCache: StatCache.load(file) });
   t.is(fresh.stats.filesRead, 1);
   t.not(fresh.digest, before.digest);
@@ -172,7 +176,8 @@ test('checksum: a corrupt stat cache file is ignored and rebuilt when loaded', a
   const store = await tempDir(t);
   const file = join(store, 'stat.json');
   await settle();
-  for (const junk of ['{not json', '{"format":"other","entries":{}}', '{"format":"tsbuild-stat-cache/1","entries":{"x":[1,2]}}', '']) {
+  const row = `${join(ctx, 'src/app.js')}\t1 2 3 4 5 ${'a'.repeat(64)}\n`;
+  for (const junk of ['{not json', 'tsbuild-stat-cache/1\n', `tsbuild-stat-cache/2\n${row}garbage\n`, `tsbuild-stat-cache/2\n${row.slice(0, -5)}`, '\0\0\0', '']) {
     await writeFile(file, junk);
     const cache = StatCache.load(file);
     t.is(cache.size, 0, junk);
