@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { rename } from 'node:fs/promises';
+import { renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { Transform, pipeline, type Readable } from 'node:stream';
 import { TsbuildError, isDigest, type Digest } from '../core/index.js';
@@ -9,6 +9,15 @@ import {
   chainIdOf, checkSnapshotKey,
   type ActiveSnapshot, type SnapshotDiff, type SnapshotInfo, type Snapshotter, type SnapshotterKind, type UnpackOptions,
 } from './snapshotter.js';
+
+/** Renames `from` to `to`; a missing `from` is not an error. */
+function moveAside(from: string, to: string, what: string): void {
+  try {
+    renameSync(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw wrapIo(err, what);
+  }
+}
 
 /**
  * The parts both snapshotters share: naming, metadata, atomic publication through tmp/ + rename,
@@ -102,7 +111,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
     await this.layout.writeMeta(tmp, full);
     const dest = this.layout.committedDir(chainId);
     try {
-      await rename(tmp, dest);
+      renameSync(tmp, dest);
     } catch (err) {
       if (!isExistsError(err)) throw wrapIo(err, `cannot publish snapshot ${dest}`);
       const winner = await this.layout.readMeta(dest);
@@ -124,7 +133,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
       const meta = newActiveMeta(key, parent);
       await this.layout.writeMeta(tmp, meta);
       try {
-        await rename(tmp, dest);
+        renameSync(tmp, dest);
       } catch (err) {
         if (isExistsError(err)) throw new TsbuildError('SNAPSHOT_EXISTS', `active snapshot "${key}" exists already`);
         throw wrapIo(err, `cannot create active snapshot ${dest}`);
@@ -153,7 +162,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
     const tmp = await this.layout.makeTmp();
     try {
       try {
-        await rename(join(active, this.activeContent), join(tmp, 'fs'));
+        renameSync(join(active, this.activeContent), join(tmp, 'fs'));
       } catch (err) {
         throw wrapIo(err, `cannot move the content of active snapshot "${key}"`);
       }
@@ -182,9 +191,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
       // Move aside first so that no reader ever sees a half-removed snapshot.
       const tmp = await this.layout.makeTmp();
       try {
-        await rename(dir, join(tmp, 'gone')).catch((err: NodeJS.ErrnoException) => {
-          if (err.code !== 'ENOENT') throw wrapIo(err, `cannot remove ${dir}`);
-        });
+        moveAside(dir, join(tmp, 'gone'), `cannot remove ${dir}`);
         await this.afterRemove(meta);
       } finally {
         await removeTree(tmp);
@@ -194,9 +201,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
     checkSnapshotKey(name);
     const tmp = await this.layout.makeTmp();
     try {
-      await rename(this.layout.activeDir(name), join(tmp, 'gone')).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') throw wrapIo(err, `cannot remove active snapshot "${name}"`);
-      });
+      moveAside(this.layout.activeDir(name), join(tmp, 'gone'), `cannot remove active snapshot "${name}"`);
     } finally {
       await removeTree(tmp);
     }

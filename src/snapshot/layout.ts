@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, readdir, rename, rm, unlink } from 'node:fs/promises';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { TsbuildError, digestHex, isDigest, type Digest } from '../core/index.js';
@@ -60,7 +60,7 @@ export class SnapshotLayout {
   /** Creates the directories (idempotent). */
   async init(): Promise<void> {
     try {
-      for (const d of [this.dirs.tmp, this.base, this.activeRoot, this.links, this.locks]) await mkdir(d, { recursive: true, mode: 0o700 });
+      for (const d of [this.dirs.tmp, this.base, this.activeRoot, this.links, this.locks]) mkdirSync(d, { recursive: true, mode: 0o700 });
     } catch (err) {
       throw wrapIo(err, `cannot create ${this.base}`);
     }
@@ -80,7 +80,7 @@ export class SnapshotLayout {
   async makeTmp(): Promise<string> {
     const dir = join(this.dirs.tmp, `snap-${process.pid}-${randomBytes(8).toString('hex')}`);
     try {
-      await mkdir(dir, { mode: 0o700 });
+      mkdirSync(dir, { mode: 0o700 });
     } catch (err) {
       throw wrapIo(err, `cannot create ${dir}`);
     }
@@ -91,7 +91,7 @@ export class SnapshotLayout {
   async readMeta(dir: string): Promise<SnapshotMeta | undefined> {
     let text: string;
     try {
-      text = await readFile(join(dir, 'meta.json'), 'utf8');
+      text = readFileSync(join(dir, 'meta.json'), 'utf8');
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
@@ -112,15 +112,19 @@ export class SnapshotLayout {
     const path = join(dir, 'meta.json');
     const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
     try {
-      const fh = await open(tmp, 'wx', 0o644);
+      const fd = openSync(tmp, 'wx', 0o644);
       try {
-        await fh.writeFile(`${JSON.stringify(meta)}\n`);
+        writeSync(fd, `${JSON.stringify(meta)}\n`);
       } finally {
-        await fh.close();
+        closeSync(fd);
       }
-      await rename(tmp, path);
+      renameSync(tmp, path);
     } catch (err) {
-      await unlink(tmp).catch(() => undefined);
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // not created
+      }
       throw wrapIo(err, `cannot write ${path}`);
     }
   }
@@ -128,12 +132,20 @@ export class SnapshotLayout {
   /** Committed chain IDs and active keys present on disk. */
   async listNames(): Promise<{ committed: Digest[]; active: string[] }> {
     const committed: Digest[] = [];
-    for (const name of await readdir(this.base).catch(() => [] as string[])) {
+    for (const name of readdirOrEmpty(this.base)) {
       const d = `sha256:${name}`;
       if (isDigest(d)) committed.push(d);
     }
-    const active = await readdir(this.activeRoot).catch(() => [] as string[]);
+    const active = readdirOrEmpty(this.activeRoot);
     return { committed, active };
+  }
+}
+
+function readdirOrEmpty(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
   }
 }
 
@@ -164,22 +176,25 @@ export function isStale(meta: SnapshotMeta): boolean {
  */
 export async function removeTree(path: string): Promise<void> {
   try {
-    await rm(path, { recursive: true, force: true });
+    rmSync(path, { recursive: true, force: true });
     return;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'EACCES' && code !== 'EPERM') throw wrapIo(err, `cannot remove ${path}`);
   }
-  await openUpModes(path);
+  openUpModes(path);
   try {
-    await rm(path, { recursive: true, force: true });
+    rmSync(path, { recursive: true, force: true });
   } catch (err) {
     throw wrapIo(err, `cannot remove ${path}`);
   }
 }
 
-async function openUpModes(dir: string): Promise<void> {
-  await chmod(dir, 0o700).catch(() => undefined);
-  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-  for (const e of entries) if (e.isDirectory()) await openUpModes(join(dir, e.name));
+function openUpModes(dir: string): void {
+  try {
+    chmodSync(dir, 0o700);
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) openUpModes(join(dir, e.name));
+  } catch {
+    // best effort: the removal reports what is left
+  }
 }

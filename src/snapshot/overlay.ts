@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, lstat, mkdir, readlink, symlink, unlink } from 'node:fs/promises';
+import { chmodSync, chownSync, lstatSync, mkdirSync, readlinkSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { TsbuildError, digestHex, type Digest } from '../core/index.js';
@@ -16,6 +16,14 @@ export interface OverlaySnapshotterOptions {
    * mount gets `userxattr`. Default: true unless running as uid 0.
    */
   readonly userxattr?: boolean;
+}
+
+function readLinkOrEmpty(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return '';
+  }
 }
 
 /** Length of the short link names under `l/` (hex digits). */
@@ -63,14 +71,14 @@ export class OverlaySnapshotter extends BaseSnapshotter {
     await this.mountOptions();
     const upper = join(dir, 'upper');
     try {
-      await mkdir(upper, { mode: 0o755 });
-      await mkdir(join(dir, 'work'), { mode: 0o700 });
-      await chmod(upper, 0o755);
+      mkdirSync(upper, { mode: 0o755 });
+      mkdirSync(join(dir, 'work'), { mode: 0o700 });
+      chmodSync(upper, 0o755);
       if (parent !== undefined) {
         // The merged root takes the upperdir's owner and mode: copy them from the nearest lower.
-        const st = await lstat(join(this.layout.committedDir(parent), 'fs'));
-        if (process.getuid?.() === 0) await chown(upper, st.uid, st.gid);
-        await chmod(upper, st.mode & 0o7777);
+        const st = lstatSync(join(this.layout.committedDir(parent), 'fs'));
+        if (process.getuid?.() === 0) chownSync(upper, st.uid, st.gid);
+        chmodSync(upper, st.mode & 0o7777);
       }
     } catch (err) {
       throw wrapIo(err, `cannot create the upper and work dirs in ${dir}`);
@@ -83,11 +91,11 @@ export class OverlaySnapshotter extends BaseSnapshotter {
     let name = digestHex(chainId).slice(0, SHORT);
     for (let attempt = 0; ; attempt++) {
       try {
-        await symlink(target, join(this.layout.links, name));
+        symlinkSync(target, join(this.layout.links, name));
         break;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw wrapIo(err, `cannot create link ${name}`);
-        if ((await readlink(join(this.layout.links, name)).catch(() => '')) === target) break;
+        if (readLinkOrEmpty(join(this.layout.links, name)) === target) break;
         if (attempt > 8) throw new TsbuildError('SNAPSHOT_IO', `cannot find a free short link name for ${chainId}`);
         name = randomBytes(SHORT / 2).toString('hex');
       }
@@ -96,7 +104,13 @@ export class OverlaySnapshotter extends BaseSnapshotter {
   }
 
   protected override async afterRemove(meta: SnapshotMeta | undefined): Promise<void> {
-    if (meta?.link !== undefined) await unlink(join(this.layout.links, meta.link)).catch(() => undefined);
+    if (meta?.link !== undefined) {
+      try {
+        unlinkSync(join(this.layout.links, meta.link));
+      } catch {
+        // already gone
+      }
+    }
     if (meta !== undefined) this.chainCache.delete(meta.name);
   }
 
