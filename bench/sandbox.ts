@@ -29,14 +29,26 @@ function median(xs: readonly number[]): number {
   return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
-/** Times `once` `n` times after 3 warm-ups; `prepare` runs untimed before each. */
-async function measure(n: number, once: (i: number) => Promise<void>, prepare?: (i: number) => Promise<void>): Promise<number[]> {
-  const times: number[] = [];
+/** One measured case: `prepare` runs untimed before each timed `once`. */
+interface BenchCase {
+  readonly name: string;
+  readonly once: (i: number) => Promise<void>;
+  readonly prepare?: (i: number) => Promise<void>;
+}
+
+/**
+ * Times every case `n` times after 3 warm-ups, interleaved (case A, B, C, A, B, C, ...) so a
+ * busy machine slows every case alike; returns the times per case in milliseconds.
+ */
+async function measure(n: number, cases: readonly BenchCase[]): Promise<number[][]> {
+  const times = cases.map(() => [] as number[]);
   for (let i = -3; i < n; i++) {
-    await prepare?.(i);
-    const t0 = performance.now();
-    await once(i);
-    if (i >= 0) times.push(performance.now() - t0);
+    for (const [k, c] of cases.entries()) {
+      await c.prepare?.(i);
+      const t0 = performance.now();
+      await c.once(i);
+      if (i >= 0) times[k]?.push(performance.now() - t0);
+    }
   }
   return times;
 }
@@ -66,20 +78,6 @@ export async function run(args: string[]): Promise<void> {
     const expectZero = (code: number, what: string): void => {
       if (code !== 0) throw new Error(`${what} exited ${code}`);
     };
-    const results: [string, number[]][] = [];
-
-    results.push(['tsbuild sandbox (overlay, cgroup limits)', await measure(n, async (i) => {
-      expectZero((await sandbox.run(overlaySpec(i + 1000, true), { stdout: 'ignore', stderr: 'inherit' })).exitCode, 'sandbox');
-    }, (i) => prepareLayer(i + 1000))]);
-    results.push(['tsbuild sandbox (overlay, no cgroup)', await measure(n, async (i) => {
-      expectZero((await sandbox.run(overlaySpec(i + 2000, false), { stdout: 'ignore', stderr: 'inherit' })).exitCode, 'sandbox');
-    }, (i) => prepareLayer(i + 2000))]);
-    results.push(['tsbuild sandbox (directory root, no cgroup)', await measure(n, async () => {
-      expectZero((await sandbox.run(createRunSpec({ args: ['/bin/true'], root: { path: rootfs } }), { stdout: 'ignore', stderr: 'inherit' })).exitCode, 'sandbox');
-    })]);
-    results.push(['unshare -m -u -i -p -n --fork chroot', await measure(n, async () => {
-      expectZero(await exec('unshare', ['-m', '-u', '-i', '-p', '-n', '--fork', 'chroot', rootfs, '/bin/true']), 'unshare');
-    })]);
 
     const bundle = join(dir, 'bundle');
     await mkdir(bundle);
@@ -90,14 +88,41 @@ export async function run(args: string[]): Promise<void> {
     const runcSpec: RunSpec = { ...plain, process: { ...plain.process, rlimits: [{ type: 'RLIMIT_NOFILE', soft: nofile, hard: nofile }] } };
     await writeFile(join(bundle, 'config.json'), JSON.stringify(toOciConfig(runcSpec, { rootPath: rootfs })));
     const runcRoot = join(dir, 'runc-root');
-    const runcCode = await exec('runc', ['--version']).catch(() => -1);
-    if (runcCode === 0) {
-      results.push(['runc run (directory root, cgroup limits)', await measure(n, async (i) => {
-        expectZero(await exec('runc', ['--root', runcRoot, 'run', '--bundle', bundle, `tsbuild-bench-${process.pid}-${i + 3}`]), 'runc');
-      })]);
-    } else {
-      process.stdout.write('runc not found: skipped\n');
-    }
+    const haveRunc = (await exec('runc', ['--version']).catch(() => -1)) === 0;
+    if (!haveRunc) process.stdout.write('runc not found: skipped\n');
+
+    const cases: BenchCase[] = [
+      {
+        name: 'tsbuild sandbox (overlay, cgroup limits)',
+        prepare: (i) => prepareLayer(i + 1000),
+        once: async (i) => expectZero((await sandbox.run(overlaySpec(i + 1000, true), { stdout: 'ignore', stderr: 'inherit' })).exitCode, 'sandbox'),
+      },
+      {
+        name: 'tsbuild sandbox (overlay, no cgroup)',
+        prepare: (i) => prepareLayer(i + 2000),
+        once: async (i) => expectZero((await sandbox.run(overlaySpec(i + 2000, false), { stdout: 'ignore', stderr: 'inherit' })).exitCode, 'sandbox'),
+      },
+      {
+        name: 'tsbuild sandbox (directory root, no cgroup)',
+        once: async () => expectZero((await sandbox.run(createRunSpec({ args: ['/bin/true'], root: { path: rootfs } }), { stdout: 'ignore', stderr: 'inherit' })).exitCode, 'sandbox'),
+      },
+      {
+        name: 'spawn /bin/true (no isolation, baseline)',
+        once: async () => expectZero(await exec('/bin/true', []), 'true'),
+      },
+      {
+        name: 'unshare -m -u -i -p -n --fork chroot',
+        once: async () => expectZero(await exec('unshare', ['-m', '-u', '-i', '-p', '-n', '--fork', 'chroot', rootfs, '/bin/true']), 'unshare'),
+      },
+      ...(haveRunc
+        ? [{
+            name: 'runc run (directory root, cgroup limits)',
+            once: async (i: number) => expectZero(await exec('runc', ['--root', runcRoot, 'run', '--bundle', bundle, `tsbuild-bench-${process.pid}-${i + 3}`]), 'runc'),
+          }]
+        : []),
+    ];
+    const times = await measure(n, cases);
+    const results = cases.map((c, k) => [c.name, times[k] ?? []] as const);
 
     const base = median(results.find(([name]) => name.startsWith('unshare'))?.[1] ?? [0]);
     process.stdout.write(`median wall time of /bin/true over ${n} runs (ms), from a running Node process:\n`);

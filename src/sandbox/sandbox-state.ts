@@ -5,7 +5,8 @@
  * upperdir stays clean) is shared by all sandboxes of a state dir (`<stateDir>/.init-layer`). Mounts live only in the sandbox's mount namespace; this directory is
  * removed after the run, and directories of dead owners are removed on the next start.
  */
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { TsbuildError } from '../core/index.js';
@@ -53,11 +54,12 @@ function stateError(what: string, path: string, err: unknown): TsbuildError {
   return new TsbuildError('SANDBOX_STATE', `cannot ${what} ${path}: ${(err as Error).message}`, { cause: err, exitCode: 125 });
 }
 
-/** Start time of a process (field 22 of /proc/PID/stat), or undefined when it is gone. */
+/** Start time of a process (field 22 of /proc/PID/stat), or undefined when it is gone (or a zombie). */
 async function readStartTime(pid: number): Promise<string | undefined> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[0] === 'Z' || fields[0] === 'X' ? undefined : fields[19];
   } catch {
     return undefined;
   }
@@ -66,16 +68,21 @@ async function readStartTime(pid: number): Promise<string | undefined> {
 /** Name of the init layer shared by every sandbox of a state dir (immutable once made). */
 const SHARED_INIT_LAYER = '.init-layer';
 
-/** Creates the shared init layer: empty mountpoints only, so one copy serves every sandbox. Idempotent and race-safe. */
-async function ensureInitLayer(parent: string, name = SHARED_INIT_LAYER): Promise<string> {
+// The per-run state is a handful of tiny files: synchronous calls (microseconds each) keep the
+// sandbox start-up off libuv's thread pool, which dominates the cost on a busy machine.
+
+/** Creates an init layer: empty mountpoints only, so one copy serves every sandbox. Idempotent and race-safe. */
+function ensureInitLayer(parent: string, name = SHARED_INIT_LAYER): string {
   const layer = join(parent, name);
-  if (await stat(join(layer, 'etc', 'resolv.conf')).then(() => true, () => false)) return layer;
-  await Promise.all(['proc', 'sys', 'dev', 'etc'].map((d) => mkdir(join(layer, d), { recursive: true, mode: 0o755 })));
-  for (const name of ['hosts', 'hostname', 'resolv.conf']) {
+  if (existsSync(join(layer, 'etc', 'resolv.conf'))) return layer;
+  for (const d of ['proc', 'sys', 'dev', 'etc']) mkdirSync(join(layer, d), { recursive: true, mode: 0o755 });
+  for (const file of ['hosts', 'hostname', 'resolv.conf']) {
     // 'wx': never rewrite a file another sandbox may already use as an overlay lowerdir.
-    await writeFile(join(layer, 'etc', name), '', { mode: 0o644, flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EEXIST') throw err;
-    });
+    try {
+      writeFileSync(join(layer, 'etc', file), '', { mode: 0o644, flag: 'wx' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
   }
   return layer;
 }
@@ -83,26 +90,30 @@ async function ensureInitLayer(parent: string, name = SHARED_INIT_LAYER): Promis
 /** Where the init layer of a sandbox lives: its own dir, `<stateDir>/.init-layer` (shared, made once), or none. */
 export type InitLayerMode = 'private' | 'shared' | 'none';
 
-/** Creates `<stateDir>/<id>/` with the init files (and an init layer, see {@link InitLayerMode}), owned by `ownerPid`. */
-export async function createSandboxState(stateDir: string, id: string, files: InitFiles, ownerPid: number, initLayerMode: InitLayerMode = 'private'): Promise<SandboxState> {
+/** `PID STARTTIME` of the owner process, recorded so stale state can be told from live state. */
+export async function describeOwner(pid: number): Promise<string> {
+  return `${pid} ${(await readStartTime(pid)) ?? ''}`;
+}
+
+/**
+ * Creates `<stateDir>/<id>/` with the init files (and an init layer, see {@link InitLayerMode}),
+ * owned by `ownerPid` (or the precomputed `owner` text of {@link describeOwner}).
+ */
+export async function createSandboxState(stateDir: string, id: string, files: InitFiles, ownerPid: number, initLayerMode: InitLayerMode = 'private', owner?: string): Promise<SandboxState> {
   const dir = join(stateDir, id);
-  let initLayer = initLayerMode === 'shared' ? join(stateDir, SHARED_INIT_LAYER) : join(dir, 'init');
+  const ownerText = owner ?? (await describeOwner(ownerPid));
+  let initLayer = join(dir, 'init');
   try {
-    await mkdir(stateDir, { recursive: true, mode: 0o711 });
-    await mkdir(dir, { mode: 0o755 });
-    const contents: Record<string, string> = {
-      hosts: renderHosts(files.hostname),
-      hostname: `${files.hostname}\n`,
-      'resolv.conf': files.resolvConf,
-    };
-    const startTime = await readStartTime(ownerPid);
-    await Promise.all([
-      writeFile(join(dir, 'owner'), `${ownerPid} ${startTime ?? ''}\n`),
-      mkdir(join(dir, 'files')).then(() => Promise.all(Object.entries(contents).map(([name, text]) => writeFile(join(dir, 'files', name), text, { mode: 0o644 })))),
-      ...(initLayerMode === 'none' ? [] : [mkdir(join(dir, 'rootfs'))]),
-      ...(initLayerMode === 'shared' ? [ensureInitLayer(stateDir).then((l) => { initLayer = l; })] : []),
-      ...(initLayerMode === 'private' ? [ensureInitLayer(dir, 'init')] : []),
-    ]);
+    mkdirSync(stateDir, { recursive: true, mode: 0o711 });
+    mkdirSync(dir, { mode: 0o755 });
+    writeFileSync(join(dir, 'owner'), `${ownerText}\n`);
+    mkdirSync(join(dir, 'files'));
+    writeFileSync(join(dir, 'files', 'hosts'), renderHosts(files.hostname), { mode: 0o644 });
+    writeFileSync(join(dir, 'files', 'hostname'), `${files.hostname}\n`, { mode: 0o644 });
+    writeFileSync(join(dir, 'files', 'resolv.conf'), files.resolvConf, { mode: 0o644 });
+    if (initLayerMode !== 'none') mkdirSync(join(dir, 'rootfs'));
+    if (initLayerMode === 'shared') initLayer = ensureInitLayer(stateDir);
+    if (initLayerMode === 'private') ensureInitLayer(dir, 'init');
   } catch (err) {
     throw stateError('create sandbox state', dir, err);
   }
@@ -118,7 +129,7 @@ export async function createSandboxState(stateDir: string, id: string, files: In
 /** Removes one sandbox's state directory (idempotent). */
 export async function removeSandboxState(state: SandboxState): Promise<void> {
   try {
-    await rm(state.dir, { recursive: true, force: true });
+    rmSync(state.dir, { recursive: true, force: true });
   } catch (err) {
     throw stateError('remove sandbox state', state.dir, err);
   }

@@ -5,14 +5,15 @@
  * host when the process ends or tsbuild is killed (the launcher and its child die with us).
  */
 import { spawn } from 'node:child_process';
-import { access, constants, readFile, stat } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
+import { access, constants } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
 import { createCgroup } from './cgroup.js';
 import type { CgroupLimits } from './cgroup-limits.js';
 import type { Cgroup, CgroupUsage } from './cgroup-types.js';
 import { encodeLauncherSpec } from './launcher-spec.js';
-import { cleanStaleSandboxStates, createSandboxState, newSandboxId, removeSandboxState } from './sandbox-state.js';
+import { cleanStaleSandboxStates, createSandboxState, describeOwner, newSandboxId, removeSandboxState } from './sandbox-state.js';
 import type { SandboxState } from './sandbox-state.js';
 import type { ResourcesSpec, RunSpec } from './spec.js';
 import { hasNamespace } from './spec.js';
@@ -113,7 +114,8 @@ function formatMiB(bytes: number): string {
 /** Runs RunSpecs with the native launcher. Holds no mutable state besides a one-time stale cleanup. */
 export class Sandbox {
   readonly #options: SandboxOptions;
-  #cleaned = false;
+  /** One-time work (stale cleanup, launcher check, owner identity), done by the first run. */
+  #ready: Promise<string> | undefined;
 
   constructor(options: SandboxOptions) {
     this.#options = options;
@@ -133,11 +135,12 @@ export class Sandbox {
   async run(spec: RunSpec, stdio: SandboxStdio = {}, signal?: AbortSignal): Promise<RunResult> {
     signal?.throwIfAborted();
     const o = this.#options;
-    await this.#checkInputs(spec);
-    if (!this.#cleaned) {
-      this.#cleaned = true;
-      await cleanStaleSandboxStates(o.stateDir);
-    }
+    this.#ready ??= this.#prepare();
+    const owner = await this.#ready.catch((err: unknown) => {
+      this.#ready = undefined;
+      throw err;
+    });
+    this.#checkRoot(spec);
     // SECURITY: rootless sandboxes always get a user namespace; the launcher never runs setuid.
     const runSpec: RunSpec = this.rootless && !hasNamespace(spec, 'user')
       ? { ...spec, linux: { ...spec.linux, namespaces: [...spec.linux.namespaces, { type: 'user' }] } }
@@ -151,8 +154,13 @@ export class Sandbox {
         : planned.maps;
     }
     const id = newSandboxId();
-    const resolvConf = await readFile(o.resolvConf ?? '/etc/resolv.conf', 'utf8').catch(() => '');
-    const state = await createSandboxState(o.stateDir, id, { hostname: runSpec.hostname ?? id, resolvConf }, o.ownerPid, runSpec.root.overlay !== undefined ? 'shared' : 'none');
+    let resolvConf = '';
+    try {
+      resolvConf = readFileSync(o.resolvConf ?? '/etc/resolv.conf', 'utf8');
+    } catch {
+      // no resolver configuration on the host: an empty resolv.conf
+    }
+    const state = await createSandboxState(o.stateDir, id, { hostname: runSpec.hostname ?? id, resolvConf }, o.ownerPid, runSpec.root.overlay !== undefined ? 'shared' : 'none', owner);
     let cgroup: Cgroup | undefined;
     try {
       const limits = resourcesToLimits(runSpec.linux.resources);
@@ -183,22 +191,28 @@ export class Sandbox {
     }
   }
 
-  async #checkInputs(spec: RunSpec): Promise<void> {
+  /** Checks the launcher, removes stale state of dead owners; resolves with this process's owner text. */
+  async #prepare(): Promise<string> {
+    const o = this.#options;
     try {
-      await access(this.#options.launcherPath, constants.X_OK);
+      await access(o.launcherPath, constants.X_OK);
     } catch (err) {
-      throw new TsbuildError('SANDBOX_LAUNCHER', `the sandbox launcher ${this.#options.launcherPath} is missing or not executable`, {
+      throw new TsbuildError('SANDBOX_LAUNCHER', `the sandbox launcher ${o.launcherPath} is missing or not executable`, {
         cause: err,
         hint: 'build it with "npm run build" (needs a C compiler: apt-get install gcc libc6-dev)',
         exitCode: 125,
       });
     }
+    await cleanStaleSandboxStates(o.stateDir);
+    return describeOwner(o.ownerPid);
+  }
+
+  #checkRoot(spec: RunSpec): void {
     const dirs = spec.root.overlay === undefined
       ? [spec.root.path]
       : [...spec.root.overlay.lowerdirs, spec.root.overlay.upperdir, spec.root.overlay.workdir];
     for (const dir of dirs) {
-      const st = await stat(dir).catch(() => undefined);
-      if (st === undefined || !st.isDirectory()) {
+      if (statSync(dir, { throwIfNoEntry: false })?.isDirectory() !== true) {
         throw new TsbuildError('SANDBOX_ROOTFS_NOT_FOUND', `root filesystem directory ${dir} does not exist`, { exitCode: 125 });
       }
     }
