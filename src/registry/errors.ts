@@ -38,10 +38,10 @@ export function responseError(what: string, status: number, bodyText: string, hi
   const name = (first?.code ?? STATUS_CODES[status] ?? (status >= 500 ? 'SERVER_ERROR' : 'BAD_RESPONSE')).toUpperCase().replace(/[^A-Z0-9_]/g, '_');
   const quoted = entries.length > 0
     ? entries.map((e) => `${e.code}: ${e.message}`).join('; ')
-    : bodyText.trim() === '' ? '' : redact(bodyText.trim().slice(0, 200));
+    : bodyText.trim().slice(0, 200);
   const code = `REG_${name}` as ErrorCode;
   const h = hint ?? (name === 'UNAUTHORIZED' ? 'check the credentials (tsbuild login HOST)' : name === 'DENIED' ? 'the credentials lack access to this repository' : undefined);
-  return new TsbuildError(code, `${what}: registry answered ${status}${quoted === '' ? '' : ` (${quoted})`}`, h === undefined ? {} : { hint: h });
+  return new TsbuildError(code, redact(`${what}: registry answered ${status}${quoted === '' ? '' : ` (${quoted})`}`), h === undefined ? {} : { hint: h });
 }
 
 // SECURITY: patterns of secrets that may appear in text we echo (headers, JSON bodies, URLs).
