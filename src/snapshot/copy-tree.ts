@@ -47,6 +47,8 @@ export function copyMetadata(src: string, dst: string, st: Stats | BigIntStats, 
  */
 export function copyEntry(src: string, dst: string, st: Stats | BigIntStats, options: CopyOptions): boolean {
   if (st.isFile()) {
+    // SECURITY: `st` says regular file; the tree must not be changed meanwhile (callers copy trees
+    // no process is running in), otherwise a swapped-in symlink could be followed here.
     copyFileSync(src, dst, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
   } else if (st.isSymbolicLink()) {
     symlinkSync(readlinkSync(src), dst);

@@ -87,6 +87,9 @@ export interface ChangeSetOptions extends CopyOptions {
  * Nothing may write `root` meanwhile.
  */
 export function writeChangeSet(root: string, recordFile: string, out: string, options: ChangeSetOptions): number {
+  // SECURITY: `root` was written by the build step's processes (all gone by now). Every entry is
+  // lstat-ed and only descended into when it is a real directory; symlinks are linked or recreated
+  // as symlinks, never followed, so nothing outside `root` is read or written.
   const record = readTreeRecord(recordFile);
   let count = 0;
   const place = (src: string, dst: string, st: BigIntStats): void => {
