@@ -24,9 +24,10 @@ const APP = [
   '',
 ].join('\n');
 
-testSerialIf(missing, 'tsbuild build: writes a runnable OCI image with layers, config and history when building FROM a local busybox', async (t) => {
+for (const snapshotter of ['overlay', 'naive']) {
+testSerialIf(missing, `tsbuild build: writes a runnable OCI image with layers, config and history when building FROM a local busybox (${snapshotter})`, async (t) => {
   const f = await makeFixture(t, { 'a.txt': 'from the context\n', 'sub/dir/c.txt': 'nested\n' });
-  const r = await build(f, APP, ['-t', 'app:1', '-t', 'app:latest', '--iidfile', 'iid', '--metadata-file', 'meta.json']);
+  const r = await build(f, APP, ['-t', 'app:1', '-t', 'app:latest', '--iidfile', 'iid', '--metadata-file', 'meta.json', `--snapshotter=${snapshotter}`]);
   t.is(r.code, 0, r.stderr);
 
   const img = await readImage(f.root, 'app:1');
@@ -70,6 +71,9 @@ testSerialIf(missing, 'tsbuild build: writes a runnable OCI image with layers, c
   t.is(await readUnpacked(dest, 'uid'), '0\n');
   await t.throwsAsync(stat(join(dest, 'bin/vi')));
   t.true((await stat(join(dest, 'bin/busybox'))).isFile());
+  // The sandbox's mount points (/etc/hosts ...) never end up in a layer.
+  await t.throwsAsync(stat(join(dest, 'etc/hosts')));
+  await t.throwsAsync(stat(join(dest, 'etc/resolv.conf')));
   t.is(await readUnpacked(dest, 'app/a.txt'), 'from the context\n');
   t.is(await readUnpacked(dest, 'app/dir/c.txt'), 'nested\n');
   t.is(await readUnpacked(dest, 'opt/b.txt'), 'from the context\n');
@@ -93,9 +97,16 @@ testSerialIf(missing, 'tsbuild build: writes a runnable OCI image with layers, c
   const steps = stepsOf(r.events);
   t.is(steps.cached.length, 0);
   t.is(steps.started.filter((n) => / RUN /.test(n)).length, 2);
+
+  // umoci (a peer tool) reads the store as an OCI layout and unpacks the same tree.
+  const bundle = join(f.dir, 'bundle');
+  await run('umoci', ['unpack', '--image', `${f.root}:docker.io/library/app:1`, bundle]);
+  t.is(await readUnpacked(join(bundle, 'rootfs'), 'greet'), 'hello from run\n');
+  await t.throwsAsync(stat(join(bundle, 'rootfs/bin/vi')));
+  t.is(await readUnpacked(join(bundle, 'rootfs'), 'app/dir/c.txt'), 'nested\n');
 });
 
-testSerialIf(missing, 'tsbuild build: copies only the named paths of an earlier stage when the target uses COPY --from', async (t) => {
+testSerialIf(missing, `tsbuild build: copies only the named paths of an earlier stage when the target uses COPY --from (${snapshotter})`, async (t) => {
   const f = await makeFixture(t);
   const df = [
     'FROM busybox AS build',
@@ -105,7 +116,7 @@ testSerialIf(missing, 'tsbuild build: copies only the named paths of an earlier 
     'COPY --from=build --chown=7:8 /out/bin/x /single',
     '',
   ].join('\n');
-  const r = await build(f, df, ['-t', 'multi:1']);
+  const r = await build(f, df, ['-t', 'multi:1', `--snapshotter=${snapshotter}`]);
   t.is(r.code, 0, r.stderr);
   const img = await readImage(f.root, 'multi:1');
   t.is(img.manifest.layers.length, 2);
@@ -122,6 +133,7 @@ testSerialIf(missing, 'tsbuild build: copies only the named paths of an earlier 
   await t.throwsAsync(stat(join(dest, 'other')));
   await t.throwsAsync(stat(join(dest, 'bin')));
 });
+}
 
 testSerialIf(missing, 'tsbuild build: reports Dockerfile:LINE: RUN_EXIT with the command and its last output when a RUN fails', async (t) => {
   const f = await makeFixture(t);
@@ -146,3 +158,21 @@ testSerialIf(missing, 'tsbuild build: keeps unsupported features behind CLI_NOT_
   t.is(r.code, 125);
   t.regex(r.stderr, /CLI_NOT_SUPPORTED: --output is not supported yet/);
 });
+
+for (const snapshotter of ['overlay', 'naive']) {
+  testSerialIf(missing, `tsbuild build: gives identical image digests in two empty stores when SOURCE_DATE_EPOCH is set (${snapshotter})`, async (t) => {
+    const files = { 'a.txt': 'from the context\n', 'sub/dir/c.txt': 'nested\n' };
+    const a = await makeFixture(t, files);
+    const b = await makeFixture(t, files);
+    const env = { SOURCE_DATE_EPOCH: '1700000000' };
+    const ra = await build(a, APP, ['-t', 'repro:1', `--snapshotter=${snapshotter}`], env);
+    const rb = await build(b, APP, ['-t', 'repro:1', `--snapshotter=${snapshotter}`], env);
+    t.is(ra.code, 0, ra.stderr);
+    t.is(rb.code, 0, rb.stderr);
+    const ia = await readImage(a.root, 'repro:1');
+    const ib = await readImage(b.root, 'repro:1');
+    t.deepEqual(ia.config.rootfs.diff_ids, ib.config.rootfs.diff_ids);
+    t.is(ia.manifestDigest, ib.manifestDigest);
+    t.is(ia.config.created, '2023-11-14T22:13:20Z');
+  });
+}

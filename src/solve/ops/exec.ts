@@ -1,3 +1,5 @@
+import { lstatSync, rmdirSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { notSupportedYet, TsbuildError, type EventSink } from '../../core/index.js';
 import type { ExecOp, Vertex } from '../../plan/index.js';
@@ -73,6 +75,38 @@ class LineSink {
   }
 }
 
+/**
+ * Paths the sandbox creates as mount points when a root directory lacks them (children first).
+ * Over an overlay root they live in the sandbox's init layer; over a plain directory root they would
+ * land in the step's change set, so {@link removeCreatedMountPoints} takes them out again.
+ */
+const MOUNT_POINTS = ['etc/hosts', 'etc/hostname', 'etc/resolv.conf', 'etc', 'proc', 'sys', 'dev'];
+
+function missingMountPoints(root: string): string[] {
+  return MOUNT_POINTS.filter((p) => {
+    try {
+      lstatSync(join(root, p));
+      return false;
+    } catch {
+      return true;
+    }
+  });
+}
+
+/** Removes the mount points the sandbox created (still empty files or directories) from a directory root. */
+function removeCreatedMountPoints(root: string, created: readonly string[]): void {
+  for (const p of created) {
+    const path = join(root, p);
+    try {
+      const st = lstatSync(path);
+      if (st.isFile() && st.size === 0) unlinkSync(path);
+      else if (st.isDirectory()) rmdirSync(path);
+    } catch {
+      // absent or not empty: a file the command wrote, kept
+    }
+  }
+}
+
 /** Builds the RunSpec of a RUN step over the active snapshot (pure apart from reading /etc/passwd). */
 export function execRunSpec(op: ExecOp, active: ActiveSnapshot, defaultNetwork: 'host' | 'none', rootless: boolean): RunSpec {
   const view = viewOf(active);
@@ -110,7 +144,14 @@ export async function runExec(op: ExecOp, active: ActiveSnapshot, ctx: ExecConte
   const sink = (stream: 'stdout' | 'stderr'): LineSink => new LineSink(tail, (data) => deps.events({ type: 'vertex.log', vertex: vertex.id, stream, data }));
   const out = sink('stdout');
   const err = sink('stderr');
-  const result = await deps.sandbox.run(spec, { stdin: 'ignore', stdout: out.stream, stderr: err.stream }, ctx.signal);
+  const dirRoot = spec.root.path;
+  const created = dirRoot === undefined ? [] : missingMountPoints(dirRoot);
+  let result;
+  try {
+    result = await deps.sandbox.run(spec, { stdin: 'ignore', stdout: out.stream, stderr: err.stream }, ctx.signal);
+  } finally {
+    if (dirRoot !== undefined) removeCreatedMountPoints(dirRoot, created);
+  }
   out.flush();
   err.flush();
   if (result.exitCode !== 0) {
