@@ -1,5 +1,5 @@
-/** Runs `work` over `items` with at most `n` in flight; the first failure aborts the rest. */
-export async function runPool<T>(items: readonly T[], n: number, work: (item: T) => Promise<void>): Promise<void> {
+/** Runs `work` over `items` with at most `n` in flight; after the first failure no new item starts (`onFailure` may cancel running ones) and it is rethrown. */
+export async function runPool<T>(items: readonly T[], n: number, work: (item: T) => Promise<void>, onFailure?: () => void): Promise<void> {
   let next = 0;
   let failed: unknown;
   const worker = async (): Promise<void> => {
@@ -8,7 +8,10 @@ export async function runPool<T>(items: readonly T[], n: number, work: (item: T)
       try {
         await work(item);
       } catch (err) {
-        failed ??= err;
+        if (failed === undefined) {
+          failed = err;
+          onFailure?.();
+        }
       }
     }
   };

@@ -64,16 +64,19 @@ export async function pullImage(client: HttpRegistryClient, store: Store, ref: I
     const manifest = doc.manifest;
     const blobsNeeded = [manifest.config, ...manifest.layers];
     let downloaded = 0;
+    // The first failed download stops the others instead of letting them run to the end.
+    const stop = new AbortController();
+    const blobSignal = signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal]);
     await runPool(blobsNeeded, options.concurrency ?? 4, async (d) => {
       const total = d.size;
       const id = d.digest.slice(7, 19);
       const did = await downloadBlob(client, store.blobs, repo, d, {
-        ...(signal === undefined ? {} : { signal }),
+        signal: blobSignal,
         onProgress: (current) => emit({ type: 'transfer', id, name: 'Downloading', current, total }),
       });
       if (did) downloaded++;
       emit({ type: 'transfer', id, name: did ? 'Pull complete' : 'Already exists', current: total, total });
-    });
+    }, () => stop.abort());
     if (top !== fetched) await store.blobs.putBytes(top.bytes, { digest: top.digest });
     await store.blobs.putBytes(fetched.bytes, { digest: fetched.digest });
     const descriptor: Descriptor = { mediaType: fetched.mediaType, digest: fetched.digest, size: fetched.bytes.length };
