@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Transform, pipeline, type Readable } from 'node:stream';
 import { TsbuildError, isDigest, type Digest } from '../core/index.js';
 import { acquireLock } from '../store/index.js';
+import { lookupMerged } from './merged-view.js';
 import { SnapshotLayout, isExistsError, isStale, newActiveMeta, removeTree, toInfo, wrapIo, type SnapshotDirs, type SnapshotMeta } from './layout.js';
 import {
   chainIdOf, checkSnapshotKey,
@@ -44,6 +45,10 @@ export abstract class BaseSnapshotter implements Snapshotter {
   /** Builds the handle of an active snapshot. */
   protected abstract makeActive(meta: SnapshotMeta): Promise<ActiveSnapshot>;
   abstract diff(key: string): Promise<SnapshotDiff>;
+  /** The directories whose overlay is the snapshot's file system, nearest first. */
+  protected abstract layerDirs(meta: SnapshotMeta): Promise<string[]>;
+  /** The xattr namespace of opaque-directory markers in this kind's layers. */
+  protected abstract readonly mergePrefix: 'trusted' | 'user';
 
   /** Creates the directories once per instance. */
   protected init(): Promise<void> {
@@ -210,6 +215,12 @@ export abstract class BaseSnapshotter implements Snapshotter {
   /** Cleans up what belongs to a removed committed snapshot outside its directory (overlay: the short link). */
   protected async afterRemove(_meta: SnapshotMeta | undefined): Promise<void> {
     // nothing by default
+  }
+
+  async lookup(name: string, path: string): Promise<string | undefined> {
+    await this.init();
+    const meta = isDigest(name) ? await this.requireCommitted(name) : await this.requireActive(name);
+    return lookupMerged(await this.layerDirs(meta), path, this.mergePrefix);
   }
 
   async stat(name: string): Promise<SnapshotInfo | undefined> {

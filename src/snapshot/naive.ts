@@ -53,6 +53,12 @@ export class NaiveSnapshotter extends BaseSnapshotter {
     await writeTreeRecord(join(dir, 'fs'), join(dir, 'record'));
   }
 
+  protected readonly mergePrefix = 'trusted' as const;
+
+  protected async layerDirs(meta: SnapshotMeta): Promise<string[]> {
+    return [join(meta.kind === 'active' ? this.layout.activeDir(meta.name) : this.layout.committedDir(meta.name as Digest), 'fs')];
+  }
+
   protected async beforePublish(): Promise<Partial<SnapshotMeta>> {
     return {};
   }

@@ -51,6 +51,19 @@ export class OverlaySnapshotter extends BaseSnapshotter {
     return this.userxattr ? 'user' : 'trusted';
   }
 
+  protected get mergePrefix(): 'trusted' | 'user' {
+    return this.xattrPrefix;
+  }
+
+  protected async layerDirs(meta: SnapshotMeta): Promise<string[]> {
+    const dirs = meta.kind === 'active' ? [join(this.layout.activeDir(meta.name), 'upper')] : [join(this.layout.committedDir(meta.name as Digest), 'fs')];
+    for (let c = meta.parent; c !== undefined;) {
+      dirs.push(join(this.layout.committedDir(c), 'fs'));
+      c = (await this.chainMeta(c)).parent;
+    }
+    return dirs;
+  }
+
   /** Probes (once per instance) whether overlay mounts work here and which options the kernel accepts. */
   probe(): Promise<OverlayProbe> {
     this.probed ??= this.init().then(() => probeOverlay(this.layout.dirs.tmp, this.userxattr));

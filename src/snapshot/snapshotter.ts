@@ -97,6 +97,13 @@ export interface Snapshotter {
    * its packed diff) and removes the active one. If that chain ID exists already, the existing one is kept.
    */
   commit(key: string, diffId: Digest): Promise<SnapshotInfo>;
+  /**
+   * The host path of the entry the snapshot `name` (chain ID or key) shows at the absolute `path`, found
+   * without mounting (whiteouts, opaque dirs and intermediate symlinks resolved inside the snapshot; a
+   * final symlink is returned itself), or undefined. For reading only (e.g. /etc/passwd for `--chown`):
+   * the path may lie in a committed layer shared by other snapshots.
+   */
+  lookup(name: string, path: string): Promise<string | undefined>;
   /** Removes an active snapshot (by key) or a committed one (by chain ID); SNAPSHOT_IN_USE when a snapshot has it as parent. Absent: no-op. */
   remove(name: string): Promise<void>;
   /** The snapshot named `name` (chain ID or key), or undefined. */

@@ -1,5 +1,5 @@
 import test, { type ExecutionContext } from 'ava';
-import { chmodSync, linkSync, mkdirSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Digest } from '../../src/core/index.js';
@@ -27,6 +27,10 @@ async function makeBaseLayers(t: ExecutionContext): Promise<[TestLayer, TestLaye
   writeFileSync(join(l1, 'h1'), 'hard');
   linkSync(join(l1, 'h1'), join(l1, 'h2'));
   writeFileSync(join(l1, 'mode.txt'), 'mode');
+  mkdirSync(join(l1, 'usr/lib'), { recursive: true });
+  writeFileSync(join(l1, 'usr/lib/libc.so'), 'libc');
+  symlinkSync('usr/lib', join(l1, 'lib'));
+  symlinkSync('../../../../../etc', join(l1, 'escape'));
   const l2 = join(work, 'l2');
   mkdirSync(join(l2, 'etc'), { recursive: true });
   makeNode(join(l2, 'etc/b'), 'char', 0, 0, 0);
@@ -177,5 +181,39 @@ for (const kind of ['overlay', 'naive'] as const satisfies readonly SnapshotterK
     t.deepEqual(describeDir(root), ['etc/ dir 755', 'etc/hostname file 644 26f8567f']);
     await close();
     t.deepEqual((await s.list()).map((i) => `${i.kind} ${i.name}`).sort(), [`active on-top`, `committed ${layer.diffId}`]);
+  });
+}
+
+for (const kind of ['overlay', 'naive'] as const satisfies readonly SnapshotterKind[]) {
+  testIf(kind === 'overlay' ? overlayReason : rootReason, `${kind} snapshotter: lookup finds what the merged view shows without mounting when reading files`, async (t) => {
+    const dirs = await makeDirs(t);
+    const s = makeSnapshotter(kind, dirs);
+    const base = await unpackBase(s, await makeBaseLayers(t));
+    const read = async (name: string, path: string): Promise<string | undefined> => {
+      const host = await s.lookup(name, path);
+      return host === undefined ? undefined : readFileSync(host, 'utf8');
+    };
+    t.is(await read(base, '/etc/a'), 'alpha');
+    t.is(await read(base, 'etc/c'), 'gamma'); // from the second layer
+    t.is(await read(base, '/etc/b'), undefined); // whited out by the second layer
+    t.is(await read(base, '/lib/libc.so'), 'libc'); // through a relative directory symlink
+    t.is(await read(base, '/etc/../lib/./libc.so'), 'libc');
+    t.true((await s.lookup(base, '/bin/sh'))?.endsWith('/bin/sh')); // a final symlink is itself
+    t.is(await read(base, '/escape/passwd'), undefined); // SECURITY: never the host's /etc/passwd
+    t.is(await s.lookup(base, '/bin/sh/x'), undefined);
+    const active = await s.prepare('look', base);
+    const { root, close } = await openRoot(t, active, dirs);
+    rmSync(join(root, 'd'), { recursive: true });
+    mkdirSync(join(root, 'd'));
+    writeFileSync(join(root, 'd/new'), 'n');
+    writeFileSync(join(root, 'etc/a'), 'changed');
+    unlinkSync(join(root, 'etc/keep'));
+    await close();
+    t.is(await read('look', '/etc/a'), 'changed');
+    t.is(await read('look', '/etc/keep'), undefined);
+    t.is(await read('look', '/d/x'), undefined); // hidden by the opaque directory
+    t.is(await read('look', '/d/new'), 'n');
+    t.is(await read('look', '/d/sub/z'), undefined);
+    t.is(await read(base, '/d/x'), 'x'); // the committed parent is unchanged
   });
 }
