@@ -1,0 +1,77 @@
+import { lstat, mkdir, readFile, readlink, symlink, writeFile, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RootfsView } from '../../src/solve/index.js';
+import { getXattr, makeNode, setXattr } from '../../src/sys/index.js';
+import { testIf } from '../helpers/capability.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const notRoot = process.getuid?.() === 0 ? undefined : 'whiteouts (mknod) and trusted.* xattrs need root';
+
+/** upper (writable), mid, low: low has /etc/passwd, /data/{a,b}, /opaque/old; mid deletes /data/a and makes /opaque opaque. */
+async function layered(t: Parameters<typeof tempDir>[0]): Promise<{ upper: string; mid: string; low: string; view: RootfsView }> {
+  const dir = await tempDir(t);
+  const [upper, mid, low] = ['upper', 'mid', 'low'].map((n) => join(dir, n)) as [string, string, string];
+  for (const d of [upper, mid, join(low, 'etc'), join(low, 'data'), join(low, 'opaque'), join(mid, 'data'), join(mid, 'opaque')]) await mkdir(d, { recursive: true });
+  await writeFile(join(low, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n');
+  await writeFile(join(low, 'data/a'), 'a');
+  await writeFile(join(low, 'data/b'), 'b');
+  await writeFile(join(low, 'opaque/old'), 'old');
+  await writeFile(join(mid, 'opaque/new'), 'new');
+  await chmod(join(mid, 'data'), 0o750); // the top-most copy of a directory gives its metadata
+  await symlink('/data', join(mid, 'link'));
+  await symlink('../../../../..', join(mid, 'escape'));
+  makeNode(join(mid, 'data/a'), 'char', 0, 0, 0);
+  setXattr(join(mid, 'opaque'), 'trusted.overlay.opaque', Buffer.from('y'));
+  return { upper, mid, low, view: new RootfsView([upper, mid, low], 'trusted') };
+}
+
+const title = (s: string): string => `RootfsView: ${s}`;
+
+testIf(notRoot, title('hides whiteouts and the contents below opaque directories when merging layers'), async (t) => {
+  const { view } = await layered(t);
+  t.deepEqual(view.readdirParts(['data']), ['b']);
+  t.is(view.lookup('/data/a'), undefined);
+  t.deepEqual(view.readdirParts(['opaque']), ['new']);
+  t.is(view.lookup('/opaque/old'), undefined);
+  t.deepEqual(view.readdirParts([]), ['data', 'escape', 'etc', 'link', 'opaque']);
+  t.is(view.readSmallFile('/etc/passwd', 1000)?.split('\n')[1], 'app:x:1000:1001::/home/app:/bin/sh');
+});
+
+testIf(notRoot, title('follows symlinks inside the root and never above it when resolving paths'), async (t) => {
+  const { view } = await layered(t);
+  t.deepEqual(view.resolve('/link/b', true), ['data', 'b']);
+  t.deepEqual(view.resolve('/link', false), ['link']);
+  t.deepEqual(view.resolve('/escape/etc/passwd', true), ['etc', 'passwd']);
+  t.deepEqual(view.resolve('/../../etc', true), ['etc']);
+  t.throws(() => view.resolve('/etc/passwd/x', true), { code: 'SOLVE_NOT_DIR' } as never);
+});
+
+testIf(notRoot, title('copies lower directories up with their metadata when writing into the top layer'), async (t) => {
+  const { upper, view } = await layered(t);
+  view.ensureDirParts(['data', 'new', 'deep'], { uid: 7, gid: 8, mode: 0o700 });
+  const data = await lstat(join(upper, 'data'));
+  t.is(data.mode & 0o7777, 0o750);
+  const created = await lstat(join(upper, 'data/new/deep'));
+  t.is(created.mode & 0o7777, 0o700);
+  t.is(created.uid, 7);
+  const src = join(upper, '..', 'src.txt');
+  await writeFile(src, 'content');
+  await view.writeFile(['data', 'a'], src, { uid: 0, gid: 0, mode: 0o640, mtime: 1000 });
+  t.is(await readFile(join(upper, 'data/a'), 'utf8'), 'content');
+  t.is((await lstat(join(upper, 'data/a'))).mtimeMs, 1_000_000);
+  t.deepEqual(view.readdirParts(['data']), ['a', 'b', 'new']);
+  view.writeSymlink(['data', 'l'], 'b', { uid: 0, gid: 0 });
+  t.is(await readlink(join(upper, 'data/l')), 'b');
+  t.throws(() => view.ensureDirParts(['etc', 'passwd', 'x'], { uid: 0, gid: 0, mode: 0o755 }), { code: 'SOLVE_NOT_DIR' } as never);
+});
+
+testIf(notRoot, title('replaces a whiteout with an opaque directory when a deleted path is created again'), async (t) => {
+  const { upper, view } = await layered(t);
+  makeNode(join(upper, 'etc'), 'char', 0, 0, 0);
+  t.is(view.lookup('/etc'), undefined);
+  view.ensureDirParts(['etc'], { uid: 0, gid: 0, mode: 0o755 });
+  t.true((await lstat(join(upper, 'etc'))).isDirectory());
+  t.deepEqual(view.readdirParts(['etc']), []);
+  t.is(getXattr(join(upper, 'etc'), 'trusted.overlay.opaque')?.toString(), 'y');
+  t.is(view.lookup('/etc/passwd'), undefined);
+});
