@@ -9,7 +9,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { access, constants } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
-import { createCgroup } from './cgroup.js';
+import { cleanupStaleCgroups, createCgroup } from './cgroup.js';
 import type { CgroupLimits } from './cgroup-limits.js';
 import type { Cgroup, CgroupUsage } from './cgroup-types.js';
 import { encodeLauncherSpec } from './launcher-spec.js';
@@ -203,7 +203,11 @@ export class Sandbox {
         exitCode: 125,
       });
     }
+    // What a SIGKILLed tsbuild left (state dirs, cgroups) goes before we add ours.
     await cleanStaleSandboxStates(o.stateDir);
+    await cleanupStaleCgroups({ rootless: o.host.uid !== 0 }).catch((err: unknown) => {
+      o.onWarning?.(`could not remove stale cgroups: ${err instanceof Error ? err.message : String(err)}`);
+    });
     return describeOwner(o.ownerPid);
   }
 

@@ -13,6 +13,7 @@ import {
   runWithOciRuntime,
   Sandbox,
   validateLimits,
+  withDockerDefaults,
 } from '../../sandbox/index.js';
 import type { CgroupLimits, MountSpec, NetworkMode, RunSpec, SandboxStdio } from '../../sandbox/index.js';
 import type { OptionSpec, ParsedArgs } from '../args.js';
@@ -88,7 +89,8 @@ export function parseLimitFlags(args: ParsedArgs): CgroupLimits {
   if (s('cpuset-cpus') !== undefined) limits.cpusetCpus = s('cpuset-cpus') as string;
   if (s('pids-limit') !== undefined) limits.pidsLimit = parseIntegerLimit('--pids-limit', s('pids-limit') as string);
   validateLimits(limits);
-  return limits;
+  // As docker: --memory without --memory-swap allows as much swap as memory.
+  return withDockerDefaults(limits);
 }
 
 /** Directory for sandbox state: $TSBUILD_RUN_DIR, /run/tsbuild as root, else $XDG_RUNTIME_DIR/tsbuild or the store root. */
@@ -181,6 +183,7 @@ export const runCommand: Command = {
     const runtime = optString(args, 'runtime');
     if (runtime !== undefined) {
       const result = await runWithOciRuntime(runtime, spec, stdio, ctx.signal, { stateDir, ownerPid: process.pid, rootless });
+      if (result.reason !== undefined) ctx.stderr.write(`tsbuild: ${result.reason}\n`);
       return result.exitCode;
     }
     const sandbox = new Sandbox({
