@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { Agent, request, type Dispatcher } from 'undici';
 import { TsbuildError } from '../core/index.js';
@@ -388,9 +388,4 @@ export class RegistryTransport {
       if (r.statusCode === 303) method = 'GET';
     }
   }
-}
-
-/** A readable of `data` (for request bodies built in memory). */
-export function bodyOf(data: Buffer | string): Readable {
-  return Readable.from([typeof data === 'string' ? Buffer.from(data) : data]);
 }
