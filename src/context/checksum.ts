@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { TsbuildError, sha256Of, type Digest } from '../core/index.js';
+import { HashThread } from './hash-thread.js';
 import { StatCache } from './stat-cache.js';
 import type { ContextEntry, ContextSelection, EntryType } from './walk.js';
 
@@ -56,6 +57,10 @@ const CHUNK = 1 << 20;
 /** Files changed this close (ns) to the moment they were read are not cached: a later write in the same clock tick would go unnoticed. */
 const RACY_NS = 50_000_000n;
 
+/** Large files are hashed in worker threads when they add up to at least this many bytes. */
+const THREAD_MIN_BYTES = 32 * 1024 * 1024;
+/** Worker threads at most (the machines we target have few cores; the main thread hashes small files). */
+const THREADS = 2;
 /** Files up to this size are read synchronously in one call (no per-file promise overhead). */
 const SMALL = 256 * 1024;
 
@@ -138,14 +143,33 @@ export async function checksumSources(selection: ContextSelection, options: Chec
   }
 
   let bytesRead = 0;
-  const finish = (e: ContextEntry, startNs: bigint, hash: ReturnType<typeof createHash>): void => {
-    const digest = `sha256:${hash.digest('hex')}` as Digest;
+  const finish = (e: ContextEntry, startNs: bigint, digest: Digest): void => {
     contents.set(e.absPath, digest);
     const changed = e.stat.mtimeNs > e.stat.ctimeNs ? e.stat.mtimeNs : e.stat.ctimeNs;
     if (changed < startNs - RACY_NS) cache.record(e.absPath, e.stat, digest);
   };
 
   let next = 0;
+  const threadWorker = async (): Promise<void> => {
+    const thread = new HashThread();
+    try {
+      while (next < large.length) {
+        options.signal?.throwIfAborted();
+        const e = large[next++] as ContextEntry;
+        const startNs = BigInt(Date.now()) * 1_000_000n;
+        let r: { hex: string; bytes: number };
+        try {
+          r = await thread.hash(e.absPath);
+        } catch (err) {
+          throw readFailure(e.absPath, err);
+        }
+        bytesRead += r.bytes;
+        finish(e, startNs, `sha256:${r.hex}` as Digest);
+      }
+    } finally {
+      await thread.close();
+    }
+  };
   const worker = async (): Promise<void> => {
     const buf = options.readFile === undefined ? Buffer.allocUnsafe(CHUNK) : Buffer.alloc(0);
     while (next < large.length) {
@@ -162,7 +186,7 @@ export async function checksumSources(selection: ContextSelection, options: Chec
       } catch (err) {
         throw readFailure(e.absPath, err);
       }
-      finish(e, startNs, hash);
+      finish(e, startNs, `sha256:${hash.digest('hex')}` as Digest);
     }
   };
   const smallPass = async (): Promise<void> => {
@@ -181,10 +205,14 @@ export async function checksumSources(selection: ContextSelection, options: Chec
       } catch (err) {
         throw readFailure(e.absPath, err);
       }
-      finish(e, startNs, hash);
+      finish(e, startNs, `sha256:${hash.digest('hex')}` as Digest);
     }
   };
-  await Promise.all([smallPass(), ...Array.from({ length: Math.min(concurrency, large.length) }, worker)]);
+  // Large files go to worker threads (other cores) when there is enough to pay for starting them.
+  const largeBytes = large.reduce((n, e) => n + Number(e.stat.size), 0);
+  const threads = options.readFile === undefined && largeBytes >= THREAD_MIN_BYTES ? Math.min(concurrency, large.length, THREADS) : 0;
+  const readers = threads > 0 ? Array.from({ length: threads }, threadWorker) : Array.from({ length: Math.min(concurrency, large.length) }, worker);
+  await Promise.all([smallPass(), ...readers]);
 
   const total = createHash('sha256');
   total.update('tsbuild-context-selection/1\n');

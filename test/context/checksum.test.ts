@@ -208,3 +208,21 @@ test('checksum: files are hashed with bounded parallelism when many are selected
   t.is(peak, 3);
   t.is(sums.digest, (await checksumSources(selectSources(ctx, ['.']), { concurrency: 1 })).digest);
 });
+
+test('checksum: large files hashed on worker threads give the sha256 of their bytes when they add up to over 32 MiB', async (t) => {
+  const ctx = await tempDir(t);
+  const { createHash, randomBytes } = await import('node:crypto');
+  const chunk = randomBytes(1 << 20);
+  const want = createHash('sha256');
+  const fh = await (await import('node:fs/promises')).open(join(ctx, 'big.bin'), 'w');
+  for (let i = 0; i < 34; i++) {
+    await fh.write(chunk);
+    want.update(chunk);
+  }
+  await fh.close();
+  await writeFile(join(ctx, 'mid.bin'), chunk);
+  const sums = await checksumSources(selectSources(ctx, ['big.bin', 'mid.bin']));
+  t.is<string | undefined>(sums.sources[0]?.matches[0]?.entries[0]?.digest, `sha256:${want.digest('hex')}`);
+  t.is<string | undefined>(sums.sources[1]?.matches[0]?.entries[0]?.digest, `sha256:${createHash('sha256').update(chunk).digest('hex')}`);
+  t.is(sums.stats.bytesRead, 35 * (1 << 20));
+});
