@@ -4,7 +4,7 @@ import { isTsbuildError, TsbuildError, type Digest } from '../core/index.js';
 import { checksumSources, loadIgnore, selectSources, StatCache, statCacheName, type ContextSelection, type LoadedIgnore } from '../context/index.js';
 import { computeCacheKeys, type BuildGraph, type CopyOp, type Vertex } from '../plan/index.js';
 import { BuildCacheStore } from './cache-store.js';
-import { checkCopySupported, contextSources, copyInto, viewSources } from './ops/copy.js';
+import { checkAddSources, checkCopySupported, contextSources, copyInto, viewSources } from './ops/copy.js';
 import { checkExecSupported, runExec } from './ops/exec.js';
 import { applyMetaToView, metaMakesLayer } from './ops/meta.js';
 import { baseImageState, SCRATCH_STATE } from './ops/source.js';
@@ -150,7 +150,9 @@ export async function solveGraph(graph: BuildGraph, deps: SolveDeps, options: So
     if (op.from.kind === 'context') {
       const sel = sels.get(v.id);
       if (sel === undefined) throw new TsbuildError('INTERNAL', `no context selection for ${v.id}`);
-      await copyInto(view, op, contextSources(sel), v.loc);
+      const src = contextSources(sel);
+      checkAddSources(op, src, v.loc);
+      await copyInto(view, op, src, v.loc);
       return;
     }
     const fromVertex = op.from.vertex;

@@ -1,4 +1,4 @@
-import { readlinkSync } from 'node:fs';
+import { closeSync, openSync, readlinkSync, readSync } from 'node:fs';
 import { posix } from 'node:path';
 import { notSupportedYet, TsbuildError, type SourceLocation } from '../../core/index.js';
 import type { ContextSelection } from '../../context/index.js';
@@ -44,12 +44,48 @@ export function checkCopySupported(op: CopyOp, vertex: Vertex): void {
   const no = (what: string, hint?: string): never => {
     throw withLoc(notSupportedYet(what, hint), vertex.loc);
   };
-  if (op.instruction === 'ADD') no('ADD', 'use COPY for local files; URL, git and archive sources arrive with the build engine work');
+  if (op.instruction === 'ADD' && op.sources.some((s) => /^[a-z][a-z0-9+.-]*:\/\//i.test(s) || /^git@/.test(s))) {
+    no('ADD of a URL or git repository', 'download the file in a RUN step or use COPY for local files');
+  }
+  if (op.instruction === 'ADD' && op.from.kind !== 'context') no('ADD --from');
+  if (op.checksum !== undefined) no('ADD --checksum');
   if (op.heredocs.length > 0) no('COPY with here-documents');
   if (op.parents) no('COPY --parents');
   if (op.exclude.length > 0) no('COPY --exclude');
   if (op.chmod !== undefined && !/^[0-7]{3,4}$/.test(op.chmod)) no(`symbolic --chmod (${op.chmod})`, 'use an octal mode like 0755');
   if (op.from.kind !== 'context' && op.sources.some((s) => /[*?[\\]/.test(s))) no('wildcards in COPY --from sources');
+}
+
+/** True when the file starts like a tar, gzip, bzip2, xz or zstd archive (what ADD would extract). */
+function looksLikeArchive(path: string): boolean {
+  const head = Buffer.alloc(512);
+  let n = 0;
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    n = readSync(fd, head, 0, head.length, 0);
+  } catch (e) {
+    throw new TsbuildError('SOLVE_IO', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  const b = head.subarray(0, n);
+  if (b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b) return true;
+  if (b.length >= 3 && b.subarray(0, 3).toString('latin1') === 'BZh') return true;
+  if (b.length >= 6 && b.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return true;
+  if (b.length >= 4 && b.readUInt32LE(0) === 0xfd2fb528) return true;
+  return b.length >= 262 && b.subarray(257, 262).toString('latin1') === 'ustar';
+}
+
+/** ADD of local files is COPY unless a source file is an archive (auto-extraction arrives later: CLI_NOT_SUPPORTED). */
+export function checkAddSources(op: CopyOp, src: CopySources, loc: SourceLocation | undefined): void {
+  if (op.instruction !== 'ADD') return;
+  for (const s of src.sources) {
+    const root = s.entries[0];
+    if (root?.type === 'file' && looksLikeArchive(root.hostPath)) {
+      throw withLoc(notSupportedYet(`ADD of a local archive (${s.name}: extracting it)`, 'extract it in a RUN step, or COPY it'), loc);
+    }
+  }
 }
 
 /** The entries of a context selection (owners become root, as Docker does for context files). */
