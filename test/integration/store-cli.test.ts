@@ -148,8 +148,13 @@ testIf(noBusybox, 'fsck/prune: damage is reported and garbage removed when the s
   let res = await cli([...r, 'fsck']);
   t.is(res.code, 0);
   t.regex(res.stdout, /1 unreferenced blobs, 1 leftovers in tmp/);
+  res = await cli([...r, 'prune', '--dry-run']);
+  t.regex(res.stdout, new RegExp(`Would delete: ${stray.digest}`));
+  t.true(await store.blobs.has(stray.digest));
   res = await cli([...r, 'prune']);
+  t.is(res.code, 0, res.stderr);
   t.regex(res.stdout, new RegExp(`Deleted: ${stray.digest}`));
+  t.regex(res.stdout, /Total reclaimed space: 12B \(and 1 leftovers in tmp\/\)/);
   t.false(await store.blobs.has(stray.digest));
   t.deepEqual(await readdir(store.paths.tmp), []);
   t.true(await store.blobs.has(base.diffId));
