@@ -60,7 +60,6 @@ function checkFlags(req: BuildRequest, parsed: ParsedBuild): void {
   if (req.cacheTo.length > 0) no('--cache-to');
   if (req.secrets.length > 0) no('--secret');
   if (req.ssh.length > 0) no('--ssh');
-  if (req.noCacheFilter.length > 0) no('--no-cache-filter', 'use --no-cache');
   if (req.pull) no('--pull', 'run "tsbuild pull IMAGE" before the build');
   if (req.progress === 'tty') no('--progress=tty', 'use --progress=plain or rawjson');
   const { buildPlatform, targetPlatform } = parsed.planOptions;
@@ -142,11 +141,21 @@ export async function runBuild(req: BuildRequest, parsed: ParsedBuild, ctx: Comm
     onWarning: (m) => events({ type: 'warning', message: m }),
   });
 
+  const noCacheStages = new Set<number>();
+  for (const name of req.noCacheFilter) {
+    const stage = graph.stages.find((st) => st.name === name.toLowerCase() || String(st.index) === name);
+    if (stage === undefined) {
+      const known = graph.stages.flatMap((st) => (st.name === undefined ? [] : [st.name]));
+      throw new TsbuildError('CLI_BAD_VALUE', `--no-cache-filter: no stage "${name}" in the build`, { exitCode: 125, ...(known.length === 0 ? {} : { hint: `stages: ${known.join(', ')}` }) });
+    }
+    noCacheStages.add(stage.index);
+  }
   const result = await solveGraph(graph, { store, snapshotter, sandbox, compressionTools: findCompressionTools(ctx.env.PATH), events }, {
     contextDir,
     dockerfilePath: parsed.dockerfilePath,
     baseImages: bases,
     noCache: req.noCache,
+    noCacheStages,
     network: req.network === 'none' ? 'none' : 'host',
     concurrency: availableParallelism(),
     sourceDateEpoch,

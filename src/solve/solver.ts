@@ -86,6 +86,8 @@ export async function solveGraph(graph: BuildGraph, deps: SolveDeps, options: So
   const results = new Map<string, Promise<FsState>>();
   const inflight = new Map<Digest, Promise<FsState>>();
   const executed: string[] = [];
+  /** States made by steps that ran in this build (a step over one of them says "parent step re-ran"). */
+  const fresh = new WeakSet<FsState>();
   const cached: string[] = [];
   let firstError: unknown;
   const fail = (err: unknown): void => {
@@ -109,7 +111,8 @@ export async function solveGraph(graph: BuildGraph, deps: SolveDeps, options: So
       deps.events({ type: 'vertex.done', vertex: v.id, time: now() });
       return state;
     }
-    if (!options.noCache) {
+    const noCache = options.noCache || (v.stage !== null && (options.noCacheStages?.has(v.stage) ?? false));
+    if (!noCache) {
       const hit = await cache.get(key);
       if (hit !== undefined) {
         cached.push(v.id);
@@ -119,13 +122,19 @@ export async function solveGraph(graph: BuildGraph, deps: SolveDeps, options: So
     }
     signal.throwIfAborted();
     deps.events({ type: 'vertex.start', vertex: v.id, name: v.name, time: now() });
-    deps.events({ type: 'vertex.miss', vertex: v.id, reason: options.noCache ? 'cache disabled (--no-cache)' : 'no cache record' });
+    const reason = options.noCache ? 'cache disabled (--no-cache)'
+      : noCache ? 'cache disabled for this stage (--no-cache-filter)'
+      : inputs.some((i) => fresh.has(i)) ? 'parent step re-ran'
+      : 'no cache record';
+    deps.events({ type: 'vertex.miss', vertex: v.id, reason });
     executed.push(v.id);
     try {
       const layer = await executeStep(v, parent, inputs);
       await cache.put(key, layer);
       deps.events({ type: 'vertex.done', vertex: v.id, time: now() });
-      return { layers: [...parent.layers, layer] };
+      const state: FsState = { layers: [...parent.layers, layer] };
+      fresh.add(state);
+      return state;
     } catch (err) {
       const cancelled = signal.aborted && firstError !== err && !(isTsbuildError(err, 'RUN_EXIT'));
       deps.events({ type: 'vertex.done', vertex: v.id, time: now(), error: cancelled ? 'cancelled' : err instanceof Error ? err.message : String(err) });

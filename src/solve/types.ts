@@ -47,6 +47,8 @@ export interface SolveOptions {
   readonly baseImages: ReadonlyMap<string, ResolvedBase>;
   /** Skip cache lookups (records are still written). */
   readonly noCache: boolean;
+  /** Stage indexes whose steps skip cache lookups (`--no-cache-filter`). */
+  readonly noCacheStages?: ReadonlySet<number>;
   /** `--network`: the network of RUN steps that do not name one (default: the host's). */
   readonly network: 'host' | 'none';
   /** Parallel steps (default: CPU count). */

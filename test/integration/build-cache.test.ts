@@ -48,7 +48,8 @@ testSerialIf(missing, 'tsbuild build: serves unchanged steps from the cache and 
   t.is(changed.code, 0, changed.stderr);
   t.deepEqual(stepsOf(changed.events).cached, [RUN_ONE]);
   t.deepEqual(stepsOf(changed.events).started.filter((n) => !n.includes('FROM')), [COPY, RUN_TWO]);
-  t.true(changed.events.some((e) => e.type === 'vertex.miss' && e.reason === 'no cache record'));
+  const reasons = changed.events.flatMap((e) => (e.type === 'vertex.miss' ? [[e.vertex, e.reason]] : []));
+  t.deepEqual(reasons, [['s0.2', 'no cache record'], ['s0.3', 'parent step re-ran']]);
   t.not((await readImage(f.root, 'c:4')).manifestDigest, image1.manifestDigest);
 
   // --no-cache runs everything.
@@ -117,4 +118,19 @@ testSerialIf(missing, 'tsbuild build: stops cleanly with SOLVE_ABORTED when canc
   t.regex(text, /SOLVE_ABORTED: the build was cancelled/);
   const store = await openStore(f.root);
   t.false((await store.refs.list()).some((e) => e.name?.includes('stop') === true));
+});
+
+testSerialIf(missing, 'tsbuild build: skips the cache only for the named stage when --no-cache-filter is given', async (t) => {
+  const f = await makeFixture(t);
+  const df = 'FROM busybox AS a\nRUN echo a > /a\nFROM busybox AS b\nRUN echo b > /b\nFROM b\nCOPY --from=a /a /a\n';
+  t.is((await build(f, df, ['-t', 'ncf:1'])).code, 0);
+  const r = await build(f, df, ['-t', 'ncf:1', '--no-cache-filter', 'a']);
+  t.is(r.code, 0, r.stderr);
+  const steps = stepsOf(r.events);
+  t.deepEqual(steps.started.filter((n) => n.includes('RUN')), ['[a 2/2] RUN echo a > /a']);
+  t.deepEqual(steps.cached.filter((n) => n.includes('RUN')), ['[b 2/2] RUN echo b > /b']);
+  t.true(r.events.some((e) => e.type === 'vertex.miss' && e.reason === 'cache disabled for this stage (--no-cache-filter)'));
+  const bad = await build(f, df, ['--no-cache-filter', 'nope']);
+  t.is(bad.code, 125);
+  t.regex(bad.stderr, /--no-cache-filter: no stage "nope" in the build\nhint: stages: a, b/);
 });
