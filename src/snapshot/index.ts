@@ -13,6 +13,9 @@
  * const { stream, done } = packLayer(diff.dir, { mode: diff.mode });   // store stream, then
  * await snapshotter.commit(key, (await done).diffId); await diff.release();
  * ```
+ * Overlay lowers are nearest first and reachable through short links `<snapshots>/overlay/l/<12 hex>`;
+ * a mount of 100+ layers must chdir to `baseDir` and use `relativeLowerdirs` (see formatOverlayData),
+ * because mount(2) takes one page of options. `lookup(name, path)` reads the merged view without a mount.
  */
 export {
   chainIdOf, chainIdOfStack, checkSnapshotKey,
