@@ -5,7 +5,7 @@
  * later rules win; a rule matching a directory matches everything below it).
  */
 import { TsbuildError } from '../core/index.js';
-import { cleanGoPath, hasGoWildcards, matchGoPattern } from './go-path.js';
+import { cleanGoPath, matchGoPattern } from './go-path.js';
 
 /** One compiled ignore rule. */
 export interface IgnoreRule {
@@ -155,9 +155,18 @@ export function compileIgnore(patterns: readonly string[], file = '.dockerignore
   return createMatcher(rules);
 }
 
+/** A pattern without a trailing `/**` and then `/*` (fsutil's patternWithoutTrailingGlob). */
+function withoutTrailingGlob(pattern: string): string {
+  let p = pattern.endsWith('/**') ? pattern.slice(0, -3) : pattern;
+  if (p.endsWith('/*')) p = p.slice(0, -2);
+  return p;
+}
+
 function createMatcher(rules: readonly IgnoreRule[]): IgnoreMatcher {
   const hasNegations = rules.some((r) => r.negated);
-  const onlyLiteralNegations = rules.every((r) => !r.negated || !hasGoWildcards(r.pattern));
+  // fsutil: an exception "has wildcards" when, without its trailing glob, it contains one of *[]?^\
+  const negationPrefixes = rules.filter((r) => r.negated).map((r) => withoutTrailingGlob(r.pattern));
+  const onlyPrefixNegations = negationPrefixes.every((p) => !/[*[\]?^\\]/.test(p));
   return {
     rules,
     hasNegations,
@@ -179,11 +188,11 @@ function createMatcher(rules: readonly IgnoreRule[]): IgnoreMatcher {
     },
     mustDescend(dir) {
       if (!hasNegations) return false;
-      // Docker walks the whole excluded directory unless every `!` rule is a literal path, then
-      // only when one of them lies below (or is) this directory.
-      if (!onlyLiteralNegations) return true;
+      // As BuildKit's sender (fsutil): an excluded directory is walked whenever some exception has
+      // wildcards; otherwise only when an exception lies below (or is) this directory.
+      if (!onlyPrefixNegations) return true;
       const dirSlash = `${dir}/`;
-      return rules.some((r) => r.negated && `${r.pattern}/`.startsWith(dirSlash));
+      return negationPrefixes.some((p) => `${p}/`.startsWith(dirSlash));
     },
   };
 }

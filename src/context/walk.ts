@@ -176,11 +176,14 @@ class Walker {
   }
 
   /** Sorted, non-excluded children of the real directory `real`, with their ignore state. */
-  children(real: string, info: ParentMatchInfo): { name: string; real: string; stat: BigIntStats; excluded: boolean; info: ParentMatchInfo }[] {
+  children(real: string, info: ParentMatchInfo, excluded = false): { name: string; real: string; stat: BigIntStats; excluded: boolean; info: ParentMatchInfo }[] {
     let names: string[];
     try {
       names = readdirSync(absOf(this.ctx, real));
     } catch (e) {
+      // As BuildKit: an excluded directory walked only for possible exceptions may be unreadable.
+      const code = (e as NodeJS.ErrnoException).code;
+      if (excluded && (code === 'EACCES' || code === 'EPERM')) return [];
       throw readError(real, e);
     }
     names.sort(compareNames);
@@ -198,14 +201,14 @@ class Walker {
   }
 
   /** Appends the included entries below the real directory `real` to `out` (pre-order). */
-  descend(real: string, rel: string, info: ParentMatchInfo, out: ContextEntry[]): void {
-    for (const c of this.children(real, info)) {
+  descend(real: string, rel: string, info: ParentMatchInfo, out: ContextEntry[], excluded = false): void {
+    for (const c of this.children(real, info, excluded)) {
       const childRel = rel === '' ? c.name : `${rel}/${c.name}`;
       const entry = this.entry(c.real, childRel, c.stat);
       if (c.stat.isDirectory()) {
         const mark = out.length;
         if (!c.excluded) out.push(entry);
-        this.descend(c.real, childRel, c.info, out);
+        this.descend(c.real, childRel, c.info, out, c.excluded);
         // An excluded directory exists only as the parent of re-included entries.
         if (c.excluded && out.length > mark) out.splice(mark, 0, entry);
       } else {
@@ -232,7 +235,7 @@ class Walker {
     if (!stat.isDirectory()) return m.excluded ? undefined : [root];
     if (m.excluded && !(this.ignore?.mustDescend(real) ?? false)) return undefined;
     const out: ContextEntry[] = [root];
-    this.descend(real, '', m.info, out);
+    this.descend(real, '', m.info, out, m.excluded);
     return m.excluded && out.length === 1 ? undefined : out;
   }
 }
@@ -303,8 +306,8 @@ export function selectSources(contextDir: string, patterns: readonly string[], o
 /** Walks below `baseReal` and records every path matching `wild` (relative to the base). */
 function collectWildcard(walker: Walker, resolver: Resolver, baseReal: string, baseNamed: string, wild: string, out: SourceMatch[]): void {
   const limit = maxDepth(wild);
-  const visit = (real: string, relFromBase: string, depth: number, info: ParentMatchInfo): void => {
-    for (const c of walker.children(real, info)) {
+  const visit = (real: string, relFromBase: string, depth: number, info: ParentMatchInfo, excluded = false): void => {
+    for (const c of walker.children(real, info, excluded)) {
       const rel = relFromBase === '' ? c.name : `${relFromBase}/${c.name}`;
       if (matchGoPattern(wild, rel).matched) {
         const named = joinRel(baseNamed, rel);
@@ -318,7 +321,7 @@ function collectWildcard(walker: Walker, resolver: Resolver, baseReal: string, b
         if (entries !== undefined) out.push({ source: named, entries });
         continue;
       }
-      if (c.stat.isDirectory() && depth < limit) visit(c.real, rel, depth + 1, c.info);
+      if (c.stat.isDirectory() && depth < limit) visit(c.real, rel, depth + 1, c.info, c.excluded);
     }
   };
   visit(baseReal, '', 0, walker.check(baseReal).info);

@@ -89,3 +89,13 @@ test('dockerignore: mustDescend is always true when a ! rule has wildcards', (t)
   t.true(m.mustDescend('anything'));
   t.false(compileIgnore(['vendor']).mustDescend('vendor'));
 });
+
+test('dockerignore: mustDescend treats a ! rule ending in /** or /* as a prefix when deciding to walk', (t) => {
+  const m = compileIgnore(['build', '!build/keep/**', '!docs/*']);
+  t.true(m.mustDescend('build'));
+  t.true(m.mustDescend('build/keep'));
+  t.false(m.mustDescend('build/other'));
+  t.true(m.mustDescend('docs'));
+  t.false(m.mustDescend('src'));
+  t.true(compileIgnore(['build', '!build/*/x']).mustDescend('src'), 'a wildcard in the middle walks everything');
+});
