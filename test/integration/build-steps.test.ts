@@ -129,3 +129,17 @@ testSerialIf(missing, 'tsbuild build: builds FROM scratch with COPY and labels f
   t.deepEqual(img.config.config?.Labels, { a: '1', b: '2' });
   t.is(img.manifest.layers.length, 1);
 });
+
+testSerialIf(missing, 'tsbuild build: keeps RUN --mount=type=cache contents between builds and out of the layers when used', async (t) => {
+  const f = await makeFixture(t);
+  const df = 'FROM busybox\nRUN --mount=type=cache,target=/var/cache/app,uid=65534,sharing=locked echo run >> /var/cache/app/log && cat /var/cache/app/log | wc -l > /runs && stat -c %u /var/cache/app > /owner\n';
+  let r = await build(f, df, ['-t', 'cm:1']);
+  t.is(r.code, 0, r.stderr);
+  r = await build(f, df, ['-t', 'cm:2', '--no-cache']);
+  t.is(r.code, 0, r.stderr);
+  const dest = join(f.dir, 'unpacked');
+  await unpackImage(await readImage(f.root, 'cm:2'), dest);
+  t.is((await readUnpacked(dest, 'runs')).trim(), '2');
+  t.is(await readUnpacked(dest, 'owner'), '65534\n');
+  await t.throwsAsync(stat(join(dest, 'var/cache/app/log')));
+});

@@ -1,7 +1,9 @@
 import { lstatSync, rmdirSync, unlinkSync } from 'node:fs';
+import { chmod, chown, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { notSupportedYet, TsbuildError, type EventSink } from '../../core/index.js';
+import { digestHex, notSupportedYet, sha256Of, TsbuildError } from '../../core/index.js';
+import { acquireLock, type Lock } from '../../store/index.js';
 import type { ExecOp, Vertex } from '../../plan/index.js';
 import {
   createRunSpec, parseGroup, parsePasswd, resolveUserFromTables,
@@ -29,7 +31,8 @@ export interface ExecContext {
 export function checkExecSupported(op: ExecOp, vertex: Vertex): void {
   const where = (e: TsbuildError): TsbuildError => (vertex.loc === undefined ? e : new TsbuildError(e.code, e.message, { loc: vertex.loc, ...(e.hint === undefined ? {} : { hint: e.hint }) }));
   for (const m of op.mounts) {
-    if (m.type !== 'tmpfs') throw where(notSupportedYet(`RUN --mount=type=${m.type}`, 'only type=tmpfs mounts work in this version'));
+    if (m.type === 'cache' && m.from !== undefined) throw where(notSupportedYet('RUN --mount=type=cache,from=...', 'a cache mount starts empty in this version'));
+    if (m.type !== 'tmpfs' && m.type !== 'cache') throw where(notSupportedYet(`RUN --mount=type=${m.type}`, 'only type=tmpfs and type=cache mounts work in this version'));
   }
   if (op.heredocs.length > 0) throw where(notSupportedYet('RUN with a here-document as the whole command'));
   if (op.security === 'insecure') throw where(notSupportedYet('RUN --security=insecure'));
@@ -107,8 +110,41 @@ function removeCreatedMountPoints(root: string, created: readonly string[]): voi
   }
 }
 
+/** A persistent cache mount directory and the lock that `sharing=locked|private` holds while the step runs. */
+interface CacheDir {
+  readonly target: string;
+  readonly dir: string;
+  readonly readonly: boolean;
+  readonly lock: boolean;
+}
+
+/**
+ * Prepares the directories of `RUN --mount=type=cache` under `<store>/cache/mounts/<sha256(id)>`
+ * (created with the mount's mode, uid and gid). Their content never enters a layer or a cache key.
+ */
+async function prepareCacheDirs(op: ExecOp, cacheRoot: string): Promise<CacheDir[]> {
+  const out: CacheDir[] = [];
+  for (const m of op.mounts) {
+    if (m.type !== 'cache') continue;
+    const dir = join(cacheRoot, 'mounts', digestHex(sha256Of(`cache-mount\0${m.id}`)));
+    try {
+      await mkdir(join(cacheRoot, 'mounts'), { recursive: true });
+      await mkdir(dir, { mode: m.mode });
+      await chown(dir, m.uid, m.gid);
+      await chmod(dir, m.mode);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new TsbuildError('SOLVE_IO', `cannot create the cache mount directory ${dir}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    // `private` is served like `locked` (one step at a time) rather than with a throw-away copy.
+    out.push({ target: m.target, dir, readonly: m.readonly, lock: m.sharing !== 'shared' });
+  }
+  return out;
+}
+
 /** Builds the RunSpec of a RUN step over the active snapshot (pure apart from reading /etc/passwd). */
-export function execRunSpec(op: ExecOp, active: ActiveSnapshot, defaultNetwork: 'host' | 'none', rootless: boolean): RunSpec {
+export function execRunSpec(op: ExecOp, active: ActiveSnapshot, defaultNetwork: 'host' | 'none', rootless: boolean, cacheDirs: readonly CacheDir[] = []): RunSpec {
   const view = viewOf(active);
   const user = resolveRunUser(view, op.user);
   // The working directory is created when missing (as BuildKit does); it becomes part of the layer.
@@ -121,6 +157,7 @@ export function execRunSpec(op: ExecOp, active: ActiveSnapshot, defaultNetwork: 
   const mounts: MountSpec[] = op.mounts.flatMap((mt): MountSpec[] => (mt.type === 'tmpfs'
     ? [{ destination: mt.target, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', ...(mt.size === undefined ? [] : [`size=${mt.size}`])] }]
     : []));
+  for (const c of cacheDirs) mounts.push({ destination: c.target, type: 'bind', source: c.dir, options: ['rbind', c.readonly ? 'ro' : 'rw'] });
   return createRunSpec({
     args: op.args,
     root,
@@ -139,7 +176,8 @@ export function execRunSpec(op: ExecOp, active: ActiveSnapshot, defaultNetwork: 
  */
 export async function runExec(op: ExecOp, active: ActiveSnapshot, ctx: ExecContext): Promise<void> {
   const { deps, vertex } = ctx;
-  const spec = execRunSpec(op, active, ctx.defaultNetwork, deps.sandbox.rootless);
+  const cacheDirs = await prepareCacheDirs(op, deps.store.paths.cache);
+  const spec = execRunSpec(op, active, ctx.defaultNetwork, deps.sandbox.rootless, cacheDirs);
   const tail: string[] = [];
   const sink = (stream: 'stdout' | 'stderr'): LineSink => new LineSink(tail, (data) => deps.events({ type: 'vertex.log', vertex: vertex.id, stream, data }));
   const out = sink('stdout');
@@ -147,9 +185,13 @@ export async function runExec(op: ExecOp, active: ActiveSnapshot, ctx: ExecConte
   const dirRoot = spec.root.path;
   const created = dirRoot === undefined ? [] : missingMountPoints(dirRoot);
   let result;
+  const locks: Lock[] = [];
   try {
+    // Sorted, so that two steps locking the same directories never wait on each other in a cycle.
+    for (const c of [...cacheDirs].sort((a, b) => (a.dir < b.dir ? -1 : 1))) if (c.lock) locks.push(await acquireLock(`${c.dir}.lock`, { signal: ctx.signal, timeoutMs: 24 * 3600_000 }));
     result = await deps.sandbox.run(spec, { stdin: 'ignore', stdout: out.stream, stderr: err.stream }, ctx.signal);
   } finally {
+    for (const l of locks) await l.release().catch(() => undefined);
     if (dirRoot !== undefined) removeCreatedMountPoints(dirRoot, created);
   }
   out.flush();
