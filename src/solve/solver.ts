@@ -4,7 +4,7 @@ import { isTsbuildError, TsbuildError, type Digest } from '../core/index.js';
 import { checksumSources, loadIgnore, selectSources, StatCache, statCacheName, type ContextSelection, type LoadedIgnore } from '../context/index.js';
 import { computeCacheKeys, type BuildGraph, type CopyOp, type Vertex } from '../plan/index.js';
 import { BuildCacheStore } from './cache-store.js';
-import { checkAddSources, checkCopySupported, contextSources, copyInto, viewSources } from './ops/copy.js';
+import { checkAddSources, checkCopySupported, contextPatterns, contextSources, copyInto, viewSources, withHeredocSources } from './ops/copy.js';
 import { checkExecSupported, runExec } from './ops/exec.js';
 import { applyMetaToView, metaMakesLayer } from './ops/meta.js';
 import { baseImageState, SCRATCH_STATE } from './ops/source.js';
@@ -52,9 +52,11 @@ async function hashContext(graph: BuildGraph, options: SolveOptions, deps: Solve
       content.set(v.id, [(options.baseImages.get(v.op.ref) as { manifestDigest: Digest }).manifestDigest]);
     }
     if (v.op.type !== 'copy' || v.op.from.kind !== 'context') continue;
+    const patterns = contextPatterns(v.op);
+    if (patterns.length === 0) continue; // here-documents only: their text is in the op
     ignore ??= loadIgnore(options.contextDir, options.dockerfilePath);
     statCache ??= StatCache.load(join(deps.store.paths.cache, statCacheName(options.contextDir)));
-    const sel = selectSources(options.contextDir, v.op.sources, { ignore: ignore.matcher, loc: v.loc });
+    const sel = selectSources(options.contextDir, patterns, { ignore: ignore.matcher, loc: v.loc });
     const sums = await checksumSources(sel, { statCache, signal: options.signal });
     selections.set(v.id, sel);
     content.set(v.id, [sums.digest]);
@@ -158,10 +160,16 @@ export async function solveGraph(graph: BuildGraph, deps: SolveDeps, options: So
   const runCopy = async (v: Vertex, op: CopyOp, view: ReturnType<typeof viewOf>, inputs: readonly FsState[], sels: Map<string, ContextSelection>): Promise<void> => {
     if (op.from.kind === 'context') {
       const sel = sels.get(v.id);
-      if (sel === undefined) throw new TsbuildError('INTERNAL', `no context selection for ${v.id}`);
-      const src = contextSources(sel);
-      checkAddSources(op, src, v.loc);
-      await copyInto(view, op, src, v.loc);
+      if (sel === undefined && contextPatterns(op).length > 0) throw new TsbuildError('INTERNAL', `no context selection for ${v.id}`);
+      const fromContext = sel === undefined ? { sources: [], wildcard: false } : contextSources(sel);
+      checkAddSources(op, fromContext, v.loc);
+      const mtime = options.sourceDateEpoch ?? Math.floor(now() / 1000);
+      const { sources, cleanup } = await withHeredocSources(op, fromContext, deps.store.paths.tmp, mtime);
+      try {
+        await copyInto(view, op, sources, v.loc);
+      } finally {
+        await cleanup();
+      }
       return;
     }
     const fromVertex = op.from.vertex;

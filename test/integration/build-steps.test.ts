@@ -143,3 +143,36 @@ testSerialIf(missing, 'tsbuild build: keeps RUN --mount=type=cache contents betw
   t.is(await readUnpacked(dest, 'owner'), '65534\n');
   await t.throwsAsync(stat(join(dest, 'var/cache/app/log')));
 });
+
+testSerialIf(missing, 'tsbuild build: writes COPY here-documents as files and runs a RUN here-document as a script when given', async (t) => {
+  const f = await makeFixture(t, { 'plain.txt': 'plain\n' });
+  const df = [
+    '# syntax=docker/dockerfile:1',
+    'FROM busybox',
+    'ARG NAME=world',
+    'COPY <<EOF /etc/greeting',
+    'hello ${NAME}',
+    'EOF',
+    'COPY <<one.txt <<two.txt plain.txt /multi/',
+    'first',
+    'one.txt',
+    'second',
+    'two.txt',
+    'RUN <<EOF',
+    'echo "script $NAME" > /script-out',
+    'cat /etc/greeting >> /script-out',
+    'EOF',
+    '',
+  ].join('\n');
+  const r = await build(f, df, ['-t', 'heredoc:1']);
+  t.is(r.code, 0, r.stderr);
+  const dest = join(f.dir, 'unpacked');
+  await unpackImage(await readImage(f.root, 'heredoc:1'), dest);
+  t.is(await readUnpacked(dest, 'etc/greeting'), 'hello world\n');
+  t.is(await readUnpacked(dest, 'multi/one.txt'), 'first\n');
+  t.is(await readUnpacked(dest, 'multi/two.txt'), 'second\n');
+  t.is(await readUnpacked(dest, 'multi/plain.txt'), 'plain\n');
+  t.is((await lstat(join(dest, 'multi/one.txt'))).mode & 0o777, 0o644);
+  t.is(await readUnpacked(dest, 'script-out'), 'script world\nhello world\n');
+  await t.throwsAsync(stat(join(dest, 'dev/pipes')));
+});

@@ -1,5 +1,7 @@
 import { closeSync, openSync, readlinkSync, readSync } from 'node:fs';
-import { posix } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { rm, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
 import { notSupportedYet, TsbuildError, type SourceLocation } from '../../core/index.js';
 import type { ContextSelection } from '../../context/index.js';
 import type { CopyOp, Vertex } from '../../plan/index.js';
@@ -49,7 +51,7 @@ export function checkCopySupported(op: CopyOp, vertex: Vertex): void {
   }
   if (op.instruction === 'ADD' && op.from.kind !== 'context') no('ADD --from');
   if (op.checksum !== undefined) no('ADD --checksum');
-  if (op.heredocs.length > 0) no('COPY with here-documents');
+  if (op.heredocs.length > 0 && op.from.kind !== 'context') no('here-documents with COPY --from');
   if (op.parents) no('COPY --parents');
   if (op.exclude.length > 0) no('COPY --exclude');
   if (op.chmod !== undefined && !/^[0-7]{3,4}$/.test(op.chmod)) no(`symbolic --chmod (${op.chmod})`, 'use an octal mode like 0755');
@@ -111,6 +113,46 @@ export function contextSources(sel: ContextSelection): CopySources {
     }
   }
   return { sources, wildcard };
+}
+
+/** The context patterns of a COPY (its sources without the here-document names). */
+export function contextPatterns(op: CopyOp): string[] {
+  const names = new Set(op.heredocs.map((h) => h.name));
+  return op.sources.filter((s) => !names.has(s));
+}
+
+/**
+ * Writes the here-document sources of a COPY as files in `tmpDir` (mode 0644, mtime `mtime`) and
+ * puts them before the context sources. Returns the
+ * sources and a cleanup that removes the temporary files.
+ */
+export async function withHeredocSources(op: CopyOp, fromContext: CopySources, tmpDir: string, mtime: number): Promise<{ sources: CopySources; cleanup: () => Promise<void> }> {
+  if (op.heredocs.length === 0) return { sources: fromContext, cleanup: async () => undefined };
+  const files: string[] = [];
+  const bodies = new Map(op.heredocs.map((h) => [h.name, h.content] as const));
+  const ordered: CopySource[] = [];
+  try {
+    for (const name of op.sources) {
+      const body = bodies.get(name);
+      if (body !== undefined) {
+        const file = join(tmpDir, `heredoc-${process.pid}-${randomBytes(6).toString('hex')}`);
+        await writeFile(file, body, { mode: 0o644 });
+        files.push(file);
+        ordered.push({ name, entries: [{ rel: '', type: 'file', hostPath: file, mode: 0o644, uid: 0, gid: 0, mtime }] });
+      }
+    }
+  } catch (err) {
+    await Promise.all(files.map((f) => rm(f, { force: true })));
+    throw new TsbuildError('SOLVE_IO', `cannot write a here-document to ${tmpDir}: ${(err as Error).message}`, { cause: err });
+  }
+  // Here-documents first, then the context sources in their order.
+  ordered.push(...fromContext.sources);
+  return {
+    sources: { sources: ordered, wildcard: fromContext.wildcard },
+    cleanup: async () => {
+      await Promise.all(files.map((f) => rm(f, { force: true })));
+    },
+  };
 }
 
 /** The entries of `paths` in another state's view (owners kept); SOLVE_COPY_NOT_FOUND for a missing path. */

@@ -1,5 +1,6 @@
 import { lstatSync, rmdirSync, unlinkSync } from 'node:fs';
-import { chmod, chown, mkdir } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { digestHex, notSupportedYet, sha256Of, TsbuildError } from '../../core/index.js';
@@ -34,7 +35,6 @@ export function checkExecSupported(op: ExecOp, vertex: Vertex): void {
     if (m.type === 'cache' && m.from !== undefined) throw where(notSupportedYet('RUN --mount=type=cache,from=...', 'a cache mount starts empty in this version'));
     if (m.type !== 'tmpfs' && m.type !== 'cache') throw where(notSupportedYet(`RUN --mount=type=${m.type}`, 'only type=tmpfs and type=cache mounts work in this version'));
   }
-  if (op.heredocs.length > 0) throw where(notSupportedYet('RUN with a here-document as the whole command'));
   if (op.security === 'insecure') throw where(notSupportedYet('RUN --security=insecure'));
 }
 
@@ -144,7 +144,7 @@ async function prepareCacheDirs(op: ExecOp, cacheRoot: string): Promise<CacheDir
 }
 
 /** Builds the RunSpec of a RUN step over the active snapshot (pure apart from reading /etc/passwd). */
-export function execRunSpec(op: ExecOp, active: ActiveSnapshot, defaultNetwork: 'host' | 'none', rootless: boolean, cacheDirs: readonly CacheDir[] = []): RunSpec {
+export function execRunSpec(op: ExecOp, active: ActiveSnapshot, defaultNetwork: 'host' | 'none', rootless: boolean, cacheDirs: readonly CacheDir[] = [], pipes: readonly MountSpec[] = []): RunSpec {
   const view = viewOf(active);
   const user = resolveRunUser(view, op.user);
   // The working directory is created when missing (as BuildKit does); it becomes part of the layer.
@@ -157,6 +157,7 @@ export function execRunSpec(op: ExecOp, active: ActiveSnapshot, defaultNetwork: 
   const mounts: MountSpec[] = op.mounts.flatMap((mt): MountSpec[] => (mt.type === 'tmpfs'
     ? [{ destination: mt.target, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', ...(mt.size === undefined ? [] : [`size=${mt.size}`])] }]
     : []));
+  mounts.push(...pipes);
   for (const c of cacheDirs) mounts.push({ destination: c.target, type: 'bind', source: c.dir, options: ['rbind', c.readonly ? 'ro' : 'rw'] });
   return createRunSpec({
     args: op.args,
@@ -177,7 +178,28 @@ export function execRunSpec(op: ExecOp, active: ActiveSnapshot, defaultNetwork: 
 export async function runExec(op: ExecOp, active: ActiveSnapshot, ctx: ExecContext): Promise<void> {
   const { deps, vertex } = ctx;
   const cacheDirs = await prepareCacheDirs(op, deps.store.paths.cache);
-  const spec = execRunSpec(op, active, ctx.defaultNetwork, deps.sandbox.rootless, cacheDirs);
+  // `RUN <<EOF` alone: the body is an executable file at /dev/pipes/<name> (read-only, on /dev's tmpfs, never in a layer).
+  const pipeFiles: string[] = [];
+  const pipes: MountSpec[] = [];
+  try {
+    for (const h of op.heredocs) {
+      const file = join(deps.store.paths.tmp, `pipe-${process.pid}-${randomBytes(6).toString('hex')}`);
+      pipeFiles.push(file);
+      await writeFile(file, h.content, { mode: 0o755 });
+      await chmod(file, 0o755);
+      pipes.push({ destination: `/dev/pipes/${h.name}`, type: 'bind', source: file, options: ['bind', 'ro'] });
+    }
+    await runInSandbox(op, active, ctx, cacheDirs, pipes);
+  } catch (err) {
+    throw err instanceof TsbuildError || !(err instanceof Error) ? err : new TsbuildError('SOLVE_IO', `cannot prepare the here-document of ${vertex.id}: ${err.message}`, { cause: err });
+  } finally {
+    await Promise.all(pipeFiles.map((f) => rm(f, { force: true })));
+  }
+}
+
+async function runInSandbox(op: ExecOp, active: ActiveSnapshot, ctx: ExecContext, cacheDirs: readonly CacheDir[], pipes: readonly MountSpec[]): Promise<void> {
+  const { deps, vertex } = ctx;
+  const spec = execRunSpec(op, active, ctx.defaultNetwork, deps.sandbox.rootless, cacheDirs, pipes);
   const tail: string[] = [];
   const sink = (stream: 'stdout' | 'stderr'): LineSink => new LineSink(tail, (data) => deps.events({ type: 'vertex.log', vertex: vertex.id, stream, data }));
   const out = sink('stdout');
