@@ -99,8 +99,9 @@ function hashSmallFile(absPath: string, buf: Buffer, hash: ReturnType<typeof cre
 /** The metadata of an entry that enters the combined digests (never times). */
 function metaOf(e: ContextEntry): string {
   const st = e.stat;
-  const dev = e.type === 'other' ? `${(st.mode & 0o170000n).toString(8)}:${st.rdev}` : '';
-  return `${e.type}\0${(st.mode & 0o7777n).toString(8)}\0${st.uid}\0${st.gid}\0${dev}`;
+  const mode = Number(st.mode);
+  const dev = e.type === 'other' ? `${(mode & 0o170000).toString(8)}:${st.rdev}` : '';
+  return `${e.type}\0${(mode & 0o7777).toString(8)}\0${st.uid}\0${st.gid}\0${dev}`;
 }
 
 function readFailure(absPath: string, err: unknown): TsbuildError {

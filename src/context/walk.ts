@@ -62,11 +62,19 @@ function compareNames(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+const S_IFMT = 0o170000;
+
 function typeOf(st: BigIntStats): EntryType {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  return 'other';
+  switch (Number(st.mode) & S_IFMT) {
+    case 0o100000:
+      return 'file';
+    case 0o040000:
+      return 'dir';
+    case 0o120000:
+      return 'symlink';
+    default:
+      return 'other';
+  }
 }
 
 function joinRel(dir: string, name: string): string {
@@ -84,10 +92,10 @@ function readError(path: string, cause: unknown): TsbuildError {
 
 function tryLstat(path: string): BigIntStats | undefined {
   try {
-    return lstatSync(path, { bigint: true });
+    return lstatSync(path, { bigint: true, throwIfNoEntry: false });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    if (code === 'ENOTDIR') return undefined;
     throw readError(path, e);
   }
 }
@@ -162,6 +170,18 @@ class Resolver {
   }
 }
 
+/** A directory entry seen by the walker. */
+interface Child {
+  readonly name: string;
+  readonly real: string;
+  readonly stat: BigIntStats;
+  readonly type: EntryType;
+  readonly excluded: boolean;
+  readonly info: ParentMatchInfo;
+}
+
+const NOT_EXCLUDED = { excluded: false, info: undefined } as const;
+
 /** Walks context directories applying the ignore rules; shared by all sources of one call. */
 class Walker {
   constructor(
@@ -171,12 +191,12 @@ class Walker {
 
   /** Ignore state of a real context-relative path (the context root is never excluded). */
   check(real: string, parent?: ParentMatchInfo): { excluded: boolean; info: ParentMatchInfo } {
-    if (this.ignore === undefined || real === '.') return { excluded: false, info: undefined };
+    if (this.ignore === undefined || this.ignore.rules.length === 0 || real === '.') return NOT_EXCLUDED;
     return this.ignore.matches(real, parent);
   }
 
   /** Sorted, non-excluded children of the real directory `real`, with their ignore state. */
-  children(real: string, info: ParentMatchInfo, excluded = false): { name: string; real: string; stat: BigIntStats; excluded: boolean; info: ParentMatchInfo }[] {
+  children(real: string, info: ParentMatchInfo, excluded = false): Child[] {
     let names: string[];
     try {
       names = readdirSync(absOf(this.ctx, real));
@@ -187,15 +207,16 @@ class Walker {
       throw readError(real, e);
     }
     names.sort(compareNames);
-    const out = [];
+    const out: Child[] = [];
     for (const name of names) {
       const childReal = joinRel(real, name);
       const m = this.check(childReal, info);
       if (m.excluded && this.ignore !== undefined && !this.ignore.mustDescend(childReal)) continue;
       const stat = tryLstat(absOf(this.ctx, childReal));
       if (stat === undefined) continue; // removed while walking
-      if (m.excluded && !stat.isDirectory()) continue;
-      out.push({ name, real: childReal, stat, excluded: m.excluded, info: m.info });
+      const type = typeOf(stat);
+      if (m.excluded && type !== 'dir') continue;
+      out.push({ name, real: childReal, stat, type, excluded: m.excluded, info: m.info });
     }
     return out;
   }
@@ -204,8 +225,8 @@ class Walker {
   descend(real: string, rel: string, info: ParentMatchInfo, out: ContextEntry[], excluded = false): void {
     for (const c of this.children(real, info, excluded)) {
       const childRel = rel === '' ? c.name : `${rel}/${c.name}`;
-      const entry = this.entry(c.real, childRel, c.stat);
-      if (c.stat.isDirectory()) {
+      const entry = this.entry(c.real, childRel, c.stat, c.type);
+      if (c.type === 'dir') {
         const mark = out.length;
         if (!c.excluded) out.push(entry);
         this.descend(c.real, childRel, c.info, out, c.excluded);
@@ -217,9 +238,8 @@ class Walker {
     }
   }
 
-  entry(real: string, rel: string, stat: BigIntStats): ContextEntry {
+  entry(real: string, rel: string, stat: BigIntStats, type: EntryType = typeOf(stat)): ContextEntry {
     const absPath = absOf(this.ctx, real);
-    const type = typeOf(stat);
     if (type !== 'symlink') return { rel, absPath, type, stat };
     try {
       return { rel, absPath, type, stat, linkTarget: readlinkSync(absPath) };
@@ -312,7 +332,7 @@ function collectWildcard(walker: Walker, resolver: Resolver, baseReal: string, b
       if (matchGoPattern(wild, rel).matched) {
         const named = joinRel(baseNamed, rel);
         let target = { real: c.real, stat: c.stat };
-        if (c.stat.isSymbolicLink()) {
+        if (c.type === 'symlink') {
           const r = resolver.resolve(c.real, true);
           if (r === undefined) continue;
           target = r;
@@ -321,7 +341,7 @@ function collectWildcard(walker: Walker, resolver: Resolver, baseReal: string, b
         if (entries !== undefined) out.push({ source: named, entries });
         continue;
       }
-      if (c.stat.isDirectory() && depth < limit) visit(c.real, rel, depth + 1, c.info, c.excluded);
+      if (c.type === 'dir' && depth < limit) visit(c.real, rel, depth + 1, c.info, c.excluded);
     }
   };
   visit(baseReal, '', 0, walker.check(baseReal).info);
