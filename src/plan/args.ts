@@ -51,6 +51,8 @@ export type ArgScope = Map<string, string | undefined>;
 
 /** Expands one word with the builder's rules; errors carry `loc`. */
 export function expandText(word: string, lookup: VarLookup, env: ArgEnv, loc: SourceLocation): string {
+  // Fast path: nothing to substitute, unquote or unescape (the lexer would return the word as is).
+  if (!/[$'"\\`]/.test(word)) return word;
   return expandWord(word, lookup, { escape: env.escape, loc }).value;
 }
 

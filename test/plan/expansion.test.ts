@@ -30,3 +30,11 @@ for (const c of CASES) {
     t.is(c.expanded(g), c.kind === 'ONBUILD' ? true : expandsVariables(c.kind), c.line);
   });
 }
+
+test('expansion: words without $, quotes or escape characters come back unchanged from the lexer (the planner skips it for them)', async (t) => {
+  const { expandWord } = await import('../../src/dockerfile/index.js');
+  const words = ['abc', 'a b  c', '/path/to/x', 'k=v', '  lead', 'trail ', 'tab\tx', 'ü€', 'a{b}c', '#x', '~x', '%', '', '\n', '*.md', 'a,b;c'];
+  for (const w of words) {
+    for (const escape of ['\\', '`'] as const) t.is(expandWord(w, () => 'SET', { escape }).value, w, JSON.stringify(w));
+  }
+});
