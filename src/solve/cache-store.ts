@@ -1,7 +1,8 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, isDigest, TsbuildError, type Digest } from '../core/index.js';
-import { writeFileAtomic, type Store } from '../store/index.js';
+import type { Store } from '../store/index.js';
 import type { LayerRef } from './types.js';
 
 /** What a cache record says a step produced. */
@@ -54,13 +55,19 @@ export class BuildCacheStore {
     return { layer: doc.layer, created: typeof doc.created === 'string' ? doc.created : '' };
   }
 
-  /** Writes the record of `key` atomically (replacing an older one). Throws STORE_IO. */
+  /**
+   * Writes the record of `key` atomically (tmp/ + rename, replacing an older one). Not fsynced: a
+   * record lost or emptied by a crash only reads as a miss. Throws STORE_IO.
+   */
   async put(key: Digest, layer: LayerRef, created: Date = new Date()): Promise<void> {
+    const tmp = join(this.store.paths.tmp, `cache-${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
       await mkdir(this.#dir, { recursive: true });
-      await writeFileAtomic(this.#file(key), `${JSON.stringify({ format: FORMAT, key, layer, created: created.toISOString() })}\n`, this.store.paths.tmp);
+      await writeFile(tmp, `${JSON.stringify({ format: FORMAT, key, layer, created: created.toISOString() })}\n`, { mode: 0o644 });
+      await rename(tmp, this.#file(key));
     } catch (err) {
-      throw err instanceof TsbuildError ? err : new TsbuildError('STORE_IO', `cannot write cache record ${this.#file(key)}: ${(err as Error).message}`, { cause: err });
+      await rm(tmp, { force: true });
+      throw new TsbuildError('STORE_IO', `cannot write cache record ${this.#file(key)}: ${(err as Error).message}`, { cause: err });
     }
   }
 }
