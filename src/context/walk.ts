@@ -312,10 +312,11 @@ export function selectSources(contextDir: string, patterns: readonly string[], o
       }
     }
     if (matches.length === 0) {
+      const hasRules = options.ignore !== undefined && options.ignore.rules.length > 0;
       throw new TsbuildError('CTX_NOT_FOUND', `COPY/ADD source "${pattern}" not found in the build context`, {
         ...locOpt,
-        hint: options.ignore !== undefined && options.ignore.rules.length > 0 ? 'check that .dockerignore does not exclude it' : undefined,
-      } as { loc?: SourceLocation; hint?: string });
+        ...(hasRules ? { hint: 'check that .dockerignore does not exclude it' } : {}),
+      });
     }
     matches.sort((a, b) => compareNames(a.source, b.source));
     sources.push({ pattern, wildcard: wild !== '', matches });
