@@ -2,9 +2,10 @@
  * Encodes a RunSpec into the launcher's input format (pure): a sequence of NUL-terminated
  * tokens, each record a tag followed by a fixed number of fields (launcher/launcher.c parses it).
  */
+import { isAbsolute, join, relative } from 'node:path';
 import { TsbuildError } from '../core/index.js';
-import type { NamespaceType, RunSpec } from './spec.js';
-import { ALL_CAPABILITIES } from './spec.js';
+import type { NamespaceType, OverlayRoot, RunSpec } from './spec.js';
+import { ALL_CAPABILITIES, OVERLAY_OPTION_ALLOW_LIST } from './spec.js';
 
 /** clone(2) flag of each namespace type. */
 export const CLONE_FLAGS: Readonly<Record<NamespaceType, number>> = {
@@ -56,13 +57,74 @@ export function cloneFlags(spec: RunSpec): number {
   return flags >>> 0;
 }
 
-/** The overlay mount data for a root (throws SANDBOX_BAD_SPEC for paths the option syntax cannot carry). */
-export function overlayOptions(lowerdirs: readonly string[], upperdir: string, workdir: string, userxattr: boolean): string {
-  for (const p of [...lowerdirs, upperdir, workdir]) {
-    if (!p.startsWith('/') || /[,:\\\n]/.test(p)) throw badSpec(`overlay path "${p}" must be absolute and free of ",", ":" and "\\"`);
+/** mount(2) copies at most one page of option data (4 KiB pages: 4095 bytes and the NUL). */
+export const OVERLAY_DATA_LIMIT = 4095;
+
+/** Where extra lowerdirs go around an {@link OverlayRoot}'s own, and whether the mount is in a user namespace. */
+export interface OverlayDataOptions {
+  /** Absolute lowerdirs above the root's (the launcher's init layer), top-most first. */
+  readonly above?: readonly string[];
+  /** Absolute lowerdirs below the root's, top-most first. */
+  readonly below?: readonly string[];
+  /** The mount happens in a user namespace: `userxattr` is added unless already given. */
+  readonly userns: boolean;
+}
+
+/** The overlay mount data of a root and the directory to mount it from (absent: absolute paths only). */
+export interface OverlayMountData {
+  readonly data: string;
+  readonly baseDir?: string;
+}
+
+/** SECURITY: a path inside the option string must not carry a separator that would start another option or lower. */
+function checkOverlayPath(p: string, baseDir: string | undefined): string {
+  if (p === '' || /[,:\\\n\0]/.test(p)) throw badSpec(`overlay path "${p}" must be free of ",", ":", "\\" and newlines`);
+  if (!isAbsolute(p)) {
+    if (baseDir === undefined) throw badSpec(`overlay path "${p}" must be absolute (or relative with a baseDir)`);
+    return p;
   }
-  if (lowerdirs.length === 0) throw badSpec('an overlay root needs at least one lowerdir');
-  return `lowerdir=${lowerdirs.join(':')},upperdir=${upperdir},workdir=${workdir}${userxattr ? ',userxattr' : ''}`;
+  if (baseDir === undefined) return p;
+  // Below baseDir: the (shorter) relative form resolves to the same directory once the launcher is in baseDir.
+  const rel = relative(baseDir, p);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) && rel.length < p.length ? rel : p;
+}
+
+/** The absolute directories an overlay root names (relative ones joined to its baseDir). */
+export function overlayRootDirs(o: OverlayRoot): string[] {
+  const abs = (p: string): string => (isAbsolute(p) || o.baseDir === undefined ? p : join(o.baseDir, p));
+  return [...(o.baseDir === undefined ? [] : [o.baseDir]), ...o.lowerdirs.map(abs), abs(o.upperdir), abs(o.workdir)];
+}
+
+/**
+ * The overlay mount data for `root` (pure). Throws SANDBOX_BAD_SPEC for paths the option syntax
+ * cannot carry, relative paths without baseDir and options outside {@link OVERLAY_OPTION_ALLOW_LIST};
+ * SANDBOX_OVERLAY_TOO_LONG when the data exceeds one page.
+ */
+export function overlayMountData(root: OverlayRoot, options: OverlayDataOptions): OverlayMountData {
+  const base = root.baseDir;
+  if (base !== undefined && (!isAbsolute(base) || /[\n\0]/.test(base))) throw badSpec(`overlay baseDir "${base}" must be an absolute path without newlines`);
+  const lowers = [...(options.above ?? []).map((p) => checkOverlayPath(p, undefined)), ...root.lowerdirs.map((p) => checkOverlayPath(p, base)), ...(options.below ?? []).map((p) => checkOverlayPath(p, undefined))];
+  if (root.lowerdirs.length === 0) throw badSpec('an overlay root needs at least one lowerdir');
+  const extra: string[] = [];
+  for (const o of root.options ?? []) {
+    // SECURITY: exact allow-list matches only, so no option can add or override a path (lowerdir=, upperdir=...).
+    if (!OVERLAY_OPTION_ALLOW_LIST.includes(o)) throw badSpec(`overlay option "${o}" is not allowed (allowed: ${OVERLAY_OPTION_ALLOW_LIST.join(', ')})`);
+    if (!extra.includes(o)) extra.push(o);
+  }
+  if (options.userns && !extra.includes('userxattr')) extra.push('userxattr');
+  const data = [`lowerdir=${lowers.join(':')}`, `upperdir=${checkOverlayPath(root.upperdir, base)}`, `workdir=${checkOverlayPath(root.workdir, base)}`, ...extra].join(',');
+  if (Buffer.byteLength(data) > OVERLAY_DATA_LIMIT) {
+    throw new TsbuildError('SANDBOX_OVERLAY_TOO_LONG', `the overlay mount options of ${lowers.length} lowerdirs take ${Buffer.byteLength(data)} bytes, more than mount(2)'s one page (${OVERLAY_DATA_LIMIT})`, {
+      hint: base === undefined ? 'give the overlay root a baseDir and lowerdirs relative to it (the snapshotter\'s relativeLowerdirs)' : 'the image has too many layers for one overlay mount; squash some',
+      exitCode: 125,
+    });
+  }
+  return base === undefined ? { data } : { data, baseDir: base };
+}
+
+/** The overlay mount data for absolute paths (throws SANDBOX_BAD_SPEC for paths the option syntax cannot carry). */
+export function overlayOptions(lowerdirs: readonly string[], upperdir: string, workdir: string, userxattr: boolean): string {
+  return overlayMountData({ lowerdirs, upperdir, workdir }, { userns: userxattr }).data;
 }
 
 /** Encodes the spec for the launcher (pure). Throws SANDBOX_BAD_SPEC on unrepresentable input. */
@@ -79,8 +141,9 @@ export function encodeLauncherSpec(spec: RunSpec, target: LauncherTarget): Buffe
   add('flags', cloneFlags(spec));
   add('rootfs', target.rootfs);
   if (spec.root.overlay !== undefined) {
-    const o = spec.root.overlay;
-    add('overlay', overlayOptions([...(target.extraLowerdirs ?? []), ...o.lowerdirs], o.upperdir, o.workdir, userns));
+    const m = overlayMountData(spec.root.overlay, { above: target.extraLowerdirs ?? [], userns });
+    add('overlay', m.data);
+    if (m.baseDir !== undefined) add('overlaydir', m.baseDir);
   }
   add('rootro', spec.root.readonly === true ? 1 : 0);
   add('userns', userns ? 1 : 0);

@@ -10,7 +10,7 @@ import { TsbuildError, notSupportedYet } from '../core/index.js';
 import { formatCgroupDirName, readProcessIdentity } from './cgroup-detect.js';
 import { CGROUP_PARENT, openSandboxCgroup } from './cgroup.js';
 import type { Cgroup, CgroupUsage } from './cgroup-types.js';
-import { overlayOptions } from './launcher-spec.js';
+import { overlayMountData, overlayRootDirs } from './launcher-spec.js';
 import type { OutputSink, SandboxStdio, StdinSource } from './sandbox.js';
 import { createSandboxState, newSandboxId, removeSandboxState } from './sandbox-state.js';
 import type { RunSpec } from './spec.js';
@@ -73,7 +73,7 @@ function stdioMode(s: StdinSource | OutputSink | undefined, dflt: 'inherit' | 'i
 export async function runWithOciRuntime(runtime: string, spec: RunSpec, stdio: SandboxStdio, signal: AbortSignal | undefined, options: OciRuntimeOptions): Promise<OciRunResult> {
   signal?.throwIfAborted();
   if (options.rootless) throw notSupportedYet('--runtime with rootless tsbuild', 'run as root, or use the built-in sandbox');
-  const roots = spec.root.overlay === undefined ? [spec.root.path] : [...spec.root.overlay.lowerdirs, spec.root.overlay.upperdir, spec.root.overlay.workdir];
+  const roots = spec.root.overlay === undefined ? [spec.root.path] : overlayRootDirs(spec.root.overlay);
   for (const dir of roots) {
     if (!(await stat(dir).catch(() => undefined))?.isDirectory()) {
       throw new TsbuildError('SANDBOX_ROOTFS_NOT_FOUND', `root filesystem directory ${dir} does not exist`, { exitCode: 125 });
@@ -102,11 +102,11 @@ export async function runWithOciRuntime(runtime: string, spec: RunSpec, stdio: S
     let command = runtime;
     let args = runArgs;
     if (spec.root.overlay !== undefined) {
-      const o = spec.root.overlay;
-      const data = overlayOptions([...o.lowerdirs, state.initLayer], o.upperdir, o.workdir, false);
+      const m = overlayMountData(spec.root.overlay, { below: [state.initLayer], userns: false });
       // SECURITY: the overlay is mounted in a private mount namespace that only the runtime inherits.
+      // Relative lowerdirs resolve from baseDir: mount(8) runs in a subshell there (same mount namespace).
       command = 'unshare';
-      args = ['--mount', '--propagation', 'private', '--', 'sh', '-c', 'mount -t overlay overlay -o "$1" "$2" && shift 2 && exec "$@"', 'sh', data, rootPath, runtime, ...runArgs];
+      args = ['--mount', '--propagation', 'private', '--', 'sh', '-c', '(cd "$3" && exec mount -t overlay overlay -o "$1" "$2") && shift 3 && exec "$@"', 'sh', m.data, rootPath, m.baseDir ?? '/', runtime, ...runArgs];
     }
     const exit = await runForeground(runtime, command, args, runtimeRoot, containerId, stdio, signal);
     await throwRuntimeError(logFile, spec);

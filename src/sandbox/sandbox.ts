@@ -12,7 +12,7 @@ import { TsbuildError } from '../core/index.js';
 import { cleanupStaleCgroups, createCgroup } from './cgroup.js';
 import type { CgroupLimits } from './cgroup-limits.js';
 import type { Cgroup, CgroupUsage } from './cgroup-types.js';
-import { encodeLauncherSpec } from './launcher-spec.js';
+import { encodeLauncherSpec, overlayRootDirs } from './launcher-spec.js';
 import { cleanStaleSandboxStates, createSandboxState, describeOwner, newSandboxId, removeSandboxState } from './sandbox-state.js';
 import type { SandboxState } from './sandbox-state.js';
 import type { ResourcesSpec, RunSpec } from './spec.js';
@@ -212,9 +212,7 @@ export class Sandbox {
   }
 
   #checkRoot(spec: RunSpec): void {
-    const dirs = spec.root.overlay === undefined
-      ? [spec.root.path]
-      : [...spec.root.overlay.lowerdirs, spec.root.overlay.upperdir, spec.root.overlay.workdir];
+    const dirs = spec.root.overlay === undefined ? [spec.root.path] : overlayRootDirs(spec.root.overlay);
     for (const dir of dirs) {
       if (statSync(dir, { throwIfNoEntry: false })?.isDirectory() !== true) {
         throw new TsbuildError('SANDBOX_ROOTFS_NOT_FOUND', `root filesystem directory ${dir} does not exist`, { exitCode: 125 });

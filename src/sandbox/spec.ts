@@ -38,11 +38,27 @@ export interface ProcessSpec {
 
 /** An overlay root: mounted inside the sandbox's own mount namespace. */
 export interface OverlayRoot {
-  /** Lower layers, top-most first (as in the overlay `lowerdir=` option). */
+  /** Lower layers, top-most first (as in the overlay `lowerdir=` option); relative ones need `baseDir`. */
   readonly lowerdirs: readonly string[];
+  /** Absolute, or relative to `baseDir`. */
   readonly upperdir: string;
+  /** Absolute, or relative to `baseDir`. */
   readonly workdir: string;
+  /**
+   * Absolute directory the overlay is mounted from (the launcher chdirs there for the mount), so
+   * that relative paths like the snapshotter's `l/<short>` links keep a long chain within mount(2)'s
+   * one page of option data.
+   */
+  readonly baseDir?: string;
+  /** Extra overlay mount options, only from {@link OVERLAY_OPTION_ALLOW_LIST} (e.g. the snapshotter's probed set). */
+  readonly options?: readonly string[];
 }
+
+/** The overlay mount options an {@link OverlayRoot} may carry (exact strings). */
+export const OVERLAY_OPTION_ALLOW_LIST: readonly string[] = [
+  'redirect_dir=off', 'redirect_dir=nofollow', 'metacopy=off', 'index=off', 'nfs_export=off',
+  'userxattr', 'xino=off', 'xino=auto', 'volatile',
+];
 
 /** OCI `root`, extended with an overlay description (exactly one of `path` and `overlay`). */
 export type RootSpec =

@@ -51,6 +51,7 @@ struct spec {
   unsigned long clone_flags;
   const char *rootfs;           /* directory that becomes / */
   const char *overlay_opts;     /* overlay mount data, or NULL for a directory root */
+  const char *overlay_dir;      /* directory the overlay is mounted from (relative lowerdirs), or NULL */
   int root_readonly, userns, lo_up, nnp, terminal;
   const char *hostname, *cwd;
   struct mnt mounts[MAX_ITEMS]; int nmounts;
@@ -128,6 +129,7 @@ static void parse_spec(char *buf, size_t len) {
     if (!strcmp(tag, "flags")) S.clone_flags = (unsigned long)parse_num(tok[0], "flags");
     else if (!strcmp(tag, "rootfs")) S.rootfs = tok[0];
     else if (!strcmp(tag, "overlay")) S.overlay_opts = tok[0];
+    else if (!strcmp(tag, "overlaydir")) S.overlay_dir = tok[0];
     else if (!strcmp(tag, "rootro")) S.root_readonly = tok[0][0] == '1';
     else if (!strcmp(tag, "userns")) S.userns = tok[0][0] == '1';
     else if (!strcmp(tag, "lo")) S.lo_up = tok[0][0] == '1';
@@ -405,10 +407,29 @@ static void mask_paths(void) {
   }
 }
 
+/* Mounts the overlay root; with an overlay dir its relative lowerdirs resolve from there (a long
+ * layer chain fits mount(2)'s one page of data only as short relative paths). */
+static void mount_overlay(void) {
+  long page = sysconf(_SC_PAGESIZE);
+  if (page > 0 && strlen(S.overlay_opts) >= (size_t)page) fail_code(125, "mount-overlay", E2BIG, "overlay mount data longer than one page");
+  int oldcwd = -1;
+  if (S.overlay_dir != NULL) {
+    if (S.rootfs[0] != '/') fail_code(125, "mount-overlay", EINVAL, "the overlay mountpoint must be absolute with an overlay dir");
+    oldcwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (oldcwd < 0) fail("save-cwd", "overlay");
+    if (chdir(S.overlay_dir) < 0) fail("chdir-overlay-dir", S.overlay_dir);
+  }
+  if (mount("overlay", S.rootfs, "overlay", 0, S.overlay_opts) < 0) fail("mount-overlay", S.rootfs);
+  if (oldcwd >= 0) {
+    if (fchdir(oldcwd) < 0) fail("restore-cwd", "overlay");
+    close(oldcwd);
+  }
+}
+
 static void setup_rootfs(void) {
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail("make-root-private", "/");
   if (S.overlay_opts != NULL) {
-    if (mount("overlay", S.rootfs, "overlay", 0, S.overlay_opts) < 0) fail("mount-overlay", S.rootfs);
+    mount_overlay();
   } else if (mount(S.rootfs, S.rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
     fail("bind-rootfs", S.rootfs);
   }
