@@ -123,7 +123,13 @@ function compileTest(pattern: string): (path: string) => boolean {
       return (path) => path.endsWith(suffix) || (suffix.startsWith('/') && path === suffix.slice(1));
     }
     default: {
-      const rx = new RegExp(`${re}$`);
+      let rx: RegExp;
+      try {
+        rx = new RegExp(`${re}$`);
+      } catch (e) {
+        // Docker fails the build when its regexp does not compile (e.g. "[z-a]"); so do we, earlier.
+        throw new TsbuildError('CTX_BAD_IGNORE_PATTERN', `invalid pattern "${pattern}": ${(e as Error).message}`, { cause: e });
+      }
       return (path) => rx.test(path);
     }
   }

@@ -162,3 +162,12 @@ test('walk: loadIgnore prefers <Dockerfile>.dockerignore next to the Dockerfile 
   t.is(none.file, undefined);
   t.false(none.matcher.matches('a.txt').excluded);
 });
+
+test('walk: a wildcard matching an excluded dir selects only what a ! rule re-includes inside it', async (t) => {
+  const ctx = await tempDir(t);
+  await makeTree(ctx, ['pkgs/a/keep.go', 'pkgs/a/drop.c', 'pkgs/b/drop.c', 'pkgs/c.txt']);
+  await writeFile(join(ctx, '.dockerignore'), 'pkgs/*\n!pkgs/*/*.go\n');
+  const { matcher } = loadIgnore(ctx);
+  const sel = selectSources(ctx, ['pkgs/*'], { ignore: matcher });
+  t.deepEqual(listing(sel), ['pkgs/a::dir', 'pkgs/a:keep.go:file']);
+});
