@@ -2,6 +2,8 @@ import type { Command } from '../command.js';
 import { buildCommand } from './build.js';
 import { notYetCommand } from './not-yet.js';
 import { runCommand } from './run.js';
+import { psCommand, logsCommand, stopCommand, killCommand, rmCommand, startCommand, containerCommand } from './containers.js';
+import { containerMonitorCommand } from './container-monitor.js';
 import { imagesCommand } from './images.js';
 import { inspectCommand } from './inspect.js';
 import { historyCommand } from './history.js';
@@ -21,11 +23,15 @@ import { logoutCommand } from './logout.js';
 export const commands: readonly Command[] = [
   buildCommand,
   runCommand,
-  notYetCommand('ps', 'List containers', 'containers'),
-  notYetCommand('logs', 'Fetch the logs of a container', 'containers'),
+  psCommand,
+  logsCommand,
   notYetCommand('exec', 'Run a command in a running container', 'containers'),
-  notYetCommand('stop', 'Stop running containers', 'containers'),
-  notYetCommand('rm', 'Remove containers', 'containers'),
+  stopCommand,
+  startCommand,
+  killCommand,
+  rmCommand,
+  containerCommand,
+  containerMonitorCommand,
   pullCommand,
   pushCommand,
   loginCommand,

@@ -1,7 +1,6 @@
 import { userInfo } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { notSupportedYet, TsbuildError } from '../../core/index.js';
+import { isAbsolute, resolve } from 'node:path';
+import { TsbuildError } from '../../core/index.js';
 import {
   createRunSpec,
   limitsToResources,
@@ -19,9 +18,16 @@ import type { CgroupLimits, MountSpec, NetworkMode, RunSpec, SandboxStdio } from
 import type { OptionSpec, ParsedArgs } from '../args.js';
 import { optBool, optList, optString } from '../args.js';
 import type { Command, CommandContext } from '../command.js';
+import { launcherPathFor, stateDirFor } from '../container-deps.js';
+import { runImage } from './run-image.js';
 
 /** `docker run`'s flags that `tsbuild run --rootfs` supports. */
 export const runOptions: readonly OptionSpec[] = [
+  { name: 'detach', short: 'd', type: 'bool', help: 'Run the container in the background and print its ID' },
+  { name: 'name', type: 'string', value: 'NAME', help: 'Assign a name to the container' },
+  { name: 'entrypoint', type: 'string', value: 'CMD', help: 'Overwrite the default ENTRYPOINT of the image ("" clears it)' },
+  { name: 'stop-signal', type: 'string', value: 'SIGNAL', help: 'Signal to stop the container (default: the image\'s STOPSIGNAL, else SIGTERM)' },
+  { name: 'stop-timeout', type: 'string', value: 'SECONDS', help: 'Timeout to stop a container before SIGKILL (default 10)' },
   { name: 'rm', type: 'bool', help: 'Remove the container when it exits (always the case with --rootfs)' },
   { name: 'rootfs', type: 'string', value: 'DIR', help: 'Run in this root filesystem directory instead of an image' },
   { name: 'network', type: 'string', value: 'none|host', help: 'Network mode: none (only lo, default) or host' },
@@ -44,6 +50,14 @@ export const runOptions: readonly OptionSpec[] = [
   { name: 'interactive', short: 'i', type: 'bool', help: 'Keep STDIN open' },
   { name: 'tty', short: 't', type: 'bool', help: 'Allocate a pseudo-TTY' },
   { name: 'runtime', type: 'string', value: 'runc|PATH', help: 'Run with an external OCI runtime instead of the built-in sandbox' },
+  { name: 'publish', short: 'p', type: 'list', value: 'HOSTPORT:CTRPORT', help: 'Publish a container\'s port to the host', notSupported: 'published ports arrive with a later step of the containers issue' },
+  { name: 'publish-all', short: 'P', type: 'bool', help: 'Publish all exposed ports', notSupported: 'published ports arrive with a later step of the containers issue' },
+  { name: 'restart', type: 'string', value: 'POLICY', help: 'Restart policy', notSupported: 'restart policies arrive with a later step of the containers issue' },
+  { name: 'env-file', type: 'list', value: 'FILE', help: 'Read environment variables from a file', notSupported: 'use -e' },
+  { name: 'mount', type: 'list', value: 'SPEC', help: 'Attach a filesystem mount', notSupported: 'use -v HOST:CTR[:ro] or --tmpfs' },
+  { name: 'init', type: 'bool', help: 'Run an init inside the container', notSupported: '--init arrives with a later step of the containers issue' },
+  { name: 'health-cmd', type: 'string', value: 'CMD', help: 'Command to run to check health', notSupported: 'healthchecks arrive with a later step of the containers issue' },
+  { name: 'pull', type: 'string', value: 'POLICY', help: 'Pull image before running', notSupported: 'run "tsbuild pull IMAGE" first' },
 ];
 
 function bad(code: string, message: string, hint?: string): TsbuildError {
@@ -93,36 +107,35 @@ export function parseLimitFlags(args: ParsedArgs): CgroupLimits {
   return withDockerDefaults(limits);
 }
 
-/** Directory for sandbox state: $TSBUILD_RUN_DIR, /run/tsbuild as root, else $XDG_RUNTIME_DIR/tsbuild or the store root. */
-function stateDirFor(ctx: CommandContext, uid: number): string {
-  const runDir = ctx.env.TSBUILD_RUN_DIR;
-  if (runDir !== undefined && runDir !== '') return join(resolve(ctx.cwd, runDir), 'sandbox');
-  if (uid === 0) return '/run/tsbuild/sandbox';
-  const runtime = ctx.env.XDG_RUNTIME_DIR;
-  if (runtime !== undefined && runtime !== '') return join(runtime, 'tsbuild', 'sandbox');
-  const root = ctx.global.root ?? ctx.env.TSBUILD_ROOT
-    ?? join(ctx.env.XDG_DATA_HOME ?? join(ctx.env.HOME ?? userInfo().homedir, '.local', 'share'), 'tsbuild');
-  return join(resolve(ctx.cwd, root), 'sandbox-state');
-}
-
-/** Builds the RunSpec of `tsbuild run --rootfs` from the flags. */
-export async function buildRunSpec(args: ParsedArgs, ctx: CommandContext, rootfs: string, command: readonly string[], rootless: boolean): Promise<RunSpec> {
+/** Reads `--network` (none or host). Throws SANDBOX_BAD_NETWORK. */
+export function parseNetworkFlag(args: ParsedArgs): NetworkMode {
   const network = optString(args, 'network') ?? 'none';
   if (network !== 'none' && network !== 'host') {
     throw bad('BAD_NETWORK', `--network takes none or host, not "${network}"`, 'bridge networks and published ports arrive with a later issue');
   }
-  const resources = limitsToResources(parseLimitFlags(args));
-  const env = parseEnvFlags(optList(args, 'env'), ctx.env);
-  const userFlag = optString(args, 'user');
-  const user = userFlag === undefined ? await resolveUser(rootfs, 'root').catch(() => ({ uid: 0, gid: 0, additionalGids: [], home: '/root' })) : await resolveUser(rootfs, userFlag);
-  if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.home ?? '/'}`);
-  const mounts: MountSpec[] = [
-    ...optList(args, 'volume').map((v) => parseVolume(v, ctx.cwd)),
+  return network;
+}
+
+/** Reads `-v` and `--tmpfs` into mounts. Throws SANDBOX_BAD_MOUNT. */
+export function parseMountFlags(args: ParsedArgs, cwd: string): MountSpec[] {
+  return [
+    ...optList(args, 'volume').map((v) => parseVolume(v, cwd)),
     ...optList(args, 'tmpfs').map((d): MountSpec => {
       if (!isAbsolute(d)) throw bad('BAD_MOUNT', `--tmpfs destination "${d}" must be an absolute path`);
       return { destination: d, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] };
     }),
   ];
+}
+
+/** Builds the RunSpec of `tsbuild run --rootfs` from the flags. */
+export async function buildRunSpec(args: ParsedArgs, ctx: CommandContext, rootfs: string, command: readonly string[], rootless: boolean): Promise<RunSpec> {
+  const network = parseNetworkFlag(args);
+  const resources = limitsToResources(parseLimitFlags(args));
+  const env = parseEnvFlags(optList(args, 'env'), ctx.env);
+  const userFlag = optString(args, 'user');
+  const user = userFlag === undefined ? await resolveUser(rootfs, 'root').catch(() => ({ uid: 0, gid: 0, additionalGids: [], home: '/root' })) : await resolveUser(rootfs, userFlag);
+  if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.home ?? '/'}`);
+  const mounts = parseMountFlags(args, ctx.cwd);
   const hostname = optString(args, 'hostname');
   const workdir = optString(args, 'workdir');
   return createRunSpec({
@@ -132,7 +145,7 @@ export async function buildRunSpec(args: ParsedArgs, ctx: CommandContext, rootfs
     ...(workdir === undefined ? {} : { cwd: workdir }),
     user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
     ...(hostname === undefined ? {} : { hostname }),
-    network: network as NetworkMode,
+    network,
     terminal: optBool(args, 'tty'),
     userNamespace: rootless,
     capAdd: optList(args, 'cap-add'),
@@ -142,17 +155,18 @@ export async function buildRunSpec(args: ParsedArgs, ctx: CommandContext, rootfs
   });
 }
 
-/** `tsbuild run`: for now only `--rootfs DIR` (image-based run arrives with containers). */
+/** `tsbuild run IMAGE [COMMAND...]` (a container, see run-image.ts) or `tsbuild run --rootfs DIR COMMAND...` (a one-off sandbox). */
 export const runCommand: Command = {
   name: 'run',
   summary: 'Run a command in a new container',
-  usage: 'run [OPTIONS] --rootfs DIR [--] COMMAND [ARG...]',
+  usage: 'run [OPTIONS] IMAGE [COMMAND] [ARG...]  |  run [OPTIONS] --rootfs DIR [--] COMMAND [ARG...]',
   options: runOptions,
   stopAtPositional: true,
   async run(args, ctx) {
     const rootfsFlag = optString(args, 'rootfs');
-    if (rootfsFlag === undefined) {
-      throw notSupportedYet('"tsbuild run IMAGE"', 'running images arrives with containers; use --rootfs DIR to run in a root filesystem directory');
+    if (rootfsFlag === undefined) return runImage(args, ctx);
+    for (const flag of ['detach', 'name', 'entrypoint', 'stop-signal', 'stop-timeout']) {
+      if (args.options[flag] !== undefined) throw bad('BAD_FLAG', `--${flag} needs an image: it cannot be used with --rootfs`);
     }
     const command = args.positionals;
     if (command.length === 0) {
@@ -187,7 +201,7 @@ export const runCommand: Command = {
       return result.exitCode;
     }
     const sandbox = new Sandbox({
-      launcherPath: ctx.env.TSBUILD_LAUNCHER ?? fileURLToPath(new URL('../../../build/tsbuild-launcher', import.meta.url)),
+      launcherPath: launcherPathFor(ctx),
       stateDir,
       host: { uid, gid, user: userInfo().username },
       ownerPid: process.pid,

@@ -1,0 +1,78 @@
+import { userInfo } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { findCompressionTools } from '../layer/index.js';
+import { ContainerStore, type CreateDeps, type MonitorCommand, type RunnerDeps } from '../runner/index.js';
+import { Sandbox } from '../sandbox/index.js';
+import { openSnapshotter } from '../snapshot/index.js';
+import type { CommandContext } from './command.js';
+import { openCliStore, resolveStoreRoot } from './store-root.js';
+
+/** Directory for sandbox state: $TSBUILD_RUN_DIR, /run/tsbuild as root, else $XDG_RUNTIME_DIR/tsbuild or the store root. */
+export function stateDirFor(ctx: Pick<CommandContext, 'global' | 'env' | 'cwd'>, uid: number): string {
+  const runDir = ctx.env.TSBUILD_RUN_DIR;
+  if (runDir !== undefined && runDir !== '') return join(resolve(ctx.cwd, runDir), 'sandbox');
+  if (uid === 0) return '/run/tsbuild/sandbox';
+  const runtime = ctx.env.XDG_RUNTIME_DIR;
+  if (runtime !== undefined && runtime !== '') return join(runtime, 'tsbuild', 'sandbox');
+  const root = ctx.global.root ?? ctx.env.TSBUILD_ROOT
+    ?? join(ctx.env.XDG_DATA_HOME ?? join(ctx.env.HOME ?? userInfo().homedir, '.local', 'share'), 'tsbuild');
+  return join(resolve(ctx.cwd, root), 'sandbox-state');
+}
+
+/** The compiled sandbox launcher ($TSBUILD_LAUNCHER overrides). */
+export function launcherPathFor(ctx: Pick<CommandContext, 'env'>): string {
+  return ctx.env.TSBUILD_LAUNCHER ?? fileURLToPath(new URL('../../build/tsbuild-launcher', import.meta.url));
+}
+
+/** Everything the container commands need, wired from the CLI context. */
+export type ContainerDeps = RunnerDeps & CreateDeps & { readonly storeRoot: string };
+
+/** Opens the store, its containers, the snapshotter and a sandbox owned by this process. */
+export async function openContainerDeps(ctx: CommandContext): Promise<ContainerDeps> {
+  const store = await openCliStore(ctx);
+  const { snapshotter } = await openSnapshotter({ snapshots: store.paths.snapshots, tmp: store.paths.tmp });
+  const uid = process.getuid?.() ?? 0;
+  const gid = process.getgid?.() ?? 0;
+  const launcherPath = launcherPathFor(ctx);
+  const sandbox = new Sandbox({
+    launcherPath,
+    stateDir: stateDirFor(ctx, uid),
+    host: { uid, gid, user: userInfo().username },
+    ownerPid: process.pid,
+    onWarning: (msg) => ctx.stderr.write(`WARNING: ${msg}\n`),
+  });
+  return {
+    store,
+    storeRoot: resolveStoreRoot(ctx),
+    containers: new ContainerStore(store.paths.containers),
+    snapshotter,
+    sandbox,
+    launcherPath,
+    rootless: uid !== 0,
+    ownerPid: process.pid,
+    compressionTools: findCompressionTools(ctx.env.PATH),
+  };
+}
+
+/** The command that starts the monitor of container `id`: this CLI re-executed (through tsx when running from source). */
+export function monitorCommandFor(ctx: CommandContext, storeRoot: string, id: string): MonitorCommand {
+  const fromSource = import.meta.url.endsWith('.ts');
+  const main = fileURLToPath(new URL(fromSource ? './main.ts' : './main.js', import.meta.url));
+  let loader: string[] = [];
+  if (fromSource) {
+    let tsx = 'tsx';
+    try {
+      tsx = import.meta.resolve('tsx');
+    } catch {
+      // resolved from the cwd below
+    }
+    loader = ['--import', tsx];
+  }
+  return {
+    execPath: process.execPath,
+    args: [...loader, main, '--root', storeRoot, 'container-monitor', id],
+    env: { ...ctx.env, ...(ctx.env.TSBUILD_LAUNCHER === undefined ? { TSBUILD_LAUNCHER: launcherPathFor(ctx) } : {}) },
+    cwd: fileURLToPath(new URL('../..', import.meta.url)),
+  };
+}

@@ -1,0 +1,227 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, readlink, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TsbuildError, type Digest } from '../core/index.js';
+import type { MountSpec, NetworkMode, ProcessUser, ResourcesSpec } from '../sandbox/index.js';
+import { generateContainerName, isValidContainerName } from './ids.js';
+import { isProcessAlive } from './process-info.js';
+
+/** Docker's zero time, used for times that have not happened yet. */
+export const ZERO_TIME = '0001-01-01T00:00:00Z';
+
+/** What a container runs and how: fixed at create time, stored as `config.json`. */
+export interface ContainerRecord {
+  readonly id: string;
+  readonly name: string;
+  /** ISO 8601. */
+  readonly created: string;
+  /** The image as the user typed it. */
+  readonly image: string;
+  /** The image ID (config digest). */
+  readonly imageId: Digest;
+  /** The committed snapshot (chain ID) under the container's writable layer; undefined for an empty image. */
+  readonly imageChain: Digest | undefined;
+  /** The active snapshot key of the writable layer. */
+  readonly snapshotKey: string;
+  readonly args: readonly string[];
+  /** The effective ENTRYPOINT and CMD (`args` is their concatenation). */
+  readonly entrypoint: readonly string[];
+  readonly cmd: readonly string[];
+  readonly env: readonly string[];
+  readonly cwd: string;
+  /** The user as written (`USER`/`-u`), and resolved to numeric ids. */
+  readonly userText: string;
+  readonly user: ProcessUser;
+  readonly hostname: string;
+  readonly network: NetworkMode;
+  readonly capAdd: readonly string[];
+  readonly capDrop: readonly string[];
+  readonly mounts: readonly MountSpec[];
+  readonly resources: ResourcesSpec | undefined;
+  readonly readonlyRootfs: boolean;
+  readonly stopSignal: string;
+  /** Seconds between the stop signal and SIGKILL. */
+  readonly stopTimeout: number;
+  readonly autoRemove: boolean;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/** The lifecycle status as docker names it. */
+export type ContainerStatus = 'created' | 'running' | 'exited' | 'removing' | 'dead';
+
+/** The mutable run state, stored as `state.json` (always replaced atomically). */
+export interface ContainerState {
+  readonly status: ContainerStatus;
+  /** Host pid of the container's first process (0 when not running) and its start time (pid reuse guard). */
+  readonly pid: number;
+  readonly pidStartTime: string;
+  /** Pid and start time of the process that owns the container (monitor, or the CLI in the foreground). */
+  readonly monitorPid: number;
+  readonly monitorStartTime: string;
+  readonly exitCode: number;
+  readonly oomKilled: boolean;
+  readonly error: string;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+}
+
+/** The state of a container that never ran. */
+export function createdState(): ContainerState {
+  return { status: 'created', pid: 0, pidStartTime: '', monitorPid: 0, monitorStartTime: '', exitCode: 0, oomKilled: false, error: '', startedAt: ZERO_TIME, finishedAt: ZERO_TIME };
+}
+
+/** A container as read from disk. */
+export interface ContainerEntry {
+  readonly config: ContainerRecord;
+  readonly state: ContainerState;
+}
+
+const ID_RE = /^[0-9a-f]{64}$/;
+
+/**
+ * Containers under `<store>/containers/`: `<id>/config.json`, `<id>/state.json`, `<id>/<id>-json.log`,
+ * and `names/<name>` symlinks to ids (a symlink is created atomically, so names are unique).
+ * Errors are TsbuildErrors `RUN_*`.
+ */
+export class ContainerStore {
+  readonly #root: string;
+
+  /** `root` is the store's containers directory. */
+  constructor(root: string) {
+    this.#root = root;
+  }
+
+  /** The directory of container `id`. */
+  dirOf(id: string): string {
+    return join(this.#root, id);
+  }
+
+  /** The JSON-lines log file of container `id`. */
+  logPathOf(id: string): string {
+    return join(this.#root, id, `${id}-json.log`);
+  }
+
+  /**
+   * Reserves `name` (or a generated one) for `id`; throws RUN_NAME_IN_USE / RUN_BAD_NAME.
+   * Returns the name without a leading `/`.
+   */
+  async claimName(id: string, name: string | undefined): Promise<string> {
+    await mkdir(join(this.#root, 'names'), { recursive: true });
+    if (name !== undefined) {
+      if (!isValidContainerName(name)) {
+        throw new TsbuildError('RUN_BAD_NAME', `invalid container name "${name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`, { exitCode: 125 });
+      }
+      const n = name.replace(/^\//, '');
+      try {
+        await symlink(id, join(this.#root, 'names', n));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(`cannot reserve the container name ${n}`, err);
+        const owner = await readlink(join(this.#root, 'names', n)).catch(() => '?');
+        throw new TsbuildError('RUN_NAME_IN_USE', `the container name "/${n}" is already in use by container "${owner}"`, {
+          hint: 'remove (or rename) that container to be able to reuse that name', exitCode: 125,
+        });
+      }
+      return n;
+    }
+    for (let i = 0; ; i++) {
+      const n = i < 10 ? generateContainerName() : `${generateContainerName()}${i}`;
+      try {
+        await symlink(id, join(this.#root, 'names', n));
+        return n;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || i > 100) throw ioError('cannot reserve a container name', err);
+      }
+    }
+  }
+
+  /** Writes the config and the initial state of a new container (its name already claimed). */
+  async create(config: ContainerRecord): Promise<void> {
+    await mkdir(this.dirOf(config.id), { recursive: true });
+    await this.#writeAtomic(config.id, 'config.json', config);
+    await this.writeState(config.id, createdState());
+  }
+
+  /** Replaces `state.json` atomically (write to a temporary file, then rename). */
+  async writeState(id: string, state: ContainerState): Promise<void> {
+    await this.#writeAtomic(id, 'state.json', state);
+  }
+
+  async #writeAtomic(id: string, file: string, value: unknown): Promise<void> {
+    const tmp = join(this.dirOf(id), `.${file}.${process.pid}-${randomBytes(4).toString('hex')}`);
+    try {
+      await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`);
+      await rename(tmp, join(this.dirOf(id), file));
+    } catch (err) {
+      await rm(tmp, { force: true }).catch(() => undefined);
+      throw ioError(`cannot write ${file} of container ${id.slice(0, 12)}`, err);
+    }
+  }
+
+  /** Reads container `id`; undefined when it is gone (or half-created). */
+  async read(id: string): Promise<ContainerEntry | undefined> {
+    try {
+      const config = JSON.parse(await readFile(join(this.dirOf(id), 'config.json'), 'utf8')) as ContainerRecord;
+      const state = JSON.parse(await readFile(join(this.dirOf(id), 'state.json'), 'utf8')) as ContainerState;
+      return { config, state };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Reads container `id` and notices a dead owner: a `running` container whose monitor is gone
+   * (killed, host rebooted) is recorded and returned as exited, never as a ghost.
+   */
+  async inspect(id: string): Promise<ContainerEntry | undefined> {
+    const e = await this.read(id);
+    if (e === undefined || e.state.status !== 'running' || isProcessAlive(e.state.monitorPid, e.state.monitorStartTime)) return e;
+    const state: ContainerState = { ...e.state, status: 'exited', pid: 0, exitCode: 255, error: 'the container monitor died', finishedAt: new Date().toISOString() };
+    await this.writeState(id, state).catch(() => undefined);
+    return { config: e.config, state };
+  }
+
+  /** Every container, newest first. */
+  async list(): Promise<ContainerEntry[]> {
+    const names = await readdir(this.#root).catch(() => [] as string[]);
+    const out: ContainerEntry[] = [];
+    for (const n of names) {
+      if (!ID_RE.test(n)) continue;
+      const e = await this.inspect(n);
+      if (e !== undefined) out.push(e);
+    }
+    return out.sort((a, b) => b.config.created.localeCompare(a.config.created));
+  }
+
+  /** Finds a container by full ID, name, or unique ID prefix. Throws RUN_NO_SUCH_CONTAINER / RUN_AMBIGUOUS. */
+  async resolve(text: string): Promise<ContainerEntry> {
+    const name = text.replace(/^\//, '');
+    if (isValidContainerName(name)) {
+      const id = await readlink(join(this.#root, 'names', name)).catch(() => undefined);
+      const e = id === undefined ? undefined : await this.inspect(id);
+      if (e !== undefined) return e;
+    }
+    if (/^[0-9a-f]{1,64}$/.test(text)) {
+      const ids = (await readdir(this.#root).catch(() => [] as string[])).filter((n) => ID_RE.test(n) && n.startsWith(text));
+      if (ids.length > 1) throw new TsbuildError('RUN_AMBIGUOUS', `multiple containers found with the ID prefix "${text}"`, { exitCode: 1 });
+      const e = ids[0] === undefined ? undefined : await this.inspect(ids[0]);
+      if (e !== undefined) return e;
+    }
+    throw new TsbuildError('RUN_NO_SUCH_CONTAINER', `no such container: ${text}`, { exitCode: 1 });
+  }
+
+  /** Removes the container's directory and its name (the caller removed its snapshot). Idempotent. */
+  async remove(id: string, name: string): Promise<void> {
+    const link = join(this.#root, 'names', name);
+    if ((await readlink(link).catch(() => undefined)) === id) await unlink(link).catch(() => undefined);
+    await rm(this.dirOf(id), { recursive: true, force: true });
+  }
+
+  /** Releases a name claimed for a container that was never created. */
+  async releaseName(id: string, name: string): Promise<void> {
+    await this.remove(id, name);
+  }
+}
+
+function ioError(message: string, cause: unknown): TsbuildError {
+  return new TsbuildError('RUN_IO', `${message}: ${(cause as Error).message}`, { cause });
+}

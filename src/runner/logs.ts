@@ -1,0 +1,143 @@
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import { TsbuildError } from '../core/index.js';
+
+/** One line of a container log file (docker's json-file driver). */
+export interface LogRecord {
+  readonly log: string;
+  readonly stream: 'stdout' | 'stderr';
+  readonly time: string;
+}
+
+/** A log file being written: one Writable per stream, each line becomes a JSON record. */
+export interface LogWriter {
+  readonly stdout: Writable;
+  readonly stderr: Writable;
+  /** Flushes partial lines and closes the file. */
+  close(): Promise<void>;
+}
+
+/** Docker's timestamp: RFC 3339 with nanoseconds (the last digits from the monotonic clock). */
+function nowText(): string {
+  const iso = new Date().toISOString();
+  const ns = String(process.hrtime.bigint() % 1_000_000n).padStart(6, '0');
+  return `${iso.slice(0, -1)}${ns}Z`;
+}
+
+/**
+ * Appends the container's output to `path` as JSON lines `{"log","stream","time"}`. A record ends at
+ * each newline (kept in `log`, as docker); a final partial line is written on close. `tee` receives
+ * the raw bytes too (the foreground terminal).
+ */
+export function createLogWriter(path: string, tee?: { stdout?: Writable; stderr?: Writable }): LogWriter {
+  const file: WriteStream = createWriteStream(path, { flags: 'a', mode: 0o640 });
+  file.on('error', () => undefined);
+  const makeStream = (stream: 'stdout' | 'stderr'): { w: Writable; flush: () => void } => {
+    let pending = '';
+    const decoder = new StringDecoder('utf8');
+    const out = tee?.[stream];
+    const flush = (): void => {
+      pending += decoder.end();
+      if (pending !== '') file.write(`${JSON.stringify({ log: pending, stream, time: nowText() })}\n`);
+      pending = '';
+    };
+    const w = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        const text = pending + decoder.write(chunk);
+        const lines = text.split('\n');
+        pending = lines.pop() as string;
+        const time = nowText();
+        const records = lines.map((l) => `${JSON.stringify({ log: `${l}\n`, stream, time })}\n`).join('');
+        const done = (): void => {
+          if (out === undefined) cb();
+          else if (out.write(chunk)) cb();
+          else out.once('drain', () => cb());
+        };
+        if (records === '' || file.write(records)) done();
+        else file.once('drain', done);
+      },
+      final(cb) {
+        flush();
+        cb();
+      },
+    });
+    return { w, flush };
+  };
+  const o = makeStream('stdout');
+  const e = makeStream('stderr');
+  return {
+    stdout: o.w,
+    stderr: e.w,
+    async close() {
+      o.flush();
+      e.flush();
+      await new Promise<void>((resolve) => file.end(resolve));
+    },
+  };
+}
+
+/** Options of {@link readLogs}. */
+export interface ReadLogsOptions {
+  /** Only the last N records (undefined: all). */
+  readonly tail?: number;
+  /** Keep reading new records until `isDone()` says the writer has finished. */
+  readonly follow?: boolean;
+  readonly isDone?: () => Promise<boolean>;
+  readonly signal?: AbortSignal;
+  /** How long to wait between polls when following (ms, default 100). */
+  readonly pollMs?: number;
+}
+
+/** Calls `emit` for each record of the log file at `path` (missing file: none). Throws RUN_IO. */
+export async function readLogs(path: string, emit: (r: LogRecord) => void, options: ReadLogsOptions = {}): Promise<void> {
+  let offset = 0;
+  let partial = '';
+  const decoder = new StringDecoder('utf8');
+  const readNew = async (limit?: number): Promise<void> => {
+    const size = await stat(path).then((s) => s.size, () => 0);
+    if (size <= offset) return;
+    const fh = await open(path, 'r').catch((err: unknown) => {
+      throw new TsbuildError('RUN_IO', `cannot read the log ${path}: ${(err as Error).message}`, { cause: err });
+    });
+    // With a limit, only the last `limit` records are kept while reading (a bounded ring).
+    const ring: LogRecord[] = [];
+    try {
+      const buf = Buffer.alloc(1024 * 1024);
+      while (offset < size) {
+        const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - offset), offset);
+        if (bytesRead === 0) break;
+        offset += bytesRead;
+        const lines = (partial + decoder.write(buf.subarray(0, bytesRead))).split('\n');
+        partial = lines.pop() as string;
+        for (const l of lines) {
+          let r: LogRecord;
+          try {
+            r = JSON.parse(l) as LogRecord;
+          } catch {
+            continue; // a torn line after a crash: skipped
+          }
+          if (limit === undefined) emit(r);
+          else {
+            ring.push(r);
+            if (ring.length > limit) ring.shift();
+          }
+        }
+      }
+    } finally {
+      await fh.close();
+    }
+    for (const r of ring) emit(r);
+  };
+  await readNew(options.tail);
+  if (options.follow !== true) return;
+  const wait = options.pollMs ?? 100;
+  for (;;) {
+    if (options.signal?.aborted === true) return;
+    const done = options.isDone === undefined ? false : await options.isDone();
+    await readNew();
+    if (done) return;
+    await new Promise((r) => setTimeout(r, wait));
+  }
+}
