@@ -176,3 +176,16 @@ testSerialIf(missing, 'tsbuild build: writes COPY here-documents as files and ru
   t.is(await readUnpacked(dest, 'script-out'), 'script world\nhello world\n');
   await t.throwsAsync(stat(join(dest, 'dev/pipes')));
 });
+
+testSerialIf(missing, 'tsbuild build: copies files out of a store image when COPY --from names an image', async (t) => {
+  const f = await makeFixture(t);
+  const r = await build(f, 'FROM scratch\nCOPY --from=busybox /etc/passwd /bin/busybox /out/\n', ['-t', 'fromimg:1']);
+  t.is(r.code, 0, r.stderr);
+  const img = await readImage(f.root, 'fromimg:1');
+  t.is(img.manifest.layers.length, 1);
+  const dest = join(f.dir, 'unpacked');
+  await unpackImage(img, dest);
+  t.regex(await readUnpacked(dest, 'out/passwd'), /^root:x:0:0:/);
+  t.true((await lstat(join(dest, 'out/busybox'))).isFile());
+  t.is((await lstat(join(dest, 'out/busybox'))).mode & 0o777, 0o755);
+});
