@@ -15,6 +15,7 @@ export {
   selectSources,
   type ContextEntry,
   type ContextSelection,
+  type EntryStat,
   type EntryType,
   type SelectOptions,
   type SourceMatch,
@@ -28,4 +29,4 @@ export {
   type MatchChecksum,
   type SelectionChecksum,
 } from './checksum.js';
-export { StatCache, statCacheName } from './stat-cache.js';
+export { StatCache, statCacheName, type FileFingerprint } from './stat-cache.js';

@@ -4,7 +4,7 @@
  * a missing, corrupt or foreign file is ignored and rebuilt.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, type BigIntStats } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TsbuildError, digestHex, type Digest } from '../core/index.js';
 
@@ -13,8 +13,17 @@ const HEADER = 'tsbuild-stat-cache/2';
 const MAX_ENTRIES = 500_000;
 const ROW_RE = /^\d+ \d+ \d+ \d+ \d+ [0-9a-f]{64}$/;
 
+/** The lstat fields a stat-cache row is keyed on (Node's BigIntStats has them all). */
+export interface FileFingerprint {
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
+  readonly ino: bigint;
+  readonly dev: bigint;
+}
+
 /** `size mtimeNs ctimeNs ino dev`: the identity of a file version as far as the cache is concerned. */
-function fingerprintOf(st: BigIntStats): string {
+function fingerprintOf(st: FileFingerprint): string {
   return `${st.size} ${st.mtimeNs} ${st.ctimeNs} ${st.ino} ${st.dev}`;
 }
 
@@ -69,7 +78,7 @@ export class StatCache {
   }
 
   /** The cached digest of `absPath` when its lstat fingerprint is unchanged, else undefined. */
-  lookup(absPath: string, st: BigIntStats): Digest | undefined {
+  lookup(absPath: string, st: FileFingerprint): Digest | undefined {
     const row = this.rows.get(absPath);
     if (row === undefined) return undefined;
     const fp = fingerprintOf(st);
@@ -79,7 +88,7 @@ export class StatCache {
   }
 
   /** Records the digest of `absPath` as read while it had the lstat `st`. */
-  record(absPath: string, st: BigIntStats, digest: Digest): void {
+  record(absPath: string, st: FileFingerprint, digest: Digest): void {
     if (absPath.includes('\n') || absPath.includes('\t')) return;
     this.rows.set(absPath, `${fingerprintOf(st)} ${digestHex(digest)}`);
     this.used.add(absPath);

@@ -11,6 +11,24 @@ import { cleanGoPath, hasGoWildcards, matchGoPattern } from './go-path.js';
 /** Kind of a context entry (`other`: fifo, socket or device node). */
 export type EntryType = 'file' | 'dir' | 'symlink' | 'other';
 
+/** The lstat fields kept for an entry (a subset of Node's BigIntStats, same names and types). */
+export interface EntryStat {
+  readonly mode: bigint;
+  readonly uid: bigint;
+  readonly gid: bigint;
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
+  readonly ino: bigint;
+  readonly dev: bigint;
+  readonly rdev: bigint;
+}
+
+/** Keeps only the fields we need: 20,000 retained full Stats objects cost a lot of GC time. */
+function compactStat(st: BigIntStats): EntryStat {
+  return { mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, dev: st.dev, rdev: st.rdev };
+}
+
 /** One selected file system entry. */
 export interface ContextEntry {
   /** Path relative to its match root, `/`-separated; `''` for the root itself. */
@@ -19,7 +37,7 @@ export interface ContextEntry {
   readonly absPath: string;
   readonly type: EntryType;
   /** lstat of `absPath` (nanosecond times); mtimes are informational, never part of a digest. */
-  readonly stat: BigIntStats;
+  readonly stat: EntryStat;
   /** The link text of a symlink (copied as is, never followed). */
   readonly linkTarget?: string;
 }
@@ -240,9 +258,9 @@ class Walker {
 
   entry(real: string, rel: string, stat: BigIntStats, type: EntryType = typeOf(stat)): ContextEntry {
     const absPath = absOf(this.ctx, real);
-    if (type !== 'symlink') return { rel, absPath, type, stat };
+    if (type !== 'symlink') return { rel, absPath, type, stat: compactStat(stat) };
     try {
-      return { rel, absPath, type, stat, linkTarget: readlinkSync(absPath) };
+      return { rel, absPath, type, stat: compactStat(stat), linkTarget: readlinkSync(absPath) };
     } catch (e) {
       throw readError(real, e);
     }
