@@ -1,0 +1,234 @@
+import test, { type ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cli } from '../cli/run-cli.js';
+import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
+import { testIf } from '../helpers/capability.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const noBusybox = await busyboxMissing();
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+
+interface PsRow { ID: string; Names: string; State: string; Status: string; Command: string; Image: string }
+
+/** Pids of processes whose command line mentions `text` (the monitors carry `--root ROOT`). */
+function processesMentioning(text: string): number[] {
+  const out: number[] = [];
+  for (const n of readdirSync('/proc')) {
+    if (!/^\d+$/.test(n) || Number(n) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${n}/cmdline`, 'utf8').includes(text)) out.push(Number(n));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/** Sandbox cgroups owned by `pid` under any v1 hierarchy's tsbuild parent. */
+function cgroupsOwnedBy(pid: number): string[] {
+  const out: string[] = [];
+  for (const ctrl of readdirSync('/sys/fs/cgroup')) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(join('/sys/fs/cgroup', ctrl, 'tsbuild'));
+    } catch {
+      continue;
+    }
+    out.push(...names.filter((n) => n.includes(`owner-${pid}-`)).map((n) => `${ctrl}/${n}`));
+  }
+  return out;
+}
+
+/** A store with the busybox image, whose containers are force-removed (and checked for leftovers) when the test ends. */
+async function setup(t: ExecutionContext): Promise<{ root: string; r: (...a: string[]) => Promise<{ code: number; stdout: string; stderr: string }>; finish: () => Promise<void> }> {
+  const dir = await tempDir(t);
+  const root = join(dir, 'root');
+  await makeBusyboxImage(dir, root);
+  const monitors = new Set<number>();
+  const r = async (...a: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
+    const res = await cli(['--root', root, ...a]);
+    for (const id of await readdir(join(root, 'containers')).catch(() => [] as string[])) {
+      const state = await readFile(join(root, 'containers', id, 'state.json'), 'utf8').then((s) => JSON.parse(s) as { monitorPid: number }, () => undefined);
+      if (state !== undefined && state.monitorPid > 0 && state.monitorPid !== process.pid) monitors.add(state.monitorPid);
+    }
+    return res;
+  };
+  const cleanup = async (): Promise<void> => {
+    const ids = (await cli(['--root', root, 'ps', '-aq', '--no-trunc'])).stdout.split('\n').filter((s) => s !== '');
+    if (ids.length > 0) await cli(['--root', root, 'rm', '-f', ...ids]);
+    for (let i = 0; i < 100 && processesMentioning(root).length > 0; i++) await new Promise((res) => setTimeout(res, 50));
+  };
+  t.teardown(cleanup);
+  /** Removes every container, then asserts nothing is left: no process of this store, no cgroup of its monitors, no mount under it. */
+  const finish = async (): Promise<void> => {
+    await cleanup();
+    t.deepEqual(processesMentioning(root), [], 'no monitor or container process is left');
+    for (const pid of monitors) t.deepEqual(cgroupsOwnedBy(pid), [], `no cgroup of monitor ${pid} is left`);
+    t.false(readFileSync('/proc/self/mountinfo', 'utf8').includes(root), 'no mount under the store is left');
+    t.deepEqual((await readdir(join(root, 'snapshots', 'overlay', 'active')).catch(() => [])), [], 'no writable layer is left');
+  };
+  return { root, r, finish };
+}
+
+async function psJson(r: (...a: string[]) => Promise<{ stdout: string }>): Promise<PsRow[]> {
+  return (await r('ps', '-a', '--format', 'json')).stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as PsRow);
+}
+
+async function until(what: string, cond: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (await cond()) return;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+testIf(noBusybox, 'run: foreground output, exit code and image config when running the busybox image', async (t) => {
+  const { r, finish } = await setup(t);
+  let res = await r('run', 'busybox', 'sh', '-c', 'echo out; echo err >&2; exit 3');
+  t.is(res.code, 3);
+  t.is(res.stdout, 'out\n');
+  t.is(res.stderr, 'err\n');
+  // The image's CMD (sh) reads the empty stdin and ends with 0.
+  t.is((await r('run', 'busybox')).code, 0);
+  res = await r('run', '-e', 'FOO=bar', '-w', '/tmp', '-u', 'nobody', '--name', 'probe', 'busybox', 'sh', '-c', 'echo $FOO $(pwd) $(id -u) $HOME $PATH');
+  t.is(res.code, 0, res.stderr);
+  t.is(res.stdout, 'bar /tmp 65534 /nonexistent /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n');
+  t.is((await r('run', '--entrypoint', 'echo', 'busybox', 'via', 'entrypoint')).stdout, 'via entrypoint\n');
+  res = await r('run', 'busybox', 'no-such-command');
+  t.is(res.code, 127);
+  t.regex(res.stderr, /command not found/);
+  t.is((await r('run', 'no-such-image')).code, 1);
+
+  const rows = await psJson(r);
+  t.is(rows.length, 5, 'the unknown image created no container');
+  t.true(rows.every((row) => row.State === 'exited' && /^[0-9a-f]{12}$/.test(row.ID) && row.Image === 'busybox'));
+  t.regex(rows.find((row) => row.Names === 'probe')?.Status ?? '', /^Exited \(0\) /);
+  t.true(rows.some((row) => row.Status.startsWith('Exited (3) ') && row.Command === '"sh -c echo out; ech…"'));
+  t.true(rows.some((row) => row.Status.startsWith('Exited (127) ')));
+  // The foreground output was logged too, both streams.
+  const id = rows.find((row) => row.Status.startsWith('Exited (3) '))?.ID as string;
+  res = await r('logs', id);
+  t.is(res.stdout, 'out\n');
+  t.is(res.stderr, 'err\n');
+  // Names are unique.
+  res = await r('run', '--name', 'probe', 'busybox', 'true');
+  t.is(res.code, 125);
+  t.regex(res.stderr, /already in use/);
+  // rm removes them all, with their writable layers.
+  t.is((await r('rm', ...rows.map((row) => row.ID))).code, 0);
+  t.deepEqual(await psJson(r), []);
+  await finish();
+});
+
+testIf(noBusybox, 'run --rm: nothing of the container is left when it exits', async (t) => {
+  const { root, r, finish } = await setup(t);
+  const res = await r('run', '--rm', 'busybox', 'sh', '-c', 'echo data > /written; cat /written');
+  t.is(res.code, 0, res.stderr);
+  t.is(res.stdout, 'data\n');
+  t.deepEqual(await psJson(r), []);
+  t.deepEqual((await readdir(join(root, 'containers'))).filter((n) => n !== 'names'), []);
+  t.deepEqual(await readdir(join(root, 'containers', 'names')), []);
+  t.deepEqual(await readdir(join(root, 'snapshots', 'overlay', 'active')).catch(() => []), [], 'the writable layer is removed');
+  // A detached --rm container is removed by its monitor.
+  t.is((await r('run', '-d', '--rm', 'busybox', 'true')).code, 0);
+  await until('the detached --rm container to be removed', async () => (await psJson(r)).length === 0);
+  await finish();
+});
+
+testIf(noBusybox, 'run -d: ps, logs, stop, start, kill and rm manage a detached container', async (t) => {
+  const { r, finish } = await setup(t);
+  let res = await r('run', '-d', '--name', 'ticker', 'busybox', 'sh', '-c', 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done');
+  t.is(res.code, 0, res.stderr);
+  const id = res.stdout.trim();
+  t.regex(id, /^[0-9a-f]{64}$/);
+  res = await r('ps');
+  t.regex(res.stdout.split('\n')[0] as string, /^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES$/);
+  t.regex(res.stdout.split('\n')[1] as string, new RegExp(`^${id.slice(0, 12)}\\s+busybox\\s+"sh -c i=0; while tr…"\\s+.+\\s+Up .+\\s+ticker$`));
+  t.is((await r('ps', '-q')).stdout, `${id.slice(0, 12)}\n`);
+  await until('two log lines', async () => (await r('logs', 'ticker')).stdout.split('\n').length > 2);
+  res = await r('logs', '--tail', '1', '-t', id.slice(0, 5));
+  t.regex(res.stdout, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z tick \d+\n$/);
+  // rm refuses a running container.
+  res = await r('rm', 'ticker');
+  t.is(res.code, 1);
+  t.regex(res.stderr, /container is running/);
+  // sh as PID 1 ignores SIGTERM: stop kills it after the timeout.
+  res = await r('stop', '-t', '1', 'ticker');
+  t.is(res.code, 0, res.stderr);
+  t.is(res.stdout, 'ticker\n');
+  t.regex((await psJson(r))[0]?.Status ?? '', /^Exited \(137\) /);
+  const inspect = JSON.parse((await r('container', 'inspect', 'ticker')).stdout) as [{ Id: string; Name: string; State: { Status: string; ExitCode: number; Running: boolean }; Config: { Cmd: string[] } }];
+  t.like(inspect[0], { Id: id, Name: '/ticker', State: { Status: 'exited', ExitCode: 137, Running: false } });
+  // start runs it again (same container, same log), kill -s TERM is ignored by PID 1 sh, kill ends it.
+  t.is((await r('start', 'ticker')).code, 0);
+  t.is((await psJson(r))[0]?.State, 'running');
+  t.is((await r('kill', '-s', 'KILL', 'ticker')).code, 0);
+  await until('the killed container to exit', async () => (await psJson(r))[0]?.State === 'exited');
+  res = await r('kill', 'ticker');
+  t.is(res.code, 1);
+  t.regex(res.stderr, /is not running/);
+  // A container that handles SIGTERM stops at once with its own exit code.
+  res = await r('run', '-d', '--name', 'polite', 'busybox', 'sh', '-c', 'trap "exit 7" TERM; while true; do sleep 0.1; done');
+  t.is(res.code, 0, res.stderr);
+  t.is((await r('stop', 'polite')).code, 0);
+  t.regex((await psJson(r)).find((row) => row.Names === 'polite')?.Status ?? '', /^Exited \(7\) /);
+  t.is((await r('rm', 'ticker', 'polite')).code, 0);
+  t.deepEqual(await psJson(r), []);
+  t.is((await r('logs', 'ticker')).code, 1);
+  await finish();
+});
+
+testIf(noBusybox, 'run -d: the container keeps running when the CLI is SIGKILLed, and a killed monitor shows as exited', async (t) => {
+  const { root, r, finish } = await setup(t);
+  // The real CLI in its own process group, killed as a group as soon as it printed the ID.
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--root', root, 'run', '-d', '--name', 'survivor', 'busybox', 'sh', '-c', 'while true; do echo alive; sleep 0.1; done'], { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
+  const id = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('\n')) {
+        try { process.kill(-(child.pid as number), 'SIGKILL'); } catch { /* already gone */ }
+        resolve(out.trim());
+      }
+    });
+    child.once('exit', () => resolve(out.trim()));
+    child.once('error', reject);
+  });
+  t.regex(id, /^[0-9a-f]{64}$/);
+  await new Promise((res) => setTimeout(res, 500));
+  const before = (await r('logs', 'survivor')).stdout.split('\n').length;
+  await new Promise((res) => setTimeout(res, 400));
+  t.is((await psJson(r))[0]?.State, 'running');
+  t.true((await r('logs', 'survivor')).stdout.split('\n').length > before, 'the container still writes logs');
+  // kill -9 of the monitor: the container dies with it, and ps never shows a ghost.
+  const state = JSON.parse(await readFile(join(root, 'containers', id, 'state.json'), 'utf8')) as { monitorPid: number; pid: number };
+  process.kill(state.monitorPid, 'SIGKILL');
+  await until('the container to die with its monitor', async () => !readdirSync('/proc').includes(String(state.pid)));
+  const row = (await psJson(r))[0];
+  t.is(row?.State, 'exited');
+  t.regex(row?.Status ?? '', /^Exited \(255\) /);
+  t.is((await r('rm', 'survivor')).code, 0);
+  await finish();
+});
+
+testIf(noBusybox, 'run: bad input fails clearly and leaves nothing behind when flags or images are wrong', async (t) => {
+  const { r, finish } = await setup(t);
+  let res = await r('run', '-p', '8080:80', 'busybox', 'true');
+  t.is(res.code, 125);
+  t.regex(res.stderr, /not supported yet/);
+  res = await r('run', '--name', 'bad name!', 'busybox', 'true');
+  t.is(res.code, 125);
+  t.regex(res.stderr, /invalid container name/);
+  res = await r('run', '-u', 'nosuchuser', 'busybox', 'true');
+  t.not(res.code, 0);
+  res = await r('run', '-d', '--rootfs', '/', 'true');
+  t.is(res.code, 125);
+  t.is((await r('logs', 'nope')).code, 1);
+  t.regex((await r('stop', 'nope')).stderr, /no such container: nope/);
+  t.deepEqual(await psJson(r), []);
+  await finish();
+});
