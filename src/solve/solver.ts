@@ -74,9 +74,12 @@ async function hashContext(graph: BuildGraph, options: SolveOptions, deps: Solve
  */
 export async function solveGraph(graph: BuildGraph, deps: SolveDeps, options: SolveOptions): Promise<SolveResult> {
   checkSupported(graph, options);
-  options.signal.throwIfAborted();
+  const cancelled = (): TsbuildError => new TsbuildError('SOLVE_ABORTED', 'the build was cancelled', { cause: options.signal.reason, exitCode: 130 });
+  if (options.signal.aborted) throw cancelled();
   await deps.snapshotter.removeStale();
-  const { content, selections } = await hashContext(graph, options, deps);
+  const { content, selections } = await hashContext(graph, options, deps).catch((err: unknown) => {
+    throw options.signal.aborted ? cancelled() : err;
+  });
   const keys = computeCacheKeys(graph.vertices, content);
   const cache = new BuildCacheStore(deps.store);
   const now = options.now ?? Date.now;
@@ -203,9 +206,7 @@ export async function solveGraph(graph: BuildGraph, deps: SolveDeps, options: So
   } finally {
     options.signal.removeEventListener('abort', onOuterAbort);
   }
-  if (options.signal.aborted) {
-    throw new TsbuildError('SOLVE_ABORTED', 'the build was cancelled', { cause: options.signal.reason, exitCode: 130 });
-  }
+  if (options.signal.aborted) throw cancelled();
   if (firstError !== undefined) throw firstError;
   const output = await (results.get(graph.output) as Promise<FsState>);
   return { output, keys, executed, cached };
