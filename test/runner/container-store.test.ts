@@ -1,0 +1,66 @@
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  ContainerStore, createdState, isContainerRunning, newContainerId, processStartTime, type ContainerRecord,
+} from '../../src/runner/index.js';
+import { tempDir } from '../helpers/tmp.js';
+
+function record(id: string, name: string): ContainerRecord {
+  return {
+    id, name, created: new Date().toISOString(), image: 'busybox', imageId: `sha256:${'a'.repeat(64)}`, imageChain: undefined, snapshotKey: `ctr-${id}`,
+    args: ['sh'], entrypoint: [], cmd: ['sh'], env: [], cwd: '/', userText: 'root', user: { uid: 0, gid: 0 }, hostname: id.slice(0, 12), network: 'none',
+    capAdd: [], capDrop: [], mounts: [], resources: undefined, readonlyRootfs: false, stopSignal: 'SIGTERM', stopTimeout: 10, autoRemove: false, labels: {},
+  };
+}
+
+test('ContainerStore: names are unique, generated when absent, validated when given', async (t) => {
+  const store = new ContainerStore(await tempDir(t));
+  const a = newContainerId();
+  const b = newContainerId();
+  t.is(await store.claimName(a, 'web'), 'web');
+  await t.throwsAsync(store.claimName(b, '/web'), { message: /"\/web" is already in use by container "[0-9a-f]{64}"/ });
+  await t.throwsAsync(store.claimName(b, 'bad name'), { message: /invalid container name/ });
+  t.regex(await store.claimName(b, undefined), /^[a-z]+_[a-z]+\d*$/);
+});
+
+test('ContainerStore: resolves by name, full ID and unique prefix; state is replaced atomically', async (t) => {
+  const dir = await tempDir(t);
+  const store = new ContainerStore(dir);
+  const id = `abc${newContainerId().slice(3)}`;
+  await store.claimName(id, 'one');
+  await store.create(record(id, 'one'));
+  t.is((await store.resolve('one')).config.id, id);
+  t.is((await store.resolve(id)).config.id, id);
+  t.is((await store.resolve('abc')).config.id, id);
+  await t.throwsAsync(store.resolve('nope'), { message: 'no such container: nope' });
+  const id2 = `abd${newContainerId().slice(3)}`;
+  await store.claimName(id2, 'two');
+  await store.create(record(id2, 'two'));
+  await t.throwsAsync(store.resolve('ab'), { message: /multiple containers/ });
+  await store.writeState(id, { ...createdState(), status: 'exited', exitCode: 3 });
+  t.is((await store.read(id))?.state.exitCode, 3);
+  t.deepEqual((await readdir(store.dirOf(id))).sort(), ['config.json', 'state.json'], 'no temporary file is left');
+  t.is((await store.list()).length, 2);
+  await store.remove(id, 'one');
+  await t.throwsAsync(store.resolve('one'));
+  t.deepEqual(await readdir(join(dir, 'names')), ['two']);
+});
+
+test('ContainerStore: a running container whose monitor died is recorded as exited (255) when inspected', async (t) => {
+  const store = new ContainerStore(await tempDir(t));
+  const id = newContainerId();
+  await store.claimName(id, 'ghost');
+  await store.create(record(id, 'ghost'));
+  // A real process that has exited: its pid no longer runs with that start time.
+  const dead = spawnSync('sh', ['-c', 'echo $$']).stdout.toString().trim();
+  await store.writeState(id, { ...createdState(), status: 'running', pid: 0, monitorPid: Number(dead), monitorStartTime: '1', startedAt: new Date().toISOString() });
+  const e = await store.inspect(id);
+  t.is(e?.state.status, 'exited');
+  t.is(e?.state.exitCode, 255);
+  t.is((await store.read(id))?.state.status, 'exited', 'the state file was updated');
+  // This process is alive: a container it owns is running.
+  await store.writeState(id, { ...createdState(), status: 'running', monitorPid: process.pid, monitorStartTime: processStartTime(process.pid) ?? '' });
+  t.true(isContainerRunning((await store.inspect(id))?.state ?? createdState()));
+});

@@ -1,0 +1,64 @@
+import test from 'ava';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { createLogWriter, readLogs, type LogRecord } from '../../src/runner/index.js';
+import { tempDir } from '../helpers/tmp.js';
+
+function write(w: NodeJS.WritableStream, data: string | Buffer): Promise<void> {
+  return new Promise((resolve, reject) => w.write(data, (err) => (err ? reject(err) : resolve())));
+}
+
+test('createLogWriter: one JSON record per line and stream, partial lines and split UTF-8 kept, tee gets raw bytes', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'c-json.log');
+  const tee = new PassThrough();
+  const teed: Buffer[] = [];
+  tee.on('data', (c: Buffer) => teed.push(c));
+  const w = createLogWriter(path, { stdout: tee });
+  await write(w.stdout, 'one\ntw');
+  await write(w.stderr, 'oops\n');
+  const euro = Buffer.from('o€\n');
+  await write(w.stdout, euro.subarray(0, 2));
+  await write(w.stdout, euro.subarray(2));
+  await write(w.stdout, 'tail without newline');
+  await w.close();
+  const records = (await readFile(path, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as LogRecord);
+  t.deepEqual(records.map((r) => [r.stream, r.log]), [['stdout', 'one\n'], ['stderr', 'oops\n'], ['stdout', 'two€\n'], ['stdout', 'tail without newline']]);
+  t.true(records.every((r) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/.test(r.time)));
+  t.is(Buffer.concat(teed).toString(), 'one\ntwo€\ntail without newline');
+});
+
+test('readLogs: all records, the last N with tail, nothing for a missing file', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'c-json.log');
+  const w = createLogWriter(path);
+  for (let i = 0; i < 5; i++) await write(w.stdout, `line ${i}\n`);
+  await w.close();
+  const all: string[] = [];
+  await readLogs(path, (r) => all.push(r.log));
+  t.deepEqual(all, ['line 0\n', 'line 1\n', 'line 2\n', 'line 3\n', 'line 4\n']);
+  const last: string[] = [];
+  await readLogs(path, (r) => last.push(r.log), { tail: 2 });
+  t.deepEqual(last, ['line 3\n', 'line 4\n']);
+  const none: string[] = [];
+  await readLogs(path, (r) => none.push(r.log), { tail: 0 });
+  await readLogs(join(dir, 'missing.log'), (r) => none.push(r.log));
+  t.deepEqual(none, []);
+});
+
+test('readLogs: follow returns records written later and ends when the writer is done', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'c-json.log');
+  const w = createLogWriter(path);
+  await write(w.stdout, 'first\n');
+  let done = false;
+  const seen: string[] = [];
+  const following = readLogs(path, (r) => seen.push(r.log), { follow: true, isDone: async () => done, pollMs: 10 });
+  await new Promise((r) => setTimeout(r, 50));
+  await write(w.stderr, 'second\n');
+  await w.close();
+  done = true;
+  await following;
+  t.deepEqual(seen, ['first\n', 'second\n']);
+});
