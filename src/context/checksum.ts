@@ -5,7 +5,7 @@
  * files whose lstat fingerprint is unchanged.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { TsbuildError, sha256Of, type Digest } from '../core/index.js';
 import { HashThread } from './hash-thread.js';
@@ -61,12 +61,15 @@ const RACY_NS = 50_000_000n;
 const THREAD_MIN_BYTES = 32 * 1024 * 1024;
 /** Worker threads at most (the machines we target have few cores; the main thread hashes small files). */
 const THREADS = 2;
+// SECURITY: a file swapped for a symlink after the walk must not make us read outside the context.
+const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW;
+
 /** Files up to this size are read synchronously in one call (no per-file promise overhead). */
 const SMALL = 256 * 1024;
 
 /** The default reader for large files: sequential reads into one reusable buffer. */
 async function* readChunks(absPath: string, buf: Buffer): AsyncIterable<Uint8Array> {
-  const fh = await open(absPath, 'r');
+  const fh = await open(absPath, READ_FLAGS);
   try {
     for (;;) {
       const { bytesRead } = await fh.read(buf, 0, buf.length, null);
@@ -80,7 +83,7 @@ async function* readChunks(absPath: string, buf: Buffer): AsyncIterable<Uint8Arr
 
 /** Hashes a small file synchronously through `buf`; returns the byte count. */
 function hashSmallFile(absPath: string, buf: Buffer, hash: ReturnType<typeof createHash>): number {
-  const fd = openSync(absPath, 'r');
+  const fd = openSync(absPath, READ_FLAGS);
   let total = 0;
   try {
     for (;;) {

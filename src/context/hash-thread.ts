@@ -6,13 +6,14 @@ import { Worker } from 'node:worker_threads';
 
 const SOURCE = `
 const { parentPort } = require('node:worker_threads');
-const { openSync, readSync, closeSync } = require('node:fs');
+const { openSync, readSync, closeSync, constants } = require('node:fs');
 const { createHash } = require('node:crypto');
 const buf = Buffer.allocUnsafe(1 << 20);
 parentPort.on('message', (path) => {
   let fd;
   try {
-    fd = openSync(path, 'r');
+    // SECURITY: never follow a symlink swapped in after the walk.
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     const hash = createHash('sha256');
     let bytes = 0;
     for (;;) {

@@ -226,3 +226,12 @@ test('checksum: large files hashed on worker threads give the sha256 of their by
   t.is<string | undefined, string>(sums.sources[1]?.matches[0]?.entries[0]?.digest, `sha256:${createHash('sha256').update(chunk).digest('hex')}`);
   t.is(sums.stats.bytesRead, 35 * (1 << 20));
 });
+
+test('checksum: a file replaced by a symlink after the walk is refused when hashed', async (t) => {
+  const ctx = await makeContext(t);
+  const sel = selectSources(ctx, ['src/app.js']);
+  await unlink(join(ctx, 'src/app.js'));
+  await symlink('/etc/hostname', join(ctx, 'src/app.js'));
+  const err = await t.throwsAsync(checksumSources(sel));
+  t.is((err as { code?: string }).code, 'CTX_READ');
+});
