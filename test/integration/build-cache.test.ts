@@ -1,11 +1,11 @@
 import { PassThrough } from 'node:stream';
-import { utimes, writeFile } from 'node:fs/promises';
+import { readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runCli } from '../../src/cli/app.js';
 import type { BuildEvent } from '../../src/core/index.js';
 import { checkStore, openStore } from '../../src/store/index.js';
 import { testSerialIf } from '../helpers/capability.js';
-import { build, buildMissing, makeFixture, readImage, stepsOf } from './build-helpers.js';
+import { build, buildMissing, makeFixture, readImage, stepsOf, unpackImage } from './build-helpers.js';
 
 const missing = await buildMissing();
 
@@ -133,4 +133,18 @@ testSerialIf(missing, 'tsbuild build: skips the cache only for the named stage w
   const bad = await build(f, df, ['--no-cache-filter', 'nope']);
   t.is(bad.code, 125);
   t.regex(bad.stderr, /--no-cache-filter: no stage "nope" in the build\nhint: stages: a, b/);
+});
+
+testSerialIf(missing, 'tsbuild build: runs RUN steps over a chain of more than 100 layers when the Dockerfile has that many steps', async (t) => {
+  const f = await makeFixture(t);
+  const lines = ['FROM busybox'];
+  for (let i = 0; i < 110; i++) lines.push(`COPY <<EOF /layers/f${i}\n${i}\nEOF`);
+  lines.push('RUN ls /layers | wc -l > /count');
+  const r = await build(f, `${lines.join('\n')}\n`, ['-t', 'long:1']);
+  t.is(r.code, 0, r.stderr.slice(-2000));
+  const img = await readImage(f.root, 'long:1');
+  t.is(img.manifest.layers.length, 112);
+  const dest = join(f.dir, 'unpacked');
+  await unpackImage(img, dest);
+  t.is(await readFile(join(dest, 'count'), 'utf8'), '110\n');
 });

@@ -151,7 +151,10 @@ export function execRunSpec(op: ExecOp, active: ActiveSnapshot, defaultNetwork: 
   const cwdParts = view.resolve(op.cwd, true);
   if (view.lookupParts(cwdParts) === undefined) view.ensureDirParts(cwdParts, { uid: 0, gid: 0, mode: 0o755 });
   const m = active.mounts();
-  const root: RootSpec = m.type === 'bind' ? { path: m.source } : { overlay: { lowerdirs: m.lowerdirs, upperdir: m.upperdir, workdir: m.workdir } };
+  // Lowers relative to the snapshotter's base dir (`l/<short>` links): 100+ layers fit mount(2)'s page.
+  const root: RootSpec = m.type === 'bind'
+    ? { path: m.source }
+    : { overlay: { lowerdirs: m.relativeLowerdirs, upperdir: m.upperdir, workdir: m.workdir, baseDir: m.baseDir, options: m.options } };
   const env = [...op.env, ...op.proxyEnv];
   if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.home}`);
   const mounts: MountSpec[] = op.mounts.flatMap((mt): MountSpec[] => (mt.type === 'tmpfs'
