@@ -5,11 +5,12 @@ import { join } from 'node:path';
 import {
   ContainerStore, createdState, isContainerRunning, newContainerId, processStartTime, type ContainerRecord,
 } from '../../src/runner/index.js';
+import type { Digest } from '../../src/core/index.js';
 import { tempDir } from '../helpers/tmp.js';
 
 function record(id: string, name: string): ContainerRecord {
   return {
-    id, name, created: new Date().toISOString(), image: 'busybox', imageId: `sha256:${'a'.repeat(64)}`, imageChain: undefined, snapshotKey: `ctr-${id}`,
+    id, name, created: new Date().toISOString(), image: 'busybox', imageId: `sha256:${'a'.repeat(64)}` as Digest, imageChain: undefined, snapshotKey: `ctr-${id}`,
     args: ['sh'], entrypoint: [], cmd: ['sh'], env: [], cwd: '/', userText: 'root', user: { uid: 0, gid: 0 }, hostname: id.slice(0, 12), network: 'none',
     capAdd: [], capDrop: [], mounts: [], resources: undefined, readonlyRootfs: false, stopSignal: 'SIGTERM', stopTimeout: 10, autoRemove: false, labels: {},
   };
