@@ -1,11 +1,14 @@
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import type { Digest } from '../../src/core/index.js';
 import { isTsbuildError } from '../../src/core/index.js';
+import { runWithOciRuntime } from '../../src/sandbox/oci-runtime.js';
 import { encodeLauncherSpec, OVERLAY_DATA_LIMIT, overlayMountData } from '../../src/sandbox/launcher-spec.js';
 import { createRunSpec, type OverlayRoot } from '../../src/sandbox/spec.js';
 import { OverlaySnapshotter, type OverlayMount } from '../../src/snapshot/index.js';
@@ -82,30 +85,50 @@ test('sandbox overlay root: data over one page is SANDBOX_OVERLAY_TOO_LONG namin
   t.regex((h as { hint?: string } | undefined)?.hint ?? '', /squash/);
 });
 
-/** A temp store with a 120-layer chain (busybox at the bottom, /lowest in it; /layers/f<i> and /top in layer i) and a prepared child. */
-async function makeChain(t: ExecutionContext, userxattr: boolean): Promise<{ work: string; mount: OverlayMount }> {
-  const work = await tempDir(t, 'tsbuild-ovlchain-');
-  chmodSync(work, 0o755);
-  assertNoLeftoverMounts(t, [work]);
-  const dirs = { snapshots: join(work, 'store', 'snapshots'), tmp: join(work, 'store', 'tmp') };
+/** A 120-layer chain in a temp store (busybox at the bottom, /lowest in it; /layers/f<i> and /top in layer i), one per xattr mode, shared by the tests of this file. */
+const chains = new Map<boolean, Promise<{ store: string; s: OverlaySnapshotter; chain: Digest }>>();
+const stores: string[] = [];
+test.after.always(async () => {
+  for (const d of stores) await rm(d, { recursive: true, force: true });
+});
+
+async function buildChain(userxattr: boolean): Promise<{ store: string; s: OverlaySnapshotter; chain: Digest }> {
+  const store = mkdtempSync(join(tmpdir(), 'tsbuild-ovlchain-store-'));
+  stores.push(store);
+  chmodSync(store, 0o755);
+  const dirs = { snapshots: join(store, 'snapshots'), tmp: join(store, 'tmp') };
   for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
   const s = new OverlaySnapshotter(dirs, { userxattr });
-  const rootfs = await makeBusyboxRootfs(join(work, 'rootfs'));
+  const rootfs = await makeBusyboxRootfs(join(store, 'src', 'rootfs'));
   writeFileSync(join(rootfs, 'lowest'), 'lowest\n');
   const base = await packDir(rootfs, 'tree');
   let chain = (await s.unpack(undefined, base.diffId, () => Readable.from([base.tar]))).name as Digest;
   for (let i = 1; i < LAYERS; i++) {
-    const dir = join(work, 'src', `l${i}`);
+    const dir = join(store, 'src', `l${i}`);
     mkdirSync(join(dir, 'layers'), { recursive: true });
     writeFileSync(join(dir, 'layers', `f${i}`), `${i}\n`);
     writeFileSync(join(dir, 'top'), `${i}\n`);
     const layer = await packDir(dir, 'tree');
     chain = (await s.unpack(chain, layer.diffId, () => Readable.from([layer.tar]))).name as Digest;
   }
-  const m = (await s.prepare('deep', chain)).mounts();
+  return { store, s, chain };
+}
+
+/** A fresh work dir (checked for leftover mounts) and a child of the shared chain prepared under `key`. */
+async function makeChain(t: ExecutionContext, userxattr: boolean, key: string): Promise<{ work: string; store: string; mount: OverlayMount }> {
+  const work = await tempDir(t, 'tsbuild-ovlchain-');
+  chmodSync(work, 0o755);
+  let built = chains.get(userxattr);
+  if (built === undefined) {
+    built = buildChain(userxattr);
+    chains.set(userxattr, built);
+  }
+  const { store, s, chain } = await built;
+  assertNoLeftoverMounts(t, [work, store]);
+  const m = (await s.prepare(key, chain)).mounts();
   if (m.type !== 'overlay') throw new Error('expected an overlay mount');
   t.is(m.lowerdirs.length, LAYERS);
-  return { work, mount: m };
+  return { work, store, mount: m };
 }
 
 const SCRIPT = 'cat /lowest /layers/f1 /layers/f119 /top; ls /layers | wc -l; echo made > /made';
@@ -117,7 +140,7 @@ function rootOf(m: OverlayMount): OverlayRoot {
 }
 
 testIf(rootReason, 'sandbox overlay root: a 120-layer snapshot chain runs from relative lowerdirs and writes land in the upperdir when run as root', async (t) => {
-  const { work, mount: m } = await makeChain(t, false);
+  const { work, mount: m } = await makeChain(t, false, 'launcher');
   const sandbox = rootSandbox(join(work, 'state'));
   // The absolute form does not fit: a clear error before anything is started.
   const tooLong = await t.throwsAsync(sandbox.run(createRunSpec({ args: ['true'], root: { overlay: { lowerdirs: m.lowerdirs, upperdir: m.upperdir, workdir: m.workdir } } })));
@@ -126,6 +149,31 @@ testIf(rootReason, 'sandbox overlay root: a 120-layer snapshot chain runs from r
   t.is(r.exitCode, 0, r.stderr);
   t.deepEqual(r.stdout.trim().split('\n').map((l) => l.trim()), EXPECTED);
   t.deepEqual(readdirSync(m.upperdir), ['made']);
+  t.is(readFileSync(join(m.upperdir, 'made'), 'utf8'), 'made\n');
+});
+
+function runcMissing(): string | undefined {
+  try {
+    execFileSync('runc', ['--version'], { stdio: 'ignore' });
+    return undefined;
+  } catch {
+    return 'runc is not installed (apt-get install runc)';
+  }
+}
+
+testIf(rootReason ?? runcMissing(), 'sandbox overlay root: runc runs a 120-layer snapshot chain mounted from relative lowerdirs when given as the runtime', async (t) => {
+  const { work, mount: m } = await makeChain(t, false, 'runc');
+  const out = new PassThrough();
+  const err = new PassThrough();
+  let stdout = '';
+  let stderr = '';
+  out.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
+  err.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
+  const spec = createRunSpec({ args: ['sh', '-c', SCRIPT], root: { overlay: rootOf(m) } });
+  const r = await runWithOciRuntime('runc', spec, { stdout: out, stderr: err }, undefined, { stateDir: join(work, 'state'), ownerPid: process.pid, rootless: false });
+  t.is(r.exitCode, 0, stderr);
+  t.deepEqual(stdout.trim().split('\n').map((l) => l.trim()), EXPECTED);
+  t.true(readdirSync(m.upperdir).includes('made'));
   t.is(readFileSync(join(m.upperdir, 'made'), 'utf8'), 'made\n');
 });
 
@@ -141,12 +189,12 @@ const rootlessReason = rootReason
   ?? (ids === undefined ? `user ${USER} missing (scripts/setup.sh creates it)` : !existsSync('/usr/bin/newuidmap') ? 'newuidmap missing (apt-get install uidmap)' : undefined);
 
 testIf(rootlessReason, 'sandbox overlay root: a 120-layer snapshot chain runs with userxattr from relative lowerdirs when run as an unprivileged user', async (t) => {
-  const { work, mount: m } = await makeChain(t, true);
+  const { work, store, mount: m } = await makeChain(t, true, 'rootless');
   t.true(m.options.includes('userxattr'));
   const home = join(work, 'home');
   for (const d of [home, join(home, 'tmp')]) mkdirSync(d, { recursive: true });
   // A rootless user's store and root filesystems belong to it (container root = the user).
-  execFileSync('chown', ['-R', '-h', `${ids?.uid}:${ids?.gid}`, join(work, 'store'), home]);
+  execFileSync('chown', ['-R', '-h', `${ids?.uid}:${ids?.gid}`, store, home]);
   const r = spawnSync('runuser', ['-u', USER, '--', 'env', '-i', `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`, `HOME=${home}`, `TMPDIR=${home}/tmp`,
     process.execPath, '--import', 'tsx', join(REPO, 'test/sandbox/fixtures/overlay-chain-rootless.ts'), ensureLauncher(), join(home, 'state'), USER, JSON.stringify(rootOf(m)), SCRIPT],
   { cwd: REPO, encoding: 'utf8' });
