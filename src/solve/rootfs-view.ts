@@ -124,7 +124,12 @@ export class RootfsView {
       const e = this.lookupParts([...done, part]);
       if (e !== undefined && e.stat.isSymbolicLink() && (todo.length > 0 || followLast)) {
         if (++links > MAX_LINKS) throw new TsbuildError('SOLVE_SYMLINK_LOOP', `too many levels of symbolic links resolving ${path}`);
-        const target = readlinkSync(e.hostPath);
+        let target: string;
+        try {
+          target = readlinkSync(e.hostPath);
+        } catch (err) {
+          throw ioError(`cannot read symlink /${[...done, part].join('/')}`, err);
+        }
         if (target.startsWith('/')) done.length = 0;
         todo.unshift(...componentsOf(target));
         continue;
