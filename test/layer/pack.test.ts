@@ -182,7 +182,7 @@ test('packLayer: done rejects and files are closed when the consumer destroys th
   t.pass();
 });
 
-test('packLayer: the diffID is still the sha256 of the stream when the layer is large enough to hash in a worker', async (t) => {
+test('packLayer: the diffID is still the sha256 of the stream when the layer spans many output buffers (40 MB)', async (t) => {
   const dir = await tempDir(t);
   const big = Buffer.alloc(40 * 1024 * 1024);
   for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE(i, i);
