@@ -163,6 +163,8 @@ testIf(noBusybox, 'run -d: ps, logs, stop, start, kill and rm manage a detached 
   t.regex((await psJson(r))[0]?.Status ?? '', /^Exited \(137\) /);
   const inspect = JSON.parse((await r('container', 'inspect', 'ticker')).stdout) as [{ Id: string; Name: string; State: { Status: string; ExitCode: number; Running: boolean }; Config: { Cmd: string[] } }];
   t.like(inspect[0], { Id: id, Name: '/ticker', State: { Status: 'exited', ExitCode: 137, Running: false } });
+  // docker's plain inspect resolves containers too.
+  t.is((await r('inspect', '-f', '{{.State.Status}} {{.Name}}', 'ticker')).stdout, 'exited /ticker\n');
   // start runs it again (same container, same log), kill -s TERM is ignored by PID 1 sh, kill ends it.
   t.is((await r('start', 'ticker')).code, 0);
   t.is((await psJson(r))[0]?.State, 'running');

@@ -1,5 +1,6 @@
 import { isContainerRunning, type ContainerEntry } from '../../runner/index.js';
-import type { ContainerDeps } from '../container-deps.js';
+import type { CommandContext } from '../command.js';
+import { openContainerDeps, type ContainerDeps } from '../container-deps.js';
 
 /** Docker's `container inspect` document of one container (the fields tsbuild knows). */
 export function containerInspectJson(e: ContainerEntry, deps: Pick<ContainerDeps, 'containers' | 'snapshotter'>): Record<string, unknown> {
@@ -64,4 +65,11 @@ export function containerInspectJson(e: ContainerEntry, deps: Pick<ContainerDeps
     },
     NetworkSettings: { Ports: {}, IPAddress: '' },
   };
+}
+
+/** The inspect document of the container `name` (name, ID or prefix), or undefined when there is none (for `tsbuild inspect`'s fallback). */
+export async function findContainerJson(ctx: CommandContext, name: string): Promise<Record<string, unknown> | undefined> {
+  const deps = await openContainerDeps(ctx);
+  const entry = await deps.containers.resolve(name).catch(() => undefined);
+  return entry === undefined ? undefined : containerInspectJson(entry, deps);
 }

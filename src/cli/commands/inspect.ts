@@ -3,20 +3,28 @@ import { resolveImage } from '../../store/index.js';
 import { optString } from '../args.js';
 import type { Command } from '../command.js';
 import { openCliStore } from '../store-root.js';
+import { findContainerJson } from './container-inspect.js';
 import { familiarNames, fillTemplate, imageId, readImageDetails, requireArgs } from './image-info.js';
 
 /** `tsbuild inspect IMAGE...`: docker image inspect's JSON. */
 export const inspectCommand: Command = {
   name: 'inspect',
-  summary: 'Show low-level information on images',
-  usage: 'inspect [OPTIONS] IMAGE [IMAGE...]',
+  summary: 'Show low-level information on images and containers',
+  usage: 'inspect [OPTIONS] IMAGE|CONTAINER [IMAGE|CONTAINER...]',
   options: [{ name: 'format', short: 'f', type: 'string', value: 'TEMPLATE', help: 'Format the output with a template ({{.Id}}, {{json .Config}})' }],
   async run(args, ctx) {
     requireArgs(args.positionals, 1, 'inspect', 'at least 1 argument: IMAGE');
     const store = await openCliStore(ctx);
     const out: unknown[] = [];
     for (const name of args.positionals) {
-      const image = await resolveImage(store, name);
+      // Not an image: a container of that name or ID (docker's inspect resolves both).
+      const image = await resolveImage(store, name).catch(async (err: unknown) => {
+        const container = await findContainerJson(ctx, name);
+        if (container === undefined) throw err;
+        out.push(container);
+        return undefined;
+      });
+      if (image === undefined) continue;
       const d = await readImageDetails(store, image);
       const c = d.config;
       const repos = [...new Set(image.names.map((n) => familiarRepository(parseReference(n))))];
