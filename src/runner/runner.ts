@@ -52,15 +52,24 @@ function rootOf(snapshotter: Snapshotter, key: string, readonly: boolean): Promi
 /**
  * Finds the host pid of the container's first process: a child of one of our launcher children
  * whose environment carries the container's `HOSTNAME=` (set for every container, as docker).
+ * With `loose` (the process may have replaced its environment), the only child of our only
+ * launcher is taken too: a monitor owns exactly one container.
  */
-async function findContainerPid(launcherPath: string, ownerPid: number, hostnameEnv: string): Promise<number | undefined> {
+async function findContainerPid(launcherPath: string, ownerPid: number, hostnameEnv: string, loose: boolean): Promise<number | undefined> {
+  const launchers: number[] = [];
   for (const l of childPids(ownerPid)) {
     const exe = await readlink(`/proc/${l}/exe`).catch(() => '');
-    if (exe !== launcherPath) continue;
+    if (exe === launcherPath) launchers.push(l);
+  }
+  for (const l of launchers) {
     for (const c of childPids(l)) {
       const environ = await readFile(`/proc/${c}/environ`, 'latin1').catch(() => '');
       if (environ.split('\0').includes(hostnameEnv)) return c;
     }
+  }
+  if (loose && launchers.length === 1) {
+    const children = childPids(launchers[0] as number);
+    if (children.length === 1) return children[0];
   }
   return undefined;
 }
@@ -114,8 +123,9 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
   let ended = false;
   // Find the container's pid while it starts, so stop/kill from other processes can signal it.
   const watch = (async () => {
+    const since = Date.now();
     while (!ended) {
-      const pid = await findContainerPid(deps.launcherPath, deps.ownerPid, env.find((e) => e.startsWith('HOSTNAME=')) ?? hostnameEnv);
+      const pid = await findContainerPid(deps.launcherPath, deps.ownerPid, env.find((e) => e.startsWith('HOSTNAME=')) ?? hostnameEnv, Date.now() - since > 500);
       if (pid !== undefined && !ended) {
         await containers.writeState(id, { ...running, pid, pidStartTime: processStartTime(pid) ?? '' });
         markStarted();
