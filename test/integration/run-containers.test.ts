@@ -184,6 +184,26 @@ testIf(noBusybox, 'run -d: ps, logs, stop, start, kill and rm manage a detached 
   await finish();
 });
 
+testIf(noBusybox, 'logs -f: follows a detached container until it exits; start keeps the writable layer and bind mounts work', async (t) => {
+  const { r, finish } = await setup(t);
+  const host = await tempDir(t);
+  let res = await r('run', '-d', '--name', 'writer', '-v', `${host}:/host`, 'busybox', 'sh', '-c', 'echo run >> /layer.txt; sleep 0.3; cat /layer.txt; echo seen > /host/out; echo done >&2');
+  t.is(res.code, 0, res.stderr);
+  res = await r('logs', '-f', 'writer');
+  t.is(res.stdout, 'run\n');
+  t.is(res.stderr, 'done\n');
+  t.is(await readFile(join(host, 'out'), 'utf8'), 'seen\n');
+  t.regex((await psJson(r))[0]?.Status ?? '', /^Exited \(0\) /);
+  // The second run sees the first run's file: the writable layer belongs to the container.
+  t.is((await r('start', 'writer')).code, 0);
+  await until('the second run to end', async () => (await psJson(r))[0]?.State === 'exited');
+  res = await r('logs', '--tail', '3', 'writer');
+  t.is(res.stdout, 'run\nrun\n');
+  t.is(res.stderr, 'done\n');
+  t.is((await r('rm', 'writer')).code, 0);
+  await finish();
+});
+
 testIf(noBusybox, 'run -d: the container keeps running when the CLI is SIGKILLed, and a killed monitor shows as exited', async (t) => {
   const { root, r, finish } = await setup(t);
   // The real CLI in its own process group, killed as a group as soon as it printed the ID.
