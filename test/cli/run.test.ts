@@ -65,8 +65,11 @@ testIf(missing, 'tsbuild run: a missing rootfs or command is a clear error when 
   t.regex(noCmd.stderr, /SANDBOX_COMMAND_NOT_FOUND: .*\/opt\/tool/);
 });
 
-test('tsbuild run: an image instead of --rootfs is not supported yet when given', async (t) => {
-  const r = await cli(['run', 'alpine', 'true']);
-  t.regex(r.stderr, /CLI_NOT_SUPPORTED.*not supported yet/);
-  t.not(r.code, 0);
+test('tsbuild run: an image that is not in the store is a clear error and creates no container when given', async (t) => {
+  // Images run as containers (test/integration/run-containers.test.ts); an unknown one fails before anything is created.
+  const root = join(await tempDir(t), 'root');
+  const r = await cli(['--root', root, 'run', 'alpine', 'true']);
+  t.regex(r.stderr, /STORE_IMAGE_NOT_FOUND: no such image: alpine/);
+  t.is(r.code, 1);
+  t.is((await cli(['--root', root, 'ps', '-aq'])).stdout, '');
 });
