@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, type Dirent, openSync, readSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { TsbuildError, type Digest } from '../core/index.js';
 import { getXattr, listXattrNames, splitDev } from '../sys/index.js';
+import { StreamHasher } from './hasher.js';
 import { BLOCK, measureHeader, roundToBlock, writeHeader, type EntryType, type TarHeader, type TarXattr } from './tar-header.js';
 
 /** How {@link packLayer} reads the directory. */
@@ -55,36 +55,23 @@ interface Frame {
 }
 
 /**
- * Accumulates output into 1 MiB buffers so that small entries cost no stream round trip each, and
- * hashes each buffer as it is handed out. Hashing is inline: with SHA-NI it runs at well over 1 GB/s,
- * and every buffer is an ordinary (non-pooled) allocation that the garbage collector frees as soon
- * as the consumer lets go of it; nothing is retained here, so memory does not grow with the layer.
+ * Accumulates output into 1 MiB buffers so that small entries cost no stream round trip each.
+ * Every buffer is an ordinary (non-pooled) allocation that the garbage collector frees as soon as
+ * the consumer lets go of it; full buffers wait in `ready` only until the generator yields them.
  */
 class Batcher {
   buf = Buffer.allocUnsafeSlow(CHUNK);
   used = 0;
   readonly ready: Buffer[] = [];
-  private readonly hash = createHash('sha256');
-  total = 0;
 
   reserve(n: number): void {
     if (this.used + n > this.buf.length) this.flush(Math.max(CHUNK, n));
   }
 
   flush(nextSize = CHUNK): void {
-    if (this.used > 0) {
-      const out = this.buf.subarray(0, this.used);
-      this.hash.update(out);
-      this.total += out.length;
-      this.ready.push(out);
-    }
+    if (this.used > 0) this.ready.push(this.buf.subarray(0, this.used));
     this.buf = Buffer.allocUnsafeSlow(nextSize);
     this.used = 0;
-  }
-
-  /** The sha256 of everything flushed. */
-  digest(): Digest {
-    return `sha256:${this.hash.digest('hex')}` as Digest;
   }
 
   zeros(n: number): void {
@@ -164,12 +151,18 @@ function openRegular(abs: string): number {
   }
 }
 
-/** Streams `size` bytes of the open file into the batcher; throws LAYER_FILE_CHANGED if it shrank. */
-function copyFile(out: Batcher, fd: number, abs: string, size: number): void {
+/**
+ * Reads `size` bytes of the open file into the batcher, pausing (yielding) after each full buffer so
+ * that a big file is never held in memory; throws LAYER_FILE_CHANGED if it shrank.
+ */
+function* copyFile(out: Batcher, fd: number, abs: string, size: number): Generator<void> {
   try {
     let left = size;
     while (left > 0) {
-      if (out.used === out.buf.length) out.flush();
+      if (out.used === out.buf.length) {
+        out.flush();
+        yield;
+      }
       const want = Math.min(left, out.buf.length - out.used);
       const n = readSync(fd, out.buf, out.used, want, null);
       if (n === 0) throw makeLayerError('FILE_CHANGED', `${abs} shrank while it was being packed`);
@@ -184,10 +177,24 @@ function copyFile(out: Batcher, fd: number, abs: string, size: number): void {
 }
 
 async function* generateTar(dir: string, options: PackOptions, result: (r: PackResult) => void): AsyncGenerator<Buffer> {
-  yield* produceTar(dir, options, new Batcher(), result);
+  const hasher = new StreamHasher();
+  try {
+    yield* produceTar(dir, options, new Batcher(), hasher, result);
+  } finally {
+    hasher.dispose(); // stops a hashing worker when the consumer aborted or packing failed
+  }
 }
 
-async function* produceTar(dir: string, options: PackOptions, out: Batcher, result: (r: PackResult) => void): AsyncGenerator<Buffer> {
+async function* produceTar(dir: string, options: PackOptions, out: Batcher, hasher: StreamHasher, result: (r: PackResult) => void): AsyncGenerator<Buffer> {
+  let total = 0;
+  /** Hands the full buffers to the hasher and the consumer, in order. */
+  async function* drain(): AsyncGenerator<Buffer> {
+    for (const chunk of out.ready.splice(0)) {
+      await hasher.update(chunk);
+      total += chunk.length;
+      yield chunk;
+    }
+  }
   const changeset = options.mode === 'changeset';
   const clamp = (mtimeMs: number): number => {
     const s = Math.max(0, Math.floor(mtimeMs / 1000));
@@ -254,7 +261,7 @@ async function* produceTar(dir: string, options: PackOptions, out: Batcher, resu
               if (type === 'file') {
                 emit(out, { ...base, name: rel, type, size: st.size });
                 fd ??= openRegular(abs);
-                copyFile(out, fd, abs, st.size);
+                for (const _ of copyFile(out, fd, abs, st.size)) yield* drain();
               } else if (type === 'directory') {
                 emit(out, { ...base, name: `${rel}/`, type });
                 stack.push({ abs, rel: `${rel}/`, items: sortItems(listDir(abs, changeset, opaque)), next: 0 });
@@ -272,14 +279,12 @@ async function* produceTar(dir: string, options: PackOptions, out: Batcher, resu
         if (fd !== undefined) closeSync(fd);
       }
     }
-    if (out.ready.length > 0) {
-      yield* out.ready.splice(0);
-    }
+    if (out.ready.length > 0) yield* drain();
   }
   out.zeros(2 * BLOCK);
   out.flush(0);
-  yield* out.ready.splice(0);
-  result({ diffId: out.digest(), size: out.total, entries });
+  yield* drain();
+  result({ diffId: await hasher.digest(), size: total, entries });
 }
 
 const EMPTY: TarHeader = { name: '', type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: [] };
