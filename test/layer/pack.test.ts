@@ -1,7 +1,7 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packLayer, readTar, type TarHeader } from '../../src/layer/index.js';
 import { makeNode, setXattr } from '../../src/sys/index.js';
@@ -208,4 +208,36 @@ test('packLayer: fails with LAYER_UNSUPPORTED_OVERLAY when the upperdir uses red
   setXattr(join(dir, 'moved'), 'trusted.overlay.redirect', Buffer.from('/orig'));
   const packed = packLayer(dir, { mode: 'changeset' });
   await t.throwsAsync(collect(packed.stream), { code: 'LAYER_UNSUPPORTED_OVERLAY' } as never);
+});
+
+/** The read offset of this process's open descriptor of `path` (from /proc/self/fdinfo), or undefined. */
+function readOffsetOf(path: string): number | undefined {
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // the descriptor readdir itself used
+    }
+    if (target === path) return Number(/^pos:\s+(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1]);
+  }
+  return undefined;
+}
+
+test('packLayer: reading a big file stays a few MiB ahead of the consumer when the consumer pauses', async (t) => {
+  const dir = await tempDir(t);
+  const big = join(dir, 'big');
+  writeFileSync(big, '');
+  truncateSync(big, 256 * 1024 * 1024); // sparse: no disk space, but 256 MiB of content to stream
+  const packed = packLayer(dir, { mode: 'tree' });
+  t.teardown(() => packed.stream.destroy());
+  const it = packed.stream[Symbol.asyncIterator]();
+  let consumed = 0;
+  for (let i = 0; i < 3; i++) consumed += ((await it.next()).value as Buffer).length;
+  for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+  const offset = readOffsetOf(realpathSync(big));
+  t.not(offset, undefined, 'the big file is open while it is being streamed');
+  // Bytes read from the file but not yet consumed: the stream buffer, the batcher and the hash backlog.
+  t.true((offset as number) - consumed < 32 * 1024 * 1024, `read ${offset} bytes of the file, consumer took ${consumed}`);
+  await it.return?.();
 });
