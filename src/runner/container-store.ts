@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, readlink, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TsbuildError, type Digest } from '../core/index.js';
 import type { MountSpec, NetworkMode, ProcessUser, ResourcesSpec } from '../sandbox/index.js';
@@ -112,6 +112,7 @@ export class ContainerStore {
         throw new TsbuildError('RUN_BAD_NAME', `invalid container name "${name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`, { exitCode: 125 });
       }
       const n = name.replace(/^\//, '');
+      await this.#dropStaleName(n);
       try {
         await symlink(id, join(this.#root, 'names', n));
       } catch (err) {
@@ -132,6 +133,15 @@ export class ContainerStore {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || i > 100) throw ioError('cannot reserve a container name', err);
       }
     }
+  }
+
+  /** Removes the name `n` when it points at no container for more than a minute (a create that crashed midway). */
+  async #dropStaleName(n: string): Promise<void> {
+    const link = join(this.#root, 'names', n);
+    const info = await lstat(link).catch(() => undefined);
+    if (info === undefined || Date.now() - info.mtimeMs < 60_000) return;
+    const id = await readlink(link).catch(() => '');
+    if (await stat(join(this.dirOf(id), 'config.json')).then(() => false, () => true)) await unlink(link).catch(() => undefined);
   }
 
   /** Writes the config and the initial state of a new container (its name already claimed). */

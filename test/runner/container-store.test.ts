@@ -1,6 +1,6 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { lutimes, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   ContainerStore, createdState, isContainerRunning, newContainerId, processStartTime, type ContainerRecord,
@@ -64,4 +64,17 @@ test('ContainerStore: a running container whose monitor died is recorded as exit
   // This process is alive: a container it owns is running.
   await store.writeState(id, { ...createdState(), status: 'running', monitorPid: process.pid, monitorStartTime: processStartTime(process.pid) ?? '' });
   t.true(isContainerRunning((await store.inspect(id))?.state ?? createdState()));
+});
+
+test('ContainerStore: a name left by a create that crashed midway is reusable after a minute', async (t) => {
+  const dir = await tempDir(t);
+  const store = new ContainerStore(dir);
+  const crashed = newContainerId();
+  await store.claimName(crashed, 'web');
+  const again = newContainerId();
+  await t.throwsAsync(store.claimName(again, 'web'), { message: /already in use/ });
+  const old = new Date(Date.now() - 120_000);
+  await lutimes(join(dir, 'names', 'web'), old, old);
+  t.is(await store.claimName(again, 'web'), 'web');
+  t.is((await store.resolve('web').catch(() => undefined)), undefined, 'no container was created under it yet');
 });
