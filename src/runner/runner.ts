@@ -90,7 +90,14 @@ export interface RunContainerOptions {
 export async function runContainer(deps: RunnerDeps, config: ContainerRecord, stdio: SandboxStdio, signal: AbortSignal, options: RunContainerOptions = {}): Promise<RunResult> {
   const { containers } = deps;
   const id = config.id;
-  const root = await rootOf(deps.snapshotter, config.snapshotKey, config.readonlyRootfs);
+  const root = await rootOf(deps.snapshotter, config.snapshotKey, config.readonlyRootfs).catch((err: unknown) => {
+    if (err instanceof TsbuildError && err.code === 'SNAPSHOT_NOT_FOUND') {
+      throw new TsbuildError('RUN_LAYER_GONE', `the writable layer of container ${id.slice(0, 12)} is gone`, {
+        cause: err, exitCode: 125, hint: `remove the container with "tsbuild rm ${config.name}" and run the image again`,
+      });
+    }
+    throw err;
+  });
   const hostnameEnv = `HOSTNAME=${config.hostname}`;
   const env = config.env.some((e) => e.startsWith('HOSTNAME=')) ? config.env : [...config.env, hostnameEnv];
   const spec = createRunSpec({
