@@ -31,7 +31,6 @@ export const commands: readonly Command[] = [
   killCommand,
   rmCommand,
   containerCommand,
-  containerMonitorCommand,
   pullCommand,
   pushCommand,
   loginCommand,
@@ -48,7 +47,10 @@ export const commands: readonly Command[] = [
   pruneCommand,
 ];
 
+/** Commands that run but are not listed in help: the detached container monitor (`run -d`, `start`). */
+const hiddenCommands: readonly Command[] = [containerMonitorCommand];
+
 /** Finds a command by name. */
 export function findCommand(name: string): Command | undefined {
-  return commands.find((c) => c.name === name);
+  return commands.find((c) => c.name === name) ?? hiddenCommands.find((c) => c.name === name);
 }
