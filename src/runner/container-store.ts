@@ -207,7 +207,8 @@ export class ContainerStore {
     const name = text.replace(/^\//, '');
     if (isValidContainerName(name)) {
       const id = await readlink(join(this.#root, 'names', name)).catch(() => undefined);
-      const e = id === undefined ? undefined : await this.inspect(id);
+      // SECURITY: only an ID is followed, never a path the link might hold.
+      const e = id === undefined || !ID_RE.test(id) ? undefined : await this.inspect(id);
       if (e !== undefined) return e;
     }
     if (/^[0-9a-f]{1,64}$/.test(text)) {
