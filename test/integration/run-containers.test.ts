@@ -133,6 +133,10 @@ testIf(noBusybox, 'run --rm: nothing of the container is left when it exits', as
   t.deepEqual((await readdir(join(root, 'containers'))).filter((n) => n !== 'names'), []);
   t.deepEqual(await readdir(join(root, 'containers', 'names')), []);
   t.deepEqual(await readdir(join(root, 'snapshots', 'overlay', 'active')).catch(() => []), [], 'the writable layer is removed');
+  // -i pipes stdin; the host name is the short container ID, as docker.
+  const piped = await cli(['--root', root, 'run', '-i', '--rm', 'busybox', 'sh', '-c', 'cat; hostname; echo $HOSTNAME'], { stdin: 'piped\n' });
+  t.is(piped.code, 0, piped.stderr);
+  t.regex(piped.stdout, /^piped\n([0-9a-f]{12})\n\1\n$/);
   // A detached --rm container is removed by its monitor.
   t.is((await r('run', '-d', '--rm', 'busybox', 'true')).code, 0);
   await until('the detached --rm container to be removed', async () => (await psJson(r)).length === 0);
