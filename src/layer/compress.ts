@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, closeSync, constants, createReadStream, openSync, readSync } from 'node:fs';
+import { accessSync, closeSync, constants, createReadStream, openSync, readSync, ReadStream } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -66,6 +66,87 @@ async function* prependChunks(head: Buffer[], rest: AsyncIterator<unknown>): Asy
 }
 
 /**
+ * Bytes of a filter's output read ahead of the consumer. A pipe holds only 64 KiB: without this the
+ * tool stalls whenever the consumer is busy (e.g. writing files), and the two never run in parallel.
+ */
+const READ_AHEAD = 8 * 1024 * 1024;
+
+/**
+ * Yields the chunks of `stream` as they arrive, reading up to `limit` bytes ahead of the consumer
+ * (the stream is paused above it). Unlike a large highWaterMark, chunks are never concatenated.
+ */
+async function* readAhead(stream: Readable, limit: number): AsyncGenerator<Buffer> {
+  const queue: Buffer[] = [];
+  let head = 0;
+  let queued = 0;
+  let ended = false;
+  let failure: Error | undefined;
+  let sinceTurn = 0;
+  let wake: (() => void) | undefined;
+  const signal = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const onData = (chunk: Buffer): void => {
+    queue.push(chunk);
+    queued += chunk.length;
+    if (queued >= limit) stream.pause();
+    signal();
+  };
+  const onEnd = (): void => {
+    ended = true;
+    signal();
+  };
+  const onError = (err: Error): void => {
+    failure = err;
+    signal();
+  };
+  stream.on('data', onData);
+  stream.once('end', onEnd);
+  stream.once('close', onEnd);
+  stream.once('error', onError);
+  try {
+    for (;;) {
+      if (head < queue.length) {
+        const chunk = queue[head] as Buffer;
+        queue[head++] = EMPTY_BUFFER;
+        if (head > 1024) {
+          queue.splice(0, head);
+          head = 0;
+        }
+        queued -= chunk.length;
+        if (queued < limit / 2 && stream.isPaused()) stream.resume();
+        yield chunk;
+        // The pipe is only read while the event loop polls; a consumer that resumes us from
+        // microtasks alone would never let it, so pass through the loop every so often.
+        sinceTurn += chunk.length;
+        if (sinceTurn >= TURN_EVERY && !ended) {
+          sinceTurn = 0;
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+        continue;
+      }
+      if (failure !== undefined) throw failure;
+      if (ended) return;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+    }
+  } finally {
+    stream.off('data', onData);
+    stream.off('end', onEnd);
+    stream.off('close', onEnd);
+    stream.off('error', onError);
+  }
+}
+
+const EMPTY_BUFFER = Buffer.alloc(0);
+
+/** Bytes yielded by {@link readAhead} between two passes through the event loop. */
+const TURN_EVERY = 128 * 1024;
+
+/**
  * Runs `argv` as a filter: `input` goes to its stdin, its stdout is yielded. A non-zero exit fails
  * with `code` and the tool's stderr; when the consumer stops early the child is killed.
  */
@@ -86,7 +167,7 @@ async function* runFilter(argv: readonly string[], input: AsyncIterable<Buffer> 
   feeding.catch(() => undefined);
   let finished = false;
   try {
-    for await (const chunk of child.stdout as Readable) yield chunk as Buffer;
+    yield* readAhead(child.stdout as Readable, READ_AHEAD);
     const status = await exited;
     try {
       await feeding;
@@ -140,6 +221,17 @@ function wrapCompressErrors(stream: Readable, input: Readable, code: `LAYER_${st
  * owns `input`; destroying it stops any child process.
  */
 export function decompress(input: Readable, options: DecompressOptions = {}): Readable {
+  const path = untouchedFilePath(input);
+  if (path !== undefined && (options.tools?.pigz !== undefined || options.tools?.zstd !== undefined)) {
+    // A whole file not read yet (a store blob): the tool reads the file itself, nothing passes through Node.
+    try {
+      const out = decompressFile(path, options);
+      input.destroy();
+      return out;
+    } catch {
+      // cannot reopen it: stream it below
+    }
+  }
   const source = input[Symbol.asyncIterator]();
   const gen = async function* (): AsyncGenerator<Buffer> {
     try {
@@ -186,6 +278,16 @@ export function decompress(input: Readable, options: DecompressOptions = {}): Re
     }
   };
   return Readable.from(gen(), { objectMode: false });
+}
+
+/** The path of `input` when it is a file stream over a whole file that nobody has read from yet. */
+function untouchedFilePath(input: Readable): string | undefined {
+  if (!(input instanceof ReadStream)) return undefined;
+  const rs = input as ReadStream & { start?: number; end?: number };
+  const whole = (rs.start === undefined || rs.start === 0) && (rs.end === undefined || rs.end === Infinity);
+  const untouched = rs.bytesRead === 0 && rs.readableLength === 0 && rs.readableFlowing === null && !rs.destroyed
+    && rs.listenerCount('data') === 0 && rs.listenerCount('readable') === 0;
+  return whole && untouched && typeof rs.path === 'string' ? rs.path : undefined;
 }
 
 /**

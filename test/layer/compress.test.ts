@@ -1,7 +1,7 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createReadStream, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { compressGzip, compressGzipFile, decompress, decompressFile, detectCompression, findCompressionTools } from '../../src/layer/index.js';
@@ -154,4 +154,40 @@ test('compressGzipFile: a file compresses to gzip that decodes to it with and wi
     t.true(gunzipSync(gz).equals(data));
   }
   t.throws(() => compressGzipFile(join(dir, 'missing'), { tools: { pigz: '/usr/bin/pigz' } }), { code: 'LAYER_READ_FAILED' } as never);
+});
+
+testIf(tools.pigz === undefined ? 'pigz not on PATH' : undefined, 'decompress: a file stream decodes to the input when pigz reads the file directly or the stream was already read from', async (t) => {
+  const dir = await tempDir(t);
+  const data = payload(3 * 1024 * 1024 + 17);
+  const file = join(dir, 'blob.gz');
+  writeFileSync(file, gzipSync(data));
+  // Untouched: pigz gets the file itself.
+  t.true((await collect(decompress(createReadStream(file, { highWaterMark: 1 << 20 }), { tools }))).equals(data));
+  // A stream over part of the file must not be replaced by the whole file (from byte 10 it has no gzip magic).
+  t.true((await collect(decompress(createReadStream(file, { start: 10 }), { tools }))).equals(readFileSync(file).subarray(10)));
+  // A stream whose first chunk was already taken goes through Node with the chunk put back.
+  const rs = createReadStream(file, { highWaterMark: 64 * 1024 });
+  const it = rs[Symbol.asyncIterator]();
+  const first = (await it.next()).value as Buffer;
+  const rest = Readable.from((async function* () {
+    yield first;
+    for (;;) {
+      const r = await it.next();
+      if (r.done === true) return;
+      yield r.value as Buffer;
+    }
+  })(), { objectMode: false });
+  t.true((await collect(decompress(rest, { tools }))).equals(data));
+});
+
+testIf(tools.pigz === undefined ? 'pigz not on PATH' : undefined, 'decompress: pigz output arrives complete and in order when the consumer is slow', async (t) => {
+  const data = payload(20 * 1024 * 1024);
+  const out = decompress(chunks(gzipSync(data, { level: 1 })), { tools });
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of out) {
+    parts.push(chunk as Buffer);
+    if (++n % 16 === 0) await new Promise((resolve) => setTimeout(resolve, 1)); // let pigz run ahead
+  }
+  t.true(Buffer.concat(parts).equals(data));
 });
