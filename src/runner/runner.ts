@@ -45,7 +45,8 @@ function rootOf(snapshotter: Snapshotter, key: string, readonly: boolean): Promi
     const m = active.mounts();
     return m.type === 'bind'
       ? { path: m.source, readonly }
-      : { overlay: { lowerdirs: m.lowerdirs, upperdir: m.upperdir, workdir: m.workdir }, readonly };
+      // Relative lowerdirs from the snapshotter's base dir keep long chains within mount(2)'s one page; its probed options (userxattr...) apply.
+      : { overlay: { lowerdirs: m.relativeLowerdirs, upperdir: m.upperdir, workdir: m.workdir, baseDir: m.baseDir, options: m.options }, readonly };
   });
 }
 
