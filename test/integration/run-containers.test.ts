@@ -4,8 +4,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createReadStream } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { MediaType, type Digest, type ImageConfig, type ImageManifest } from '../../src/core/index.js';
+import { addLayer, createManifest, editContainerConfig, serializeDocument } from '../../src/image/index.js';
+import { openStore } from '../../src/store/index.js';
 import { cli } from '../cli/run-cli.js';
-import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
+import { busyboxMissing, makeBusyboxImage, tarDirectory } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -256,5 +261,35 @@ testIf(noBusybox, 'run: bad input fails clearly and leaves nothing behind when f
   t.is((await r('logs', 'nope')).code, 1);
   t.regex((await r('stop', 'nope')).stderr, /no such container: nope/);
   t.deepEqual(await psJson(r), []);
+  await finish();
+});
+
+testIf(noBusybox, 'run: a two-layer image shows the merged view (added file, whited-out dir) and its ENTRYPOINT, WorkingDir and User when run', async (t) => {
+  const { root, r, finish } = await setup(t);
+  // Layer 2 on top of busybox: adds /app/hello.txt, deletes /var (an OCI whiteout), as a build would.
+  const dir = await tempDir(t);
+  await mkdir(join(dir, 'l2', 'app'), { recursive: true });
+  await writeFile(join(dir, 'l2', 'app', 'hello.txt'), 'from layer 2\n');
+  await writeFile(join(dir, 'l2', '.wh.var'), '');
+  await tarDirectory(join(dir, 'l2'), join(dir, 'l2.tar'));
+  const store = await openStore(root);
+  const base = await r('inspect', 'busybox');
+  const baseInfo = (JSON.parse(base.stdout) as [{ Descriptor: { digest: string } }])[0];
+  const baseManifest = (await store.blobs.readJson(baseInfo.Descriptor.digest as Digest)).value as ImageManifest;
+  const baseConfig = (await store.blobs.readJson(baseManifest.config.digest)).value as ImageConfig;
+  const layer = await store.blobs.put(createReadStream(join(dir, 'l2.tar')));
+  let config = addLayer(baseConfig, layer.digest, { created_by: 'COPY app /app' });
+  config = editContainerConfig(config, (c) => ({ ...c, Entrypoint: ['cat'], Cmd: ['hello.txt'], WorkingDir: '/app', User: 'nobody' }));
+  const c = await store.blobs.putBytes(serializeDocument(config));
+  const manifest = createManifest({ mediaType: MediaType.ociConfig, digest: c.digest, size: c.size },
+    [...baseManifest.layers, { mediaType: MediaType.ociLayer, digest: layer.digest, size: layer.size }]);
+  const m = await store.blobs.putBytes(serializeDocument(manifest));
+  await store.refs.set('docker.io/library/layered:1', { mediaType: MediaType.ociManifest, digest: m.digest, size: m.size });
+
+  let res = await r('run', '--rm', 'layered:1');
+  t.is(res.code, 0, res.stderr);
+  t.is(res.stdout, 'from layer 2\n');
+  res = await r('run', '--rm', '--entrypoint', 'sh', 'layered:1', '-c', 'id -u; pwd; test -e /var && echo var-present || echo var-gone; test -e /etc/passwd && echo base-present');
+  t.is(res.stdout, '65534\n/app\nvar-gone\nbase-present\n');
   await finish();
 });
