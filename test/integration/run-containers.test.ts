@@ -187,7 +187,12 @@ testIf(noBusybox, 'run -d: ps, logs, stop, start, kill and rm manage a detached 
   t.is(res.code, 0, res.stderr);
   t.is((await r('stop', 'polite')).code, 0);
   t.regex((await psJson(r)).find((row) => row.Names === 'polite')?.Status ?? '', /^Exited \(7\) /);
-  t.is((await r('rm', 'ticker', 'polite')).code, 0);
+  // --stop-signal replaces SIGTERM.
+  res = await r('run', '-d', '--name', 'usr1', '--stop-signal', 'USR1', 'busybox', 'sh', '-c', 'trap "exit 5" USR1; while true; do sleep 0.1; done');
+  t.is(res.code, 0, res.stderr);
+  t.is((await r('stop', 'usr1')).code, 0);
+  t.regex((await psJson(r)).find((row) => row.Names === 'usr1')?.Status ?? '', /^Exited \(5\) /);
+  t.is((await r('rm', 'ticker', 'polite', 'usr1')).code, 0);
   t.deepEqual(await psJson(r), []);
   t.is((await r('logs', 'ticker')).code, 1);
   await finish();
