@@ -47,7 +47,7 @@ export async function createContainer(deps: CreateDeps, o: CreateContainerOption
   const key = snapshotKeyOf(id);
   let prepared = false;
   try {
-    await deps.snapshotter.prepare(key, image.chain);
+    await deps.snapshotter.prepare(key, image.chain, { persistent: true });
     prepared = true;
     const user = await resolveSnapshotUser(deps.snapshotter, key, proc.userText);
     const env = proc.env.some((e) => e.startsWith('HOME=')) ? proc.env : [...proc.env, `HOME=${user.home ?? '/'}`];

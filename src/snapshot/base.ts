@@ -8,7 +8,7 @@ import { lookupMerged } from './merged-view.js';
 import { SnapshotLayout, isExistsError, isStale, newActiveMeta, removeTree, toInfo, wrapIo, type SnapshotDirs, type SnapshotMeta } from './layout.js';
 import {
   chainIdOf, checkSnapshotKey,
-  type ActiveSnapshot, type SnapshotDiff, type SnapshotInfo, type Snapshotter, type SnapshotterKind, type UnpackOptions,
+  type ActiveSnapshot, type PrepareOptions, type SnapshotDiff, type SnapshotInfo, type Snapshotter, type SnapshotterKind, type UnpackOptions,
 } from './snapshotter.js';
 
 /** Renames `from` to `to`; a missing `from` is not an error. */
@@ -126,7 +126,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
     return toInfo(full);
   }
 
-  async prepare(key: string, parent?: Digest): Promise<ActiveSnapshot> {
+  async prepare(key: string, parent?: Digest, options: PrepareOptions = {}): Promise<ActiveSnapshot> {
     checkSnapshotKey(key);
     await this.init();
     const dest = this.layout.activeDir(key);
@@ -135,7 +135,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
     const tmp = await this.layout.makeTmp();
     try {
       await this.fillActive(tmp, parent);
-      const meta = newActiveMeta(key, parent);
+      const meta = newActiveMeta(key, parent, options.persistent === true);
       await this.layout.writeMeta(tmp, meta);
       try {
         renameSync(tmp, dest);

@@ -149,9 +149,10 @@ function readdirOrEmpty(dir: string): string[] {
   }
 }
 
-/** Metadata of an active snapshot created now by this process. */
-export function newActiveMeta(key: string, parent: Digest | undefined): SnapshotMeta {
-  return { kind: 'active', name: key, ...(parent === undefined ? {} : { parent }), created: new Date().toISOString(), pid: process.pid, host: hostname() };
+/** Metadata of an active snapshot created now, owned by this process unless `persistent`. */
+export function newActiveMeta(key: string, parent: Digest | undefined, persistent = false): SnapshotMeta {
+  const owner = persistent ? {} : { pid: process.pid, host: hostname() };
+  return { kind: 'active', name: key, ...(parent === undefined ? {} : { parent }), created: new Date().toISOString(), ...owner };
 }
 
 /** The public view of a metadata record. */

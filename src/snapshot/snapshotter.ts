@@ -73,6 +73,12 @@ export interface UnpackOptions {
  * Every publication is a rename() from `<store>/tmp/snap-<pid>-*`: a crash leaves garbage only in tmp/.
  * Errors are TsbuildErrors with `SNAPSHOT_*` codes (or the `LAYER_*` code of a bad tar).
  */
+/** Options of {@link Snapshotter.prepare}. */
+export interface PrepareOptions {
+  /** Record no owner process: `removeStale` never removes the snapshot (default false). */
+  readonly persistent?: boolean;
+}
+
 export interface Snapshotter {
   readonly kind: SnapshotterKind;
   /**
@@ -82,8 +88,13 @@ export interface Snapshotter {
    * `openTar` is called at most once; the stream is consumed or destroyed.
    */
   unpack(parent: Digest | undefined, diffId: Digest, openTar: () => Readable | Promise<Readable>, options?: UnpackOptions): Promise<SnapshotInfo>;
-  /** Creates the active snapshot `key` on top of the committed `parent` (or empty). Throws SNAPSHOT_EXISTS, SNAPSHOT_NOT_FOUND. */
-  prepare(key: string, parent?: Digest): Promise<ActiveSnapshot>;
+  /**
+   * Creates the active snapshot `key` on top of the committed `parent` (or empty). It records this
+   * process as its owner, so `removeStale` removes it once the process is gone, unless
+   * `options.persistent` is set (a container's writable layer: its container removes it).
+   * Throws SNAPSHOT_EXISTS, SNAPSHOT_NOT_FOUND.
+   */
+  prepare(key: string, parent?: Digest, options?: PrepareOptions): Promise<ActiveSnapshot>;
   /** Reopens an existing active snapshot (e.g. in another process). Throws SNAPSHOT_NOT_FOUND. */
   open(key: string): Promise<ActiveSnapshot>;
   /**

@@ -240,6 +240,10 @@ testIf(noBusybox, 'run -d: the container keeps running when the CLI is SIGKILLed
   await new Promise((res) => setTimeout(res, 400));
   t.is((await psJson(r))[0]?.State, 'running');
   t.true((await r('logs', 'survivor')).stdout.split('\n').length > before, 'the container still writes logs');
+  // The CLI that created the writable layer is dead: prune (like a build's stale cleanup) must still keep the layer.
+  const pruned = await r('prune');
+  t.is(pruned.code, 0, pruned.stderr);
+  t.deepEqual(await readdir(join(root, 'snapshots', 'overlay', 'active')), [`ctr-${id}`]);
   // kill -9 of the monitor: the container dies with it, and ps never shows a ghost.
   const state = JSON.parse(await readFile(join(root, 'containers', id, 'state.json'), 'utf8')) as { monitorPid: number; pid: number };
   process.kill(state.monitorPid, 'SIGKILL');

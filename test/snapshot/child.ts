@@ -1,7 +1,7 @@
 /**
  * A second process for the snapshot concurrency tests (not a test file).
  * `unpack <snapshots> <tmp> <kind> <tarFile> <diffId> <chunkDelayMs>`: unpacks a layer read slowly from a file.
- * `prepare <snapshots> <tmp> <kind> <key>`: prepares an empty active snapshot and exits.
+ * `prepare <snapshots> <tmp> <kind> <key> [persistent]`: prepares an empty active snapshot and exits.
  */
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
@@ -24,6 +24,6 @@ if (cmd === 'unpack') {
   const info = await s.unpack(undefined, parseDigest(b as string), () => Readable.from(slowly(a as string, Number(c))));
   process.stdout.write(`${JSON.stringify(info)}\n`);
 } else if (cmd === 'prepare') {
-  await s.prepare(a as string);
+  await s.prepare(a as string, undefined, { persistent: b === 'persistent' });
   process.stdout.write('prepared\n');
 }

@@ -127,6 +127,17 @@ for (const kind of ['overlay', 'naive'] as const satisfies readonly SnapshotterK
     const again = await t.throwsAsync(s.prepare('mine'));
     t.true(isTsbuildError(again, 'SNAPSHOT_EXISTS'));
   });
+
+  testIf(reason, `${kind} snapshotter: removeStale keeps a persistent active snapshot when its creator is gone`, async (t) => {
+    // A container's writable layer outlives the CLI that created it (run -d); only rm removes it.
+    const dirs = await makeDirs(t);
+    const s = makeSnapshotter(kind, dirs);
+    await run(process.execPath, ['--import=tsx', CHILD, 'prepare', dirs.snapshots, dirs.tmp, kind, 'ctr-kept', 'persistent']);
+    await run(process.execPath, ['--import=tsx', CHILD, 'prepare', dirs.snapshots, dirs.tmp, kind, 'build-step']);
+    t.deepEqual(await s.removeStale(), ['build-step']);
+    t.deepEqual((await s.list()).map((i) => i.name), ['ctr-kept']);
+    t.is((await s.list())[0]?.pid, undefined);
+  });
 }
 
 testIf(overlayReason, 'overlay snapshotter: two processes unpacking one layer at once agree on one snapshot when racing', async (t) => {
