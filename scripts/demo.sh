@@ -25,3 +25,4 @@ fi
 tsbuild build -f examples/hello/Dockerfile -t hello:1 --progress=plain examples/hello
 tsbuild images
 tsbuild inspect -f '{{json .Config}}' hello:1
+tsbuild run --rm hello:1
