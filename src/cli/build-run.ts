@@ -1,7 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { formatReference, notSupportedYet, parseReference, TsbuildError, type BuildEvent, type EventSink, type ImageConfig, type Platform } from '../core/index.js';
 import type { Dockerfile } from '../dockerfile/index.js';
 import { formatPlatform } from '../image/index.js';
@@ -14,6 +13,7 @@ import type { CommandContext } from './command.js';
 import { createJsonRenderer } from './progress/json.js';
 import { createPlainRenderer } from './progress/plain.js';
 import { openCliStore } from './store-root.js';
+import { launcherPathFor, stateDirFor } from './container-deps.js';
 
 /** The build flags beyond planning. Unsupported ones are rejected by {@link runBuild}. */
 export interface BuildRequest {
@@ -71,15 +71,6 @@ function checkFlags(req: BuildRequest, parsed: ParsedBuild): void {
 }
 
 /** Directory for sandbox state (as `tsbuild run`): $TSBUILD_RUN_DIR, /run/tsbuild as root, else under the store. */
-function sandboxStateDir(ctx: CommandContext, storeRoot: string, uid: number): string {
-  const runDir = ctx.env.TSBUILD_RUN_DIR;
-  if (runDir !== undefined && runDir !== '') return join(resolve(ctx.cwd, runDir), 'sandbox');
-  if (uid === 0) return '/run/tsbuild/sandbox';
-  const runtime = ctx.env.XDG_RUNTIME_DIR;
-  if (runtime !== undefined && runtime !== '') return join(runtime, 'tsbuild', 'sandbox');
-  return join(storeRoot, 'sandbox-state');
-}
-
 function parseSourceDateEpoch(value: string | undefined): number | undefined {
   if (value === undefined || value === '') return undefined;
   if (!/^[0-9]+$/.test(value)) throw new TsbuildError('CLI_BAD_VALUE', `SOURCE_DATE_EPOCH must be a number of seconds, not "${value}"`, { exitCode: 125 });
@@ -134,8 +125,8 @@ export async function runBuild(req: BuildRequest, parsed: ParsedBuild, ctx: Comm
   const { snapshotter, fallbackReason } = await openSnapshotter({ snapshots: store.paths.snapshots, tmp: store.paths.tmp }, { choice });
   if (fallbackReason !== undefined) ctx.stderr.write(`WARNING: using the naive snapshotter: ${fallbackReason}\n`);
   const sandbox = new Sandbox({
-    launcherPath: ctx.env.TSBUILD_LAUNCHER ?? fileURLToPath(new URL('../../build/tsbuild-launcher', import.meta.url)),
-    stateDir: sandboxStateDir(ctx, store.paths.root, uid),
+    launcherPath: launcherPathFor(ctx),
+    stateDir: stateDirFor(ctx, uid),
     host: { uid, gid: process.getgid?.() ?? 0, user: userInfo().username },
     ownerPid: process.pid,
     onWarning: (m) => events({ type: 'warning', message: m }),

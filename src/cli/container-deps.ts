@@ -15,9 +15,7 @@ export function stateDirFor(ctx: Pick<CommandContext, 'global' | 'env' | 'cwd'>,
   if (uid === 0) return '/run/tsbuild/sandbox';
   const runtime = ctx.env.XDG_RUNTIME_DIR;
   if (runtime !== undefined && runtime !== '') return join(runtime, 'tsbuild', 'sandbox');
-  const root = ctx.global.root ?? ctx.env.TSBUILD_ROOT
-    ?? join(ctx.env.XDG_DATA_HOME ?? join(ctx.env.HOME ?? userInfo().homedir, '.local', 'share'), 'tsbuild');
-  return join(resolve(ctx.cwd, root), 'sandbox-state');
+  return join(resolveStoreRoot(ctx, uid), 'sandbox-state');
 }
 
 /** The compiled sandbox launcher ($TSBUILD_LAUNCHER overrides). */
