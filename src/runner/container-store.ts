@@ -183,8 +183,12 @@ export class ContainerStore {
    * (killed, host rebooted) is recorded and returned as exited, never as a ghost.
    */
   async inspect(id: string): Promise<ContainerEntry | undefined> {
+    const first = await this.read(id);
+    if (first === undefined || first.state.status !== 'running' || isProcessAlive(first.state.monitorPid, first.state.monitorStartTime)) return first;
+    // The monitor may have written the real exit state and exited between our read and the liveness
+    // check: read again now that it is known dead (it cannot write any more).
     const e = await this.read(id);
-    if (e === undefined || e.state.status !== 'running' || isProcessAlive(e.state.monitorPid, e.state.monitorStartTime)) return e;
+    if (e === undefined || e.state.status !== 'running') return e;
     const state: ContainerState = { ...e.state, status: 'exited', pid: 0, exitCode: 255, error: 'the container monitor died', finishedAt: new Date().toISOString() };
     await this.writeState(id, state).catch(() => undefined);
     return { config: e.config, state };

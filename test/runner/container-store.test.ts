@@ -66,6 +66,30 @@ test('ContainerStore: a running container whose monitor died is recorded as exit
   t.true(isContainerRunning((await store.inspect(id))?.state ?? createdState()));
 });
 
+test('ContainerStore: keeps the exit state the monitor wrote when it exits between the read and the liveness check', async (t) => {
+  // The race `stop` then `ps` hit: inspect read "running", the monitor then wrote "exited (7)" and
+  // exited, and the dead monitor made inspect overwrite the real exit code with 255.
+  class RacyStore extends ContainerStore {
+    reads = 0;
+    override async read(id: string): ReturnType<ContainerStore['read']> {
+      const e = await super.read(id);
+      // The first read sees the state from just before the monitor's last write.
+      if (this.reads++ === 0 && e !== undefined) return { ...e, state: { ...e.state, status: 'running', exitCode: 0 } };
+      return e;
+    }
+  }
+  const store = new RacyStore(await tempDir(t));
+  const id = newContainerId();
+  await store.claimName(id, 'polite');
+  await store.create(record(id, 'polite'));
+  const dead = spawnSync('sh', ['-c', 'echo $$']).stdout.toString().trim();
+  await store.writeState(id, { ...createdState(), status: 'exited', pid: 0, exitCode: 7, monitorPid: Number(dead), monitorStartTime: '1', finishedAt: new Date().toISOString() });
+  const e = await store.inspect(id);
+  t.is(e?.state.status, 'exited');
+  t.is(e?.state.exitCode, 7);
+  t.is((await store.read(id))?.state.exitCode, 7, 'the state file keeps the real exit code');
+});
+
 test('ContainerStore: a name left by a create that crashed midway is reusable after a minute', async (t) => {
   const dir = await tempDir(t);
   const store = new ContainerStore(dir);
