@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { access, constants } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { TsbuildError } from '../core/index.js';
 import { cleanupStaleCgroups, createCgroup } from './cgroup.js';
 import type { CgroupLimits } from './cgroup-limits.js';
@@ -239,11 +240,9 @@ export class Sandbox {
     const forward = (from: Readable | null, to: StdinSource | OutputSink | undefined): void => {
       if (from === null || to === undefined || typeof to === 'string' || typeof to === 'number') return;
       const sink = to as Writable;
-      outputs.push(new Promise((resolve) => {
-        from.on('data', (chunk: Buffer) => sink.write(chunk));
-        from.on('end', resolve);
-        from.on('error', () => resolve());
-      }));
+      from.on('data', (chunk: Buffer) => sink.write(chunk));
+      // finished() also settles when the pipe closes without 'end' (destroyed after a kill).
+      outputs.push(finished(from).catch(() => undefined));
     };
     const stdinSource = typeof stdio.stdin === 'object' ? (stdio.stdin as Readable) : undefined;
     if (stdinSource !== undefined && child.stdin !== null) {
