@@ -224,14 +224,23 @@ export function decompress(input: Readable, options: DecompressOptions = {}): Re
   const path = untouchedFilePath(input);
   if (path !== undefined && (options.tools?.pigz !== undefined || options.tools?.zstd !== undefined)) {
     // A whole file not read yet (a store blob): the tool reads the file itself, nothing passes through Node.
+    let out: Readable | undefined;
     try {
-      const out = decompressFile(path, options);
-      input.destroy();
-      return out;
+      out = decompressFile(path, options);
     } catch {
       // cannot reopen it: stream it below
     }
+    // Outside the try: a throw from destroy() must not send us on to stream a half-destroyed input.
+    if (out !== undefined) {
+      input.destroy();
+      return out;
+    }
   }
+  return decompressStream(input, options);
+}
+
+/** {@link decompress} of a stream read through Node (never handed to a tool as a file). */
+function decompressStream(input: Readable, options: DecompressOptions): Readable {
   const source = input[Symbol.asyncIterator]();
   const gen = async function* (): AsyncGenerator<Buffer> {
     try {
@@ -309,7 +318,8 @@ export function decompressFile(path: string, options: DecompressOptions = {}): R
   const tool = kind === 'gzip' ? options.tools?.pigz : kind === 'zstd' ? options.tools?.zstd : undefined;
   if (tool === undefined) {
     closeSync(fd);
-    return decompress(createReadStream(path, { highWaterMark: 1024 * 1024 }), options);
+    // Not decompress(): it would hand this untouched file stream straight back here, without end.
+    return decompressStream(createReadStream(path, { highWaterMark: 1024 * 1024 }), options);
   }
   const owned = fd;
   const argv = kind === 'gzip' ? [tool, '-d', '-c'] : [tool, '-d', '-c', '-q'];

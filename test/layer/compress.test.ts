@@ -134,6 +134,26 @@ test('decompressFile: gzip, zstd and plain files decode when the tools read the 
   }
 });
 
+/** File system requests issued and not yet completed (their callbacks run only in the poll phase). */
+function pendingFsRequests(): number {
+  return process.getActiveResourcesInfo().filter((r) => r === 'FSReqCallback').length;
+}
+
+testIf(tools.pigz === undefined ? 'pigz is not installed' : undefined, 'decompress: opens an uncompressed blob file once when pigz could read files', async (t) => {
+  const dir = await tempDir(t);
+  const data = payload(64 * 1024);
+  writeFileSync(join(dir, 'plain'), data);
+  for (const open of [() => decompressFile(join(dir, 'plain'), { tools }), () => decompress(createReadStream(join(dir, 'plain')), { tools })]) {
+    const before = pendingFsRequests();
+    const out = open();
+    // The streams' opens start on the next tick; none can complete before this callback runs.
+    await new Promise<void>((resolve) => process.nextTick(resolve));
+    // Before the fix decompressFile and decompress handed the file back and forth until the stack overflowed (thousands of opens).
+    t.true(pendingFsRequests() - before <= 2, `${pendingFsRequests() - before} file system requests in flight`);
+    t.true((await collect(out)).equals(data));
+  }
+});
+
 test('decompressFile: fails with LAYER_READ_FAILED or LAYER_DECOMPRESS_FAILED when the file is missing or corrupt', async (t) => {
   const dir = await tempDir(t);
   t.throws(() => decompressFile(join(dir, 'missing'), { tools }), { code: 'LAYER_READ_FAILED' } as never);
