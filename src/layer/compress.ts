@@ -306,13 +306,14 @@ function untouchedFilePath(input: Readable): string | undefined {
  * {@link decompress}, plus LAYER_READ_FAILED when the file cannot be opened.
  */
 export function decompressFile(path: string, options: DecompressOptions = {}): Readable {
-  let fd: number;
+  let fd: number | undefined;
   const head = Buffer.alloc(4);
   let kind: Compression;
   try {
     fd = openSync(path, 'r');
     kind = detectCompression(head.subarray(0, readSync(fd, head, 0, 4, 0)));
   } catch (cause) {
+    if (fd !== undefined) closeSync(fd); // opened but unreadable (e.g. a directory): do not leak the fd
     throw new TsbuildError('LAYER_READ_FAILED', `cannot read ${path}: ${(cause as Error).message}`, { cause });
   }
   const tool = kind === 'gzip' ? options.tools?.pigz : kind === 'zstd' ? options.tools?.zstd : undefined;

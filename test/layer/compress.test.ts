@@ -154,6 +154,14 @@ testIf(tools.pigz === undefined ? 'pigz is not installed' : undefined, 'decompre
   }
 });
 
+test('decompressFile: closes the file descriptor when the path opens but cannot be read (a directory)', async (t) => {
+  const dir = await tempDir(t);
+  const fds = (): number => readdirSync('/proc/self/fd').length;
+  const before = fds();
+  for (let i = 0; i < 20; i++) t.throws(() => decompressFile(dir, { tools }), { code: 'LAYER_READ_FAILED' } as never);
+  t.is(fds(), before, 'no descriptor leaked');
+});
+
 test('decompressFile: fails with LAYER_READ_FAILED or LAYER_DECOMPRESS_FAILED when the file is missing or corrupt', async (t) => {
   const dir = await tempDir(t);
   t.throws(() => decompressFile(join(dir, 'missing'), { tools }), { code: 'LAYER_READ_FAILED' } as never);
