@@ -1,10 +1,11 @@
 import {
   closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync,
-  openSync, readdirSync, realpathSync, rmSync, symlinkSync, unlinkSync, chmodSync, writeSync,
+  openSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, unlinkSync, chmodSync, writeSync,
 } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { TsbuildError, isTsbuildError } from '../core/index.js';
 import { SysCallError, makeNode, setXattr } from '../sys/index.js';
+import { FileWriter, SMALL_FILE, WriteFailed } from './file-writer.js';
 import { ScopedResolver, splitMemberName } from './safe-path.js';
 import type { TarHeader } from './tar-header.js';
 import { readTar, type TarReadLimits } from './tar-reader.js';
@@ -55,6 +56,16 @@ function wrapError(err: unknown, what: string): TsbuildError {
   return new TsbuildError('LAYER_WRITE_FAILED', `${what}: ${(err as Error).message}`, { cause: err });
 }
 
+/** This process's umask, read without changing it (process.umask() sets it briefly); all bits when unknown. */
+function readUmask(): number {
+  try {
+    const m = /^Umask:\s+([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'latin1'));
+    return m === null ? 0o777 : parseInt(m[1] as string, 8);
+  } catch {
+    return 0o777;
+  }
+}
+
 class Applier {
   readonly resolver: ScopedResolver;
   readonly unpacked = new Set<string>();
@@ -68,6 +79,9 @@ class Applier {
   whiteouts = 0;
   private readonly privileged: boolean;
   private readonly mode: WhiteoutMode;
+  private readonly umask = readUmask();
+  /** Small files, written inline or batched to a helper thread; drained before anything removes, replaces or links. */
+  readonly writer = new FileWriter();
 
   constructor(root: string, private readonly options: ApplyOptions) {
     this.resolver = new ScopedResolver(root);
@@ -95,14 +109,21 @@ class Applier {
       this.restoreOwnerAndXattrs(this.resolver.root, h);
       return;
     }
+    // SECURITY: whatever removes, replaces or links waits for the small files in flight first, so
+    // that no directory on an in-flight file's path changes under it (see FileWriter).
     if (base.startsWith(WH)) {
+      await this.drain();
       this.whiteout(parts, base, h);
       return;
     }
+    // A path not resolved before may run through a name still in flight (a file the resolver would not see yet).
+    if (!this.writer.idle && !this.resolver.isCached(parts)) await this.drain();
     const parent = this.resolver.resolveDir(parts, true, (real) => this.created(real)) as string;
     const target = `${parent}/${base}`;
     const parentFresh = this.fresh.has(parent);
-    const existing = parentFresh && !this.unpacked.has(target) ? undefined : lstatSync(target, { throwIfNoEntry: false });
+    const seen = this.unpacked.has(target);
+    if (seen || h.type === 'link') await this.drain();
+    const existing = parentFresh && !seen ? undefined : lstatSync(target, { throwIfNoEntry: false });
     let linkSource: string | undefined;
     if (h.type === 'link') {
       linkSource = this.resolveLinkSource(h);
@@ -110,13 +131,15 @@ class Applier {
     }
     if (existing !== undefined && !(existing.isDirectory() && h.type === 'directory')) {
       // Docker semantics: a new entry replaces whatever was there (a directory with all its content).
+      await this.drain();
       if (existing.isDirectory()) rmSync(target, { recursive: true, force: true });
       else unlinkSync(target);
       if (existing.isDirectory() || existing.isSymbolicLink()) this.resolver.invalidate();
     }
     switch (h.type) {
       case 'file':
-        await this.writeFile(target, h, body, parentFresh);
+        if (h.size <= SMALL_FILE && h.xattrs.length === 0 && this.writer.takesNext()) await this.queueFile(target, h, body, parentFresh);
+        else await this.writeFile(target, h, body, parentFresh);
         break;
       case 'directory':
         if (existing === undefined || !existing.isDirectory()) {
@@ -158,19 +181,55 @@ class Applier {
     this.unpacked.add(target);
   }
 
+  async drain(): Promise<void> {
+    if (!this.writer.idle) await this.writer.drain();
+  }
+
+  /**
+   * The mode a new file is created with and the mode to set afterwards, if any: plain permission
+   * bits that the umask leaves alone are final at creation (no fchmod); otherwise 0600, then fchmod.
+   */
+  private modesOf(h: TarHeader): { createMode: number; chmod?: number } {
+    const perm = h.mode & 0o777;
+    if (h.mode === perm && (perm & this.umask) === 0) return { createMode: perm };
+    return { createMode: 0o600, chmod: h.mode };
+  }
+
+  /** The owner to set on a new file, or undefined when it already has it or we may not set it. */
+  private ownerOf(h: TarHeader, parentFresh: boolean): { uid: number; gid: number } | undefined {
+    // A fresh parent is not setgid yet (modes are applied at the end): new files already have our ids.
+    const ownedAlready = parentFresh && h.uid === this.ids.uid && h.gid === this.ids.gid;
+    return this.privileged && !ownedAlready ? { uid: h.uid, gid: h.gid } : undefined;
+  }
+
+  /** Hands a small file (the name is known to be free) to the writer's helper thread. */
+  private async queueFile(target: string, h: TarHeader, body: AsyncIterable<Buffer>, parentFresh: boolean): Promise<void> {
+    const modes = this.modesOf(h);
+    const owner = this.ownerOf(h, parentFresh);
+    const file = {
+      path: target, name: h.name, size: h.size, createMode: modes.createMode, mtime: h.mtime,
+      ...(modes.chmod === undefined ? {} : { chmod: modes.chmod }), ...(owner === undefined ? {} : { owner }),
+    };
+    await this.writer.write(file, async (into, start) => {
+      let at = start;
+      for await (const chunk of body) at += chunk.copy(into, at);
+      this.bytes += at - start;
+    });
+  }
+
   private async writeFile(target: string, h: TarHeader, body: AsyncIterable<Buffer>, parentFresh: boolean): Promise<void> {
+    const modes = this.modesOf(h);
     // SECURITY: O_EXCL|O_NOFOLLOW: the name was just cleared, so nothing (no symlink) may be followed.
-    const fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    const fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, modes.createMode);
     try {
       for await (const chunk of body) {
         let at = 0;
         while (at < chunk.length) at += writeSync(fd, chunk, at, chunk.length - at);
         this.bytes += chunk.length;
       }
-      // A fresh parent is not setgid yet (modes are applied at the end): new files already have our ids.
-      const ownedAlready = parentFresh && h.uid === this.ids.uid && h.gid === this.ids.gid;
-      if (this.privileged && !ownedAlready) fchownSync(fd, h.uid, h.gid);
-      fchmodSync(fd, h.mode); // after chown, which clears setuid/setgid
+      const owner = this.ownerOf(h, parentFresh);
+      if (owner !== undefined) fchownSync(fd, owner.uid, owner.gid);
+      if (modes.chmod !== undefined) fchmodSync(fd, modes.chmod); // after chown, which clears setuid/setgid
       this.restoreXattrs(target, h);
       futimesSync(fd, h.mtime, h.mtime);
     } finally {
@@ -247,7 +306,8 @@ class Applier {
     }
   }
 
-  finish(): void {
+  async finish(): Promise<void> {
+    await this.drain();
     for (const [path, meta] of this.dirs) {
       const st = lstatSync(path, { throwIfNoEntry: false });
       if (st === undefined || !st.isDirectory()) continue;
@@ -284,11 +344,14 @@ export async function applyLayer(tar: Readable, destDir: string, options: ApplyO
       await applier.apply(entry.header, entry.body);
     }
     current = '';
-    applier.finish();
+    await applier.finish();
   } catch (err) {
+    await applier.writer.close(); // nothing is written after we return
     tar.destroy();
+    if (err instanceof WriteFailed) throw wrapError(err.error, `unpacking ${JSON.stringify(err.entryName)} into ${destDir}`);
     if (isTsbuildError(err) && !(err instanceof SysCallError)) throw err;
     throw wrapError(err, current === '' ? `unpacking into ${destDir}` : `unpacking ${JSON.stringify(current)} into ${destDir}`);
   }
+  await applier.writer.close();
   return { entries: applier.entries, bytes: applier.bytes, whiteouts: applier.whiteouts, warnings: applier.warnings };
 }

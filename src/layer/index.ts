@@ -16,6 +16,8 @@ export { packLayer, type PackMode, type PackOptions, type PackResult, type Packe
 export { applyLayer, type ApplyOptions, type ApplyReport, type WhiteoutMode } from './apply.js';
 export { readTar, type TarEntry, type TarReadLimits } from './tar-reader.js';
 export type { EntryType, TarHeader, TarXattr } from './tar-header.js';
+export { encodeHeader as encodeTarHeader } from './tar-header.js';
+export { Batcher as TarBatcher } from './batcher.js';
 export {
   compressGzip, compressGzipFile, decompress, decompressFile, detectCompression, findCompressionTools,
   type Compression, type CompressionTools, type CompressOptions, type DecompressOptions,

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { TsbuildError, type Digest } from '../core/index.js';
 import { getXattr, listXattrNames, splitDev } from '../sys/index.js';
+import { Batcher } from './batcher.js';
 import { StreamHasher } from './hasher.js';
 import { BLOCK, measureHeader, roundToBlock, writeHeader, type EntryType, type TarHeader, type TarXattr } from './tar-header.js';
 
@@ -30,7 +31,6 @@ export interface PackedLayer {
   readonly done: Promise<PackResult>;
 }
 
-const CHUNK = 1024 * 1024;
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE = '.wh..wh..opq';
 /** Xattrs carried in layers; names with "=" cannot be written as a PAX key and are left out. */
@@ -52,39 +52,6 @@ interface Frame {
   readonly rel: string;
   readonly items: Item[];
   next: number;
-}
-
-/**
- * Accumulates output into 1 MiB buffers so that small entries cost no stream round trip each.
- * Every buffer is an ordinary (non-pooled) allocation that the garbage collector frees as soon as
- * the consumer lets go of it; full buffers wait in `ready` only until the generator yields them.
- */
-class Batcher {
-  buf = Buffer.allocUnsafeSlow(CHUNK);
-  used = 0;
-  readonly ready: Buffer[] = [];
-
-  reserve(n: number): void {
-    if (this.used + n > this.buf.length) this.flush(Math.max(CHUNK, n));
-  }
-
-  flush(nextSize = CHUNK): void {
-    if (this.used > 0) this.ready.push(this.buf.subarray(0, this.used));
-    this.buf = Buffer.allocUnsafeSlow(nextSize);
-    this.used = 0;
-  }
-
-  zeros(n: number): void {
-    let left = n;
-    while (left > 0) {
-      if (this.used === this.buf.length) this.flush();
-      const k = Math.min(left, this.buf.length - this.used);
-      this.buf.fill(0, this.used, this.used + k);
-      this.used += k;
-      left -= k;
-    }
-  }
-
 }
 
 function makeLayerError(code: string, message: string, cause?: unknown): TsbuildError {

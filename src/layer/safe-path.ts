@@ -40,6 +40,11 @@ export class ScopedResolver {
     this.cache.clear();
   }
 
+  /** True when `parts` resolves from the cache (no file system access). */
+  isCached(parts: readonly string[]): boolean {
+    return this.cache.has(parts.join('/'));
+  }
+
   /** Remembers that logical directory `parts` is the real directory `real`. */
   remember(parts: readonly string[], real: string): void {
     this.cache.set(parts.join('/'), real);

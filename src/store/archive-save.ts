@@ -4,6 +4,8 @@ import tar from 'tar-stream';
 import {
   familiarReference, MediaType, parseReference, TsbuildError, type Descriptor, type Digest, type ImageIndex,
 } from '../core/index.js';
+import { acquireLease } from './gc.js';
+import { withCompressedLayers } from './layer-gzip.js';
 import { IMAGE_NAME_ANNOTATION, OCI_LAYOUT_FILE, REF_NAME_ANNOTATION } from './oci-layout.js';
 import { withName } from './refs.js';
 import type { Store } from './store.js';
@@ -21,6 +23,8 @@ export interface SaveImage {
 /** Options of {@link saveArchive}. */
 export interface SaveOptions {
   readonly format: ArchiveFormat;
+  /** Write uncompressed layers gzip-compressed (made once per layer and remembered, see {@link withCompressedLayers}). */
+  readonly gzipLayers?: boolean;
   readonly signal?: AbortSignal;
 }
 
@@ -31,10 +35,25 @@ const HEADER = { mode: 0o644, uid: 0, gid: 0, uname: '', gname: '', mtime: new D
  * Writes `images` as a tar to `out`: an OCI image layout (oci-layout, index.json with
  * `io.containerd.image.name` = full name and `org.opencontainers.image.ref.name` = tag, blobs/),
  * and with format `docker` also `manifest.json` and `repositories` so `docker load` accepts it.
- * Blobs stream from the store; entries are in a fixed order. Does not close `out` on failure.
+ * Blobs stream from the store; entries are in a fixed order. With `gzipLayers` the manifests are
+ * rewritten to point at gzip layers (so their digests differ from the store's; the image IDs do not).
+ * Does not close `out` on failure.
  * Throws `STORE_BLOB_NOT_FOUND`, `STORE_IO`, `STORE_SAVE_INDEX_DOCKER` (an index in docker format).
  */
 export async function saveArchive(store: Store, images: readonly SaveImage[], out: Writable, options: SaveOptions): Promise<void> {
+  if (options.gzipLayers !== true) return writeArchive(store, images, out, options);
+  // The lease keeps a concurrent prune from removing the gzip blobs and rewritten manifests.
+  const lease = await acquireLease(store);
+  try {
+    const compressed: SaveImage[] = [];
+    for (const img of images) compressed.push({ ...img, descriptor: await withCompressedLayers(store, img.descriptor, options.signal) });
+    await writeArchive(store, compressed, out, options);
+  } finally {
+    await lease.release();
+  }
+}
+
+async function writeArchive(store: Store, images: readonly SaveImage[], out: Writable, options: SaveOptions): Promise<void> {
   const entries: Descriptor[] = [];
   for (const img of images) {
     const plain = withName(img.descriptor, undefined);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Digest } from '../core/index.js';
+import { isPidRunning } from '../sys/index.js';
 import { withLock } from './lock.js';
 import type { Store } from './store.js';
 import { reachableDigests } from './walk.js';
@@ -25,16 +26,10 @@ export interface GcReport {
   readonly tmpEntries: number;
 }
 
-/** True when the pid (parsed from a tmp file name `kind-<pid>-<rand>`) is a live process. */
+/** True when the pid (parsed from a tmp file name `kind-<pid>-<rand>`) is a running process (a zombie is gone). */
 function ownerAlive(name: string): boolean {
   const m = /^[a-z]+-(\d+)-/.exec(name);
-  if (m === null) return false;
-  try {
-    process.kill(Number(m[1]), 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return m !== null && isPidRunning(Number(m[1]));
 }
 
 /**

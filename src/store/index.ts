@@ -4,6 +4,7 @@ export * from './blob-store.js';
 export * from './compression.js';
 export * from './fsck.js';
 export * from './gc.js';
+export * from './layer-gzip.js';
 export * from './lock.js';
 export * from './oci-layout.js';
 export * from './refs.js';

@@ -5,3 +5,4 @@
 export { SysCallError, ERRNO } from './libc.js';
 export { listXattrNames, getXattr, readXattrs, setXattr, removeXattr, compareBytewise, type Xattr } from './xattr.js';
 export { makeNode, makeDev, splitDev, type NodeKind } from './device.js';
+export { readProcStat, isPidRunning, type ProcStat } from './proc.js';

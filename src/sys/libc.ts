@@ -1,5 +1,16 @@
-import koffi from 'koffi';
+import { createRequire } from 'node:module';
 import { TsbuildError } from '../core/index.js';
+
+type Koffi = typeof import('koffi');
+
+// koffi (a native addon, ~20-40 ms to load and bind) is required on the first xattr/mknod call, not
+// at start: most commands (images, ps, run of a cached image) never make one.
+const requireFromHere = createRequire(import.meta.url);
+
+/** Loads koffi (cached by Node's require cache after the first call). */
+function loadKoffi(): Koffi {
+  return requireFromHere('koffi') as Koffi;
+}
 
 /** The subset of libc that Node lacks (xattrs, mknod), bound once per process through koffi. */
 export interface Libc {
@@ -20,7 +31,7 @@ export const ERRNO = {
 /** Binds the libc functions; throws `CORE_FFI_UNAVAILABLE` when libc cannot be loaded. */
 export function bindLibc(): Libc {
   try {
-    const lib = koffi.load('libc.so.6');
+    const lib = loadKoffi().load('libc.so.6');
     return {
       lgetxattr: lib.func('intptr_t lgetxattr(const char *path, const char *name, _Out_ uint8_t *value, size_t size)'),
       lsetxattr: lib.func('int lsetxattr(const char *path, const char *name, const uint8_t *value, size_t size, int flags)'),
@@ -35,12 +46,27 @@ export function bindLibc(): Libc {
   }
 }
 
-/** The process-wide libc binding (immutable; bound at import, about 20 ms). */
-export const LIBC: Libc = bindLibc();
+/** Returns a Libc whose functions bind libc on their first call (once per process; about 20 ms). */
+function bindLibcLazily(): Libc {
+  let bound: Libc | undefined;
+  const get = (): Libc => (bound ??= bindLibc());
+  return {
+    lgetxattr: (path, name, value, size) => get().lgetxattr(path, name, value, size),
+    lsetxattr: (path, name, value, size, flags) => get().lsetxattr(path, name, value, size, flags),
+    llistxattr: (path, list, size) => get().llistxattr(path, list, size),
+    lremovexattr: (path, name) => get().lremovexattr(path, name),
+    mknod: (path, mode, dev) => get().mknod(path, mode, dev),
+    fgetxattr: (fd, name, value, size) => get().fgetxattr(fd, name, value, size),
+    flistxattr: (fd, list, size) => get().flistxattr(fd, list, size),
+  };
+}
+
+/** The process-wide libc binding (immutable; bound on its first call). */
+export const LIBC: Libc = bindLibcLazily();
 
 /** Returns the errno of the last failed FFI call on this thread. */
 export function lastErrno(): number {
-  return koffi.errno();
+  return loadKoffi().errno();
 }
 
 /** A failed system call; `errnoName` is the symbolic errno (`ENOENT`), `errno` its number. */
@@ -72,6 +98,6 @@ function describeErrno(name: string): string {
 
 /** Returns the symbolic name of an errno value (e.g. `ENOENT`), or `E<number>`. */
 export function getErrnoName(errno: number): string {
-  for (const [name, value] of Object.entries(koffi.os.errno)) if (value === errno) return name;
+  for (const [name, value] of Object.entries(loadKoffi().os.errno)) if (value === errno) return name;
   return `E${errno}`;
 }
