@@ -31,11 +31,13 @@ export async function readBlobRecord(path: string): Promise<BlobLocations> {
 
 /**
  * Adds `repository` (`host/path`) as a holder of each digest and writes the record atomically
- * (tmp file + rename). Concurrent writers may lose each other's additions: it is a hint only.
+ * (tmp file + rename); unchanged when every digest already names `repository` first. Concurrent writers may lose each other's additions: it is a hint only.
  */
 export async function recordBlobLocations(path: string, repository: string, digests: readonly Digest[]): Promise<void> {
   if (digests.length === 0) return;
   const record = await readBlobRecord(path);
+  // Nothing new (a no-op push or pull): leave the file alone.
+  if (digests.every((d) => record[d]?.[0] === repository)) return;
   for (const d of digests) {
     const list = (record[d] ?? []).filter((r) => r !== repository);
     record[d] = [repository, ...list].slice(0, MAX_PER_BLOB);

@@ -14,6 +14,28 @@ export interface RepositoryLocation {
   /** API host (`registry-1.docker.io`, `127.0.0.1:5000`). */
   readonly host: string;
   readonly path: string;
+  /**
+   * Actions every request to this repository asks a token for: `pull,push` for a push session, so
+   * that one token serves its reads and writes (default: what each request needs).
+   */
+  readonly actions?: 'pull' | 'pull,push';
+}
+
+const MANIFEST_TYPES: readonly string[] = [MediaType.ociIndex, MediaType.ociManifest, MediaType.dockerManifest, MediaType.dockerManifestList];
+
+/**
+ * The media type of a manifest or index: its own `mediaType` field, else a manifest Content-Type,
+ * else guessed from its shape (OCI index or manifest). Throws `REG_UNSUPPORTED_MEDIA_TYPE` for
+ * anything else (schema 1). `op` names the operation in the error.
+ */
+export function manifestMediaTypeOf(doc: { mediaType?: unknown; manifests?: unknown }, contentType: string | undefined, op: string): string {
+  let mediaType = (contentType ?? '').split(';')[0]?.trim() ?? '';
+  if (typeof doc.mediaType === 'string') mediaType = doc.mediaType;
+  else if (!MANIFEST_TYPES.includes(mediaType)) mediaType = Array.isArray(doc.manifests) ? MediaType.ociIndex : MediaType.ociManifest;
+  if (!MANIFEST_TYPES.includes(mediaType)) {
+    throw new TsbuildError('REG_UNSUPPORTED_MEDIA_TYPE', `${op}: unsupported manifest media type "${mediaType.slice(0, 100)}"`, { hint: 'schema 1 manifests are not supported' });
+  }
+  return mediaType;
 }
 
 /** A manifest or index as fetched: exact bytes, verified digest and media type. */
@@ -65,7 +87,7 @@ export class HttpRegistryClient {
    */
   async getManifest(repo: RepositoryLocation, reference: string, signal?: AbortSignal): Promise<FetchedManifest> {
     const res = await this.transport.send({
-      method: 'GET', host: repo.host, path: `/v2/${repo.path}/manifests/${reference}`, scopes: [repositoryScope(repo.path, 'pull')],
+      method: 'GET', host: repo.host, path: `/v2/${repo.path}/manifests/${reference}`, scopes: [repositoryScope(repo.path, repo.actions ?? 'pull')],
       headers: { accept: MANIFEST_ACCEPT }, followRedirects: true, ...(signal === undefined ? {} : { signal }),
     });
     const op = what(repo, `fetching manifest ${reference} of`);
@@ -76,21 +98,30 @@ export class HttpRegistryClient {
     if (expected !== undefined && isDigest(expected) && expected !== digest) {
       throw new TsbuildError('REG_DIGEST_MISMATCH', `${op}: content digest ${digest} does not match ${expected}`);
     }
-    let mediaType = (headerOf(res, 'content-type') ?? '').split(';')[0]?.trim() ?? '';
-    let doc: { mediaType?: unknown; manifests?: unknown; config?: unknown };
+    let doc: { mediaType?: unknown; manifests?: unknown };
     try {
       doc = JSON.parse(bytes.toString('utf8')) as typeof doc;
     } catch {
       throw new TsbuildError('REG_BAD_MANIFEST', `${op}: the manifest is not JSON`);
     }
-    if (typeof doc.mediaType === 'string') mediaType = doc.mediaType;
-    else if (![MediaType.ociIndex, MediaType.ociManifest, MediaType.dockerManifest, MediaType.dockerManifestList].includes(mediaType as never)) {
-      mediaType = Array.isArray(doc.manifests) ? MediaType.ociIndex : MediaType.ociManifest;
-    }
-    if (![MediaType.ociIndex, MediaType.ociManifest, MediaType.dockerManifest, MediaType.dockerManifestList].includes(mediaType as never)) {
-      throw new TsbuildError('REG_UNSUPPORTED_MEDIA_TYPE', `${op}: unsupported manifest media type "${mediaType.slice(0, 100)}"`, { hint: 'schema 1 manifests are not supported' });
-    }
+    const mediaType = manifestMediaTypeOf(doc, headerOf(res, 'content-type'), op);
     return { bytes, digest, mediaType };
+  }
+
+  /**
+   * HEAD of a manifest by tag or digest: the digest (`Docker-Content-Digest`) and Content-Type the
+   * registry reports, or undefined when it does not have it or names no digest (any status but
+   * 200: the caller's GET or PUT reports errors with the registry's error body).
+   */
+  async manifestDigest(repo: RepositoryLocation, reference: string, signal?: AbortSignal): Promise<{ digest: Digest; contentType: string | undefined } | undefined> {
+    const res = await this.transport.send({
+      method: 'HEAD', host: repo.host, path: `/v2/${repo.path}/manifests/${reference}`, scopes: [repositoryScope(repo.path, repo.actions ?? 'pull')],
+      headers: { accept: MANIFEST_ACCEPT }, followRedirects: true, ...(signal === undefined ? {} : { signal }),
+    });
+    await dumpBody(res);
+    const digest = headerOf(res, 'docker-content-digest');
+    if (res.status !== 200 || digest === undefined || !isDigest(digest)) return undefined;
+    return { digest, contentType: headerOf(res, 'content-type')?.split(';')[0]?.trim() };
   }
 
   /** Uploads a manifest under `reference` (tag or digest). Resolves to the digest the registry reports. */
@@ -112,7 +143,7 @@ export class HttpRegistryClient {
   /** HEAD of a blob: its size when the repository has it, undefined when not. */
   async blobSize(repo: RepositoryLocation, digest: Digest, signal?: AbortSignal): Promise<number | undefined> {
     const res = await this.transport.send({
-      method: 'HEAD', host: repo.host, path: `/v2/${repo.path}/blobs/${digest}`, scopes: [repositoryScope(repo.path, 'pull')],
+      method: 'HEAD', host: repo.host, path: `/v2/${repo.path}/blobs/${digest}`, scopes: [repositoryScope(repo.path, repo.actions ?? 'pull')],
       followRedirects: true, ...(signal === undefined ? {} : { signal }),
     });
     await dumpBody(res);
@@ -127,7 +158,7 @@ export class HttpRegistryClient {
    */
   async openBlob(repo: RepositoryLocation, digest: Digest, offset = 0, signal?: AbortSignal): Promise<{ body: Readable; start: number; length: number | undefined }> {
     const res = await this.transport.send({
-      method: 'GET', host: repo.host, path: `/v2/${repo.path}/blobs/${digest}`, scopes: [repositoryScope(repo.path, 'pull')],
+      method: 'GET', host: repo.host, path: `/v2/${repo.path}/blobs/${digest}`, scopes: [repositoryScope(repo.path, repo.actions ?? 'pull')],
       headers: offset > 0 ? { range: `bytes=${offset}-` } : {}, followRedirects: true, ...(signal === undefined ? {} : { signal }),
     });
     if (res.status === 206) {

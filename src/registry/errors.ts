@@ -65,10 +65,10 @@ export function redact(text: string): string {
   return out;
 }
 
-/** Network error codes of Node and undici worth a retry (resets, timeouts; not refused connections: nothing listens). */
+/** Network error codes of Node and of the HTTP pool (http.ts) worth a retry (resets, timeouts; not refused connections: nothing listens). */
 const RETRYABLE_NET = new Set([
   'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH',
-  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
+  'CONNECT_TIMEOUT', 'HEADERS_TIMEOUT', 'BODY_TIMEOUT',
 ]);
 
 /** The error code of a (possibly wrapped) network error. */
@@ -93,10 +93,10 @@ export function networkError(host: string, what: string, err: unknown): TsbuildE
   if (err instanceof TsbuildError) return err;
   const code = netCodeOf(err) ?? '';
   const msg = redact((err as Error).message ?? String(err));
-  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'CONNECT_TIMEOUT') {
     return new TsbuildError('REG_UNREACHABLE', `${what}: cannot reach registry ${host} (${code})`, { cause: err, hint: 'check the host name and port, and that the registry is running' });
   }
-  if (code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'ETIMEDOUT') {
+  if (code === 'BODY_TIMEOUT' || code === 'HEADERS_TIMEOUT' || code === 'ETIMEDOUT') {
     return new TsbuildError('REG_TIMEOUT', `${what}: registry ${host} stopped answering (${code})`, { cause: err });
   }
   if (/certificate|SSL|TLS|self.signed|ERR_TLS|CERT_/i.test(`${code} ${msg}`)) {

@@ -2,7 +2,7 @@ import { formatReference, TsbuildError, type Descriptor, type Digest, type Event
 import { parseImageDocument, selectPlatform, formatPlatform } from '../image/index.js';
 import { acquireLease, type Store } from '../store/index.js';
 import { blobRecordPath, recordBlobLocations } from './blob-record.js';
-import type { HttpRegistryClient, RepositoryLocation } from './client.js';
+import { manifestMediaTypeOf, type FetchedManifest, type HttpRegistryClient, type RepositoryLocation } from './client.js';
 import { downloadBlob } from './download.js';
 import { runPool } from './pool.js';
 import { apiHostOf } from './hosts.js';
@@ -36,25 +36,85 @@ export function locationOf(ref: ImageReference): RepositoryLocation {
   return { host: apiHostOf(ref.domain), path: ref.path };
 }
 
+/** An image found complete in the store: its top document, the platform's manifest and the blobs. */
+interface LocalImage {
+  readonly top: Descriptor;
+  readonly manifest: Descriptor;
+  readonly configDigest: Digest;
+  readonly blobs: readonly Descriptor[];
+}
+
+/** True when the store holds blob `d` with its size. */
+async function hasBlob(store: Store, d: Pick<Descriptor, 'digest' | 'size'>): Promise<boolean> {
+  return (await store.blobs.stat(d.digest))?.size === d.size;
+}
+
+/**
+ * The image `digest` (of media type `mediaType` when the document does not say) as the store
+ * holds it, when it holds all of it: the document, for an index the manifest of `platform`, its
+ * config and layers. Undefined when anything is missing or unreadable.
+ */
+async function findLocalImage(store: Store, digest: Digest, mediaType: string | undefined, platform: Platform): Promise<LocalImage | undefined> {
+  try {
+    const st = await store.blobs.stat(digest);
+    if (st === undefined) return undefined;
+    const { value, bytes } = await store.blobs.readJson(digest);
+    const topType = manifestMediaTypeOf(value as { mediaType?: unknown }, mediaType, `manifest ${digest}`);
+    const top: Descriptor = { mediaType: topType, digest, size: bytes.length };
+    let doc = parseImageDocument(value, topType, `manifest ${digest}`);
+    let manifest = top;
+    if (doc.kind === 'index') {
+      const chosen = selectPlatform(doc.index, platform);
+      if (!(await hasBlob(store, chosen))) return undefined;
+      doc = parseImageDocument((await store.blobs.readJson(chosen.digest)).value, chosen.mediaType, `manifest ${chosen.digest}`);
+      if (doc.kind !== 'manifest') return undefined;
+      manifest = { mediaType: chosen.mediaType, digest: chosen.digest, size: chosen.size };
+    }
+    const blobs = [doc.manifest.config, ...doc.manifest.layers];
+    for (const b of blobs) if (!(await hasBlob(store, b))) return undefined;
+    return { top, manifest, configDigest: doc.manifest.config.digest, blobs };
+  } catch {
+    // Anything unexpected (no platform, a damaged document): the full pull decides.
+    return undefined;
+  }
+}
+
 /**
  * Pulls `ref` into the store: manifest (index -> the platform's manifest), then config and layers
  * not yet stored (in parallel, streamed and verified), then the manifest blob and the tag. Every
  * document is verified against its digest. The image is named only once complete; a gc lease
- * protects the blobs meanwhile. Throws `REG_*`, `IMAGE_NO_PLATFORM`, `STORE_*`.
+ * protects the blobs meanwhile. When the store may already hold the image (it names `ref`, or
+ * holds the digest `ref` names), a HEAD of the manifest comes first: if the store holds that
+ * digest completely, that is the only request. Throws `REG_*`, `IMAGE_NO_PLATFORM`, `STORE_*`.
  */
 export async function pullImage(client: HttpRegistryClient, store: Store, ref: ImageReference, options: PullOptions): Promise<PullResult> {
   const repo = locationOf(ref);
   const { signal } = options;
   const emit = options.onEvent ?? (() => undefined);
+  const name = formatReference(ref);
+  const reference = ref.digest ?? ref.tag ?? 'latest';
   const lease = await acquireLease(store);
   try {
-    const top = await client.getManifest(repo, ref.digest ?? ref.tag ?? 'latest', signal);
+    const named = await store.refs.get(name);
+    if (named !== undefined || (ref.digest !== undefined && (await store.blobs.stat(ref.digest)) !== undefined)) {
+      const remote = await client.manifestDigest(repo, reference, signal);
+      const local = remote === undefined || (ref.digest !== undefined && remote.digest !== ref.digest)
+        ? undefined
+        : await findLocalImage(store, remote.digest, named?.digest === remote.digest ? named.mediaType : remote.contentType, options.platform);
+      if (local !== undefined && remote !== undefined) {
+        for (const b of local.blobs) emit({ type: 'transfer', id: b.digest.slice(7, 19), name: 'Already exists', current: b.size, total: b.size });
+        if (named?.digest !== local.manifest.digest) await store.refs.set(name, local.manifest);
+        await recordBlobLocations(blobRecordPath(store.paths.root), `${repo.host}/${repo.path}`, local.blobs.map((d) => d.digest));
+        return { name, manifest: local.manifest, repoDigest: remote.digest, configDigest: local.configDigest, downloaded: 0, present: local.blobs.length };
+      }
+    }
+    const top = await client.getManifest(repo, reference, signal);
     let fetched = top;
-    let doc = parseImageDocument(JSON.parse(top.bytes.toString('utf8')), top.mediaType, `manifest of ${formatReference(ref)}`);
+    let doc = parseImageDocument(JSON.parse(top.bytes.toString('utf8')), top.mediaType, `manifest of ${name}`);
     if (doc.kind === 'index') {
       const chosen = selectPlatform(doc.index, options.platform);
       emit({ type: 'info', message: `${formatPlatform(options.platform)}: ${chosen.digest}` });
-      fetched = await client.getManifest(repo, chosen.digest, signal);
+      fetched = (await hasBlob(store, chosen)) ? await storedManifest(store, chosen) : await client.getManifest(repo, chosen.digest, signal);
       if (fetched.bytes.length !== chosen.size) {
         throw new TsbuildError('REG_DIGEST_MISMATCH', `manifest ${chosen.digest} is ${fetched.bytes.length} bytes, the index says ${chosen.size}`);
       }
@@ -80,11 +140,16 @@ export async function pullImage(client: HttpRegistryClient, store: Store, ref: I
     if (top !== fetched) await store.blobs.putBytes(top.bytes, { digest: top.digest });
     await store.blobs.putBytes(fetched.bytes, { digest: fetched.digest });
     const descriptor: Descriptor = { mediaType: fetched.mediaType, digest: fetched.digest, size: fetched.bytes.length };
-    const name = formatReference(ref);
     await store.refs.set(name, descriptor);
     await recordBlobLocations(blobRecordPath(store.paths.root), `${repo.host}/${repo.path}`, blobsNeeded.map((d) => d.digest));
     return { name, manifest: descriptor, repoDigest: top.digest, configDigest: manifest.config.digest, downloaded, present: blobsNeeded.length - downloaded };
   } finally {
     await lease.release();
   }
+}
+
+/** A manifest the store already holds (an index's entry pulled before), as if fetched. */
+async function storedManifest(store: Store, d: Descriptor): Promise<FetchedManifest> {
+  const { value, bytes } = await store.blobs.readJson(d.digest);
+  return { bytes, digest: d.digest, mediaType: manifestMediaTypeOf(value as { mediaType?: unknown }, d.mediaType, `manifest ${d.digest}`) };
 }

@@ -10,13 +10,22 @@ import { runPool } from './pool.js';
 import { locationOf } from './pull.js';
 import { readUploadState, removeUploadState, uploadStatePath, writeUploadState } from './upload-state.js';
 
+/** Read size of blob bodies: 1 MiB reads cost the HTTP stack and the kernel far less than the 64 KiB default. */
+const READ_CHUNK = 1024 * 1024;
+
+/**
+ * Default monolithic limit and PATCH chunk: 340 MB pushed to a local registry took ~4.0 s in 16 MiB
+ * chunks, ~3.4 s in 64 MiB chunks, ~3.2 s as one PUT; 64 MiB keeps a killed push's loss bounded.
+ */
+const DEFAULT_CHUNK = 64 * 1024 * 1024;
+
 /** Options of {@link pushImage}. */
 export interface PushOptions {
   /** Parallel blob uploads (default 4). */
   readonly concurrency?: number;
-  /** Blobs up to this size go in one PUT (default 16 MiB); larger ones in PATCH chunks. */
+  /** Blobs up to this size go in one PUT (default 64 MiB); larger ones in PATCH chunks. */
   readonly monolithicMaxBytes?: number;
-  /** PATCH chunk size (default 16 MiB; raised to the registry's OCI-Chunk-Min-Length). */
+  /** PATCH chunk size (default 64 MiB: a round trip per chunk; raised to the registry's OCI-Chunk-Min-Length). */
   readonly chunkBytes?: number;
   readonly signal?: AbortSignal;
   readonly onEvent?: EventSink;
@@ -49,55 +58,85 @@ interface PushContext {
   readonly pushed: Digest[];
 }
 
+/** A document as it will be pushed: its final bytes (layers compressed), blobs and child manifests. */
+interface PreparedDocument {
+  readonly bytes: Buffer;
+  readonly digest: Digest;
+  readonly mediaType: string;
+  /** Config and layers of a manifest (none for an index). */
+  readonly blobs: readonly Descriptor[];
+  /** Child manifests of an index. */
+  readonly children: readonly PreparedDocument[];
+}
+
 /**
- * Pushes the image `source` (a manifest or index of the store) to `dest`: for each blob a HEAD
- * first (skip when present), else a cross-repository mount when the record knows another
+ * Pushes the image `source` (a manifest or index of the store) to `dest`. First one HEAD of the
+ * destination manifest: when the registry already has the image's digest there, the push is
+ * done (a registry holding a manifest holds its blobs): nothing else is sent. Otherwise, for each
+ * blob a HEAD (skip when present), else a cross-repository mount when the record knows another
  * repository of that registry holding it, else an upload (one PUT, or PATCH chunks for large
  * blobs; a chunked upload interrupted by a crash resumes from the offset the registry reports,
- * persisted under the store's cache/registry-uploads/). Uncompressed layers are gzip-compressed once (remembered). Manifests go last, the
- * tag (or digest) of `dest` last of all. Throws `REG_*`, `STORE_*`.
+ * persisted under the store's cache/registry-uploads/). Uncompressed layers are gzip-compressed
+ * once (remembered). Manifests go last, the tag (or digest) of `dest` last of all. Throws `REG_*`, `STORE_*`.
  */
 export async function pushImage(client: HttpRegistryClient, store: Store, source: Descriptor, dest: ImageReference, options: PushOptions = {}): Promise<PushResult> {
-  const repo = locationOf(dest);
+  const repo: RepositoryLocation = { ...locationOf(dest), actions: 'pull,push' };
   const recordPath = blobRecordPath(store.paths.root);
   const ctx: PushContext = { client, store, repo, record: await readBlobRecord(recordPath), options, counters: { uploaded: 0, mounted: 0, existing: 0 }, pushed: [] };
   const lease = await acquireLease(store);
   try {
-    const top = await pushDocument(ctx, source, dest.tag ?? dest.digest);
+    const top = await prepareDocument(ctx, source);
     if (dest.digest !== undefined && dest.digest !== top.digest) {
       throw new TsbuildError('REG_DIGEST_MISMATCH', `pushing ${formatReference(dest)}: the image's digest is ${top.digest}`, { hint: 'push to a tag, or omit the digest' });
     }
+    const remote = await client.manifestDigest(repo, dest.tag ?? top.digest, options.signal);
+    if (remote?.digest === top.digest) markPresent(ctx, top);
+    else await pushDocument(ctx, top, dest.tag ?? top.digest);
     await recordBlobLocations(recordPath, `${repo.host}/${repo.path}`, ctx.pushed);
-    return { ...top, ...ctx.counters };
+    return { digest: top.digest, size: top.bytes.length, mediaType: top.mediaType, ...ctx.counters };
   } finally {
     await lease.release();
   }
 }
 
-/** Pushes a manifest or index (children first) and PUTs it under `reference` (or its digest). */
-async function pushDocument(ctx: PushContext, d: Descriptor, reference: string | undefined): Promise<{ digest: Digest; size: number; mediaType: string }> {
+/** Reads a manifest or index (children first) and computes what will be pushed: layers compressed, digests updated. */
+async function prepareDocument(ctx: PushContext, d: Descriptor): Promise<PreparedDocument> {
   const { value, bytes } = await ctx.store.blobs.readJson(d.digest);
   const doc = parseImageDocument(value, d.mediaType, `manifest ${d.digest}`);
   let out: Buffer = bytes;
   if (doc.kind === 'index') {
-    const children: Descriptor[] = [];
-    let changed = false;
+    const children: PreparedDocument[] = [];
+    const entries: Descriptor[] = [];
     for (const m of doc.index.manifests) {
-      const pushed = await pushDocument(ctx, m, undefined);
-      changed ||= pushed.digest !== m.digest;
-      children.push(pushed.digest === m.digest ? m : { ...m, digest: pushed.digest, size: pushed.size });
+      const child = await prepareDocument(ctx, m);
+      children.push(child);
+      entries.push(child.digest === m.digest ? m : { ...m, digest: child.digest, size: child.bytes.length });
     }
-    if (changed) out = Buffer.from(JSON.stringify({ ...doc.index, manifests: children }));
-  } else {
-    const layers: Descriptor[] = [];
-    for (const l of doc.manifest.layers) layers.push(isUncompressedLayer(l) ? await compressedLayer(ctx.store, l, ctx.options.signal) : l);
-    const blobs = [doc.manifest.config, ...layers];
-    await runPool(blobs, ctx.options.concurrency ?? 4, (b) => pushBlob(ctx, b));
-    if (layers.some((l, i) => l !== doc.manifest.layers[i])) out = Buffer.from(JSON.stringify({ ...doc.manifest, layers }));
+    if (entries.some((m, i) => m !== doc.index.manifests[i])) out = Buffer.from(JSON.stringify({ ...doc.index, manifests: entries }));
+    return { bytes: out, digest: out === bytes ? d.digest : sha256Of(out), mediaType: d.mediaType, blobs: [], children };
   }
-  const mediaType = d.mediaType;
-  const digest = await ctx.client.putManifest(ctx.repo, reference ?? sha256Of(out), out, mediaType, ctx.options.signal);
-  return { digest, size: out.length, mediaType };
+  const layers: Descriptor[] = [];
+  for (const l of doc.manifest.layers) layers.push(isUncompressedLayer(l) ? await compressedLayer(ctx.store, l, ctx.options.signal) : l);
+  if (layers.some((l, i) => l !== doc.manifest.layers[i])) out = Buffer.from(JSON.stringify({ ...doc.manifest, layers }));
+  return { bytes: out, digest: out === bytes ? d.digest : sha256Of(out), mediaType: d.mediaType, blobs: [doc.manifest.config, ...layers], children: [] };
+}
+
+/** Counts (and reports) every blob of `doc` as already in the registry. */
+function markPresent(ctx: PushContext, doc: PreparedDocument): void {
+  const emit = ctx.options.onEvent ?? (() => undefined);
+  for (const child of doc.children) markPresent(ctx, child);
+  for (const b of doc.blobs) {
+    ctx.pushed.push(b.digest);
+    ctx.counters.existing++;
+    emit({ type: 'transfer', id: b.digest.slice(7, 19), name: 'Layer already exists', current: b.size, total: b.size });
+  }
+}
+
+/** Pushes a manifest or index (children and blobs first) and PUTs it under `reference`. */
+async function pushDocument(ctx: PushContext, doc: PreparedDocument, reference: string): Promise<void> {
+  for (const child of doc.children) await pushDocument(ctx, child, child.digest);
+  await runPool(doc.blobs, ctx.options.concurrency ?? 4, (b) => pushBlob(ctx, b));
+  await ctx.client.putManifest(ctx.repo, reference, doc.bytes, doc.mediaType, ctx.options.signal);
 }
 
 /** Makes one blob present in the target repository (HEAD, mount, or upload). */
@@ -150,14 +189,14 @@ async function uploadContent(ctx: PushContext, d: Descriptor, session: UploadSes
   const stat = await store.blobs.stat(d.digest);
   if (stat === undefined || stat.size !== d.size) throw new TsbuildError('STORE_BLOB_NOT_FOUND', `blob ${d.digest} is not in the store (needed to push it)`);
   const path = store.blobs.pathOf(d.digest);
-  const range = (start: number, end: number) => async (): Promise<Readable> => createReadStream(path, { start, end: end - 1 });
-  if (session.offset === 0 && d.size <= (options.monolithicMaxBytes ?? 16 * 1024 * 1024)) {
+  const range = (start: number, end: number) => async (): Promise<Readable> => createReadStream(path, { start, end: end - 1, highWaterMark: READ_CHUNK });
+  if (session.offset === 0 && d.size <= (options.monolithicMaxBytes ?? DEFAULT_CHUNK)) {
     await client.finishUpload(repo, session, d.digest, { size: d.size, body: range(0, d.size) }, signal);
     return;
   }
   let s = session;
   while (s.offset < d.size) {
-    const chunk = Math.max(options.chunkBytes ?? 16 * 1024 * 1024, s.minChunk ?? 0);
+    const chunk = Math.max(options.chunkBytes ?? DEFAULT_CHUNK, s.minChunk ?? 0);
     const end = Math.min(d.size, s.offset + chunk);
     s = await client.uploadChunk(repo, s, end - s.offset, range(s.offset, end), signal);
     // Persisted after every acknowledged chunk: a push killed now resumes here after restart.

@@ -1,13 +1,11 @@
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { rootCertificates } from 'node:tls';
-import { Agent, request, type Dispatcher } from 'undici';
 import { TsbuildError } from '../core/index.js';
 import { basicAuthorization, parseChallenge, tokenFromResponse, type AuthChallenge, type CachedToken, type TokenResponse } from './auth.js';
 import type { Credentials } from './credentials.js';
 import { isRetryableNetError, MAX_ERROR_BODY, netCodeOf, networkError, redact, responseError } from './errors.js';
 import { isPlainHttpAllowed } from './hosts.js';
+import { drainBody, HttpPool, readBodyText, type HttpAnswer } from './http.js';
+import { TokenCache } from './token-cache.js';
 
 /** Options of a {@link RegistryTransport}; every field has a default. */
 export interface TransportOptions {
@@ -56,13 +54,17 @@ export interface RegistryRequest {
 export interface RegistryResponse {
   readonly status: number;
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
-  readonly body: Readable & { dump?: () => Promise<void>; text?: () => Promise<string> };
+  /** Every value of each header, unjoined. */
+  readonly headersDistinct: Readonly<Record<string, string[] | undefined>>;
+  readonly body: Readable;
   /** The final URL (after redirects). */
   readonly url: URL;
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 5;
+/** Largest token-server answer read. */
+const TOKEN_BODY_LIMIT = 1024 * 1024;
 
 /** Reads one header value (the first when repeated). */
 export function headerOf(res: Pick<RegistryResponse, 'headers'>, name: string): string | undefined {
@@ -70,14 +72,9 @@ export function headerOf(res: Pick<RegistryResponse, 'headers'>, name: string): 
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** Discards a response body, swallowing errors. */
-export async function dumpBody(res: RegistryResponse): Promise<void> {
-  try {
-    if (res.body.dump !== undefined) await res.body.dump();
-    else res.body.destroy();
-  } catch {
-    // ignore
-  }
+/** Discards a response body (keeping its connection when the body is small); never throws. */
+export async function dumpBody(res: Pick<RegistryResponse, 'body'>): Promise<void> {
+  await drainBody(res.body);
 }
 
 /** Reads a small response body as text (at most {@link MAX_ERROR_BODY} bytes, the rest discarded). */
@@ -132,15 +129,15 @@ export function retryDelay(attempt: number, baseMs: number, retryAfter: string |
 }
 
 /**
- * HTTP to registries over undici with keep-alive: scheme choice (HTTPS; HTTP only for loopback
- * and insecure hosts), per-host CAs, Bearer/Basic auth with a per-scope token cache, retries,
- * redirects. One instance per command; {@link close} releases the connections.
+ * HTTP to registries over node:http/node:https with keep-alive: scheme choice (HTTPS; HTTP only
+ * for loopback and insecure hosts), per-host CAs, Bearer/Basic auth with an in-memory per-scope
+ * token cache, retries, redirects. One instance per command; {@link close} releases the connections.
  */
 export class RegistryTransport {
-  private readonly agents = new Map<string, Agent>();
+  private readonly http: HttpPool;
   private readonly schemes = new Map<string, Promise<'https' | 'http'>>();
   private readonly challenges = new Map<string, AuthChallenge>();
-  private readonly tokens = new Map<string, CachedToken>();
+  private readonly tokens = new TokenCache();
   private readonly creds = new Map<string, Promise<Credentials | undefined>>();
   private readonly o: Required<Omit<TransportOptions, 'credentials' | 'log'>> & Pick<TransportOptions, 'credentials' | 'log'>;
 
@@ -149,12 +146,12 @@ export class RegistryTransport {
       insecureRegistries: [], certsDir: '/etc/docker/certs.d', caFiles: [], retries: 4, retryBaseMs: 250, maxRetryAfterMs: 30_000,
       connectTimeoutMs: 30_000, idleTimeoutMs: 60_000, userAgent: 'tsbuild/0.1', ...options,
     };
+    this.http = new HttpPool({ certsDir: this.o.certsDir, caFiles: this.o.caFiles, connectTimeoutMs: this.o.connectTimeoutMs, idleTimeoutMs: this.o.idleTimeoutMs });
   }
 
   /** Closes every connection. */
   async close(): Promise<void> {
-    await Promise.all([...this.agents.values()].map((a) => a.close().catch(() => undefined)));
-    this.agents.clear();
+    this.http.close();
   }
 
   private log(line: string): void {
@@ -171,47 +168,15 @@ export class RegistryTransport {
     return p;
   }
 
-  private async agentFor(url: URL): Promise<Agent> {
-    const key = url.protocol === 'https:' ? url.host : 'http';
-    let agent = this.agents.get(key);
-    if (agent === undefined) {
-      const ca = url.protocol === 'https:' ? await this.caFor(url.host) : undefined;
-      agent = new Agent({
-        keepAliveTimeout: 30_000,
-        connections: 16,
-        headersTimeout: this.o.idleTimeoutMs,
-        bodyTimeout: this.o.idleTimeoutMs,
-        connect: { timeout: this.o.connectTimeoutMs, ...(ca === undefined ? {} : { ca }) },
-      });
-      this.agents.set(key, agent);
-    }
-    return agent;
-  }
-
-  /** System CAs plus `certsDir/<host>/*.crt` and the `caFiles`; undefined when there are no extras. */
-  private async caFor(host: string): Promise<string[] | undefined> {
-    const extra: string[] = [];
-    const dir = join(this.o.certsDir, host);
-    const names = await readdir(dir).catch(() => [] as string[]);
-    for (const n of names.filter((x) => x.endsWith('.crt')).sort()) extra.push(await readFile(join(dir, n), 'utf8'));
-    for (const f of this.o.caFiles) {
-      extra.push(await readFile(f, 'utf8').catch((err: unknown) => {
-        throw new TsbuildError('REG_TLS', `cannot read CA file ${f}: ${(err as Error).message}`, { cause: err });
-      }));
-    }
-    return extra.length === 0 ? undefined : [...rootCertificates, ...extra];
-  }
-
   /** `https` unless plain HTTP is allowed for `host` and HTTPS does not answer there (docker's fallback). */
   schemeOf(host: string, signal?: AbortSignal): Promise<'https' | 'http'> {
     let p = this.schemes.get(host);
     if (p === undefined) {
       p = (async () => {
         if (!isPlainHttpAllowed(host, this.o.insecureRegistries)) return 'https' as const;
-        const url = new URL(`https://${host}/v2/`);
         try {
-          const res = await request(url, { method: 'GET', dispatcher: await this.agentFor(url), headers: { 'user-agent': this.o.userAgent }, ...(signal === undefined ? {} : { signal }) });
-          await res.body.dump();
+          const res = await this.http.send(new URL(`https://${host}/v2/`), { method: 'GET', headers: { 'user-agent': this.o.userAgent }, ...(signal === undefined ? {} : { signal }) });
+          await drainBody(res.body);
           return 'https' as const;
         } catch (err) {
           // A certificate problem means the host speaks TLS: stay on HTTPS so the TLS error shows.
@@ -225,25 +190,20 @@ export class RegistryTransport {
     return p;
   }
 
-  private tokenKey(ch: AuthChallenge, scopes: readonly string[]): string {
-    return `${ch.realm ?? ''}|${ch.service ?? ''}|${[...scopes].sort().join(' ')}`;
-  }
-
   /**
    * The Authorization header for a request to `host` needing `scopes`, from the known challenge;
-   * `cached` tells whether a bearer token came from the cache (and may be stale).
+   * `cached` is the bearer token when it came from the cache (it may be stale).
    */
-  private async authorization(host: string, scopes: readonly string[], signal?: AbortSignal): Promise<{ header: string; cached: boolean } | undefined> {
+  private async authorization(host: string, scopes: readonly string[], signal?: AbortSignal): Promise<{ header: string; cached?: string } | undefined> {
     const ch = this.challenges.get(host);
     if (ch === undefined) return undefined;
     const creds = await this.credentialsOf(host);
-    if (ch.scheme === 'basic') return creds?.username !== undefined ? { header: basicAuthorization(creds), cached: false } : undefined;
-    const key = this.tokenKey(ch, scopes);
-    const cached = this.tokens.get(key);
-    if (cached !== undefined && cached.expiresAt > Date.now()) return { header: `Bearer ${cached.token}`, cached: true };
+    if (ch.scheme === 'basic') return creds?.username !== undefined ? { header: basicAuthorization(creds) } : undefined;
+    const cached = this.tokens.find(ch, scopes, Date.now());
+    if (cached !== undefined) return { header: `Bearer ${cached.token}`, cached: cached.token };
     const token = await this.fetchToken(host, ch, scopes, creds, signal);
-    this.tokens.set(key, token);
-    return { header: `Bearer ${token.token}`, cached: false };
+    this.tokens.add(ch, scopes, token);
+    return { header: `Bearer ${token.token}` };
   }
 
   /** Gets a token from the challenge's realm (GET with Basic auth, or POST with a refresh token). */
@@ -270,6 +230,7 @@ export class RegistryTransport {
       if (scopes.length > 0) form.set('scope', scopes.join(' '));
       body = form.toString();
       headers['content-type'] = 'application/x-www-form-urlencoded';
+      headers['content-length'] = String(Buffer.byteLength(body));
     } else {
       if (ch.service !== undefined) url.searchParams.set('service', ch.service);
       for (const s of scopes) url.searchParams.append('scope', s);
@@ -279,15 +240,18 @@ export class RegistryTransport {
       }
     }
     this.log(`token ${method} ${url.origin}${url.pathname} scopes=${scopes.join(' ')}`);
-    let res: Dispatcher.ResponseData;
+    let status: number;
+    let text: string;
     try {
-      res = await request(url, { method, headers, ...(body === undefined ? {} : { body }), dispatcher: await this.agentFor(url), ...(signal === undefined ? {} : { signal }) });
+      const res = await this.http.send(url, { method, headers, ...(body === undefined ? {} : { body }), ...(signal === undefined ? {} : { signal }) });
+      status = res.status;
+      text = await readBodyText(res.body, TOKEN_BODY_LIMIT, `getting a token from ${url.origin}`);
     } catch (err) {
+      if (err instanceof TsbuildError) throw err;
       throw networkError(url.host, `getting a token from ${url.origin}`, err);
     }
-    const text = await res.body.text();
-    if (res.statusCode !== 200) {
-      throw responseError(`authentication at ${url.origin}${url.pathname} for ${host}`, res.statusCode === 403 ? 403 : res.statusCode === 400 ? 401 : res.statusCode, text);
+    if (status !== 200) {
+      throw responseError(`authentication at ${url.origin}${url.pathname} for ${host}`, status === 403 ? 403 : status === 400 ? 401 : status, text);
     }
     try {
       return tokenFromResponse(JSON.parse(text) as TokenResponse, Date.now());
@@ -306,7 +270,7 @@ export class RegistryTransport {
     const retries = req.retry === false ? 0 : this.o.retries;
     let authRetried = false;
     for (let attempt = 0; ; attempt++) {
-      let res: RegistryResponse & { cachedToken: boolean };
+      let res: RegistryResponse & { cachedToken: string | undefined };
       try {
         res = await this.sendOnce(req);
       } catch (err) {
@@ -320,14 +284,13 @@ export class RegistryTransport {
         throw networkError(req.host, `${req.method} ${req.path.split('?')[0] ?? ''}`, err);
       }
       // A 401 is answered once by authenticating; again whenever the token used came from the cache (it may have expired or been revoked).
-      if (res.status === 401 && (!authRetried || res.cachedToken)) {
-        const ch = parseChallenge(res.headers['www-authenticate']);
+      if (res.status === 401 && (!authRetried || res.cachedToken !== undefined)) {
+        const ch = parseChallenge(res.headersDistinct['www-authenticate']);
         if (ch !== undefined) {
           authRetried = true;
-          const known = this.challenges.get(req.host);
           this.challenges.set(req.host, ch);
           // A 401 with a cached token means it expired or lacks scope: drop it and ask again.
-          if (known !== undefined) this.tokens.delete(this.tokenKey(known, req.scopes));
+          if (res.cachedToken !== undefined) this.tokens.drop(res.cachedToken);
           const creds = await this.credentialsOf(req.host);
           if (ch.scheme === 'bearer' || creds?.username !== undefined) {
             await dumpBody(res);
@@ -348,7 +311,7 @@ export class RegistryTransport {
   }
 
   /** One attempt, following redirects. */
-  private async sendOnce(req: RegistryRequest): Promise<RegistryResponse & { cachedToken: boolean }> {
+  private async sendOnce(req: RegistryRequest): Promise<RegistryResponse & { cachedToken: string | undefined }> {
     const scheme = await this.schemeOf(req.host, req.signal);
     let url = /^https?:\/\//.test(req.path) ? new URL(req.path) : new URL(`${scheme}://${req.host}${req.path}`);
     if (url.protocol === 'http:' && !isPlainHttpAllowed(url.host, this.o.insecureRegistries)) {
@@ -356,28 +319,28 @@ export class RegistryTransport {
     }
     const origin = url.origin;
     let method: string = req.method;
-    let cachedToken = false;
+    let cachedToken: string | undefined;
     for (let hop = 0; ; hop++) {
       const headers: Record<string, string> = { 'user-agent': this.o.userAgent, ...req.headers };
       // SECURITY: the Authorization header goes only to the registry's own origin, never to a redirect target elsewhere.
       if (url.origin === origin) {
         const auth = await this.authorization(req.host, req.scopes, req.signal);
         if (auth !== undefined) headers.authorization = auth.header;
-        cachedToken = auth?.cached === true;
+        cachedToken = auth?.cached;
       }
       const body = hop === 0 && req.body !== undefined ? await req.body() : undefined;
       this.log(`${method} ${url.origin}${url.pathname}`);
-      const r = await request(url, {
-        method: method as Dispatcher.HttpMethod,
-        headers,
-        ...(body === undefined ? {} : { body }),
-        dispatcher: await this.agentFor(url),
-        ...(req.signal === undefined ? {} : { signal: req.signal }),
-      });
-      const res = { status: r.statusCode, headers: r.headers, body: r.body as RegistryResponse['body'], url, cachedToken };
-      this.log(`  -> ${r.statusCode}`);
+      let r: HttpAnswer;
+      try {
+        r = await this.http.send(url, { method, headers, ...(body === undefined ? {} : { body }), ...(req.signal === undefined ? {} : { signal: req.signal }) });
+      } catch (err) {
+        if (body !== undefined && typeof body === 'object' && !Buffer.isBuffer(body)) body.destroy();
+        throw err;
+      }
+      const res = { status: r.status, headers: r.headers, headersDistinct: r.headersDistinct, body: r.body, url, cachedToken };
+      this.log(`  -> ${r.status}`);
       const location = headerOf(res, 'location');
-      if (req.followRedirects !== true || !REDIRECTS.has(r.statusCode) || location === undefined) return res;
+      if (req.followRedirects !== true || !REDIRECTS.has(r.status) || location === undefined) return res;
       await dumpBody(res);
       if (hop >= MAX_REDIRECTS) throw new TsbuildError('REG_TOO_MANY_REDIRECTS', `${req.method} ${req.path.split('?')[0] ?? ''}: more than ${MAX_REDIRECTS} redirects`);
       const next = new URL(location, url);
@@ -385,7 +348,7 @@ export class RegistryTransport {
         throw new TsbuildError('REG_INSECURE', `refusing a redirect from HTTPS to plain HTTP (${next.host})`);
       }
       url = next;
-      if (r.statusCode === 303) method = 'GET';
+      if (r.status === 303) method = 'GET';
     }
   }
 }
