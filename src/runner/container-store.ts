@@ -2,8 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TsbuildError, type Digest } from '../core/index.js';
-import type { MountSpec, NetworkMode, ProcessUser, ResourcesSpec } from '../sandbox/index.js';
+import type { MountSpec, ProcessUser, ResourcesSpec } from '../sandbox/index.js';
+import type { ContainerNetworkMode, SlirpOptions } from './network-slirp.js';
 import { generateContainerName, isValidContainerName } from './ids.js';
+import type { PortBinding } from './ports.js';
+import type { AttachedVolume } from './volumes.js';
+import type { RestartPolicy } from './restart.js';
+import type { HealthcheckSpec } from './health.js';
 import { isProcessAlive } from './process-info.js';
 
 /** Docker's zero time, used for times that have not happened yet. */
@@ -33,7 +38,10 @@ export interface ContainerRecord {
   readonly userText: string;
   readonly user: ProcessUser;
   readonly hostname: string;
-  readonly network: NetworkMode;
+  /** `--network`: records written before slirp4netns say `none` for the private namespace with only lo. */
+  readonly network: ContainerNetworkMode;
+  /** The options of `--network slirp4netns:...` (absent: the defaults). */
+  readonly slirpOptions?: SlirpOptions;
   readonly capAdd: readonly string[];
   readonly capDrop: readonly string[];
   readonly mounts: readonly MountSpec[];
@@ -44,10 +52,26 @@ export interface ContainerRecord {
   readonly stopTimeout: number;
   readonly autoRemove: boolean;
   readonly labels: Readonly<Record<string, string>>;
+  /** `-p` bindings (absent in records written before published ports). */
+  readonly portBindings?: readonly PortBinding[];
+  /** `-P`: every exposed port is published on a free host port at each start. */
+  readonly publishAllPorts?: boolean;
+  /** The image's ExposedPorts plus the `-p` container ports, as sorted `PORT/PROTO` keys. */
+  readonly exposedPorts?: readonly string[];
+  /** Volumes mounted (their binds are among `mounts`; absent in records written before volumes). */
+  readonly volumes?: readonly AttachedVolume[];
+  /** `--restart` (absent: no). */
+  readonly restartPolicy?: RestartPolicy;
+  /** The effective healthcheck (image HEALTHCHECK and `--health-*`); absent: none. */
+  readonly healthcheck?: HealthcheckSpec;
+  /** `--init`: the init binary (bind-mounted among `mounts` at INIT_PATH) runs as PID 1 before `args`. */
+  readonly init?: boolean;
+  /** `-t`: the process runs on a pseudo-terminal of the container's devpts (its output is the log's stdout); absent: false. */
+  readonly tty?: boolean;
 }
 
 /** The lifecycle status as docker names it. */
-export type ContainerStatus = 'created' | 'running' | 'exited' | 'removing' | 'dead';
+export type ContainerStatus = 'created' | 'running' | 'restarting' | 'exited' | 'removing' | 'dead';
 
 /** The mutable run state, stored as `state.json` (always replaced atomically). */
 export interface ContainerState {
@@ -63,6 +87,8 @@ export interface ContainerState {
   readonly error: string;
   readonly startedAt: string;
   readonly finishedAt: string;
+  /** Restarts done by the restart policy since the last start (absent: 0). */
+  readonly restartCount?: number;
 }
 
 /** The state of a container that never ran. */
@@ -184,11 +210,11 @@ export class ContainerStore {
    */
   async inspect(id: string): Promise<ContainerEntry | undefined> {
     const first = await this.read(id);
-    if (first === undefined || first.state.status !== 'running' || isProcessAlive(first.state.monitorPid, first.state.monitorStartTime)) return first;
+    if (first === undefined || (first.state.status !== 'running' && first.state.status !== 'restarting') || isProcessAlive(first.state.monitorPid, first.state.monitorStartTime)) return first;
     // The monitor may have written the real exit state and exited between our read and the liveness
     // check: read again now that it is known dead (it cannot write any more).
     const e = await this.read(id);
-    if (e === undefined || e.state.status !== 'running') return e;
+    if (e === undefined || (e.state.status !== 'running' && e.state.status !== 'restarting')) return e;
     const state: ContainerState = { ...e.state, status: 'exited', pid: 0, exitCode: 255, error: 'the container monitor died', finishedAt: new Date().toISOString() };
     await this.writeState(id, state).catch(() => undefined);
     return { config: e.config, state };

@@ -1,12 +1,19 @@
+import { join } from 'node:path';
 import type { CompressionTools } from '../layer/index.js';
-import type { MountSpec, NetworkMode, ResourcesSpec } from '../sandbox/index.js';
+import type { MountSpec, ResourcesSpec } from '../sandbox/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
 import type { Store } from '../store/index.js';
 import { resolveProcess, type ProcessFlags } from './container-config.js';
 import type { ContainerRecord, ContainerStore } from './container-store.js';
 import { newContainerId, shortContainerId } from './ids.js';
 import { prepareImage } from './image-root.js';
+import { containerPortFields, type PortBinding } from './ports.js';
+import type { ContainerNetwork } from './network-slirp.js';
 import { resolveSnapshotUser, snapshotKeyOf } from './runner.js';
+import type { RestartPolicy } from './restart.js';
+import { INIT_PATH } from './runner.js';
+import { resolveHealthcheck, type HealthcheckSpec, type HealthFlags } from './health.js';
+import { imageVolumeRequests, layersOfMounts, normalizeDestination, seedVolume, volumeMount, VolumeStore, type AttachedVolume, type VolumeRequest } from './volumes.js';
 
 /** What `docker create` / `run` decide besides the process. */
 export interface CreateContainerOptions {
@@ -14,7 +21,8 @@ export interface CreateContainerOptions {
   readonly name?: string;
   readonly process: ProcessFlags;
   readonly hostname?: string;
-  readonly network: NetworkMode;
+  /** `--network`, as resolved for this machine (resolveContainerNetwork). */
+  readonly network: ContainerNetwork;
   readonly capAdd: readonly string[];
   readonly capDrop: readonly string[];
   readonly mounts: readonly MountSpec[];
@@ -23,6 +31,19 @@ export interface CreateContainerOptions {
   readonly autoRemove: boolean;
   /** Seconds from the stop signal to SIGKILL (default 10, as docker). */
   readonly stopTimeout?: number;
+  /** `-p` bindings and `-P` (every exposed port of the image on a free host port). */
+  readonly ports?: readonly PortBinding[];
+  readonly publishAll?: boolean;
+  /** Named (`-v NAME:/path`) and anonymous (`-v /path`) volumes; the image's VOLUME paths not mounted otherwise get anonymous ones. */
+  readonly volumes?: readonly VolumeRequest[];
+  /** `--restart` (default no). */
+  readonly restartPolicy?: RestartPolicy;
+  /** `--health-*` and `--no-healthcheck` over the image's HEALTHCHECK. */
+  readonly health?: HealthFlags;
+  /** `--init`: the host path of the init binary (build/tsbuild-init), mounted at INIT_PATH. */
+  readonly initPath?: string;
+  /** `-t`: run the process on a pseudo-terminal. */
+  readonly tty?: boolean;
 }
 
 /** What creating a container touches. */
@@ -31,6 +52,8 @@ export interface CreateDeps {
   readonly containers: ContainerStore;
   readonly snapshotter: Snapshotter;
   readonly compressionTools: CompressionTools;
+  /** True when not root: volumes seeded from the image keep no owners. */
+  readonly rootless?: boolean;
 }
 
 /**
@@ -46,9 +69,21 @@ export async function createContainer(deps: CreateDeps, o: CreateContainerOption
   const name = await deps.containers.claimName(id, o.name);
   const key = snapshotKeyOf(id);
   let prepared = false;
+  const volumeStore = new VolumeStore(join(deps.store.paths.root, 'volumes'));
+  const made: string[] = [];
   try {
     await deps.snapshotter.prepare(key, image.chain, { persistent: true });
     prepared = true;
+    const requests = [...(o.volumes ?? [])];
+    requests.push(...imageVolumeRequests(image.config.config?.Volumes, [...o.mounts.map((m) => m.destination), ...requests.map((r) => r.destination)]));
+    const volumes: AttachedVolume[] = [];
+    for (const r of requests) {
+      const isNew = r.name === undefined || (await volumeStore.inspect(r.name)) === undefined;
+      const v = await volumeStore.create(r.name);
+      if (isNew) made.push(v.Name);
+      volumes.push({ name: v.Name, destination: normalizeDestination(r.destination), readonly: r.readonly, anonymous: r.name === undefined });
+      if (r.noCopy !== true) await seedVolume(layersOfMounts((await deps.snapshotter.open(key)).mounts()), r.destination, v.Mountpoint, deps.rootless !== true);
+    }
     const user = await resolveSnapshotUser(deps.snapshotter, key, proc.userText);
     const env = proc.env.some((e) => e.startsWith('HOME=')) ? proc.env : [...proc.env, `HOME=${user.home ?? '/'}`];
     const record: ContainerRecord = {
@@ -67,22 +102,38 @@ export async function createContainer(deps: CreateDeps, o: CreateContainerOption
       userText: proc.userText,
       user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
       hostname: o.hostname ?? shortContainerId(id),
-      network: o.network,
+      network: o.network.mode,
+      ...(o.network.slirp === undefined || Object.keys(o.network.slirp).length === 0 ? {} : { slirpOptions: o.network.slirp }),
       capAdd: o.capAdd,
       capDrop: o.capDrop,
-      mounts: o.mounts,
+      mounts: [
+        ...o.mounts,
+        ...volumes.map((v) => volumeMount(volumeStore, v)),
+        ...(o.initPath === undefined ? [] : [{ destination: INIT_PATH, type: 'bind', source: o.initPath, options: ['bind', 'ro', 'rprivate'] }]),
+      ],
+      ...(o.initPath === undefined ? {} : { init: true }),
+      ...(o.tty === true ? { tty: true } : {}),
+      volumes,
+      ...healthcheckField(resolveHealthcheck(image.config.config?.Healthcheck, o.health ?? {})),
+      ...(o.restartPolicy === undefined || o.restartPolicy.Name === 'no' ? {} : { restartPolicy: o.restartPolicy }),
       resources: o.resources,
       readonlyRootfs: o.readonlyRootfs,
       stopSignal: proc.stopSignal,
       stopTimeout: o.stopTimeout ?? 10,
       autoRemove: o.autoRemove,
       labels: image.config.config?.Labels ?? {},
+      ...containerPortFields(image.config.config?.ExposedPorts, o.ports ?? [], o.publishAll ?? false),
     };
     await deps.containers.create(record);
     return record;
   } catch (err) {
     if (prepared) await deps.snapshotter.remove(key).catch(() => undefined);
+    for (const n of made) if (n !== '') await volumeStore.remove(n).catch(() => undefined);
     await deps.containers.releaseName(id, name).catch(() => undefined);
     throw err;
   }
+}
+
+function healthcheckField(spec: HealthcheckSpec | undefined): { healthcheck?: HealthcheckSpec } {
+  return spec === undefined ? {} : { healthcheck: spec };
 }

@@ -88,11 +88,35 @@ export interface ReadLogsOptions {
   readonly signal?: AbortSignal;
   /** How long to wait between polls when following (ms, default 100). */
   readonly pollMs?: number;
+  /** Only records at or after this time (nanoseconds since the epoch), as docker's --since. */
+  readonly sinceNs?: bigint;
+  /** Only records at or before this time (nanoseconds since the epoch); following ends once the clock passes it (docker's --until). */
+  readonly untilNs?: bigint;
+  /** Start reading at this byte offset of the file (default 0): `start -a` shows only the new run's output. */
+  readonly startOffset?: number;
+  /** The current time in ms (default Date.now), for following with `untilNs`. */
+  readonly now?: () => number;
+}
+
+/** A record's time (`...T15:04:05.123456789Z`) in nanoseconds since the epoch; undefined when unreadable. */
+export function logRecordNs(time: string): bigint | undefined {
+  const m = /^(.*T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$/.exec(time);
+  if (m === null) return undefined;
+  const ms = Date.parse(`${m[1] as string}${m[3] as string}`);
+  return Number.isFinite(ms) ? BigInt(ms) * 1_000_000n + BigInt((m[2] ?? '').slice(0, 9).padEnd(9, '0')) : undefined;
 }
 
 /** Calls `emit` for each record of the log file at `path` (missing file: none). Throws RUN_IO. */
-export async function readLogs(path: string, emit: (r: LogRecord) => void, options: ReadLogsOptions = {}): Promise<void> {
-  let offset = 0;
+export async function readLogs(path: string, emitAll: (r: LogRecord) => void, options: ReadLogsOptions = {}): Promise<void> {
+  const { sinceNs, untilNs } = options;
+  // As docker's json-file reader: --tail picks the last records, then --since/--until filter them.
+  const emit = sinceNs === undefined && untilNs === undefined ? emitAll : (r: LogRecord): void => {
+    const ns = logRecordNs(r.time);
+    if (ns === undefined || (sinceNs !== undefined && ns < sinceNs) || (untilNs !== undefined && ns > untilNs)) return;
+    emitAll(r);
+  };
+  const now = options.now ?? Date.now;
+  let offset = options.startOffset ?? 0;
   let partial = '';
   const decoder = new StringDecoder('utf8');
   const readNew = async (limit?: number): Promise<void> => {
@@ -135,7 +159,7 @@ export async function readLogs(path: string, emit: (r: LogRecord) => void, optio
   const wait = options.pollMs ?? 100;
   for (;;) {
     if (options.signal?.aborted === true) return;
-    const done = options.isDone === undefined ? false : await options.isDone();
+    const done = (options.isDone === undefined ? false : await options.isDone()) || (untilNs !== undefined && BigInt(now()) * 1_000_000n > untilNs);
     await readNew();
     if (done) return;
     await new Promise((r) => setTimeout(r, wait));

@@ -1,33 +1,18 @@
 import { readFileSync, readdirSync } from 'node:fs';
-
-/** Parses `/proc/PID/stat`; undefined when the process does not exist. */
-function readStat(pid: number): { state: string; ppid: number; startTime: string } | undefined {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  // The command name (field 2) may contain spaces and parentheses: fields restart after the last ')'.
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return { state: rest[0] ?? '', ppid: Number(rest[1]), startTime: rest[19] ?? '' };
-}
+import { isPidRunning, readProcStat } from '../sys/index.js';
 
 /** The start time (clock ticks since boot, as text) of `pid`, or undefined when it does not exist. */
 export function processStartTime(pid: number): string | undefined {
-  return readStat(pid)?.startTime;
+  return readProcStat(pid)?.startTime;
 }
 
 /** True when `pid` exists, is not a zombie and (when given) started at `startTime` (safe against pid reuse). */
-export function isProcessAlive(pid: number, startTime?: string): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  const s = readStat(pid);
-  if (s === undefined || s.state === 'Z' || s.state === 'X') return false;
-  return startTime === undefined || startTime === '' || s.startTime === startTime;
-}
+export const isProcessAlive = isPidRunning;
 
-/** The direct children of `pid` (scans /proc; no CONFIG_PROC_CHILDREN needed). */
+/** The direct children of `pid`: from the task children files, else a scan of /proc. */
 export function childPids(pid: number): number[] {
+  const fast = childPidsFromTasks(pid);
+  if (fast !== undefined) return fast;
   const out: number[] = [];
   let names: string[];
   try {
@@ -37,8 +22,33 @@ export function childPids(pid: number): number[] {
   }
   for (const n of names) {
     if (!/^\d+$/.test(n)) continue;
-    const s = readStat(Number(n));
+    const s = readProcStat(Number(n));
     if (s !== undefined && s.ppid === pid) out.push(Number(n));
   }
   return out;
+}
+
+/**
+ * The children of `pid` from `/proc/PID/task/TID/children` (every thread's, CONFIG_PROC_CHILDREN):
+ * a few small reads instead of a stat of every process. Undefined when the kernel lacks the file.
+ */
+function childPidsFromTasks(pid: number): number[] | undefined {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const out = new Set<number>();
+  for (const tid of tasks) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && tid === String(pid)) return undefined;
+      continue;
+    }
+    for (const n of text.split(' ')) if (/^\d+$/.test(n)) out.add(Number(n));
+  }
+  return [...out];
 }

@@ -1,10 +1,16 @@
 import { readFile, readlink } from 'node:fs/promises';
 import { TsbuildError } from '../core/index.js';
-import { createRunSpec, parseGroup, parsePasswd, resolveUserFromTables, type RootSpec, type RunResult, type Sandbox, type SandboxStdio } from '../sandbox/index.js';
+import { cleanupStaleCgroups, createRunSpec, parseGroup, parsePasswd, resolveUserFromTables, type RootSpec, type RunResult, type Sandbox, type SandboxStdio } from '../sandbox/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
 import type { ContainerRecord, ContainerState, ContainerStore } from './container-store.js';
 import { ZERO_TIME } from './container-store.js';
+import { prepareContainerNetwork, type SlirpLookup } from './network-slirp.js';
+import { publishPorts } from './port-forwarder.js';
+import { bindingsOfContainer } from './ports.js';
+import { portsFileOf } from './ports-state.js';
 import { childPids, isProcessAlive, processStartTime } from './process-info.js';
+import { removeAnonymousVolumes } from './volumes.js';
+import { stdioForTerminal } from './tty.js';
 
 /** What running a container needs; the CLI wires concrete instances. */
 export interface RunnerDeps {
@@ -17,7 +23,12 @@ export interface RunnerDeps {
   readonly rootless: boolean;
   /** This process's pid (the owner recorded in state.json). */
   readonly ownerPid: number;
+  /** slirp4netns for `--network slirp4netns` (findSlirp4netns); absent: not available. */
+  readonly slirp4netns?: SlirpLookup;
 }
+
+/** Where `--init` mounts the init binary in the container (docker uses /sbin/docker-init). */
+export const INIT_PATH = '/sbin/tsbuild-init';
 
 /** The snapshot key of a container's writable layer. */
 export function snapshotKeyOf(id: string): string {
@@ -40,13 +51,14 @@ export async function resolveSnapshotUser(snapshotter: Snapshotter, name: string
 }
 
 /** The sandbox root of an active snapshot. */
-function rootOf(snapshotter: Snapshotter, key: string, readonly: boolean): Promise<RootSpec> {
+function rootOf(snapshotter: Snapshotter, key: string, readonly: boolean, usedOnce: boolean): Promise<RootSpec> {
   return snapshotter.open(key).then((active) => {
     const m = active.mounts();
     return m.type === 'bind'
       ? { path: m.source, readonly }
       // Relative lowerdirs from the snapshotter's base dir keep long chains within mount(2)'s one page; its probed options (userxattr...) apply.
-      : { overlay: { lowerdirs: m.relativeLowerdirs, upperdir: m.upperdir, workdir: m.workdir, baseDir: m.baseDir, options: m.options }, readonly };
+      // A writable layer mounted once (--rm) is `volatile`: its unmount skips syncing the whole upper file system, as podman does.
+      : { overlay: { lowerdirs: m.relativeLowerdirs, upperdir: m.upperdir, workdir: m.workdir, baseDir: m.baseDir, options: usedOnce ? [...m.options, 'volatile'] : m.options }, readonly };
   });
 }
 
@@ -79,6 +91,12 @@ async function findContainerPid(launcherPath: string, ownerPid: number, hostname
 export interface RunContainerOptions {
   /** Called once the container's process runs (its pid recorded), or when it ended before that. */
   readonly onStarted?: () => void;
+  /** Awaited as soon as the container's process has ended, before its state says exited and before --rm removes it (stops health probes). */
+  readonly onEnded?: () => Promise<void>;
+  /** Receives problems that do not stop the container (e.g. its published ports stopped forwarding). */
+  readonly onWarning?: (message: string) => void;
+  /** Restarts by the restart policy before this run (recorded in the state). */
+  readonly restartCount?: number;
 }
 
 /**
@@ -91,7 +109,7 @@ export interface RunContainerOptions {
 export async function runContainer(deps: RunnerDeps, config: ContainerRecord, stdio: SandboxStdio, signal: AbortSignal, options: RunContainerOptions = {}): Promise<RunResult> {
   const { containers } = deps;
   const id = config.id;
-  const root = await rootOf(deps.snapshotter, config.snapshotKey, config.readonlyRootfs).catch((err: unknown) => {
+  const root = await rootOf(deps.snapshotter, config.snapshotKey, config.readonlyRootfs, config.autoRemove).catch((err: unknown) => {
     if (err instanceof TsbuildError && err.code === 'SNAPSHOT_NOT_FOUND') {
       throw new TsbuildError('RUN_LAYER_GONE', `the writable layer of container ${id.slice(0, 12)} is gone`, {
         cause: err, exitCode: 125, hint: `remove the container with "tsbuild rm ${config.name}" and run the image again`,
@@ -101,26 +119,38 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
   });
   const hostnameEnv = `HOSTNAME=${config.hostname}`;
   const env = config.env.some((e) => e.startsWith('HOSTNAME=')) ? config.env : [...config.env, hostnameEnv];
+  // slirp4netns (outbound network) starts in the container's namespaces before its command runs.
+  const net = prepareContainerNetwork({ mode: config.network, ...(config.slirpOptions === undefined ? {} : { slirp: config.slirpOptions }) }, deps.slirp4netns, { rootless: deps.rootless, tag: containers.dirOf(id) });
   const spec = createRunSpec({
-    args: config.args,
+    args: config.init === true ? [INIT_PATH, '--', ...config.args] : config.args,
     root,
     env,
     cwd: config.cwd,
     user: config.user,
     hostname: config.hostname,
-    network: config.network,
+    network: net.sandboxMode,
     userNamespace: deps.rootless,
     capAdd: config.capAdd,
     capDrop: config.capDrop,
     mounts: config.mounts,
-    ...(config.resources === undefined ? {} : { resources: config.resources }),
-    terminal: false,
+    // Always a cgroup (when one can be used), even without limits: exec, pause, stats and top need it.
+    resources: config.resources ?? {},
+    terminal: config.tty === true,
   });
   const running: ContainerState = {
     status: 'running', pid: 0, pidStartTime: '', monitorPid: deps.ownerPid, monitorStartTime: processStartTime(deps.ownerPid) ?? '',
     exitCode: 0, oomKilled: false, error: '', startedAt: new Date().toISOString(), finishedAt: ZERO_TIME,
+    ...(options.restartCount === undefined ? {} : { restartCount: options.restartCount }),
   };
-  await containers.writeState(id, running);
+  // Published ports are bound before the container starts: a port in use fails the start (RUN_PORT_*), nothing runs.
+  const ports = await publishPorts(bindingsOfContainer(config), {
+    rootless: deps.rootless, stateFile: portsFileOf(containers, id), tag: containers.dirOf(id), ...(options.onWarning === undefined ? {} : { onWarning: options.onWarning }),
+    proxyPath: deps.launcherPath.replace(/[^/]*$/, 'tsbuild-port-proxy'), // beside the launcher, as the init
+  });
+  await containers.writeState(id, running).catch(async (err: unknown) => {
+    await ports.close();
+    throw err;
+  });
   let started = false;
   const markStarted = (): void => {
     if (!started) {
@@ -136,6 +166,7 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
       const pid = await findContainerPid(deps.launcherPath, deps.ownerPid, env.find((e) => e.startsWith('HOSTNAME=')) ?? hostnameEnv, Date.now() - since > 500);
       if (pid !== undefined && !ended) {
         await containers.writeState(id, { ...running, pid, pidStartTime: processStartTime(pid) ?? '' });
+        void ports.attach(pid);
         markStarted();
         return;
       }
@@ -145,12 +176,17 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
   let result: RunResult | undefined;
   let failure: unknown;
   try {
-    result = await deps.sandbox.run(spec, stdio, signal);
+    result = await deps.sandbox.run(spec, stdioForTerminal(config.tty === true, stdio), signal, net.hooks);
   } catch (err) {
     failure = err;
   }
   ended = true;
   await watch.catch(() => undefined);
+  await options.onEnded?.().catch(() => undefined);
+  await ports.close();
+  // slirp4netns ends (its tap device's teardown waits for the kernel) before the state says exited, or with --rm while the container is removed.
+  const netStopped = net.stop();
+  if (!config.autoRemove) await netStopped;
   const exitCode = result?.exitCode ?? (failure instanceof TsbuildError ? failure.exitCode ?? 125 : 125);
   await containers.writeState(id, {
     ...running,
@@ -161,15 +197,27 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
     finishedAt: new Date().toISOString(),
   });
   markStarted();
-  if (config.autoRemove) await removeContainer(deps, config);
+  if (config.autoRemove) await Promise.all([removeContainer(deps, config, { volumes: true }), netStopped]);
   if (failure !== undefined) throw failure;
   return result as RunResult;
 }
 
-/** Removes a container that is not running: its writable layer (snapshot), state, logs and name. */
-export async function removeContainer(deps: Pick<RunnerDeps, 'containers' | 'snapshotter'>, config: ContainerRecord): Promise<void> {
-  await deps.snapshotter.remove(config.snapshotKey);
-  await deps.containers.remove(config.id, config.name);
+/** Removes a container that is not running: its writable layer (snapshot), state, logs and name; with `volumes` its anonymous volumes too. */
+export async function removeContainer(deps: Pick<RunnerDeps, 'containers' | 'snapshotter'> & Partial<Pick<RunnerDeps, 'rootless'>>, config: ContainerRecord, options: { readonly volumes?: boolean; readonly monitorPid?: number } = {}): Promise<void> {
+  // Every part is attempted even when one fails (nothing half-removed is kept for lack of trying);
+  // the first failure is reported.
+  const failures: unknown[] = [];
+  const rootless = deps.rootless ?? false;
+  // A monitor killed with SIGKILL cannot remove the container's cgroup: that one must go (a failure is reported),
+  // then every other cgroup whose owner is gone (best effort: those belong to other runs).
+  if (options.monitorPid !== undefined && options.monitorPid > 0) {
+    await cleanupStaleCgroups({ rootless, ownerPid: options.monitorPid }).catch((err: unknown) => { failures.push(err); });
+  }
+  await cleanupStaleCgroups({ rootless }).catch(() => undefined);
+  await deps.snapshotter.remove(config.snapshotKey).catch((err: unknown) => { failures.push(err); });
+  await deps.containers.remove(config.id, config.name).catch((err: unknown) => { failures.push(err); });
+  if (options.volumes === true) await removeAnonymousVolumes(config).catch((err: unknown) => { failures.push(err); });
+  if (failures.length > 0) throw failures[0];
 }
 
 /** True while the container's owner process lives (state `running` and not a ghost). */

@@ -72,10 +72,16 @@ export async function readProcessIdentity(pid: number): Promise<ProcessIdentity 
   return { pid, startTime: parseStartTime(text) };
 }
 
-/** True when the process of `owner` is still the same running process. */
+/** True when the process of `owner` is still the same running process (a zombie that waits to be reaped is dead). */
 export async function isOwnerAlive(owner: ProcessIdentity): Promise<boolean> {
-  const now = await readProcessIdentity(owner.pid);
-  return now !== undefined && now.startTime === owner.startTime;
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${owner.pid}/stat`, 'utf8');
+  } catch {
+    return false;
+  }
+  const state = text.slice(text.lastIndexOf(')') + 2).split(' ')[0];
+  return state !== 'Z' && state !== 'X' && parseStartTime(text) === owner.startTime;
 }
 
 const OWNER_SUFFIX = /^(.+)\.owner-(\d+)-(\d+)$/;

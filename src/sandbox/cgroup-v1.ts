@@ -10,8 +10,8 @@ import {
 import type { CgroupLimits, CgroupWrite } from './cgroup-limits.js';
 import { limitsToV1Writes, parseCpuset, parseKeyValueFile } from './cgroup-limits.js';
 
-/** The v1 controllers a sandbox joins. */
-export const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'cpuset', 'pids', 'freezer'] as const;
+/** The v1 controllers a sandbox may join (blkio for the block I/O that `stats` reports; cpu and cpuset only for their limits). */
+export const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'cpuset', 'pids', 'freezer', 'blkio'] as const;
 type V1Controller = (typeof V1_CONTROLLERS)[number];
 
 /** Where to make a v1 cgroup: the cgroup mount root, the parent path inside each hierarchy, and the leaf name. */
@@ -121,7 +121,12 @@ async function initCpuset(dir: string, parentDir: string, cpus: string | undefin
  * On failure everything created here is removed again. Throws SANDBOX_BAD_LIMIT or SANDBOX_CGROUP.
  */
 export async function createCgroupV1(loc: V1Location, limits: CgroupLimits, warn: (msg: string) => void): Promise<CgroupV1> {
-  const hierarchies = await findV1Hierarchies(loc.root);
+  // Every v1 attach and mkdir costs per hierarchy: cpu and cpuset are joined only for their limits (stats, top, pause
+  // and exec read memory, cpuacct, pids, freezer and blkio). Co-mounted controllers still share one directory.
+  const wanted = new Set<V1Controller>(['memory', 'cpuacct', 'pids', 'freezer', 'blkio']);
+  if (limits.cpus !== undefined || limits.cpuShares !== undefined) wanted.add('cpu');
+  if (limits.cpusetCpus !== undefined) wanted.add('cpuset');
+  const hierarchies = new Map([...(await findV1Hierarchies(loc.root))].filter(([c]) => wanted.has(c)));
   if (limits.cpus !== undefined && limits.cpus > availableParallelism()) {
     throw new TsbuildError('SANDBOX_BAD_LIMIT', `invalid --cpus "${limits.cpus}": the range is 0.01 to ${availableParallelism()}, as there are only ${availableParallelism()} CPUs`, { exitCode: 125 });
   }

@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { TsbuildError } from '../core/index.js';
 import type { CgroupMode, ProcessIdentity } from './cgroup-detect.js';
@@ -99,7 +99,8 @@ export async function openSandboxCgroup(dirName: string, options: CgroupOptions)
 
 async function listDir(dir: string): Promise<string[]> {
   try {
-    return (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
+    // cgroupfs and /sys/fs/cgroup are in-kernel: a synchronous readdir costs microseconds (see cgroup-fs.ts).
+    return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
   } catch (err) {
     if (errnoOf(err) === 'ENOENT') return [];
     throw new TsbuildError('SANDBOX_CGROUP', `cannot list ${dir}: ${errnoOf(err) ?? String(err)}`, { cause: err });
@@ -109,11 +110,27 @@ async function listDir(dir: string): Promise<string[]> {
 /**
  * Removes the sandbox cgroups whose owner process is gone (a tsbuild that was SIGKILLed): kills what still runs in
  * them and removes the directories. Cgroups of live owners and directories tsbuild did not name are left alone.
- * Returns the removed directories. Call it at start-up.
+ * With `ownerPid` only the cgroups of that (dead) owner are taken. One cgroup that cannot be removed does not stop
+ * the others: every one is attempted, then the first failure is thrown. Returns the removed directories.
+ * Call it at start-up.
  */
-export async function cleanupStaleCgroups(options: CgroupOptions): Promise<string[]> {
+export async function cleanupStaleCgroups(options: CgroupOptions & { readonly ownerPid?: number }): Promise<string[]> {
   const located = await locate({ ...options, onWarning: () => undefined });
   const removed: string[] = [];
+  const failures: unknown[] = [];
+  const stale = async (dirName: string): Promise<boolean> => {
+    const parsed = parseCgroupDirName(dirName);
+    if (parsed === undefined || (options.ownerPid !== undefined && parsed.owner.pid !== options.ownerPid)) return false;
+    return !(await isOwnerAlive(parsed.owner));
+  };
+  const attempt = async (dirs: string[], destroy: () => Promise<void>): Promise<void> => {
+    try {
+      await destroy();
+      removed.push(...dirs);
+    } catch (err) {
+      failures.push(err);
+    }
+  };
   if (located.kind === 'v1') {
     const byName = new Map<string, Map<string, string>>();
     // Every hierarchy, not only those tsbuild limits: an OCI runtime also joins blkio, devices, name=systemd, unified.
@@ -127,19 +144,14 @@ export async function cleanupStaleCgroups(options: CgroupOptions): Promise<strin
       }
     }
     for (const [dirName, dirs] of byName) {
-      const parsed = parseCgroupDirName(dirName);
-      if (parsed === undefined || (await isOwnerAlive(parsed.owner))) continue;
-      await new CgroupV1(dirs).destroy();
-      removed.push(...new Set(dirs.values()));
+      if (await stale(dirName)) await attempt([...new Set(dirs.values())], () => new CgroupV1(dirs).destroy());
     }
   } else if (located.kind === 'v2') {
     const parentDir = located.chain[located.chain.length - 1] as string;
     for (const dirName of await listDir(parentDir)) {
-      const parsed = parseCgroupDirName(dirName);
-      if (parsed === undefined || (await isOwnerAlive(parsed.owner))) continue;
-      await new CgroupV2(join(parentDir, dirName)).destroy();
-      removed.push(join(parentDir, dirName));
+      if (await stale(dirName)) await attempt([join(parentDir, dirName)], () => new CgroupV2(join(parentDir, dirName)).destroy());
     }
   }
+  if (failures.length > 0) throw failures[0];
   return removed;
 }

@@ -33,6 +33,16 @@ export interface LauncherTarget {
   readonly extraLowerdirs?: readonly string[];
   /** Extra mounts appended after the spec's (the init files). */
   readonly extraMounts?: RunSpec['mounts'];
+  /** A directory the launcher mounts a private tmpfs on (in the sandbox's mount namespace) and writes {@link files} to. */
+  readonly filesDir?: string;
+  /** Files (plain names, text) written to {@link filesDir} before any mount; the extra mounts may bind them. */
+  readonly files?: readonly { readonly name: string; readonly content: string }[];
+  /**
+   * With a terminal: the caller holds our terminal in raw mode and restores it once it has written
+   * all the output it forwards, so the launcher leaves the mode as it set it at the end (a restore
+   * there would turn on output processing while forwarded output is still on its way: "\r\r\n").
+   */
+  readonly callerRestoresTerminal?: boolean;
 }
 
 function badSpec(message: string): TsbuildError {
@@ -145,11 +155,21 @@ export function encodeLauncherSpec(spec: RunSpec, target: LauncherTarget): Buffe
     add('overlay', m.data);
     if (m.baseDir !== undefined) add('overlaydir', m.baseDir);
   }
+  if (target.filesDir !== undefined) {
+    if (!spec.linux.namespaces.some((n) => n.type === 'mount')) throw badSpec('generated files need a mount namespace');
+    if ((target.files ?? []).length > 16) throw badSpec('at most 16 generated files');
+    add('filesdir', target.filesDir);
+    for (const f of target.files ?? []) {
+      if (!/^[A-Za-z0-9._-]+$/.test(f.name) || f.name === '.' || f.name === '..') throw badSpec(`invalid generated file name "${f.name}"`);
+      add('file', f.name, f.content);
+    }
+  }
   add('rootro', spec.root.readonly === true ? 1 : 0);
   add('userns', userns ? 1 : 0);
   add('lo', spec.linux.namespaces.some((n) => n.type === 'network') ? 1 : 0);
   add('nnp', spec.process.noNewPrivileges ? 1 : 0);
   add('terminal', spec.process.terminal === true ? 1 : 0);
+  if (spec.process.terminal === true && target.callerRestoresTerminal === true) add('keepraw', 1);
   if (spec.hostname !== undefined) add('hostname', spec.hostname);
   add('cwd', spec.process.cwd);
   for (const m of [...spec.mounts, ...(target.extraMounts ?? [])]) {

@@ -1,9 +1,12 @@
 /**
- * Per-sandbox state on the host: `<stateDir>/<id>/` holds the init files (/etc/hosts,
- * /etc/hostname, /etc/resolv.conf, bind-mounted so they never enter an image layer), the
- * overlay mountpoint; the init layer (empty mountpoints, the top overlay lowerdir, so the
- * upperdir stays clean) is shared by all sandboxes of a state dir (`<stateDir>/.init-layer`). Mounts live only in the sandbox's mount namespace; this directory is
- * removed after the run, and directories of dead owners are removed on the next start.
+ * Sandbox state on the host. The built-in sandbox keeps nothing per sandbox: a state dir holds
+ * shared, immutable parts only (made once): the init layer `.init-layer` (empty mountpoints, the
+ * top overlay lowerdir, so the upperdir stays clean), the overlay mountpoint `.rootfs` and `.files`,
+ * where the launcher mounts a private tmpfs with the init files (/etc/hosts, /etc/hostname,
+ * /etc/resolv.conf, bind-mounted so they never enter an image layer). Every mount lives in the
+ * sandbox's own mount namespace, so concurrent sandboxes share these directories and nothing is
+ * left to remove after a run or a SIGKILL. The OCI runtime path still uses per-sandbox
+ * `<stateDir>/<id>/` directories (init files, bundle); those of dead owners go at the next start.
  */
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
@@ -87,6 +90,46 @@ function ensureInitLayer(parent: string, name = SHARED_INIT_LAYER): string {
   return layer;
 }
 
+/** The shared parts of a state dir for sandboxes whose launcher writes the init files itself. */
+export interface SharedSandboxState {
+  /** Empty directory every sandbox mounts its overlay root on (in its own mount namespace). */
+  readonly rootMount: string;
+  /** Init layer: empty mountpoints for the init files and the standard mounts. */
+  readonly initLayer: string;
+  /** Empty directory the launcher mounts a private tmpfs with the init files on. */
+  readonly filesDir: string;
+}
+
+/** Names of the init files, as in /etc. */
+const INIT_FILES = ['hosts', 'hostname', 'resolv.conf'] as const;
+
+/** Creates (once; idempotent and race-safe) the shared parts of `stateDir`. Throws SANDBOX_STATE. */
+export function prepareSharedState(stateDir: string): SharedSandboxState {
+  const rootMount = join(stateDir, '.rootfs');
+  const filesDir = join(stateDir, '.files');
+  try {
+    mkdirSync(stateDir, { recursive: true, mode: 0o711 });
+    for (const d of [rootMount, filesDir]) mkdirSync(d, { recursive: true, mode: 0o755 });
+    return { rootMount, filesDir, initLayer: ensureInitLayer(stateDir) };
+  } catch (err) {
+    throw stateError('create sandbox state', stateDir, err);
+  }
+}
+
+/** The init files' contents (pure): name -> text, for the launcher to write in the sandbox's namespace. */
+export function renderInitFiles(files: InitFiles): { name: string; content: string }[] {
+  return [
+    { name: 'hosts', content: renderHosts(files.hostname) },
+    { name: 'hostname', content: `${files.hostname}\n` },
+    { name: 'resolv.conf', content: files.resolvConf },
+  ];
+}
+
+/** The bind mounts of the init files in `filesDir` onto /etc (read-write, as Docker's). */
+export function initFileMounts(filesDir: string): MountSpec[] {
+  return INIT_FILES.map((name) => ({ destination: `/etc/${name}`, type: 'bind', source: join(filesDir, name), options: ['rbind', 'rprivate'] }));
+}
+
 /** Where the init layer of a sandbox lives: its own dir, `<stateDir>/.init-layer` (shared, made once), or none. */
 export type InitLayerMode = 'private' | 'shared' | 'none';
 
@@ -117,13 +160,7 @@ export async function createSandboxState(stateDir: string, id: string, files: In
   } catch (err) {
     throw stateError('create sandbox state', dir, err);
   }
-  const initMounts: MountSpec[] = ['hosts', 'hostname', 'resolv.conf'].map((name) => ({
-    destination: `/etc/${name}`,
-    type: 'bind',
-    source: join(dir, 'files', name),
-    options: ['rbind', 'rprivate'],
-  }));
-  return { id, dir, rootMount: join(dir, 'rootfs'), initLayer, initMounts };
+  return { id, dir, rootMount: join(dir, 'rootfs'), initLayer, initMounts: initFileMounts(join(dir, 'files')) };
 }
 
 /** Removes one sandbox's state directory (idempotent). */
@@ -145,7 +182,8 @@ export async function cleanStaleSandboxStates(stateDir: string): Promise<string[
   }
   const removed: string[] = [];
   for (const name of names) {
-    if (name === SHARED_INIT_LAYER) continue;
+    // The shared parts (.init-layer, .rootfs, .files) stay.
+    if (name.startsWith('.')) continue;
     const dir = join(stateDir, name);
     let alive = false;
     try {

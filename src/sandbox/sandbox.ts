@@ -4,21 +4,19 @@
  * how it ended. Every mount lives in the sandbox's own mount namespace, so nothing leaks to the
  * host when the process ends or tsbuild is killed (the launcher and its child die with us).
  */
-import { spawn } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { access, constants } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { TsbuildError } from '../core/index.js';
 import { cleanupStaleCgroups, createCgroup } from './cgroup.js';
 import type { CgroupLimits } from './cgroup-limits.js';
 import type { Cgroup, CgroupUsage } from './cgroup-types.js';
-import { encodeLauncherSpec, overlayRootDirs } from './launcher-spec.js';
-import { cleanStaleSandboxStates, createSandboxState, describeOwner, newSandboxId, removeSandboxState } from './sandbox-state.js';
-import type { SandboxState } from './sandbox-state.js';
+import { spawnLauncher } from './launcher-process.js';
+import { encodeLauncherSpec, overlayRootDirs, type LauncherTarget } from './launcher-spec.js';
+import { cleanStaleSandboxStates, initFileMounts, newSandboxId, prepareSharedState, renderInitFiles, type SharedSandboxState } from './sandbox-state.js';
 import type { ResourcesSpec, RunSpec } from './spec.js';
 import { hasNamespace } from './spec.js';
-import type { HostIdentity, IdMaps } from './userns.js';
+import type { EnclosingIdMaps, HostIdentity, IdMaps } from './userns.js';
 import { resolveIdMaps, writeIdMaps } from './userns.js';
 import { parseStatusLine, setupError, type LauncherStatus } from './launcher-status.js';
 
@@ -32,6 +30,8 @@ export interface SandboxStdio {
   readonly stdin?: StdinSource;
   readonly stdout?: OutputSink;
   readonly stderr?: OutputSink;
+  /** The caller holds the terminal on stdin in raw mode and restores it after the output it forwards (see LauncherTarget). */
+  readonly callerRestoresTerminal?: boolean;
 }
 
 /** How a sandboxed process ended. */
@@ -48,6 +48,14 @@ export interface RunResult {
   readonly reason?: string;
 }
 
+/** Per-run additions to {@link Sandbox.run} (the OCI runtime spec's createRuntime hooks, in process). */
+export interface RunHooks {
+  /** Rewrites the resolv.conf text copied into the sandbox (the host's), e.g. for slirp4netns's DNS forwarder. */
+  readonly resolvConf?: (hostText: string) => string;
+  /** Runs once the namespaces exist (id maps written, cgroup joined), before the process starts; a rejection ends the run with it. */
+  readonly onCreated?: (pid: number) => Promise<void>;
+}
+
 /** Construction options of a {@link Sandbox}; process facts come in from the CLI. */
 export interface SandboxOptions {
   /** Path of the compiled launcher (build/tsbuild-launcher). */
@@ -58,6 +66,12 @@ export interface SandboxOptions {
   readonly host: HostIdentity;
   /** PID of this process (owner of the state dirs, for stale cleanup). */
   readonly ownerPid: number;
+  /**
+   * Set when this process is root of a non-initial user namespace (a rootless build re-executed there,
+   * see readEnclosingIdMaps): sandboxes are then rootless, each in a nested user namespace with an
+   * identity map over these ids.
+   */
+  readonly enclosingIdMaps?: EnclosingIdMaps;
   /** /etc/subuid and /etc/subgid (defaults). */
   readonly subIdFiles?: { readonly subuid: string; readonly subgid: string };
   /** The host's resolv.conf copied into sandboxes (default /etc/resolv.conf). */
@@ -112,44 +126,49 @@ function formatMiB(bytes: number): string {
   return `${Number.isInteger(mib) ? mib : mib.toFixed(1)} MiB`;
 }
 
-/** Runs RunSpecs with the native launcher. Holds no mutable state besides a one-time stale cleanup. */
+/** Runs RunSpecs with the native launcher. Holds no mutable state besides one-time preparation. */
 export class Sandbox {
   readonly #options: SandboxOptions;
-  /** One-time work (stale cleanup, launcher check, owner identity), done by the first run. */
-  #ready: Promise<string> | undefined;
+  /** One-time work (launcher check, stale cleanup, the state dir's shared parts), done by the first run. */
+  #ready: Promise<SharedSandboxState> | undefined;
+  /** The planned id maps (from /etc/subuid and /etc/subgid), read by the first run with a user namespace. */
+  #idMaps: ReturnType<typeof resolveIdMaps> | undefined;
 
   constructor(options: SandboxOptions) {
     this.#options = options;
   }
 
-  /** True when sandboxes need a user namespace (not root). */
+  /** True when sandboxes need a user namespace (not root, or root of a non-initial user namespace). */
   get rootless(): boolean {
-    return this.#options.host.uid !== 0;
+    return this.#options.host.uid !== 0 || this.#options.enclosingIdMaps !== undefined;
   }
 
   /**
    * Runs `spec` to completion. Resolves with the exit code (128+n for signal n); throws
    * SANDBOX_ROOTFS_NOT_FOUND, SANDBOX_COMMAND_NOT_FOUND (exitCode 127), SANDBOX_SETUP (a
    * launcher step failed, with its errno), SANDBOX_ABORTED (the signal fired; the whole pid
-   * namespace was killed), SANDBOX_LAUNCHER (missing launcher).
+   * namespace was killed), SANDBOX_LAUNCHER (missing launcher), or what a hook threw.
    */
-  async run(spec: RunSpec, stdio: SandboxStdio = {}, signal?: AbortSignal): Promise<RunResult> {
+  async run(spec: RunSpec, stdio: SandboxStdio = {}, signal?: AbortSignal, hooks: RunHooks = {}): Promise<RunResult> {
     signal?.throwIfAborted();
     const o = this.#options;
     this.#ready ??= this.#prepare();
-    const owner = await this.#ready.catch((err: unknown) => {
+    const shared = await this.#ready.catch((err: unknown) => {
       this.#ready = undefined;
       throw err;
     });
-    this.#checkRoot(spec);
+    // A directory root is checked here (one stat); an overlay root's directories (one per layer) only when its mount fails.
+    if (spec.root.overlay === undefined) this.#checkRoot(spec);
     // SECURITY: rootless sandboxes always get a user namespace; the launcher never runs setuid.
     const runSpec: RunSpec = this.rootless && !hasNamespace(spec, 'user')
       ? { ...spec, linux: { ...spec.linux, namespaces: [...spec.linux.namespaces, { type: 'user' }] } }
       : spec;
     let maps: IdMaps | undefined;
     if (hasNamespace(runSpec, 'user')) {
-      const planned = await resolveIdMaps(o.host, o.subIdFiles ?? { subuid: '/etc/subuid', subgid: '/etc/subgid' });
-      if (planned.warning !== undefined) o.onWarning?.(planned.warning);
+      const first = this.#idMaps === undefined;
+      this.#idMaps ??= resolveIdMaps(o.host, o.subIdFiles ?? { subuid: '/etc/subuid', subgid: '/etc/subgid' }, o.enclosingIdMaps);
+      const planned = await this.#idMaps;
+      if (first && planned.warning !== undefined) o.onWarning?.(planned.warning);
       maps = runSpec.linux.uidMappings !== undefined && runSpec.linux.gidMappings !== undefined
         ? { ...planned.maps, uid: runSpec.linux.uidMappings, gid: runSpec.linux.gidMappings }
         : planned.maps;
@@ -161,7 +180,17 @@ export class Sandbox {
     } catch {
       // no resolver configuration on the host: an empty resolv.conf
     }
-    const state = await createSandboxState(o.stateDir, id, { hostname: runSpec.hostname ?? id, resolvConf }, o.ownerPid, runSpec.root.overlay !== undefined ? 'shared' : 'none', owner);
+    if (hooks.resolvConf !== undefined) resolvConf = hooks.resolvConf(resolvConf);
+    // Nothing per sandbox on the host: the launcher writes the init files to a tmpfs in the sandbox's
+    // mount namespace and mounts the overlay on the shared, empty .rootfs (see sandbox-state.ts).
+    const target: LauncherTarget = {
+      rootfs: runSpec.root.overlay === undefined ? runSpec.root.path : shared.rootMount,
+      extraLowerdirs: runSpec.root.overlay === undefined ? [] : [shared.initLayer],
+      extraMounts: initFileMounts(shared.filesDir),
+      filesDir: shared.filesDir,
+      files: renderInitFiles({ hostname: runSpec.hostname ?? id, resolvConf }),
+      ...(stdio.callerRestoresTerminal === true ? { callerRestoresTerminal: true } : {}),
+    };
     let cgroup: Cgroup | undefined;
     try {
       const limits = resourcesToLimits(runSpec.linux.resources);
@@ -171,7 +200,7 @@ export class Sandbox {
           ...(o.onWarning === undefined ? {} : { onWarning: o.onWarning }),
         });
       }
-      const status = await this.#launch(runSpec, state, maps, cgroup, stdio, signal);
+      const status = await this.#launch(runSpec, target, maps, cgroup, stdio, signal, hooks.onCreated);
       const usage = cgroup === undefined ? undefined : await cgroup.usage();
       const oomKilled = usage?.oomKilled === true && status.signal === 9;
       const exitCode = status.signal !== undefined ? 128 + status.signal : (status.exitCode ?? 125);
@@ -188,12 +217,11 @@ export class Sandbox {
       };
     } finally {
       await cgroup?.destroy().catch((err: unknown) => o.onWarning?.(`cannot remove the sandbox cgroup: ${(err as Error).message}`));
-      await removeSandboxState(state).catch((err: unknown) => o.onWarning?.((err as Error).message));
     }
   }
 
-  /** Checks the launcher, removes stale state of dead owners; resolves with this process's owner text. */
-  async #prepare(): Promise<string> {
+  /** Checks the launcher, removes stale state of dead owners (once per instance), creates the state dir's shared parts. */
+  async #prepare(): Promise<SharedSandboxState> {
     const o = this.#options;
     try {
       await access(o.launcherPath, constants.X_OK);
@@ -204,12 +232,12 @@ export class Sandbox {
         exitCode: 125,
       });
     }
-    // What a SIGKILLed tsbuild left (state dirs, cgroups) goes before we add ours.
+    // What a SIGKILLed tsbuild left (cgroups; per-sandbox state dirs of the OCI runtime path) goes before we add ours.
     await cleanStaleSandboxStates(o.stateDir);
-    await cleanupStaleCgroups({ rootless: o.host.uid !== 0 }).catch((err: unknown) => {
+    await cleanupStaleCgroups({ rootless: this.rootless }).catch((err: unknown) => {
       o.onWarning?.(`could not remove stale cgroups: ${err instanceof Error ? err.message : String(err)}`);
     });
-    return describeOwner(o.ownerPid);
+    return prepareSharedState(o.stateDir);
   }
 
   #checkRoot(spec: RunSpec): void {
@@ -222,42 +250,9 @@ export class Sandbox {
   }
 
   /** Spawns the launcher and drives the handshake; resolves with the final status. */
-  async #launch(spec: RunSpec, state: SandboxState, maps: IdMaps | undefined, cgroup: Cgroup | undefined, stdio: SandboxStdio, signal?: AbortSignal): Promise<LauncherStatus> {
-    const input = encodeLauncherSpec(spec, {
-      rootfs: spec.root.overlay === undefined ? spec.root.path : state.rootMount,
-      extraLowerdirs: spec.root.overlay === undefined ? [] : [state.initLayer],
-      extraMounts: state.initMounts,
-    });
-    const mode = (s: StdinSource | OutputSink | undefined, dflt: 'inherit' | 'ignore'): 'inherit' | 'ignore' | 'pipe' | number =>
-      s === undefined ? dflt : typeof s === 'string' || typeof s === 'number' ? s : 'pipe';
-    const child = spawn(this.#options.launcherPath, [], {
-      stdio: [mode(stdio.stdin, 'ignore'), mode(stdio.stdout, 'inherit'), mode(stdio.stderr, 'inherit'), 'pipe', 'pipe', 'pipe'],
-    });
-    const specPipe = child.stdio[3] as Writable;
-    const statusPipe = child.stdio[4] as Readable;
-    const goPipe = (child.stdio as unknown as (Readable | Writable | null)[])[5] as Writable;
-    const outputs: Promise<void>[] = [];
-    const forward = (from: Readable | null, to: StdinSource | OutputSink | undefined): void => {
-      if (from === null || to === undefined || typeof to === 'string' || typeof to === 'number') return;
-      const sink = to as Writable;
-      from.on('data', (chunk: Buffer) => sink.write(chunk));
-      // finished() also settles when the pipe closes without 'end' (destroyed after a kill).
-      outputs.push(finished(from).catch(() => undefined));
-    };
-    const stdinSource = typeof stdio.stdin === 'object' ? (stdio.stdin as Readable) : undefined;
-    if (stdinSource !== undefined && child.stdin !== null) {
-      const stdin = child.stdin;
-      stdin.on('error', () => undefined);
-      stdinSource.pipe(stdin);
-      // The caller's stream outlives the container: stop reading it when the container is gone.
-      child.once('close', () => {
-        stdinSource.unpipe(stdin);
-        stdinSource.pause();
-      });
-    }
-    forward(child.stdout, stdio.stdout);
-    forward(child.stderr, stdio.stderr);
-    for (const p of [specPipe, goPipe]) p.on('error', () => undefined);
+  async #launch(spec: RunSpec, target: LauncherTarget, maps: IdMaps | undefined, cgroup: Cgroup | undefined, stdio: SandboxStdio, signal?: AbortSignal, onCreated?: (pid: number) => Promise<void>): Promise<LauncherStatus> {
+    const input = encodeLauncherSpec(spec, target);
+    const { child, specPipe, statusPipe, goPipe, outputs } = spawnLauncher(this.#options.launcherPath, stdio);
 
     let pid: number | undefined;
     let aborted = false;
@@ -291,9 +286,15 @@ export class Sandbox {
           if (parsed.pid !== undefined) {
             const childPid = parsed.pid;
             pid = childPid;
+            // Two releases (launcher.c run_child): 'm' after the id maps, then the child sets up its file
+            // system while the cgroup is joined and the hooks run; 'g' lets the command start.
             release = (async () => {
-              if (maps !== undefined) await writeIdMaps(childPid, maps);
+              if (maps !== undefined) {
+                await writeIdMaps(childPid, maps);
+                goPipe.write('m');
+              }
               if (cgroup !== undefined) await cgroup.addProcess(childPid);
+              if (onCreated !== undefined) await onCreated(childPid);
               goPipe.end('g');
             })();
             release.catch(() => goPipe.destroy());
@@ -302,12 +303,17 @@ export class Sandbox {
       });
       const statusDone = new Promise<void>((resolve) => statusPipe.once('close', resolve));
       await Promise.race([Promise.all([exited, statusDone]), spawnError]);
-      await release;
+      let releaseError: unknown;
+      await release.catch((err: unknown) => { releaseError = err; });
       await Promise.all(outputs);
       const error = lines.find((l) => l.error !== undefined)?.error;
       if (aborted) {
         throw new TsbuildError('SANDBOX_ABORTED', `sandbox stopped: ${String((signal?.reason as Error | undefined)?.message ?? signal?.reason ?? 'aborted')}`, { cause: signal?.reason, exitCode: 137 });
       }
+      // A failed release stops the child at wait-for-parent: report its cause. A child that failed its set-up
+      // first (the release then found it gone) reports its own step.
+      if (releaseError !== undefined && (error === undefined || error.step === 'wait-for-parent')) throw releaseError;
+      if (error !== undefined && (error.step === 'mount-overlay' || error.step === 'chdir-overlay-dir')) this.#checkRoot(spec);
       if (error !== undefined) throw setupError(error, spec);
       const end = lines.find((l) => l.exitCode !== undefined || l.signal !== undefined);
       if (end === undefined) {

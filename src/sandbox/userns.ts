@@ -3,7 +3,8 @@
  * /etc/subgid ranges through `newuidmap`/`newgidmap`, or a single-id map (with a warning).
  */
 import { execFile } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { TsbuildError } from '../core/index.js';
 import type { IdMapping } from './spec.js';
@@ -52,10 +53,58 @@ export function parseSubIds(text: string, who: HostIdentity): SubIdRange[] {
 export const IDENTITY_MAP: readonly IdMapping[] = [{ containerID: 0, hostID: 0, size: 4294967295 }];
 
 /**
+ * The id maps of the user namespace this process itself runs in, when it is not the initial one
+ * (e.g. a rootless build re-executed as root of a namespace over the user's sub-ids).
+ */
+export interface EnclosingIdMaps {
+  readonly uid: readonly IdMapping[];
+  readonly gid: readonly IdMapping[];
+  /** The namespace denies setgroups(2) (a single-id map): nested namespaces inherit that. */
+  readonly setgroupsDenied: boolean;
+}
+
+/** Parses /proc/PID/uid_map (or gid_map) text: `inside outside count` per line. */
+export function parseIdMapText(text: string): IdMapping[] {
+  const out: IdMapping[] = [];
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/).map(Number);
+    if (f.length === 3 && f.every((n) => Number.isSafeInteger(n) && n >= 0)) out.push({ containerID: f[0] as number, hostID: f[1] as number, size: f[2] as number });
+  }
+  return out;
+}
+
+/** True for the initial user namespace's map (`0 0 4294967295`). */
+function isInitialMap(maps: readonly IdMapping[]): boolean {
+  return maps.length === 1 && maps[0]?.containerID === 0 && maps[0].hostID === 0 && maps[0].size === 4294967295;
+}
+
+/**
+ * Reads the maps of this process's user namespace from `/proc/self` (or `procDir`); undefined in the
+ * initial namespace, or when they cannot be read (no /proc: treated as the initial namespace).
+ */
+export async function readEnclosingIdMaps(procDir = '/proc/self'): Promise<EnclosingIdMaps | undefined> {
+  try {
+    const [uidText, gidText, setgroups] = await Promise.all(['uid_map', 'gid_map', 'setgroups'].map((f) => readFile(`${procDir}/${f}`, 'utf8')));
+    const uid = parseIdMapText(uidText ?? '');
+    const gid = parseIdMapText(gidText ?? '');
+    if (uid.length === 0 || (isInitialMap(uid) && isInitialMap(gid))) return undefined;
+    return { uid, gid, setgroupsDenied: (setgroups ?? '').trim() === 'deny' };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Computes the maps (pure): root -> identity; rootless -> container 0 = the user, 1.. = the
  * sub-id ranges; no ranges -> single-id map. Returns a warning text for the single-id case.
+ * Root of a non-initial namespace (`enclosing`) gets an identity map over the ids mapped there,
+ * written directly (it holds CAP_SETUID/CAP_SETGID over them; newuidmap would not run setuid there).
  */
-export function planIdMaps(host: HostIdentity, subuids: readonly SubIdRange[], subgids: readonly SubIdRange[]): { maps: IdMaps; warning?: string } {
+export function planIdMaps(host: HostIdentity, subuids: readonly SubIdRange[], subgids: readonly SubIdRange[], enclosing?: EnclosingIdMaps): { maps: IdMaps; warning?: string } {
+  if (host.uid === 0 && enclosing !== undefined) {
+    const identity = (maps: readonly IdMapping[]): IdMapping[] => maps.map((m) => ({ containerID: m.containerID, hostID: m.containerID, size: m.size }));
+    return { maps: { uid: identity(enclosing.uid), gid: identity(enclosing.gid), method: 'direct', denySetgroups: enclosing.setgroupsDenied } };
+  }
   if (host.uid === 0) return { maps: { uid: IDENTITY_MAP, gid: IDENTITY_MAP, method: 'direct', denySetgroups: false } };
   const build = (self: number, ranges: readonly SubIdRange[]): IdMapping[] => {
     const out: IdMapping[] = [{ containerID: 0, hostID: self, size: 1 }];
@@ -76,9 +125,9 @@ export function planIdMaps(host: HostIdentity, subuids: readonly SubIdRange[], s
   return { maps: { uid: build(host.uid, subuids), gid: build(host.gid, subgids), method: 'helper', denySetgroups: false } };
 }
 
-/** Reads the sub-id files and plans the maps; a missing file counts as no ranges. */
-export async function resolveIdMaps(host: HostIdentity, files: { subuid: string; subgid: string }): Promise<{ maps: IdMaps; warning?: string }> {
-  if (host.uid === 0) return planIdMaps(host, [], []);
+/** Reads the sub-id files and plans the maps (see {@link planIdMaps}); a missing file counts as no ranges. */
+export async function resolveIdMaps(host: HostIdentity, files: { subuid: string; subgid: string }, enclosing?: EnclosingIdMaps): Promise<{ maps: IdMaps; warning?: string }> {
+  if (host.uid === 0) return planIdMaps(host, [], [], enclosing);
   const read = async (path: string): Promise<string> => {
     try {
       return await readFile(path, 'utf8');
@@ -95,14 +144,15 @@ const flat = (maps: readonly IdMapping[]): string[] => maps.flatMap((m) => [Stri
 export async function writeIdMaps(pid: number, maps: IdMaps): Promise<void> {
   try {
     if (maps.method === 'helper') {
-      await execFileAsync('newuidmap', [String(pid), ...flat(maps.uid)]);
-      await execFileAsync('newgidmap', [String(pid), ...flat(maps.gid)]);
+      // The two setuid helpers write different files: run them at once (each is a process start).
+      await Promise.all([execFileAsync('newuidmap', [String(pid), ...flat(maps.uid)]), execFileAsync('newgidmap', [String(pid), ...flat(maps.gid)])]);
       return;
     }
     const text = (m: readonly IdMapping[]): string => m.map((x) => `${x.containerID} ${x.hostID} ${x.size}\n`).join('');
-    if (maps.denySetgroups) await writeFile(`/proc/${pid}/setgroups`, 'deny');
-    await writeFile(`/proc/${pid}/uid_map`, text(maps.uid));
-    await writeFile(`/proc/${pid}/gid_map`, text(maps.gid));
+    // /proc writes complete in microseconds: synchronous calls skip the thread-pool round trips.
+    if (maps.denySetgroups) writeFileSync(`/proc/${pid}/setgroups`, 'deny');
+    writeFileSync(`/proc/${pid}/uid_map`, text(maps.uid));
+    writeFileSync(`/proc/${pid}/gid_map`, text(maps.gid));
   } catch (err) {
     const e = err as { stderr?: string; message?: string };
     throw new TsbuildError('SANDBOX_USERNS', `cannot write the user namespace id maps of pid ${pid}: ${(e.stderr ?? e.message ?? String(err)).trim()}`, {

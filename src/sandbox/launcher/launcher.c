@@ -7,6 +7,11 @@
  *      5 = go in (one byte after TypeScript wrote the id maps and joined the cgroup).
  * Every failing syscall is reported on fd 4 with its step name and errno, then exit 125
  * (127 when the command is not found, 126 when it cannot be executed).
+ *
+ * Join mode (spec tag "join PID", see join.ts): instead of new namespaces, setns() into the
+ * namespaces ("ns NAME") of the running process PID, like nsenter, chroot to its root when the
+ * mount namespace is joined, then fork (the child enters the pid namespace) and exec as in run
+ * mode. With "detach 1" the launcher reports "detached" once the command was exec'd and exits.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,6 +50,7 @@
 #define MAX_ITEMS 512
 
 struct mnt { const char *dest, *type, *source, *options; };
+struct file { const char *name, *content; };
 struct rlim { int resource; unsigned long long soft, hard; };
 
 struct spec {
@@ -52,8 +58,10 @@ struct spec {
   const char *rootfs;           /* directory that becomes / */
   const char *overlay_opts;     /* overlay mount data, or NULL for a directory root */
   const char *overlay_dir;      /* directory the overlay is mounted from (relative lowerdirs), or NULL */
-  int root_readonly, userns, lo_up, nnp, terminal;
+  int root_readonly, userns, lo_up, nnp, terminal, keepraw;
   const char *hostname, *cwd;
+  const char *files_dir;        /* directory a private tmpfs with the generated files goes on, or NULL */
+  struct file files[16]; int nfiles;
   struct mnt mounts[MAX_ITEMS]; int nmounts;
   const char *masked[MAX_ITEMS]; int nmasked;
   const char *ropaths[MAX_ITEMS]; int nropaths;
@@ -62,10 +70,14 @@ struct spec {
   unsigned uid, gid; gid_t groups[256]; int ngroups;
   char *env[MAX_ITEMS + 1]; int nenv;
   char *args[MAX_ITEMS + 1]; int nargs;
+  /* join mode */
+  pid_t join_pid; int detach, has_user;
+  const char *join_ns[16]; int njoin;
 };
 
 static struct spec S;
 static pid_t child_pid;
+static int write_all(int fd, const char *buf, ssize_t n);
 static int term_sock[2] = { -1, -1 };      /* child -> launcher: the pty master (SCM_RIGHTS) */
 static volatile sig_atomic_t winch;
 
@@ -120,6 +132,7 @@ static void parse_spec(char *buf, size_t len) {
     int want;
     if (!strcmp(tag, "mount")) want = 4;
     else if (!strcmp(tag, "rlimit") || !strcmp(tag, "user")) want = 3;
+    else if (!strcmp(tag, "file")) want = 2;
     else want = 1;
     for (int i = 0; i < want; i++) {
       if (pos >= len) fail_code(125, "parse-spec", EINVAL, tag);
@@ -130,14 +143,27 @@ static void parse_spec(char *buf, size_t len) {
     else if (!strcmp(tag, "rootfs")) S.rootfs = tok[0];
     else if (!strcmp(tag, "overlay")) S.overlay_opts = tok[0];
     else if (!strcmp(tag, "overlaydir")) S.overlay_dir = tok[0];
+    else if (!strcmp(tag, "filesdir")) S.files_dir = tok[0];
+    else if (!strcmp(tag, "file")) {
+      if (S.nfiles >= 16) fail_code(125, "parse-spec", E2BIG, "files");
+      if (tok[0][0] == '\0' || strchr(tok[0], '/') != NULL || !strcmp(tok[0], ".") || !strcmp(tok[0], "..")) fail_code(125, "parse-spec", EINVAL, "file name");
+      S.files[S.nfiles++] = (struct file){ tok[0], tok[1] };
+    }
     else if (!strcmp(tag, "rootro")) S.root_readonly = tok[0][0] == '1';
     else if (!strcmp(tag, "userns")) S.userns = tok[0][0] == '1';
     else if (!strcmp(tag, "lo")) S.lo_up = tok[0][0] == '1';
     else if (!strcmp(tag, "nnp")) S.nnp = tok[0][0] == '1';
     else if (!strcmp(tag, "terminal")) S.terminal = tok[0][0] == '1';
+    else if (!strcmp(tag, "keepraw")) S.keepraw = tok[0][0] == '1';
     else if (!strcmp(tag, "hostname")) S.hostname = tok[0];
     else if (!strcmp(tag, "cwd")) S.cwd = tok[0];
     else if (!strcmp(tag, "caps")) S.caps = parse_num(tok[0], "caps");
+    else if (!strcmp(tag, "join")) S.join_pid = (pid_t)parse_num(tok[0], "join pid");
+    else if (!strcmp(tag, "detach")) S.detach = tok[0][0] == '1';
+    else if (!strcmp(tag, "ns")) {
+      if (S.njoin >= 16) fail_code(125, "parse-spec", E2BIG, "namespaces");
+      S.join_ns[S.njoin++] = tok[0];
+    }
     else if (!strcmp(tag, "mount")) {
       if (S.nmounts >= MAX_ITEMS) fail_code(125, "parse-spec", E2BIG, "mounts");
       S.mounts[S.nmounts++] = (struct mnt){ tok[0], tok[1], tok[2], tok[3] };
@@ -151,6 +177,7 @@ static void parse_spec(char *buf, size_t len) {
       if (S.nrlimits >= 64) fail_code(125, "parse-spec", E2BIG, "rlimits");
       S.rlimits[S.nrlimits++] = (struct rlim){ (int)parse_num(tok[0], "rlimit"), parse_num(tok[1], "rlimit"), parse_num(tok[2], "rlimit") };
     } else if (!strcmp(tag, "user")) {
+      S.has_user = 1;
       S.uid = (unsigned)parse_num(tok[0], "uid");
       S.gid = (unsigned)parse_num(tok[1], "gid");
       char *p = tok[2];
@@ -170,7 +197,7 @@ static void parse_spec(char *buf, size_t len) {
       S.args[S.nargs++] = tok[0];
     } else fail_code(125, "parse-spec", EINVAL, tag);
   }
-  if (S.rootfs == NULL || S.nargs == 0 || S.cwd == NULL) fail_code(125, "parse-spec", EINVAL, "rootfs, cwd and args are required");
+  if ((S.rootfs == NULL && S.join_pid <= 0) || S.nargs == 0 || S.cwd == NULL) fail_code(125, "parse-spec", EINVAL, "rootfs, cwd and args are required");
   S.env[S.nenv] = NULL;
   S.args[S.nargs] = NULL;
 }
@@ -407,6 +434,34 @@ static void mask_paths(void) {
   }
 }
 
+/* A copy of the comma-separated mount data without the option `opt`, or NULL when it is absent. */
+static char *without_option(const char *data, const char *opt) {
+  size_t n = strlen(data), len = strlen(opt);
+  char *out = malloc(n + 1);
+  if (out == NULL) return NULL;
+  size_t o = 0;
+  int found = 0;
+  for (const char *p = data; *p != '\0';) {
+    const char *end = strchr(p, ',');
+    size_t l = end == NULL ? strlen(p) : (size_t)(end - p);
+    if (l == len && strncmp(p, opt, len) == 0) {
+      found = 1;
+    } else {
+      if (o > 0) out[o++] = ',';
+      memcpy(out + o, p, l);
+      o += l;
+    }
+    p += l;
+    if (*p == ',') p++;
+  }
+  out[o] = '\0';
+  if (!found) {
+    free(out);
+    return NULL;
+  }
+  return out;
+}
+
 /* Mounts the overlay root; with an overlay dir its relative lowerdirs resolve from there (a long
  * layer chain fits mount(2)'s one page of data only as short relative paths). */
 static void mount_overlay(void) {
@@ -419,15 +474,38 @@ static void mount_overlay(void) {
     if (oldcwd < 0) fail("save-cwd", "overlay");
     if (chdir(S.overlay_dir) < 0) fail("chdir-overlay-dir", S.overlay_dir);
   }
-  if (mount("overlay", S.rootfs, "overlay", 0, S.overlay_opts) < 0) fail("mount-overlay", S.rootfs);
+  if (mount("overlay", S.rootfs, "overlay", 0, S.overlay_opts) < 0) {
+    /* `volatile` (Linux 5.10+: no sync of the upper file system at unmount, for an upper used once)
+     * is an optimisation only: a kernel that refuses it gets the same mount without. */
+    char *plain = errno == EINVAL ? without_option(S.overlay_opts, "volatile") : NULL;
+    if (plain == NULL || mount("overlay", S.rootfs, "overlay", 0, plain) < 0) fail("mount-overlay", S.rootfs);
+    free(plain);
+  }
   if (oldcwd >= 0) {
     if (fchdir(oldcwd) < 0) fail("restore-cwd", "overlay");
     close(oldcwd);
   }
 }
 
+/* The generated files (/etc/hosts, /etc/hostname, /etc/resolv.conf) live on a tmpfs mounted over
+ * files_dir in this mount namespace only: nothing per sandbox is written to (or left on) the host,
+ * and the mounts that bind them into the root name files_dir/<name> as their source. */
+static void write_files(void) {
+  if (mount("tmpfs", S.files_dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=1m") < 0) fail("mount-files", S.files_dir);
+  int dir = open(S.files_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) fail("open-files", S.files_dir);
+  for (int i = 0; i < S.nfiles; i++) {
+    int fd = openat(dir, S.files[i].name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) fail("write-file", S.files[i].name);
+    if (write_all(fd, S.files[i].content, strlen(S.files[i].content)) < 0 || fchmod(fd, 0644) < 0) fail("write-file", S.files[i].name);
+    close(fd);
+  }
+  close(dir);
+}
+
 static void setup_rootfs(void) {
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail("make-root-private", "/");
+  if (S.files_dir != NULL) write_files();
   if (S.overlay_opts != NULL) {
     mount_overlay();
   } else if (mount(S.rootfs, S.rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
@@ -592,14 +670,23 @@ static void setup_terminal(void) {
   if (slave > 2) close(slave);
   send_fd(term_sock[1], master);
   close(master);
+  /* Wait for EOF: the launcher closes its end once it gave the pty the caller's window size, so
+   * the command never sees the pty's initial 0x0 size (a `stty size` racing the relay). */
+  close(term_sock[0]);
+  char byte;
+  ssize_t n;
+  do n = read(term_sock[1], &byte, 1); while (n < 0 && errno == EINTR);
   close(term_sock[1]);
 }
 
 static void on_winch(int sig) { (void)sig; winch = 1; }
 
+/* The size comes from our stdin's terminal, else (-t without -i) from our stderr's: the
+ * container's stderr is the pty, so a terminal there is only the caller's, for its size. */
 static void copy_size(int master) {
   struct winsize ws;
-  if (isatty(0) && ioctl(0, TIOCGWINSZ, &ws) == 0) ioctl(master, TIOCSWINSZ, &ws);
+  int from = isatty(0) ? 0 : isatty(2) ? 2 : -1;
+  if (from >= 0 && ioctl(from, TIOCGWINSZ, &ws) == 0) ioctl(master, TIOCSWINSZ, &ws);
 }
 
 static int write_all(int fd, const char *buf, ssize_t n) {
@@ -653,24 +740,36 @@ static void relay_terminal(int master) {
       }
     }
   }
-  if (raw) tcsetattr(0, TCSANOW, &saved);
+  /* keepraw: our caller forwards our output and restores its terminal after writing all of it. */
+  if (raw && !S.keepraw) tcsetattr(0, TCSANOW, &saved);
   close(master);
 }
 
-static void __attribute__((noreturn)) run_child(void) {
+/* Waits for the parent's next byte on the go pipe ('m' or 'g'; EOF: the parent is gone or gave up). */
+static char wait_for_parent(void) {
   char go;
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "child");
   ssize_t n;
   do n = read(GO_FD, &go, 1); while (n < 0 && errno == EINTR);
-  if (n != 1) fail_code(125, "wait-for-parent", n < 0 ? errno : ECANCELED, "the parent did not release the sandbox");
-  close(GO_FD);
-  /* The cgroup namespace is entered only now, after the parent moved us into our cgroup, so
-   * that cgroup becomes the namespace's root (as /proc/self/cgroup shows "/"). */
-  if ((S.clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0) fail("unshare-cgroup", "cgroup namespace");
+  if (n != 1 || (go != 'm' && go != 'g')) fail_code(125, "wait-for-parent", n < 0 ? errno : ECANCELED, "the parent did not release the sandbox");
+  return go;
+}
+
+static void __attribute__((noreturn)) run_child(void) {
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "child");
+  /* Two releases: 'm' once the id maps are written (files can then be made with mapped ids; sent
+   * only with a user namespace), 'g' once the cgroup is joined and the parent's hooks ran. The
+   * file system is set up in between, while the parent attaches the cgroup (a cgroup v1 attach
+   * waits for an RCU grace period): nothing of the command runs before 'g'. */
+  char released = S.userns ? wait_for_parent() : 'm';   /* a parent may also send 'g' at once */
   if (S.hostname != NULL && sethostname(S.hostname, strlen(S.hostname)) < 0) fail("sethostname", S.hostname);
   setup_rootfs();
   if (S.terminal) setup_terminal();
   if (S.lo_up) bring_lo_up();
+  if (released != 'g' && wait_for_parent() != 'g') fail_code(125, "wait-for-parent", EPROTO, "the parent released the sandbox twice");
+  close(GO_FD);
+  /* The cgroup namespace is entered only now, after the parent moved us into our cgroup, so
+   * that cgroup becomes the namespace's root (as /proc/self/cgroup shows "/"). */
+  if ((S.clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0) fail("unshare-cgroup", "cgroup namespace");
   if (S.cwd[0] != '/') fail_code(125, "chdir", EINVAL, S.cwd);
   if (strcmp(S.cwd, "/") != 0) make_cwd();
   apply_credentials();
@@ -684,16 +783,8 @@ static void forward_signal(int sig) {
   if (child_pid > 0) kill(child_pid, sig);
 }
 
-int main(void) {
-  if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) < 0) _exit(125);
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "launcher");
-  /* No getppid() check: tsbuild may itself be PID 1 (in a CI container). If the parent is already
-   * gone, the go pipe reads EOF and the child stops before exec. */
-  read_spec();
-  if (S.terminal && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, term_sock) < 0) fail("socketpair", "terminal");
-  pid_t pid = (pid_t)syscall(SYS_clone, (S.clone_flags & ~(unsigned long)CLONE_NEWCGROUP) | SIGCHLD, NULL, NULL, NULL, NULL);
-  if (pid < 0) fail("clone", "namespaces");
-  if (pid == 0) run_child();
+/* In the launcher after the fork: forwards signals, relays the terminal, reports how the child ended. */
+static int supervise(pid_t pid, int exec_pipe) {
   child_pid = pid;
   close(GO_FD);
   struct sigaction sa;
@@ -704,15 +795,29 @@ int main(void) {
     if (sigaction(sigs[i], &sa, NULL) < 0) fail("sigaction", "forward signals");
   }
   report("pid %d", pid);
-  if (S.terminal) {
-    close(term_sock[1]);
-    int master = recv_fd(term_sock[0]);
-    close(term_sock[0]);
-    if (master >= 0) relay_terminal(master);
-  }
   int status;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) fail("waitpid", "child");
+  if (exec_pipe >= 0) {
+    /* Detached: EOF on the close-on-exec pipe means the command was exec'd (or the child died). */
+    if (S.terminal) { close(term_sock[0]); close(term_sock[1]); }  /* no relay: the child waits on no size */
+    char byte;
+    ssize_t n;
+    do n = read(exec_pipe, &byte, 1); while (n < 0 && errno == EINTR);
+    close(exec_pipe);
+    if (waitpid(pid, &status, WNOHANG) != pid) {
+      report("detached");
+      return 0;
+    }
+  } else {
+    if (S.terminal) {
+      close(term_sock[1]);
+      int master = recv_fd(term_sock[0]);
+      if (master >= 0) copy_size(master);
+      close(term_sock[0]);                   /* EOF: the child goes on, the size set */
+      if (master >= 0) relay_terminal(master);
+    }
+    while (waitpid(pid, &status, 0) < 0) {
+      if (errno != EINTR) fail("waitpid", "child");
+    }
   }
   if (WIFSIGNALED(status)) {
     report("signal %d", WTERMSIG(status));
@@ -720,4 +825,104 @@ int main(void) {
   }
   report("exit %d", WEXITSTATUS(status));
   return WEXITSTATUS(status);
+}
+
+/* ---------- join mode: enter the namespaces of a running process (like nsenter) ---------- */
+
+static const struct { const char *name; int flag; } JOIN_NS[] = {
+  /* The user namespace first: joining it gives the capabilities the others need. */
+  {"user", CLONE_NEWUSER}, {"cgroup", CLONE_NEWCGROUP}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},
+  {"net", CLONE_NEWNET}, {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS},
+};
+
+static int wants_ns(const char *name) {
+  for (int i = 0; i < S.njoin; i++) if (!strcmp(S.join_ns[i], name)) return 1;
+  return 0;
+}
+
+static void __attribute__((noreturn)) join_child(int exec_pipe) {
+  char go;
+  if (exec_pipe >= 0) close(exec_pipe);
+  else if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "child");
+  ssize_t n;
+  do n = read(GO_FD, &go, 1); while (n < 0 && errno == EINTR);
+  if (n != 1) fail_code(125, "wait-for-parent", n < 0 ? errno : ECANCELED, "the parent did not release the process");
+  close(GO_FD);
+  if (S.detach && setsid() < 0) fail("setsid", "detach");
+  if (S.terminal) setup_terminal();
+  if (S.cwd[0] != '/') fail_code(125, "chdir", EINVAL, S.cwd);
+  if (S.has_user) {
+    apply_credentials();
+  } else if (S.nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+    fail("no-new-privs", "prctl");
+  }
+  if (!S.detach && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "child");
+  if (chdir(S.cwd) < 0) fail("chdir", S.cwd);
+  exec_command();
+}
+
+static int join_main(void) {
+  /* SECURITY: once in the container's user namespace, its processes must not ptrace or open our memory. */
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) fail("set-dumpable", "launcher");
+  for (int i = 0; i < S.njoin; i++) {
+    int known = 0;
+    for (size_t k = 0; k < sizeof JOIN_NS / sizeof JOIN_NS[0]; k++) known |= !strcmp(S.join_ns[i], JOIN_NS[k].name);
+    if (!known) fail_code(125, "parse-spec", EINVAL, S.join_ns[i]);
+  }
+  /* Every fd is opened before the first setns: afterwards /proc may be the container's. */
+  int fds[sizeof JOIN_NS / sizeof JOIN_NS[0]];
+  char path[64], self[64];
+  for (size_t k = 0; k < sizeof JOIN_NS / sizeof JOIN_NS[0]; k++) {
+    fds[k] = -1;
+    if (!wants_ns(JOIN_NS[k].name)) continue;
+    snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)S.join_pid, JOIN_NS[k].name);
+    snprintf(self, sizeof self, "/proc/self/ns/%s", JOIN_NS[k].name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail_code(125, "open-namespace", errno, path);
+    struct stat a, b;
+    /* Already a member (no user namespace, host network): setns would fail or change nothing. */
+    if (fstat(fd, &a) == 0 && stat(self, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
+      close(fd);
+      continue;
+    }
+    fds[k] = fd;
+  }
+  int rootfd = -1;
+  if (wants_ns("mnt")) {
+    snprintf(path, sizeof path, "/proc/%d/root", (int)S.join_pid);
+    rootfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) fail("open-root", path);
+  }
+  for (size_t k = 0; k < sizeof JOIN_NS / sizeof JOIN_NS[0]; k++) {
+    if (fds[k] < 0) continue;
+    if (setns(fds[k], JOIN_NS[k].flag) < 0) fail("setns", JOIN_NS[k].name);
+    close(fds[k]);
+  }
+  if (rootfd >= 0) {
+    if (fchdir(rootfd) < 0) fail("chdir-root", "container root");
+    if (chroot(".") < 0) fail("chroot", "container root");
+    close(rootfd);
+  }
+  if (S.terminal && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, term_sock) < 0) fail("socketpair", "terminal");
+  int exec_pipe[2] = { -1, -1 };
+  if (S.detach && pipe2(exec_pipe, O_CLOEXEC) < 0) fail("pipe", "detach");
+  pid_t pid = fork();
+  if (pid < 0) fail("fork", "join");
+  if (pid == 0) join_child(exec_pipe[0] >= 0 ? exec_pipe[0] : -1);
+  if (exec_pipe[1] >= 0) close(exec_pipe[1]);
+  return supervise(pid, exec_pipe[0]);
+}
+
+int main(void) {
+  if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) < 0) _exit(125);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "launcher");
+  /* No getppid() check: tsbuild may itself be PID 1 (in a CI container). If the parent is already
+   * gone, the go pipe reads EOF and the child stops before exec. */
+  read_spec();
+  if (S.join_pid > 0) return join_main();
+  if (S.terminal && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, term_sock) < 0) fail("socketpair", "terminal");
+  pid_t pid = (pid_t)syscall(SYS_clone, (S.clone_flags & ~(unsigned long)CLONE_NEWCGROUP) | SIGCHLD, NULL, NULL, NULL, NULL);
+  if (pid < 0) fail("clone", "namespaces");
+  if (pid == 0) run_child();
+  return supervise(pid, -1);
 }

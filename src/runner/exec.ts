@@ -1,0 +1,63 @@
+import { TsbuildError } from '../core/index.js';
+import {
+  ALL_JOIN_NAMESPACES, DEFAULT_RLIMITS, computeCapabilities, isProcessFrozen, joinProcess, openProcessCgroup,
+  type JoinResult, type SandboxStdio,
+} from '../sandbox/index.js';
+import type { Snapshotter } from '../snapshot/index.js';
+import { mergeEnv } from './container-config.js';
+import type { ContainerEntry, ContainerStore } from './container-store.js';
+import { requireRunning } from './pause.js';
+import { resolveSnapshotUser } from './runner.js';
+
+/** What `exec` needs. */
+export interface ExecDeps {
+  readonly containers: ContainerStore;
+  readonly snapshotter: Snapshotter;
+  readonly launcherPath: string;
+  readonly rootless: boolean;
+}
+
+/** The flags of `docker exec`. */
+export interface ExecOptions {
+  readonly command: readonly string[];
+  /** `-e` values, already `K=V`. */
+  readonly env: readonly string[];
+  /** `-u`: resolved in the container's /etc/passwd and /etc/group; default the container's user. */
+  readonly user?: string;
+  /** `-w`: default the container's working directory. */
+  readonly workdir?: string;
+  readonly terminal: boolean;
+  readonly detach: boolean;
+}
+
+/**
+ * Runs a command in a running container, as `docker exec`: in all its namespaces and its cgroup,
+ * with its env (plus `-e`), user, working directory, capabilities and no_new_privs. Resolves with
+ * how it ended (exit code propagated). Throws RUN_NOT_RUNNING, RUN_PAUSED, RUN_NO_COMMAND,
+ * SANDBOX_COMMAND_NOT_FOUND (127), SANDBOX_COMMAND_NOT_EXECUTABLE (126), SANDBOX_BAD_USER/BAD_WORKDIR.
+ */
+export async function execInContainer(deps: ExecDeps, entry: ContainerEntry, options: ExecOptions, stdio: SandboxStdio, signal?: AbortSignal): Promise<JoinResult> {
+  if (options.command.length === 0) throw new TsbuildError('RUN_NO_COMMAND', 'exec needs a command to run', { hint: 'usage: tsbuild exec [OPTIONS] CONTAINER COMMAND [ARG...]', exitCode: 1 });
+  const { config, state } = await requireRunning(deps.containers, entry);
+  if (isProcessFrozen(state.pid)) {
+    throw new TsbuildError('RUN_PAUSED', `container ${config.id} is paused, unpause the container before exec`, { exitCode: 1 });
+  }
+  const user = options.user === undefined ? config.user : await resolveSnapshotUser(deps.snapshotter, config.snapshotKey, options.user);
+  const hostnameEnv = `HOSTNAME=${config.hostname}`;
+  const base = config.env.some((v) => v.startsWith('HOSTNAME=')) ? config.env : [...config.env, hostnameEnv];
+  const cgroup = await openProcessCgroup(state.pid, { rootless: deps.rootless });
+  return joinProcess(deps.launcherPath, {
+    targetPid: state.pid,
+    namespaces: ALL_JOIN_NAMESPACES,
+    args: options.command,
+    env: mergeEnv(base, options.env),
+    cwd: options.workdir ?? config.cwd,
+    user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids ?? [] },
+    capabilities: computeCapabilities(config.capAdd, config.capDrop),
+    rlimits: DEFAULT_RLIMITS,
+    noNewPrivileges: true,
+    terminal: options.terminal,
+    detach: options.detach,
+    ...(cgroup === undefined ? {} : { cgroup }),
+  }, stdio, signal);
+}
