@@ -1,17 +1,19 @@
 /**
  * The stat cache: (path, size, mtime ns, ctime ns, inode, dev) -> content digest, persisted in one
- * file so an unchanged file is never re-read on the next build. Written atomically (temp + rename);
- * a missing, corrupt or foreign file is ignored and rebuilt.
+ * file so an unchanged file is never re-read on the next build. Written atomically (temp + rename),
+ * or a few changed rows appended (an interrupted append leaves an unterminated line: the file is
+ * then treated as corrupt); a missing, corrupt or foreign file is ignored and rebuilt.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TsbuildError, digestHex, type Digest } from '../core/index.js';
 
 const HEADER = 'tsbuild-stat-cache/2';
 /** Entries kept at most; the ones not used by the current build are dropped first. */
 const MAX_ENTRIES = 500_000;
-const ROW_RE = /^\d+ \d+ \d+ \d+ \d+ [0-9a-f]{64}$/;
+/** The digest part of a row; checked when a row is used (checking 20,000 rows at load costs more). */
+const HEX_RE = /^[0-9a-f]{64}$/;
 
 /** The lstat fields a stat-cache row is keyed on (Node's BigIntStats has them all). */
 export interface FileFingerprint {
@@ -27,15 +29,25 @@ function fingerprintOf(st: FileFingerprint): string {
   return `${st.size} ${st.mtimeNs} ${st.ctimeNs} ${st.ino} ${st.dev}`;
 }
 
+/** Rows recorded since loading, appended to the file (instead of rewriting it) up to this many. */
+const MAX_APPENDED = 2_000;
+
 /**
  * A loaded stat cache. File format: a header line, then one `path\tsize mtime ctime ino dev hex`
- * line per file (paths never contain newlines here: such files are simply not cached).
+ * line per file (paths never contain newlines here: such files are simply not cached); a later
+ * line for a path replaces an earlier one (a save of a few changed rows appends them).
  */
 export class StatCache {
   /** path -> `fingerprint hex` */
   private readonly rows = new Map<string, string>();
   private readonly used = new Set<string>();
   private dirty = false;
+  /** Rows recorded since the load (or last save) of an intact file: a save may append just these. */
+  private readonly changed = new Map<string, string>();
+  /** The file was read intact (and appending to it keeps it valid). */
+  private appendable = false;
+  /** Lines in the file (appends make it grow; a rewrite compacts it). */
+  private lines = 0;
 
   private constructor(readonly file: string | undefined) {}
 
@@ -57,13 +69,15 @@ export class StatCache {
       const line = lines[i] as string;
       const tab = line.indexOf('\t');
       const row = line.slice(tab + 1);
-      if (tab <= 0 || !ROW_RE.test(row)) {
+      if (tab <= 0) {
         cache.rows.clear();
         cache.dirty = true;
         return cache;
       }
       cache.rows.set(line.slice(0, tab), row);
     }
+    cache.appendable = true;
+    cache.lines = lines.length - 2;
     return cache;
   }
 
@@ -83,21 +97,51 @@ export class StatCache {
     if (row === undefined) return undefined;
     const fp = fingerprintOf(st);
     if (row.length !== fp.length + 65 || !row.startsWith(fp) || row[fp.length] !== ' ') return undefined;
+    const hex = row.slice(fp.length + 1);
+    if (!HEX_RE.test(hex)) return undefined;
     this.used.add(absPath);
-    return `sha256:${row.slice(fp.length + 1)}` as Digest;
+    return `sha256:${hex}` as Digest;
   }
 
   /** Records the digest of `absPath` as read while it had the lstat `st`. */
   record(absPath: string, st: FileFingerprint, digest: Digest): void {
     if (absPath.includes('\n') || absPath.includes('\t')) return;
-    this.rows.set(absPath, `${fingerprintOf(st)} ${digestHex(digest)}`);
+    const row = `${fingerprintOf(st)} ${digestHex(digest)}`;
+    this.rows.set(absPath, row);
+    this.changed.set(absPath, row);
     this.used.add(absPath);
     this.dirty = true;
   }
 
-  /** Writes the cache atomically (temp file + rename) when it changed; no-op for in-memory caches. */
+  /**
+   * Writes the cache when it changed: up to {@link MAX_APPENDED} rows recorded since the load are
+   * appended to the intact file, else it is rewritten atomically (temp file + rename), which also
+   * compacts it. No-op for in-memory caches.
+   */
   save(): void {
     if (this.file === undefined || !this.dirty) return;
+    // A few changed rows (a touched or edited file): append them instead of rewriting every row.
+    if (this.appendable && this.changed.size <= MAX_APPENDED && this.lines + this.changed.size <= 2 * this.rows.size + MAX_APPENDED) {
+      let text = '';
+      for (const [path, row] of this.changed) text += `${path}\t${row}\n`;
+      try {
+        // Never creates the file: a vanished one is rewritten whole below.
+        const fd = openSync(this.file, constants.O_WRONLY | constants.O_APPEND);
+        try {
+          writeSync(fd, text);
+        } finally {
+          closeSync(fd);
+        }
+        this.lines += this.changed.size;
+        this.changed.clear();
+        this.dirty = false;
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+          throw new TsbuildError('CTX_STAT_CACHE', `cannot write the stat cache ${this.file}: ${(e as Error).message}`, { cause: e });
+        }
+      }
+    }
     const out: string[] = [HEADER];
     for (const path of this.used) {
       const row = this.rows.get(path);
@@ -110,6 +154,9 @@ export class StatCache {
       mkdirSync(dirname(this.file), { recursive: true });
       writeFileSync(tmp, out.join('\n'));
       renameSync(tmp, this.file);
+      this.appendable = true;
+      this.lines = out.length - 2;
+      this.changed.clear();
     } catch (e) {
       rmSync(tmp, { force: true });
       throw new TsbuildError('CTX_STAT_CACHE', `cannot write the stat cache ${this.file}: ${(e as Error).message}`, { cause: e });

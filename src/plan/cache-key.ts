@@ -19,6 +19,9 @@ import type { Op, SourceRef, Vertex } from './graph.js';
  *   COPY/ADD selects from the context after .dockerignore; the digest of a downloaded ADD URL), it
  *   calls {@link computeCacheKeys} with those lists; the vertex key becomes
  *   `foldContentDigests(key, digests)` and every descendant key changes accordingly.
+ * - A `COPY --link` (without `--chown` names, which are looked up in the parent) makes a layer that
+ *   does not depend on its parent: its key leaves the parent out (a new base keeps it cached, as
+ *   BuildKit's merge), while the layer key its descendants chain on is the pair (key, parent).
  */
 
 /** Serialises JSON data with object keys sorted and `undefined` members dropped (stable across runs). */
@@ -81,6 +84,11 @@ export function foldContentDigests(key: Digest, digests: readonly Digest[]): Dig
   return digests.length === 0 ? key : sha256Of(canonicalJson({ key, content: digests }));
 }
 
+/** True for a `COPY --link` whose layer does not depend on the parent's content (numeric or no --chown). */
+export function isIndependentLink(op: Op): boolean {
+  return op.type === 'copy' && op.link && (op.chown === undefined || /^\d+(:\d+)?$/.test(op.chown));
+}
+
 /** True when a vertex changes the filesystem (its key is a layer key). */
 function changesFilesystem(op: Op): boolean {
   return op.type !== 'meta' || (op.edit.kind === 'workdir' && op.edit.mkdir);
@@ -102,11 +110,13 @@ export function computeCacheKeys(
       if (k === undefined) throw new TsbuildError('INTERNAL', `vertex ${v.id} depends on ${id}, which is not planned before it`);
       return k;
     });
-    const key = foldContentDigests(cacheKeyOf(v.op, inputKeys), content.get(v.id) ?? []);
+    const link = isIndependentLink(v.op) && inputKeys.length > 0;
+    const key = foldContentDigests(cacheKeyOf(v.op, link ? inputKeys.slice(1) : inputKeys), content.get(v.id) ?? []);
     keys.set(v.id, key);
     const parent = v.inputs[0];
     const parentLayer = parent === undefined ? undefined : layerKeys.get(parent);
-    layerKeys.set(v.id, changesFilesystem(v.op) || parentLayer === undefined ? key : parentLayer);
+    if (link) layerKeys.set(v.id, sha256Of(canonicalJson({ link: key, parent: inputKeys[0] })));
+    else layerKeys.set(v.id, changesFilesystem(v.op) || parentLayer === undefined ? key : parentLayer);
   }
   return keys;
 }

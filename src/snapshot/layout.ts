@@ -1,9 +1,14 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { TsbuildError, digestHex, isDigest, type Digest } from '../core/index.js';
+import { isPidRunning } from '../sys/index.js';
 import type { SnapshotInfo, SnapshotterKind } from './snapshotter.js';
+
+const runFile = promisify(execFile);
 
 /** Where a snapshotter keeps its files: `<snapshots>/<kind>/` and the store's `tmp/` (same file system). */
 export interface SnapshotDirs {
@@ -160,20 +165,20 @@ export function toInfo(meta: SnapshotMeta): SnapshotInfo {
   return { kind: meta.kind, name: meta.name, parent: meta.parent, diffId: meta.diffId, created: meta.created, pid: meta.pid };
 }
 
-/** True when the meta's creator runs on this host and no longer exists. */
+/**
+ * True when the meta's creator ran on this host and no longer runs. A zombie counts as gone: a
+ * killed build whose parent died too stays one until init reaps it, and its snapshot is abandoned.
+ */
 export function isStale(meta: SnapshotMeta): boolean {
   if (meta.pid === undefined || meta.host !== hostname()) return false;
-  try {
-    process.kill(meta.pid, 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== 'EPERM';
-  }
+  return !isPidRunning(meta.pid);
 }
 
 /**
  * Removes a tree, also when it holds directories without write or search permission (an overlay
  * workdir's `work/` is mode 000): on EACCES/EPERM the modes are opened up and the removal retried.
+ * A non-root user whose tree holds files of its sub-ids (a rootless build's snapshot, owned by
+ * e.g. host uid 201000) removes it as root of a user namespace over those ids (`unshare --map-auto`).
  */
 export async function removeTree(path: string): Promise<void> {
   try {
@@ -187,7 +192,22 @@ export async function removeTree(path: string): Promise<void> {
   try {
     rmSync(path, { recursive: true, force: true });
   } catch (err) {
-    throw wrapIo(err, `cannot remove ${path}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (process.getuid?.() === 0 || (code !== 'EACCES' && code !== 'EPERM')) throw wrapIo(err, `cannot remove ${path}`);
+    await removeAsSubIds(path, err);
+  }
+}
+
+/** `rm -rf` as root of a user namespace mapping the caller to 0 and its first sub-id ranges to 1.. . */
+async function removeAsSubIds(path: string, original: unknown): Promise<void> {
+  try {
+    await runFile('unshare', ['--map-auto', '--map-root-user', '--', 'rm', '-rf', '--', path]);
+  } catch (err) {
+    const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim();
+    throw new TsbuildError('SNAPSHOT_IO', `cannot remove ${path}: ${(original as NodeJS.ErrnoException).code ?? String(original)}, also not in a user namespace over the sub-ids: ${stderr || (err as Error).message}`, {
+      cause: original,
+      hint: 'the tree holds files of other ids; check /etc/subuid and /etc/subgid, or remove it as root',
+    });
   }
 }
 

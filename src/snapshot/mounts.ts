@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, readlinkSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
@@ -114,4 +116,51 @@ export async function probeOverlay(scratchParent: string, userxattr: boolean): P
     await removeTree(dir).catch(() => undefined);
   }
   return { ok: false, reason: `overlay cannot be mounted here: ${last}` };
+}
+
+/** What a cached probe result is valid for: one boot (one kernel), one user and user namespace, one file system. */
+function probeCacheKey(scratchParent: string, userxattr: boolean): string | undefined {
+  try {
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const userns = readlinkSync('/proc/self/ns/user');
+    return JSON.stringify({ v: 1, boot, uid: process.getuid?.() ?? -1, userns, dev: statSync(scratchParent).dev, userxattr });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * {@link probeOverlay} with its successful result kept in `cacheFile` (`{key, options}`) until the next boot: the probe
+ * forks a shell and its unmount syncs the file system (tens of ms, seconds on a busy disk), once per process start
+ * otherwise. The key holds the boot id, uid, user namespace, the scratch file system's device and `userxattr`; anything
+ * unreadable or different probes again. A failed probe is never cached (it may be transient).
+ */
+export async function probeOverlayCached(cacheFile: string, scratchParent: string, userxattr: boolean): Promise<OverlayProbe> {
+  const key = probeCacheKey(scratchParent, userxattr);
+  if (key !== undefined) {
+    try {
+      const cached = JSON.parse(readFileSync(cacheFile, 'utf8')) as { key?: unknown; options?: unknown };
+      if (cached.key === key && Array.isArray(cached.options) && cached.options.every((o) => typeof o === 'string')) {
+        return { ok: true, options: cached.options as string[] };
+      }
+    } catch {
+      // absent or unreadable: probe
+    }
+  }
+  const probe = await probeOverlay(scratchParent, userxattr);
+  if (probe.ok && key !== undefined) {
+    // Best effort and atomic (tmp + rename): a reader sees the old file, the new one or none.
+    const tmp = `${cacheFile}.${randomBytes(6).toString('hex')}.tmp`;
+    try {
+      writeFileSync(tmp, JSON.stringify({ key, options: probe.options }), { mode: 0o600 });
+      renameSync(tmp, cacheFile);
+    } catch {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // not created
+      }
+    }
+  }
+  return probe;
 }

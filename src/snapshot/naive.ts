@@ -13,6 +13,11 @@ import type { ActiveSnapshot, SnapshotDiff } from './snapshotter.js';
 export interface NaiveSnapshotterOptions {
   /** Restore owners and device nodes when copying (default: running as uid 0). */
   readonly privileged?: boolean;
+  /**
+   * Diffs mark opaque directories with `user.overlay.opaque` (a user namespace, where `trusted.*` cannot be
+   * written). Default: not running as uid 0.
+   */
+  readonly userxattr?: boolean;
 }
 
 /**
@@ -24,10 +29,12 @@ export class NaiveSnapshotter extends BaseSnapshotter {
   readonly kind = 'naive' as const;
   protected readonly activeContent = 'fs';
   private readonly privileged: boolean;
+  private readonly userxattr: boolean;
 
   constructor(dirs: SnapshotDirs, options: NaiveSnapshotterOptions = {}) {
     super(dirs, 'naive');
     this.privileged = options.privileged ?? process.getuid?.() === 0;
+    this.userxattr = options.userxattr ?? process.getuid?.() !== 0;
   }
 
   private async fillTree(fs: string, parent: Digest | undefined): Promise<void> {
@@ -76,7 +83,7 @@ export class NaiveSnapshotter extends BaseSnapshotter {
     await removeTree(out);
     writeChangeSet(join(dir, 'fs'), join(dir, 'record'), out, {
       privileged: this.privileged,
-      xattrPrefix: process.getuid?.() === 0 ? 'trusted' : 'user',
+      xattrPrefix: this.userxattr ? 'user' : 'trusted',
     });
     return { dir: out, mode: 'changeset', release: () => removeTree(out) };
   }

@@ -6,7 +6,8 @@ import { TsbuildError, digestHex, type Digest } from '../core/index.js';
 import { applyLayer } from '../layer/index.js';
 import { BaseSnapshotter } from './base.js';
 import { wrapIo, type SnapshotDirs, type SnapshotMeta } from './layout.js';
-import { probeOverlay, type OverlayProbe } from './mounts.js';
+import { probeOverlayCached, type OverlayProbe } from './mounts.js';
+import { applyLayerAsSubIds, canUnpackAsSubIds } from './unpack-userns.js';
 import type { ActiveSnapshot, SnapshotDiff, SnapshotMount } from './snapshotter.js';
 
 /** Options of {@link OverlaySnapshotter}. */
@@ -40,6 +41,8 @@ export class OverlaySnapshotter extends BaseSnapshotter {
   /** Whether mounts run with `userxattr`. */
   readonly userxattr: boolean;
   private probed: Promise<OverlayProbe> | undefined;
+  /** Whether layers are unpacked by a child in a user namespace over the caller's sub-ids (non-root only; probed once). */
+  private subIdUnpack: Promise<boolean> | undefined;
   private readonly chainCache = new Map<string, SnapshotMeta>();
 
   constructor(dirs: SnapshotDirs, options: OverlaySnapshotterOptions = {}) {
@@ -64,9 +67,9 @@ export class OverlaySnapshotter extends BaseSnapshotter {
     return dirs;
   }
 
-  /** Probes (once per instance) whether overlay mounts work here and which options the kernel accepts. */
+  /** Probes (once per instance; a success is kept in `overlay/probe.json` until the next boot) whether overlay mounts work here and which options the kernel accepts. */
   probe(): Promise<OverlayProbe> {
-    this.probed ??= this.init().then(() => probeOverlay(this.layout.dirs.tmp, this.userxattr));
+    this.probed ??= this.init().then(() => probeOverlayCached(join(this.layout.base, 'probe.json'), this.layout.dirs.tmp, this.userxattr));
     return this.probed;
   }
 
@@ -77,7 +80,13 @@ export class OverlaySnapshotter extends BaseSnapshotter {
   }
 
   protected async fillCommitted(fs: string, _parent: Digest | undefined, tar: Readable, signal: AbortSignal | undefined): Promise<void> {
-    await applyLayer(tar, fs, { whiteouts: 'overlay', overlayXattrPrefix: this.xattrPrefix, ...(signal === undefined ? {} : { signal }) });
+    const options = { whiteouts: 'overlay', overlayXattrPrefix: this.xattrPrefix } as const;
+    // A non-root user outside a user namespace cannot chown: the unpack runs as root of one over its sub-ids.
+    if (process.getuid?.() !== 0 && (await (this.subIdUnpack ??= canUnpackAsSubIds()))) {
+      await applyLayerAsSubIds(tar, fs, options, signal);
+      return;
+    }
+    await applyLayer(tar, fs, { ...options, ...(signal === undefined ? {} : { signal }) });
   }
 
   protected async fillActive(dir: string, parent: Digest | undefined): Promise<void> {

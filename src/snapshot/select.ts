@@ -11,7 +11,7 @@ export type SnapshotterChoice = 'auto' | 'overlay' | 'naive';
 export interface OpenSnapshotterOptions {
   /** Default `auto`: overlay when a probe mount works, else naive. */
   readonly choice?: SnapshotterChoice;
-  /** Mounts happen in a user namespace (rootless); default: not running as uid 0. */
+  /** Mounts happen in a user namespace (rootless, also as root of a non-initial one); default: not running as uid 0. */
   readonly userxattr?: boolean;
 }
 
@@ -28,10 +28,11 @@ export interface OpenedSnapshotter {
  */
 export async function openSnapshotter(dirs: SnapshotDirs, options: OpenSnapshotterOptions = {}): Promise<OpenedSnapshotter> {
   const choice = options.choice ?? 'auto';
-  if (choice === 'naive') return { snapshotter: new NaiveSnapshotter(dirs), fallbackReason: undefined };
-  const overlay = new OverlaySnapshotter(dirs, options.userxattr === undefined ? {} : { userxattr: options.userxattr });
+  const userxattr = options.userxattr === undefined ? {} : { userxattr: options.userxattr };
+  if (choice === 'naive') return { snapshotter: new NaiveSnapshotter(dirs, userxattr), fallbackReason: undefined };
+  const overlay = new OverlaySnapshotter(dirs, userxattr);
   const probe = await overlay.probe();
   if (probe.ok) return { snapshotter: overlay, fallbackReason: undefined };
   if (choice === 'overlay') throw new TsbuildError('SNAPSHOT_OVERLAY_UNAVAILABLE', probe.reason, { hint: 'use --snapshotter=naive' });
-  return { snapshotter: new NaiveSnapshotter(dirs), fallbackReason: probe.reason };
+  return { snapshotter: new NaiveSnapshotter(dirs, userxattr), fallbackReason: probe.reason };
 }

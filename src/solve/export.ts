@@ -48,7 +48,10 @@ export async function exportImage(store: Store, graph: BuildGraph, output: FsSta
   );
   const m = await store.blobs.putBytes(serializeDocument(manifest));
   const descriptor: Descriptor = { mediaType: MediaType.ociManifest, digest: m.digest, size: m.size };
-  if (names.length === 0) await store.refs.addUntagged(descriptor);
-  for (const name of names) await store.refs.set(name, descriptor);
+  // An unchanged image (a fully cached rebuild) already has its names: no index.json write, no lock.
+  const current = await store.refs.list();
+  const named = (name: string): boolean => current.some((e) => e.name === name && e.descriptor.digest === m.digest && e.descriptor.mediaType === descriptor.mediaType);
+  if (names.length === 0 && !current.some((e) => e.descriptor.digest === m.digest)) await store.refs.addUntagged(descriptor);
+  for (const name of names) if (!named(name)) await store.refs.set(name, descriptor);
   return { manifest: descriptor, configDigest: c.digest, config, names };
 }

@@ -1,4 +1,7 @@
-import { chmodSync, lchownSync, lstatSync, lutimesSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, type Stats } from 'node:fs';
+import {
+  chmodSync, closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync,
+  readSync, rmSync, symlinkSync, writeSync, type Stats,
+} from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { TsbuildError } from '../core/index.js';
@@ -14,6 +17,17 @@ export interface WriteMeta {
   readonly mtime?: number;
 }
 
+/** One file for {@link RootfsView.writeFiles}. */
+export interface FileWrite {
+  /** Canonical destination components (parents must exist in the top layer). */
+  readonly parts: readonly string[];
+  /** The host file to copy. */
+  readonly source: string;
+  readonly meta: WriteMeta;
+  /** The size the source had when it was selected (picks the copy method; the copy never trusts it). */
+  readonly size: number;
+}
+
 /** An entry found in the merged view. */
 export interface ViewEntry {
   /** Index of the layer that shows it (0 = top). */
@@ -23,6 +37,15 @@ export interface ViewEntry {
 }
 
 const MAX_LINKS = 40;
+/** Files up to this size are copied synchronously through one buffer; larger ones by the kernel (copy_file_range) in the thread pool. */
+const SMALL_FILE = 256 * 1024;
+/** Large files copied at the same time (the thread pool has 4 threads). */
+const BIG_CONCURRENCY = 2;
+/** Small files copied between two turns of the event loop (keeps progress output and signals alive). */
+const SMALL_BATCH = 128;
+// SECURITY: never follow a symlink swapped in for a source file, never write through one at the destination.
+const SRC_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW;
+const DST_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 
 function tryLstat(path: string): Stats | undefined {
   try {
@@ -57,6 +80,10 @@ function componentsOf(path: string): string[] {
  */
 export class RootfsView {
   readonly #opaqueXattr: string;
+  /** Deferred mode ({@link deferFiles}): files recorded instead of copied, by `parts.join('/')`. */
+  #deferred: Map<string, FileWrite> | undefined;
+  /** Deferred mode: paths this view created in the top layer (directories, symlinks). */
+  readonly #made = new Set<string>();
 
   /** `layers`: directories, top first; `xattrPrefix`: `trusted` (root overlay) or `user` (userxattr). */
   constructor(readonly layers: readonly string[], xattrPrefix: 'trusted' | 'user') {
@@ -72,8 +99,51 @@ export class RootfsView {
     }
   }
 
+  /**
+   * Switches to deferred mode: {@link writeFile}/{@link writeFiles} record the files (see
+   * {@link deferredFiles}) instead of copying them, and lookups see them as regular files of the
+   * top layer, so the rest of the COPY logic (replacing, "not a directory") behaves as if they had
+   * been written. Directories and symlinks are still written. Used to produce a COPY layer
+   * straight from the sources without materialising them (src/solve/ops/copy-layer.ts).
+   */
+  deferFiles(): void {
+    this.#deferred ??= new Map();
+  }
+
+  /** The files recorded in deferred mode (each destination once, the last write wins). */
+  deferredFiles(): FileWrite[] {
+    return [...(this.#deferred?.values() ?? [])];
+  }
+
+  /** Leaves deferred mode and copies the recorded files into the top layer after all. */
+  async materializeDeferred(): Promise<void> {
+    const files = this.deferredFiles();
+    this.#deferred = undefined;
+    await this.writeFiles(files);
+  }
+
+  /** A deferred file shown as a top-layer entry (its stat is the source's, a regular file). */
+  #deferredEntry(key: string): ViewEntry | undefined {
+    const f = this.#deferred?.get(key);
+    if (f === undefined) return undefined;
+    let st: Stats;
+    try {
+      st = lstatSync(f.source);
+    } catch (e) {
+      throw ioError(`cannot read ${f.source}`, e);
+    }
+    if (!st.isFile()) throw new TsbuildError('SOLVE_IO', `${f.source} is no longer a regular file`);
+    return { layer: 0, hostPath: f.source, stat: st };
+  }
+
   /** The merged entry at the components `parts` (no symlink following), or undefined. */
   lookupParts(parts: readonly string[]): ViewEntry | undefined {
+    if (this.#deferred !== undefined && this.#deferred.size > 0) {
+      for (let n = 1; n <= parts.length; n++) {
+        const e = this.#deferredEntry(parts.slice(0, n).join('/'));
+        if (e !== undefined) return n === parts.length ? e : undefined;
+      }
+    }
     let visible = this.layers.map((_, i) => i);
     let found: ViewEntry | undefined;
     const prefix: string[] = [];
@@ -210,6 +280,7 @@ export class RootfsView {
       try {
         if (ust !== undefined) rmSync(upper, { force: true }); // a whiteout of a deleted lower entry
         mkdirSync(upper);
+        this.#made.add(sub.join('/'));
         if (merged !== undefined) {
           applyMeta(upper, { uid: merged.stat.uid, gid: merged.stat.gid, mode: merged.stat.mode & 0o7777, mtime: merged.stat.mtimeMs / 1000 });
         } else {
@@ -225,6 +296,10 @@ export class RootfsView {
   /** Removes whatever the top layer holds at `parts` (before writing a new entry there). */
   #clearUpper(parts: readonly string[]): string {
     const upper = this.#upperPath(parts);
+    if (this.#deferred !== undefined) {
+      const key = parts.join('/');
+      for (const k of this.#deferred.keys()) if (k === key || k.startsWith(`${key}/`)) this.#deferred.delete(k);
+    }
     const st = tryLstat(upper);
     if (st !== undefined) {
       try {
@@ -238,12 +313,101 @@ export class RootfsView {
 
   /** Copies the host file `source` to the canonical `parts` (parents must exist in the top layer). */
   async writeFile(parts: readonly string[], source: string, meta: WriteMeta): Promise<void> {
-    const upper = this.#clearUpper(parts);
+    if (this.#deferred !== undefined) {
+      this.#defer({ parts, source, meta, size: Number.MAX_SAFE_INTEGER });
+      return;
+    }
+    const upper = this.#upperPath(parts);
     try {
-      await copyFile(source, upper);
+      try {
+        await copyFile(source, upper, constants.COPYFILE_EXCL);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        this.#clearUpper(parts);
+        await copyFile(source, upper, constants.COPYFILE_EXCL);
+      }
       applyMeta(upper, meta);
     } catch (e) {
       throw e instanceof TsbuildError ? e : ioError(`cannot copy ${source} to /${parts.join('/')}`, e);
+    }
+  }
+
+  /**
+   * Copies many host files into the top layer (same result as {@link writeFile} for each, in any
+   * order: the destinations must be distinct). The top layer of a step starts empty, so each file is
+   * created exclusively and only an existing entry (EEXIST) costs a removal and a retry. Small files
+   * are copied synchronously (open, read, write, fchown, fchmod, futimes: no thread-pool round trip
+   * per file), large ones by the kernel in the thread pool at the same time.
+   */
+  async writeFiles(files: readonly FileWrite[]): Promise<void> {
+    if (this.#deferred !== undefined) {
+      for (const f of files) this.#defer(f);
+      return;
+    }
+    const big = files.filter((f) => f.size > SMALL_FILE);
+    let next = 0;
+    const copyBig = async (): Promise<void> => {
+      while (next < big.length) {
+        const f = big[next++] as FileWrite;
+        await this.writeFile(f.parts, f.source, f.meta);
+      }
+    };
+    // Settled promises: a failure of one side must not leave the other writing after we return.
+    const bigDone = Promise.all(Array.from({ length: Math.min(BIG_CONCURRENCY, big.length) }, copyBig)).then(() => undefined, (e: unknown) => ({ e }));
+    let smallFailure: unknown;
+    try {
+      const buf = Buffer.allocUnsafe(SMALL_FILE);
+      let n = 0;
+      for (const f of files) {
+        if (f.size > SMALL_FILE) continue;
+        this.#copySmallFile(f, buf);
+        if (++n % SMALL_BATCH === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    } catch (e) {
+      next = big.length;
+      smallFailure = e;
+    }
+    const bigFailure = await bigDone;
+    if (smallFailure !== undefined) throw smallFailure;
+    if (bigFailure !== undefined) throw bigFailure.e;
+  }
+
+  /** Records a file in deferred mode; what this view made at its path before is removed first. */
+  #defer(f: FileWrite): void {
+    const key = f.parts.join('/');
+    if (this.#made.has(key)) {
+      this.#clearUpper(f.parts);
+      this.#made.delete(key);
+    }
+    (this.#deferred as Map<string, FileWrite>).set(key, f);
+  }
+
+  #copySmallFile(f: FileWrite, buf: Buffer): void {
+    const upper = this.#upperPath(f.parts);
+    let src: number | undefined;
+    let dst: number | undefined;
+    try {
+      src = openSync(f.source, SRC_FLAGS);
+      try {
+        dst = openSync(upper, DST_FLAGS, 0o600);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        this.#clearUpper(f.parts);
+        dst = openSync(upper, DST_FLAGS, 0o600);
+      }
+      for (;;) {
+        const n = readSync(src, buf, 0, buf.length, null);
+        if (n === 0) break;
+        for (let off = 0; off < n; ) off += writeSync(dst, buf, off, n - off);
+      }
+      fchownSync(dst, f.meta.uid, f.meta.gid);
+      fchmodSync(dst, f.meta.mode & 0o7777);
+      if (f.meta.mtime !== undefined) futimesSync(dst, f.meta.mtime, f.meta.mtime);
+    } catch (e) {
+      throw e instanceof TsbuildError ? e : ioError(`cannot copy ${f.source} to /${f.parts.join('/')}`, e);
+    } finally {
+      if (dst !== undefined) closeSync(dst);
+      if (src !== undefined) closeSync(src);
     }
   }
 
@@ -252,6 +416,7 @@ export class RootfsView {
     const upper = this.#clearUpper(parts);
     try {
       symlinkSync(target, upper);
+      this.#made.add(parts.join('/'));
       lchownSync(upper, meta.uid, meta.gid);
       if (meta.mtime !== undefined) lutimesSync(upper, meta.mtime, meta.mtime);
     } catch (e) {

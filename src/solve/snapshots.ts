@@ -51,20 +51,9 @@ export async function withActiveSnapshot(
   try {
     await fn(active);
     signal.throwIfAborted();
-    const diff = await deps.snapshotter.diff(key);
-    try {
-      const packed = packLayer(diff.dir, { mode: diff.mode, ...(sourceDateEpoch === undefined ? {} : { sourceDateEpoch }) });
-      const blob = await deps.store.blobs.put(packed.stream, undefined, { signal });
-      const result = await packed.done;
-      if (result.diffId !== blob.digest) {
-        throw new TsbuildError('INTERNAL', `layer blob ${blob.digest} does not match its diffID ${result.diffId}`);
-      }
-      await deps.snapshotter.commit(key, result.diffId);
-      committed = true;
-      return { diffId: result.diffId, digest: blob.digest, size: blob.size, mediaType: BUILD_LAYER_MEDIA_TYPE };
-    } finally {
-      await diff.release();
-    }
+    const layer = await commitActiveSnapshot(deps, key, signal, sourceDateEpoch);
+    committed = true;
+    return layer;
   } finally {
     if (!committed) await deps.snapshotter.remove(key).catch(() => undefined);
   }
@@ -82,5 +71,25 @@ export async function withStateView<T>(deps: SolveDeps, state: FsState, signal: 
     return await fn(viewOf(active));
   } finally {
     await deps.snapshotter.remove(key).catch(() => undefined);
+  }
+}
+
+/**
+ * Packs the change set of the active snapshot `key` into a layer blob (uncompressed: the blob digest
+ * is the diffID) and commits the snapshot under that diffID. The caller removes the snapshot when this fails.
+ */
+export async function commitActiveSnapshot(deps: SolveDeps, key: string, signal: AbortSignal, sourceDateEpoch: number | undefined): Promise<LayerRef> {
+  const diff = await deps.snapshotter.diff(key);
+  try {
+    const packed = packLayer(diff.dir, { mode: diff.mode, ...(sourceDateEpoch === undefined ? {} : { sourceDateEpoch }) });
+    const blob = await deps.store.blobs.put(packed.stream, undefined, { signal });
+    const result = await packed.done;
+    if (result.diffId !== blob.digest) {
+      throw new TsbuildError('INTERNAL', `layer blob ${blob.digest} does not match its diffID ${result.diffId}`);
+    }
+    await deps.snapshotter.commit(key, result.diffId);
+    return { diffId: result.diffId, digest: blob.digest, size: blob.size, mediaType: BUILD_LAYER_MEDIA_TYPE };
+  } finally {
+    await diff.release();
   }
 }

@@ -1,15 +1,20 @@
 import { join } from 'node:path';
 import PQueue from 'p-queue';
-import { isTsbuildError, TsbuildError, type Digest } from '../core/index.js';
+import { isTsbuildError, sha256Of, TsbuildError, type Digest } from '../core/index.js';
 import { checksumSources, loadIgnore, selectSources, StatCache, statCacheName, type ContextSelection, type LoadedIgnore } from '../context/index.js';
-import { computeCacheKeys, type BuildGraph, type CopyOp, type Vertex } from '../plan/index.js';
+import { computeCacheKeys, isIndependentLink, type BuildGraph, type CopyOp, type Vertex } from '../plan/index.js';
 import { BuildCacheStore } from './cache-store.js';
-import { checkAddSources, checkCopySupported, contextPatterns, contextSources, copyInto, viewSources, withHeredocSources } from './ops/copy.js';
-import { checkExecSupported, runExec } from './ops/exec.js';
-import { applyMetaToView, metaMakesLayer } from './ops/meta.js';
+import { prepareRemoteSources, type RemoteSources } from './ops/add-remote.js';
+import { checkCopySupported, contextPatterns } from './ops/copy.js';
+import { excludeFromSelection } from './ops/copy-select.js';
+import { verticesNeedingFiles } from './ops/copy-layer.js';
+import { checkExecSupported } from './ops/exec.js';
+import { bindSelectionKey, contextBindSources } from './ops/mount-bind.js';
+import { metaMakesLayer } from './ops/meta.js';
 import { baseImageState, SCRATCH_STATE } from './ops/source.js';
-import { viewOf, withActiveSnapshot, withStateView } from './snapshots.js';
-import type { FsState, LayerRef, SolveDeps, SolveOptions } from './types.js';
+import type { RootfsView } from './rootfs-view.js';
+import { collectStepFiles, MissExplainer, type StepFiles } from './miss-reasons.js';
+import type { FsState, LayerRef, LazySolveDeps, SolveDeps, SolveOptions } from './types.js';
 
 /** What a solved build produced. */
 export interface SolveResult {
@@ -20,6 +25,30 @@ export interface SolveResult {
   /** Vertex ids whose step ran, and those served from the cache. */
   readonly executed: readonly string[];
   readonly cached: readonly string[];
+  /**
+   * Vertex ids (steps and FROMs) never solved because nothing needed them: the steps that use
+   * them were cache hits (lazy solving). No vertex event names them; one `info` event lists them.
+   */
+  readonly skipped: readonly string[];
+  /** The layer each layer-making vertex produced (ran or cached), by vertex id (for --cache-to). */
+  readonly layers: ReadonlyMap<string, LayerRef>;
+  /** Creation times (ISO 8601) of the local cache records used or written, by vertex id (for image-created.ts). */
+  readonly recordTimes: ReadonlyMap<string, string>;
+}
+
+/** A cache record found for a step: in the store (`local`) or in an imported cache (blob maybe not pulled yet). */
+interface LayerHit {
+  readonly layer: LayerRef;
+  readonly local: boolean;
+  /** The local record's creation time. */
+  readonly created?: string;
+}
+
+/** The info line naming the steps lazy solving skipped. */
+function describeSkipped(names: readonly string[]): string {
+  const shown = names.slice(0, 6).join(', ');
+  const more = names.length > 6 ? ` and ${names.length - 6} more` : '';
+  return `skipped ${names.length} step${names.length === 1 ? '' : 's'} no step to run needs (their results are used only by cache hits): ${shown}${more}`;
 }
 
 /** Thrown into steps cancelled because another step failed. */
@@ -42,7 +71,7 @@ function checkSupported(graph: BuildGraph, options: SolveOptions): void {
 }
 
 /** Selects and checksums the context sources of every COPY (for the keys and the copy itself). */
-async function hashContext(graph: BuildGraph, options: SolveOptions, deps: SolveDeps): Promise<{ content: Map<string, Digest[]>; selections: Map<string, ContextSelection> }> {
+async function hashContext(graph: BuildGraph, options: SolveOptions, deps: Pick<SolveDeps, 'store' | 'hostTools'>, remotes: Map<string, RemoteSources>, files: StepFiles): Promise<{ content: Map<string, Digest[]>; selections: Map<string, ContextSelection> }> {
   const content = new Map<string, Digest[]>();
   const selections = new Map<string, ContextSelection>();
   let ignore: LoadedIgnore | undefined;
@@ -51,17 +80,47 @@ async function hashContext(graph: BuildGraph, options: SolveOptions, deps: Solve
     if (v.op.type === 'source' && v.op.source === 'image') {
       content.set(v.id, [(options.baseImages.get(v.op.ref) as { manifestDigest: Digest }).manifestDigest]);
     }
+    if (v.op.type === 'exec') {
+      // RUN --mount=type=bind from the context: the selected files' digests are part of the key.
+      const binds = contextBindSources(v.op);
+      if (binds.length === 0) continue;
+      ignore ??= loadIgnore(options.contextDir, options.dockerfilePath);
+      statCache ??= StatCache.load(join(deps.store.paths.cache, statCacheName(options.contextDir)));
+      const digests: Digest[] = [];
+      for (const b of binds) {
+        const sel = selectSources(options.contextDir, [b.source], { ignore: ignore.matcher, loc: v.loc });
+        const sums = await checksumSources(sel, { statCache, signal: options.signal });
+        collectStepFiles(files, v.id, sums);
+        digests.push(sums.digest);
+        selections.set(bindSelectionKey(v.id, b.index), sel);
+      }
+      content.set(v.id, digests);
+      continue;
+    }
     if (v.op.type !== 'copy' || v.op.from.kind !== 'context') continue;
+    const fallbackMtime = options.sourceDateEpoch ?? Math.floor((options.now ?? Date.now)() / 1000);
+    const remote = await prepareRemoteSources(v.op, { tmpDir: deps.store.paths.tmp, signal: options.signal, hostTools: deps.hostTools ?? {}, fallbackMtime, ...(v.loc === undefined ? {} : { loc: v.loc }) });
+    if (remote !== undefined) remotes.set(v.id, remote);
     const patterns = contextPatterns(v.op);
-    if (patterns.length === 0) continue; // here-documents only: their text is in the op
+    if (patterns.length === 0) {
+      if (remote !== undefined) content.set(v.id, [...remote.digests]);
+      continue; // here-documents and URLs only: the text is in the op, the downloads in `remote`
+    }
     ignore ??= loadIgnore(options.contextDir, options.dockerfilePath);
     statCache ??= StatCache.load(join(deps.store.paths.cache, statCacheName(options.contextDir)));
-    const sel = selectSources(options.contextDir, patterns, { ignore: ignore.matcher, loc: v.loc });
+    const sel = excludeFromSelection(selectSources(options.contextDir, patterns, { ignore: ignore.matcher, loc: v.loc }), v.op.exclude);
     const sums = await checksumSources(sel, { statCache, signal: options.signal });
+    collectStepFiles(files, v.id, sums);
     selections.set(v.id, sel);
-    content.set(v.id, [sums.digest]);
+    content.set(v.id, [sums.digest, ...(remote?.digests ?? [])]);
   }
   statCache?.save();
+  // The build's --network is the mode of every RUN that names none: part of its key (host keeps the plan's key).
+  if (options.network !== 'host') {
+    for (const v of graph.vertices) {
+      if (v.op.type === 'exec' && v.op.network === 'default') content.set(v.id, [...(content.get(v.id) ?? []), sha256Of(`network=${options.network}`)]);
+    }
+  }
   return { content, selections };
 }
 
@@ -72,28 +131,53 @@ async function hashContext(graph: BuildGraph, options: SolveOptions, deps: Solve
  * other step (running sandboxes are killed, active snapshots removed) and is rethrown once all
  * steps have settled; `options.signal` (Ctrl-C) does the same.
  */
-export async function solveGraph(graph: BuildGraph, deps: SolveDeps, options: SolveOptions): Promise<SolveResult> {
+export async function solveGraph(graph: BuildGraph, deps: SolveDeps | LazySolveDeps, options: SolveOptions): Promise<SolveResult> {
+  const remotes = new Map<string, RemoteSources>();
+  try {
+    return await solveWithRemotes(graph, deps, options, remotes);
+  } finally {
+    await Promise.all([...remotes.values()].map((r) => r.cleanup()));
+  }
+}
+
+async function solveWithRemotes(graph: BuildGraph, deps: SolveDeps | LazySolveDeps, options: SolveOptions, remotes: Map<string, RemoteSources>): Promise<SolveResult> {
   checkSupported(graph, options);
   const cancelled = (): TsbuildError => new TsbuildError('SOLVE_ABORTED', 'the build was cancelled', { cause: options.signal.reason, exitCode: 130 });
   if (options.signal.aborted) throw cancelled();
-  await deps.snapshotter.removeStale();
-  const { content, selections } = await hashContext(graph, options, deps).catch((err: unknown) => {
+  // Step machinery and effects load when the first step runs (a fully cached build never needs them).
+  let opened: Promise<SolveDeps> | undefined;
+  const stepDeps = (): Promise<SolveDeps> => (opened ??= (async () => {
+    const full: SolveDeps = 'openStepDeps' in deps ? { ...deps, ...(await deps.openStepDeps()) } : deps;
+    await full.snapshotter.removeStale();
+    return full;
+  })());
+  let loadedOps: Promise<typeof import('./step-ops.js')> | undefined;
+  const stepOps = (): Promise<typeof import('./step-ops.js')> => (loadedOps ??= import('./step-ops.js'));
+  const files: StepFiles = new Map();
+  const { content, selections } = await hashContext(graph, options, deps, remotes, files).catch((err: unknown) => {
     throw options.signal.aborted ? cancelled() : err;
   });
   const keys = computeCacheKeys(graph.vertices, content);
   const cache = new BuildCacheStore(deps.store);
+  const explainer = new MissExplainer({ graph, store: deps.store, contextDir: options.contextDir, dockerfilePath: options.dockerfilePath, baseImages: options.baseImages, network: options.network, keys, content, files });
   const now = options.now ?? Date.now;
   const controller = new AbortController();
   const signal = controller.signal;
   const onOuterAbort = (): void => controller.abort(options.signal.reason);
   options.signal.addEventListener('abort', onOuterAbort, { once: true });
   const queue = new PQueue({ concurrency: Math.max(1, options.concurrency) });
+  const needFiles = verticesNeedingFiles(graph.vertices, makesLayer);
+  const byId = new Map<string, Vertex>(graph.vertices.map((v) => [v.id, v]));
   const results = new Map<string, Promise<FsState>>();
-  const inflight = new Map<Digest, Promise<FsState>>();
+  const inflight = new Map<string, Promise<FsState>>();
   const executed: string[] = [];
-  /** States made by steps that ran in this build (a step over one of them says "parent step re-ran"). */
-  const fresh = new WeakSet<FsState>();
+  /** States made by steps that ran in this build -> the first re-run step of their chain (for "parent step re-ran"). */
+  const reRan = new WeakMap<FsState, string>();
   const cached: string[] = [];
+  const stepLayers = new Map<string, LayerRef>();
+  const recordTimes = new Map<string, string>();
+  /** Best-effort bookkeeping of hits (miss explanations), awaited before the solve returns. */
+  const notes: Promise<void>[] = [];
   let firstError: unknown;
   const fail = (err: unknown): void => {
     if (firstError === undefined && !(err instanceof Cancelled)) {
@@ -104,41 +188,110 @@ export async function solveGraph(graph: BuildGraph, deps: SolveDeps, options: So
     }
   };
 
+  /** The cache record (local, else imported) of a layer-making vertex, looked up once; undefined: a miss. */
+  const lookups = new Map<string, Promise<LayerHit | undefined>>();
+  const lookup = (v: Vertex): Promise<LayerHit | undefined> => {
+    let p = lookups.get(v.id);
+    if (p === undefined) {
+      p = lookupVertex(v);
+      lookups.set(v.id, p);
+    }
+    return p;
+  };
+  const lookupVertex = async (v: Vertex): Promise<LayerHit | undefined> => {
+    if (cacheDisabled(v)) return undefined;
+    const key = keys.get(v.id) as Digest;
+    const hit = await cache.get(key);
+    if (hit !== undefined) return { layer: hit.layer, local: true, created: hit.created };
+    // An imported blob is pulled only if a step that runs (or the output) needs it: executeStep/ensure.
+    const imported = options.cacheImport?.lookup(key);
+    return imported === undefined ? undefined : { layer: imported, local: false };
+  };
+  const cacheDisabled = (v: Vertex): boolean => options.noCache || (v.stage !== null && (options.noCacheStages?.has(v.stage) ?? false));
+
+  /** FROM and metadata-only vertices: the state of their first input (or of the base image). */
+  const passThrough = (v: Vertex, parent: FsState): FsState => {
+    if (v.op.type !== 'source') return parent;
+    deps.events({ type: 'vertex.start', vertex: v.id, name: v.name, time: now() });
+    const state = v.op.source === 'scratch' ? SCRATCH_STATE
+      : v.op.source === 'stage' ? parent
+      : baseImageState(options.baseImages.get(v.op.ref) as NonNullable<ReturnType<typeof options.baseImages.get>>);
+    deps.events({ type: 'vertex.done', vertex: v.id, time: now() });
+    return state;
+  };
+
+  /**
+   * Lazy solving: the state of `id`, solving only what it needs. A cache hit needs only its
+   * parent's layer list (records, no content); a miss needs the content of every input (its
+   * parent, the stages and images it copies or binds from), so only misses pull their inputs in.
+   */
+  const solve = (id: string): Promise<FsState> => {
+    let p = results.get(id);
+    if (p === undefined) {
+      const v = byId.get(id);
+      if (v === undefined) throw new TsbuildError('INTERNAL', `vertex ${id} is not in the build graph`);
+      p = solveVertex(v);
+      p.catch(fail);
+      results.set(id, p);
+    }
+    return p;
+  };
+  const parentOf = async (v: Vertex): Promise<FsState> => (v.inputs[0] === undefined ? SCRATCH_STATE : solve(v.inputs[0]));
+
+  const solveVertex = async (v: Vertex): Promise<FsState> => {
+    if (signal.aborted) throw new Cancelled();
+    if (!makesLayer(v)) {
+      const parent = await parentOf(v);
+      if (signal.aborted) throw new Cancelled();
+      return passThrough(v, parent);
+    }
+    const hit = await lookup(v);
+    if (hit !== undefined) {
+      const parent = await parentOf(v);
+      if (signal.aborted) throw new Cancelled();
+      cached.push(v.id);
+      if (hit.local) notes.push(explainer.noteHit(v));
+      if (hit.created !== undefined) recordTimes.set(v.id, hit.created);
+      deps.events({ type: 'vertex.cached', vertex: v.id, name: v.name, time: now() });
+      stepLayers.set(v.id, hit.layer);
+      return { layers: [...parent.layers, hit.layer] };
+    }
+    const inputs = await Promise.all(v.inputs.map(solve));
+    signal.throwIfAborted();
+    const key = keys.get(v.id) as Digest;
+    // A COPY --link key leaves the parent out: runs over different parents must stay apart.
+    const flight = isIndependentLink(v.op) ? `${key} ${(inputs[0]?.layers ?? []).map((l) => l.diffId).join(' ')}` : key;
+    let shared = inflight.get(flight);
+    if (shared === undefined) {
+      shared = queue.add(() => runStep(v, inputs, key), { throwOnTimeout: true });
+      inflight.set(flight, shared);
+    }
+    const state = await shared;
+    const made = state.layers[state.layers.length - 1];
+    if (made !== undefined) stepLayers.set(v.id, made);
+    return state;
+  };
+
+  /** Runs a missed step over its inputs' content and records its layer under `key`. */
   const runStep = async (v: Vertex, inputs: readonly FsState[], key: Digest): Promise<FsState> => {
     const parent = inputs[0] ?? SCRATCH_STATE;
     if (signal.aborted) throw new Cancelled();
-    if (!makesLayer(v)) {
-      if (v.op.type !== 'source') return parent;
-      deps.events({ type: 'vertex.start', vertex: v.id, name: v.name, time: now() });
-      const state = v.op.source === 'scratch' ? SCRATCH_STATE
-        : v.op.source === 'stage' ? parent
-        : baseImageState(options.baseImages.get(v.op.ref) as NonNullable<ReturnType<typeof options.baseImages.get>>);
-      deps.events({ type: 'vertex.done', vertex: v.id, time: now() });
-      return state;
-    }
-    const noCache = options.noCache || (v.stage !== null && (options.noCacheStages?.has(v.stage) ?? false));
-    if (!noCache) {
-      const hit = await cache.get(key);
-      if (hit !== undefined) {
-        cached.push(v.id);
-        deps.events({ type: 'vertex.cached', vertex: v.id, name: v.name, time: now() });
-        return { layers: [...parent.layers, hit.layer] };
-      }
-    }
-    signal.throwIfAborted();
+    const noCache = cacheDisabled(v);
     deps.events({ type: 'vertex.start', vertex: v.id, name: v.name, time: now() });
-    const reason = options.noCache ? 'cache disabled (--no-cache)'
-      : noCache ? 'cache disabled for this stage (--no-cache-filter)'
-      : inputs.some((i) => fresh.has(i)) ? 'parent step re-ran'
-      : 'no cache record';
-    deps.events({ type: 'vertex.miss', vertex: v.id, reason });
+    const origins = inputs.map((i) => reRan.get(i));
+    const disabled = options.noCache ? '(--no-cache)' : noCache ? 'for this stage (--no-cache-filter)' : undefined;
+    const { reason, changes } = await explainer.explain(v, disabled, origins);
+    deps.events({ type: 'vertex.miss', vertex: v.id, reason, changes });
     executed.push(v.id);
     try {
       const layer = await executeStep(v, parent, inputs);
-      await cache.put(key, layer);
+      const created = new Date();
+      await cache.put(key, layer, created);
+      recordTimes.set(v.id, created.toISOString());
+      await explainer.record(v);
       deps.events({ type: 'vertex.done', vertex: v.id, time: now() });
       const state: FsState = { layers: [...parent.layers, layer] };
-      fresh.add(state);
+      reRan.set(state, origins.find((o) => o !== undefined) ?? v.name);
       return state;
     } catch (err) {
       const cancelled = signal.aborted && firstError !== err && !(isTsbuildError(err, 'RUN_EXIT'));
@@ -149,29 +302,60 @@ export async function solveGraph(graph: BuildGraph, deps: SolveDeps, options: So
 
   const executeStep = async (v: Vertex, parent: FsState, inputs: readonly FsState[]): Promise<LayerRef> => {
     const op = v.op;
-    return withActiveSnapshot(deps, parent, signal, options.sourceDateEpoch, async (active) => {
+    const { execCacheMountIds, withStateView, resolveChown, canStreamCopy, withStreamedCopy, withActiveSnapshot, runExec, viewOf, applyMetaToView } = await stepOps();
+    const deps = await stepDeps();
+    await options.cacheImport?.ensure(inputs.flatMap((i) => i.layers), signal);
+    if (op.type === 'exec') await options.cacheImport?.ensureMounts?.(execCacheMountIds(op), signal);
+    // COPY --link: an independent layer made on an empty state (--chown names come from the parent).
+    const link = op.type === 'copy' && op.link;
+    const owner = link && op.chown !== undefined ? await withStateView(deps, parent, signal, async (pv) => resolveChown(pv, op.chown as string, v.loc)) : undefined;
+    // The layer straight from the context files when no step of this build reads the result.
+    if (op.type === 'copy' && canStreamCopy(op) && !needFiles.has(v.id)) {
+      return withStreamedCopy(deps, link ? SCRATCH_STATE : parent, signal, { sourceDateEpoch: options.sourceDateEpoch, now }, async (view) => runCopy(v, op, view, inputs, selections, owner));
+    }
+    return withActiveSnapshot(deps, link ? SCRATCH_STATE : parent, signal, options.sourceDateEpoch, async (active) => {
       if (op.type === 'exec') {
-        await runExec(op, active, { deps, vertex: v, defaultNetwork: options.network, signal });
+        await runExec(op, active, {
+          deps, vertex: v, defaultNetwork: options.network, signal,
+          inputs: new Map(v.inputs.map((id, i) => [id, inputs[i] as FsState])),
+          contextSelection: (index) => selections.get(bindSelectionKey(v.id, index)),
+          ...(options.secrets === undefined ? {} : { secrets: options.secrets }),
+          ...(options.sshAgents === undefined ? {} : { sshAgents: options.sshAgents }),
+        });
       } else if (op.type === 'copy') {
-        await runCopy(v, op, viewOf(active), inputs, selections);
+        await runCopy(v, op, viewOf(active), inputs, selections, owner);
       } else if (op.type === 'meta') {
         applyMetaToView(op.edit, viewOf(active));
       }
     });
   };
 
-  const runCopy = async (v: Vertex, op: CopyOp, view: ReturnType<typeof viewOf>, inputs: readonly FsState[], sels: Map<string, ContextSelection>): Promise<void> => {
+  const runCopy = async (v: Vertex, op: CopyOp, view: RootfsView, inputs: readonly FsState[], sels: Map<string, ContextSelection>, owner?: { uid: number; gid: number }): Promise<void> => {
+    const { contextSources, expandArchives, excludeFromSources, withHeredocSources, copyInto, withStateView, viewSources } = await stepOps();
+    const deps = await stepDeps();
+    const copyOptions = owner === undefined ? {} : { owner };
     if (op.from.kind === 'context') {
       const sel = sels.get(v.id);
       if (sel === undefined && contextPatterns(op).length > 0) throw new TsbuildError('INTERNAL', `no context selection for ${v.id}`);
-      const fromContext = sel === undefined ? { sources: [], wildcard: false } : contextSources(sel);
-      checkAddSources(op, fromContext, v.loc);
       const mtime = options.sourceDateEpoch ?? Math.floor(now() / 1000);
-      const { sources, cleanup } = await withHeredocSources(op, fromContext, deps.store.paths.tmp, mtime);
+      const cleanups: (() => Promise<void>)[] = [];
       try {
-        await copyInto(view, op, sources, v.loc);
+        let fromContext = sel === undefined ? { sources: [], wildcard: false } : contextSources(sel);
+        if (op.instruction === 'ADD') {
+          const expanded = await expandArchives(fromContext, { tmpDir: deps.store.paths.tmp, tools: deps.compressionTools, hostTools: deps.hostTools ?? {}, signal, ...(v.loc === undefined ? {} : { loc: v.loc }) });
+          cleanups.push(expanded.cleanup);
+          fromContext = expanded.sources;
+        }
+        const remote = remotes.get(v.id);
+        if (remote !== undefined) {
+          const fetched = excludeFromSources({ sources: await remote.load(), wildcard: false }, op.exclude);
+          fromContext = { sources: [...fromContext.sources, ...fetched.sources], wildcard: fromContext.wildcard };
+        }
+        const { sources, cleanup } = await withHeredocSources(op, fromContext, deps.store.paths.tmp, mtime);
+        cleanups.push(cleanup);
+        await copyInto(view, op, sources, v.loc, copyOptions);
       } finally {
-        await cleanup();
+        await Promise.all(cleanups.map((c) => c()));
       }
       return;
     }
@@ -180,34 +364,31 @@ export async function solveGraph(graph: BuildGraph, deps: SolveDeps, options: So
     const source = inputs[index];
     if (index < 0 || source === undefined) throw new TsbuildError('INTERNAL', `COPY --from input ${fromVertex} of ${v.id} is missing`);
     const what = op.from.kind === 'stage' ? `stage ${op.from.stage}` : `image ${op.from.ref}`;
-    await withStateView(deps, source, signal, async (from) => copyInto(view, op, viewSources(from, op.sources, v.loc, what), v.loc));
+    await withStateView(deps, source, signal, async (from) => copyInto(view, op, excludeFromSources(viewSources(from, op.sources, v.loc, what), op.exclude), v.loc, copyOptions));
   };
 
-  for (const v of graph.vertices) {
-    const key = keys.get(v.id) as Digest;
-    const p = (async (): Promise<FsState> => {
-      const inputs = await Promise.all(v.inputs.map((id) => results.get(id) as Promise<FsState>));
-      signal.throwIfAborted();
-      let shared = inflight.get(key);
-      if (shared === undefined) {
-        shared = makesLayer(v)
-          ? queue.add(() => runStep(v, inputs, key), { throwOnTimeout: true })
-          : runStep(v, inputs, key);
-        inflight.set(key, shared);
-      }
-      return shared;
-    })();
-    p.catch(fail);
-    results.set(v.id, p);
-  }
+  // The output needs its layers; with `solveAll` (--cache-to mode=max) every step needs its own;
+  // the steps of a --no-cache-filter stage run even where a hit would not need them (the user asked).
+  const roots = options.solveAll === true ? graph.vertices.map((v) => v.id)
+    : [graph.output, ...graph.vertices.filter((v) => makesLayer(v) && !options.noCache && cacheDisabled(v)).map((v) => v.id)];
+  for (const v of graph.vertices) if (makesLayer(v)) void lookup(v); // every record read at once, in parallel
+  for (const id of roots) solve(id).catch(() => undefined);
   try {
-    await Promise.allSettled(results.values());
+    // Steps discover the inputs they need while they run: wait until no new one was started.
+    for (let seen = -1; seen !== results.size;) {
+      seen = results.size;
+      await Promise.allSettled(results.values());
+    }
     await queue.onIdle();
+    await Promise.allSettled([...lookups.values(), ...notes]); // records read for steps nothing needed
   } finally {
     options.signal.removeEventListener('abort', onOuterAbort);
   }
   if (options.signal.aborted) throw cancelled();
   if (firstError !== undefined) throw firstError;
   const output = await (results.get(graph.output) as Promise<FsState>);
-  return { output, keys, executed, cached };
+  await options.cacheImport?.ensure(output.layers, options.signal);
+  const skipped = graph.vertices.filter((v) => !results.has(v.id) && (makesLayer(v) || v.op.type === 'source')).map((v) => v.id);
+  if (skipped.length > 0) deps.events({ type: 'info', message: describeSkipped(skipped.map((id) => byId.get(id)?.name ?? id)) });
+  return { output, keys, executed, cached, skipped, layers: stepLayers, recordTimes };
 }

@@ -3,6 +3,7 @@ import type { Sandbox } from '../sandbox/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
 import type { Store } from '../store/index.js';
 import type { CompressionTools } from '../layer/index.js';
+import type { HostTools } from './ops/add-tools.js';
 
 /** One layer of a file system state: its diffID and the blob that holds it in the store. */
 export interface LayerRef {
@@ -34,7 +35,32 @@ export interface SolveDeps {
   readonly sandbox: Sandbox;
   /** Decompressors for base layers stored compressed (from the CLI's PATH). */
   readonly compressionTools: CompressionTools;
+  /** git, bzip2 and xz for ADD (from the CLI's PATH); absent ones fail only the ADD that needs them. */
+  readonly hostTools?: HostTools;
   readonly events: EventSink;
+}
+
+/**
+ * {@link SolveDeps} whose step effects are opened only when the first step runs (their modules
+ * load then): a fully cached build never opens a snapshotter or sandbox.
+ */
+export interface LazySolveDeps extends Omit<SolveDeps, 'snapshotter' | 'sandbox' | 'compressionTools'> {
+  readonly openStepDeps: () => Promise<Pick<SolveDeps, 'snapshotter' | 'sandbox' | 'compressionTools'>>;
+}
+
+/**
+ * Cache records imported from elsewhere (`--cache-from`), consulted after the local cache. A hit
+ * gives a layer whose blob may not be in the store yet: the solver calls {@link ensure} for the
+ * layers it really needs (inputs of a step that runs, the output), so unneeded layers are never
+ * pulled. Implemented in cache-import.ts.
+ */
+export interface CacheImport {
+  /** The layer the imported cache has for `key`, or undefined. */
+  lookup(key: Digest): LayerRef | undefined;
+  /** Makes the blobs of `layers` present in the store (pulling imported ones); others are left alone. */
+  ensure(layers: readonly LayerRef[], signal: AbortSignal): Promise<void>;
+  /** Fills the directories of these cache mount ids from the imported cache where they do not exist yet. */
+  ensureMounts?(ids: readonly string[], signal: AbortSignal): Promise<void>;
 }
 
 /** What one build asks for. */
@@ -57,6 +83,17 @@ export interface SolveOptions {
   readonly sourceDateEpoch: number | undefined;
   /** Cancels the build (Ctrl-C); the solver cleans up before rejecting. */
   readonly signal: AbortSignal;
+  /** Imported cache (`--cache-from`), looked up on a local miss unless the cache is disabled. */
+  readonly cacheImport?: CacheImport;
+  /** `--secret` contents by id: mounted or set only for the RUN steps that ask, never in a layer, key or event. */
+  readonly secrets?: ReadonlyMap<string, Uint8Array>;
+  /** `--ssh` agent sockets by id (forwarded through a proxy socket to the RUN steps that mount them). */
+  readonly sshAgents?: ReadonlyMap<string, string>;
+  /**
+   * Solve every vertex of the graph (for `--cache-to mode=max`, which exports every step), not
+   * only those the output needs: each step is then a cache hit or runs (hits still need no content).
+   */
+  readonly solveAll?: boolean;
   /** Milliseconds clock for events (injectable). */
   readonly now?: () => number;
 }

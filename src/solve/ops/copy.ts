@@ -1,12 +1,15 @@
-import { closeSync, openSync, readlinkSync, readSync } from 'node:fs';
+import { readlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { notSupportedYet, TsbuildError, type SourceLocation } from '../../core/index.js';
-import type { ContextSelection } from '../../context/index.js';
+import { cleanGoPath, hasGoWildcards, matchGoPattern, type ContextSelection } from '../../context/index.js';
 import type { CopyOp, Vertex } from '../../plan/index.js';
 import { parseGroup, parsePasswd, resolveUserFromTables } from '../../sandbox/index.js';
-import { baseNameOf, type RootfsView, type WriteMeta } from '../rootfs-view.js';
+import { baseNameOf, type FileWrite, type RootfsView, type WriteMeta } from '../rootfs-view.js';
+import { remoteKindOf } from './add-remote-kind.js';
+import { parseChmod } from './copy-chmod.js';
+import { compileExcludes, excludeEntries, parentsPath, parentsPivot } from './copy-select.js';
 
 /** One entry to copy, from the context or from another state, relative to its source root. */
 export interface CopyEntry {
@@ -20,6 +23,8 @@ export interface CopyEntry {
   /** Seconds since the epoch. */
   readonly mtime: number;
   readonly linkTarget?: string;
+  /** Bytes of a file when selected (a hint choosing how it is copied); unknown is treated as large. */
+  readonly size?: number;
 }
 
 /** One source of a COPY resolved to its entries. */
@@ -27,6 +32,8 @@ export interface CopySource {
   /** The path the source named (its base name is used when copying into a directory). */
   readonly name: string;
   readonly entries: readonly CopyEntry[];
+  /** `--parents`: the leading part of `name` not kept below the destination (before a `/./` pivot). */
+  readonly pivot?: string;
 }
 
 /** All sources of a COPY; `wildcard` when a pattern matched (possibly several) paths. */
@@ -41,53 +48,37 @@ function withLoc(e: TsbuildError, loc: SourceLocation | undefined): TsbuildError
   return loc === undefined ? e : new TsbuildError(e.code, e.message, { loc, ...(e.hint === undefined ? {} : { hint: e.hint }) });
 }
 
-/** Rejects the COPY/ADD features of later work with CLI_NOT_SUPPORTED. */
+/** Rejects what no COPY/ADD can do, before any step runs (SOLVE_BAD_COPY, CLI_NOT_SUPPORTED). */
 export function checkCopySupported(op: CopyOp, vertex: Vertex): void {
-  const no = (what: string, hint?: string): never => {
-    throw withLoc(notSupportedYet(what, hint), vertex.loc);
+  const bad = (message: string, hint?: string): never => {
+    throw new TsbuildError('SOLVE_BAD_COPY', message, { ...(vertex.loc === undefined ? {} : { loc: vertex.loc }), ...(hint === undefined ? {} : { hint }) });
   };
-  if (op.instruction === 'ADD' && op.sources.some((s) => /^[a-z][a-z0-9+.-]*:\/\//i.test(s) || /^git@/.test(s))) {
-    no('ADD of a URL or git repository', 'download the file in a RUN step or use COPY for local files');
-  }
-  if (op.instruction === 'ADD' && op.from.kind !== 'context') no('ADD --from');
-  if (op.checksum !== undefined) no('ADD --checksum');
-  if (op.heredocs.length > 0 && op.from.kind !== 'context') no('here-documents with COPY --from');
-  if (op.parents) no('COPY --parents');
-  if (op.exclude.length > 0) no('COPY --exclude');
-  if (op.chmod !== undefined && !/^[0-7]{3,4}$/.test(op.chmod)) no(`symbolic --chmod (${op.chmod})`, 'use an octal mode like 0755');
-  if (op.from.kind !== 'context' && op.sources.some((s) => /[*?[\\]/.test(s))) no('wildcards in COPY --from sources');
-}
-
-/** True when the file starts like a tar, gzip, bzip2, xz or zstd archive (what ADD would extract). */
-function looksLikeArchive(path: string): boolean {
-  const head = Buffer.alloc(512);
-  let n = 0;
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, 'r');
-    n = readSync(fd, head, 0, head.length, 0);
-  } catch (e) {
-    throw new TsbuildError('SOLVE_IO', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-  const b = head.subarray(0, n);
-  if (b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b) return true;
-  if (b.length >= 3 && b.subarray(0, 3).toString('latin1') === 'BZh') return true;
-  if (b.length >= 6 && b.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return true;
-  if (b.length >= 4 && b.readUInt32LE(0) === 0xfd2fb528) return true;
-  return b.length >= 262 && b.subarray(257, 262).toString('latin1') === 'ustar';
-}
-
-/** ADD of local files is COPY unless a source file is an archive (auto-extraction arrives later: CLI_NOT_SUPPORTED). */
-export function checkAddSources(op: CopyOp, src: CopySources, loc: SourceLocation | undefined): void {
-  if (op.instruction !== 'ADD') return;
-  for (const s of src.sources) {
-    const root = s.entries[0];
-    if (root?.type === 'file' && looksLikeArchive(root.hostPath)) {
-      throw withLoc(notSupportedYet(`ADD of a local archive (${s.name}: extracting it)`, 'extract it in a RUN step, or COPY it'), loc);
+  const remote = op.instruction === 'ADD' ? op.sources.filter((s) => remoteKindOf(s) !== undefined) : [];
+  if (op.instruction === 'ADD' && op.from.kind !== 'context') bad('ADD does not take --from', 'use COPY --from');
+  if (remote.length > 0 && op.heredocs.some((h) => remote.includes(h.name))) bad('a here-document cannot be named like a URL');
+  if (op.checksum !== undefined) {
+    if (!/^(sha256:[0-9a-f]{64}|sha384:[0-9a-f]{96}|sha512:[0-9a-f]{128})$/.test(op.checksum)) {
+      bad(`invalid --checksum "${op.checksum}"`, 'write it as sha256:<64 hex digits>');
     }
+    if (op.sources.length !== 1 || remoteKindOf(op.sources[0] as string) !== 'http') bad('ADD --checksum needs exactly one http(s) source');
   }
+  if (op.keepGitDir && !remote.some((s) => remoteKindOf(s) === 'git')) bad('ADD --keep-git-dir needs a git source');
+  try {
+    if (op.chmod !== undefined) parseChmod(op.chmod);
+    compileExcludes(op.exclude);
+  } catch (e) {
+    throw e instanceof TsbuildError ? withLoc(e, vertex.loc) : e;
+  }
+  if (op.heredocs.length > 0 && op.from.kind !== 'context') {
+    throw withLoc(notSupportedYet('here-documents with COPY --from'), vertex.loc);
+  }
+}
+
+/** The sources of a COPY without what `--exclude` removes. */
+export function excludeFromSources(src: CopySources, patterns: readonly string[]): CopySources {
+  const matcher = compileExcludes(patterns);
+  if (matcher === undefined) return src;
+  return { wildcard: src.wildcard, sources: src.sources.map((s) => ({ ...s, entries: excludeEntries(matcher, s.name, s.entries) })) };
 }
 
 /** The entries of a context selection (owners become root, as Docker does for context files). */
@@ -96,9 +87,11 @@ export function contextSources(sel: ContextSelection): CopySources {
   let wildcard = false;
   for (const s of sel.sources) {
     wildcard ||= s.wildcard;
+    const pivot = parentsPivot(s.pattern);
     for (const m of s.matches) {
       sources.push({
         name: m.source,
+        ...(pivot === '' ? {} : { pivot }),
         entries: m.entries.map((e) => ({
           rel: e.rel,
           type: e.type,
@@ -107,6 +100,7 @@ export function contextSources(sel: ContextSelection): CopySources {
           uid: 0,
           gid: 0,
           mtime: Number(e.stat.mtimeNs / 1000n) / 1e6,
+          size: Number(e.stat.size),
           ...(e.linkTarget === undefined ? {} : { linkTarget: e.linkTarget }),
         })),
       });
@@ -118,7 +112,7 @@ export function contextSources(sel: ContextSelection): CopySources {
 /** The context patterns of a COPY (its sources without the here-document names). */
 export function contextPatterns(op: CopyOp): string[] {
   const names = new Set(op.heredocs.map((h) => h.name));
-  return op.sources.filter((s) => !names.has(s));
+  return op.sources.filter((s) => !names.has(s) && (op.instruction !== 'ADD' || remoteKindOf(s) === undefined));
 }
 
 /**
@@ -155,37 +149,87 @@ export async function withHeredocSources(op: CopyOp, fromContext: CopySources, t
   };
 }
 
-/** The entries of `paths` in another state's view (owners kept); SOLVE_COPY_NOT_FOUND for a missing path. */
+/** Every entry at and below the canonical `parts` of a view (owners kept), root first, sorted pre-order. */
+function viewEntries(view: RootfsView, parts: readonly string[]): CopyEntry[] {
+  const entries: CopyEntry[] = [];
+  const visit = (p: readonly string[], rel: string): void => {
+    const e = view.lookupParts(p);
+    if (e === undefined) return;
+    const st = e.stat;
+    const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
+    entries.push({
+      rel,
+      type,
+      hostPath: e.hostPath,
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      mtime: st.mtimeMs / 1000,
+      size: st.size,
+      ...(type === 'symlink' ? { linkTarget: readLink(e.hostPath) } : {}),
+    });
+    if (type === 'dir') for (const n of view.readdirParts(p)) visit([...p, n], rel === '' ? n : `${rel}/${n}`);
+  };
+  visit(parts, '');
+  return entries;
+}
+
+/**
+ * The paths below `fixed` (canonical parts of a directory) whose path relative to it matches the Go
+ * pattern `wild` (Docker's rules: `filepath.Match` per path, a matched directory is taken whole).
+ */
+function matchInView(view: RootfsView, fixed: readonly string[], wild: string): string[] {
+  const limit = wild.split('/').length;
+  const out: string[] = [];
+  const visit = (p: readonly string[], rel: string, depth: number): void => {
+    for (const name of view.readdirParts(p)) {
+      const r = rel === '' ? name : `${rel}/${name}`;
+      if (matchGoPattern(wild, r).matched) {
+        out.push(r);
+        continue;
+      }
+      if (depth + 1 < limit && view.lookupParts([...p, name])?.stat.isDirectory() === true) visit([...p, name], r, depth + 1);
+    }
+  };
+  if (view.lookupParts(fixed)?.stat.isDirectory() === true) visit(fixed, '', 0);
+  return out.sort();
+}
+
+/**
+ * The entries of `paths` in another state's view (owners kept). Wildcards match as in the build
+ * context (each match copied by its base name); SOLVE_COPY_NOT_FOUND for a path or pattern that
+ * matches nothing, SOLVE_BAD_PATTERN for a malformed pattern.
+ */
 export function viewSources(view: RootfsView, paths: readonly string[], loc: SourceLocation | undefined, what: string): CopySources {
   const sources: CopySource[] = [];
+  let wildcard = false;
+  const notFound = (path: string): TsbuildError => new TsbuildError('SOLVE_COPY_NOT_FOUND', `COPY source "${path}" not found in ${what}`, loc === undefined ? {} : { loc });
   for (const path of paths) {
-    const parts = view.resolve(posix.join('/', path), true);
-    const root = view.lookupParts(parts);
-    if (root === undefined) {
-      throw new TsbuildError('SOLVE_COPY_NOT_FOUND', `COPY source "${path}" not found in ${what}`, loc === undefined ? {} : { loc });
+    const pivot = parentsPivot(path);
+    const extra = pivot === '' ? {} : { pivot };
+    const clean = cleanGoPath(path.replace(/^\/+/, ''));
+    const comps = clean === '.' ? [] : clean.split('/');
+    const i = comps.findIndex(hasGoWildcards);
+    if (i < 0) {
+      const parts = view.resolve(posix.join('/', path), true);
+      if (view.lookupParts(parts) === undefined) throw notFound(path);
+      sources.push({ name: path, entries: viewEntries(view, parts), ...extra });
+      continue;
     }
-    const entries: CopyEntry[] = [];
-    const visit = (p: readonly string[], rel: string): void => {
-      const e = view.lookupParts(p);
-      if (e === undefined) return;
-      const st = e.stat;
-      const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
-      entries.push({
-        rel,
-        type,
-        hostPath: e.hostPath,
-        mode: st.mode & 0o7777,
-        uid: st.uid,
-        gid: st.gid,
-        mtime: st.mtimeMs / 1000,
-        ...(type === 'symlink' ? { linkTarget: readLink(e.hostPath) } : {}),
-      });
-      if (type === 'dir') for (const n of view.readdirParts(p)) visit([...p, n], rel === '' ? n : `${rel}/${n}`);
-    };
-    visit(parts, '');
-    sources.push({ name: path, entries });
+    wildcard = true;
+    const wild = comps.slice(i).join('/');
+    if (matchGoPattern(wild, '').bad) {
+      throw new TsbuildError('SOLVE_BAD_PATTERN', `COPY source "${path}" is not a valid wildcard pattern`, loc === undefined ? {} : { loc });
+    }
+    const fixedName = comps.slice(0, i).join('/');
+    const matches = matchInView(view, view.resolve(`/${fixedName}`, true), wild);
+    if (matches.length === 0) throw notFound(path);
+    for (const m of matches) {
+      const name = fixedName === '' ? m : `${fixedName}/${m}`;
+      sources.push({ name, entries: viewEntries(view, view.resolve(`/${name}`, true)), ...extra });
+    }
   }
-  return { sources, wildcard: false };
+  return { sources, wildcard };
 }
 
 function readLink(path: string): string {
@@ -196,40 +240,67 @@ function readLink(path: string): string {
   }
 }
 
-/** Resolves `--chown=user[:group]` in the destination's /etc/passwd and /etc/group (a lone user also sets the group to the same number, as Docker). */
-export function resolveChown(view: RootfsView, chown: string): { uid: number; gid: number } {
-  const passwd = view.readSmallFile('/etc/passwd', MAX_USER_DB);
-  const group = view.readSmallFile('/etc/group', MAX_USER_DB);
-  const r = resolveUserFromTables(chown, passwd === undefined ? undefined : parsePasswd(passwd), group === undefined ? undefined : parseGroup(group));
-  return chown.includes(':') ? { uid: r.uid, gid: r.gid } : { uid: r.uid, gid: r.uid };
+/**
+ * Resolves `--chown=user[:group]` in the destination's /etc/passwd and /etc/group (a lone user also
+ * sets the group to the same number, as Docker); errors carry `loc` when given.
+ */
+export function resolveChown(view: RootfsView, chown: string, loc?: SourceLocation): { uid: number; gid: number } {
+  try {
+    const passwd = view.readSmallFile('/etc/passwd', MAX_USER_DB);
+    const group = view.readSmallFile('/etc/group', MAX_USER_DB);
+    const r = resolveUserFromTables(chown, passwd === undefined ? undefined : parsePasswd(passwd), group === undefined ? undefined : parseGroup(group));
+    return chown.includes(':') ? { uid: r.uid, gid: r.gid } : { uid: r.uid, gid: r.uid };
+  } catch (err) {
+    throw err instanceof TsbuildError ? withLoc(err, loc) : err;
+  }
+}
+
+/** Options of {@link copyInto}. */
+export interface CopyIntoOptions {
+  /** The `--chown` owner resolved elsewhere (`--link` resolves names in the parent state). */
+  readonly owner?: { readonly uid: number; readonly gid: number };
 }
 
 /**
  * Copies `src` into the view with Docker's rules: a directory source copies its contents into
  * `dest`; a file goes to `dest` itself unless `dest` ends with `/`, is an existing directory or
- * several sources are copied (then into it under its base name). Modes and mtimes are kept;
- * owners become `--chown` when given. Parent directories are created (0755).
+ * several sources are copied (then into it under its base name). With `--parents` every source
+ * keeps its path (after a `/./` pivot) below `dest`. Modes and mtimes are kept; owners become
+ * `--chown`, modes `--chmod` (octal or symbolic) when given. Parent directories are created (0755).
  */
-export async function copyInto(view: RootfsView, op: CopyOp, src: CopySources, loc: SourceLocation | undefined): Promise<void> {
-  const owner = op.chown === undefined ? undefined : resolveChown(view, op.chown);
-  const chmod = op.chmod === undefined ? undefined : parseInt(op.chmod, 8);
-  const dirMeta: WriteMeta = { uid: owner?.uid ?? 0, gid: owner?.gid ?? 0, mode: 0o755 };
-  const many = src.sources.length > 1 || src.wildcard;
-  const destIsDir = op.dest.endsWith('/');
-  const meta = (e: CopyEntry): WriteMeta => ({
-    uid: owner?.uid ?? e.uid,
-    gid: owner?.gid ?? e.gid,
-    mode: chmod ?? e.mode,
-    mtime: e.mtime,
-  });
+export async function copyInto(view: RootfsView, op: CopyOp, src: CopySources, loc: SourceLocation | undefined, options: CopyIntoOptions = {}): Promise<void> {
   try {
+    const owner = options.owner ?? (op.chown === undefined ? undefined : resolveChown(view, op.chown));
+    const chmod = op.chmod === undefined ? undefined : parseChmod(op.chmod);
+    const dirMeta: WriteMeta = { uid: owner?.uid ?? 0, gid: owner?.gid ?? 0, mode: 0o755 };
+    const many = src.sources.length > 1 || src.wildcard;
+    const destIsDir = op.dest.endsWith('/');
+    const meta = (e: CopyEntry): WriteMeta => ({
+      uid: owner?.uid ?? e.uid,
+      gid: owner?.gid ?? e.gid,
+      mode: chmod === undefined ? e.mode : chmod(e.mode, e.type === 'dir'),
+      mtime: e.mtime,
+    });
     for (const s of src.sources) {
       const root = s.entries[0];
       if (root === undefined) continue;
       let base: string[];
-      if (root.type === 'dir') {
+      if (op.parents) {
+        const rel = parentsPath(s.name, s.pivot ?? '');
+        base = view.resolve(rel === '' ? op.dest : posix.join(op.dest, rel), root.type === 'dir');
+        if (root.type === 'dir') {
+          if (view.lookupParts(base) === undefined) {
+            view.ensureDirParts(base.slice(0, -1), dirMeta);
+            view.writeDir(base, meta(root));
+          } else {
+            view.ensureDirParts(base, dirMeta);
+          }
+        } else {
+          view.ensureDirParts(base.slice(0, -1), dirMeta);
+        }
+      } else if (root.type === 'dir') {
         base = view.resolve(op.dest, true);
-        if (view.lookupParts(base) === undefined) view.writeDir(base, { ...meta(root), mode: chmod ?? root.mode });
+        if (view.lookupParts(base) === undefined) view.writeDir(base, meta(root));
         else view.ensureDirParts(base, dirMeta);
       } else {
         const target = view.lookup(op.dest, true);
@@ -243,12 +314,15 @@ export async function copyInto(view: RootfsView, op: CopyOp, src: CopySources, l
           base = [...dir, posix.basename(op.dest)];
         }
       }
+      // Directories and symlinks in order (pre-order: a directory before its contents), files after
+      // them in one batch; each source is finished before the next (a later one may overwrite).
+      const files: FileWrite[] = [];
       for (const e of s.entries) {
         const parts = e.rel === '' ? base : [...base, ...e.rel.split('/')];
         if (e.rel === '' && e.type === 'dir') continue;
         switch (e.type) {
           case 'file':
-            await view.writeFile(parts, e.hostPath, meta(e));
+            files.push({ parts, source: e.hostPath, meta: meta(e), size: e.size ?? Number.MAX_SAFE_INTEGER });
             break;
           case 'dir':
             view.writeDir(parts, meta(e));
@@ -260,6 +334,7 @@ export async function copyInto(view: RootfsView, op: CopyOp, src: CopySources, l
             throw new TsbuildError('SOLVE_COPY_SPECIAL', `cannot copy ${s.name}${e.rel === '' ? '' : `/${e.rel}`}: device nodes, fifos and sockets are not copied`);
         }
       }
+      await view.writeFiles(files);
     }
   } catch (err) {
     throw err instanceof TsbuildError ? withLoc(err, loc) : err;

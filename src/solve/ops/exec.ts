@@ -1,9 +1,10 @@
 import { lstatSync, rmdirSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { digestHex, notSupportedYet, sha256Of, TsbuildError } from '../../core/index.js';
+import { notSupportedYet, TsbuildError } from '../../core/index.js';
+import type { ContextSelection } from '../../context/index.js';
 import { acquireLock, type Lock } from '../../store/index.js';
 import type { ExecOp, Vertex } from '../../plan/index.js';
 import {
@@ -13,7 +14,11 @@ import {
 import type { ActiveSnapshot } from '../../snapshot/index.js';
 import type { RootfsView } from '../rootfs-view.js';
 import { viewOf } from '../snapshots.js';
-import type { SolveDeps } from '../types.js';
+import type { FsState, SolveDeps } from '../types.js';
+import { prepareBindMounts, type PreparedBind } from './mount-bind.js';
+import { prepareCacheDirs, type CacheDir } from './mount-cache.js';
+import { prepareSecretMounts, type SecretMounts } from './mount-secrets.js';
+import { createMountStubs, type StubTarget } from './mount-stubs.js';
 
 /** Lines of a failing RUN's output quoted in its error. */
 const TAIL_LINES = 12;
@@ -26,15 +31,19 @@ export interface ExecContext {
   /** `--network` of the build: what `RUN` without `--network` gets. */
   readonly defaultNetwork: 'host' | 'none';
   readonly signal: AbortSignal;
+  /** States of the step's inputs by vertex id (the sources of `from=` mounts). */
+  readonly inputs?: ReadonlyMap<string, FsState>;
+  /** The context selection of the context bind at `op.mounts[index]`. */
+  readonly contextSelection?: (index: number) => ContextSelection | undefined;
+  /** `--secret` contents by id. */
+  readonly secrets?: ReadonlyMap<string, Uint8Array>;
+  /** `--ssh` agent sockets by id. */
+  readonly sshAgents?: ReadonlyMap<string, string>;
 }
 
-/** Rejects the RUN features of later work with CLI_NOT_SUPPORTED. */
+/** Rejects the RUN features of later work (`--security=insecure`) with CLI_NOT_SUPPORTED. */
 export function checkExecSupported(op: ExecOp, vertex: Vertex): void {
   const where = (e: TsbuildError): TsbuildError => (vertex.loc === undefined ? e : new TsbuildError(e.code, e.message, { loc: vertex.loc, ...(e.hint === undefined ? {} : { hint: e.hint }) }));
-  for (const m of op.mounts) {
-    if (m.type === 'cache' && m.from !== undefined) throw where(notSupportedYet('RUN --mount=type=cache,from=...', 'a cache mount starts empty in this version'));
-    if (m.type !== 'tmpfs' && m.type !== 'cache') throw where(notSupportedYet(`RUN --mount=type=${m.type}`, 'only type=tmpfs and type=cache mounts work in this version'));
-  }
   if (op.security === 'insecure') throw where(notSupportedYet('RUN --security=insecure'));
 }
 
@@ -57,7 +66,7 @@ class LineSink {
   #partial = '';
 
   /** `tail` is shared by stdout and stderr, so it keeps the last lines in the order they came. */
-  constructor(private readonly tail: string[], private readonly onLine: (line: string) => void) {
+  constructor(private readonly tail: string[], private readonly onLine: (line: string) => void, private readonly redact: (line: string) => string = (l) => l) {
     this.stream.setEncoding('utf8');
     this.stream.on('data', (chunk: string) => {
       const parts = (this.#partial + chunk).split('\n');
@@ -66,7 +75,8 @@ class LineSink {
     });
   }
 
-  #emit(line: string): void {
+  #emit(raw: string): void {
+    const line = this.redact(raw);
     this.tail.push(line);
     if (this.tail.length > TAIL_LINES) this.tail.shift();
     this.onLine(line);
@@ -110,41 +120,33 @@ function removeCreatedMountPoints(root: string, created: readonly string[]): voi
   }
 }
 
-/** A persistent cache mount directory and the lock that `sharing=locked|private` holds while the step runs. */
-interface CacheDir {
-  readonly target: string;
-  readonly dir: string;
-  readonly readonly: boolean;
-  readonly lock: boolean;
+/** What a step mounts besides its root, and the environment its secrets add. */
+export interface StepMounts {
+  readonly cacheDirs: readonly CacheDir[];
+  /** Bind, secret, ssh and here-document mounts. */
+  readonly extra: readonly MountSpec[];
+  /** `KEY=VALUE` added to (and overriding) the step's environment, never recorded anywhere. */
+  readonly env: readonly string[];
+  /** An overlay root's extra top lowerdir holding the mount points (see mount-stubs.ts). */
+  readonly stubLowerdir?: string | undefined;
 }
 
-/**
- * Prepares the directories of `RUN --mount=type=cache` under `<store>/cache/mounts/<sha256(id)>`
- * (created with the mount's mode, uid and gid). Their content never enters a layer or a cache key.
- */
-async function prepareCacheDirs(op: ExecOp, cacheRoot: string): Promise<CacheDir[]> {
-  const out: CacheDir[] = [];
-  for (const m of op.mounts) {
-    if (m.type !== 'cache') continue;
-    const dir = join(cacheRoot, 'mounts', digestHex(sha256Of(`cache-mount\0${m.id}`)));
-    try {
-      await mkdir(join(cacheRoot, 'mounts'), { recursive: true });
-      await mkdir(dir, { mode: m.mode });
-      await chown(dir, m.uid, m.gid);
-      await chmod(dir, m.mode);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new TsbuildError('SOLVE_IO', `cannot create the cache mount directory ${dir}: ${(err as Error).message}`, { cause: err });
-      }
-    }
-    // `private` is served like `locked` (one step at a time) rather than with a throw-away copy.
-    out.push({ target: m.target, dir, readonly: m.readonly, lock: m.sharing !== 'shared' });
-  }
-  return out;
+const NO_MOUNTS: StepMounts = { cacheDirs: [], extra: [], env: [] };
+
+/** Mounts ordered parents first (by path depth, stably), so a nested target is not hidden by its parent's mount. */
+function byDepth(mounts: readonly MountSpec[]): MountSpec[] {
+  const depth = (m: MountSpec): number => m.destination.split('/').filter((p) => p !== '').length;
+  return mounts.map((m, i) => ({ m, i })).sort((a, b) => depth(a.m) - depth(b.m) || a.i - b.i).map((x) => x.m);
 }
 
-/** Builds the RunSpec of a RUN step over the active snapshot (pure apart from reading /etc/passwd). */
-export function execRunSpec(op: ExecOp, active: ActiveSnapshot, defaultNetwork: 'host' | 'none', rootless: boolean, cacheDirs: readonly CacheDir[] = [], pipes: readonly MountSpec[] = []): RunSpec {
+/** `base` with each `KEY=VALUE` of `extra` replacing the same key. */
+function mergeEnv(base: readonly string[], extra: readonly string[]): string[] {
+  const keys = new Set(extra.map((e) => e.slice(0, e.indexOf('='))));
+  return [...base.filter((e) => !keys.has(e.slice(0, e.indexOf('=')))), ...extra];
+}
+
+/** Builds the RunSpec of a RUN step over the active snapshot (pure apart from reading /etc/passwd and creating WORKDIR). */
+export function execRunSpec(op: ExecOp, active: ActiveSnapshot, defaultNetwork: 'host' | 'none', rootless: boolean, step: StepMounts = NO_MOUNTS): RunSpec {
   const view = viewOf(active);
   const user = resolveRunUser(view, op.user);
   // The working directory is created when missing (as BuildKit does); it becomes part of the layer.
@@ -152,59 +154,97 @@ export function execRunSpec(op: ExecOp, active: ActiveSnapshot, defaultNetwork: 
   if (view.lookupParts(cwdParts) === undefined) view.ensureDirParts(cwdParts, { uid: 0, gid: 0, mode: 0o755 });
   const m = active.mounts();
   // Lowers relative to the snapshotter's base dir (`l/<short>` links): 100+ layers fit mount(2)'s page.
+  const lowerdirs = step.stubLowerdir === undefined || m.type === 'bind' ? undefined : [step.stubLowerdir, ...m.relativeLowerdirs];
+  // `volatile`: the upper is this step's alone (committed or removed afterwards, never mounted again), so its
+  // unmount skips the sync of the whole upper file system (tens of ms on a busy disk); snapshots are not
+  // fsynced anyway (see snapshot/layout.ts). The launcher mounts without it where the kernel refuses it.
   const root: RootSpec = m.type === 'bind'
     ? { path: m.source }
-    : { overlay: { lowerdirs: m.relativeLowerdirs, upperdir: m.upperdir, workdir: m.workdir, baseDir: m.baseDir, options: m.options } };
+    : { overlay: { lowerdirs: lowerdirs ?? m.relativeLowerdirs, upperdir: m.upperdir, workdir: m.workdir, baseDir: m.baseDir, options: [...m.options, 'volatile'] } };
   const env = [...op.env, ...op.proxyEnv];
   if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.home}`);
   const mounts: MountSpec[] = op.mounts.flatMap((mt): MountSpec[] => (mt.type === 'tmpfs'
     ? [{ destination: mt.target, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', ...(mt.size === undefined ? [] : [`size=${mt.size}`])] }]
     : []));
-  mounts.push(...pipes);
-  for (const c of cacheDirs) mounts.push({ destination: c.target, type: 'bind', source: c.dir, options: ['rbind', c.readonly ? 'ro' : 'rw'] });
+  mounts.push(...step.extra);
+  for (const c of step.cacheDirs) mounts.push({ destination: c.target, type: 'bind', source: c.dir, options: ['rbind', c.readonly ? 'ro' : 'rw'] });
   return createRunSpec({
     args: op.args,
     root,
-    env,
+    env: mergeEnv(env, step.env),
     cwd: op.cwd,
     user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
     network: op.network === 'default' ? defaultNetwork : op.network,
     userNamespace: rootless,
-    mounts,
+    mounts: byDepth(mounts),
   });
 }
 
+/** The mount points a step's mounts need (for the stubs). */
+function stubTargets(op: ExecOp, binds: readonly PreparedBind[], secrets: SecretMounts): StubTarget[] {
+  const out: StubTarget[] = [];
+  for (const m of op.mounts) if (m.type === 'tmpfs' || m.type === 'cache') out.push({ path: m.target, dir: true });
+  for (const b of binds) out.push({ path: b.spec.destination, dir: b.dir });
+  for (const s of secrets.mounts) out.push({ path: s.destination, dir: false });
+  return out;
+}
+
+/** A function masking every secret text in a line. */
+function redactor(texts: readonly string[]): (line: string) => string {
+  if (texts.length === 0) return (l) => l;
+  const sorted = [...new Set(texts)].sort((a, b) => b.length - a.length);
+  return (line) => sorted.reduce((l, t) => l.split(t).join('****'), line);
+}
+
 /**
- * Runs a RUN step in the sandbox over `active`. Output goes to `vertex.log` events; a non-zero exit
- * throws RUN_EXIT (`"cmd" exited N` plus the last lines of output) at the instruction's location.
+ * Runs a RUN step in the sandbox over `active`. Output goes to `vertex.log` events (secret texts
+ * masked); a non-zero exit throws RUN_EXIT (`"cmd" exited N` plus the last lines of output) at the
+ * instruction's location. Every mount's helper state (secret files, agent proxies, bind copies and
+ * snapshots, mount point stubs) is removed afterwards, also on failure.
  */
 export async function runExec(op: ExecOp, active: ActiveSnapshot, ctx: ExecContext): Promise<void> {
   const { deps, vertex } = ctx;
-  const cacheDirs = await prepareCacheDirs(op, deps.store.paths.cache);
+  const inputs = ctx.inputs ?? new Map<string, FsState>();
+  const loc = vertex.loc;
+  const cleanups: (() => Promise<void> | void)[] = [];
   // `RUN <<EOF` alone: the body is an executable file at /dev/pipes/<name> (read-only, on /dev's tmpfs, never in a layer).
   const pipeFiles: string[] = [];
-  const pipes: MountSpec[] = [];
+  const extra: MountSpec[] = [];
   try {
+    const cacheDirs = await prepareCacheDirs(op, deps.store.paths.cache, { deps, signal: ctx.signal, inputs, loc });
+    const secrets = await prepareSecretMounts(op, {
+      secrets: ctx.secrets ?? new Map(), sshAgents: ctx.sshAgents ?? new Map(), tmpDir: deps.store.paths.tmp, rootless: deps.sandbox.rootless, loc,
+    });
+    cleanups.push(secrets.cleanup);
+    const root = active.mounts();
+    const { binds, cleanup } = await prepareBindMounts(op, {
+      deps, signal: ctx.signal, inputs, contextSelection: ctx.contextSelection ?? (() => undefined), loc, overlayOptions: root.type === 'overlay' ? root.options : undefined,
+    });
+    cleanups.push(cleanup);
+    extra.push(...binds.map((b) => b.spec), ...secrets.mounts);
     for (const h of op.heredocs) {
       const file = join(deps.store.paths.tmp, `pipe-${process.pid}-${randomBytes(6).toString('hex')}`);
       pipeFiles.push(file);
       await writeFile(file, h.content, { mode: 0o755 });
       await chmod(file, 0o755);
-      pipes.push({ destination: `/dev/pipes/${h.name}`, type: 'bind', source: file, options: ['bind', 'ro'] });
+      extra.push({ destination: `/dev/pipes/${h.name}`, type: 'bind', source: file, options: ['bind', 'ro'] });
     }
-    await runInSandbox(op, active, ctx, cacheDirs, pipes);
+    const stubs = createMountStubs(viewOf(active), active.mounts(), stubTargets(op, binds, secrets), deps.store.paths.tmp);
+    cleanups.push(() => stubs.remove());
+    await runInSandbox(op, active, ctx, { cacheDirs, extra, env: secrets.env, stubLowerdir: stubs.lowerdir }, redactor(secrets.redact));
   } catch (err) {
-    throw err instanceof TsbuildError || !(err instanceof Error) ? err : new TsbuildError('SOLVE_IO', `cannot prepare the here-document of ${vertex.id}: ${err.message}`, { cause: err });
+    throw err instanceof TsbuildError || !(err instanceof Error) ? err : new TsbuildError('SOLVE_IO', `cannot prepare the mounts of ${vertex.id}: ${err.message}`, { cause: err });
   } finally {
+    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
     await Promise.all(pipeFiles.map((f) => rm(f, { force: true })));
   }
 }
 
-async function runInSandbox(op: ExecOp, active: ActiveSnapshot, ctx: ExecContext, cacheDirs: readonly CacheDir[], pipes: readonly MountSpec[]): Promise<void> {
+async function runInSandbox(op: ExecOp, active: ActiveSnapshot, ctx: ExecContext, step: StepMounts, redact: (line: string) => string): Promise<void> {
   const { deps, vertex } = ctx;
-  const spec = execRunSpec(op, active, ctx.defaultNetwork, deps.sandbox.rootless, cacheDirs, pipes);
+  const spec = execRunSpec(op, active, ctx.defaultNetwork, deps.sandbox.rootless, step);
   const tail: string[] = [];
-  const sink = (stream: 'stdout' | 'stderr'): LineSink => new LineSink(tail, (data) => deps.events({ type: 'vertex.log', vertex: vertex.id, stream, data }));
+  const sink = (stream: 'stdout' | 'stderr'): LineSink => new LineSink(tail, (data) => deps.events({ type: 'vertex.log', vertex: vertex.id, stream, data }), redact);
   const out = sink('stdout');
   const err = sink('stderr');
   const dirRoot = spec.root.path;
@@ -213,7 +253,7 @@ async function runInSandbox(op: ExecOp, active: ActiveSnapshot, ctx: ExecContext
   const locks: Lock[] = [];
   try {
     // Sorted, so that two steps locking the same directories never wait on each other in a cycle.
-    for (const c of [...cacheDirs].sort((a, b) => (a.dir < b.dir ? -1 : 1))) if (c.lock) locks.push(await acquireLock(`${c.dir}.lock`, { signal: ctx.signal, timeoutMs: 24 * 3600_000 }));
+    for (const c of [...step.cacheDirs].sort((a, b) => (a.dir < b.dir ? -1 : 1))) if (c.lock) locks.push(await acquireLock(`${c.dir}.lock`, { signal: ctx.signal, timeoutMs: 24 * 3600_000 }));
     result = await deps.sandbox.run(spec, { stdin: 'ignore', stdout: out.stream, stderr: err.stream }, ctx.signal);
   } finally {
     for (const l of locks) await l.release().catch(() => undefined);
@@ -224,7 +264,7 @@ async function runInSandbox(op: ExecOp, active: ActiveSnapshot, ctx: ExecContext
   if (result.exitCode !== 0) {
     const lines = tail.slice(-TAIL_LINES);
     const why = result.reason === undefined ? `exited ${result.exitCode}` : `exited ${result.exitCode} (${result.reason})`;
-    throw new TsbuildError('RUN_EXIT', `"${commandText(vertex)}" ${why}${lines.length === 0 ? '' : `\n${lines.map((l) => `  ${l}`).join('\n')}`}`, {
+    throw new TsbuildError('RUN_EXIT', `"${redact(commandText(vertex))}" ${why}${lines.length === 0 ? '' : `\n${lines.map((l) => `  ${l}`).join('\n')}`}`, {
       ...(vertex.loc === undefined ? {} : { loc: vertex.loc }),
     });
   }

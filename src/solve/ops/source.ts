@@ -1,23 +1,29 @@
-import { isTsbuildError, MediaType, notSupportedYet, TsbuildError, type Digest, type Platform } from '../../core/index.js';
-import { parseImageConfig, parseImageDocument, selectPlatform } from '../../image/index.js';
-import { resolveImage, type Store } from '../../store/index.js';
+import { formatReference, isTsbuildError, MediaType, parseReference, TsbuildError, type Digest, type EventSink, type Platform } from '../../core/index.js';
+import { formatPlatform, parseImageConfig, parseImageDocument, selectPlatform } from '../../image/index.js';
+import { pullImage, type HttpRegistryClient } from '../../registry/index.js';
+import { resolveImage, type ResolvedImage, type Store } from '../../store/index.js';
 import type { FsState, LayerRef, ResolvedBase } from '../types.js';
 
+/** How base images missing from the store are pulled (the CLI owns and closes the client). */
+export interface BasePuller {
+  readonly client: HttpRegistryClient;
+  /** `--pull`: pull every base image named by a tag even when the store has it. */
+  readonly always: boolean;
+  /** Parallel blob downloads (default 4). */
+  readonly concurrency?: number;
+  /** Progress: `info` lines and `transfer` events of the pull. */
+  readonly events?: EventSink;
+  readonly signal?: AbortSignal;
+}
+
 /**
- * Resolves a base image named by a Dockerfile (`FROM busybox`, `COPY --from=alpine:3`) in the local
- * store, selecting `platform` from an index. An image that is not in the store fails with
- * CLI_NOT_SUPPORTED naming `tsbuild pull` (pulling during a build arrives with the registry work).
+ * Resolves a base image named by a Dockerfile (`FROM busybox`, `COPY --from=alpine:3`), selecting
+ * `platform` from an index. An image missing from the store (or any image named by a tag, with
+ * `puller.always`) is pulled from its registry first; without a puller a missing image fails with
+ * STORE_IMAGE_NOT_FOUND naming `tsbuild pull`. Throws REG_* for pull failures, IMAGE_* for bad documents.
  */
-export async function resolveBaseImage(store: Store, ref: string, platform: Platform): Promise<ResolvedBase> {
-  let found;
-  try {
-    found = await resolveImage(store, ref);
-  } catch (err) {
-    if (isTsbuildError(err, 'STORE_IMAGE_NOT_FOUND')) {
-      throw notSupportedYet(`pulling base image "${ref}" during a build`, `run "tsbuild pull ${ref}" first; the build uses images from the local store`);
-    }
-    throw err;
-  }
+export async function resolveBaseImage(store: Store, ref: string, platform: Platform, puller?: BasePuller): Promise<ResolvedBase> {
+  const found = await findOrPull(store, ref, platform, puller);
   let descriptor = found.descriptor;
   let doc = parseImageDocument((await store.blobs.readJson(descriptor.digest)).value, descriptor.mediaType, `manifest of ${ref}`);
   if (doc.kind === 'index') {
@@ -31,6 +37,51 @@ export async function resolveBaseImage(store: Store, ref: string, platform: Plat
     throw new TsbuildError('IMAGE_BAD_CONFIG', `${ref}: the config lists ${config.rootfs.diff_ids.length} diffIDs for ${manifest.layers.length} layers`);
   }
   return { ref, manifestDigest: descriptor.digest as Digest, manifest, config };
+}
+
+async function findOrPull(store: Store, ref: string, platform: Platform, puller: BasePuller | undefined): Promise<ResolvedImage> {
+  const parsed = parseReference(ref);
+  if (puller === undefined || !puller.always || parsed.tag === undefined) {
+    try {
+      return await resolveImage(store, ref);
+    } catch (err) {
+      if (!isTsbuildError(err, 'STORE_IMAGE_NOT_FOUND')) throw err;
+      if (puller === undefined) {
+        throw new TsbuildError('STORE_IMAGE_NOT_FOUND', `base image "${ref}" is not in the local store`, { hint: `run "tsbuild pull ${ref}" first`, cause: err });
+      }
+    }
+  }
+  const events = puller.events ?? (() => undefined);
+  const name = formatReference(parsed);
+  events({ type: 'info', message: `pulling ${name} (${formatPlatform(platform)})` });
+  let r;
+  try {
+    r = await pullImage(puller.client, store, parsed, {
+      platform,
+      concurrency: puller.concurrency ?? 4,
+      onEvent: throttledTransfers(events),
+      ...(puller.signal === undefined ? {} : { signal: puller.signal }),
+    });
+  } catch (err) {
+    // Same code and hint, with the base image named (the registry's message alone may not say it).
+    if (!isTsbuildError(err)) throw err;
+    throw new TsbuildError(err.code, `pulling base image ${name}: ${err.message}`, { cause: err, exitCode: err.exitCode, ...(err.hint === undefined ? {} : { hint: err.hint }) });
+  }
+  events({ type: 'info', message: `pulled ${name}: digest ${r.repoDigest} (${r.downloaded} blobs downloaded, ${r.present} present)` });
+  return resolveImage(store, r.name);
+}
+
+/** Forwards events, but byte progress of a transfer only every tenth of its size (and its end). */
+function throttledTransfers(events: EventSink): EventSink {
+  const last = new Map<string, number>();
+  return (e) => {
+    if (e.type === 'transfer' && e.total !== undefined && e.current < e.total) {
+      const before = last.get(e.id) ?? 0;
+      if (e.current - before < e.total / 10) return;
+      last.set(e.id, e.current);
+    }
+    events(e);
+  };
 }
 
 /** The file system state of a base image: its layers with their diffIDs. */
