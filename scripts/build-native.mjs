@@ -28,3 +28,21 @@ const tmp = `${out}.tmp-${process.pid}`;
 execFileSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', tmp, ...sources.map((s) => join(srcDir, s))], { stdio: 'inherit' });
 renameSync(tmp, out);
 console.log(`build-native: built ${out}`);
+// The init of `tsbuild run --init` (src/sandbox/init/), static: it is bind-mounted into any image.
+const initSrc = join(root, 'src', 'sandbox', 'init', 'init.c');
+if (existsSync(initSrc)) {
+  const initOut = join(outDir, 'tsbuild-init');
+  const initTmp = `${initOut}.tmp-${process.pid}`;
+  execFileSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-static', '-o', initTmp, initSrc], { stdio: 'inherit' });
+  renameSync(initTmp, initOut);
+  console.log(`build-native: built ${initOut}`);
+}
+// The forwarder of published ports (`run -p`, src/runner/native/): splice(2) in the container's netns.
+const proxySrc = join(root, 'src', 'runner', 'native', 'port-proxy.c');
+if (existsSync(proxySrc)) {
+  const proxyOut = join(outDir, 'tsbuild-port-proxy');
+  const proxyTmp = `${proxyOut}.tmp-${process.pid}`;
+  execFileSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', proxyTmp, proxySrc], { stdio: 'inherit' });
+  renameSync(proxyTmp, proxyOut);
+  console.log(`build-native: built ${proxyOut}`);
+}

@@ -14,6 +14,10 @@ APT_PACKAGES=(
   pigz zstd        # parallel gzip; zstd layers
   iproute2         # ip, for network namespace tests
   apache2-utils    # htpasswd (bcrypt) for the registry basic-auth tests
+  podman wrk       # npm run bench -- run: podman run start-up to compare; HTTP load through published ports
+  debootstrap      # the Debian base image of the nginx example (test/helpers/debian-image.ts)
+  buildah time     # the peer of the build benchmark (bench/build.ts); /usr/bin/time for its peak RSS
+  slirp4netns      # outbound network of containers on the default private network (src/runner/network-slirp.ts)
 )
 
 missing=()
@@ -40,6 +44,8 @@ if [ "$(id -u)" -eq 0 ]; then
     touch "$f"
     grep -q '^tsbuild-test:' "$f" || echo 'tsbuild-test:200000:65536' >> "$f"
   done
+  # Rootless slirp4netns opens /dev/net/tun in the container's user namespace: udev's mode 0666 (0600 without udev).
+  if [ -c /dev/net/tun ]; then chmod 0666 /dev/net/tun; fi
 fi
 
 npm ci --no-audit --no-fund

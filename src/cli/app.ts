@@ -108,7 +108,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       io.stdout.write(`${commandHelp(cmd)}\n`);
       return 0;
     }
-    return await cmd.run(parsed, { ...io, global, sources });
+    // Own property descriptors, not a spread: a lazy `stdin` getter stays lazy.
+    const ctx = Object.defineProperties({ global, sources, argv }, Object.getOwnPropertyDescriptors(io)) as CommandContext;
+    return await cmd.run(parsed, ctx);
   } catch (err) {
     io.stderr.write(`${renderError(err, { debug, sources })}\n`);
     return err instanceof TsbuildError ? err.exitCode : 1;

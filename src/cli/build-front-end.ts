@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { TsbuildError, type BuildEvent } from '../core/index.js';
 import { lintDockerfile, parseDockerfile, type LintFinding } from '../dockerfile/index.js';
 import { parsePlatform, platformFromNode } from '../image/index.js';
@@ -36,7 +37,8 @@ export function formatWarning(e: BuildEvent): string | undefined {
  * the store: inherited base image config is not shown). Otherwise builds the image (build-run.ts).
  */
 export async function runBuildFrontEnd(req: FrontEndRequest, ctx: CommandContext): Promise<number> {
-  const input = await readDockerfile(req.file, req.contextDir, ctx.cwd, ctx.stdin);
+  // ctx.stdin only for `-f -`: creating process.stdin costs start-up time.
+  const input = await readDockerfile(req.file, req.contextDir, ctx.cwd, req.file === '-' ? ctx.stdin : Readable.from([]));
   ctx.sources.set(input.name, input.text);
   const dockerfile = parseDockerfile(input.text, input.name);
   const findings = lintDockerfile(dockerfile, { buildArgs: req.buildArgs });

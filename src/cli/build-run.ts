@@ -4,16 +4,18 @@ import { join, resolve } from 'node:path';
 import { formatReference, notSupportedYet, parseReference, TsbuildError, type BuildEvent, type EventSink, type ImageConfig, type Platform } from '../core/index.js';
 import type { Dockerfile } from '../dockerfile/index.js';
 import { formatPlatform } from '../image/index.js';
-import { findCompressionTools } from '../layer/index.js';
-import { listBaseImages, planBuild, type BuildGraph } from '../plan/index.js';
-import { Sandbox } from '../sandbox/index.js';
-import { openSnapshotter } from '../snapshot/index.js';
-import { exportImage, resolveBaseImage, solveGraph, type ResolvedBase } from '../solve/index.js';
+import type { CompressionTools } from '../layer/index.js';
+import { planBuild, type BuildGraph } from '../plan/index.js';
+import type { Store } from '../store/index.js';
+import { exportImage, imageCreatedTime, findHostTools, resolveBaseImage, type LazySolveDeps, type ResolvedBase, solveGraph } from '../solve/index.js';
+import { createRegistryClient, type HttpRegistryClient } from '../registry/index.js';
+import type { WrittenOutputs } from './build-export.js';
+import { parseBuildOutputs, writesToStdout } from './build-output.js';
 import type { CommandContext } from './command.js';
-import { createJsonRenderer } from './progress/json.js';
-import { createPlainRenderer } from './progress/plain.js';
+import { openBuildProgress, type BuildProgress } from './progress/select.js';
 import { openCliStore } from './store-root.js';
-import { launcherPathFor, stateDirFor } from './container-deps.js';
+import { loadSecrets, resolveSshAgents } from './build-secrets.js';
+import { parseBuildCacheFlags, type BuildCacheIo } from './build-cache-io.js';
 
 /** The build flags beyond planning. Unsupported ones are rejected by {@link runBuild}. */
 export interface BuildRequest {
@@ -33,6 +35,10 @@ export interface BuildRequest {
   readonly cacheFrom: readonly string[];
   readonly cacheTo: readonly string[];
   readonly snapshotter: string | undefined;
+  /** `--push`. */
+  readonly push?: boolean;
+  /** Opens the registry client for pulls and pushes (the build closes it); default: anonymous, no extra CAs. */
+  readonly openRegistry?: () => HttpRegistryClient;
 }
 
 /** What the front end has already parsed and checked. */
@@ -55,16 +61,8 @@ function checkFlags(req: BuildRequest, parsed: ParsedBuild): void {
     const e = notSupportedYet(what, hint);
     throw new TsbuildError(e.code, e.message, { exitCode: 125, ...(e.hint === undefined ? {} : { hint: e.hint }) });
   };
-  if (req.outputs.length > 0) no('--output', 'the image is written to the local store; use "tsbuild save" or "tsbuild push" afterwards');
-  if (req.cacheFrom.length > 0) no('--cache-from');
-  if (req.cacheTo.length > 0) no('--cache-to');
-  if (req.secrets.length > 0) no('--secret');
-  if (req.ssh.length > 0) no('--ssh');
-  if (req.pull) no('--pull', 'run "tsbuild pull IMAGE" before the build');
-  if (req.progress === 'tty') no('--progress=tty', 'use --progress=plain or rawjson');
   const { buildPlatform, targetPlatform } = parsed.planOptions;
   if (formatPlatform(buildPlatform) !== formatPlatform(targetPlatform)) no(`building for another platform (${formatPlatform(targetPlatform)})`);
-  if (process.getuid?.() !== 0) no('building as a non-root user (rootless builds)');
   for (const l of req.labels) {
     if (!l.includes('=')) throw new TsbuildError('CLI_BAD_VALUE', `invalid --label "${l}": expected KEY=VALUE`, { exitCode: 125 });
   }
@@ -75,6 +73,11 @@ function parseSourceDateEpoch(value: string | undefined): number | undefined {
   if (value === undefined || value === '') return undefined;
   if (!/^[0-9]+$/.test(value)) throw new TsbuildError('CLI_BAD_VALUE', `SOURCE_DATE_EPOCH must be a number of seconds, not "${value}"`, { exitCode: 125 });
   return Number(value);
+}
+
+/** The image references a graph's source vertices name (as listBaseImages). */
+function imageSourcesOf(graph: BuildGraph): string[] {
+  return graph.vertices.flatMap((v) => (v.op.type === 'source' && v.op.source === 'image' ? [v.op.ref] : []));
 }
 
 function withLabels(graph: BuildGraph, labels: readonly string[]): BuildGraph {
@@ -91,46 +94,60 @@ function withLabels(graph: BuildGraph, labels: readonly string[]): BuildGraph {
  * With `-q` only the image ID is printed (stdout).
  */
 export async function runBuild(req: BuildRequest, parsed: ParsedBuild, ctx: CommandContext): Promise<number> {
+  const client = (req.openRegistry ?? (() => createRegistryClient()))();
+  const progress = openBuildProgress(req.progress, req.quiet, ctx.stderr);
+  try {
+    const code = await buildWith(client, req, parsed, ctx, progress);
+    progress.close('done');
+    return code;
+  } catch (err) {
+    progress.close(ctx.signal.aborted ? 'cancelled' : 'error');
+    throw err;
+  } finally {
+    await client.close();
+  }
+}
+
+async function buildWith(client: HttpRegistryClient, req: BuildRequest, parsed: ParsedBuild, ctx: CommandContext, progress: BuildProgress): Promise<number> {
+  const events = progress.events;
   checkFlags(req, parsed);
+  // Rootless: the whole build runs again as root of a user namespace over the user's sub-ids (rootless-build.ts).
+  if (process.getuid?.() !== 0) {
+    const stdinText = parsed.dockerfilePath === undefined ? [...ctx.sources.values()][0] : undefined;
+    const { runBuildInUserNamespace } = await import('./rootless-build.js');
+    return runBuildInUserNamespace(ctx, { execPath: process.execPath, execArgv: process.execArgv }, stdinText);
+  }
   const tags = req.tags.map((t) => formatReference(parseReference(t)));
+  const outputs = parseBuildOutputs(req.outputs, { push: req.push === true, tags });
+  if (req.quiet && writesToStdout(outputs)) throw new TsbuildError('CLI_BAD_VALUE', '-q prints the image ID on stdout, where an --output with dest=- writes', { exitCode: 125 });
+  const cacheFlags = parseBuildCacheFlags(req.cacheFrom, req.cacheTo, ctx.cwd);
   const sourceDateEpoch = parseSourceDateEpoch(ctx.env.SOURCE_DATE_EPOCH);
+  const secrets = loadSecrets(req.secrets, ctx.env, ctx.cwd);
+  const sshAgents = resolveSshAgents(req.ssh, ctx.env, ctx.cwd);
   const contextDir = resolve(ctx.cwd, parsed.contextDir);
   const store = await openCliStore(ctx);
 
-  const events: EventSink = req.quiet || req.progress === 'quiet' ? () => undefined
-    : req.progress === 'rawjson' ? createJsonRenderer(ctx.stderr)
-    : createPlainRenderer(ctx.stderr);
-
-  // Base images: resolved in the local store, repeated until ONBUILD triggers name no new image.
+  // Base images: resolved in the local store, planned again until ONBUILD triggers name no new
+  // image; the last plan (every image it names resolved) is the build's.
   const bases = new Map<string, ResolvedBase>();
+  let planned: ReturnType<typeof planBuild>;
   for (;;) {
-    const configs = new Map([...bases].map(([k, v]) => [k, v.config] as const));
-    const refs = listBaseImages(parsed.dockerfile, { ...parsed.planOptions, baseImages: configs });
-    const missing = refs.filter((r) => !bases.has(r));
+    planned = planBuild(parsed.dockerfile, { ...parsed.planOptions, baseImages: new Map([...bases].map(([k, v]) => [k, v.config] as const)) });
+    const missing = [...new Set(imageSourcesOf(planned.graph))].filter((r) => !bases.has(r));
     if (missing.length === 0) break;
-    for (const ref of missing) bases.set(ref, await resolveBaseImage(store, ref, parsed.planOptions.targetPlatform));
+    const puller = { client, always: req.pull, events, signal: ctx.signal };
+    for (const ref of missing) bases.set(ref, await resolveBaseImage(store, ref, parsed.planOptions.targetPlatform, puller));
   }
-  const planned = planBuild(parsed.dockerfile, { ...parsed.planOptions, baseImages: new Map([...bases].map(([k, v]) => [k, v.config] as const)) });
   for (const w of planned.warnings) {
     const line = parsed.formatWarning(w);
-    if (line !== undefined) ctx.stderr.write(`${line}\n`);
+    if (line !== undefined) progress.print(line);
   }
   const graph = withLabels(planned.graph, req.labels);
 
-  const uid = process.getuid?.() ?? 0;
   const choice = req.snapshotter ?? 'auto';
   if (choice !== 'auto' && choice !== 'overlay' && choice !== 'naive') {
     throw new TsbuildError('CLI_BAD_VALUE', `--snapshotter takes overlay or naive, not "${choice}"`, { exitCode: 125 });
   }
-  const { snapshotter, fallbackReason } = await openSnapshotter({ snapshots: store.paths.snapshots, tmp: store.paths.tmp }, { choice });
-  if (fallbackReason !== undefined) ctx.stderr.write(`WARNING: using the naive snapshotter: ${fallbackReason}\n`);
-  const sandbox = new Sandbox({
-    launcherPath: launcherPathFor(ctx),
-    stateDir: stateDirFor(ctx, uid),
-    host: { uid, gid: process.getgid?.() ?? 0, user: userInfo().username },
-    ownerPid: process.pid,
-    onWarning: (m) => events({ type: 'warning', message: m }),
-  });
 
   const noCacheStages = new Set<number>();
   for (const name of req.noCacheFilter) {
@@ -141,7 +158,15 @@ export async function runBuild(req: BuildRequest, parsed: ParsedBuild, ctx: Comm
     }
     noCacheStages.add(stage.index);
   }
-  const result = await solveGraph(graph, { store, snapshotter, sandbox, compressionTools: findCompressionTools(ctx.env.PATH), events }, {
+  let tools: Promise<CompressionTools> | undefined;
+  const compressionTools = (): Promise<CompressionTools> => (tools ??= import('../layer/index.js').then((m) => m.findCompressionTools(ctx.env.PATH)));
+  const cacheIo: BuildCacheIo = cacheFlags.from.length === 0 && cacheFlags.to.length === 0 ? { cacheImport: undefined, exportAll: async () => undefined }
+    : await (await import('./build-cache-io.js')).openBuildCache(cacheFlags, { store, client, events, tools: await compressionTools(), signal: ctx.signal });
+  const deps: LazySolveDeps = {
+    store, hostTools: findHostTools(ctx.env), events,
+    openStepDeps: async () => ({ ...(await openStepEffects(ctx, store, choice, progress)), compressionTools: await compressionTools() }),
+  };
+  const result = await solveGraph(graph, deps, {
     contextDir,
     dockerfilePath: parsed.dockerfilePath,
     baseImages: bases,
@@ -149,25 +174,61 @@ export async function runBuild(req: BuildRequest, parsed: ParsedBuild, ctx: Comm
     noCacheStages,
     network: req.network === 'none' ? 'none' : 'host',
     concurrency: availableParallelism(),
+    // mode=max exports every step, so every step needs a record: a hit, or a run when nothing needed it.
+    solveAll: cacheFlags.to.some((spec) => spec.mode === 'max'),
     sourceDateEpoch,
     signal: ctx.signal,
+    secrets,
+    sshAgents,
+    ...(cacheIo.cacheImport === undefined ? {} : { cacheImport: cacheIo.cacheImport }),
   });
-  const created = new Date(sourceDateEpoch === undefined ? Date.now() : sourceDateEpoch * 1000).toISOString().replace(/\.000Z$/, 'Z');
+  const created = (sourceDateEpoch === undefined ? await imageCreatedTime(store, result, new Date()) : new Date(sourceDateEpoch * 1000)).toISOString().replace(/\.000Z$/, 'Z');
   const image = await exportImage(store, graph, result.output, { tags, created });
   events({ type: 'info', message: `writing image ${image.configDigest} done` });
   for (const name of image.names) events({ type: 'info', message: `naming to ${name} done` });
+  await cacheIo.exportAll(graph, result);
+  const written: WrittenOutputs = outputs.length === 0 ? { names: image.names, pushed: [] } : await (await import('./build-export.js')).writeBuildOutputs(outputs, {
+    store, image: image.manifest, tags: image.names, client, tools: await compressionTools(), events, cwd: ctx.cwd, stdout: ctx.stdout, sourceDateEpoch, signal: ctx.signal,
+  });
   if (req.iidfile !== undefined) await writeOut(resolve(ctx.cwd, req.iidfile), image.configDigest);
   if (req.metadataFile !== undefined) {
     const metadata = {
       'containerimage.config.digest': image.configDigest,
-      'containerimage.digest': image.manifest.digest,
-      'containerimage.descriptor': image.manifest,
-      ...(image.names.length === 0 ? {} : { 'image.name': image.names.join(',') }),
+      // As BuildKit: after a push, the digest of the manifest the registry has (its layers are gzip).
+      'containerimage.digest': written.pushed[0]?.manifest.digest ?? image.manifest.digest,
+      'containerimage.descriptor': written.pushed[0]?.manifest ?? image.manifest,
+      ...(written.names.length === 0 ? {} : { 'image.name': written.names.join(',') }),
     };
     await writeOut(resolve(ctx.cwd, req.metadataFile), `${JSON.stringify(metadata, null, 2)}\n`);
   }
   if (req.quiet) ctx.stdout.write(`${image.configDigest}\n`);
   return 0;
+}
+
+/**
+ * Opens what running a step needs: the snapshotter (overlay unless unavailable or `choice` says
+ * otherwise) and the sandbox. Called by the solver when the first step runs; their modules load here.
+ */
+async function openStepEffects(ctx: CommandContext, store: Store, choice: 'auto' | 'overlay' | 'naive', progress: BuildProgress): Promise<Omit<Awaited<ReturnType<LazySolveDeps['openStepDeps']>>, 'compressionTools'>> {
+  const [{ readEnclosingIdMaps, Sandbox }, { openSnapshotter }, { launcherPathFor, stateDirFor }] = await Promise.all([
+    import('../sandbox/index.js'), import('../snapshot/index.js'), import('./container-deps.js'),
+  ]);
+  const enclosingIdMaps = await readEnclosingIdMaps();
+  if (enclosingIdMaps !== undefined && ctx.global.debug) {
+    ctx.stderr.write('DEBUG: building in a user namespace (rootless): overlay with userxattr, RUN steps in nested user namespaces without cgroup limits\n');
+  }
+  const uid = process.getuid?.() ?? 0;
+  const { snapshotter, fallbackReason } = await openSnapshotter({ snapshots: store.paths.snapshots, tmp: store.paths.tmp }, { choice, userxattr: enclosingIdMaps !== undefined || uid !== 0 });
+  if (fallbackReason !== undefined) progress.print(`WARNING: using the naive snapshotter: ${fallbackReason}`);
+  const sandbox = new Sandbox({
+    launcherPath: launcherPathFor(ctx),
+    stateDir: stateDirFor(ctx, uid),
+    host: { uid, gid: process.getgid?.() ?? 0, user: userInfo().username },
+    ownerPid: process.pid,
+    ...(enclosingIdMaps === undefined ? {} : { enclosingIdMaps }),
+    onWarning: (m) => progress.events({ type: 'warning', message: m }),
+  });
+  return { snapshotter, sandbox };
 }
 
 async function writeOut(path: string, text: string): Promise<void> {

@@ -18,6 +18,8 @@ export interface CommandContext {
   /** Source texts read by the command, so errors can show the offending line. */
   readonly sources: Map<string, string>;
   readonly signal: AbortSignal;
+  /** The whole argv of this invocation (without node and script), for a command that re-runs itself (a rootless build). */
+  readonly argv?: readonly string[];
 }
 
 /** One `tsbuild <verb>`. */

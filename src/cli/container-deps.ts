@@ -2,7 +2,7 @@ import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findCompressionTools } from '../layer/index.js';
-import { ContainerStore, type CreateDeps, type MonitorCommand, type RunnerDeps } from '../runner/index.js';
+import { ContainerStore, findSlirp4netns, type CreateDeps, type MonitorCommand, type RunnerDeps } from '../runner/index.js';
 import { Sandbox } from '../sandbox/index.js';
 import { openSnapshotter } from '../snapshot/index.js';
 import type { CommandContext } from './command.js';
@@ -50,6 +50,7 @@ export async function openContainerDeps(ctx: CommandContext): Promise<ContainerD
     rootless: uid !== 0,
     ownerPid: process.pid,
     compressionTools: findCompressionTools(ctx.env.PATH),
+    slirp4netns: findSlirp4netns(ctx.env.PATH),
   };
 }
 

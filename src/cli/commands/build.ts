@@ -3,8 +3,7 @@ import type { OptionSpec } from '../args.js';
 import { optBool, optList, optString } from '../args.js';
 import type { Command } from '../command.js';
 import { runBuildFrontEnd } from '../build-front-end.js';
-
-const later = (issue: string): string => `arrives with ${issue}`;
+import { createClient, registryOptions } from './registry-common.js';
 
 /** `docker build`'s flag set. */
 export const buildOptions: readonly OptionSpec[] = [
@@ -21,7 +20,7 @@ export const buildOptions: readonly OptionSpec[] = [
   { name: 'pull', type: 'bool', help: 'Always attempt to pull newer versions of base images' },
   { name: 'progress', type: 'string', value: 'auto|tty|plain|rawjson', help: 'Type of progress output' },
   { name: 'quiet', short: 'q', type: 'bool', help: 'Print only the image ID on success' },
-  { name: 'output', short: 'o', type: 'list', value: 'type=...,dest=...', help: 'Output destination' },
+  { name: 'output', short: 'o', type: 'list', value: 'type=...,dest=...', help: 'Output destination: type=image[,name=N][,push=true], type=oci|docker|tar,dest=FILE|-, type=local,dest=DIR (-o DIR: local)' },
   { name: 'iidfile', type: 'string', value: 'FILE', help: 'Write the image ID to the file' },
   { name: 'metadata-file', type: 'string', value: 'FILE', help: 'Write build result metadata to the file' },
   { name: 'secret', type: 'list', value: 'id=ID,src=FILE|env=VAR', help: 'Secret to expose to the build' },
@@ -29,8 +28,9 @@ export const buildOptions: readonly OptionSpec[] = [
   { name: 'network', type: 'string', value: 'default|host|none', help: 'Networking mode for the RUN instructions' },
   { name: 'cache-from', type: 'list', value: 'type=registry,ref=REF', help: 'External cache sources' },
   { name: 'cache-to', type: 'list', value: 'type=registry,ref=REF', help: 'Cache export destinations' },
-  { name: 'push', type: 'bool', help: 'Push the image to its registry after the build', notSupported: later('the registry client') },
+  { name: 'push', type: 'bool', help: 'Push the image to its registry under every -t name after the build (same as --output type=image,push=true)' },
   { name: 'snapshotter', type: 'string', value: 'overlay|naive', help: 'Snapshotter for build steps' },
+  ...registryOptions,
 ];
 
 /** Parses `--build-arg K=V` / `--build-arg K` (value from the environment; skipped when unset). */
@@ -103,6 +103,8 @@ export const buildCommand: Command = {
           cacheFrom: optList(args, 'cache-from'),
           cacheTo: optList(args, 'cache-to'),
           snapshotter: optString(args, 'snapshotter'),
+          push: optBool(args, 'push'),
+          openRegistry: () => createClient(args, ctx),
         },
       },
       ctx,

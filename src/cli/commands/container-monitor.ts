@@ -1,5 +1,6 @@
 import { TsbuildError } from '../../core/index.js';
-import { createLogWriter, runContainer } from '../../runner/index.js';
+import { createLogWriter, NO_RESTART, runContainer, runWithHealthcheck, runWithRestartPolicy } from '../../runner/index.js';
+import type { RunResult } from '../../sandbox/index.js';
 import type { Command } from '../command.js';
 import { openContainerDeps } from '../container-deps.js';
 
@@ -21,7 +22,13 @@ export const containerMonitorCommand: Command = {
     if (entry === undefined) throw new TsbuildError('RUN_NO_SUCH_CONTAINER', `no such container: ${id}`);
     const log = createLogWriter(deps.containers.logPathOf(id));
     try {
-      const result = await runContainer(deps, entry.config, { stdin: 'ignore', stdout: log.stdout, stderr: log.stderr }, ctx.signal);
+      const runOnce = (restartCount: number): Promise<RunResult> => runWithHealthcheck(deps, entry.config, entry.config.healthcheck, (onStarted, onEnded) => runContainer(deps, entry.config, { stdin: 'ignore', stdout: log.stdout, stderr: log.stderr }, ctx.signal, {
+        onWarning: (m) => ctx.stderr.write(`${new Date().toISOString()} WARNING: ${m}\n`),
+        restartCount,
+        onStarted,
+        onEnded,
+      }));
+      const result = await runWithRestartPolicy(deps.containers, id, entry.config.restartPolicy ?? NO_RESTART, runOnce, ctx.signal);
       return result.exitCode;
     } finally {
       await log.close();

@@ -91,22 +91,3 @@ export function requireArgs(positionals: readonly string[], n: number, command: 
     throw new TsbuildError('CLI_MISSING_ARGUMENT', `"tsbuild ${command}" requires ${what}`, { hint: `see "tsbuild ${command} --help"`, exitCode: 125 });
   }
 }
-
-/**
- * Fills a docker-style `--format` template: `{{.A.B}}` fields and `{{json .A}}`
- * (a subset of Go templates; anything else fails with `CLI_BAD_FORMAT`).
- */
-export function fillTemplate(template: string, value: unknown): string {
-  const text = template.replace(/\\n/g, '\n').replace(/\\t/g, '\t');
-  return text.replace(/\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}/g, (_m, json: string | undefined, path: string) => {
-    let v: unknown = value;
-    for (const key of path.split('.').filter(Boolean)) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined;
-    if (json !== undefined) return JSON.stringify(v ?? null);
-    if (v === undefined || v === null) return '<no value>';
-    if (Array.isArray(v)) return `[${v.join(' ')}]`;
-    if (typeof v === 'object') return `map[${Object.entries(v).map(([k, x]) => `${k}:${typeof x === 'object' ? JSON.stringify(x) : String(x)}`).join(' ')}]`;
-    return String(v);
-  }).replace(/\{\{[^}]*\}\}/g, (m) => {
-    throw new TsbuildError('CLI_BAD_FORMAT', `unsupported template action ${m}`, { hint: 'supported: {{.Field.Sub}} and {{json .Field}}', exitCode: 125 });
-  });
-}

@@ -1,7 +1,8 @@
-import { formatReference, parseReference, TsbuildError } from '../../core/index.js';
+import { formatReference, parseReference } from '../../core/index.js';
 import { listImages } from '../../store/index.js';
 import { optBool, optString } from '../args.js';
 import type { Command } from '../command.js';
+import { alignTabs, executeGoTemplate, parseGoTemplate } from '../go-template.js';
 import { openCliStore } from '../store-root.js';
 import { formatTable, humanSize, imageId, readImageDetails, shortId, splitName, timeAgo } from './image-info.js';
 
@@ -14,13 +15,12 @@ export const imagesCommand: Command = {
     { name: 'quiet', short: 'q', type: 'bool', help: 'Only show image IDs' },
     { name: 'no-trunc', type: 'bool', help: "Don't truncate output" },
     { name: 'digests', type: 'bool', help: 'Show digests' },
-    { name: 'format', type: 'string', value: 'table|json', help: 'Output format: "table" (default) or "json" (one object per line)' },
+    { name: 'format', type: 'string', value: 'FORMAT', help: 'Output format: "table" (default), "json" (one object per line), "table TEMPLATE" or a Go template ({{.Repository}}:{{.Tag}})' },
   ],
   async run(args, ctx) {
     const format = optString(args, 'format') ?? 'table';
-    if (format !== 'table' && format !== 'json') {
-      throw new TsbuildError('CLI_BAD_VALUE', `invalid --format "${format}": expected table or json`, { exitCode: 125 });
-    }
+    // Anything but table/json is a Go template (`table TEMPLATE` adds docker's header row); checked before listing.
+    const template = format === 'table' || format === 'json' ? undefined : parseGoTemplate(format.replace(/^table /, ''));
     const filter = args.positionals[0];
     let match: (name: string | undefined) => boolean = () => true;
     if (filter !== undefined) {
@@ -55,13 +55,24 @@ export const imagesCommand: Command = {
       if (ids.length > 0) ctx.stdout.write(`${ids.join('\n')}\n`);
       return 0;
     }
+    const objects = rows.map((r) => ({
+      Containers: 'N/A', CreatedAt: r.created ?? '', CreatedSince: timeAgo(r.created, now), Digest: r.digest, ID: r.id,
+      Repository: r.repository, SharedSize: 'N/A', Size: humanSize(r.size), Tag: r.tag, UniqueSize: 'N/A', VirtualSize: humanSize(r.size),
+    }));
     if (format === 'json') {
-      for (const r of rows) {
-        ctx.stdout.write(`${JSON.stringify({
-          Containers: 'N/A', CreatedAt: r.created ?? '', CreatedSince: timeAgo(r.created, now), Digest: r.digest, ID: r.id,
-          Repository: r.repository, SharedSize: 'N/A', Size: humanSize(r.size), Tag: r.tag, UniqueSize: 'N/A', VirtualSize: humanSize(r.size),
-        })}\n`);
+      for (const o of objects) ctx.stdout.write(`${JSON.stringify(o)}\n`);
+      return 0;
+    }
+    if (template !== undefined) {
+      if (!format.startsWith('table ')) {
+        for (const o of objects) ctx.stdout.write(`${executeGoTemplate(template, o)}\n`);
+        return 0;
       }
+      const headers = {
+        Containers: 'CONTAINERS', CreatedAt: 'CREATED AT', CreatedSince: 'CREATED', Digest: 'DIGEST', ID: 'IMAGE ID', Repository: 'REPOSITORY',
+        SharedSize: 'SHARED SIZE', Size: 'SIZE', Tag: 'TAG', UniqueSize: 'UNIQUE SIZE', VirtualSize: 'VIRTUAL SIZE',
+      };
+      ctx.stdout.write(`${alignTabs([headers, ...objects].flatMap((o) => executeGoTemplate(template, o).replace(/\n$/, '').split('\n')))}\n`);
       return 0;
     }
     const digests = optBool(args, 'digests');

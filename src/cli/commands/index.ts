@@ -1,9 +1,13 @@
 import type { Command } from '../command.js';
 import { buildCommand } from './build.js';
-import { notYetCommand } from './not-yet.js';
 import { runCommand } from './run.js';
 import { psCommand, logsCommand, stopCommand, killCommand, rmCommand, startCommand, containerCommand } from './containers.js';
 import { containerMonitorCommand } from './container-monitor.js';
+import { portCommand } from './port.js';
+import { execCommand } from './exec.js';
+import { cpCommand, exportCommand } from './container-files.js';
+import { commitCommand } from './container-commit.js';
+import { pauseCommand, restartCommand, statsCommand, topCommand, unpauseCommand } from './container-ops.js';
 import { imagesCommand } from './images.js';
 import { inspectCommand } from './inspect.js';
 import { historyCommand } from './history.js';
@@ -15,6 +19,7 @@ import { importCommand } from './import.js';
 import { fsckCommand } from './fsck.js';
 import { pruneCommand } from './prune.js';
 import { pullCommand } from './pull.js';
+import { volumeCommand } from './volume.js';
 import { pushCommand } from './push.js';
 import { loginCommand } from './login.js';
 import { logoutCommand } from './logout.js';
@@ -25,12 +30,22 @@ export const commands: readonly Command[] = [
   runCommand,
   psCommand,
   logsCommand,
-  notYetCommand('exec', 'Run a command in a running container', 'containers'),
+  execCommand,
+  topCommand,
+  statsCommand,
+  pauseCommand,
+  unpauseCommand,
+  restartCommand,
+  commitCommand,
+  cpCommand,
+  exportCommand,
   stopCommand,
   startCommand,
   killCommand,
   rmCommand,
   containerCommand,
+  portCommand,
+  volumeCommand,
   pullCommand,
   pushCommand,
   loginCommand,

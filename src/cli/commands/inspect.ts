@@ -4,14 +4,15 @@ import { optString } from '../args.js';
 import type { Command } from '../command.js';
 import { openCliStore } from '../store-root.js';
 import { findContainerJson } from './container-inspect.js';
-import { familiarNames, fillTemplate, imageId, readImageDetails, requireArgs } from './image-info.js';
+import { renderGoTemplate } from '../go-template.js';
+import { familiarNames, imageId, readImageDetails, requireArgs } from './image-info.js';
 
 /** `tsbuild inspect IMAGE...`: docker image inspect's JSON. */
 export const inspectCommand: Command = {
   name: 'inspect',
   summary: 'Show low-level information on images and containers',
   usage: 'inspect [OPTIONS] IMAGE|CONTAINER [IMAGE|CONTAINER...]',
-  options: [{ name: 'format', short: 'f', type: 'string', value: 'TEMPLATE', help: 'Format the output with a template ({{.Id}}, {{json .Config}})' }],
+  options: [{ name: 'format', short: 'f', type: 'string', value: 'TEMPLATE', help: 'Format the output using the given Go template ({{.Id}}, {{json .Config}}, {{range .RepoTags}}...{{end}})' }],
   async run(args, ctx) {
     requireArgs(args.positionals, 1, 'inspect', 'at least 1 argument: IMAGE');
     const store = await openCliStore(ctx);
@@ -49,7 +50,7 @@ export const inspectCommand: Command = {
     }
     const template = optString(args, 'format');
     if (template !== undefined) {
-      for (const o of out) ctx.stdout.write(`${fillTemplate(template, o)}\n`);
+      for (const o of out) ctx.stdout.write(`${renderGoTemplate(template, o)}\n`);
     } else {
       ctx.stdout.write(`${JSON.stringify(out, null, 4)}\n`);
     }

@@ -14,7 +14,7 @@ export const pushCommand: Command = {
   usage: 'push [OPTIONS] IMAGE [DESTINATION]',
   options: [
     { name: 'concurrency', type: 'string', value: 'N', help: 'Parallel blob uploads (default 4)' },
-    { name: 'chunk-size', type: 'string', value: 'BYTES', help: 'Upload blobs larger than this in PATCH chunks of this size (default 16 MiB)' },
+    { name: 'chunk-size', type: 'string', value: 'BYTES', help: 'Upload blobs larger than this in PATCH chunks of this size (default 64 MiB)' },
     { name: 'quiet', short: 'q', type: 'bool', help: 'Print only the pushed digest' },
     { name: 'all-tags', short: 'a', type: 'bool', help: 'Push all tags of the repository', notSupported: 'push tags one by one' },
     { name: 'cert-dir', type: 'string', value: 'DIR', help: 'Per-registry CA directory (default /etc/docker/certs.d)', hidden: true },
@@ -28,7 +28,7 @@ export const pushCommand: Command = {
     const image = await resolveImage(store, source);
     const dest = parseReference(destText ?? source);
     const quiet = optBool(args, 'quiet');
-    const chunk = optPositiveInt(args, 'chunk-size', 16 * 1024 * 1024);
+    const chunk = optPositiveInt(args, 'chunk-size', 64 * 1024 * 1024);
     const client = createClient(args, ctx);
     try {
       if (!quiet) ctx.stdout.write(`The push refers to repository [${repositoryOf(dest)}]\n`);

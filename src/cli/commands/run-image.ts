@@ -1,11 +1,18 @@
 import { notSupportedYet, TsbuildError } from '../../core/index.js';
-import { createContainer, createLogWriter, startMonitor, runContainer, removeContainer, type ContainerRecord } from '../../runner/index.js';
+import {
+  bindingsOfContainer, checkPortsAvailable, createContainer, findSlirp4netns, parseContainerNetwork, resolveContainerNetwork, createLogWriter, NO_RESTART, parseDuration, parsePublishSpec, parseRestartPolicy, startMonitor, runContainer, runWithHealthcheck, runWithRestartPolicy, removeContainer,
+  type ContainerRecord, type HealthFlags, type PortBinding,
+} from '../../runner/index.js';
 import { limitsToResources, type SandboxStdio } from '../../sandbox/index.js';
 import type { ParsedArgs } from '../args.js';
 import { optBool, optList, optString } from '../args.js';
 import type { CommandContext } from '../command.js';
-import { monitorCommandFor, openContainerDeps, type ContainerDeps } from '../container-deps.js';
-import { parseEnvFlags, parseLimitFlags, parseMountFlags, parseNetworkFlag } from './run.js';
+import { launcherPathFor, monitorCommandFor, openContainerDeps, type ContainerDeps } from '../container-deps.js';
+import { terminalFdOf, withRawTerminal } from '../terminal.js';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parseEnvironment, parseLimitFlags, parseStorageFlags } from './run.js';
+import { parsePullPolicy, pullForRun } from './run-pull.js';
 
 /** Parses `--stop-timeout` (whole seconds, -1 = wait forever). */
 function parseStopTimeout(text: string | undefined): number | undefined {
@@ -14,6 +21,33 @@ function parseStopTimeout(text: string | undefined): number | undefined {
     throw new TsbuildError('CLI_BAD_VALUE', `invalid --stop-timeout "${text}": expected whole seconds`, { exitCode: 125 });
   }
   return Number(text);
+}
+
+/** Reads `--health-cmd/-interval/-timeout/-retries/-start-period/-start-interval` and `--no-healthcheck`. */
+function parseHealthFlags(args: ParsedArgs): HealthFlags {
+  const d = (n: string): number | undefined => {
+    const v = optString(args, n);
+    return v === undefined ? undefined : parseDuration(v, `--${n}`);
+  };
+  const cmd = optString(args, 'health-cmd');
+  const retriesText = optString(args, 'health-retries');
+  if (retriesText !== undefined && !/^\d+$/.test(retriesText)) throw new TsbuildError('CLI_BAD_VALUE', `invalid --health-retries "${retriesText}": a whole number`, { exitCode: 125 });
+  const disabled = optBool(args, 'no-healthcheck');
+  if (disabled && cmd !== undefined) throw new TsbuildError('CLI_CONFLICT', '--no-healthcheck conflicts with --health-* options', { exitCode: 125 });
+  const f = { intervalMs: d('health-interval'), timeoutMs: d('health-timeout'), startPeriodMs: d('health-start-period'), startIntervalMs: d('health-start-interval') };
+  return {
+    ...(cmd === undefined ? {} : { cmd }),
+    ...Object.fromEntries(Object.entries(f).filter(([, v]) => v !== undefined && v > 0)),
+    ...(retriesText === undefined || Number(retriesText) === 0 ? {} : { retries: Number(retriesText) }),
+    disabled,
+  };
+}
+
+/** The init binary of `--init` (build/tsbuild-init beside the launcher; $TSBUILD_INIT overrides). Throws RUN_NO_INIT when it is missing. */
+function initPathFor(ctx: CommandContext): string {
+  const path = ctx.env.TSBUILD_INIT ?? join(dirname(launcherPathFor(ctx)), 'tsbuild-init');
+  if (!existsSync(path)) throw new TsbuildError('RUN_NO_INIT', `the init binary ${path} is missing`, { hint: 'build it with "npm run build" (scripts/build-native.mjs)', exitCode: 125 });
+  return path;
 }
 
 /** Creates the container of `tsbuild run IMAGE ...` from the flags. */
@@ -31,25 +65,53 @@ export async function createFromFlags(args: ParsedArgs, ctx: CommandContext, dep
   const workdir = optString(args, 'workdir');
   const stopSignal = optString(args, 'stop-signal');
   const stopTimeout = parseStopTimeout(optString(args, 'stop-timeout'));
+  // The default private network gets slirp4netns when it can be used, else one warning: no outbound network.
+  const { network, warning } = resolveContainerNetwork(parseContainerNetwork(optString(args, 'network')), deps.slirp4netns ?? findSlirp4netns(ctx.env.PATH));
+  if (warning !== undefined) ctx.stderr.write(`WARNING: ${warning}\n`);
+  let ports: PortBinding[] = optList(args, 'publish').flatMap((spec) => parsePublishSpec(spec));
+  let publishAll = optBool(args, 'publish-all');
+  if (network.mode === 'host' && (ports.length > 0 || publishAll)) {
+    ctx.stderr.write('WARNING: Published ports are discarded when using host network mode\n');
+    ports = [];
+    publishAll = false;
+  }
+  // A host port in use fails here, before anything is created (the owner binds again at start).
+  await checkPortsAvailable(ports);
+  const storage = parseStorageFlags(args, ctx.cwd);
+  const restartText = optString(args, 'restart');
+  const restartPolicy = restartText === undefined ? undefined : parseRestartPolicy(restartText);
+  if (restartPolicy !== undefined && restartPolicy.Name !== 'no' && optBool(args, 'rm')) {
+    throw new TsbuildError('CLI_CONFLICT', 'conflicting options: cannot specify both --restart and --rm', { exitCode: 125 });
+  }
+  const env = parseEnvironment(args, ctx);
+  // The image is pulled last, once every flag is known to be valid (docker's default is "missing"; tsbuild's stays "never" unless asked).
+  await pullForRun(deps.store, image, parsePullPolicy(optString(args, 'pull'), 'never'), args, ctx);
   return createContainer(deps, {
     image,
     ...(name === undefined ? {} : { name }),
     process: {
       command,
-      env: parseEnvFlags(optList(args, 'env'), ctx.env),
+      env,
       ...(entrypoint === undefined ? {} : { entrypoint }),
       ...(user === undefined ? {} : { user }),
       ...(workdir === undefined ? {} : { workdir }),
       ...(stopSignal === undefined ? {} : { stopSignal }),
     },
     ...(hostname === undefined ? {} : { hostname }),
-    network: parseNetworkFlag(args),
+    network,
+    ports,
+    publishAll,
     capAdd: optList(args, 'cap-add'),
     capDrop: optList(args, 'cap-drop'),
-    mounts: parseMountFlags(args, ctx.cwd),
+    mounts: storage.mounts,
+    volumes: storage.volumes,
+    ...(restartPolicy === undefined ? {} : { restartPolicy }),
+    health: parseHealthFlags(args),
+    ...(optBool(args, 'init') ? { initPath: initPathFor(ctx) } : {}),
     ...(resources === undefined ? {} : { resources }),
     readonlyRootfs: optBool(args, 'read-only'),
     autoRemove: optBool(args, 'rm'),
+    ...(optBool(args, 'tty') ? { tty: true } : {}),
     ...(stopTimeout === undefined ? {} : { stopTimeout }),
   }, ctx.signal);
 }
@@ -57,29 +119,56 @@ export async function createFromFlags(args: ParsedArgs, ctx: CommandContext, dep
 /**
  * `tsbuild run IMAGE [COMMAND...]`: creates a container (the image's snapshots as lowers, a fresh
  * writable layer), then either starts its monitor and prints the ID (`-d`), or runs it attached:
- * output goes to the terminal and to the container log, the exit code is the container's.
+ * output goes to the terminal and to the container log, the exit code is the container's. With
+ * `-t` the process runs on a pty of the container (`-it`: our terminal in raw mode, restored after).
  */
 export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<number> {
-  if (optBool(args, 'tty')) throw notSupportedYet('-t with an image', 'pseudo-terminals for containers arrive with a later step; drop -t (or use --rootfs DIR -t)');
   const detach = optBool(args, 'detach');
-  if (detach && optBool(args, 'interactive')) throw notSupportedYet('-d with -i', 'attaching stdin to a detached container arrives with a later step');
+  const tty = optBool(args, 'tty');
+  const interactive = optBool(args, 'interactive');
+  if (detach && interactive) throw notSupportedYet('-d with -i', 'attaching stdin to a detached container arrives with a later step');
+  if (tty && interactive && !detach && terminalFdOf(ctx.stdin) === undefined) {
+    throw new TsbuildError('CLI_NOT_A_TTY', 'the input device is not a TTY', { hint: 'drop -t to pipe input into the container, as with docker', exitCode: 1 });
+  }
   const deps = await openContainerDeps(ctx);
   const record = await createFromFlags(args, ctx, deps);
   if (detach) {
     try {
       await startMonitor(deps.containers, record.id, monitorCommandFor(ctx, deps.storeRoot, record.id), ctx.signal);
     } catch (err) {
-      // A container whose monitor never started is not left half-created with --rm.
-      if (record.autoRemove) await removeContainer(deps, record).catch(() => undefined);
+      // A container whose monitor never started is not left half-created with --rm, nor when
+      // its published ports could not be bound (taken since the check).
+      if (record.autoRemove || bindingsOfContainer(record).length > 0) await removeContainer(deps, record, { volumes: true }).catch(() => undefined);
       throw err;
     }
     ctx.stdout.write(`${record.id}\n`);
     return 0;
   }
   const log = createLogWriter(deps.containers.logPathOf(record.id), { stdout: ctx.stdout, stderr: ctx.stderr });
-  const stdio: SandboxStdio = { stdin: optBool(args, 'interactive') ? ctx.stdin : 'ignore', stdout: log.stdout, stderr: log.stderr };
+  // With -t the pty's output (the container's stdout and stderr) is the log's stdout, as docker's;
+  // -it hands our terminal to the launcher (raw mode, window size, SIGWINCH), and with -t alone
+  // the launcher's otherwise unused stderr is our terminal, only for the window size.
+  const stdio: SandboxStdio = tty
+    ? {
+      stdin: interactive ? terminalFdOf(ctx.stdin) ?? 'ignore' : 'ignore', stdout: log.stdout, stderr: terminalFdOf(ctx.stderr) ?? terminalFdOf(ctx.stdout) ?? log.stderr,
+      // -it: we hold the raw mode (withRawTerminal) and restore it only after the last forwarded output.
+      ...(interactive ? { callerRestoresTerminal: true } : {}),
+    }
+    : { stdin: interactive ? ctx.stdin : 'ignore', stdout: log.stdout, stderr: log.stderr };
   try {
-    const result = await runContainer(deps, record, stdio, ctx.signal);
+    const runOnce = (restartCount: number): ReturnType<typeof runContainer> => runWithHealthcheck(deps, record, record.healthcheck, (onStarted, onEnded) => runContainer(deps, record, stdio, ctx.signal, {
+      onWarning: (m) => ctx.stderr.write(`WARNING: ${m}\n`), restartCount, onStarted, onEnded,
+    }));
+    const result = await withRawTerminal(tty && interactive ? ctx.stdin : undefined, async () => {
+      const r = await runWithRestartPolicy(deps.containers, record.id, record.restartPolicy ?? NO_RESTART, runOnce, ctx.signal);
+      // Everything forwarded reaches the terminal before its mode is restored.
+      await new Promise<void>((resolve) => log.stdout.write(Buffer.alloc(0), () => resolve()));
+      return r;
+    }).catch(async (err: unknown) => {
+      // Published ports taken since the check: the container never ran, nothing is left.
+      if (err instanceof TsbuildError && err.code.startsWith('RUN_PORT_')) await removeContainer(deps, record, { volumes: true }).catch(() => undefined);
+      throw err;
+    });
     if (result.reason !== undefined && result.oomKilled) ctx.stderr.write(`tsbuild: ${result.reason}\n`);
     return result.exitCode;
   } finally {

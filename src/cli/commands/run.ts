@@ -1,5 +1,5 @@
 import { userInfo } from 'node:os';
-import { isAbsolute, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { TsbuildError } from '../../core/index.js';
 import {
   createRunSpec,
@@ -20,6 +20,8 @@ import { optBool, optList, optString } from '../args.js';
 import type { Command, CommandContext } from '../command.js';
 import { launcherPathFor, stateDirFor } from '../container-deps.js';
 import { runImage } from './run-image.js';
+import { isVolumeRequest, parseMountFlag, parseTmpfsFlag, parseVolumeFlag, readEnvFiles, type StorageFlags } from './run-mounts.js';
+import type { VolumeRequest } from '../../runner/index.js';
 
 /** `docker run`'s flags that `tsbuild run --rootfs` supports. */
 export const runOptions: readonly OptionSpec[] = [
@@ -30,7 +32,7 @@ export const runOptions: readonly OptionSpec[] = [
   { name: 'stop-timeout', type: 'string', value: 'SECONDS', help: 'Timeout to stop a container before SIGKILL (default 10)' },
   { name: 'rm', type: 'bool', help: 'Remove the container when it exits (always the case with --rootfs)' },
   { name: 'rootfs', type: 'string', value: 'DIR', help: 'Run in this root filesystem directory instead of an image' },
-  { name: 'network', type: 'string', value: 'none|host', help: 'Network mode: none (only lo, default) or host' },
+  { name: 'network', type: 'string', value: 'MODE', help: 'Network mode: private (default: own namespace, outbound through slirp4netns when installed), slirp4netns[:allow_host_loopback=true,mtu=N,...], none (only lo) or host; with --rootfs: none (default) or host' },
   { name: 'memory', short: 'm', type: 'string', value: 'BYTES', help: 'Memory limit (e.g. 64m)' },
   { name: 'memory-swap', type: 'string', value: 'BYTES', help: 'Memory plus swap limit; -1 for unlimited swap' },
   { name: 'memory-reservation', type: 'string', value: 'BYTES', help: 'Memory soft limit' },
@@ -41,8 +43,8 @@ export const runOptions: readonly OptionSpec[] = [
   { name: 'user', short: 'u', type: 'string', value: 'USER[:GROUP]', help: 'Username or UID (format: <name|uid>[:<group|gid>])' },
   { name: 'workdir', short: 'w', type: 'string', value: 'DIR', help: 'Working directory inside the container' },
   { name: 'env', short: 'e', type: 'list', value: 'KEY[=VALUE]', help: 'Set environment variables (without a value: taken from the environment)' },
-  { name: 'volume', short: 'v', type: 'list', value: 'SRC:DST[:ro]', help: 'Bind mount a host directory or file' },
-  { name: 'tmpfs', type: 'list', value: 'DST', help: 'Mount a tmpfs directory' },
+  { name: 'volume', short: 'v', type: 'list', value: '[SRC:]DST[:ro]', help: 'Bind mount a host path (absolute or ./), or mount a named (NAME:DST) or anonymous (DST) volume' },
+  { name: 'tmpfs', type: 'list', value: 'DST[:OPTS]', help: 'Mount a tmpfs directory (options: size=64m,mode=1777,ro,exec...)' },
   { name: 'hostname', type: 'string', value: 'NAME', help: 'Container host name' },
   { name: 'cap-add', type: 'list', value: 'CAP', help: 'Add Linux capabilities' },
   { name: 'cap-drop', type: 'list', value: 'CAP', help: 'Drop Linux capabilities' },
@@ -50,14 +52,20 @@ export const runOptions: readonly OptionSpec[] = [
   { name: 'interactive', short: 'i', type: 'bool', help: 'Keep STDIN open' },
   { name: 'tty', short: 't', type: 'bool', help: 'Allocate a pseudo-TTY' },
   { name: 'runtime', type: 'string', value: 'runc|PATH', help: 'Run with an external OCI runtime instead of the built-in sandbox' },
-  { name: 'publish', short: 'p', type: 'list', value: 'HOSTPORT:CTRPORT', help: 'Publish a container\'s port to the host', notSupported: 'published ports arrive with a later step of the containers issue' },
-  { name: 'publish-all', short: 'P', type: 'bool', help: 'Publish all exposed ports', notSupported: 'published ports arrive with a later step of the containers issue' },
-  { name: 'restart', type: 'string', value: 'POLICY', help: 'Restart policy', notSupported: 'restart policies arrive with a later step of the containers issue' },
-  { name: 'env-file', type: 'list', value: 'FILE', help: 'Read environment variables from a file', notSupported: 'use -e' },
-  { name: 'mount', type: 'list', value: 'SPEC', help: 'Attach a filesystem mount', notSupported: 'use -v HOST:CTR[:ro] or --tmpfs' },
-  { name: 'init', type: 'bool', help: 'Run an init inside the container', notSupported: '--init arrives with a later step of the containers issue' },
-  { name: 'health-cmd', type: 'string', value: 'CMD', help: 'Command to run to check health', notSupported: 'healthchecks arrive with a later step of the containers issue' },
-  { name: 'pull', type: 'string', value: 'POLICY', help: 'Pull image before running', notSupported: 'run "tsbuild pull IMAGE" first' },
+  { name: 'publish', short: 'p', type: 'list', value: '[IP:][HOSTPORT:]CTRPORT[/PROTO]', help: 'Publish a container\'s port(s) to the host (tcp or udp; ranges 8000-8001:80-81)' },
+  { name: 'publish-all', short: 'P', type: 'bool', help: 'Publish all exposed ports to free host ports' },
+  { name: 'restart', type: 'string', value: 'POLICY', help: 'Restart policy: no, on-failure[:N], always, unless-stopped (default no)' },
+  { name: 'env-file', type: 'list', value: 'FILE', help: 'Read environment variables from a file (KEY=VALUE lines)' },
+  { name: 'mount', type: 'list', value: 'SPEC', help: 'Attach a filesystem mount (type=bind|volume|tmpfs,src=...,dst=...[,readonly])' },
+  { name: 'init', type: 'bool', help: 'Run an init inside the container that forwards signals and reaps processes' },
+  { name: 'health-cmd', type: 'string', value: 'CMD', help: 'Command to run to check health (run with /bin/sh -c)' },
+  { name: 'health-interval', type: 'string', value: 'DURATION', help: 'Time between running the check (ms|s|m|h) (default 30s)' },
+  { name: 'health-timeout', type: 'string', value: 'DURATION', help: 'Maximum time to allow one check to run (ms|s|m|h) (default 30s)' },
+  { name: 'health-retries', type: 'string', value: 'N', help: 'Consecutive failures needed to report unhealthy (default 3)' },
+  { name: 'health-start-period', type: 'string', value: 'DURATION', help: 'Start period for the container to initialize before counting retries (default 0s)' },
+  { name: 'health-start-interval', type: 'string', value: 'DURATION', help: 'Time between running the check during the start period (default 5s)' },
+  { name: 'no-healthcheck', type: 'bool', help: 'Disable any container-specified HEALTHCHECK' },
+  { name: 'pull', type: 'string', value: 'POLICY', help: 'Pull image before running: always, missing, never (default missing)' },
 ];
 
 function bad(code: string, message: string, hint?: string): TsbuildError {
@@ -75,20 +83,6 @@ export function parseEnvFlags(values: readonly string[], env: Readonly<Record<st
     else if (env[key] !== undefined) out.push(`${key}=${env[key] as string}`);
   }
   return out;
-}
-
-/** Parses `-v SRC:DST[:ro|rw]` into a bind mount (SRC absolute or ./relative to `cwd`). */
-export function parseVolume(value: string, cwd: string): MountSpec {
-  const parts = value.split(':');
-  const [src, dst, mode, ...extra] = parts;
-  if (src === undefined || dst === undefined || src === '' || extra.length > 0 || (mode !== undefined && mode !== 'ro' && mode !== 'rw')) {
-    throw bad('BAD_MOUNT', `invalid volume "${value}": expected SRC:DST[:ro|rw]`);
-  }
-  if (!isAbsolute(src) && !src.startsWith('.')) {
-    throw bad('BAD_MOUNT', `volume source "${src}" must be a host path`, 'named volumes are not supported with --rootfs; use an absolute path or ./relative');
-  }
-  if (!isAbsolute(dst)) throw bad('BAD_MOUNT', `volume destination "${dst}" must be an absolute path`);
-  return { destination: dst, type: 'bind', source: resolve(cwd, src), options: ['rbind', 'rprivate', ...(mode === 'ro' ? ['ro'] : [])] };
 }
 
 /** Parses the resource flags into validated limits (SANDBOX_BAD_LIMIT). */
@@ -116,22 +110,37 @@ export function parseNetworkFlag(args: ParsedArgs): NetworkMode {
   return network;
 }
 
-/** Reads `-v` and `--tmpfs` into mounts. Throws SANDBOX_BAD_MOUNT. */
+/** Reads `-v`, `--mount` and `--tmpfs` into mounts and volume requests (in that order). Throws SANDBOX_BAD_MOUNT. */
+export function parseStorageFlags(args: ParsedArgs, cwd: string): StorageFlags {
+  const mounts: MountSpec[] = [];
+  const volumes: VolumeRequest[] = [];
+  for (const x of [...optList(args, 'volume').map((v) => parseVolumeFlag(v, cwd)), ...optList(args, 'mount').map((m) => parseMountFlag(m, cwd))]) {
+    if (isVolumeRequest(x)) volumes.push(x);
+    else mounts.push(x);
+  }
+  mounts.push(...optList(args, 'tmpfs').map(parseTmpfsFlag));
+  return { mounts, volumes };
+}
+
+/** Reads `-v`, `--mount` and `--tmpfs` into mounts for `--rootfs` (no volumes there). Throws SANDBOX_BAD_MOUNT. */
 export function parseMountFlags(args: ParsedArgs, cwd: string): MountSpec[] {
-  return [
-    ...optList(args, 'volume').map((v) => parseVolume(v, cwd)),
-    ...optList(args, 'tmpfs').map((d): MountSpec => {
-      if (!isAbsolute(d)) throw bad('BAD_MOUNT', `--tmpfs destination "${d}" must be an absolute path`);
-      return { destination: d, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] };
-    }),
-  ];
+  const { mounts, volumes } = parseStorageFlags(args, cwd);
+  if (volumes.length > 0) {
+    throw bad('BAD_MOUNT', `volume "${volumes[0]?.name ?? volumes[0]?.destination ?? ''}" needs an image: volumes are not supported with --rootfs`, 'use an absolute path or ./relative host directory');
+  }
+  return mounts;
+}
+
+/** The environment of `--env-file` files then `-e` flags (later wins, as docker). Throws CLI_BAD_ENV_FILE, SANDBOX_BAD_ENV. */
+export function parseEnvironment(args: ParsedArgs, ctx: Pick<CommandContext, 'env' | 'cwd'>): string[] {
+  return [...readEnvFiles(optList(args, 'env-file'), ctx.cwd, ctx.env), ...parseEnvFlags(optList(args, 'env'), ctx.env)];
 }
 
 /** Builds the RunSpec of `tsbuild run --rootfs` from the flags. */
 export async function buildRunSpec(args: ParsedArgs, ctx: CommandContext, rootfs: string, command: readonly string[], rootless: boolean): Promise<RunSpec> {
   const network = parseNetworkFlag(args);
   const resources = limitsToResources(parseLimitFlags(args));
-  const env = parseEnvFlags(optList(args, 'env'), ctx.env);
+  const env = parseEnvironment(args, ctx);
   const userFlag = optString(args, 'user');
   const user = userFlag === undefined ? await resolveUser(rootfs, 'root').catch(() => ({ uid: 0, gid: 0, additionalGids: [], home: '/root' })) : await resolveUser(rootfs, userFlag);
   if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.home ?? '/'}`);
@@ -165,7 +174,7 @@ export const runCommand: Command = {
   async run(args, ctx) {
     const rootfsFlag = optString(args, 'rootfs');
     if (rootfsFlag === undefined) return runImage(args, ctx);
-    for (const flag of ['detach', 'name', 'entrypoint', 'stop-signal', 'stop-timeout']) {
+    for (const flag of ['detach', 'name', 'entrypoint', 'stop-signal', 'stop-timeout', 'publish', 'publish-all', 'restart', 'pull', 'init', 'health-cmd', 'health-interval', 'health-timeout', 'health-retries', 'health-start-period', 'health-start-interval', 'no-healthcheck']) {
       if (args.options[flag] !== undefined) throw bad('BAD_FLAG', `--${flag} needs an image: it cannot be used with --rootfs`);
     }
     const command = args.positionals;

@@ -16,7 +16,7 @@ export const saveCommand: Command = {
   usage: 'save [OPTIONS] IMAGE [IMAGE...]',
   options: [
     { name: 'output', short: 'o', type: 'string', value: 'FILE', help: 'Write to a file, instead of STDOUT' },
-    { name: 'format', type: 'string', value: 'oci|docker', help: 'Archive format: "docker" (default; docker load compatible, also an OCI layout) or "oci"' },
+    { name: 'format', type: 'string', value: 'oci|docker', help: 'Archive format: "docker" (default; docker load compatible, also an OCI layout) or "oci"; layers are gzip-compressed (once per layer)' },
   ],
   async run(args, ctx) {
     requireArgs(args.positionals, 1, 'save', 'at least 1 argument: IMAGE');
@@ -45,7 +45,7 @@ export const saveCommand: Command = {
       if ((ctx.stdout as { isTTY?: boolean }).isTTY === true) {
         throw new TsbuildError('CLI_TTY_OUTPUT', 'refusing to write an archive to a terminal', { hint: 'use -o FILE or redirect the output', exitCode: 125 });
       }
-      await saveArchive(store, images, ctx.stdout, { format, signal: ctx.signal });
+      await saveArchive(store, images, ctx.stdout, { format, gzipLayers: true, signal: ctx.signal });
       return 0;
     }
     // Written next to the target and renamed: an interrupted save leaves no truncated archive.
@@ -53,7 +53,7 @@ export const saveCommand: Command = {
     const tmp = `${path}.tmp-${process.pid}`;
     const file = createWriteStream(tmp);
     try {
-      await saveArchive(store, images, file, { format, signal: ctx.signal });
+      await saveArchive(store, images, file, { format, gzipLayers: true, signal: ctx.signal });
       await finished(file);
       await rename(tmp, path);
     } catch (err) {

@@ -1,0 +1,173 @@
+#!/usr/bin/env node
+// Bundles the CLI with esbuild into dist/cli/main.js (over tsc's output of src/cli/main.ts) plus
+// chunks dist/cli/main.chunk-HASH.js: a start loads a few scripts instead of ~240 ES modules and
+// CommonJS files. Each command's implementation is a chunk loaded when the command runs: the bundle
+// replaces the `import { xCommand } from './x.js'` lines of src/cli/commands/index.ts by stubs with
+// the command's name, usage and options (read from the sources here, at build time) whose run()
+// imports the chunk. The sources keep their shape; run unbundled (tsx, tests) nothing is lazy.
+// Every other file of dist/ stays tsc's output (the library entry dist/index.js, unpack-child.js).
+// Run after tsc (`npm run build`). `--outfile FILE` writes elsewhere (tests); FILE must lie in
+// dist/cli/ so that the paths the code resolves relative to its own module stay right.
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { build } from 'esbuild';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const srcDir = join(root, 'src');
+const distDir = join(root, 'dist');
+const outDir = join(distDir, 'cli');
+const at = process.argv.indexOf('--outfile');
+const outfile = at > 0 && process.argv[at + 1] ? resolve(process.argv[at + 1]) : join(outDir, 'main.js');
+if (dirname(outfile) !== outDir || !outfile.endsWith('.js')) {
+  console.error(`bundle: --outfile must be a .js file in ${outDir}`);
+  process.exit(2);
+}
+const base = basename(outfile, '.js');
+const started = Date.now();
+const commandIndex = join(srcDir, 'cli', 'commands', 'index.ts');
+/** One-line named imports of command modules in src/cli/commands/index.ts. */
+const COMMAND_IMPORT = /^import \{ ([\w, ]+) \} from '(\.\/[\w-]+\.js)';$/gm;
+const COMMAND_FIELDS = new Set(['name', 'summary', 'usage', 'options', 'stopAtPositional', 'run']);
+
+// Each module keeps the import.meta.url of its own tsc output (dist/<module>/<file>.js): paths
+// resolved relative to it (package.json, build/tsbuild-launcher, unpack-child.js, main.js for the
+// container monitor and the rootless re-exec) are the same as without the bundle. All output files
+// lie in dist/cli/, so one relative path serves every chunk.
+const keepModuleUrls = {
+  name: 'keep-module-urls',
+  setup(b) {
+    b.onLoad({ filter: /\.ts$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      if (!args.path.startsWith(srcDir + sep) || !text.includes('import.meta.url')) return undefined;
+      const distFile = join(distDir, relative(srcDir, args.path)).replace(/\.ts$/, '.js');
+      const rel = relative(outDir, distFile).split(sep).join('/');
+      const url = `new URL(${JSON.stringify(rel.startsWith('.') ? rel : `./${rel}`)}, import.meta.url).href`;
+      return { contents: text.replaceAll('import.meta.url', `(${url})`), loader: 'ts' };
+    });
+  },
+};
+
+// The sources have no import-time side effects (no module-level state, by the design's rules), so
+// each src/ file is marked side-effect free: a module reached only through an index.ts re-export
+// whose exports the static code does not use stays out of the chunks a command loads up front, and
+// code behind a dynamic import() (a build's step machinery, cache export) loads only when needed.
+const sideEffectFree = {
+  name: 'side-effect-free-sources',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.?\/.*\.js$/ }, async (args) => {
+      if (!args.importer.startsWith(srcDir + sep)) return undefined;
+      const path = resolve(dirname(args.importer), args.path).replace(/\.js$/, '.ts');
+      if (!path.startsWith(srcDir + sep) || !(await stat(path).then((st) => st.isFile(), () => false))) return undefined;
+      return { path, sideEffects: false };
+    });
+  },
+};
+
+/** esbuild options shared by the metadata pass and the bundle. */
+const common = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  // koffi is a native addon (required lazily by src/sys/libc.ts): it stays in node_modules.
+  // Pure-JS packages are bundled.
+  external: ['koffi'],
+  // CommonJS packages inside the bundle require() Node built-ins: give each ES module a require.
+  banner: {
+    js: "// tsbuild CLI bundle (scripts/bundle.mjs); sources: src/\nimport { createRequire as __tsbuildCreateRequire } from 'node:module';\nconst require = __tsbuildCreateRequire(import.meta.url);",
+  },
+  logLevel: 'warning',
+};
+
+/** Returns the command imports of src/cli/commands/index.ts that can be lazy: [line, names, from, metadata by name]. */
+async function readLazyImports() {
+  const text = await readFile(commandIndex, 'utf8');
+  const imports = [...text.matchAll(COMMAND_IMPORT)].map(([line, names, from]) => ({ line, names: names.split(',').map((n) => n.trim()), from }));
+  // Evaluate the command modules (a bundle of their re-exports) to read each command's static fields.
+  const tmp = join(outDir, `.${base}-meta-${randomBytes(4).toString('hex')}.js`);
+  let mod;
+  try {
+    await build({
+      ...common,
+      stdin: { contents: imports.map((i) => `export { ${i.names.join(', ')} } from '${i.from}';`).join('\n'), resolveDir: dirname(commandIndex), sourcefile: 'command-metadata.ts', loader: 'ts' },
+      outfile: tmp,
+      plugins: [keepModuleUrls],
+    });
+    mod = await import(pathToFileURL(tmp).href);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+  const lazy = [];
+  for (const i of imports) {
+    const meta = {};
+    for (const name of i.names) {
+      const cmd = mod[name];
+      // Only plain commands (the Command fields, JSON data besides run) become stubs; others stay eager.
+      const plain = cmd !== null && typeof cmd === 'object' && typeof cmd.run === 'function' &&
+        Object.keys(cmd).every((k) => COMMAND_FIELDS.has(k)) && Object.entries(cmd).every(([k, v]) => k === 'run' || JSON.stringify(v) !== undefined);
+      if (!plain) break;
+      const { run: _run, ...fields } = cmd;
+      meta[name] = JSON.parse(JSON.stringify(fields));
+    }
+    if (Object.keys(meta).length === i.names.length) lazy.push({ ...i, meta });
+  }
+  return lazy;
+}
+
+/** Replaces the eager command imports of src/cli/commands/index.ts by lazy stubs. */
+function lazyCommands(lazy) {
+  return {
+    name: 'lazy-commands',
+    setup(b) {
+      b.onLoad({ filter: /[\\/]cli[\\/]commands[\\/]index\.ts$/ }, async (args) => {
+        if (args.path !== commandIndex) return undefined;
+        let text = await readFile(args.path, 'utf8');
+        text += '\n/** A command whose run() loads its implementation (a chunk of the bundle) first. */\n' +
+          'function lazyCommand(fields: Omit<Command, "run">, load: () => Promise<Command>): Command {\n' +
+          '  return { ...fields, run: async (args, ctx) => (await load()).run(args, ctx) };\n}\n';
+        for (const i of lazy) {
+          const stubs = i.names.map((n) => `const ${n}: Command = lazyCommand(${JSON.stringify(i.meta[n])}, () => import('${i.from}').then((m) => m.${n}));`);
+          text = text.replace(i.line, stubs.join('\n'));
+        }
+        return { contents: text, loader: 'ts' };
+      });
+    },
+  };
+}
+
+const lazy = await readLazyImports();
+const result = await build({
+  ...common,
+  entryPoints: { [base]: join(srcDir, 'cli', 'main.ts') },
+  outdir: outDir,
+  splitting: true,
+  chunkNames: `${base}.chunk-[hash]`,
+  write: false,
+  plugins: [lazyCommands(lazy), sideEffectFree, keepModuleUrls],
+  metafile: true,
+});
+// Chunks first, the entry last, each by write-and-rename: a CLI started meanwhile (parallel tests,
+// a container monitor) never reads half a file nor an entry without its chunks.
+const files = [...result.outputFiles].sort((a, b) => (a.path === outfile ? 1 : 0) - (b.path === outfile ? 1 : 0));
+for (const f of files) {
+  const tmp = `${f.path}.tmp-${randomBytes(4).toString('hex')}`;
+  try {
+    await writeFile(tmp, f.contents);
+    await rename(tmp, f.path);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+// Chunks of earlier builds of this entry; not those written since this build started (a concurrent
+// build of other sources may have written them, and its entry needs them).
+const written = new Set(files.map((f) => basename(f.path)));
+const chunkOf = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.chunk-[A-Z0-9]+\\.js$`);
+for (const name of await readdir(outDir)) {
+  if (!chunkOf.test(name) || written.has(name)) continue;
+  const mtime = await stat(join(outDir, name)).then((s) => s.mtimeMs, () => Number.POSITIVE_INFINITY);
+  if (mtime < started) await rm(join(outDir, name), { force: true });
+}
+const kib = Math.round(files.reduce((n, f) => n + f.contents.length, 0) / 1024);
+console.log(`bundle: ${Object.keys(result.metafile.inputs).length} modules, ${lazy.reduce((n, i) => n + i.names.length, 0)} lazy commands -> ${relative(root, outfile)} + ${files.length - 1} chunks (${kib} KiB)`);
