@@ -10,6 +10,9 @@ export interface BenchModule {
   run(args: string[]): Promise<void>;
 }
 
+/** Short names: `npm run bench -- run` is bench/run-container.ts (run.ts is this runner). */
+const ALIASES: Readonly<Record<string, string>> = { run: 'run-container' };
+
 function available(): string[] {
   const dir = fileURLToPath(new URL('.', import.meta.url));
   return readdirSync(dir).filter((f) => f.endsWith('.ts') && f !== 'run.ts').map((f) => f.slice(0, -3)).sort();
@@ -22,7 +25,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`usage: npm run bench -- <name> [<name>...] [--flags]\navailable: ${available().join(', ')}\n`);
     return names.length === 0 && !flags.includes('--help') ? 1 : 0;
   }
-  for (const name of names) {
+  for (const given of names) {
+    const name = ALIASES[given] ?? given;
     if (!/^[a-z0-9-]+$/.test(name) || !available().includes(name)) {
       process.stderr.write(`unknown benchmark "${name}"; available: ${available().join(', ')}\n`);
       return 1;

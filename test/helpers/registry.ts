@@ -189,7 +189,9 @@ export async function startRegistry(t: ExecutionContext, options: RegistryOption
   let tokenServer: Server | undefined;
   let child: ChildProcess | undefined;
   const stop = async (): Promise<void> => {
-    if (child !== undefined && child.exitCode === null) {
+    // A registry killed by a signal has exitCode null but signalCode set: it has exited, and
+    // waiting for another 'exit' (a second stop(), e.g. the test's own and then the teardown) would hang.
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
       const c = child;
       await new Promise<void>((resolve) => {
         c.once('exit', () => resolve());

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { runCli } from '../../src/cli/app.js';
 import type { BuildEvent } from '../../src/core/index.js';
 import { checkStore, openStore } from '../../src/store/index.js';
+import { readCacheConfig } from '../../src/solve/index.js';
+import { cli } from '../cli/run-cli.js';
 import { testSerialIf } from '../helpers/capability.js';
 import { build, buildMissing, makeFixture, readImage, stepsOf, unpackImage } from './build-helpers.js';
 
@@ -49,7 +51,7 @@ testSerialIf(missing, 'tsbuild build: serves unchanged steps from the cache and 
   t.deepEqual(stepsOf(changed.events).cached, [RUN_ONE]);
   t.deepEqual(stepsOf(changed.events).started.filter((n) => !n.includes('FROM')), [COPY, RUN_TWO]);
   const reasons = changed.events.flatMap((e) => (e.type === 'vertex.miss' ? [[e.vertex, e.reason]] : []));
-  t.deepEqual(reasons, [['s0.2', 'no cache record'], ['s0.3', 'parent step re-ran']]);
+  t.deepEqual(reasons, [['s0.2', 'file app.txt changed'], ['s0.3', `parent step re-ran: ${COPY}`]]);
   t.not((await readImage(f.root, 'c:4')).manifestDigest, image1.manifestDigest);
 
   // --no-cache runs everything.
@@ -133,6 +135,73 @@ testSerialIf(missing, 'tsbuild build: skips the cache only for the named stage w
   const bad = await build(f, df, ['--no-cache-filter', 'nope']);
   t.is(bad.code, 125);
   t.regex(bad.stderr, /--no-cache-filter: no stage "nope" in the build\nhint: stages: a, b/);
+});
+
+const LAZY_DF = [
+  'FROM busybox AS builder',
+  'RUN echo built > /artifact && echo more > /other',
+  'FROM busybox',
+  'ARG V=1',
+  'COPY --from=builder /artifact /artifact',
+  'RUN --mount=type=bind,from=builder,target=/b cat /b/artifact > /bound && echo $V > /v',
+  '',
+].join('\n');
+const LAZY_BUILDER_RUN = '[builder 2/2] RUN echo built > /artifact && echo more > /other';
+
+/** Builds LAZY_DF, then `tsbuild prune`s the builder stage's layer (no image holds it): its record no longer counts. */
+async function builtAndPruned(t: Parameters<typeof makeFixture>[0]): Promise<Awaited<ReturnType<typeof makeFixture>>> {
+  const f = await makeFixture(t);
+  const first = await build(f, LAZY_DF, ['-t', 'lazy:1']);
+  t.is(first.code, 0, first.stderr);
+  t.true(stepsOf(first.events).started.includes(LAZY_BUILDER_RUN));
+  const pruned = await cli(['--root', f.root, 'prune'], { cwd: f.context, env: f.env });
+  t.is(pruned.code, 0, pruned.stderr);
+  t.regex(pruned.stdout, /Deleted: sha256:/, 'prune removed the builder layer');
+  return f;
+}
+
+testSerialIf(missing, 'tsbuild build: does not run a stage whose results only cache hits use when its layers were pruned (lazy solving)', async (t) => {
+  const f = await builtAndPruned(t);
+  const image1 = await readImage(f.root, 'lazy:1');
+  const again = await build(f, LAZY_DF, ['-t', 'lazy:2']);
+  t.is(again.code, 0, again.stderr);
+  const steps = stepsOf(again.events);
+  t.deepEqual(steps.started.filter((n) => !n.includes('FROM')), [], 'nothing ran: the COPY --from and the RUN binding the builder are hits');
+  t.false(steps.started.some((n) => n.startsWith('[builder')), 'the builder stage is not even started');
+  t.false(steps.cached.some((n) => n.startsWith('[builder')), 'and not reported as cached: it was not looked at');
+  t.true(again.events.some((e) => e.type === 'info' && e.message.startsWith('skipped 2 steps') && e.message.includes(LAZY_BUILDER_RUN)), again.stderr);
+  t.regex(again.stderr, /"skipped 2 steps/);
+  t.is((await readImage(f.root, 'lazy:2')).manifestDigest, image1.manifestDigest);
+
+  // The RUN --mount=type=bind,from=builder misses (new ARG value): now the builder is needed and runs.
+  const changed = await build(f, LAZY_DF, ['-t', 'lazy:3', '--build-arg', 'V=2']);
+  t.is(changed.code, 0, changed.stderr);
+  const ran = stepsOf(changed.events).started.filter((n) => !n.includes('FROM'));
+  t.deepEqual(ran.sort(), [LAZY_BUILDER_RUN, '[stage-1 3/3] RUN --mount=type=bind,from=builder,target=/b cat /b/artifact > /bound && echo $V > /v'].sort());
+  const img = await readImage(f.root, 'lazy:3');
+  const dest = join(f.dir, 'unpacked');
+  await unpackImage(img, dest);
+  t.is(await readFile(join(dest, 'bound'), 'utf8'), 'built\n');
+  t.is(await readFile(join(dest, 'v'), 'utf8'), '2\n');
+});
+
+testSerialIf(missing, 'tsbuild build: --cache-to mode=max runs a pruned stage nothing else needs, so every step is exported', async (t) => {
+  const f = await builtAndPruned(t);
+  const dir = join(f.dir, 'cache-max');
+  const r = await build(f, LAZY_DF, ['-t', 'lazy:2', `--cache-to=type=local,dest=${dir},mode=max`]);
+  t.is(r.code, 0, r.stderr);
+  t.deepEqual(stepsOf(r.events).started.filter((n) => !n.includes('FROM')), [LAZY_BUILDER_RUN]);
+  const config = await readCacheConfig({ kind: 'local', dir, tag: 'latest' }, await openStore(join(f.dir, 'probe')));
+  t.deepEqual(config?.records.map((x) => x.name).sort(), [
+    LAZY_BUILDER_RUN,
+    '[stage-1 2/3] COPY --from=builder /artifact /artifact',
+    '[stage-1 3/3] RUN --mount=type=bind,from=builder,target=/b cat /b/artifact > /bound && echo $V > /v',
+  ].sort());
+  // mode=min exports only the final image's steps, so it does not need the builder: nothing runs.
+  await cli(['--root', f.root, 'prune'], { cwd: f.context, env: f.env });
+  const min = await build(f, LAZY_DF, ['-t', 'lazy:3', `--cache-to=type=local,dest=${join(f.dir, 'cache-min')}`]);
+  t.is(min.code, 0, min.stderr);
+  t.deepEqual(stepsOf(min.events).started.filter((n) => !n.includes('FROM')), []);
 });
 
 testSerialIf(missing, 'tsbuild build: runs RUN steps over a chain of more than 100 layers when the Dockerfile has that many steps', async (t) => {

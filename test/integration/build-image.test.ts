@@ -1,12 +1,12 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MediaType } from '../../src/core/index.js';
 import { readTar } from '../../src/layer/index.js';
 import { testSerialIf } from '../helpers/capability.js';
-import { build, buildMissing, makeFixture, readImage, readUnpacked, stepsOf, unpackImage } from './build-helpers.js';
+import { build, buildMissing, isRoot, makeFixture, readImage, readUnpacked, stat, stepsOf, unpackImage } from './build-helpers.js';
 
 const run = promisify(execFile);
 const missing = await buildMissing();
@@ -100,7 +100,7 @@ testSerialIf(missing, `tsbuild build: writes a runnable OCI image with layers, c
 
   // umoci (a peer tool) reads the store as an OCI layout and unpacks the same tree.
   const bundle = join(f.dir, 'bundle');
-  await run('umoci', ['unpack', '--image', `${f.root}:docker.io/library/app:1`, bundle]);
+  await run('umoci', ['unpack', ...(isRoot ? [] : ['--rootless']), '--image', `${f.root}:docker.io/library/app:1`, bundle]);
   t.is(await readUnpacked(join(bundle, 'rootfs'), 'greet'), 'hello from run\n');
   await t.throwsAsync(stat(join(bundle, 'rootfs/bin/vi')));
   t.is(await readUnpacked(join(bundle, 'rootfs'), 'app/dir/c.txt'), 'nested\n');
@@ -149,14 +149,9 @@ testSerialIf(missing, 'tsbuild build: reports Dockerfile:LINE: RUN_EXIT with the
 
 testSerialIf(missing, 'tsbuild build: keeps unsupported features behind CLI_NOT_SUPPORTED when they are used', async (t) => {
   const f = await makeFixture(t);
-  let r = await build(f, 'FROM busybox\nRUN --mount=type=secret,id=x true\n');
+  const r = await build(f, 'FROM busybox\nRUN --security=insecure true\n');
   t.is(r.code, 1);
-  t.regex(r.stderr, /^Dockerfile:2: CLI_NOT_SUPPORTED: RUN --mount=type=secret is not supported yet/m);
-  r = await build(f, 'FROM alpine:3.19\nRUN true\n');
-  t.regex(r.stderr, /CLI_NOT_SUPPORTED: pulling base image "alpine:3.19" during a build is not supported yet\nhint: run "tsbuild pull alpine:3.19" first/);
-  r = await build(f, 'FROM busybox\n', ['--output', 'type=local,dest=out']);
-  t.is(r.code, 125);
-  t.regex(r.stderr, /CLI_NOT_SUPPORTED: --output is not supported yet/);
+  t.regex(r.stderr, /^Dockerfile:2: CLI_NOT_SUPPORTED: RUN --security=insecure is not supported yet/m);
 });
 
 for (const snapshotter of ['overlay', 'naive']) {

@@ -1,6 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,7 @@ import { openStore } from '../../src/store/index.js';
 import { cli } from '../cli/run-cli.js';
 import { busyboxMissing, makeBusyboxImage, tarDirectory } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
+import { watchContainerStore } from '../helpers/containers.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const noBusybox = await busyboxMissing();
@@ -19,63 +20,12 @@ const REPO = fileURLToPath(new URL('../..', import.meta.url));
 
 interface PsRow { ID: string; Names: string; State: string; Status: string; Command: string; Image: string }
 
-/** Pids of processes whose command line mentions `text` (the monitors carry `--root ROOT`). */
-function processesMentioning(text: string): number[] {
-  const out: number[] = [];
-  for (const n of readdirSync('/proc')) {
-    if (!/^\d+$/.test(n) || Number(n) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${n}/cmdline`, 'utf8').includes(text)) out.push(Number(n));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-/** Sandbox cgroups owned by `pid` under any v1 hierarchy's tsbuild parent. */
-function cgroupsOwnedBy(pid: number): string[] {
-  const out: string[] = [];
-  for (const ctrl of readdirSync('/sys/fs/cgroup')) {
-    let names: string[] = [];
-    try {
-      names = readdirSync(join('/sys/fs/cgroup', ctrl, 'tsbuild'));
-    } catch {
-      continue;
-    }
-    out.push(...names.filter((n) => n.includes(`owner-${pid}-`)).map((n) => `${ctrl}/${n}`));
-  }
-  return out;
-}
-
 /** A store with the busybox image, whose containers are force-removed (and checked for leftovers) when the test ends. */
 async function setup(t: ExecutionContext): Promise<{ root: string; r: (...a: string[]) => Promise<{ code: number; stdout: string; stderr: string }>; finish: () => Promise<void> }> {
   const dir = await tempDir(t);
   const root = join(dir, 'root');
   await makeBusyboxImage(dir, root);
-  const monitors = new Set<number>();
-  const r = async (...a: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
-    const res = await cli(['--root', root, ...a]);
-    for (const id of await readdir(join(root, 'containers')).catch(() => [] as string[])) {
-      const state = await readFile(join(root, 'containers', id, 'state.json'), 'utf8').then((s) => JSON.parse(s) as { monitorPid: number }, () => undefined);
-      if (state !== undefined && state.monitorPid > 0 && state.monitorPid !== process.pid) monitors.add(state.monitorPid);
-    }
-    return res;
-  };
-  const cleanup = async (): Promise<void> => {
-    const ids = (await cli(['--root', root, 'ps', '-aq', '--no-trunc'])).stdout.split('\n').filter((s) => s !== '');
-    if (ids.length > 0) await cli(['--root', root, 'rm', '-f', ...ids]);
-    for (let i = 0; i < 100 && processesMentioning(root).length > 0; i++) await new Promise((res) => setTimeout(res, 50));
-  };
-  t.teardown(cleanup);
-  /** Removes every container, then asserts nothing is left: no process of this store, no cgroup of its monitors, no mount under it. */
-  const finish = async (): Promise<void> => {
-    await cleanup();
-    t.deepEqual(processesMentioning(root), [], 'no monitor or container process is left');
-    for (const pid of monitors) t.deepEqual(cgroupsOwnedBy(pid), [], `no cgroup of monitor ${pid} is left`);
-    t.false(readFileSync('/proc/self/mountinfo', 'utf8').includes(root), 'no mount under the store is left');
-    t.deepEqual((await readdir(join(root, 'snapshots', 'overlay', 'active')).catch(() => [])), [], 'no writable layer is left');
-  };
+  const { r, finish } = watchContainerStore(t, root, { monitors: true });
   return { root, r, finish };
 }
 
@@ -257,7 +207,7 @@ testIf(noBusybox, 'run -d: the container keeps running when the CLI is SIGKILLed
 
 testIf(noBusybox, 'run: bad input fails clearly and leaves nothing behind when flags or images are wrong', async (t) => {
   const { r, finish } = await setup(t);
-  let res = await r('run', '-p', '8080:80', 'busybox', 'true');
+  let res = await r('run', '-p', '80/sctp', 'busybox', 'true');
   t.is(res.code, 125);
   t.regex(res.stderr, /not supported yet/);
   res = await r('run', '--name', 'bad name!', 'busybox', 'true');

@@ -44,6 +44,26 @@ test('applyLayer: symlink and directory mtimes are restored when entries are wri
   t.is(lstatSync(join(dest, 'd/s')).mtimeMs, 333_000);
 });
 
+test('applyLayer: modes, mtimes and contents are exact when many small files go through the helper thread', async (t) => {
+  const tmp = await tempDir(t);
+  const dest = join(tmp, 'dest');
+  const modes = [0o644, 0o600, 0o755, 0o444, 0o666, 0o4755, 0o2750, 0o1777, 0o000, 0o640];
+  const entries = Array.from({ length: 1200 }, (_, i) => ({
+    name: `d${i % 7}/f${i}`, content: Buffer.alloc(i * 97 % 20_000, i % 251), mode: modes[i % modes.length] as number, mtime: 1_000_000 + i,
+  }));
+  const report = await applyLayer(streamOf(buildTar(entries), 64 * 1024), dest);
+  t.is(report.entries, entries.length);
+  t.is(report.bytes, entries.reduce((n, e) => n + e.content.length, 0));
+  for (const e of entries) {
+    const st = lstatSync(join(dest, e.name));
+    if ((st.mode & 0o7777) !== e.mode || st.mtimeMs !== e.mtime * 1000 || !readFileSync(join(dest, e.name)).equals(e.content)) {
+      t.fail(`${e.name}: mode ${(st.mode & 0o7777).toString(8)} (want ${e.mode.toString(8)}), mtime ${st.mtimeMs}, size ${st.size}`);
+      return;
+    }
+  }
+  t.pass();
+});
+
 testIf(isRoot ? undefined : 'needs root', 'applyLayer: devices are skipped with a warning when not privileged', async (t) => {
   const tmp = await tempDir(t);
   const tar = buildTar([{ name: 'null', type: 'char', mode: 0o666 }, { name: 'f', content: 'x' }]);

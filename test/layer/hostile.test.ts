@@ -1,5 +1,5 @@
 import test from 'ava';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyLayer } from '../../src/layer/index.js';
 import { BLOCK } from '../../src/layer/tar-header.js';
@@ -24,6 +24,10 @@ interface HostileCase {
 }
 
 const tar = (entries: RawEntry[]) => (): Buffer => buildTar(entries);
+
+/** More small files than the applier writes inline before its helper thread takes over. */
+const MANY = 300;
+const manyFiles = (dir: string): RawEntry[] => Array.from({ length: MANY }, (_, i) => ({ name: `${dir}/f${i}`, content: `file ${i}` }));
 
 function outsideSnapshot(p: Paths): string {
   const passwd = lstatSync('/etc/passwd');
@@ -161,6 +165,30 @@ const CASES: HostileCase[] = [
     }],
     code: 'LAYER_UNSUPPORTED_ENTRY',
   },
+  // The cases below first write MANY small files, so that later entries meet files still in flight on
+  // the applier's helper thread (it starts after a few hundred small files).
+  {
+    title: 'many small files, then their directory replaced by a symlink to a host directory and a file written through it',
+    layers: [(p) => buildTar([...manyFiles('a'), { name: 'a', type: 'symlink', linkname: p.sentinel }, { name: 'a/evil', content: 'x' }])],
+    check: (p, t) => {
+      t.true(lstatSync(join(p.root, 'a')).isSymbolicLink());
+      t.is(readFileSync(join(p.root, p.sentinel, 'evil'), 'utf8'), 'x');
+    },
+  },
+  {
+    title: 'many small files, then a file of the same name, a hardlink to one and a whiteout of another',
+    layers: [tar([...manyFiles('a'), { name: 'a/f299', content: 'second' }, { name: 'h', type: 'link', linkname: 'a/f298' }, { name: 'a/.wh.f297' }])],
+    check: (p, t) => {
+      t.is(readFileSync(join(p.root, 'a/f299'), 'utf8'), 'second');
+      t.is(lstatSync(join(p.root, 'h')).nlink, 2);
+      t.is(readFileSync(join(p.root, 'h'), 'utf8'), 'file 298');
+      t.false(existsSync(join(p.root, 'a/f297')));
+      t.is(readdirSync(join(p.root, 'a')).length, MANY - 1);
+    },
+  },
+  { title: 'many small files, then a file below one of them', layers: [tar([...manyFiles('a'), { name: 'a/f299/x', content: 'x' }])], code: 'LAYER_NOT_A_DIRECTORY' },
+  { title: 'many small files, one with a name longer than NAME_MAX', layers: [tar([...manyFiles('a'), { name: `a/${'x'.repeat(300)}`, content: 'x' }, ...manyFiles('b')])], code: 'LAYER_PATH_TOO_LONG' },
+  { title: 'many small files, then a "../" entry', layers: [tar([...manyFiles('a'), { name: '../sentinel/evil', content: 'x' }])], code: 'LAYER_UNSAFE_PATH' },
   {
     title: 'binary garbage instead of a tar',
     layers: [() => Buffer.from('this is not a tar archive at all'.repeat(40))],

@@ -51,6 +51,16 @@ for (const row of rows) {
   });
 }
 
+test('cache-key: a COPY --link key ignores the parent while its descendants still chain on it', (t) => {
+  const df = (base: string, chown = ''): string => `FROM ${base}\nRUN make\nCOPY --link ${chown}. /app\nRUN test\n`;
+  t.is(keyOf(graphOf(df('alpine')), 'COPY --link . /app'), keyOf(graphOf(df('debian')), 'COPY --link . /app'));
+  t.not(keyOf(graphOf(df('alpine')), 'RUN test'), keyOf(graphOf(df('debian')), 'RUN test'));
+  t.is(keyOf(graphOf(df('alpine', '--chown=1:2 ')), 'COPY --link --chown=1:2 . /app'), keyOf(graphOf(df('debian', '--chown=1:2 ')), 'COPY --link --chown=1:2 . /app'));
+  // A --chown name is looked up in the parent's /etc/passwd: the parent stays in the key.
+  t.not(keyOf(graphOf(df('alpine', '--chown=app ')), 'COPY --link --chown=app . /app'), keyOf(graphOf(df('debian', '--chown=app ')), 'COPY --link --chown=app . /app'));
+  t.not(keyOf(graphOf(df('alpine').replace('--link ', '')), 'COPY . /app'), keyOf(graphOf(df('debian').replace('--link ', '')), 'COPY . /app'));
+});
+
 test('cache-key: planning twice gives byte-identical JSON when inputs are equal', (t) => {
   const opts: TestPlanOptions = { buildArgs: { V: '3', HTTP_PROXY: 'x' } };
   t.is(JSON.stringify(graphOf(BASE, opts)), JSON.stringify(graphOf(BASE, opts)));

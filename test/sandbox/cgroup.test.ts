@@ -79,6 +79,18 @@ testSerialIf(skip, 'cgroup v1: every limit is written and reads back when all ar
   for (const [controller, dir] of dirs) t.true(dir.startsWith(`/sys/fs/cgroup/${controller}/tsbuild/test-`), dir);
 });
 
+testSerialIf(skip, 'cgroup v1: the cpu and cpuset hierarchies are joined only for their limits when created', async (t) => {
+  const plain = dirsOf((await makeCgroup(t, { pidsLimit: 20 })).cg);
+  for (const c of ['memory', 'cpuacct', 'pids', 'freezer']) t.true(plain.has(c), c);
+  const cpuDir = plain.get('cpu');
+  // cpu may share cpuacct's directory (co-mounted): then it is there because cpuacct is.
+  t.true(cpuDir === undefined || cpuDir === plain.get('cpuacct'), `cpu: ${String(cpuDir)}`);
+  t.false(plain.has('cpuset'));
+  const limited = dirsOf((await makeCgroup(t, { cpus: 0.5, cpusetCpus: '0' })).cg);
+  t.true(limited.has('cpu'));
+  t.true(limited.has('cpuset'));
+});
+
 testSerialIf(skip, 'cgroup v1: SANDBOX_BAD_LIMIT and nothing left behind when the cpuset names a missing CPU', async (t) => {
   const err = await t.throwsAsync(createCgroup(uniqueName(), { cpusetCpus: '0-4095' }, { rootless: false }));
   t.true(isTsbuildError(err, 'SANDBOX_BAD_LIMIT'));
@@ -190,8 +202,43 @@ testSerialIf(skip, 'cleanupStaleCgroups: removes cgroups and kills processes whe
   const removed = await cleanupStaleCgroups({ rootless: false });
   const staleDirs = [...new Set(dirsOf(stale).values())];
   const reusedDirs = [...new Set(dirsOf(reused).values())];
-  t.deepEqual(removed.filter((d) => staleDirs.includes(d) || reusedDirs.includes(d)).sort(), [...staleDirs, ...reusedDirs].sort());
+  // Other tsbuild processes (tests running in parallel: every sandbox start and `rm` run this cleanup
+  // too) may have removed some of them first, so the outcome is checked, not who removed what.
+  const liveDirs = [...dirsOf(live).values()];
+  t.false(removed.some((d) => liveDirs.includes(d)), 'a live owner\'s cgroup is never removed');
   for (const d of [...staleDirs, ...reusedDirs]) t.false(existsSync(d), d);
   for (const d of dirsOf(live).values()) t.true(existsSync(d), `live owner kept: ${d}`);
   t.is((await w.exited).signal, 'SIGKILL');
+});
+
+testSerialIf(skip, 'cleanupStaleCgroups: counts a zombie owner as gone and takes only that owner\'s cgroups when ownerPid is given', async (t) => {
+  // `sleep 60` is the parent of an exited, never-reaped child: that child stays a zombie with its start time.
+  const parent = spawn('/bin/sh', ['-c', '/bin/true & exec /bin/sleep 60']);
+  t.teardown(() => parent.kill('SIGKILL'));
+  let zombiePid = 0;
+  t.true(await waitFor(() => {
+    const children = readFileSync(`/proc/${parent.pid as number}/task/${parent.pid as number}/children`, 'utf8').trim().split(/\s+/).filter((s) => s !== '');
+    zombiePid = Number(children[0] ?? 0);
+    return zombiePid > 0 && /\) Z /.test(readFileSync(`/proc/${zombiePid}/stat`, 'utf8'));
+  }), 'the child became a zombie');
+  const zombie = await readProcessIdentity(zombiePid);
+  const otherOwner = spawn('/bin/sleep', ['60']);
+  t.teardown(() => otherOwner.kill('SIGKILL'));
+  const other = await readProcessIdentity(otherOwner.pid as number);
+  if (zombie === undefined || other === undefined) throw new Error('owner vanished');
+  const ofZombie = await createCgroup('zombie-owner', {}, { rootless: false, owner: zombie });
+  const ofOther = await createCgroup('other-owner', {}, { rootless: false, owner: other });
+  if (ofZombie === undefined || ofOther === undefined) throw new Error('no cgroup');
+  t.teardown(async () => {
+    await ofZombie.destroy();
+    await ofOther.destroy();
+  });
+  otherOwner.kill('SIGKILL');
+  await new Promise((r) => otherOwner.on('exit', r));
+  const removed = await cleanupStaleCgroups({ rootless: false, ownerPid: zombie.pid });
+  for (const d of new Set(dirsOf(ofZombie).values())) {
+    t.false(existsSync(d), d);
+    t.true(removed.includes(d), `reported: ${d}`);
+  }
+  t.false(removed.some((d) => [...dirsOf(ofOther).values()].includes(d)), 'another dead owner\'s cgroup is not taken when ownerPid names one owner');
 });

@@ -175,6 +175,15 @@ testIf(missing, 'sandbox: bad input gives SANDBOX_* errors when the rootfs, capa
   t.regex(b?.message ?? '', /bind-source.*nope.*ENOENT/);
 });
 
+testIf(missing, 'sandbox: an overlay root with a missing layer directory is SANDBOX_ROOTFS_NOT_FOUND naming it when the mount fails', async (t) => {
+  const { sandbox, rootfs, dir } = await setup(t);
+  for (const d of ['upper', 'work']) await mkdir(join(dir, d));
+  const spec = createRunSpec({ root: { overlay: { lowerdirs: [rootfs, join(dir, 'gone-layer')], upperdir: join(dir, 'upper'), workdir: join(dir, 'work') } }, args: ['true'] });
+  const e = await t.throwsAsync(sandbox.run(spec));
+  t.true(isTsbuildError(e, 'SANDBOX_ROOTFS_NOT_FOUND'), String(e));
+  t.regex(e?.message ?? '', /gone-layer/);
+});
+
 testIf(missing, 'sandbox: state of a dead owner is removed and the run leaves none when starting', async (t) => {
   const { sandbox, rootfs, state } = await setup(t);
   const stale = join(state, 'deadbeef0000');
@@ -184,7 +193,7 @@ testIf(missing, 'sandbox: state of a dead owner is removed and the run leaves no
   const r = await runCaptured(sandbox, createRunSpec({ root: { path: rootfs }, args: ['true'] }));
   t.is(r.exitCode, 0);
   t.false(existsSync(stale));
-  t.deepEqual(readdirSync(state), []);
+  t.deepEqual(readdirSync(state).filter((n) => !n.startsWith('.')), [], 'only the shared parts (.init-layer, .rootfs, .files) stay');
 });
 
 /** Pids whose command line contains `marker`. */
@@ -215,13 +224,15 @@ testIf(missing, 'sandbox: a SIGKILLed tsbuild takes its container down and its s
   });
   t.teardown(() => { for (const p of pidsWith(marker)) process.kill(Number(p), 'SIGKILL'); });
   await waitFor(() => pidsWith(marker).filter((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith('sleep')).length === 2, 'the container to start');
-  t.is(readdirSync(join(runDir, 'sandbox')).length, 1);
+  t.deepEqual(readdirSync(join(runDir, 'sandbox')).filter((n) => !n.startsWith('.')), [], 'nothing per sandbox on the host while it runs');
+  t.false(readFileSync('/proc/self/mountinfo', 'utf8').includes(runDir), 'its mounts live in its own namespace only');
   cli.kill('SIGKILL');
   await waitFor(() => pidsWith(marker).length === 0, 'every container process to die');
   t.pass('no process of the container survived');
   const sandbox = rootSandbox(join(runDir, 'sandbox'));
   await runCaptured(sandbox, createRunSpec({ root: { path: rootfs }, args: ['true'] }));
-  t.deepEqual(readdirSync(join(runDir, 'sandbox')), [], 'the stale state was removed');
+  t.deepEqual(readdirSync(join(runDir, 'sandbox')).filter((n) => !n.startsWith('.')), [], 'no state is left');
+  t.false(readFileSync('/proc/self/mountinfo', 'utf8').includes(runDir), 'no mount is left');
 });
 
 testIf(missing, 'sandbox: the process gets a pty of the container\'s devpts as its controlling terminal when terminal is set', async (t) => {

@@ -152,6 +152,16 @@ testIf(rootReason, 'sandbox overlay root: a 120-layer snapshot chain runs from r
   t.is(readFileSync(join(m.upperdir, 'made'), 'utf8'), 'made\n');
 });
 
+testIf(rootReason, 'sandbox overlay root: a volatile mount (no sync at unmount) runs and marks its work dir when the upper is used once', async (t) => {
+  const { work, mount: m } = await makeChain(t, false, 'volatile');
+  const sandbox = rootSandbox(join(work, 'state'));
+  const r = await runCaptured(sandbox, createRunSpec({ args: ['sh', '-c', `grep -c volatile /proc/self/mountinfo; ${SCRIPT}`], root: { overlay: { ...rootOf(m), options: [...m.options, 'volatile'] } } }));
+  t.is(r.exitCode, 0, r.stderr);
+  t.deepEqual(r.stdout.trim().split('\n').map((l) => l.trim()), ['1', ...EXPECTED]);
+  t.deepEqual(readdirSync(m.upperdir), ['made']);
+  t.true(existsSync(join(m.workdir, 'work', 'incompat', 'volatile')), 'the kernel marked the upper as volatile');
+});
+
 function runcMissing(): string | undefined {
   try {
     execFileSync('runc', ['--version'], { stdio: 'ignore' });

@@ -69,6 +69,18 @@ test('launcher spec: the encoding is NUL-separated tag records when encoding a s
   t.true(isTsbuildError(t.throws(() => encodeLauncherSpec(createRunSpec({ ...base, env: ['A=\0'] }), { rootfs: '/r' })), 'SANDBOX_BAD_SPEC'));
 });
 
+test('launcher spec: generated files are records after their directory and bad names are refused when encoding', (t) => {
+  const s = createRunSpec(base);
+  const tokens = encodeLauncherSpec(s, { rootfs: '/r', filesDir: '/state/.files', files: [{ name: 'hosts', content: '127.0.0.1 x\n' }, { name: 'resolv.conf', content: '' }] }).toString('utf8').split('\0');
+  const i = tokens.indexOf('filesdir');
+  t.deepEqual(tokens.slice(i, i + 8), ['filesdir', '/state/.files', 'file', 'hosts', '127.0.0.1 x\n', 'file', 'resolv.conf', '']);
+  for (const name of ['', '.', '..', 'a/b', 'x\n']) {
+    t.true(isTsbuildError(t.throws(() => encodeLauncherSpec(s, { rootfs: '/r', filesDir: '/f', files: [{ name, content: '' }] })), 'SANDBOX_BAD_SPEC'), JSON.stringify(name));
+  }
+  const noMountNs = { ...s, linux: { ...s.linux, namespaces: s.linux.namespaces.filter((n) => n.type !== 'mount') } };
+  t.true(isTsbuildError(t.throws(() => encodeLauncherSpec(noMountNs, { rootfs: '/r', filesDir: '/f', files: [] })), 'SANDBOX_BAD_SPEC'));
+});
+
 test('launcher spec: overlay options reject separators and add userxattr when in a user namespace', (t) => {
   t.is(overlayOptions(['/a', '/b'], '/u', '/w', true), 'lowerdir=/a:/b,upperdir=/u,workdir=/w,userxattr');
   t.true(isTsbuildError(t.throws(() => overlayOptions(['/a,b'], '/u', '/w', false)), 'SANDBOX_BAD_SPEC'));

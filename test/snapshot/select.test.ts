@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -76,6 +76,23 @@ testIf(overlayReason, 'openSnapshotter: overlay is chosen with redirect_dir and 
   t.is(fallbackReason, undefined);
   const probe = await (snapshotter as OverlaySnapshotter).probe();
   t.true(probe.ok && probe.options.includes('redirect_dir=off') && probe.options.includes('metacopy=off'));
+});
+
+testIf(overlayReason, 'overlay snapshotter: a successful probe is kept in overlay/probe.json and reused until its key (boot, user, file system) changes', async (t) => {
+  const dirs = await makeDirs(t);
+  const first = await new OverlaySnapshotter(dirs, { userxattr: false }).probe();
+  t.true(first.ok);
+  const file = join(dirs.snapshots, 'overlay', 'probe.json');
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as { key: string; options: string[] };
+  t.deepEqual(saved.options, first.ok ? first.options : []);
+  t.true(saved.key.includes(readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()), saved.key);
+  // A matching key is trusted as is (no probe mount): the recorded options come back.
+  writeFileSync(file, JSON.stringify({ key: saved.key, options: ['index=off'] }));
+  t.deepEqual(await new OverlaySnapshotter(dirs, { userxattr: false }).probe(), { ok: true, options: ['index=off'] });
+  // Another boot (or user, user namespace, file system, userxattr) probes again and records the new result.
+  writeFileSync(file, JSON.stringify({ key: saved.key.replace(/"boot":"[^"]*"/, '"boot":"another-boot"'), options: ['index=off'] }));
+  t.deepEqual(await new OverlaySnapshotter(dirs, { userxattr: false }).probe(), first);
+  t.deepEqual(JSON.parse(readFileSync(file, 'utf8')), saved);
 });
 
 test('openSnapshotter: naive is used without probing when asked for', async (t) => {

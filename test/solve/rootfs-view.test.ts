@@ -75,3 +75,39 @@ testIf(notRoot, title('replaces a whiteout with an opaque directory when a delet
   t.is(getXattr(join(upper, 'etc'), 'trusted.overlay.opaque')?.toString(), 'y');
   t.is(view.lookup('/etc/passwd'), undefined);
 });
+
+testIf(notRoot, title('copies small and large files with owner, mode and mtime, replacing what the top layer holds, when writing a batch'), async (t) => {
+  const { upper, view } = await layered(t);
+  const src = join(upper, '..', 'src');
+  await mkdir(src);
+  const big = Buffer.alloc(300 * 1024 + 7, 'x');
+  await writeFile(join(src, 'small'), 'small content');
+  await writeFile(join(src, 'big'), big);
+  await writeFile(join(src, 'grown'), 'was reported smaller than it is');
+  view.ensureDirParts(['data'], { uid: 0, gid: 0, mode: 0o755 });
+  await mkdir(join(upper, 'data/b/sub'), { recursive: true }); // a directory where a file goes
+  makeNode(join(upper, 'data/gone'), 'char', 0, 0, 0); // a whiteout where a file goes
+  await view.writeFiles([
+    { parts: ['data', 'b'], source: join(src, 'small'), meta: { uid: 7, gid: 8, mode: 0o4750, mtime: 1000 }, size: 13 },
+    { parts: ['data', 'big'], source: join(src, 'big'), meta: { uid: 9, gid: 9, mode: 0o600, mtime: 2000 }, size: big.length },
+    { parts: ['data', 'gone'], source: join(src, 'grown'), meta: { uid: 0, gid: 0, mode: 0o644, mtime: 3000 }, size: 1 },
+  ]);
+  const b = await lstat(join(upper, 'data/b'));
+  t.true(b.isFile());
+  t.is(await readFile(join(upper, 'data/b'), 'utf8'), 'small content');
+  t.deepEqual([b.uid, b.gid, b.mode & 0o7777, b.mtimeMs], [7, 8, 0o4750, 1_000_000]);
+  const bigSt = await lstat(join(upper, 'data/big'));
+  t.deepEqual([bigSt.uid, bigSt.mode & 0o7777, bigSt.mtimeMs, bigSt.size], [9, 0o600, 2_000_000, big.length]);
+  t.true((await readFile(join(upper, 'data/big'))).equals(big));
+  t.is(await readFile(join(upper, 'data/gone'), 'utf8'), 'was reported smaller than it is');
+  t.deepEqual(view.readdirParts(['data']), ['b', 'big', 'gone']);
+});
+
+testIf(notRoot, title('refuses a source file swapped for a symlink when writing a batch'), async (t) => {
+  const { upper, view } = await layered(t);
+  const src = join(upper, '..', 'src');
+  await mkdir(src);
+  await symlink('/etc/hostname', join(src, 'link'));
+  view.ensureDirParts(['data'], { uid: 0, gid: 0, mode: 0o755 });
+  await t.throwsAsync(view.writeFiles([{ parts: ['data', 'x'], source: join(src, 'link'), meta: { uid: 0, gid: 0, mode: 0o644 }, size: 10 }]), { code: 'SOLVE_IO' } as never);
+});

@@ -1,10 +1,11 @@
 import test from 'ava';
-import { lstatSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { lstatSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { testIf } from '../helpers/capability.js';
 import { tempDir } from '../helpers/tmp.js';
 import {
-  SysCallError, compareBytewise, getXattr, listXattrNames, makeDev, makeNode, readXattrs, removeXattr, setXattr, splitDev,
+  SysCallError, compareBytewise, getXattr, isPidRunning, readProcStat, listXattrNames, makeDev, makeNode, readXattrs, removeXattr, setXattr, splitDev,
 } from '../../src/sys/index.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -82,4 +83,27 @@ testIf(isRoot ? undefined : 'needs root for mknod of devices', 'device: makeNode
 test('compareBytewise: orders by UTF-8 bytes when UTF-16 order differs', (t) => {
   const names = ['\u{10000}', '\uffff', 'a', 'B'];
   t.deepEqual([...names].sort(compareBytewise), ['B', 'a', '\uffff', '\u{10000}']);
+});
+
+test('isPidRunning: true for a running process, false for a zombie, a gone pid and a reused pid (other start time)', async (t) => {
+  t.true(isPidRunning(process.pid));
+  const self = readProcStat(process.pid);
+  t.truthy(self);
+  t.true(isPidRunning(process.pid, self?.startTime));
+  t.false(isPidRunning(process.pid, `${Number(self?.startTime) + 1}`), 'same pid, other start time: a reused pid');
+  t.false(isPidRunning(0));
+  t.false(isPidRunning(2 ** 22 + 1), 'above pid_max');
+  // `sleep` is the parent of an exited, never-reaped child: that child stays a zombie.
+  const parent = spawn('/bin/sh', ['-c', '/bin/true & exec /bin/sleep 60']);
+  t.teardown(() => parent.kill('SIGKILL'));
+  let zombie = 0;
+  for (let i = 0; i < 200 && zombie === 0; i++) {
+    const children = readFileSync(`/proc/${parent.pid as number}/task/${parent.pid as number}/children`, 'utf8').trim().split(/\s+/).filter((x) => x !== '');
+    const c = Number(children[0] ?? 0);
+    if (c > 0 && readProcStat(c)?.state === 'Z') zombie = c;
+    else await new Promise((r) => setTimeout(r, 25));
+  }
+  t.not(zombie, 0, 'the child became a zombie');
+  t.false(isPidRunning(zombie), 'a zombie waiting to be reaped is not running');
+  t.true(isPidRunning(parent.pid as number));
 });

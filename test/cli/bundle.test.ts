@@ -1,0 +1,106 @@
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeBusyboxImage } from '../helpers/base-image.js';
+import { testIf } from '../helpers/capability.js';
+import { busyboxMissing } from '../helpers/rootfs.js';
+import { tempDir } from '../helpers/tmp.js';
+import { mountsUnder } from '../sandbox/sandbox-helpers.js';
+
+// The other CLI tests run src/ through tsx; these run what users run: the esbuild bundle of the CLI
+// (scripts/bundle.mjs: one entry, a chunk per command loaded by a stub), built here from the current
+// sources next to dist/cli/main.js.
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const DIST_CLI = join(REPO, 'dist', 'cli');
+const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
+const distMissing = existsSync(join(DIST_CLI, 'app.js')) ? undefined : 'dist/ is not built (run npm run build)';
+
+interface Result { readonly code: number; readonly stdout: string; readonly stderr: string }
+
+function node(args: readonly string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<Result> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, args, { cwd: options.cwd ?? REPO, env: { ...process.env, ...options.env }, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
+    });
+  });
+}
+
+let bundled: Promise<string> | undefined;
+/** Bundles the current sources once for this file into dist/cli/ (removed when the file's tests end). */
+function bundleOnce(): Promise<string> {
+  bundled ??= (async () => {
+    const file = join(DIST_CLI, `bundle-test-${randomBytes(4).toString('hex')}.js`);
+    const r = await node([join(REPO, 'scripts', 'bundle.mjs'), '--outfile', file]);
+    if (r.code !== 0) throw new Error(`scripts/bundle.mjs failed:\n${r.stderr}${r.stdout}`);
+    return file;
+  })();
+  return bundled;
+}
+
+test.after.always(async () => {
+  const file = bundled === undefined ? undefined : await bundled.catch(() => undefined);
+  if (file === undefined) return;
+  const base = basename(file, '.js');
+  // The entry and its chunks (<base>.chunk-HASH.js).
+  for (const name of await readdir(DIST_CLI)) if (name === `${base}.js` || name.startsWith(`${base}.chunk-`)) await rm(join(DIST_CLI, name), { force: true });
+});
+
+testIf(distMissing, 'bundle: the bundled CLI prints the version and lists an empty store when run with node', async (t) => {
+  const bundle = await bundleOnce();
+  const root = await tempDir(t, 'tsbuild-bundle-');
+  const v = await node([bundle, '--version']);
+  t.is(v.code, 0, v.stderr);
+  t.is(v.stdout.trim(), `tsbuild version ${VERSION}`);
+  const images = await node([bundle, '--root', join(root, 'store'), 'images']);
+  t.is(images.code, 0, images.stderr);
+  t.regex(images.stdout, /^REPOSITORY\s+TAG\s+IMAGE ID/);
+  const help = await node([bundle, 'build', '--help']);
+  t.is(help.code, 0, help.stderr);
+  t.regex(help.stdout, /Usage: {2}tsbuild build \[OPTIONS\] PATH/);
+  const bad = await node([bundle, 'no-such-command']);
+  t.not(bad.code, 0);
+  t.regex(bad.stderr, /no-such-command/);
+});
+
+const runMissing = distMissing ?? (process.getuid?.() === 0 ? undefined : 'building and running through the bundle needs root (CI runs as root)') ?? busyboxMissing();
+
+testIf(runMissing, 'bundle: a build, its fully cached rebuild and run --rm work when run through the bundle', async (t) => {
+  const bundle = await bundleOnce();
+  const dir = await tempDir(t, 'tsbuild-bundle-');
+  t.teardown(() => {
+    const left = mountsUnder([dir]);
+    if (left.length > 0) throw new Error(`leftover mounts: ${left.join(', ')}`);
+  });
+  const store = join(dir, 'store');
+  await makeBusyboxImage(dir, store);
+  const ctx = join(dir, 'ctx');
+  await mkdir(ctx);
+  await writeFile(join(ctx, 'hello.txt'), 'hello\n');
+  await writeFile(join(ctx, 'Dockerfile'), 'FROM busybox\nRUN echo built > /built\nCOPY hello.txt /hello.txt\n');
+  const env = { TSBUILD_RUN_DIR: join(dir, 'run') };
+  const first = await node([bundle, '--root', store, 'build', '-t', 'bundled', '.'], { cwd: ctx, env });
+  t.is(first.code, 0, first.stderr);
+  const again = await node([bundle, '--root', store, 'build', '-t', 'bundled', '.'], { cwd: ctx, env });
+  t.is(again.code, 0, again.stderr);
+  t.is((again.stderr + again.stdout).match(/CACHED/g)?.length, 2, again.stderr);
+  const run = await node([bundle, '--root', store, 'run', '--rm', 'bundled', 'cat', '/hello.txt', '/built'], { cwd: ctx, env });
+  t.is(run.code, 0, run.stderr);
+  t.is(run.stdout, 'hello\nbuilt\n');
+});
+
+/** Why dist/cli/main.js is not the bundle (a bare `tsc` run leaves tsc's main.js), or undefined. */
+function bundleMissing(): string | undefined {
+  if (distMissing !== undefined) return distMissing;
+  const main = join(DIST_CLI, 'main.js');
+  return existsSync(main) && readFileSync(main, 'utf8').startsWith('// tsbuild CLI bundle') ? undefined : 'dist/cli/main.js is not the bundle (run npm run build)';
+}
+
+testIf(bundleMissing(), 'bundle: bin/tsbuild.js starts the bundle npm run build wrote when run with node', async (t) => {
+  const v = await node([join(REPO, 'bin', 'tsbuild.js'), '--version']);
+  t.is(v.code, 0, v.stderr);
+  t.is(v.stdout.trim(), `tsbuild version ${VERSION}`);
+});

@@ -1,0 +1,50 @@
+import test from 'ava';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { StatCache } from '../../src/context/index.js';
+import type { Digest } from '../../src/core/index.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const title = (s: string): string => `StatCache: ${s}`;
+const fp = (n: number) => ({ size: BigInt(n), mtimeNs: 1_000_000_000n * BigInt(n), ctimeNs: 7n, ino: BigInt(100 + n), dev: 9n });
+const digest = (n: number): Digest => `sha256:${n.toString(16).padStart(64, '0')}` as Digest;
+
+test(title('appends a few changed rows instead of rewriting the file, and a later row wins on load'), async (t) => {
+  const file = join(await tempDir(t), 'cache');
+  const first = StatCache.load(file);
+  for (let i = 0; i < 50; i++) first.record(`/ctx/f${i}`, fp(i), digest(i));
+  first.save();
+  const before = await readFile(file, 'utf8');
+  t.is(before.split('\n').length, 52); // header, 50 rows, ''
+  const second = StatCache.load(file);
+  t.is(second.lookup('/ctx/f3', fp(3)), digest(3));
+  second.record('/ctx/f3', fp(1003), digest(1003));
+  second.save();
+  const after = await readFile(file, 'utf8');
+  t.true(after.startsWith(before), 'appended');
+  t.is(after.split('\n').length, 53);
+  const third = StatCache.load(file);
+  t.is(third.size, 50);
+  t.is(third.lookup('/ctx/f3', fp(3)), undefined);
+  t.is(third.lookup('/ctx/f3', fp(1003)), digest(1003));
+  t.is(third.lookup('/ctx/f4', fp(4)), digest(4));
+});
+
+test(title('rewrites the file when it vanished or an append was cut short'), async (t) => {
+  const file = join(await tempDir(t), 'cache');
+  const a = StatCache.load(file);
+  a.record('/ctx/a', fp(1), digest(1));
+  a.save();
+  const b = StatCache.load(file);
+  b.record('/ctx/b', fp(2), digest(2));
+  await rm(file);
+  b.save();
+  t.is(StatCache.load(file).lookup('/ctx/a', fp(1)), digest(1));
+  t.is(StatCache.load(file).lookup('/ctx/b', fp(2)), digest(2));
+  await writeFile(file, `${await readFile(file, 'utf8')}/ctx/c\t3 3 3`); // an interrupted append
+  const c = StatCache.load(file);
+  t.is(c.size, 0, 'a corrupt file is ignored');
+  c.record('/ctx/c', fp(3), digest(3));
+  c.save();
+  t.is(StatCache.load(file).lookup('/ctx/c', fp(3)), digest(3));
+});

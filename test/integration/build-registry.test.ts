@@ -1,0 +1,197 @@
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { MediaType, type BuildEvent, type Descriptor } from '../../src/core/index.js';
+import { createIndex, createManifest, serializeDocument } from '../../src/image/index.js';
+import { applyLayer, decompressFile } from '../../src/layer/index.js';
+import { openStore } from '../../src/store/index.js';
+import { cli, hasStackTrace } from '../cli/run-cli.js';
+import { testSerialIf } from '../helpers/capability.js';
+import { registryMissing, skopeoMissing, startRegistry } from '../helpers/registry.js';
+import { tempDir } from '../helpers/tmp.js';
+import { build, buildMissing, makeFixture, readImage, readUnpacked, stepsOf, type BuildFixture, type StoredImage } from './build-helpers.js';
+
+const run = promisify(execFile);
+const missing = (await buildMissing()) ?? (await registryMissing()) ?? (await skopeoMissing());
+
+/** Runs a rawjson build of `dockerfile` in the fixture's context against the store at `root`. */
+async function buildIn(f: BuildFixture, root: string, dockerfile: string, args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number; stderr: string; events: BuildEvent[] }> {
+  await writeFile(join(f.context, 'Dockerfile'), dockerfile);
+  const r = await cli(['--root', root, 'build', '--progress=rawjson', ...args, '.'], { cwd: f.context, env: { ...f.env, ...env } });
+  const events = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as BuildEvent);
+  return { code: r.code, stderr: r.stderr, events };
+}
+
+/** Unpacks every layer of the image into `dest` (pulled layers are gzip-compressed). */
+async function unpackLayers(img: StoredImage, dest: string): Promise<void> {
+  for (const l of img.manifest.layers) await applyLayer(decompressFile(img.store.blobs.pathOf(l.digest)), dest);
+}
+
+function infos(events: readonly BuildEvent[]): string[] {
+  return events.flatMap((e) => (e.type === 'info' ? [e.message] : []));
+}
+
+testSerialIf(missing, 'tsbuild build: pulls FROM and COPY --from images from the registry when the store does not have them', async (t) => {
+  const f = await makeFixture(t);
+  const reg = await startRegistry(t);
+  const base = `${reg.host}/lib/busybox:1`;
+  const p = await cli(['--root', f.root, 'push', 'busybox', base]);
+  t.is(p.code, 0, p.stderr);
+  const busybox = await readImage(f.root, 'busybox');
+
+  const empty = join(f.dir, 'empty');
+  let r = await buildIn(f, empty, `FROM ${base}\nRUN echo built > /built\n`, ['-t', 'app:1']);
+  t.is(r.code, 0, r.stderr);
+  t.true(infos(r.events).some((m) => m.startsWith(`pulling ${base} (linux/amd64)`)), r.stderr);
+  t.true(infos(r.events).some((m) => m.startsWith(`pulled ${base}: digest sha256:`)), r.stderr);
+  t.true(r.events.some((e) => e.type === 'transfer' && e.name === 'Pull complete'), r.stderr);
+  const app = await readImage(empty, 'app:1');
+  t.is(app.config.rootfs.diff_ids[0], busybox.config.rootfs.diff_ids[0]);
+  const dest = join(await tempDir(t), 'rootfs');
+  await unpackLayers(app, dest);
+  t.is(await readUnpacked(dest, 'built'), 'built\n');
+  // The base is now in that store under its name: a second build does not pull.
+  r = await buildIn(f, empty, `FROM ${base}\nRUN echo built > /built\n`, ['-t', 'app:1']);
+  t.is(r.code, 0, r.stderr);
+  t.false(infos(r.events).some((m) => m.startsWith('pulling')), r.stderr);
+
+  const other = join(f.dir, 'other');
+  r = await buildIn(f, other, `FROM scratch\nCOPY --from=${base} /bin/busybox /bb\n`, ['-t', 'only-bb:1']);
+  t.is(r.code, 0, r.stderr);
+  t.true(infos(r.events).some((m) => m.startsWith(`pulling ${base}`)), r.stderr);
+  const bb = await readImage(other, 'only-bb:1');
+  t.is(bb.manifest.layers.length, 1);
+  await reg.stop();
+});
+
+testSerialIf(missing, 'tsbuild build --pull: pulls the base again when its tag moved, and the steps after it re-run', async (t) => {
+  const f = await makeFixture(t);
+  const reg = await startRegistry(t);
+  const base = `${reg.host}/lib/base:1`;
+  t.is((await cli(['--root', f.root, 'push', 'busybox', base])).code, 0);
+  const consumer = join(f.dir, 'consumer');
+  const df = `FROM ${base}\nRUN (cat /marker 2>/dev/null || echo none) > /seen\n`;
+  let r = await buildIn(f, consumer, df, ['-t', 'app:1']);
+  t.is(r.code, 0, r.stderr);
+  const first = await readImage(consumer, 'app:1');
+
+  // Move the tag: a new image built and pushed under the same name from the fixture's store.
+  const moved = await build(f, 'FROM busybox\nRUN echo v2 > /marker\n', ['-t', base, '--push']);
+  t.is(moved.code, 0, moved.stderr);
+
+  // Without --pull the local copy is used and every step is a cache hit.
+  r = await buildIn(f, consumer, df, ['-t', 'app:1']);
+  t.is(r.code, 0, r.stderr);
+  t.false(infos(r.events).some((m) => m.startsWith('pulling')), r.stderr);
+  t.deepEqual(stepsOf(r.events).started.filter((n) => n.includes('RUN')), []);
+  t.deepEqual((await readImage(consumer, 'app:1')).config.rootfs.diff_ids, first.config.rootfs.diff_ids);
+
+  r = await buildIn(f, consumer, df, ['-t', 'app:1', '--pull']);
+  t.is(r.code, 0, r.stderr);
+  t.true(infos(r.events).some((m) => m.startsWith(`pulling ${base}`)), r.stderr);
+  t.true(stepsOf(r.events).started.some((n) => n.includes('/seen')), r.stderr);
+  const second = await readImage(consumer, 'app:1');
+  t.notDeepEqual(second.config.rootfs.diff_ids, first.config.rootfs.diff_ids);
+  const dest = join(await tempDir(t), 'rootfs');
+  await unpackLayers(second, dest);
+  t.is(await readUnpacked(dest, 'seen'), 'v2\n');
+  await reg.stop();
+});
+
+testSerialIf(missing, 'tsbuild build --push: the built image reaches the registry under every -t name, gzip-compressed, and pulls back identical', async (t) => {
+  const f = await makeFixture(t, { 'hello.txt': 'hello\n' });
+  const reg = await startRegistry(t);
+  const a = `${reg.host}/app/hello:1`;
+  const b = `${reg.host}/app/hello:latest`;
+  const r = await build(f, 'FROM busybox\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt > /copy\n', ['-t', a, '-t', b, '--push', '--metadata-file', 'meta.json']);
+  t.is(r.code, 0, r.stderr);
+  t.true(r.events.some((e) => e.type === 'info' && e.message.startsWith(`pushing ${a}: digest sha256:`)), r.stderr);
+  t.true(r.events.some((e) => e.type === 'info' && e.message.startsWith(`pushing ${b}: digest sha256:`)), r.stderr);
+  const built = await readImage(f.root, a);
+  // Another, empty store pulls both names: same config (the image ID) and the same files.
+  const other = join(await tempDir(t), 'other');
+  for (const name of [a, b]) {
+    const p = await cli(['--root', other, 'pull', '-q', name]);
+    t.is(p.code, 0, p.stderr);
+  }
+  const pulled = await readImage(other, a);
+  t.is(pulled.manifest.config.digest, built.manifest.config.digest);
+  t.deepEqual(pulled.config.rootfs.diff_ids, built.config.rootfs.diff_ids);
+  t.true(pulled.manifest.layers.every((l) => l.mediaType === MediaType.ociLayerGzip));
+  const info = await cli(['--root', other, 'inspect', '-f', '{{.Id}}', b]);
+  t.is(info.stdout.trim(), built.manifest.config.digest);
+  const { stdout } = await run('skopeo', ['inspect', '--tls-verify=false', `docker://${a}`]);
+  const remote = JSON.parse(stdout) as { Layers: string[]; Digest: string };
+  t.is(remote.Layers.length, built.manifest.layers.length);
+  // --metadata-file names the digest the registry has (the pushed manifest points at gzip layers).
+  const meta = JSON.parse(await readFile(join(f.context, 'meta.json'), 'utf8')) as Record<string, unknown>;
+  t.is(meta['containerimage.digest'], remote.Digest);
+  t.not(remote.Digest, built.manifestDigest);
+  t.is(meta['containerimage.config.digest'], built.manifest.config.digest);
+  t.is(meta['image.name'], `${a},${b}`);
+  await reg.stop();
+});
+
+testSerialIf(missing, 'tsbuild build --push: fails with REG_UNAUTHORIZED (no stack trace, image kept locally) without credentials, and pushes after login', async (t) => {
+  const f = await makeFixture(t);
+  const reg = await startRegistry(t, { auth: 'basic', users: { alice: { password: 'secret-pw-1' } } });
+  const env = { DOCKER_CONFIG: join(f.dir, 'docker'), HOME: f.dir };
+  const tls = ['--tls-ca', reg.caFile as string];
+  const name = `${reg.host}/team/app:1`;
+  let r = await build(f, 'FROM busybox\nRUN echo x > /x\n', ['-t', name, '--push', ...tls], env);
+  t.is(r.code, 1);
+  t.regex(r.stderr, new RegExp(`^REG_UNAUTHORIZED: pushing ${name}: `, 'm'));
+  t.false(hasStackTrace(r.stderr), r.stderr);
+  t.truthy(await readImage(f.root, name));
+  // A base image on that registry cannot be pulled anonymously either.
+  r = await build(f, `FROM ${reg.host}/team/base:1\n`, ['-t', 'x:1', ...tls], env);
+  t.is(r.code, 1);
+  t.regex(r.stderr, new RegExp(`^REG_UNAUTHORIZED: pulling base image ${reg.host}/team/base:1: `, 'm'));
+
+  const login = await cli(['login', ...tls, '-u', 'alice', '--password-stdin', reg.host], { env: { ...f.env, ...env }, stdin: 'secret-pw-1\n' });
+  t.is(login.code, 0, login.stderr);
+  r = await build(f, 'FROM busybox\nRUN echo x > /x\n', ['-t', name, '--push', ...tls], env);
+  t.is(r.code, 0, r.stderr);
+  t.false(r.stderr.includes('secret-pw-1'));
+  await reg.stop();
+});
+
+testSerialIf(missing, 'tsbuild build --platform: picks the platform\'s manifest from a multi-platform base in the registry', async (t) => {
+  const f = await makeFixture(t);
+  const reg = await startRegistry(t);
+  // A two-platform index (amd64: busybox, arm64: the same layer with an arm64 config) pushed by skopeo.
+  const layout = join(f.dir, 'layout');
+  await mkdir(layout);
+  const store = await openStore(f.root);
+  const busybox = await readImage(f.root, 'busybox');
+  const armCfg = await store.blobs.putBytes(serializeDocument({ ...busybox.config, architecture: 'arm64' }));
+  const arm = await store.blobs.putBytes(serializeDocument(createManifest({ mediaType: MediaType.ociConfig, digest: armCfg.digest, size: armCfg.size }, busybox.manifest.layers)));
+  const amdSize = (await store.blobs.stat(busybox.manifestDigest))?.size as number;
+  const index = createIndex([
+    { mediaType: MediaType.ociManifest, digest: busybox.manifestDigest, size: amdSize, platform: { os: 'linux', architecture: 'amd64' } } as Descriptor,
+    { mediaType: MediaType.ociManifest, digest: arm.digest, size: arm.size, platform: { os: 'linux', architecture: 'arm64' } } as Descriptor,
+  ]);
+  const idx = await store.blobs.putBytes(serializeDocument(index));
+  await store.refs.set('multi', { mediaType: MediaType.ociIndex, digest: idx.digest, size: idx.size });
+  await run('skopeo', ['copy', '--all', '--dest-tls-verify=false', `oci:${f.root}:multi`, `docker://${reg.host}/multi/box:v1`]);
+
+  const empty = join(f.dir, 'empty');
+  const r = await buildIn(f, empty, `FROM ${reg.host}/multi/box:v1\nRUN uname -m > /arch\n`, ['-t', 'app:1', '--platform', 'linux/amd64']);
+  t.is(r.code, 0, r.stderr);
+  t.true(infos(r.events).some((m) => m.startsWith('linux/amd64: sha256:')), r.stderr);
+  const app = await readImage(empty, 'app:1');
+  t.is(app.config.architecture, 'amd64');
+  const base = await cli(['--root', empty, 'inspect', '-f', '{{.Architecture}} {{.Id}}', `${reg.host}/multi/box:v1`]);
+  t.is(base.stdout, `amd64 ${busybox.manifest.config.digest}\n`);
+  await reg.stop();
+});
+
+test('tsbuild build --push: fails before building when no -t name is given', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'Dockerfile'), 'FROM scratch\n');
+  const r = await cli(['--root', join(dir, 'root'), 'build', '--push', dir]);
+  t.is(r.code, 125);
+  t.regex(r.stderr, /CLI_MISSING_ARGUMENT: --push needs a name to push to/);
+});
