@@ -25,6 +25,9 @@ if (dirname(outfile) !== outDir || !outfile.endsWith('.js')) {
   process.exit(2);
 }
 const base = basename(outfile, '.js');
+// `--metafile FILE` also writes esbuild's metafile (which source went into which chunk) for analysis.
+const metaAt = process.argv.indexOf('--metafile');
+const metafileOut = metaAt > 0 && process.argv[metaAt + 1] ? resolve(process.argv[metaAt + 1]) : undefined;
 const started = Date.now();
 const commandIndex = join(srcDir, 'cli', 'commands', 'index.ts');
 /** One-line named imports of command modules in src/cli/commands/index.ts. */
@@ -35,19 +38,98 @@ const COMMAND_FIELDS = new Set(['name', 'summary', 'usage', 'options', 'stopAtPo
 // resolved relative to it (package.json, build/tsbuild-launcher, unpack-child.js, main.js for the
 // container monitor and the rootless re-exec) are the same as without the bundle. All output files
 // lie in dist/cli/, so one relative path serves every chunk.
-const keepModuleUrls = {
-  name: 'keep-module-urls',
-  setup(b) {
-    b.onLoad({ filter: /\.ts$/ }, async (args) => {
-      const text = await readFile(args.path, 'utf8');
-      if (!args.path.startsWith(srcDir + sep) || !text.includes('import.meta.url')) return undefined;
-      const distFile = join(distDir, relative(srcDir, args.path)).replace(/\.ts$/, '.js');
-      const rel = relative(outDir, distFile).split(sep).join('/');
-      const url = `new URL(${JSON.stringify(rel.startsWith('.') ? rel : `./${rel}`)}, import.meta.url).href`;
-      return { contents: text.replaceAll('import.meta.url', `(${url})`), loader: 'ts' };
-    });
-  },
-};
+function keepModuleUrl(path, text) {
+  if (!text.includes('import.meta.url')) return text;
+  const distFile = join(distDir, relative(srcDir, path)).replace(/\.ts$/, '.js');
+  const rel = relative(outDir, distFile).split(sep).join('/');
+  const url = `new URL(${JSON.stringify(rel.startsWith('.') ? rel : `./${rel}`)}, import.meta.url).href`;
+  return text.replaceAll('import.meta.url', `(${url})`);
+}
+
+/**
+ * Where each value a module's index.ts re-exports is defined: index path -> name -> [file, name
+ * there]. With code splitting esbuild ignores "sideEffects": false (more than one entry point), and
+ * the tsconfig's verbatimModuleSyntax keeps every import: an `import { x } from '../m/index.js'`
+ * would make every file the index re-exports part of the importer's chunks (a cached build would
+ * load the sandbox, the layer packer and the registry client). Read with the TypeScript checker.
+ */
+async function readIndexExports() {
+  const { default: ts } = await import('typescript');
+  const parsed = ts.getParsedCommandLineOfConfigFile(join(root, 'tsconfig.build.json'), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => undefined });
+  const indexes = (await readdir(srcDir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => join(srcDir, d.name, 'index.ts'))
+    .filter((f) => ts.sys.fileExists(f));
+  const program = ts.createProgram(indexes, { ...parsed.options, noEmit: true });
+  const checker = program.getTypeChecker();
+  const exportsOf = (file) => {
+    const sf = program.getSourceFile(file);
+    const sym = sf === undefined ? undefined : checker.getSymbolAtLocation(sf);
+    return sym === undefined ? [] : checker.getExportsOfModule(sym);
+  };
+  const resolveAlias = (sym) => (sym.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(sym) : sym);
+  const map = new Map();
+  for (const index of indexes) {
+    const names = new Map();
+    for (const e of exportsOf(index)) {
+      const target = resolveAlias(e);
+      if (!(target.flags & ts.SymbolFlags.Value)) continue; // types are erased
+      const decl = target.declarations?.[0];
+      const file = decl?.getSourceFile().fileName;
+      if (file === undefined || resolve(file) === resolve(index) || !resolve(file).startsWith(srcDir + sep)) continue;
+      // The name the defining file exports it under (the same symbol), else keep the index import.
+      const there = exportsOf(file).find((x) => resolveAlias(x) === target);
+      if (there !== undefined) names.set(e.getName(), [resolve(file), there.getName()]);
+    }
+    map.set(resolve(index), names);
+  }
+  return map;
+}
+
+const IMPORT_FROM_INDEX = /^import \{([^}]*)\} from '(\.\.?\/[^']*index\.js)';$/gm;
+
+/** Rewrites the named imports from src index.ts files of `path` into imports of the defining files. */
+function directImports(path, text, indexExports) {
+  return text.replace(IMPORT_FROM_INDEX, (line, list, from) => {
+    const index = resolve(dirname(path), from).replace(/\.js$/, '.ts');
+    const names = indexExports.get(index);
+    if (names === undefined) return line;
+    const byFile = new Map();
+    const keep = [];
+    for (const raw of list.split(',').map((x) => x.trim()).filter(Boolean)) {
+      if (raw.startsWith('type ')) continue; // erased
+      const [imported, local = imported] = raw.split(/\s+as\s+/);
+      const def = names.get(imported);
+      if (def === undefined) {
+        keep.push(raw);
+        continue;
+      }
+      const [file, name] = def;
+      let rel = relative(dirname(path), file).split(sep).join('/').replace(/\.ts$/, '.js');
+      if (!rel.startsWith('.')) rel = `./${rel}`;
+      if (!byFile.has(rel)) byFile.set(rel, []);
+      byFile.get(rel).push(name === local ? name : `${name} as ${local}`);
+    }
+    const out = [...byFile].map(([rel, specs]) => `import { ${specs.join(', ')} } from '${rel}';`);
+    if (keep.length > 0) out.push(`import { ${keep.join(', ')} } from '${from}';`);
+    // Keep the line count (source maps, error positions) roughly: one line per statement.
+    return out.join(' ');
+  });
+}
+
+/** The source transforms of the bundle: module URLs (above) and direct imports instead of index.ts re-exports. */
+function transformSources(indexExports) {
+  return {
+    name: 'transform-sources',
+    setup(b) {
+      b.onLoad({ filter: /\.ts$/ }, async (args) => {
+        if (!args.path.startsWith(srcDir + sep)) return undefined;
+        const text = await readFile(args.path, 'utf8');
+        const isIndex = basename(args.path) === 'index.ts';
+        const out = keepModuleUrl(args.path, isIndex || indexExports === undefined ? text : directImports(args.path, text, indexExports));
+        return out === text ? undefined : { contents: out, loader: 'ts' };
+      });
+    },
+  };
+}
 
 // The sources have no import-time side effects (no module-level state, by the design's rules), so
 // each src/ file is marked side-effect free: a module reached only through an index.ts re-export
@@ -93,7 +175,7 @@ async function readLazyImports() {
       ...common,
       stdin: { contents: imports.map((i) => `export { ${i.names.join(', ')} } from '${i.from}';`).join('\n'), resolveDir: dirname(commandIndex), sourcefile: 'command-metadata.ts', loader: 'ts' },
       outfile: tmp,
-      plugins: [keepModuleUrls],
+      plugins: [transformSources(undefined)],
     });
     mod = await import(pathToFileURL(tmp).href);
   } finally {
@@ -138,6 +220,7 @@ function lazyCommands(lazy) {
 }
 
 const lazy = await readLazyImports();
+const indexExports = await readIndexExports();
 const result = await build({
   ...common,
   entryPoints: { [base]: join(srcDir, 'cli', 'main.ts') },
@@ -145,7 +228,7 @@ const result = await build({
   splitting: true,
   chunkNames: `${base}.chunk-[hash]`,
   write: false,
-  plugins: [lazyCommands(lazy), sideEffectFree, keepModuleUrls],
+  plugins: [lazyCommands(lazy), sideEffectFree, transformSources(indexExports)],
   metafile: true,
 });
 // Chunks first, the entry last, each by write-and-rename: a CLI started meanwhile (parallel tests,
@@ -169,5 +252,6 @@ for (const name of await readdir(outDir)) {
   const mtime = await stat(join(outDir, name)).then((s) => s.mtimeMs, () => Number.POSITIVE_INFINITY);
   if (mtime < started) await rm(join(outDir, name), { force: true });
 }
+if (metafileOut !== undefined) await writeFile(metafileOut, JSON.stringify(result.metafile));
 const kib = Math.round(files.reduce((n, f) => n + f.contents.length, 0) / 1024);
 console.log(`bundle: ${Object.keys(result.metafile.inputs).length} modules, ${lazy.reduce((n, i) => n + i.names.length, 0)} lazy commands -> ${relative(root, outfile)} + ${files.length - 1} chunks (${kib} KiB)`);

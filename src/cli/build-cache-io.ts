@@ -4,18 +4,10 @@ import type { BuildGraph } from '../plan/index.js';
 import type { HttpRegistryClient } from '../registry/index.js';
 import { describeCacheLocation, exportBuildCache, importBuildCache, type CacheLocation, type ImportedCache, type SolveResult } from '../solve/index.js';
 import type { Store } from '../store/index.js';
-import { parseCacheFrom, parseCacheTo, type CacheFromSpec, type CacheToSpec } from './build-cache-spec.js';
+import type { BuildCacheFlags } from './build-cache-spec.js';
 
-/** The parsed `--cache-from` / `--cache-to` flags of one build. */
-export interface BuildCacheFlags {
-  readonly from: readonly CacheFromSpec[];
-  readonly to: readonly CacheToSpec[];
-}
-
-/** Parses every `--cache-from` and `--cache-to` (before anything is built). Throws CLI_BAD_VALUE. */
-export function parseBuildCacheFlags(cacheFrom: readonly string[], cacheTo: readonly string[], cwd: string): BuildCacheFlags {
-  return { from: cacheFrom.map((t) => parseCacheFrom(t, cwd)), to: cacheTo.map((t) => parseCacheTo(t, cwd)) };
-}
+// The flag parsing lives in build-cache-spec.ts (loaded by every build; this module only with cache flags).
+export { parseBuildCacheFlags, type BuildCacheFlags } from './build-cache-spec.js';
 
 /** What the build needs of its cache flags while it runs. */
 export interface BuildCacheIo {

@@ -114,3 +114,14 @@ export function parseCacheTo(text: string, cwd: string): CacheToSpec {
   checkKnown(flag, text, attrs, ['type', 'dest', 'tag', 'mode', 'ignore-error', 'cache-mounts']);
   return { type, dest: pathOf(flag, text, attrs.get('dest'), 'dest', cwd), tag: tagOf(flag, text, attrs.get('tag')), mode, ignoreError, mounts };
 }
+
+/** The parsed `--cache-from` / `--cache-to` flags of one build. */
+export interface BuildCacheFlags {
+  readonly from: readonly CacheFromSpec[];
+  readonly to: readonly CacheToSpec[];
+}
+
+/** Parses every `--cache-from` and `--cache-to` (before anything is built). Throws CLI_BAD_VALUE. */
+export function parseBuildCacheFlags(cacheFrom: readonly string[], cacheTo: readonly string[], cwd: string): BuildCacheFlags {
+  return { from: cacheFrom.map((t) => parseCacheFrom(t, cwd)), to: cacheTo.map((t) => parseCacheTo(t, cwd)) };
+}

@@ -8,14 +8,15 @@ import type { CompressionTools } from '../layer/index.js';
 import { planBuild, type BuildGraph } from '../plan/index.js';
 import type { Store } from '../store/index.js';
 import { exportImage, imageCreatedTime, findHostTools, resolveBaseImage, type LazySolveDeps, type ResolvedBase, solveGraph } from '../solve/index.js';
-import { createRegistryClient, type HttpRegistryClient } from '../registry/index.js';
+import type { HttpRegistryClient } from '../registry/index.js';
 import type { WrittenOutputs } from './build-export.js';
 import { parseBuildOutputs, writesToStdout } from './build-output.js';
 import type { CommandContext } from './command.js';
 import { openBuildProgress, type BuildProgress } from './progress/select.js';
 import { openCliStore } from './store-root.js';
 import { loadSecrets, resolveSshAgents } from './build-secrets.js';
-import { parseBuildCacheFlags, type BuildCacheIo } from './build-cache-io.js';
+import type { BuildCacheIo } from './build-cache-io.js';
+import { parseBuildCacheFlags } from './build-cache-spec.js';
 
 /** The build flags beyond planning. Unsupported ones are rejected by {@link runBuild}. */
 export interface BuildRequest {
@@ -37,8 +38,11 @@ export interface BuildRequest {
   readonly snapshotter: string | undefined;
   /** `--push`. */
   readonly push?: boolean;
-  /** Opens the registry client for pulls and pushes (the build closes it); default: anonymous, no extra CAs. */
-  readonly openRegistry?: () => HttpRegistryClient;
+  /**
+   * Opens the registry client for pulls and pushes (the build closes it); default: anonymous, no
+   * extra CAs. Called on first use only: a build that talks to no registry never loads its code.
+   */
+  readonly openRegistry?: () => HttpRegistryClient | Promise<HttpRegistryClient>;
 }
 
 /** What the front end has already parsed and checked. */
@@ -94,7 +98,8 @@ function withLabels(graph: BuildGraph, labels: readonly string[]): BuildGraph {
  * With `-q` only the image ID is printed (stdout).
  */
 export async function runBuild(req: BuildRequest, parsed: ParsedBuild, ctx: CommandContext): Promise<number> {
-  const client = (req.openRegistry ?? (() => createRegistryClient()))();
+  let opened: Promise<HttpRegistryClient> | undefined;
+  const client = (): Promise<HttpRegistryClient> => (opened ??= (async () => (req.openRegistry === undefined ? (await import('../registry/index.js')).createRegistryClient() : req.openRegistry()))());
   const progress = openBuildProgress(req.progress, req.quiet, ctx.stderr);
   try {
     const code = await buildWith(client, req, parsed, ctx, progress);
@@ -104,11 +109,11 @@ export async function runBuild(req: BuildRequest, parsed: ParsedBuild, ctx: Comm
     progress.close(ctx.signal.aborted ? 'cancelled' : 'error');
     throw err;
   } finally {
-    await client.close();
+    if (opened !== undefined) await (await opened.catch(() => undefined))?.close();
   }
 }
 
-async function buildWith(client: HttpRegistryClient, req: BuildRequest, parsed: ParsedBuild, ctx: CommandContext, progress: BuildProgress): Promise<number> {
+async function buildWith(client: () => Promise<HttpRegistryClient>, req: BuildRequest, parsed: ParsedBuild, ctx: CommandContext, progress: BuildProgress): Promise<number> {
   const events = progress.events;
   checkFlags(req, parsed);
   // Rootless: the whole build runs again as root of a user namespace over the user's sub-ids (rootless-build.ts).
@@ -161,7 +166,7 @@ async function buildWith(client: HttpRegistryClient, req: BuildRequest, parsed: 
   let tools: Promise<CompressionTools> | undefined;
   const compressionTools = (): Promise<CompressionTools> => (tools ??= import('../layer/index.js').then((m) => m.findCompressionTools(ctx.env.PATH)));
   const cacheIo: BuildCacheIo = cacheFlags.from.length === 0 && cacheFlags.to.length === 0 ? { cacheImport: undefined, exportAll: async () => undefined }
-    : await (await import('./build-cache-io.js')).openBuildCache(cacheFlags, { store, client, events, tools: await compressionTools(), signal: ctx.signal });
+    : await (await import('./build-cache-io.js')).openBuildCache(cacheFlags, { store, client: await client(), events, tools: await compressionTools(), signal: ctx.signal });
   const deps: LazySolveDeps = {
     store, hostTools: findHostTools(ctx.env), events,
     openStepDeps: async () => ({ ...(await openStepEffects(ctx, store, choice, progress)), compressionTools: await compressionTools() }),
@@ -188,7 +193,7 @@ async function buildWith(client: HttpRegistryClient, req: BuildRequest, parsed: 
   for (const name of image.names) events({ type: 'info', message: `naming to ${name} done` });
   await cacheIo.exportAll(graph, result);
   const written: WrittenOutputs = outputs.length === 0 ? { names: image.names, pushed: [] } : await (await import('./build-export.js')).writeBuildOutputs(outputs, {
-    store, image: image.manifest, tags: image.names, client, tools: await compressionTools(), events, cwd: ctx.cwd, stdout: ctx.stdout, sourceDateEpoch, signal: ctx.signal,
+    store, image: image.manifest, tags: image.names, client: await client(), tools: await compressionTools(), events, cwd: ctx.cwd, stdout: ctx.stdout, sourceDateEpoch, signal: ctx.signal,
   });
   if (req.iidfile !== undefined) await writeOut(resolve(ctx.cwd, req.iidfile), image.configDigest);
   if (req.metadataFile !== undefined) {

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { TsbuildError, sha256Of, type Digest } from '../core/index.js';
-import { HashThread } from './hash-thread.js';
+import type { HashThread } from './hash-thread.js';
 import { StatCache } from './stat-cache.js';
 import type { ContextEntry, ContextSelection, EntryType } from './walk.js';
 
@@ -154,8 +154,9 @@ export async function checksumSources(selection: ContextSelection, options: Chec
   };
 
   let next = 0;
+  // node:worker_threads loads only when large files are hashed (a cached build never needs it).
   const threadWorker = async (): Promise<void> => {
-    const thread = new HashThread();
+    const thread: HashThread = new (await import('./hash-thread.js')).HashThread();
     try {
       while (next < large.length) {
         options.signal?.throwIfAborted();

@@ -5,11 +5,8 @@ import { checksumSources, loadIgnore, selectSources, StatCache, statCacheName, t
 import { computeCacheKeys, isIndependentLink, type BuildGraph, type CopyOp, type Vertex } from '../plan/index.js';
 import { BuildCacheStore } from './cache-store.js';
 import { prepareRemoteSources, type RemoteSources } from './ops/add-remote.js';
-import { checkCopySupported, contextPatterns } from './ops/copy.js';
 import { excludeFromSelection } from './ops/copy-select.js';
-import { verticesNeedingFiles } from './ops/copy-layer.js';
-import { checkExecSupported } from './ops/exec.js';
-import { bindSelectionKey, contextBindSources } from './ops/mount-bind.js';
+import { bindSelectionKey, checkCopySupported, checkExecSupported, contextBindSources, contextPatterns, verticesNeedingFiles } from './ops/step-checks.js';
 import { metaMakesLayer } from './ops/meta.js';
 import { baseImageState, SCRATCH_STATE } from './ops/source.js';
 import type { RootfsView } from './rootfs-view.js';

@@ -84,9 +84,19 @@ testIf(runMissing, 'bundle: a build, its fully cached rebuild and run --rm work 
   const env = { TSBUILD_RUN_DIR: join(dir, 'run') };
   const first = await node([bundle, '--root', store, 'build', '-t', 'bundled', '.'], { cwd: ctx, env });
   t.is(first.code, 0, first.stderr);
-  const again = await node([bundle, '--root', store, 'build', '-t', 'bundled', '.'], { cwd: ctx, env });
+  // The cached rebuild records the Node built-ins it loaded: none of the step machinery's.
+  const loaded = join(dir, 'loaded.json');
+  const preload = join(dir, 'record-builtins.mjs');
+  await writeFile(preload, `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => writeFileSync(${JSON.stringify(loaded)}, JSON.stringify(process.moduleLoadList)));\n`);
+  const again = await node(['--import', preload, bundle, '--root', store, 'build', '-t', 'bundled', '.'], { cwd: ctx, env });
   t.is(again.code, 0, again.stderr);
   t.is((again.stderr + again.stdout).match(/CACHED/g)?.length, 2, again.stderr);
+  const builtins = (JSON.parse(readFileSync(loaded, 'utf8')) as string[]).filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length));
+  t.true(builtins.includes('crypto'), 'the record lists what was loaded');
+  // Sandbox (child_process), registry client (http, https, tls), layer packing (zlib), hash threads
+  // (worker_threads). Not net: Node loads it for piped stdio.
+  t.deepEqual(builtins.filter((m) => ['child_process', 'http', 'https', 'tls', 'zlib', 'worker_threads'].includes(m)), [],
+    'a fully cached build loads no module of the step machinery, the registry client or the hash threads');
   const run = await node([bundle, '--root', store, 'run', '--rm', 'bundled', 'cat', '/hello.txt', '/built'], { cwd: ctx, env });
   t.is(run.code, 0, run.stderr);
   t.is(run.stdout, 'hello\nbuilt\n');

@@ -3,7 +3,7 @@ import type { OptionSpec } from '../args.js';
 import { optBool, optList, optString } from '../args.js';
 import type { Command } from '../command.js';
 import { runBuildFrontEnd } from '../build-front-end.js';
-import { createClient, registryOptions } from './registry-common.js';
+import { registryOptions } from './registry-options.js';
 
 /** `docker build`'s flag set. */
 export const buildOptions: readonly OptionSpec[] = [
@@ -104,7 +104,8 @@ export const buildCommand: Command = {
           cacheTo: optList(args, 'cache-to'),
           snapshotter: optString(args, 'snapshotter'),
           push: optBool(args, 'push'),
-          openRegistry: () => createClient(args, ctx),
+          // Opened on first use: the registry client's modules load only when a build talks to a registry.
+          openRegistry: async () => (await import('./registry-common.js')).createClient(args, ctx),
         },
       },
       ctx,

@@ -2,14 +2,10 @@ import { join } from 'node:path';
 import { homedir } from 'node:os';
 import { createRegistryClient, HttpRegistryClient, redact, type CredentialSources, type Credentials } from '../../registry/index.js';
 import { TsbuildError, type BuildEvent } from '../../core/index.js';
-import { optList, optString, type OptionSpec, type ParsedArgs } from '../args.js';
+import { optList, optString, type ParsedArgs } from '../args.js';
 import type { CommandContext } from '../command.js';
 
-/** Options shared by pull, push and login. */
-export const registryOptions: readonly OptionSpec[] = [
-  { name: 'insecure-registry', type: 'list', value: 'HOST', help: 'Allow plain HTTP to this registry (localhost and 127.0.0.0/8 always are)' },
-  { name: 'tls-ca', type: 'list', value: 'FILE', help: 'Trust this CA certificate (PEM) for registries, besides the system CAs and /etc/docker/certs.d/HOST/ca.crt' },
-];
+export { registryOptions } from './registry-options.js';
 
 /** Where credentials are looked up, from the environment ($DOCKER_CONFIG, $REGISTRY_AUTH_FILE, ...). */
 export function credentialSources(ctx: Pick<CommandContext, 'env'>): CredentialSources {

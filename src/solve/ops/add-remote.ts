@@ -1,9 +1,7 @@
 import type { Digest, SourceLocation } from '../../core/index.js';
 import type { CopyOp } from '../../plan/index.js';
-import { cloneGit } from './add-git.js';
 import { remoteKindOf } from './add-remote-kind.js';
 import type { HostTools } from './add-tools.js';
-import { downloadUrl } from './add-url.js';
 import type { CopySource } from './copy.js';
 
 /** The URL and git sources of one ADD, fetched for its cache key (or lazily with --checksum). */
@@ -41,6 +39,8 @@ export async function prepareRemoteSources(op: CopyOp, options: RemoteOptions): 
     const all = cleanups.splice(0);
     await Promise.all(all.map((c) => c().catch(() => undefined)));
   };
+  // Loaded only for an ADD with remote sources (node:http, node:https, child_process): a build without one never needs them.
+  const [{ cloneGit }, { downloadUrl }] = await Promise.all([import('./add-git.js'), import('./add-url.js')]);
   const common = { tmpDir: options.tmpDir, signal: options.signal, ...(options.loc === undefined ? {} : { loc: options.loc }) };
   if (op.checksum !== undefined) {
     const checksum = op.checksum;

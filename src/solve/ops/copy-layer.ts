@@ -264,18 +264,4 @@ export async function withStreamedCopy(deps: SolveDeps, state: FsState, signal: 
   }
 }
 
-/**
- * Ids of the vertices whose file system a later step of `vertices` (topologically ordered) reads:
- * an input of a layer-making step (`makesLayer`), or of a pass-through vertex (FROM a stage,
- * metadata) whose own state is read so. A COPY outside this set (typically the last one of the
- * exported stage) never needs its snapshot, only its layer.
- */
-export function verticesNeedingFiles<V extends { readonly id: string; readonly inputs: readonly string[] }>(vertices: readonly V[], makesLayer: (v: V) => boolean): Set<string> {
-  const needed = new Set<string>();
-  for (let i = vertices.length - 1; i >= 0; i--) {
-    const u = vertices[i] as V;
-    if (!makesLayer(u) && !needed.has(u.id)) continue;
-    for (const id of u.inputs) needed.add(id);
-  }
-  return needed;
-}
+export { verticesNeedingFiles } from './step-checks.js';

@@ -2,7 +2,7 @@ import { readlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { notSupportedYet, TsbuildError, type SourceLocation } from '../../core/index.js';
+import { TsbuildError, type SourceLocation } from '../../core/index.js';
 import { cleanGoPath, hasGoWildcards, matchGoPattern, type ContextSelection } from '../../context/index.js';
 import type { CopyOp, Vertex } from '../../plan/index.js';
 import { parseGroup, parsePasswd, resolveUserFromTables } from '../../sandbox/index.js';
@@ -10,6 +10,9 @@ import { baseNameOf, type FileWrite, type RootfsView, type WriteMeta } from '../
 import { remoteKindOf } from './add-remote-kind.js';
 import { parseChmod } from './copy-chmod.js';
 import { compileExcludes, excludeEntries, parentsPath, parentsPivot } from './copy-select.js';
+import { withLoc } from './step-checks.js';
+
+export { checkCopySupported, contextPatterns } from './step-checks.js';
 
 /** One entry to copy, from the context or from another state, relative to its source root. */
 export interface CopyEntry {
@@ -44,35 +47,6 @@ export interface CopySources {
 
 const MAX_USER_DB = 4 * 1024 * 1024;
 
-function withLoc(e: TsbuildError, loc: SourceLocation | undefined): TsbuildError {
-  return loc === undefined ? e : new TsbuildError(e.code, e.message, { loc, ...(e.hint === undefined ? {} : { hint: e.hint }) });
-}
-
-/** Rejects what no COPY/ADD can do, before any step runs (SOLVE_BAD_COPY, CLI_NOT_SUPPORTED). */
-export function checkCopySupported(op: CopyOp, vertex: Vertex): void {
-  const bad = (message: string, hint?: string): never => {
-    throw new TsbuildError('SOLVE_BAD_COPY', message, { ...(vertex.loc === undefined ? {} : { loc: vertex.loc }), ...(hint === undefined ? {} : { hint }) });
-  };
-  const remote = op.instruction === 'ADD' ? op.sources.filter((s) => remoteKindOf(s) !== undefined) : [];
-  if (op.instruction === 'ADD' && op.from.kind !== 'context') bad('ADD does not take --from', 'use COPY --from');
-  if (remote.length > 0 && op.heredocs.some((h) => remote.includes(h.name))) bad('a here-document cannot be named like a URL');
-  if (op.checksum !== undefined) {
-    if (!/^(sha256:[0-9a-f]{64}|sha384:[0-9a-f]{96}|sha512:[0-9a-f]{128})$/.test(op.checksum)) {
-      bad(`invalid --checksum "${op.checksum}"`, 'write it as sha256:<64 hex digits>');
-    }
-    if (op.sources.length !== 1 || remoteKindOf(op.sources[0] as string) !== 'http') bad('ADD --checksum needs exactly one http(s) source');
-  }
-  if (op.keepGitDir && !remote.some((s) => remoteKindOf(s) === 'git')) bad('ADD --keep-git-dir needs a git source');
-  try {
-    if (op.chmod !== undefined) parseChmod(op.chmod);
-    compileExcludes(op.exclude);
-  } catch (e) {
-    throw e instanceof TsbuildError ? withLoc(e, vertex.loc) : e;
-  }
-  if (op.heredocs.length > 0 && op.from.kind !== 'context') {
-    throw withLoc(notSupportedYet('here-documents with COPY --from'), vertex.loc);
-  }
-}
 
 /** The sources of a COPY without what `--exclude` removes. */
 export function excludeFromSources(src: CopySources, patterns: readonly string[]): CopySources {
@@ -107,12 +81,6 @@ export function contextSources(sel: ContextSelection): CopySources {
     }
   }
   return { sources, wildcard };
-}
-
-/** The context patterns of a COPY (its sources without the here-document names). */
-export function contextPatterns(op: CopyOp): string[] {
-  const names = new Set(op.heredocs.map((h) => h.name));
-  return op.sources.filter((s) => !names.has(s) && (op.instruction !== 'ADD' || remoteKindOf(s) === undefined));
 }
 
 /**

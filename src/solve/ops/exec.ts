@@ -41,11 +41,7 @@ export interface ExecContext {
   readonly sshAgents?: ReadonlyMap<string, string>;
 }
 
-/** Rejects the RUN features of later work (`--security=insecure`) with CLI_NOT_SUPPORTED. */
-export function checkExecSupported(op: ExecOp, vertex: Vertex): void {
-  const where = (e: TsbuildError): TsbuildError => (vertex.loc === undefined ? e : new TsbuildError(e.code, e.message, { loc: vertex.loc, ...(e.hint === undefined ? {} : { hint: e.hint }) }));
-  if (op.security === 'insecure') throw where(notSupportedYet('RUN --security=insecure'));
-}
+export { checkExecSupported } from './step-checks.js';
 
 /** The user, groups and home of `user` in the snapshot's /etc/passwd and /etc/group. */
 function resolveRunUser(view: RootfsView, user: string): { uid: number; gid: number; additionalGids: number[]; home: string } {

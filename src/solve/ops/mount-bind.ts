@@ -33,15 +33,7 @@ export interface BindSources {
   readonly overlayOptions?: readonly string[] | undefined;
 }
 
-/** The context binds of a RUN (index in `op.mounts` and source path): their content is part of the key. */
-export function contextBindSources(op: ExecOp): { index: number; source: string }[] {
-  return op.mounts.flatMap((m, index) => (m.type === 'bind' && m.from.kind === 'context' ? [{ index, source: m.source }] : []));
-}
-
-/** The selection key of a context bind (for the solver's selection map). */
-export function bindSelectionKey(vertexId: string, index: number): string {
-  return `${vertexId}#mount${index}`;
-}
+export { bindSelectionKey, contextBindSources } from './step-checks.js';
 
 function ioError(what: string, cause: unknown, loc: SourceLocation | undefined): TsbuildError {
   return new TsbuildError('SOLVE_IO', `${what}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, { cause, ...(loc === undefined ? {} : { loc }) });

@@ -1,12 +1,13 @@
 import { formatReference, isTsbuildError, MediaType, parseReference, TsbuildError, type Digest, type EventSink, type Platform } from '../../core/index.js';
 import { formatPlatform, parseImageConfig, parseImageDocument, selectPlatform } from '../../image/index.js';
-import { pullImage, type HttpRegistryClient } from '../../registry/index.js';
+import type { HttpRegistryClient } from '../../registry/index.js';
 import { resolveImage, type ResolvedImage, type Store } from '../../store/index.js';
 import type { FsState, LayerRef, ResolvedBase } from '../types.js';
 
 /** How base images missing from the store are pulled (the CLI owns and closes the client). */
 export interface BasePuller {
-  readonly client: HttpRegistryClient;
+  /** The registry client, or a function opening it on first use (a build whose bases are all in the store never loads the registry code). */
+  readonly client: HttpRegistryClient | (() => Promise<HttpRegistryClient>);
   /** `--pull`: pull every base image named by a tag even when the store has it. */
   readonly always: boolean;
   /** Parallel blob downloads (default 4). */
@@ -56,7 +57,8 @@ async function findOrPull(store: Store, ref: string, platform: Platform, puller:
   events({ type: 'info', message: `pulling ${name} (${formatPlatform(platform)})` });
   let r;
   try {
-    r = await pullImage(puller.client, store, parsed, {
+    const [{ pullImage }, client] = await Promise.all([import('../../registry/index.js'), typeof puller.client === 'function' ? puller.client() : puller.client]);
+    r = await pullImage(client, store, parsed, {
       platform,
       concurrency: puller.concurrency ?? 4,
       onEvent: throttledTransfers(events),
