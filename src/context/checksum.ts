@@ -54,8 +54,8 @@ export interface SelectionChecksum {
 }
 
 const CHUNK = 1 << 20;
-/** Files changed this close (ns) to the moment they were read are not cached: a later write in the same clock tick would go unnoticed. */
-const RACY_NS = 50_000_000n;
+/** Files changed this close (ms) to the moment they were read are not cached: a later write in the same clock tick would go unnoticed. */
+const RACY_MS = 50;
 
 /** Large files are hashed in worker threads when they add up to at least this many bytes. */
 const THREAD_MIN_BYTES = 32 * 1024 * 1024;
@@ -102,7 +102,7 @@ function hashSmallFile(absPath: string, buf: Buffer, hash: ReturnType<typeof cre
 /** The metadata of an entry that enters the combined digests (never times). */
 function metaOf(e: ContextEntry): string {
   const st = e.stat;
-  const mode = Number(st.mode);
+  const mode = st.mode;
   const dev = e.type === 'other' ? `${(mode & 0o170000).toString(8)}:${st.rdev}` : '';
   return `${e.type}\0${(mode & 0o7777).toString(8)}\0${st.uid}\0${st.gid}\0${dev}`;
 }
@@ -147,10 +147,10 @@ export async function checksumSources(selection: ContextSelection, options: Chec
   }
 
   let bytesRead = 0;
-  const finish = (e: ContextEntry, startNs: bigint, digest: Digest): void => {
+  const finish = (e: ContextEntry, startMs: number, digest: Digest): void => {
     contents.set(e.absPath, digest);
-    const changed = e.stat.mtimeNs > e.stat.ctimeNs ? e.stat.mtimeNs : e.stat.ctimeNs;
-    if (changed < startNs - RACY_NS) cache.record(e.absPath, e.stat, digest);
+    const changed = e.stat.mtimeMs > e.stat.ctimeMs ? e.stat.mtimeMs : e.stat.ctimeMs;
+    if (changed < startMs - RACY_MS) cache.record(e.absPath, e.stat, digest);
   };
 
   let next = 0;
@@ -161,7 +161,7 @@ export async function checksumSources(selection: ContextSelection, options: Chec
       while (next < large.length) {
         options.signal?.throwIfAborted();
         const e = large[next++] as ContextEntry;
-        const startNs = BigInt(Date.now()) * 1_000_000n;
+        const startMs = Date.now();
         let r: { hex: string; bytes: number };
         try {
           r = await thread.hash(e.absPath);
@@ -169,7 +169,7 @@ export async function checksumSources(selection: ContextSelection, options: Chec
           throw readFailure(e.absPath, err);
         }
         bytesRead += r.bytes;
-        finish(e, startNs, `sha256:${r.hex}` as Digest);
+        finish(e, startMs, `sha256:${r.hex}` as Digest);
       }
     } finally {
       await thread.close();
@@ -180,7 +180,7 @@ export async function checksumSources(selection: ContextSelection, options: Chec
     while (next < large.length) {
       options.signal?.throwIfAborted();
       const e = large[next++] as ContextEntry;
-      const startNs = BigInt(Date.now()) * 1_000_000n;
+      const startMs = Date.now();
       const hash = createHash('sha256');
       try {
         const chunks = options.readFile === undefined ? readChunks(e.absPath, buf) : options.readFile(e.absPath);
@@ -191,7 +191,7 @@ export async function checksumSources(selection: ContextSelection, options: Chec
       } catch (err) {
         throw readFailure(e.absPath, err);
       }
-      finish(e, startNs, `sha256:${hash.digest('hex')}` as Digest);
+      finish(e, startMs, `sha256:${hash.digest('hex')}` as Digest);
     }
   };
   const smallPass = async (): Promise<void> => {
@@ -203,18 +203,18 @@ export async function checksumSources(selection: ContextSelection, options: Chec
         await new Promise<void>((r) => setImmediate(r));
       }
       const e = small[i] as ContextEntry;
-      const startNs = BigInt(Date.now()) * 1_000_000n;
+      const startMs = Date.now();
       const hash = createHash('sha256');
       try {
         bytesRead += hashSmallFile(e.absPath, buf, hash);
       } catch (err) {
         throw readFailure(e.absPath, err);
       }
-      finish(e, startNs, `sha256:${hash.digest('hex')}` as Digest);
+      finish(e, startMs, `sha256:${hash.digest('hex')}` as Digest);
     }
   };
   // Large files go to worker threads (other cores) when there is enough to pay for starting them.
-  const largeBytes = large.reduce((n, e) => n + Number(e.stat.size), 0);
+  const largeBytes = large.reduce((n, e) => n + e.stat.size, 0);
   const threads = options.readFile === undefined && largeBytes >= THREAD_MIN_BYTES ? Math.min(concurrency, large.length, THREADS) : 0;
   const readers = threads > 0 ? Array.from({ length: threads }, threadWorker) : Array.from({ length: Math.min(concurrency, large.length) }, worker);
   await Promise.all([smallPass(), ...readers]);

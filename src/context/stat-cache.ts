@@ -9,24 +9,24 @@ import { closeSync, constants, mkdirSync, openSync, readFileSync, renameSync, rm
 import { dirname } from 'node:path';
 import { TsbuildError, digestHex, type Digest } from '../core/index.js';
 
-const HEADER = 'tsbuild-stat-cache/2';
+const HEADER = 'tsbuild-stat-cache/3';
 /** Entries kept at most; the ones not used by the current build are dropped first. */
 const MAX_ENTRIES = 500_000;
 /** The digest part of a row; checked when a row is used (checking 20,000 rows at load costs more). */
 const HEX_RE = /^[0-9a-f]{64}$/;
 
-/** The lstat fields a stat-cache row is keyed on (Node's BigIntStats has them all). */
+/** The lstat fields a stat-cache row is keyed on (Node's Stats has them all; times in ms, see EntryStat). */
 export interface FileFingerprint {
-  readonly size: bigint;
-  readonly mtimeNs: bigint;
-  readonly ctimeNs: bigint;
-  readonly ino: bigint;
-  readonly dev: bigint;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly ctimeMs: number;
+  readonly ino: number;
+  readonly dev: number;
 }
 
-/** `size mtimeNs ctimeNs ino dev`: the identity of a file version as far as the cache is concerned. */
+/** `size mtimeMs ctimeMs ino dev` (numbers as JavaScript prints them, exact): the identity of a file version as far as the cache is concerned. */
 function fingerprintOf(st: FileFingerprint): string {
-  return `${st.size} ${st.mtimeNs} ${st.ctimeNs} ${st.ino} ${st.dev}`;
+  return `${st.size} ${st.mtimeMs} ${st.ctimeMs} ${st.ino} ${st.dev}`;
 }
 
 /** Rows recorded since loading, appended to the file (instead of rewriting it) up to this many. */
@@ -167,5 +167,5 @@ export class StatCache {
 
 /** A file name (under the store's `cache/` dir) for the stat cache of one context directory. */
 export function statCacheName(contextDir: string): string {
-  return `context-stat-v2-${createHash('sha256').update(contextDir).digest('hex').slice(0, 32)}.json`;
+  return `context-stat-v3-${createHash('sha256').update(contextDir).digest('hex').slice(0, 32)}.json`;
 }

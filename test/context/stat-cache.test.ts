@@ -6,7 +6,7 @@ import type { Digest } from '../../src/core/index.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const title = (s: string): string => `StatCache: ${s}`;
-const fp = (n: number) => ({ size: BigInt(n), mtimeNs: 1_000_000_000n * BigInt(n), ctimeNs: 7n, ino: BigInt(100 + n), dev: 9n });
+const fp = (n: number) => ({ size: n, mtimeMs: 1_700_000_000_123.4567 + n, ctimeMs: 7.25, ino: 100 + n, dev: 9 });
 const digest = (n: number): Digest => `sha256:${n.toString(16).padStart(64, '0')}` as Digest;
 
 test(title('appends a few changed rows instead of rewriting the file, and a later row wins on load'), async (t) => {

@@ -64,10 +64,10 @@ async function materialize(entries: readonly ContextEntry[], dest: string, hardL
   const copies: { from: string; to: string; mode: number }[] = [];
   for (const e of entries) {
     const path = e.rel === '' ? dest : join(dest, e.rel);
-    const mode = Number(e.stat.mode & 0o7777n);
+    const mode = e.stat.mode & 0o7777;
     if (e.type === 'dir') {
       mkdirSync(path, { mode: 0o700 });
-      dirs.push({ path, mode, mtime: Number(e.stat.mtimeNs / 1000000n) / 1000 });
+      dirs.push({ path, mode, mtime: Math.trunc(e.stat.mtimeMs) / 1000 });
     } else if (e.type === 'file') {
       let linked = false;
       if (hardLink) {
