@@ -123,6 +123,9 @@ function readFailure(absPath: string, err: unknown): TsbuildError {
 export async function checksumSources(selection: ContextSelection, options: ChecksumOptions = {}): Promise<SelectionChecksum> {
   const cache = options.statCache ?? StatCache.inMemory();
   const concurrency = Math.max(1, options.concurrency ?? 4);
+  // Digests of files by entry, in selection order (stat-cache hits straight away); `contents`
+  // holds only the files to read, so a file named by several sources is read once.
+  const hits: (Digest | undefined)[] = [];
   const contents = new Map<string, Digest>();
   const small: ContextEntry[] = [];
   const large: ContextEntry[] = [];
@@ -131,12 +134,10 @@ export async function checksumSources(selection: ContextSelection, options: Chec
   for (const src of selection.sources) {
     for (const m of src.matches) {
       for (const e of m.entries) {
-        entries++;
-        if (e.type !== 'file' || contents.has(e.absPath)) continue;
-        const hit = cache.lookup(e.absPath, e.stat);
-        if (hit !== undefined) {
-          cacheHits++;
-          contents.set(e.absPath, hit);
+        const hit = e.type === 'file' && !contents.has(e.absPath) ? cache.lookup(e.absPath, e.stat) : undefined;
+        hits[entries++] = hit;
+        if (e.type !== 'file' || hit !== undefined || contents.has(e.absPath)) {
+          if (hit !== undefined) cacheHits++;
           continue;
         }
         contents.set(e.absPath, '' as Digest); // queued once
@@ -221,6 +222,7 @@ export async function checksumSources(selection: ContextSelection, options: Chec
 
   const total = createHash('sha256');
   total.update('tsbuild-context-selection/1\n');
+  let at = 0;
   const sources = selection.sources.map((src) => {
     const srcHash = createHash('sha256');
     const matches = src.matches.map((m): MatchChecksum => {
@@ -228,8 +230,9 @@ export async function checksumSources(selection: ContextSelection, options: Chec
       let pendingText = '';
       const list = m.entries.map((e): EntryDigest => {
         const meta = metaOf(e);
+        const hit = hits[at++];
         const digest =
-          e.type === 'file' ? (contents.get(e.absPath) as Digest)
+          e.type === 'file' ? (hit ?? (contents.get(e.absPath) as Digest))
           : e.type === 'symlink' ? sha256Of(e.linkTarget ?? '')
           : sha256Of(`tsbuild-context-entry/1\0${meta}`);
         // Batched: one update per ~64 KB instead of one per entry (same bytes hashed).

@@ -199,6 +199,8 @@ class Resolver {
 interface Child {
   readonly name: string;
   readonly real: string;
+  /** absOf(ctx, real), made once. */
+  readonly abs: string;
   readonly stat: Stats;
   readonly type: EntryType;
   readonly excluded: boolean;
@@ -237,11 +239,12 @@ class Walker {
       const childReal = joinRel(real, name);
       const m = this.check(childReal, info);
       if (m.excluded && this.ignore !== undefined && !this.ignore.mustDescend(childReal)) continue;
-      const stat = tryLstat(absOf(this.ctx, childReal));
+      const abs = absOf(this.ctx, childReal);
+      const stat = tryLstat(abs);
       if (stat === undefined) continue; // removed while walking
       const type = typeOf(stat);
       if (m.excluded && type !== 'dir') continue;
-      out.push({ name, real: childReal, stat, type, excluded: m.excluded, info: m.info });
+      out.push({ name, real: childReal, abs, stat, type, excluded: m.excluded, info: m.info });
     }
     return out;
   }
@@ -250,7 +253,7 @@ class Walker {
   descend(real: string, rel: string, info: ParentMatchInfo, out: ContextEntry[], excluded = false): void {
     for (const c of this.children(real, info, excluded)) {
       const childRel = rel === '' ? c.name : `${rel}/${c.name}`;
-      const entry = this.entry(c.real, childRel, c.stat, c.type);
+      const entry = this.entry(c.real, childRel, c.stat, c.type, c.abs);
       if (c.type === 'dir') {
         const mark = out.length;
         if (!c.excluded) out.push(entry);
@@ -263,8 +266,7 @@ class Walker {
     }
   }
 
-  entry(real: string, rel: string, stat: Stats, type: EntryType = typeOf(stat)): ContextEntry {
-    const absPath = absOf(this.ctx, real);
+  entry(real: string, rel: string, stat: Stats, type: EntryType = typeOf(stat), absPath = absOf(this.ctx, real)): ContextEntry {
     if (type !== 'symlink') return { rel, absPath, type, stat: compactStat(stat) };
     try {
       return { rel, absPath, type, stat: compactStat(stat), linkTarget: readlinkSync(absPath) };
