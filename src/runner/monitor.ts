@@ -22,9 +22,10 @@ export function monitorLogPathOf(containers: ContainerStore, id: string): string
  * Starts the per-container monitor (like conmon): detached in its own session, stdio on
  * `monitor.log`, so it survives the CLI exiting or being killed; the monitor runs the container
  * and records its state. Resolves once the container runs (its pid recorded) or has already
- * ended; throws RUN_MONITOR with the monitor's message when it dies before that.
+ * ended; throws RUN_MONITOR with the monitor's message when it dies before that. `onSpawned`
+ * gets the monitor's pid at once (`start -a -i` connects to its attach socket while it starts).
  */
-export async function startMonitor(containers: ContainerStore, id: string, command: MonitorCommand, signal?: AbortSignal): Promise<void> {
+export async function startMonitor(containers: ContainerStore, id: string, command: MonitorCommand, signal?: AbortSignal, onSpawned?: (pid: number) => void): Promise<void> {
   const logPath = monitorLogPathOf(containers, id);
   const before = (await containers.read(id))?.state.startedAt;
   const fd = openSync(logPath, 'a', 0o640);
@@ -40,6 +41,7 @@ export async function startMonitor(containers: ContainerStore, id: string, comma
     child.once('error', (err) => { spawnError = err; });
     child.once('exit', (code, sig) => { exit = { code, signal: sig }; });
     child.unref();
+    if (child.pid !== undefined) onSpawned?.(child.pid);
   } finally {
     closeSync(fd);
   }

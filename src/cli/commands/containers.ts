@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { TsbuildError } from '../../core/index.js';
 import {
-  isContainerRunning, killContainer, parseKillSignal, readHealth, readLogs, removeContainer, settleRestarting, shortContainerId, startMonitor, stopContainer, waitForStop,
+  DEFAULT_DETACH_KEYS, isContainerRunning, killContainer, parseDetachKeys, parseKillSignal, readHealth, readLogs, removeContainer, settleRestarting, shortContainerId, startMonitor, stopContainer, waitForStop,
   type ContainerEntry, type LogRecord,
 } from '../../runner/index.js';
 import type { ParsedArgs } from '../args.js';
@@ -12,6 +12,7 @@ import { executeGoTemplate, parseGoTemplate } from '../go-template.js';
 import { parseLogTime } from '../log-time.js';
 import { requireArgs } from './image-info.js';
 import { activePortsOf, containerInspectJson } from './container-inspect.js';
+import { attachFromCli } from './attach.js';
 
 export { commandText, portsText, psCommand, statusText } from './container-ps.js';
 
@@ -162,9 +163,11 @@ export const startCommand: Command = {
   usage: 'start [OPTIONS] CONTAINER [CONTAINER...]',
   options: [
     { name: 'attach', short: 'a', type: 'bool', help: 'Attach STDOUT/STDERR and forward signals; the exit code is the container\'s' },
-    { name: 'interactive', short: 'i', type: 'bool', help: 'Attach STDIN', notSupported: 'attaching arrives with a later step of the containers issue' },
+    { name: 'interactive', short: 'i', type: 'bool', help: 'Attach container\'s STDIN (implies --attach)' },
+    { name: 'detach-keys', type: 'string', value: 'KEYS', help: `Override the key sequence for detaching a container (default "${DEFAULT_DETACH_KEYS}")` },
   ],
   async run(args, ctx) {
+    if (optBool(args, 'interactive')) return startInteractive(args, ctx);
     if (optBool(args, 'attach')) return startAttached(args, ctx);
     return forEachContainer(args, ctx, 'start', async (deps, e) => {
       // A container waiting to restart has a live monitor already (a dead one shows as exited).
@@ -201,6 +204,36 @@ async function startAttached(args: ParsedArgs, ctx: CommandContext): Promise<num
     signal: ctx.signal,
   });
   return last.state.exitCode;
+}
+
+/**
+ * `start -a -i CONTAINER` (or `start -i`): starts the container under a monitor that waits for us
+ * to attach through its socket first (no output is missed), then relays our stdin and its output
+ * as `attach` until it exits (its exit code) or the detach keys are typed. A container that runs
+ * already is just attached to.
+ */
+async function startInteractive(args: ParsedArgs, ctx: CommandContext): Promise<number> {
+  requireArgs(args.positionals, 1, 'start', 'at least 1 argument: CONTAINER');
+  if (args.positionals.length > 1) throw new TsbuildError('CLI_CONFLICT', 'you cannot start and attach multiple containers at once', { exitCode: 1 });
+  const detachKeys = optString(args, 'detach-keys') ?? DEFAULT_DETACH_KEYS;
+  parseDetachKeys(detachKeys);
+  const deps = await openContainerDeps(ctx);
+  const e = await deps.containers.resolve(args.positionals[0] as string);
+  const o = { stdin: true, detachKeys, sigProxy: true };
+  if (isContainerRunning(e.state) || e.state.status === 'restarting') return attachFromCli(ctx, deps, e, o);
+  const command = monitorCommandFor(ctx, deps.storeRoot, e.config.id);
+  const waiting = { ...command, args: [...command.args.slice(0, -1), '--wait-attach', e.config.id] };
+  let monitorPid: number | undefined;
+  const starting = startMonitor(deps.containers, e.config.id, waiting, ctx.signal, (pid) => { monitorPid = pid; });
+  const attached = attachFromCli(ctx, deps, e, { ...o, starting: { done: starting, monitorPid: () => monitorPid } });
+  try {
+    await starting;
+  } catch (err) {
+    // A monitor that failed to start ends the attempt to attach: its error is the one shown.
+    await attached.catch(() => undefined);
+    throw err;
+  }
+  return attached;
 }
 
 /** `tsbuild container inspect CONTAINER...` (docker's `container inspect` JSON). */

@@ -5,6 +5,7 @@ import { psCommand, logsCommand, stopCommand, killCommand, rmCommand, startComma
 import { containerMonitorCommand } from './container-monitor.js';
 import { portCommand } from './port.js';
 import { execCommand } from './exec.js';
+import { attachCommand } from './attach.js';
 import { cpCommand, exportCommand } from './container-files.js';
 import { commitCommand } from './container-commit.js';
 import { pauseCommand, restartCommand, statsCommand, topCommand, unpauseCommand } from './container-ops.js';
@@ -31,6 +32,7 @@ export const commands: readonly Command[] = [
   psCommand,
   logsCommand,
   execCommand,
+  attachCommand,
   topCommand,
   statsCommand,
   pauseCommand,

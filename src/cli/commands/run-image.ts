@@ -1,6 +1,6 @@
 import { notSupportedYet, TsbuildError } from '../../core/index.js';
 import {
-  bindingsOfContainer, checkPortsAvailable, createContainer, findSlirp4netns, parseContainerNetwork, resolveContainerNetwork, createLogWriter, NO_RESTART, parseDuration, parsePublishSpec, parseRestartPolicy, startMonitor, runContainer, runWithHealthcheck, runWithRestartPolicy, removeContainer,
+  bindingsOfContainer, checkPortsAvailable, createContainer, findSlirp4netns, parseContainerNetwork, resolveContainerNetwork, createLogWriter, NO_RESTART, parseDuration, parsePublishSpec, parseRestartPolicy, startMonitor, markOpenStdin, runContainer, runWithHealthcheck, runWithRestartPolicy, removeContainer,
   type ContainerRecord, type HealthFlags, type PortBinding,
 } from '../../runner/index.js';
 import { limitsToResources, type SandboxStdio } from '../../sandbox/index.js';
@@ -126,7 +126,6 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
   const detach = optBool(args, 'detach');
   const tty = optBool(args, 'tty');
   const interactive = optBool(args, 'interactive');
-  if (detach && interactive) throw notSupportedYet('-d with -i', 'attaching stdin to a detached container arrives with a later step');
   if (tty && interactive && !detach && terminalFdOf(ctx.stdin) === undefined) {
     throw new TsbuildError('CLI_NOT_A_TTY', 'the input device is not a TTY', { hint: 'drop -t to pipe input into the container, as with docker', exitCode: 1 });
   }
@@ -134,6 +133,8 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
   const record = await createFromFlags(args, ctx, deps);
   if (detach) {
     try {
+      // -d -i: the monitor holds the container's stdin open (a pipe, or the pty with -t) for `attach`.
+      if (interactive) await markOpenStdin(deps.containers, record.id);
       await startMonitor(deps.containers, record.id, monitorCommandFor(ctx, deps.storeRoot, record.id), ctx.signal);
     } catch (err) {
       // A container whose monitor never started is not left half-created with --rm, nor when
