@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CompressionTools } from '../layer/index.js';
 import type { MountSpec, ResourcesSpec } from '../sandbox/index.js';
@@ -13,6 +14,7 @@ import { resolveSnapshotUser, snapshotKeyOf } from './runner.js';
 import type { RestartPolicy } from './restart.js';
 import { INIT_PATH } from './runner.js';
 import { resolveHealthcheck, type HealthcheckSpec, type HealthFlags } from './health.js';
+import { resolveGroupAdd, runOptionFields, type ContainerRunOptions } from './run-options.js';
 import { imageVolumeRequests, layersOfMounts, normalizeDestination, seedVolume, volumeMount, VolumeStore, type AttachedVolume, type VolumeRequest } from './volumes.js';
 
 /** What `docker create` / `run` decide besides the process. */
@@ -44,6 +46,12 @@ export interface CreateContainerOptions {
   readonly initPath?: string;
   /** `-t`: run the process on a pseudo-terminal. */
   readonly tty?: boolean;
+  /** `--label`/`--label-file`: merged over the image's labels. */
+  readonly labels?: Readonly<Record<string, string>>;
+  /** `--expose`: port keys (`80/tcp`) added to the image's exposed ports (so `-P` publishes them). */
+  readonly expose?: readonly string[];
+  /** `--add-host`, `--dns*`, `--ulimit`, `--group-add`, `--shm-size`, `--security-opt`. */
+  readonly runOptions?: ContainerRunOptions;
 }
 
 /** What creating a container touches. */
@@ -85,6 +93,13 @@ export async function createContainer(deps: CreateDeps, o: CreateContainerOption
       if (r.noCopy !== true) await seedVolume(layersOfMounts((await deps.snapshotter.open(key)).mounts()), r.destination, v.Mountpoint, deps.rootless !== true);
     }
     const user = await resolveSnapshotUser(deps.snapshotter, key, proc.userText);
+    // --group-add names resolve against the image's /etc/group (as docker), gids as given.
+    const groupAdd = o.runOptions?.groupAdd ?? [];
+    if (groupAdd.length > 0) {
+      const groupFile = await deps.snapshotter.lookup(key, '/etc/group');
+      const extra = resolveGroupAdd(groupAdd, groupFile === undefined ? undefined : await readFile(groupFile, 'utf8').catch(() => undefined));
+      user.additionalGids = [...new Set([...user.additionalGids, ...extra])];
+    }
     const env = proc.env.some((e) => e.startsWith('HOME=')) ? proc.env : [...proc.env, `HOME=${user.home ?? '/'}`];
     const record: ContainerRecord = {
       id,
@@ -121,8 +136,9 @@ export async function createContainer(deps: CreateDeps, o: CreateContainerOption
       stopSignal: proc.stopSignal,
       stopTimeout: o.stopTimeout ?? 10,
       autoRemove: o.autoRemove,
-      labels: image.config.config?.Labels ?? {},
-      ...containerPortFields(image.config.config?.ExposedPorts, o.ports ?? [], o.publishAll ?? false),
+      labels: { ...(image.config.config?.Labels ?? {}), ...(o.labels ?? {}) },
+      ...containerPortFields({ ...(image.config.config?.ExposedPorts ?? {}), ...Object.fromEntries((o.expose ?? []).map((k) => [k, {}])) }, o.ports ?? [], o.publishAll ?? false),
+      ...runOptionFields(o.runOptions ?? {}),
     };
     await deps.containers.create(record);
     return record;

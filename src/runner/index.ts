@@ -56,3 +56,8 @@ export {
   parseDuration, resolveHealthcheck, healthConfigOf, readHealth, runWithHealthcheck,
   type HealthcheckSpec, type HealthFlags, type HealthLogEntry, type HealthState,
 } from './health.js';
+export {
+  parseUlimit, ulimitsToRlimits, parseAddHost, appendExtraHosts, parseDnsServer, parseDnsSearch, parseDnsOption, applyDnsConfig,
+  parseGroupAdd, resolveGroupAdd, parseSecurityOpts, runOptionFields, ULIMIT_NAMES,
+  type ContainerRunOptions, type DnsConfig, type Ulimit,
+} from './run-options.js';

@@ -1,6 +1,6 @@
 import { readFile, readlink } from 'node:fs/promises';
 import { TsbuildError } from '../core/index.js';
-import { cleanupStaleCgroups, createRunSpec, parseGroup, parsePasswd, resolveUserFromTables, type RootSpec, type RunResult, type Sandbox, type SandboxStdio } from '../sandbox/index.js';
+import { cleanupStaleCgroups, createRunSpec, parseGroup, parsePasswd, resolveUserFromTables, type RootSpec, type RunHooks, type RunResult, type Sandbox, type SandboxStdio } from '../sandbox/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
 import type { ContainerRecord, ContainerState, ContainerStore } from './container-store.js';
 import { ZERO_TIME } from './container-store.js';
@@ -11,6 +11,7 @@ import { portsFileOf } from './ports-state.js';
 import { childPids, isProcessAlive, processStartTime } from './process-info.js';
 import { removeAnonymousVolumes } from './volumes.js';
 import { stdioForTerminal } from './tty.js';
+import { appendExtraHosts, applyDnsConfig, ulimitsToRlimits } from './run-options.js';
 
 /** What running a container needs; the CLI wires concrete instances. */
 export interface RunnerDeps {
@@ -136,7 +137,17 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
     // Always a cgroup (when one can be used), even without limits: exec, pause, stats and top need it.
     resources: config.resources ?? {},
     terminal: config.tty === true,
+    ...(config.ulimits === undefined ? {} : { rlimits: ulimitsToRlimits(config.ulimits) }),
+    ...(config.noNewPrivileges === undefined ? {} : { noNewPrivileges: config.noNewPrivileges }),
+    ...(config.shmSize === undefined ? {} : { shmSize: config.shmSize }),
   });
+  // --dns* replace lines of the network's resolv.conf; --add-host entries end /etc/hosts.
+  const netResolv = net.hooks.resolvConf;
+  const hooks: RunHooks = {
+    ...net.hooks,
+    ...(config.dns === undefined ? {} : { resolvConf: (host: string) => applyDnsConfig(netResolv === undefined ? host : netResolv(host), config.dns) }),
+    ...(config.extraHosts === undefined ? {} : { hosts: (text: string) => appendExtraHosts(text, config.extraHosts ?? []) }),
+  };
   const running: ContainerState = {
     status: 'running', pid: 0, pidStartTime: '', monitorPid: deps.ownerPid, monitorStartTime: processStartTime(deps.ownerPid) ?? '',
     exitCode: 0, oomKilled: false, error: '', startedAt: new Date().toISOString(), finishedAt: ZERO_TIME,
@@ -176,7 +187,7 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
   let result: RunResult | undefined;
   let failure: unknown;
   try {
-    result = await deps.sandbox.run(spec, stdioForTerminal(config.tty === true, stdio), signal, net.hooks);
+    result = await deps.sandbox.run(spec, stdioForTerminal(config.tty === true, stdio), signal, hooks);
   } catch (err) {
     failure = err;
   }

@@ -52,6 +52,8 @@ export interface RunResult {
 export interface RunHooks {
   /** Rewrites the resolv.conf text copied into the sandbox (the host's), e.g. for slirp4netns's DNS forwarder. */
   readonly resolvConf?: (hostText: string) => string;
+  /** Rewrites the generated /etc/hosts text (e.g. `--add-host` entries). */
+  readonly hosts?: (text: string) => string;
   /** Runs once the namespaces exist (id maps written, cgroup joined), before the process starts; a rejection ends the run with it. */
   readonly onCreated?: (pid: number) => Promise<void>;
 }
@@ -188,7 +190,7 @@ export class Sandbox {
       extraLowerdirs: runSpec.root.overlay === undefined ? [] : [shared.initLayer],
       extraMounts: initFileMounts(shared.filesDir),
       filesDir: shared.filesDir,
-      files: renderInitFiles({ hostname: runSpec.hostname ?? id, resolvConf }),
+      files: renderInitFiles({ hostname: runSpec.hostname ?? id, resolvConf }).map((f) => (f.name === 'hosts' && hooks.hosts !== undefined ? { ...f, content: hooks.hosts(f.content) } : f)),
       ...(stdio.callerRestoresTerminal === true ? { callerRestoresTerminal: true } : {}),
     };
     let cgroup: Cgroup | undefined;

@@ -192,6 +192,12 @@ export interface RunSpecOptions {
   readonly mounts?: readonly MountSpec[];
   readonly resources?: ResourcesSpec;
   readonly terminal?: boolean;
+  /** Rlimits over Docker's defaults (same type: replaced). */
+  readonly rlimits?: readonly Rlimit[];
+  /** no_new_privs (default true). */
+  readonly noNewPrivileges?: boolean;
+  /** Size in bytes of the /dev/shm tmpfs (default 64 MiB, as Docker). */
+  readonly shmSize?: number;
 }
 
 /** Normalises `chown`, `CAP_CHOWN` or `ALL` to `CAP_CHOWN`/`ALL`; throws SANDBOX_BAD_CAPABILITY. */
@@ -241,11 +247,11 @@ export function createRunSpec(options: RunSpecOptions): RunSpec {
       user: options.user ?? { uid: 0, gid: 0, additionalGids: [] },
       terminal: options.terminal ?? false,
       capabilities: computeCapabilities(options.capAdd, options.capDrop),
-      rlimits: DEFAULT_RLIMITS,
-      noNewPrivileges: true,
+      rlimits: options.rlimits === undefined ? DEFAULT_RLIMITS : [...DEFAULT_RLIMITS.filter((d) => !options.rlimits?.some((r) => r.type === d.type)), ...options.rlimits],
+      noNewPrivileges: options.noNewPrivileges ?? true,
     },
     root: options.root,
-    mounts: [...DEFAULT_MOUNTS, ...(options.mounts ?? [])],
+    mounts: [...(options.shmSize === undefined ? DEFAULT_MOUNTS : DEFAULT_MOUNTS.map((m) => (m.destination === '/dev/shm' ? { ...m, options: [...m.options.filter((o) => !o.startsWith('size=')), `size=${options.shmSize}`] } : m))), ...(options.mounts ?? [])],
     linux: {
       namespaces,
       maskedPaths: DEFAULT_MASKED_PATHS,

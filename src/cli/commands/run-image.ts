@@ -10,9 +10,11 @@ import type { CommandContext } from '../command.js';
 import { launcherPathFor, monitorCommandFor, openContainerDeps, type ContainerDeps } from '../container-deps.js';
 import { terminalFdOf, withRawTerminal } from '../terminal.js';
 import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseEnvironment, parseLimitFlags, parseStorageFlags } from './run.js';
 import { parsePullPolicy, pullForRun } from './run-pull.js';
+import { checkCidFile, parseContainerRunOptions, parseExposeFlag, parseLabels } from './run-flags.js';
 
 /** Parses `--stop-timeout` (whole seconds, -1 = wait forever). */
 function parseStopTimeout(text: string | undefined): number | undefined {
@@ -84,9 +86,13 @@ export async function createFromFlags(args: ParsedArgs, ctx: CommandContext, dep
     throw new TsbuildError('CLI_CONFLICT', 'conflicting options: cannot specify both --restart and --rm', { exitCode: 125 });
   }
   const env = parseEnvironment(args, ctx);
+  const labels = parseLabels(args, ctx.cwd);
+  const expose = optList(args, 'expose').flatMap(parseExposeFlag);
+  const runOptions = parseContainerRunOptions(args);
+  const cidFile = checkCidFile(args, ctx.cwd);
   // The image is pulled last, once every flag is known to be valid (docker's default is "missing"; tsbuild's stays "never" unless asked).
   await pullForRun(deps.store, image, parsePullPolicy(optString(args, 'pull'), 'never'), args, ctx);
-  return createContainer(deps, {
+  const record = await createContainer(deps, {
     image,
     ...(name === undefined ? {} : { name }),
     process: {
@@ -113,7 +119,23 @@ export async function createFromFlags(args: ParsedArgs, ctx: CommandContext, dep
     autoRemove: optBool(args, 'rm'),
     ...(optBool(args, 'tty') ? { tty: true } : {}),
     ...(stopTimeout === undefined ? {} : { stopTimeout }),
+    labels,
+    expose,
+    runOptions,
   }, ctx.signal);
+  if (cidFile !== undefined) await writeCidFile(cidFile, deps, record);
+  return record;
+}
+
+/** Writes `--cidfile` (exclusively: a file made since the check fails); on failure the container goes. Throws CLI_CIDFILE_EXISTS, CLI_CIDFILE. */
+async function writeCidFile(path: string, deps: ContainerDeps, record: ContainerRecord): Promise<void> {
+  try {
+    await writeFile(path, record.id, { flag: 'wx' });
+  } catch (err) {
+    await removeContainer(deps, record, { volumes: true }).catch(() => undefined);
+    const exists = (err as NodeJS.ErrnoException).code === 'EEXIST';
+    throw new TsbuildError(exists ? 'CLI_CIDFILE_EXISTS' : 'CLI_CIDFILE', exists ? `container ID file found, make sure the other container isn't running or delete ${path}` : `cannot write the container ID file ${path}: ${(err as Error).message}`, { cause: err, exitCode: 125 });
+  }
 }
 
 /**

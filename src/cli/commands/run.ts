@@ -1,6 +1,7 @@
+import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
-import { resolve } from 'node:path';
-import { TsbuildError } from '../../core/index.js';
+import { join, resolve } from 'node:path';
+import { notSupportedYet, TsbuildError } from '../../core/index.js';
 import {
   createRunSpec,
   limitsToResources,
@@ -14,14 +15,15 @@ import {
   validateLimits,
   withDockerDefaults,
 } from '../../sandbox/index.js';
-import type { CgroupLimits, MountSpec, NetworkMode, RunSpec, SandboxStdio } from '../../sandbox/index.js';
+import type { CgroupLimits, MountSpec, NetworkMode, RunHooks, RunSpec, SandboxStdio } from '../../sandbox/index.js';
 import type { OptionSpec, ParsedArgs } from '../args.js';
 import { optBool, optList, optString } from '../args.js';
 import type { Command, CommandContext } from '../command.js';
 import { launcherPathFor, stateDirFor } from '../container-deps.js';
 import { runImage } from './run-image.js';
 import { isVolumeRequest, parseMountFlag, parseTmpfsFlag, parseVolumeFlag, readEnvFiles, type StorageFlags } from './run-mounts.js';
-import type { VolumeRequest } from '../../runner/index.js';
+import { appendExtraHosts, applyDnsConfig, resolveGroupAdd, ulimitsToRlimits, type VolumeRequest } from '../../runner/index.js';
+import { parseContainerRunOptions } from './run-flags.js';
 
 /** `docker run`'s flags that `tsbuild run --rootfs` supports. */
 export const runOptions: readonly OptionSpec[] = [
@@ -66,6 +68,20 @@ export const runOptions: readonly OptionSpec[] = [
   { name: 'health-start-interval', type: 'string', value: 'DURATION', help: 'Time between running the check during the start period (default 5s)' },
   { name: 'no-healthcheck', type: 'bool', help: 'Disable any container-specified HEALTHCHECK' },
   { name: 'pull', type: 'string', value: 'POLICY', help: 'Pull image before running: always, missing, never (default missing)' },
+  { name: 'oom-kill-disable', type: 'bool', help: 'Disable OOM Killer (cgroup v1 only; ignored with a warning on v2)' },
+  { name: 'label', short: 'l', type: 'list', value: 'KEY[=VALUE]', help: 'Set meta data on a container (over the image\'s labels)' },
+  { name: 'label-file', type: 'list', value: 'FILE', help: 'Read in a line delimited file of labels' },
+  { name: 'expose', type: 'list', value: 'PORT[/PROTO]', help: 'Expose a port or a range of ports (-P publishes them)' },
+  { name: 'add-host', type: 'list', value: 'HOST:IP', help: 'Add a custom host-to-IP mapping to /etc/hosts' },
+  { name: 'dns', type: 'list', value: 'IP', help: 'Set custom DNS servers' },
+  { name: 'dns-search', type: 'list', value: 'DOMAIN', help: 'Set custom DNS search domains ("." for none)' },
+  { name: 'dns-option', type: 'list', value: 'OPTION', help: 'Set DNS options (e.g. ndots:2)' },
+  { name: 'ulimit', type: 'list', value: 'NAME=SOFT[:HARD]', help: 'Ulimit options (e.g. nofile=1024:2048)' },
+  { name: 'group-add', type: 'list', value: 'GROUP', help: 'Add additional groups to join (names from the image\'s /etc/group, or gids)' },
+  { name: 'shm-size', type: 'string', value: 'BYTES', help: 'Size of /dev/shm (default 64m)' },
+  { name: 'security-opt', type: 'list', value: 'OPT', help: 'Security options: no-new-privileges[=true|false] (on by default in tsbuild)' },
+  { name: 'cidfile', type: 'string', value: 'FILE', help: 'Write the container ID to the file (it must not exist)' },
+  { name: 'privileged', type: 'bool', help: 'Give extended privileges to this container (not supported yet)' },
 ];
 
 function bad(code: string, message: string, hint?: string): TsbuildError {
@@ -96,6 +112,7 @@ export function parseLimitFlags(args: ParsedArgs): CgroupLimits {
   if (s('cpu-shares') !== undefined) limits.cpuShares = parseIntegerLimit('--cpu-shares', s('cpu-shares') as string);
   if (s('cpuset-cpus') !== undefined) limits.cpusetCpus = s('cpuset-cpus') as string;
   if (s('pids-limit') !== undefined) limits.pidsLimit = parseIntegerLimit('--pids-limit', s('pids-limit') as string);
+  if (optBool(args, 'oom-kill-disable')) limits.oomKillDisable = true;
   validateLimits(limits);
   // As docker: --memory without --memory-swap allows as much swap as memory.
   return withDockerDefaults(limits);
@@ -147,14 +164,19 @@ export async function buildRunSpec(args: ParsedArgs, ctx: CommandContext, rootfs
   const mounts = parseMountFlags(args, ctx.cwd);
   const hostname = optString(args, 'hostname');
   const workdir = optString(args, 'workdir');
+  const extra = parseContainerRunOptions(args);
+  const groups = extra.groupAdd === undefined || extra.groupAdd.length === 0 ? [] : resolveGroupAdd(extra.groupAdd, await readFile(join(rootfs, 'etc', 'group'), 'utf8').catch(() => undefined));
   return createRunSpec({
     args: command,
     root: { path: rootfs, readonly: optBool(args, 'read-only') },
     env,
     ...(workdir === undefined ? {} : { cwd: workdir }),
-    user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
+    user: { uid: user.uid, gid: user.gid, additionalGids: [...new Set([...user.additionalGids, ...groups])] },
     ...(hostname === undefined ? {} : { hostname }),
     network,
+    ...(extra.ulimits === undefined || extra.ulimits.length === 0 ? {} : { rlimits: ulimitsToRlimits(extra.ulimits) }),
+    ...(extra.noNewPrivileges === undefined ? {} : { noNewPrivileges: extra.noNewPrivileges }),
+    ...(extra.shmSize === undefined ? {} : { shmSize: extra.shmSize }),
     terminal: optBool(args, 'tty'),
     userNamespace: rootless,
     capAdd: optList(args, 'cap-add'),
@@ -174,7 +196,7 @@ export const runCommand: Command = {
   async run(args, ctx) {
     const rootfsFlag = optString(args, 'rootfs');
     if (rootfsFlag === undefined) return runImage(args, ctx);
-    for (const flag of ['detach', 'name', 'entrypoint', 'stop-signal', 'stop-timeout', 'publish', 'publish-all', 'restart', 'pull', 'init', 'health-cmd', 'health-interval', 'health-timeout', 'health-retries', 'health-start-period', 'health-start-interval', 'no-healthcheck']) {
+    for (const flag of ['detach', 'name', 'entrypoint', 'stop-signal', 'stop-timeout', 'publish', 'publish-all', 'restart', 'pull', 'init', 'health-cmd', 'health-interval', 'health-timeout', 'health-retries', 'health-start-period', 'health-start-interval', 'no-healthcheck', 'label', 'label-file', 'expose', 'cidfile']) {
       if (args.options[flag] !== undefined) throw bad('BAD_FLAG', `--${flag} needs an image: it cannot be used with --rootfs`);
     }
     const command = args.positionals;
@@ -204,7 +226,14 @@ export const runCommand: Command = {
     };
     const stateDir = stateDirFor(ctx, uid);
     const runtime = optString(args, 'runtime');
+    // --add-host and --dns* reach the built-in sandbox's generated /etc files.
+    const extra = parseContainerRunOptions(args);
+    const hooks: RunHooks = {
+      ...(extra.dns === undefined ? {} : { resolvConf: (host: string) => applyDnsConfig(host, extra.dns) }),
+      ...(extra.extraHosts === undefined || extra.extraHosts.length === 0 ? {} : { hosts: (text: string) => appendExtraHosts(text, extra.extraHosts ?? []) }),
+    };
     if (runtime !== undefined) {
+      if (Object.keys(hooks).length > 0) throw notSupportedYet('--add-host and --dns* with --runtime');
       const result = await runWithOciRuntime(runtime, spec, stdio, ctx.signal, { stateDir, ownerPid: process.pid, rootless });
       if (result.reason !== undefined) ctx.stderr.write(`tsbuild: ${result.reason}\n`);
       return result.exitCode;
@@ -216,7 +245,7 @@ export const runCommand: Command = {
       ownerPid: process.pid,
       onWarning: warn,
     });
-    const result = await sandbox.run(spec, stdio, ctx.signal);
+    const result = await sandbox.run(spec, stdio, ctx.signal, hooks);
     if (result.reason !== undefined) ctx.stderr.write(`tsbuild: ${result.reason}\n`);
     return result.exitCode;
   },
