@@ -1,10 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
 import { digestHex, isDigest, sha256Of, TsbuildError, type Digest } from '../core/index.js';
+import { writeHashedFile } from './blob-writer.js';
 
 /** What a caller knows about a blob before writing it; checked at EOF. */
 export interface ExpectedBlob {
@@ -55,21 +55,6 @@ export interface BlobStore {
   pathOf(digest: Digest): string;
 }
 
-/** Hashes and counts bytes passing through. */
-class HashingCounter extends Transform {
-  readonly hash = createHash('sha256');
-  bytes = 0;
-  constructor(private readonly onProgress?: (bytes: number) => void) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    this.onProgress?.(this.bytes);
-    cb(null, chunk);
-  }
-}
-
 function ioError(what: string, err: unknown): TsbuildError {
   return err instanceof TsbuildError ? err : new TsbuildError('STORE_IO', `${what}: ${(err as Error).message}`, { cause: err });
 }
@@ -100,20 +85,18 @@ export class DirBlobStore implements BlobStore {
       }
     }
     const tmp = join(this.tmpDir, `blob-${process.pid}-${randomBytes(8).toString('hex')}`);
-    const counter = new HashingCounter(options.onProgress);
     try {
-      await pipeline(stream, counter, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }), options.signal === undefined ? {} : { signal: options.signal });
-      const digest = `sha256:${counter.hash.digest('hex')}` as Digest;
+      const { digest, size } = await writeHashedFile(stream, tmp, options);
       if (expected.digest !== undefined && digest !== expected.digest) {
         throw new TsbuildError('STORE_DIGEST_MISMATCH', `content digest mismatch: expected ${expected.digest}, got ${digest}`);
       }
-      if (expected.size !== undefined && counter.bytes !== expected.size) {
-        throw new TsbuildError('STORE_SIZE_MISMATCH', `content size mismatch for ${digest}: expected ${expected.size} bytes, got ${counter.bytes}`);
+      if (expected.size !== undefined && size !== expected.size) {
+        throw new TsbuildError('STORE_SIZE_MISMATCH', `content size mismatch for ${digest}: expected ${expected.size} bytes, got ${size}`);
       }
       await mkdir(this.dir, { recursive: true });
       // rename() replaces atomically: a concurrent writer of the same digest wrote the same bytes.
       await rename(tmp, this.pathOf(digest));
-      return { digest, size: counter.bytes };
+      return { digest, size };
     } catch (err) {
       stream.destroy();
       await unlink(tmp).catch(() => undefined);
