@@ -9,6 +9,7 @@ import { notSupportedYet, TsbuildError } from '../core/index.js';
 import type { ContainerEntry, ContainerStore } from './container-store.js';
 import { attachSocketPathOf, encodeFrame, FRAME_EXIT, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN, FRAME_STDOUT, FrameDecoder, withShortSocketPath } from './attach-protocol.js';
 import { isContainerPaused } from './pause.js';
+import { isProcessAlive } from './process-info.js';
 import { isContainerRunning } from './runner.js';
 
 /** Where an attach session's streams come from and go to. */
@@ -32,9 +33,11 @@ function stoppedError(): TsbuildError {
   return new TsbuildError('RUN_NOT_RUNNING', 'You cannot attach to a stopped container, start it first', { exitCode: 1 });
 }
 
-/** Checks that `entry` can be attached to: running and not paused. Throws RUN_NOT_RUNNING / RUN_PAUSED as docker words them. */
+/** Checks that `entry` can be attached to: running (or restarting) and not paused. Throws RUN_NOT_RUNNING / RUN_PAUSED as docker words them. */
 export function requireAttachable(entry: ContainerEntry): void {
-  if (!isContainerRunning(entry.state)) throw stoppedError();
+  // A container waiting to restart has its monitor: the client gets the next run.
+  const restarting = entry.state.status === 'restarting' && isProcessAlive(entry.state.monitorPid, entry.state.monitorStartTime);
+  if (!isContainerRunning(entry.state) && !restarting) throw stoppedError();
   if (isContainerPaused(entry)) {
     throw new TsbuildError('RUN_PAUSED', 'You cannot attach to a paused container, unpause it first', { exitCode: 1 });
   }

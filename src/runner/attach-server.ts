@@ -65,6 +65,8 @@ export async function startAttachServer(containers: ContainerStore, id: string, 
     if (isAttachSocketName(name)) await unlink(join(dir, name)).catch(() => undefined);
   }
   const clients = new Set<Socket>();
+  // Every open connection, also those ended by endRun whose client has not closed yet (close() destroys them).
+  const open = new Set<Socket>();
   // The stdin of the current or next run: input that arrives before a run starts (start -a -i) waits in it.
   let stdin: PassThrough | undefined = options.openStdin ? new PassThrough() : undefined;
   let clientWaiters: (() => void)[] = [];
@@ -84,8 +86,12 @@ export async function startAttachServer(containers: ContainerStore, id: string, 
   };
   const server: Server = createServer((socket) => {
     clients.add(socket);
+    open.add(socket);
     socket.on('error', () => undefined);
-    socket.once('close', () => clients.delete(socket));
+    socket.once('close', () => {
+      clients.delete(socket);
+      open.delete(socket);
+    });
     const decoder = new FrameDecoder();
     socket.on('data', (chunk: Buffer) => {
       for (const f of decoder.push(chunk)) {
@@ -134,7 +140,20 @@ export async function startAttachServer(containers: ContainerStore, id: string, 
     },
     async close() {
       clientWaiters = [];
-      for (const c of clients) c.destroy();
+      // The exit frames written by endRun are flushed first unless a client stopped reading.
+      await Promise.all([...open].map((c) => new Promise<void>((resolve) => {
+        if (c.destroyed) resolve();
+        else if (c.writableEnded) {
+          const timer = setTimeout(() => c.destroy(), 5000);
+          c.once('close', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        } else {
+          c.destroy();
+          resolve();
+        }
+      })));
       clients.clear();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await unlink(path).catch(() => undefined);

@@ -40,6 +40,7 @@ interface Proc {
   /** Resolves once `stream` matches `re` (rejects after `ms`, 60 s by default, or when the process ended without it). */
   waitFor(re: RegExp, stream?: 'stdout' | 'stderr', ms?: number): Promise<void>;
   write(text: string): void;
+  kill(sig: NodeJS.Signals): void;
   readonly exited: Promise<number>;
 }
 
@@ -77,6 +78,9 @@ function track(t: ExecutionContext, child: ChildProcessWithoutNullStreams): Proc
     },
     write(text) {
       child.stdin.write(text);
+    },
+    kill(sig) {
+      child.kill(sig);
     },
     exited,
   };
@@ -151,6 +155,22 @@ testIf(missing, 'attach: a stopped or created container is a clear error, bad de
   t.regex(none.stderr, /nope/);
 });
 
+testIf(missing, 'attach --sig-proxy: our SIGINT reaches the container without a tty; --sig-proxy=false leaves it to us', async (t) => {
+  const { root, r } = await setup(t);
+  const started = await r('run', '-d', '--name', 'trap', 'busybox', 'sh', '-c', 'trap "echo got-int; exit 3" INT; while true; do echo tick; sleep 0.1; done');
+  t.is(started.code, 0, started.stderr);
+  const quiet = spawnCli(t, root, 'attach', '--sig-proxy=false', 'trap');
+  await quiet.waitFor(/tick\n/);
+  quiet.kill('SIGINT');
+  t.is(await quiet.exited, 0, quiet.stderr());
+  t.is((await r('inspect', '--format', '{{.State.Status}}', 'trap')).stdout.trim(), 'running');
+  const a = spawnCli(t, root, 'attach', 'trap');
+  await a.waitFor(/tick\n/);
+  a.kill('SIGINT');
+  t.is(await a.exited, 3, a.stderr());
+  t.regex(a.stdout(), /got-int\n$/);
+});
+
 testIf(missing, 'start -ai: starts the container attached to our stdin and ends with its exit code; start -i alone too', async (t) => {
   const { root, r } = await setup(t);
   t.is((await r('run', '-di', '--name', 'again', 'busybox', 'sh')).code, 0);
@@ -175,11 +195,11 @@ testIf(missing, 'start -ai: starts the container attached to our stdin and ends 
   t.is(second.stdout(), 'started\ngot two\n');
 });
 
-testIf(scriptMissing, 'run -dit + attach on a terminal: raw mode, our size, detach keys leave it running, a second attach ends with its exit code', async (t) => {
+testIf(scriptMissing, 'run -dit + attach on a terminal: raw mode, our size and resizes, detach keys leave it running, a second attach ends with its exit code', async (t) => {
   const { dir, root, r } = await setup(t);
   t.is((await r('run', '-dit', '--name', 'term', 'busybox', 'sh')).code, 0);
   const onTerm = (args: string): Proc => {
-    const cmd = `stty cols 77 rows 19; ${process.execPath} --import ${TSX} ${MAIN} --root ${root} ${args}; code=$?; stty -a | grep -o -- '-\\?icanon' > ${join(dir, 'after.txt')}; exit $code`;
+    const cmd = `stty cols 77 rows 19; tty > ${join(dir, 'outer-tty.txt')}; ${process.execPath} --import ${TSX} ${MAIN} --root ${root} ${args}; code=$?; stty -a | grep -o -- '-\\?icanon' > ${join(dir, 'after.txt')}; exit $code`;
     return track(t, spawn('script', ['-qfec', cmd, '/dev/null'], { cwd: dir, env: { ...process.env, TERM: 'xterm' }, stdio: ['pipe', 'pipe', 'pipe'] }));
   };
   const first = onTerm('attach term');
@@ -201,6 +221,13 @@ testIf(scriptMissing, 'run -dit + attach on a terminal: raw mode, our size, deta
     if (Date.now() > deadline2) throw new Error(second.stdout());
     second.write('echo "x=$((6*7))"\r');
     await second.waitFor(/x=42/, 'stdout', 1000).catch(() => undefined);
+  }
+  // Our terminal is resized from outside: node sees SIGWINCH and attach passes the size on.
+  execFileSync('stty', ['-F', (await readFile(join(dir, 'outer-tty.txt'), 'utf8')).trim(), 'rows', '31', 'cols', '101']);
+  while (!/31 101\r\n/.test(second.stdout())) {
+    if (Date.now() > deadline2) throw new Error(second.stdout());
+    second.write('stty size\r');
+    await second.waitFor(/31 101\r\n/, 'stdout', 1000).catch(() => undefined);
   }
   second.write('exit 4\r');
   t.is(await second.exited, 4, second.stdout());
