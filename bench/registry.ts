@@ -8,7 +8,8 @@
  *    issue's target is <= 80 ms each, start-up included; `node -e 0` and skopeo are shown beside);
  *  - push to a new repository of the same registry (cross-repository mount).
  * skopeo: `skopeo copy oci:STORE:REF docker://...` (push) and `docker://... oci:DIR` (pull).
- * Peak RSS is sampled in-process. Flags: --mb=N (image size, default 340; --mb=10 for a quick run),
+ * Peak RSS is sampled in-process; push, pull and unpack rows also give the CPU time of this process
+ * and of the registry process, and the load (wall time alone says little on a shared machine). Flags: --mb=N (image size, default 340; --mb=10 for a quick run),
  * --runs=N (processes per no-op CLI row, median reported; default 10), --cli=FILE (the CLI entry,
  * default bin/tsbuild.js; e.g. a bundle written with `scripts/bundle.mjs --outfile`), --dir=PATH, --keep.
  */
@@ -56,18 +57,42 @@ async function startRegistry(dir: string): Promise<{ host: string; child: ChildP
   return { host: `127.0.0.1:${port}`, child };
 }
 
-/** Runs `fn`, returning its wall time in ms and the peak RSS growth sampled meanwhile. */
-async function measure<T>(fn: () => Promise<T>): Promise<{ ms: number; peakMb: number; value: T }> {
+/** CPU time (user + system) in ms that process `pid` has used so far (0 when unreadable). */
+async function processCpuMs(pid: number | undefined): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) * 10; // clock ticks of 10 ms
+}
+
+/** The load average now, for the rows measured while other work shares the machine. */
+async function loadNow(): Promise<string> {
+  return (await readFile('/proc/loadavg', 'utf8').catch(() => '? ? ?')).split(' ').slice(0, 3).join(' ');
+}
+
+/**
+ * Runs `fn`, returning its wall time in ms, the peak RSS growth sampled meanwhile, this process's
+ * CPU time and that of the registry process `serverPid` (wall time alone says little on a loaded machine).
+ */
+async function measure<T>(fn: () => Promise<T>, serverPid?: number): Promise<{ ms: number; peakMb: number; cpuMs: number; serverCpuMs: number; value: T }> {
   const base = process.memoryUsage().rss;
   let peak = base;
   const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+  const s0 = await processCpuMs(serverPid);
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   try {
     const value = await fn();
-    return { ms: performance.now() - t0, peakMb: (peak - base) / MB, value };
+    const ms = performance.now() - t0;
+    const cpu = process.cpuUsage(c0);
+    return { ms, peakMb: (peak - base) / MB, cpuMs: (cpu.user + cpu.system) / 1000, serverCpuMs: (await processCpuMs(serverPid)) - s0, value };
   } finally {
     clearInterval(timer);
   }
+}
+
+/** " CPU 812 ms (registry 1300 ms), load 3.1 2.0 1.5" for a row. */
+async function cpuNote(m: { cpuMs: number; serverCpuMs: number }): Promise<string> {
+  return `CPU ${m.cpuMs.toFixed(0)} ms (registry ${m.serverCpuMs.toFixed(0)} ms), load ${await loadNow()}`;
 }
 
 async function timeProcess(cmd: string, args: readonly string[]): Promise<number> {
@@ -124,21 +149,19 @@ export async function run(args: string[]): Promise<void> {
     const client = new HttpRegistryClient();
     const dest = parseReference(`${regA.host}/bench/img:1`);
 
-    const push = await measure(() => pushImage(client, store, manifest, dest));
-    process.stdout.write(`tsbuild cold push:   ${push.ms.toFixed(0)} ms  ${rate(push.ms)}  peak +${push.peakMb.toFixed(0)} MB RSS\n`);
+    const push = await measure(() => pushImage(client, store, manifest, dest), regA.child.pid);
+    process.stdout.write(`tsbuild cold push:   ${push.ms.toFixed(0)} ms  ${rate(push.ms)}  peak +${push.peakMb.toFixed(0)} MB RSS; ${await cpuNote(push)}\n`);
     const skPush = await timeProcess('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${root}:bench`, `docker://${regB.host}/bench/img:1`]);
     process.stdout.write(`skopeo cold push:    ${skPush.toFixed(0)} ms  ${rate(skPush)}\n`);
 
     const dst = await openStore(join(work, 'dst'));
-    const pull = await measure(() => pullImage(client, dst, dest, { platform: PLATFORM }));
-    process.stdout.write(`tsbuild cold pull:   ${pull.ms.toFixed(0)} ms  ${rate(pull.ms)}  peak +${pull.peakMb.toFixed(0)} MB RSS (download + verify + store)\n`);
-    const c0 = process.cpuUsage();
+    const pull = await measure(() => pullImage(client, dst, dest, { platform: PLATFORM }), regA.child.pid);
+    process.stdout.write(`tsbuild cold pull:   ${pull.ms.toFixed(0)} ms  ${rate(pull.ms)}  peak +${pull.peakMb.toFixed(0)} MB RSS (download + verify + store); ${await cpuNote(pull)}\n`);
     const unpack = await measure(async () => {
       for (const l of layers) await applyLayer(decompress(await dst.blobs.open(l.digest), { tools }), join(work, 'rootfs'));
     });
-    const cpu = process.cpuUsage(c0);
     await rm(join(work, 'rootfs'), { recursive: true, force: true });
-    process.stdout.write(`tsbuild unpack:      ${unpack.ms.toFixed(0)} ms  ${rate(unpack.ms)}  CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms  peak +${unpack.peakMb.toFixed(0)} MB RSS\n`);
+    process.stdout.write(`tsbuild unpack:      ${unpack.ms.toFixed(0)} ms  ${rate(unpack.ms)}  CPU ${unpack.cpuMs.toFixed(0)} ms  peak +${unpack.peakMb.toFixed(0)} MB RSS, load ${await loadNow()}\n`);
     process.stdout.write(`tsbuild pull+unpack: ${(pull.ms + unpack.ms).toFixed(0)} ms  ${rate(pull.ms + unpack.ms)}\n`);
     const skPull = await timeProcess('skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${regA.host}/bench/img:1`, `oci:${join(work, 'sk-layout')}:img`]);
     process.stdout.write(`skopeo cold pull:    ${skPull.toFixed(0)} ms  ${rate(skPull)}\n`);
