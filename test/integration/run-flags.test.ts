@@ -106,7 +106,7 @@ testIf(noBusybox ?? cgroupV1, 'run --oom-kill-disable: the container\'s memory c
   const run = await r('run', '-d', '--name', 'oom', '-m', '64m', '--oom-kill-disable', 'busybox', 'sleep', '600');
   t.is(run.code, 0, run.stderr);
   let pid = 0;
-  for (let i = 0; i < 600 && pid === 0; i++) {
+  for (let i = 0; i < 1200 && pid === 0; i++) {
     pid = (await inspectOf(r, 'oom')).State.Pid;
     if (pid === 0) await new Promise((res) => setTimeout(res, 50));
   }
@@ -141,7 +141,7 @@ testIf(noBusybox, 'run -l/--label-file/--expose: labels merge over the image\'s,
   const up = await r('run', '-d', '--name', 'pub', '-P', '--expose', '9000', 'busybox', 'sleep', '600');
   t.is(up.code, 0, up.stderr);
   let port = '';
-  for (let i = 0; i < 600 && port === ''; i++) {
+  for (let i = 0; i < 1200 && port === ''; i++) {
     port = (await r('port', 'pub', '9000')).stdout.trim();
     if (port === '') await new Promise((res) => setTimeout(res, 50));
   }
