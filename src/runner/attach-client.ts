@@ -74,7 +74,7 @@ async function connectSocket(containers: ContainerStore, id: string, monitorPid:
  * A matcher of the detach key sequence over our input: bytes that might start it are held back
  * and sent when the sequence breaks (as docker's escape proxy).
  */
-function detachFilter(keys: Buffer | undefined): (chunk: Buffer) => { send: Buffer; detach: boolean } {
+export function detachFilter(keys: Buffer | undefined): (chunk: Buffer) => { send: Buffer; detach: boolean } {
   let held = 0;
   return (chunk) => {
     if (keys === undefined || keys.length === 0) return { send: chunk, detach: false };
