@@ -32,7 +32,7 @@ export interface ExecOptions {
 
 /**
  * Runs a command in a running container, as `docker exec`: in all its namespaces and its cgroup,
- * with its env (plus `-e`), user, working directory, capabilities and no_new_privs. Resolves with
+ * with its env (plus `-e`), user, working directory, capabilities and no_new_privs (`--security-opt`). Resolves with
  * how it ended (exit code propagated). Throws RUN_NOT_RUNNING, RUN_PAUSED, RUN_NO_COMMAND,
  * SANDBOX_COMMAND_NOT_FOUND (127), SANDBOX_COMMAND_NOT_EXECUTABLE (126), SANDBOX_BAD_USER/BAD_WORKDIR.
  */
@@ -55,7 +55,7 @@ export async function execInContainer(deps: ExecDeps, entry: ContainerEntry, opt
     user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids ?? [] },
     capabilities: computeCapabilities(config.capAdd, config.capDrop),
     rlimits: DEFAULT_RLIMITS,
-    noNewPrivileges: true,
+    noNewPrivileges: config.noNewPrivileges ?? true,
     terminal: options.terminal,
     detach: options.detach,
     ...(cgroup === undefined ? {} : { cgroup }),
