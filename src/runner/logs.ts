@@ -26,6 +26,9 @@ function nowText(): string {
   return `${iso.slice(0, -1)}${ns}Z`;
 }
 
+/** The longest record of a line without a newline (characters, as docker's 16 KiB). */
+const MAX_RECORD = 16 * 1024;
+
 /**
  * Appends the container's output to `path` as JSON lines `{"log","stream","time"}`. A record ends at
  * each newline (kept in `log`, as docker); a final partial line is written on close. `tee` receives
@@ -46,10 +49,17 @@ export function createLogWriter(path: string, tee?: { stdout?: Writable; stderr?
     const w = new Writable({
       write(chunk: Buffer, _enc, cb) {
         const text = pending + decoder.write(chunk);
-        const lines = text.split('\n');
-        pending = lines.pop() as string;
+        const logs = text.split('\n');
+        pending = logs.pop() as string;
+        for (let i = 0; i < logs.length; i++) logs[i] += '\n';
+        // A line without a newline is cut into records of MAX_RECORD characters (docker's json-file
+        // splits at 16 KiB): without it, output without newlines re-splits a growing string per chunk.
+        while (pending.length >= MAX_RECORD) {
+          logs.push(pending.slice(0, MAX_RECORD));
+          pending = pending.slice(MAX_RECORD);
+        }
         const time = nowText();
-        const records = lines.map((l) => `${JSON.stringify({ log: `${l}\n`, stream, time })}\n`).join('');
+        const records = logs.map((l) => `${JSON.stringify({ log: l, stream, time })}\n`).join('');
         const done = (): void => {
           if (out === undefined) cb();
           else if (out.write(chunk)) cb();

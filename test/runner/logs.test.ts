@@ -29,6 +29,19 @@ test('createLogWriter: one JSON record per line and stream, partial lines and sp
   t.is(Buffer.concat(teed).toString(), 'one\ntwo€\ntail without newline');
 });
 
+test('createLogWriter: a line without a newline is cut into 16 KiB records (docker json-file), nothing lost', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'c-json.log');
+  const w = createLogWriter(path);
+  // 40,000 characters in 1000-character chunks, then a newline.
+  for (let i = 0; i < 40; i++) await write(w.stdout, String.fromCharCode(97 + (i % 26)).repeat(1000));
+  await write(w.stdout, '\nnext\n');
+  await w.close();
+  const records = (await readFile(path, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as LogRecord);
+  t.deepEqual(records.map((r) => r.log.length), [16384, 16384, 40000 - 2 * 16384 + 1, 5]);
+  t.is(records.map((r) => r.log).join(''), `${Array.from({ length: 40 }, (_, i) => String.fromCharCode(97 + (i % 26)).repeat(1000)).join('')}\nnext\n`);
+});
+
 test('readLogs: all records, the last N with tail, nothing for a missing file', async (t) => {
   const dir = await tempDir(t);
   const path = join(dir, 'c-json.log');
