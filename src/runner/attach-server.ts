@@ -54,6 +54,9 @@ async function resizePty(pid: number, rows: number, cols: number): Promise<void>
   }
 }
 
+/** Bytes of output that may wait for one attached client before it is disconnected. */
+const MAX_CLIENT_BACKLOG = 16 * 1024 * 1024;
+
 /**
  * Starts listening on container `id`'s attach socket for this process (the monitor). Sockets of
  * earlier monitors are removed: they are gone or closing down (a closing one keeps its clients).
@@ -73,7 +76,16 @@ export async function startAttachServer(containers: ContainerStore, id: string, 
   const broadcast = (type: number, chunk: Buffer): void => {
     if (clients.size === 0 || chunk.length === 0) return;
     const frame = encodeFrame(type, chunk);
-    for (const c of clients) c.write(frame);
+    for (const c of clients) {
+      // A client that stops reading is dropped once MAX_CLIENT_BACKLOG waits for it: the container
+      // never waits for a client, and the monitor's memory stays bounded.
+      if (c.writableLength > MAX_CLIENT_BACKLOG) {
+        clients.delete(c);
+        c.destroy();
+      } else {
+        c.write(frame);
+      }
+    }
   };
   const onResize = (text: string): void => {
     const m = /^(\d+) (\d+)$/.exec(text);
