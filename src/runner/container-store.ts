@@ -10,13 +10,13 @@ import type { AttachedVolume } from './volumes.js';
 import type { RestartPolicy } from './restart.js';
 import type { HealthcheckSpec } from './health.js';
 import { isProcessAlive } from './process-info.js';
-import type { DnsConfig, Ulimit } from './run-options.js';
+import type { ContainerRunOptions } from './run-options.js';
 
 /** Docker's zero time, used for times that have not happened yet. */
 export const ZERO_TIME = '0001-01-01T00:00:00Z';
 
 /** What a container runs and how: fixed at create time, stored as `config.json`. */
-export interface ContainerRecord {
+export interface ContainerRecord extends ContainerRunOptions {
   readonly id: string;
   readonly name: string;
   /** ISO 8601. */
@@ -69,19 +69,6 @@ export interface ContainerRecord {
   readonly init?: boolean;
   /** `-t`: the process runs on a pseudo-terminal of the container's devpts (its output is the log's stdout); absent: false. */
   readonly tty?: boolean;
-  /** `--add-host` entries `NAME:IP`, appended to the container's /etc/hosts (absent: none). */
-  readonly extraHosts?: readonly string[];
-  /** `--dns`, `--dns-search`, `--dns-option` over the base resolv.conf (absent: none given). */
-  readonly dns?: DnsConfig;
-  /** `--ulimit` values over the default rlimits (absent: none). */
-  readonly ulimits?: readonly Ulimit[];
-  /** `--group-add` as given (their gids are in `user.additionalGids`). */
-  readonly groupAdd?: readonly string[];
-  /** `--shm-size` in bytes (absent: 64 MiB). */
-  readonly shmSize?: number;
-  /** `--security-opt` as given, and the no_new_privs it sets (absent: on, tsbuild's default). */
-  readonly securityOpt?: readonly string[];
-  readonly noNewPrivileges?: boolean;
 }
 
 /** The lifecycle status as docker names it. */

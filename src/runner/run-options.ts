@@ -169,13 +169,19 @@ export function parseSecurityOpts(values: readonly string[]): { noNewPrivileges?
   return nnp === undefined ? {} : { noNewPrivileges: nnp };
 }
 
-/** The options of this module as a container records them (absent/empty: the defaults). */
+/** The options of this module as a container records them (absent/empty: the defaults); part of ContainerRecord. */
 export interface ContainerRunOptions {
+  /** `--add-host` entries `NAME:IP`, appended to the container's /etc/hosts (absent: none). */
   readonly extraHosts?: readonly string[];
+  /** `--dns`, `--dns-search`, `--dns-option` over the base resolv.conf (absent: none given). */
   readonly dns?: DnsConfig;
+  /** `--ulimit` values over the default rlimits (absent: none). */
   readonly ulimits?: readonly Ulimit[];
+  /** `--group-add` as given (their gids are in `user.additionalGids`). */
   readonly groupAdd?: readonly string[];
+  /** `--shm-size` in bytes (absent: 64 MiB). */
   readonly shmSize?: number;
+  /** `--security-opt` as given, and the no_new_privs it sets (absent: on, tsbuild's default). */
   readonly securityOpt?: readonly string[];
   readonly noNewPrivileges?: boolean;
 }

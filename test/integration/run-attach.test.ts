@@ -3,10 +3,9 @@ import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:c
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cli } from '../cli/run-cli.js';
 import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
-import { waitForNoProcessMentioning } from '../helpers/containers.js';
+import { waitForNoProcessMentioning, watchContainerStore } from '../helpers/containers.js';
 import { cliAsUser, rootlessMissing, ROOTLESS_USER } from '../helpers/rootless.js';
 import { tempDir } from '../helpers/tmp.js';
 import { REPO } from '../sandbox/sandbox-helpers.js';
@@ -24,12 +23,7 @@ async function setup(t: ExecutionContext): Promise<{ dir: string; root: string; 
   const dir = await tempDir(t);
   const root = join(dir, 'root');
   await makeBusyboxImage(dir, root);
-  const r: Run = (...a) => cli(['--root', root, ...a], { cwd: dir });
-  t.teardown(async () => {
-    const ids = (await r('ps', '-aq', '--no-trunc')).stdout.split('\n').filter((s) => s !== '');
-    if (ids.length > 0) await r('rm', '-f', '-v', ...ids);
-    await waitForNoProcessMentioning(root);
-  });
+  const { r } = watchContainerStore(t, root, { cli: { cwd: dir }, volumes: true });
   return { dir, root, r };
 }
 

@@ -1,11 +1,11 @@
 import type { ExecutionContext } from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cli } from '../cli/run-cli.js';
 import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
+import { processesMentioning, watchContainerStore } from '../helpers/containers.js';
 import { tempDir } from '../helpers/tmp.js';
 import { REPO } from '../sandbox/sandbox-helpers.js';
 import { buildMissing } from './build-helpers.js';
@@ -16,31 +16,13 @@ const MAIN = join(REPO, 'src', 'cli', 'main.ts');
 
 type Run = (...a: string[]) => Promise<{ code: number; stdout: string; stderr: string }>;
 
-/** Pids of processes (not this one) whose command line mentions `text`. */
-function processesMentioning(text: string): number[] {
-  const out: number[] = [];
-  for (const n of readdirSync('/proc')) {
-    if (!/^\d+$/.test(n) || Number(n) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${n}/cmdline`, 'utf8').includes(text)) out.push(Number(n));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
 
 /** A store with busybox; every container is removed (and its processes gone) when the test ends. */
 async function setup(t: ExecutionContext): Promise<{ dir: string; root: string; r: Run }> {
   const dir = await tempDir(t);
   const root = join(dir, 'root');
   await makeBusyboxImage(dir, root);
-  const r: Run = (...a) => cli(['--root', root, ...a], { cwd: dir });
-  t.teardown(async () => {
-    const ids = (await r('ps', '-aq', '--no-trunc')).stdout.split('\n').filter((s) => s !== '');
-    if (ids.length > 0) await r('rm', '-f', '-v', ...ids);
-    for (let i = 0; i < 100 && processesMentioning(root).length > 0; i++) await new Promise((res) => setTimeout(res, 50));
-  });
+  const { r } = watchContainerStore(t, root, { cli: { cwd: dir }, volumes: true });
   return { dir, root, r };
 }
 
