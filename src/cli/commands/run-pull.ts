@@ -1,10 +1,8 @@
 import { familiarReference, familiarRepository, parseReference, TsbuildError } from '../../core/index.js';
 import { platformFromNode } from '../../image/index.js';
-import { pullImage } from '../../registry/index.js';
 import { resolveImage, type Store } from '../../store/index.js';
 import type { ParsedArgs } from '../args.js';
 import type { CommandContext } from '../command.js';
-import { createClient } from './registry-common.js';
 
 /** `--pull` of `run`: always pull, pull when the image is not in the store, or never. */
 export type PullPolicy = 'always' | 'missing' | 'never';
@@ -32,6 +30,8 @@ export async function pullForRun(store: Store, image: string, policy: PullPolicy
     ctx.stderr.write(`Unable to find image '${image}' locally\n`);
   }
   const ref = parseReference(image);
+  // The registry client loads only when a pull happens: `run` of a present image never needs it.
+  const [{ pullImage }, { createClient }] = await Promise.all([import('../../registry/index.js'), import('./registry-common.js')]);
   const client = createClient(args, ctx);
   try {
     ctx.stderr.write(`${ref.tag ?? ref.digest}: Pulling from ${familiarRepository(ref)}\n`);
