@@ -7,7 +7,7 @@ import type { CliOptions } from '../cli/run-cli.js';
 import { readTar } from '../../src/layer/index.js';
 import { busyboxMissing, makeBusyboxImage, tarDirectory } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
-import { processesMentioning, watchContainerStore } from '../helpers/containers.js';
+import { processesMentioning, waitForNoProcessMentioning, watchContainerStore } from '../helpers/containers.js';
 import { cliAsUser, rootlessMissing, ROOTLESS_USER as USER } from '../helpers/rootless.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -392,6 +392,8 @@ testIf(rootlessMissing() ?? noBusybox, 'exec rootless: an unprivileged user exec
   t.is(res.code, 0, res.stderr);
   t.true((await tarNames(join(home, 'tmp', 'rl.tar'))).includes('made'));
   t.is((await u('rm', '-f', 'rl')).code, 0);
+  // Processes end asynchronously after rm (the monitor's children see their exit pipe close).
+  await waitForNoProcessMentioning(root);
   t.deepEqual(processesMentioning(root), [], 'no monitor or container process is left');
   t.false(readFileSync('/proc/self/mountinfo', 'utf8').includes(root), 'no mount is left');
 });

@@ -13,7 +13,7 @@ import { createManifest, editContainerConfig, serializeDocument } from '../../sr
 import { openStore } from '../../src/store/index.js';
 import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
-import { processesMentioning, watchContainerStore } from '../helpers/containers.js';
+import { processesMentioning, waitForNoProcessMentioning, watchContainerStore } from '../helpers/containers.js';
 import { cliAsUser, rootlessMissing, ROOTLESS_USER as USER } from '../helpers/rootless.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -357,6 +357,8 @@ testIf(noRootless, 'run -p rootless: an unprivileged user publishes a detached h
   t.true(await portIsFree(port), 'rm releases the host port');
   const ids = (await cliAsUser(home, root, ['ps', '-aq'])).stdout.split('\n').filter((s) => s !== '');
   if (ids.length > 0) await cliAsUser(home, root, ['rm', '-f', ...ids]);
+  // Processes end asynchronously after rm (the monitor's children see their exit pipe close).
+  await waitForNoProcessMentioning(root);
   t.deepEqual(processesMentioning(root), [], 'no monitor, container or port proxy process is left');
   t.false(readFileSync('/proc/self/mountinfo', 'utf8').includes(root), 'no mount is left');
 });

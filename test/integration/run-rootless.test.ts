@@ -5,7 +5,7 @@ import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
-import { processesMentioning } from '../helpers/containers.js';
+import { processesMentioning, waitForNoProcessMentioning } from '../helpers/containers.js';
 import { cliAsUser, rootlessMissing, ROOTLESS_USER as USER } from '../helpers/rootless.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -36,6 +36,8 @@ testIf(missing, 'run rootless: an unprivileged user runs, detaches, stops and re
   t.is(r.code, 0, r.stderr);
   t.is((await cliAsUser(home, root, ['rm', 'bg'])).code, 0);
   t.is((await cliAsUser(home, root, ['ps', '-aq'])).stdout, '');
+  // Processes end asynchronously after rm (the monitor's children see their exit pipe close).
+  await waitForNoProcessMentioning(root);
   t.deepEqual(processesMentioning(root), [], 'no monitor or container process is left');
   t.false(readFileSync('/proc/self/mountinfo', 'utf8').includes(root), 'no mount is left');
 });
