@@ -1,4 +1,4 @@
-import { readFile, readlink } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { TsbuildError } from '../core/index.js';
 import { cleanupStaleCgroups, createRunSpec, parseGroup, parsePasswd, resolveUserFromTables, type RootSpec, type RunHooks, type RunResult, type Sandbox, type SandboxStdio } from '../sandbox/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
@@ -8,7 +8,7 @@ import { prepareContainerNetwork, type SlirpLookup } from './network-slirp.js';
 import { publishPorts } from './port-forwarder.js';
 import { bindingsOfContainer } from './ports.js';
 import { portsFileOf } from './ports-state.js';
-import { childPids, isProcessAlive, processStartTime } from './process-info.js';
+import { isProcessAlive, processStartTime } from './process-info.js';
 import { removeAnonymousVolumes } from './volumes.js';
 import { stdioForTerminal } from './tty.js';
 import { appendExtraHosts, applyDnsConfig, ulimitsToRlimits } from './run-options.js';
@@ -61,31 +61,6 @@ function rootOf(snapshotter: Snapshotter, key: string, readonly: boolean, usedOn
       // A writable layer mounted once (--rm) is `volatile`: its unmount skips syncing the whole upper file system, as podman does.
       : { overlay: { lowerdirs: m.relativeLowerdirs, upperdir: m.upperdir, workdir: m.workdir, baseDir: m.baseDir, options: usedOnce ? [...m.options, 'volatile'] : m.options }, readonly };
   });
-}
-
-/**
- * Finds the host pid of the container's first process: a child of one of our launcher children
- * whose environment carries the container's `HOSTNAME=` (set for every container, as docker).
- * With `loose` (the process may have replaced its environment), the only child of our only
- * launcher is taken too: a monitor owns exactly one container.
- */
-async function findContainerPid(launcherPath: string, ownerPid: number, hostnameEnv: string, loose: boolean): Promise<number | undefined> {
-  const launchers: number[] = [];
-  for (const l of childPids(ownerPid)) {
-    const exe = await readlink(`/proc/${l}/exe`).catch(() => '');
-    if (exe === launcherPath) launchers.push(l);
-  }
-  for (const l of launchers) {
-    for (const c of childPids(l)) {
-      const environ = await readFile(`/proc/${c}/environ`, 'latin1').catch(() => '');
-      if (environ.split('\0').includes(hostnameEnv)) return c;
-    }
-  }
-  if (loose && launchers.length === 1) {
-    const children = childPids(launchers[0] as number);
-    if (children.length === 1) return children[0];
-  }
-  return undefined;
 }
 
 /** How {@link runContainer} ends besides the exit code. */
@@ -170,24 +145,41 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
     }
   };
   let ended = false;
-  // Find the container's pid while it starts, so stop/kill from other processes can signal it.
+  // The sandbox reports the container's pid once its namespaces exist, before its command starts; the
+  // state records it once that process runs the command (its environment carries the container's
+  // HOSTNAME=; after 500 ms it counts as running anyway, the command may replace its environment).
+  // Only that one process is polled, not every child of this process.
+  let createdPid: number | undefined;
+  const hostnameLine = env.find((e) => e.startsWith('HOSTNAME=')) ?? hostnameEnv;
   const watch = (async () => {
-    const since = Date.now();
+    let since: number | undefined;
     while (!ended) {
-      const pid = await findContainerPid(deps.launcherPath, deps.ownerPid, env.find((e) => e.startsWith('HOSTNAME=')) ?? hostnameEnv, Date.now() - since > 500);
-      if (pid !== undefined && !ended) {
-        await containers.writeState(id, { ...running, pid, pidStartTime: processStartTime(pid) ?? '' });
-        void ports.attach(pid);
-        markStarted();
-        return;
+      if (createdPid !== undefined) {
+        since ??= Date.now();
+        const pid = createdPid;
+        const environ = await readFile(`/proc/${pid}/environ`, 'latin1').catch(() => '');
+        if ((environ.split('\0').includes(hostnameLine) || Date.now() - since > 500) && !ended) {
+          await containers.writeState(id, { ...running, pid, pidStartTime: processStartTime(pid) ?? '' });
+          void ports.attach(pid);
+          markStarted();
+          return;
+        }
       }
       await new Promise((r) => setTimeout(r, 5));
     }
   })();
+  const netCreated = hooks.onCreated;
+  const runHooks: RunHooks = {
+    ...hooks,
+    onCreated: async (pid: number) => {
+      createdPid = pid;
+      if (netCreated !== undefined) await netCreated(pid);
+    },
+  };
   let result: RunResult | undefined;
   let failure: unknown;
   try {
-    result = await deps.sandbox.run(spec, stdioForTerminal(config.tty === true, stdio), signal, hooks);
+    result = await deps.sandbox.run(spec, stdioForTerminal(config.tty === true, stdio), signal, runHooks);
   } catch (err) {
     failure = err;
   }
