@@ -200,13 +200,14 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
     finishedAt: new Date().toISOString(),
   });
   markStarted();
-  if (config.autoRemove) await Promise.all([removeContainer(deps, config, { volumes: true }), netStopped]);
+  // The sandbox swept stale cgroups when this run started (and removed its own): removal skips a second sweep.
+  if (config.autoRemove) await Promise.all([removeContainer(deps, config, { volumes: true, staleCgroupsSwept: true }), netStopped]);
   if (failure !== undefined) throw failure;
   return result as RunResult;
 }
 
 /** Removes a container that is not running: its writable layer (snapshot), state, logs and name; with `volumes` its anonymous volumes too. */
-export async function removeContainer(deps: Pick<RunnerDeps, 'containers' | 'snapshotter'> & Partial<Pick<RunnerDeps, 'rootless'>>, config: ContainerRecord, options: { readonly volumes?: boolean; readonly monitorPid?: number } = {}): Promise<void> {
+export async function removeContainer(deps: Pick<RunnerDeps, 'containers' | 'snapshotter'> & Partial<Pick<RunnerDeps, 'rootless'>>, config: ContainerRecord, options: { readonly volumes?: boolean; readonly monitorPid?: number; readonly staleCgroupsSwept?: boolean } = {}): Promise<void> {
   // Every part is attempted even when one fails (nothing half-removed is kept for lack of trying);
   // the first failure is reported.
   const failures: unknown[] = [];
@@ -216,7 +217,7 @@ export async function removeContainer(deps: Pick<RunnerDeps, 'containers' | 'sna
   if (options.monitorPid !== undefined && options.monitorPid > 0) {
     await cleanupStaleCgroups({ rootless, ownerPid: options.monitorPid }).catch((err: unknown) => { failures.push(err); });
   }
-  await cleanupStaleCgroups({ rootless }).catch(() => undefined);
+  if (options.staleCgroupsSwept !== true) await cleanupStaleCgroups({ rootless }).catch(() => undefined);
   await deps.snapshotter.remove(config.snapshotKey).catch((err: unknown) => { failures.push(err); });
   await deps.containers.remove(config.id, config.name).catch((err: unknown) => { failures.push(err); });
   if (options.volumes === true) await removeAnonymousVolumes(config).catch((err: unknown) => { failures.push(err); });
