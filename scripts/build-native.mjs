@@ -24,8 +24,10 @@ try {
 mkdirSync(outDir, { recursive: true });
 const out = join(outDir, 'tsbuild-launcher');
 // Compile to a temporary name and rename: concurrent builds (parallel test files) never see a partial binary.
+// Static: every RUN step and container starts one, and a static binary starts without the dynamic
+// loader's work (about 2 ms less per start on a busy machine).
 const tmp = `${out}.tmp-${process.pid}`;
-execFileSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', tmp, ...sources.map((s) => join(srcDir, s))], { stdio: 'inherit' });
+execFileSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-static', '-o', tmp, ...sources.map((s) => join(srcDir, s))], { stdio: 'inherit' });
 renameSync(tmp, out);
 console.log(`build-native: built ${out}`);
 // The init of `tsbuild run --init` (src/sandbox/init/), static: it is bind-mounted into any image.

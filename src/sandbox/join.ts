@@ -7,8 +7,8 @@
 import { TsbuildError } from '../core/index.js';
 import type { Cgroup } from './cgroup-types.js';
 import { capabilityMask, RLIMIT_NUMBERS } from './launcher-spec.js';
-import { spawnLauncher } from './launcher-process.js';
-import { parseStatusLine, setupError, type LauncherStatus } from './launcher-status.js';
+import { runHandshake } from './launcher-handshake.js';
+import { setupError } from './launcher-status.js';
 import type { SandboxStdio } from './sandbox.js';
 import type { ProcessUser, Rlimit, RunSpec } from './spec.js';
 
@@ -104,79 +104,36 @@ export function encodeJoinSpec(spec: JoinSpec): Buffer {
  */
 export async function joinProcess(launcherPath: string, spec: JoinSpec, stdio: SandboxStdio = {}, signal?: AbortSignal): Promise<JoinResult> {
   signal?.throwIfAborted();
-  const input = encodeJoinSpec(spec);
-  const { child, specPipe, statusPipe, goPipe, outputs } = spawnLauncher(launcherPath, stdio, spec.detach === true);
-
-  let pid: number | undefined;
-  let aborted = false;
-  let detachedSeen = false;
-  const killAll = (): void => {
-    aborted = true;
-    if (pid !== undefined) {
-      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
-    }
-    child.kill('SIGKILL');
-  };
-  signal?.addEventListener('abort', killAll, { once: true });
-  const spawnError = new Promise<never>((_, reject) => child.once('error', (err) => reject(new TsbuildError('SANDBOX_LAUNCHER', `cannot start the sandbox launcher ${launcherPath}: ${err.message}`, { cause: err, exitCode: 125 }))));
-  spawnError.catch(() => undefined);
-  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  try {
-    specPipe.end(input);
-    const lines: LauncherStatus[] = [];
-    let buffered = '';
-    let release: Promise<void> = Promise.resolve();
-    statusPipe.setEncoding('utf8');
-    statusPipe.on('data', (text: string) => {
-      buffered += text;
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        if (line === 'detached') {
-          detachedSeen = true;
-          continue;
-        }
-        const parsed = parseStatusLine(line);
-        if (parsed === undefined) continue;
-        lines.push(parsed);
-        if (parsed.pid !== undefined) {
-          const childPid = parsed.pid;
-          pid = childPid;
-          release = (async () => {
-            if (spec.cgroup !== undefined) await spec.cgroup.addProcess(childPid);
-            goPipe.end('g');
-          })();
-          release.catch(() => goPipe.destroy());
-        }
-      }
-    });
-    const statusDone = new Promise<void>((resolve) => statusPipe.once('close', resolve));
-    await Promise.race([Promise.all([exited, statusDone]), spawnError]);
-    await release;
-    await Promise.all(outputs);
-    const error = lines.find((l) => l.error !== undefined)?.error;
-    if (aborted) {
-      throw new TsbuildError('SANDBOX_ABORTED', `process stopped: ${String((signal?.reason as Error | undefined)?.message ?? signal?.reason ?? 'aborted')}`, { cause: signal?.reason, exitCode: 137 });
-    }
-    if (error !== undefined) {
-      if (error.step === 'open-namespace' || error.step === 'open-root' || error.step === 'setns' || error.step === 'chroot') {
-        throw new TsbuildError('SANDBOX_JOIN', `cannot enter the namespaces of process ${spec.targetPid} (${error.step} ${error.detail}): errno ${error.errno}`, { exitCode: 125 });
-      }
-      // setupError reads only process.args and process.user of the spec.
-      const forMessages = { process: { args: spec.args, user: spec.user ?? { uid: 0, gid: 0, additionalGids: [] } } } as unknown as RunSpec;
-      throw setupError(error, forMessages);
-    }
-    if (pid === undefined) throw new TsbuildError('SANDBOX_LAUNCHER', `the sandbox launcher ended without a status (exit ${String(await exited)})`, { exitCode: 125 });
-    if (detachedSeen) return { exitCode: 0, pid, detached: true };
-    const end = lines.find((l) => l.exitCode !== undefined || l.signal !== undefined);
-    if (end === undefined) throw new TsbuildError('SANDBOX_LAUNCHER', `the sandbox launcher ended without a status (exit ${String(await exited)})`, { exitCode: 125 });
-    return end.signal !== undefined
-      ? { exitCode: 128 + end.signal, signal: end.signal, pid, detached: false }
-      : { exitCode: end.exitCode ?? 125, pid, detached: false };
-  } finally {
-    signal?.removeEventListener('abort', killAll);
-    if (!detachedSeen && child.exitCode === null && child.signalCode === null) killAll();
-    if (spec.detach === true) child.unref();
+  const r = await runHandshake({
+    launcherPath,
+    input: encodeJoinSpec(spec),
+    stdio,
+    detached: spec.detach === true,
+    signal,
+    onPid: async (pid, go) => {
+      if (spec.cgroup !== undefined) await spec.cgroup.addProcess(pid);
+      go.end('g');
+    },
+  });
+  if (r.releaseError !== undefined) throw r.releaseError;
+  const error = r.lines.find((l) => l.error !== undefined)?.error;
+  if (r.aborted) {
+    throw new TsbuildError('SANDBOX_ABORTED', `process stopped: ${String((signal?.reason as Error | undefined)?.message ?? signal?.reason ?? 'aborted')}`, { cause: signal?.reason, exitCode: 137 });
   }
+  if (error !== undefined) {
+    if (error.step === 'open-namespace' || error.step === 'open-root' || error.step === 'setns' || error.step === 'chroot') {
+      throw new TsbuildError('SANDBOX_JOIN', `cannot enter the namespaces of process ${spec.targetPid} (${error.step} ${error.detail}): errno ${error.errno}`, { exitCode: 125 });
+    }
+    // setupError reads only process.args and process.user of the spec.
+    const forMessages = { process: { args: spec.args, user: spec.user ?? { uid: 0, gid: 0, additionalGids: [] } } } as unknown as RunSpec;
+    throw setupError(error, forMessages);
+  }
+  const pid = r.pid;
+  if (pid === undefined) throw new TsbuildError('SANDBOX_LAUNCHER', `the sandbox launcher ended without a status (exit ${String(await r.exited)})`, { exitCode: 125 });
+  if (r.detached) return { exitCode: 0, pid, detached: true };
+  const end = r.lines.find((l) => l.exitCode !== undefined || l.signal !== undefined);
+  if (end === undefined) throw new TsbuildError('SANDBOX_LAUNCHER', `the sandbox launcher ended without a status (exit ${String(await r.exited)})`, { exitCode: 125 });
+  return end.signal !== undefined
+    ? { exitCode: 128 + end.signal, signal: end.signal, pid, detached: false }
+    : { exitCode: end.exitCode ?? 125, pid, detached: false };
 }

@@ -1,7 +1,7 @@
 /**
  * Starting the C launcher as a child process: its stdio per {@link SandboxStdio} and the three
  * extra pipes of the handshake (fd 3 spec in, fd 4 status out, fd 5 go in). Shared by the sandbox
- * (run mode) and joinProcess (join mode); the handshake itself stays with them.
+ * (run mode) and joinProcess (join mode) through the handshake of launcher-handshake.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';

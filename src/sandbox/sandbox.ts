@@ -11,14 +11,14 @@ import { TsbuildError } from '../core/index.js';
 import { cleanupStaleCgroups, createCgroup } from './cgroup.js';
 import type { CgroupLimits } from './cgroup-limits.js';
 import type { Cgroup, CgroupUsage } from './cgroup-types.js';
-import { spawnLauncher } from './launcher-process.js';
+import { runHandshake } from './launcher-handshake.js';
 import { encodeLauncherSpec, overlayRootDirs, type LauncherTarget } from './launcher-spec.js';
 import { cleanStaleSandboxStates, initFileMounts, newSandboxId, prepareSharedState, renderInitFiles, type SharedSandboxState } from './sandbox-state.js';
 import type { ResourcesSpec, RunSpec } from './spec.js';
 import { hasNamespace } from './spec.js';
 import type { EnclosingIdMaps, HostIdentity, IdMaps } from './userns.js';
 import { resolveIdMaps, writeIdMaps } from './userns.js';
-import { parseStatusLine, setupError, type LauncherStatus } from './launcher-status.js';
+import { setupError, type LauncherStatus } from './launcher-status.js';
 
 /** Where a sandboxed process's stdin comes from. */
 export type StdinSource = 'inherit' | 'ignore' | number | Readable;
@@ -253,78 +253,36 @@ export class Sandbox {
 
   /** Spawns the launcher and drives the handshake; resolves with the final status. */
   async #launch(spec: RunSpec, target: LauncherTarget, maps: IdMaps | undefined, cgroup: Cgroup | undefined, stdio: SandboxStdio, signal?: AbortSignal, onCreated?: (pid: number) => Promise<void>): Promise<LauncherStatus> {
-    const input = encodeLauncherSpec(spec, target);
-    const { child, specPipe, statusPipe, goPipe, outputs } = spawnLauncher(this.#options.launcherPath, stdio);
-
-    let pid: number | undefined;
-    let aborted = false;
-    const killAll = (): void => {
-      aborted = true;
-      // SECURITY: SIGKILL of the pid namespace's init kills everything in it.
-      if (pid !== undefined) {
-        try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
-      }
-      child.kill('SIGKILL');
-    };
-    signal?.addEventListener('abort', killAll, { once: true });
-    const spawnError = new Promise<never>((_, reject) => child.once('error', (err) => reject(new TsbuildError('SANDBOX_LAUNCHER', `cannot start the sandbox launcher ${this.#options.launcherPath}: ${err.message}`, { cause: err, exitCode: 125 }))));
-    spawnError.catch(() => undefined);
-    const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-
-    try {
-      specPipe.end(input);
-      const lines: LauncherStatus[] = [];
-      let buffered = '';
-      let release: Promise<void> = Promise.resolve();
-      statusPipe.setEncoding('utf8');
-      statusPipe.on('data', (text: string) => {
-        buffered += text;
-        let nl: number;
-        while ((nl = buffered.indexOf('\n')) >= 0) {
-          const parsed = parseStatusLine(buffered.slice(0, nl));
-          buffered = buffered.slice(nl + 1);
-          if (parsed === undefined) continue;
-          lines.push(parsed);
-          if (parsed.pid !== undefined) {
-            const childPid = parsed.pid;
-            pid = childPid;
-            // Two releases (launcher.c run_child): 'm' after the id maps, then the child sets up its file
-            // system while the cgroup is joined and the hooks run; 'g' lets the command start.
-            release = (async () => {
-              if (maps !== undefined) {
-                await writeIdMaps(childPid, maps);
-                goPipe.write('m');
-              }
-              if (cgroup !== undefined) await cgroup.addProcess(childPid);
-              if (onCreated !== undefined) await onCreated(childPid);
-              goPipe.end('g');
-            })();
-            release.catch(() => goPipe.destroy());
-          }
+    const r = await runHandshake({
+      launcherPath: this.#options.launcherPath,
+      input: encodeLauncherSpec(spec, target),
+      stdio,
+      signal,
+      // Two releases (launcher.c run_child): 'm' after the id maps, then the child sets up its file
+      // system while the cgroup is joined and the hooks run; 'g' lets the command start.
+      onPid: async (pid, go) => {
+        if (maps !== undefined) {
+          await writeIdMaps(pid, maps);
+          go.write('m');
         }
-      });
-      const statusDone = new Promise<void>((resolve) => statusPipe.once('close', resolve));
-      await Promise.race([Promise.all([exited, statusDone]), spawnError]);
-      let releaseError: unknown;
-      await release.catch((err: unknown) => { releaseError = err; });
-      await Promise.all(outputs);
-      const error = lines.find((l) => l.error !== undefined)?.error;
-      if (aborted) {
-        throw new TsbuildError('SANDBOX_ABORTED', `sandbox stopped: ${String((signal?.reason as Error | undefined)?.message ?? signal?.reason ?? 'aborted')}`, { cause: signal?.reason, exitCode: 137 });
-      }
-      // A failed release stops the child at wait-for-parent: report its cause. A child that failed its set-up
-      // first (the release then found it gone) reports its own step.
-      if (releaseError !== undefined && (error === undefined || error.step === 'wait-for-parent')) throw releaseError;
-      if (error !== undefined && (error.step === 'mount-overlay' || error.step === 'chdir-overlay-dir')) this.#checkRoot(spec);
-      if (error !== undefined) throw setupError(error, spec);
-      const end = lines.find((l) => l.exitCode !== undefined || l.signal !== undefined);
-      if (end === undefined) {
-        throw new TsbuildError('SANDBOX_LAUNCHER', `the sandbox launcher ended without a status (exit ${String(await exited)})`, { exitCode: 125 });
-      }
-      return end;
-    } finally {
-      signal?.removeEventListener('abort', killAll);
-      if (child.exitCode === null && child.signalCode === null) killAll();
+        if (cgroup !== undefined) await cgroup.addProcess(pid);
+        if (onCreated !== undefined) await onCreated(pid);
+        go.end('g');
+      },
+    });
+    const error = r.lines.find((l) => l.error !== undefined)?.error;
+    if (r.aborted) {
+      throw new TsbuildError('SANDBOX_ABORTED', `sandbox stopped: ${String((signal?.reason as Error | undefined)?.message ?? signal?.reason ?? 'aborted')}`, { cause: signal?.reason, exitCode: 137 });
     }
+    // A failed release stops the child at wait-for-parent: report its cause. A child that failed its set-up
+    // first (the release then found it gone) reports its own step.
+    if (r.releaseError !== undefined && (error === undefined || error.step === 'wait-for-parent')) throw r.releaseError;
+    if (error !== undefined && (error.step === 'mount-overlay' || error.step === 'chdir-overlay-dir')) this.#checkRoot(spec);
+    if (error !== undefined) throw setupError(error, spec);
+    const end = r.lines.find((l) => l.exitCode !== undefined || l.signal !== undefined);
+    if (end === undefined) {
+      throw new TsbuildError('SANDBOX_LAUNCHER', `the sandbox launcher ended without a status (exit ${String(await r.exited)})`, { exitCode: 125 });
+    }
+    return end;
   }
 }

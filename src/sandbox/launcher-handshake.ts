@@ -1,0 +1,98 @@
+/**
+ * The launcher's handshake, shared by the sandbox (run mode) and joinProcess (join mode): spawn it,
+ * write the spec (fd 3), read status lines (fd 4), release the child once its pid is known (fd 5,
+ * the caller's `onPid` writes the release bytes), wait for the end, kill everything on abort.
+ * The callers turn the collected status lines into their results and errors.
+ */
+import type { Writable } from 'node:stream';
+import { TsbuildError } from '../core/index.js';
+import { spawnLauncher } from './launcher-process.js';
+import { parseStatusLine, type LauncherStatus } from './launcher-status.js';
+import type { SandboxStdio } from './sandbox.js';
+
+/** What to start and how to release it. */
+export interface HandshakeOptions {
+  readonly launcherPath: string;
+  /** The encoded spec (launcher-spec.ts or join.ts). */
+  readonly input: Buffer;
+  readonly stdio: SandboxStdio;
+  /** A new process group, and the launcher is left running when it reports `detached`. */
+  readonly detached?: boolean;
+  /** Kills the child (SIGKILL of a pid namespace's init kills all of it) and the launcher. */
+  readonly signal?: AbortSignal | undefined;
+  /** Runs once the child's pid is known; writes the release bytes to `go` and ends it ('g' last). */
+  readonly onPid: (pid: number, go: Writable) => Promise<void>;
+}
+
+/** How the handshake went. */
+export interface HandshakeResult {
+  /** The parsed status lines in order (`detached` not among them). */
+  readonly lines: readonly LauncherStatus[];
+  /** The child's host pid, when reported. */
+  readonly pid: number | undefined;
+  /** The signal fired and everything was killed. */
+  readonly aborted: boolean;
+  /** The launcher reported `detached` (the command runs on). */
+  readonly detached: boolean;
+  /** What `onPid` threw (the go pipe was then closed: the child stops at wait-for-parent). */
+  readonly releaseError: unknown;
+  /** Resolves with the launcher's exit code (null when killed). */
+  readonly exited: Promise<number | null>;
+}
+
+/** Runs the handshake to its end. Throws SANDBOX_LAUNCHER when the launcher cannot be started. */
+export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult> {
+  const { child, specPipe, statusPipe, goPipe, outputs } = spawnLauncher(o.launcherPath, o.stdio, o.detached === true);
+  let pid: number | undefined;
+  let aborted = false;
+  let detached = false;
+  const killAll = (): void => {
+    aborted = true;
+    // SECURITY: SIGKILL of the pid namespace's init kills everything in it.
+    if (pid !== undefined) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+    }
+    child.kill('SIGKILL');
+  };
+  o.signal?.addEventListener('abort', killAll, { once: true });
+  const spawnError = new Promise<never>((_, reject) => child.once('error', (err) => reject(new TsbuildError('SANDBOX_LAUNCHER', `cannot start the sandbox launcher ${o.launcherPath}: ${err.message}`, { cause: err, exitCode: 125 }))));
+  spawnError.catch(() => undefined);
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  try {
+    specPipe.end(o.input);
+    const lines: LauncherStatus[] = [];
+    let buffered = '';
+    let release: Promise<void> = Promise.resolve();
+    statusPipe.setEncoding('utf8');
+    statusPipe.on('data', (text: string) => {
+      buffered += text;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        if (line === 'detached') {
+          detached = true;
+          continue;
+        }
+        const parsed = parseStatusLine(line);
+        if (parsed === undefined) continue;
+        lines.push(parsed);
+        if (parsed.pid !== undefined) {
+          pid = parsed.pid;
+          release = o.onPid(parsed.pid, goPipe);
+          release.catch(() => goPipe.destroy());
+        }
+      }
+    });
+    const statusDone = new Promise<void>((resolve) => statusPipe.once('close', resolve));
+    await Promise.race([Promise.all([exited, statusDone]), spawnError]);
+    let releaseError: unknown;
+    await release.catch((err: unknown) => { releaseError = err; });
+    await Promise.all(outputs);
+    return { lines, pid, aborted, detached, releaseError, exited };
+  } finally {
+    o.signal?.removeEventListener('abort', killAll);
+    if (!detached && child.exitCode === null && child.signalCode === null) killAll();
+    if (o.detached === true) child.unref();
+  }
+}
