@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { TsbuildError, type Digest } from '../core/index.js';
 import { decompress, packLayer } from '../layer/index.js';
-import type { ActiveSnapshot } from '../snapshot/index.js';
+import { chainIdOfStack, type ActiveSnapshot } from '../snapshot/index.js';
 import { BUILD_LAYER_MEDIA_TYPE } from './ops/source.js';
 import { RootfsView } from './rootfs-view.js';
 import type { FsState, LayerRef, SolveDeps } from './types.js';
@@ -11,6 +11,10 @@ import type { FsState, LayerRef, SolveDeps } from './types.js';
  * and returns its chain ID, undefined for an empty state.
  */
 export async function ensureChain(deps: SolveDeps, state: FsState, signal: AbortSignal): Promise<Digest | undefined> {
+  // Fast path (every step of a build, whose chain grows by one per step): the top snapshot exists, so
+  // its whole chain does (a parent cannot be removed while it has a child): one metadata read, not one per layer.
+  const top = chainIdOfStack(state.layers.map((l) => l.diffId));
+  if (top !== undefined && (await deps.snapshotter.stat(top))?.kind === 'committed') return top;
   let chain: Digest | undefined;
   for (const layer of state.layers) {
     signal.throwIfAborted();
