@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { TsbuildError, type HealthConfig } from '../core/index.js';
 import type { RunResult } from '../sandbox/index.js';
 import type { ContainerRecord, ContainerStore } from './container-store.js';
-import { execInContainer, type ExecDeps } from './exec.js';
+import type { ExecDeps } from './exec.js';
 
 /** A container's healthcheck, durations in milliseconds. */
 export interface HealthcheckSpec {
@@ -156,6 +156,8 @@ async function probe(deps: ExecDeps, config: ContainerRecord, spec: HealthcheckS
   try {
     const entry = await deps.containers.inspect(config.id);
     if (entry === undefined) throw new TsbuildError('RUN_NO_SUCH_CONTAINER', 'the container is gone');
+    // exec (and the sandbox's join) loads with the first probe: a container without a healthcheck never needs it.
+    const { execInContainer } = await import('./exec.js');
     exitCode = (await execInContainer(deps, entry, { command, env: [], terminal: false, detach: false }, { stdin: 'ignore', stdout: out.sink, stderr: out.sink }, AbortSignal.any([timeout, stop]))).exitCode;
   } catch (err) {
     exitCode = -1;
