@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { dirname, join } from 'node:path';
 import { createGzip } from 'node:zlib';
 import { isDigest, MediaType, TsbuildError, type Descriptor, type Digest } from '../core/index.js';
@@ -93,14 +93,20 @@ export async function withCompressedLayers(store: Store, d: Descriptor, signal?:
 
 /** gzip through `pigz` (parallel; no name or time in the header). Fails with ENOENT when pigz is not installed. */
 function pigzStream(input: Readable): Readable {
-  const child = spawn('pigz', ['-c', '-n', '-6'], { stdio: ['pipe', 'pipe', 'ignore'] });
-  const out = child.stdout;
+  const child = spawn('pigz', ['-c', '-n', '-6'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => { if (stderr.length < 4096) stderr += c.toString('utf8'); });
+  // The output ends only once pigz has exited 0: a pigz that dies (a signal, an error) must fail
+  // the put, never let it store what came out so far as the whole blob (an empty "gzip" layer).
+  const out = new PassThrough();
+  child.stdout.pipe(out, { end: false });
   child.on('error', (err) => {
     input.destroy();
     out.destroy(err);
   });
-  child.on('close', (code) => {
-    if (code !== 0 && code !== null) out.destroy(new TsbuildError('STORE_IO', `pigz exited ${code}`));
+  child.on('close', (code, signal) => {
+    if (code === 0) out.end();
+    else out.destroy(new TsbuildError('STORE_IO', `pigz ${signal === null ? `exited ${String(code)}` : `was killed by ${signal}`}${stderr.trim() === '' ? '' : `: ${stderr.trim()}`}`));
   });
   child.stdin.on('error', () => undefined);
   input.on('error', (err) => {
@@ -108,7 +114,7 @@ function pigzStream(input: Readable): Readable {
     out.destroy(err);
   });
   out.on('close', () => {
-    if (child.exitCode === null) child.kill();
+    if (child.exitCode === null && child.signalCode === null) child.kill();
   });
   input.pipe(child.stdin);
   return out;
