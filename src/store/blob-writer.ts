@@ -45,7 +45,20 @@ export async function writeHashedFile(stream: Readable, path: string, options: H
   let size = 0;
   /** The write in flight, and the buffer it owns (returned to `spare` once written). */
   let pending: Promise<void> = Promise.resolve();
-  const fh = await open(path, 'wx', 0o644);
+  // The stream may fail while the file is being opened (a compressor that dies at once): keep
+  // that from being an unhandled 'error' event; the loop below still throws it (stream.errored).
+  const swallow = (): void => undefined;
+  stream.on('error', swallow);
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'wx', 0o644);
+  } finally {
+    stream.off('error', swallow);
+  }
+  if (stream.errored !== null && stream.errored !== undefined) {
+    await fh.close();
+    throw stream.errored;
+  }
   const abort = (): void => {
     stream.destroy(signal?.reason instanceof Error ? signal.reason : Object.assign(new Error('The operation was aborted'), { name: 'AbortError' }));
   };

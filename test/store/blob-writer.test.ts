@@ -63,3 +63,11 @@ test('blob store: a put into a store whose tmp directory is gone fails with STOR
   await t.throwsAsync(store.blobs.put(s), { code: 'STORE_IO' });
   t.true(s.destroyed);
 });
+
+test('blob writer: a stream that fails while the file is being opened rejects with its error (no uncaught error event)', async (t) => {
+  const dir = await tempDir(t);
+  const failing = new Readable({ read() { /* never produces */ } });
+  // Fails before the writer starts reading: the open of the file is still in flight.
+  process.nextTick(() => failing.destroy(new Error('compressor died')));
+  await t.throwsAsync(writeHashedFile(failing, join(dir, 'blob')), { message: 'compressor died' });
+});
