@@ -3,6 +3,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cli, type CliOptions, type CliResult } from '../cli/run-cli.js';
+import { makeBusyboxImage } from './base-image.js';
+import { tempDir } from './tmp.js';
 
 /** The in-process CLI bound to one store (`--root ROOT` prepended). */
 export type StoreCli = (...a: string[]) => Promise<CliResult>;
@@ -99,4 +101,13 @@ export function watchContainerStore(t: ExecutionContext, root: string, options: 
     if (options.volumes === true) t.deepEqual(await readdir(join(root, 'volumes')).catch(() => []), [], 'no volume is left');
   };
   return { r, rIn, finish };
+}
+
+/** A temp dir with a store holding busybox, watched by {@link watchContainerStore} (every container and volume removed at the end). */
+export async function busyboxContainerStore(t: ExecutionContext): Promise<{ dir: string; root: string; r: StoreCli }> {
+  const dir = await tempDir(t);
+  const root = join(dir, 'root');
+  await makeBusyboxImage(dir, root);
+  const { r } = watchContainerStore(t, root, { cli: { cwd: dir }, volumes: true });
+  return { dir, root, r };
 }

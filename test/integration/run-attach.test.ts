@@ -5,7 +5,7 @@ import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
-import { waitForNoProcessMentioning, watchContainerStore } from '../helpers/containers.js';
+import { busyboxContainerStore, waitForNoProcessMentioning } from '../helpers/containers.js';
 import { cliAsUser, rootlessMissing, ROOTLESS_USER } from '../helpers/rootless.js';
 import { tempDir } from '../helpers/tmp.js';
 import { REPO } from '../sandbox/sandbox-helpers.js';
@@ -16,16 +16,7 @@ const scriptMissing = missing ?? (existsSync('/usr/bin/script') ? undefined : 's
 const TSX = join(REPO, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs');
 const MAIN = join(REPO, 'src', 'cli', 'main.ts');
 
-type Run = (...a: string[]) => Promise<{ code: number; stdout: string; stderr: string }>;
-
-/** A store with busybox; every container is removed (and its processes gone) when the test ends. */
-async function setup(t: ExecutionContext): Promise<{ dir: string; root: string; r: Run }> {
-  const dir = await tempDir(t);
-  const root = join(dir, 'root');
-  await makeBusyboxImage(dir, root);
-  const { r } = watchContainerStore(t, root, { cli: { cwd: dir }, volumes: true });
-  return { dir, root, r };
-}
+const setup = busyboxContainerStore;
 
 /** A CLI child process with piped stdio (as a user's shell pipeline would run it). */
 interface Proc {

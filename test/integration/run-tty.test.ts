@@ -3,10 +3,9 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
+import { busyboxMissing } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
-import { processesMentioning, watchContainerStore } from '../helpers/containers.js';
-import { tempDir } from '../helpers/tmp.js';
+import { busyboxContainerStore, processesMentioning } from '../helpers/containers.js';
 import { REPO } from '../sandbox/sandbox-helpers.js';
 import { buildMissing } from './build-helpers.js';
 
@@ -14,17 +13,7 @@ const missing = (await busyboxMissing()) ?? (await buildMissing()) ?? (existsSyn
 const TSX = join(REPO, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs');
 const MAIN = join(REPO, 'src', 'cli', 'main.ts');
 
-type Run = (...a: string[]) => Promise<{ code: number; stdout: string; stderr: string }>;
-
-
-/** A store with busybox; every container is removed (and its processes gone) when the test ends. */
-async function setup(t: ExecutionContext): Promise<{ dir: string; root: string; r: Run }> {
-  const dir = await tempDir(t);
-  const root = join(dir, 'root');
-  await makeBusyboxImage(dir, root);
-  const { r } = watchContainerStore(t, root, { cli: { cwd: dir }, volumes: true });
-  return { dir, root, r };
-}
+const setup = busyboxContainerStore;
 
 /** A `tsbuild` run on a real pseudo-terminal (util-linux script), driven through script's stdin. */
 interface Terminal {
