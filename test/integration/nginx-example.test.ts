@@ -124,7 +124,7 @@ async function hostPort(preferred: number): Promise<number> {
 /** GET http://127.0.0.1:PORT/PATH (no keep-alive); rejects on a connection error. */
 function httpGet(port: number, path: string): Promise<{ status: number; body: string; server: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 5000 }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 30_000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => {

@@ -45,10 +45,14 @@ async function portIsFree(port: number): Promise<boolean> {
   return ok;
 }
 
-/** GET http://127.0.0.1:port/path with node's http client; rejects on a connection error. */
+/**
+ * GET http://127.0.0.1:port/path with node's http client; rejects on a connection error or after
+ * 30 s without a byte (busybox httpd's small listen backlog drops SYNs of a burst of connections:
+ * the retransmits take seconds on a loaded CI machine).
+ */
 function get(port: number, path = '/index.html'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 5000 }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 30_000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => { body += c; });
