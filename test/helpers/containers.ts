@@ -23,9 +23,9 @@ export function processesMentioning(text: string): number[] {
   return out;
 }
 
-/** Waits (up to 5 s) until no process mentions `text`; returns either way (the caller asserts). */
+/** Waits (up to 20 s) until no process mentions `text`; returns either way (the caller asserts). */
 export async function waitForNoProcessMentioning(text: string): Promise<void> {
-  for (let i = 0; i < 100 && processesMentioning(text).length > 0; i++) await new Promise((res) => setTimeout(res, 50));
+  for (let i = 0; i < 400 && processesMentioning(text).length > 0; i++) await new Promise((res) => setTimeout(res, 50));
 }
 
 /** Sandbox cgroups owned by `pid` under any v1 hierarchy's tsbuild parent. */

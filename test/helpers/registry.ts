@@ -160,7 +160,7 @@ async function startTokenServer(dir: string, options: RegistryOptions, requests:
 }
 
 async function waitReady(url: string, ca: string | undefined, child: ChildProcess, logs: () => string): Promise<void> {
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited ${child.exitCode}:\n${logs()}`);
     const ok = await new Promise<boolean>((resolve) => {

@@ -104,11 +104,13 @@ testIf(missing, 'run --network: no slirp4netns outlives its container when it is
   t.is((await r('exec', 'a', 'cat', '/sys/class/net/tap0/operstate')).stdout, 'unknown\n', 'the detached container has tap0 up');
   // rm -f of a running container stops its slirp4netns.
   t.is((await r('rm', '-f', 'a')).code, 0);
+  // Its slirp4netns sees its exit fd close and ends just after rm returns.
+  for (let i = 0; i < 400 && slirpProcessesOf(root).length > 1; i++) await new Promise((res2) => setTimeout(res2, 50));
   t.is(slirpProcessesOf(root).length, 1);
   // A SIGKILLed monitor closes slirp4netns's exit fd: it ends by itself; rm then leaves nothing.
   const state = JSON.parse(await readFile(join(root, 'containers', idB, 'state.json'), 'utf8')) as { monitorPid: number };
   process.kill(state.monitorPid, 'SIGKILL');
-  for (let i = 0; i < 100 && slirpProcessesOf(root).length > 0; i++) await new Promise((res2) => setTimeout(res2, 50));
+  for (let i = 0; i < 400 && slirpProcessesOf(root).length > 0; i++) await new Promise((res2) => setTimeout(res2, 50));
   t.deepEqual(slirpProcessesOf(root), [], 'slirp4netns ended with its monitor');
   t.is((await r('rm', '-f', 'b')).code, 0);
   await finish();

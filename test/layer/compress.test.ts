@@ -67,7 +67,7 @@ testIf(tools.pigz === undefined ? 'pigz not on PATH' : undefined, 'compressGzip:
   const data = payload(32 * 1024 * 1024);
   const out = compressGzip(chunks(data), { tools });
   for await (const _ of out) break;
-  for (let i = 0; i < 50 && childrenNamed('pigz').length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 500 && childrenNamed('pigz').length > 0; i++) await new Promise((r) => setTimeout(r, 20));
   t.deepEqual(childrenNamed('pigz'), []);
 });
 

@@ -189,13 +189,13 @@ testIf(missing, 'publishPorts: connections beyond 1024 at once are refused, and 
       c.once('error', () => resolve());
     })));
   }
-  for (let i = 0; i < 200 && refused < 1040 - 1024; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 1000 && refused < 1040 - 1024; i++) await new Promise((r) => setTimeout(r, 20));
   await new Promise((r) => setTimeout(r, 200));
   t.is(refused, 1040 - 1024, 'the connections beyond 1024 are reset, the others stay open');
   for (const c of clients) c.destroy();
   // Their slots come back as the server side closes too.
   let reply = '';
-  for (let i = 0; i < 100 && reply !== 'got 3 bytes'; i++) {
+  for (let i = 0; i < 400 && reply !== 'got 3 bytes'; i++) {
     reply = await exchange(port, 3).catch(() => '');
     if (reply !== 'got 3 bytes') await new Promise((r) => setTimeout(r, 50));
   }

@@ -47,13 +47,13 @@ testSerialIf(v2Skip, 'process cgroup v2: frozen state and CPU accounting when a 
   await cgroup.addProcess(w.pid);
   w.go();
   t.deepEqual(await listCgroupProcesses(cgroup), [w.pid]);
-  for (let i = 0; i < 100 && (await readCgroupStats(cgroup)).cpuUsageNs === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 500 && (await readCgroupStats(cgroup)).cpuUsageNs === 0; i++) await new Promise((r) => setTimeout(r, 20));
   t.true((await readCgroupStats(cgroup)).cpuUsageNs > 0);
   t.false(isProcessFrozen(w.pid));
   await cgroup.freeze();
   t.true(isProcessFrozen(w.pid));
   t.true(await isCgroupFrozen(cgroup));
   await thawProcessCgroup(w.pid);
-  for (let i = 0; i < 100 && isProcessFrozen(w.pid); i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 500 && isProcessFrozen(w.pid); i++) await new Promise((r) => setTimeout(r, 20));
   t.false(isProcessFrozen(w.pid));
 });
