@@ -1,7 +1,12 @@
+import type { ExecutionContext } from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { makeBusyboxImage } from './base-image.js';
+import { waitForNoProcessMentioning } from './containers.js';
+import { tempDir } from './tmp.js';
 
 /** The unprivileged user scripts/setup.sh creates, with sub-id ranges 200000:65536. */
 export const ROOTLESS_USER = 'tsbuild-test';
@@ -60,4 +65,25 @@ export function cliAsUser(home: string, root: string, args: readonly string[], o
     p.once('close', (code) => resolve({ code, stdout, stderr }));
     p.stdin.end(options.stdin ?? '');
   });
+}
+
+/**
+ * A store with busybox under `<tmp>/home/store`, owned by {@link ROOTLESS_USER} (home with tmp/
+ * and run/), for CLI calls as that user; every container of it is force-removed, and its processes
+ * waited for, when the test ends.
+ */
+export async function rootlessBusyboxStore(t: ExecutionContext, prefix: string): Promise<{ dir: string; home: string; root: string }> {
+  const dir = await tempDir(t, prefix);
+  await chmod(dir, 0o755);
+  const home = join(dir, 'home');
+  const root = join(home, 'store');
+  for (const d of [home, join(home, 'tmp'), join(home, 'run')]) await mkdir(d, { recursive: true });
+  await makeBusyboxImage(dir, root);
+  execFileSync('chown', ['-R', `${ROOTLESS_USER}:${ROOTLESS_USER}`, home]);
+  t.teardown(async () => {
+    const ids = (await cliAsUser(home, root, ['ps', '-aq'])).stdout.split('\n').filter((s) => s !== '');
+    if (ids.length > 0) await cliAsUser(home, root, ['rm', '-f', ...ids]);
+    await waitForNoProcessMentioning(root);
+  });
+  return { dir, home, root };
 }

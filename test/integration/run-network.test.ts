@@ -1,13 +1,13 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
 import { processesMentioning, waitForNoProcessMentioning, watchContainerStore } from '../helpers/containers.js';
-import { cliAsUser, rootlessMissing, ROOTLESS_USER as USER } from '../helpers/rootless.js';
+import { cliAsUser, rootlessBusyboxStore, rootlessMissing } from '../helpers/rootless.js';
 import { tempDir } from '../helpers/tmp.js';
 import { findSlirp4netns } from '../../src/runner/index.js';
 
@@ -157,18 +157,7 @@ const tunWhy = ((statSync('/dev/net/tun', { throwIfNoEntry: false })?.mode ?? 0)
 const noRootless = rootlessMissing() ?? noBusybox ?? noSlirp ?? tunWhy;
 
 testIf(noRootless, 'run --network rootless: an unprivileged user\'s container gets tap0, a default route and slirp\'s DNS, and reaches the host loopback only when allowed', async (t) => {
-  const dir = await tempDir(t, 'tsbuild-run-network-rootless-');
-  await chmod(dir, 0o755);
-  const home = join(dir, 'home');
-  const root = join(home, 'store');
-  for (const d of [home, join(home, 'tmp'), join(home, 'run')]) await mkdir(d, { recursive: true });
-  await makeBusyboxImage(dir, root);
-  execFileSync('chown', ['-R', `${USER}:${USER}`, home]);
-  t.teardown(async () => {
-    const ids = (await cliAsUser(home, root, ['ps', '-aq'])).stdout.split('\n').filter((s) => s !== '');
-    if (ids.length > 0) await cliAsUser(home, root, ['rm', '-f', ...ids]);
-    await waitForNoProcessMentioning(root);
-  });
+  const { home, root } = await rootlessBusyboxStore(t, 'tsbuild-run-network-rootless-');
   const server = await hostServer(t);
   let res = await cliAsUser(home, root, ['run', '--rm', 'busybox', ...PROBE(server.port)]);
   t.is(res.code, 0, res.stderr);

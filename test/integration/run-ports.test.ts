@@ -1,9 +1,9 @@
 import test, { type ExecutionContext } from 'ava';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import { openStore } from '../../src/store/index.js';
 import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
 import { processesMentioning, waitForNoProcessMentioning, watchContainerStore } from '../helpers/containers.js';
-import { cliAsUser, rootlessMissing, ROOTLESS_USER as USER } from '../helpers/rootless.js';
+import { cliAsUser, rootlessBusyboxStore, rootlessMissing } from '../helpers/rootless.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const noBusybox = await busyboxMissing();
@@ -332,17 +332,7 @@ testIf(noBusybox, 'run -p: ranges publish one to one, and a foreground container
 const noRootless = rootlessMissing() ?? noBusybox;
 
 testIf(noRootless, 'run -p rootless: an unprivileged user publishes a detached httpd, reached with node\'s http client, and rm leaves nothing', async (t) => {
-  const dir = await tempDir(t, 'tsbuild-run-ports-rootless-');
-  await chmod(dir, 0o755);
-  const home = join(dir, 'home');
-  const root = join(home, 'store');
-  for (const d of [home, join(home, 'tmp'), join(home, 'run')]) await mkdir(d, { recursive: true });
-  await makeBusyboxImage(dir, root);
-  execFileSync('chown', ['-R', `${USER}:${USER}`, home]);
-  t.teardown(async () => {
-    const ids = (await cliAsUser(home, root, ['ps', '-aq'])).stdout.split('\n').filter((s) => s !== '');
-    if (ids.length > 0) await cliAsUser(home, root, ['rm', '-f', ...ids]);
-  });
+  const { home, root } = await rootlessBusyboxStore(t, 'tsbuild-run-ports-rootless-');
   const port = await freePort();
   let r = await cliAsUser(home, root, ['run', '-d', '--name', 'web', '--hostname', 'rootless', '-p', `${port}:80`, 'busybox', ...HTTPD]);
   t.is(r.code, 0, r.stderr);
