@@ -236,9 +236,8 @@ testSerialIf(skip, 'cleanupStaleCgroups: counts a zombie owner as gone and takes
   otherOwner.kill('SIGKILL');
   await new Promise((r) => otherOwner.on('exit', r));
   const removed = await cleanupStaleCgroups({ rootless: false, ownerPid: zombie.pid });
-  for (const d of new Set(dirsOf(ofZombie).values())) {
-    t.false(existsSync(d), d);
-    t.true(removed.includes(d), `reported: ${d}`);
-  }
+  // Other tsbuild processes (tests running in parallel: every sandbox start sweeps stale cgroups
+  // too) may remove the zombie's cgroups first: the outcome is checked, not who removed them.
+  for (const d of new Set(dirsOf(ofZombie).values())) t.false(existsSync(d), d);
   t.false(removed.some((d) => [...dirsOf(ofOther).values()].includes(d)), 'another dead owner\'s cgroup is not taken when ownerPid names one owner');
 });
