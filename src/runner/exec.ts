@@ -1,12 +1,13 @@
 import { TsbuildError } from '../core/index.js';
 import {
   ALL_JOIN_NAMESPACES, DEFAULT_RLIMITS, computeCapabilities, isProcessFrozen, joinProcess, openProcessCgroup,
-  type JoinResult, type SandboxStdio,
+  type JoinResult, type Rlimit, type SandboxStdio,
 } from '../sandbox/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
 import { mergeEnv } from './container-config.js';
 import type { ContainerEntry, ContainerStore } from './container-store.js';
 import { requireRunning } from './pause.js';
+import { ulimitsToRlimits } from './run-options.js';
 import { resolveSnapshotUser } from './runner.js';
 
 /** What `exec` needs. */
@@ -32,7 +33,7 @@ export interface ExecOptions {
 
 /**
  * Runs a command in a running container, as `docker exec`: in all its namespaces and its cgroup,
- * with its env (plus `-e`), user, working directory, capabilities and no_new_privs (`--security-opt`). Resolves with
+ * with its env (plus `-e`), user, working directory, capabilities, rlimits (`--ulimit`) and no_new_privs (`--security-opt`). Resolves with
  * how it ended (exit code propagated). Throws RUN_NOT_RUNNING, RUN_PAUSED, RUN_NO_COMMAND,
  * SANDBOX_COMMAND_NOT_FOUND (127), SANDBOX_COMMAND_NOT_EXECUTABLE (126), SANDBOX_BAD_USER/BAD_WORKDIR.
  */
@@ -54,10 +55,15 @@ export async function execInContainer(deps: ExecDeps, entry: ContainerEntry, opt
     cwd: options.workdir ?? config.cwd,
     user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids ?? [] },
     capabilities: computeCapabilities(config.capAdd, config.capDrop),
-    rlimits: DEFAULT_RLIMITS,
+    // The container's --ulimit values over docker's defaults, as its main process got them.
+    rlimits: execRlimits(config.ulimits === undefined ? [] : ulimitsToRlimits(config.ulimits)),
     noNewPrivileges: config.noNewPrivileges ?? true,
     terminal: options.terminal,
     detach: options.detach,
     ...(cgroup === undefined ? {} : { cgroup }),
   }, stdio, signal);
+}
+
+function execRlimits(own: readonly Rlimit[]): readonly Rlimit[] {
+  return [...DEFAULT_RLIMITS.filter((d) => !own.some((r) => r.type === d.type)), ...own];
 }

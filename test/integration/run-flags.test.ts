@@ -94,17 +94,19 @@ testIf(noBusybox, 'run --ulimit, --group-add, --shm-size, --security-opt: the pr
   t.regex(plain.stdout, /^0$/m);
   t.regex(plain.stdout, /^\S+\s+65536\s/m);
   t.regex(plain.stdout, /^NoNewPrivs:\s+1$/m);
-  // exec in the container follows its no_new_privs and gets its --group-add groups.
-  const up = await r('run', '-d', '--name', 'nnp', '--security-opt', 'no-new-privileges=false', '--group-add', '4321', 'busybox', 'sleep', '600');
+  // exec in the container follows its no_new_privs and --ulimit values and gets its --group-add groups.
+  const up = await r('run', '-d', '--name', 'nnp', '--security-opt', 'no-new-privileges=false', '--group-add', '4321', '--ulimit', 'nofile=512:1024', 'busybox', 'sleep', '600');
   t.is(up.code, 0, up.stderr);
-  let exec = await r('exec', 'nnp', 'sh', '-c', 'grep NoNewPrivs /proc/self/status; id -G');
+  const execScript = 'grep NoNewPrivs /proc/self/status; id -G; grep "^Max open files" /proc/self/limits';
+  let exec = await r('exec', 'nnp', 'sh', '-c', execScript);
   for (let i = 0; i < 1200 && exec.code !== 0; i++) {
     await new Promise((res) => setTimeout(res, 50));
-    exec = await r('exec', 'nnp', 'sh', '-c', 'grep NoNewPrivs /proc/self/status; id -G');
+    exec = await r('exec', 'nnp', 'sh', '-c', execScript);
   }
   t.is(exec.code, 0, exec.stderr);
   t.regex(exec.stdout, /^NoNewPrivs:\s+0$/m);
   t.regex(exec.stdout, /^0 4321$/m);
+  t.regex(exec.stdout, /^Max open files\s+512\s+1024\s+files/m);
   // An unknown group name fails at create, as docker.
   const unknown = await r('run', '--rm', '--group-add', 'video', 'busybox', 'true');
   t.is(unknown.code, 125);
