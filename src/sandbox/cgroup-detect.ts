@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TsbuildError } from '../core/index.js';
+import { isPidRunning } from '../sys/index.js';
 import { pathExists } from './cgroup-fs.js';
 
 /** How the machine mounts cgroups: v1 only, v2 only (unified), or hybrid (v1 controllers plus an empty v2 tree). */
@@ -74,14 +75,7 @@ export async function readProcessIdentity(pid: number): Promise<ProcessIdentity 
 
 /** True when the process of `owner` is still the same running process (a zombie that waits to be reaped is dead). */
 export async function isOwnerAlive(owner: ProcessIdentity): Promise<boolean> {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${owner.pid}/stat`, 'utf8');
-  } catch {
-    return false;
-  }
-  const state = text.slice(text.lastIndexOf(')') + 2).split(' ')[0];
-  return state !== 'Z' && state !== 'X' && parseStartTime(text) === owner.startTime;
+  return isPidRunning(owner.pid, String(owner.startTime));
 }
 
 const OWNER_SUFFIX = /^(.+)\.owner-(\d+)-(\d+)$/;

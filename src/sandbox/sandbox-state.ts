@@ -13,6 +13,7 @@ import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { TsbuildError } from '../core/index.js';
+import { readProcStat } from '../sys/index.js';
 import type { MountSpec } from './spec.js';
 
 /** Paths of one sandbox's state. */
@@ -59,13 +60,8 @@ function stateError(what: string, path: string, err: unknown): TsbuildError {
 
 /** Start time of a process (field 22 of /proc/PID/stat), or undefined when it is gone (or a zombie). */
 async function readStartTime(pid: number): Promise<string | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[0] === 'Z' || fields[0] === 'X' ? undefined : fields[19];
-  } catch {
-    return undefined;
-  }
+  const s = readProcStat(pid);
+  return s === undefined || s.state === 'Z' || s.state === 'X' ? undefined : s.startTime;
 }
 
 /** Name of the init layer shared by every sandbox of a state dir (immutable once made). */
