@@ -8,7 +8,7 @@
  * cgroup (rootless without cgroup v2 delegation) that race remains possible.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import { cpSync, createWriteStream, linkSync, lstatSync, mkdirSync, readdirSync, readlinkSync, statSync, unlinkSync, chmodSync, chownSync, copyFileSync, constants, symlinkSync, utimesSync, type Stats } from 'node:fs';
+import { cpSync, createWriteStream, lchownSync, linkSync, lstatSync, realpathSync, mkdirSync, readdirSync, readlinkSync, statSync, unlinkSync, chmodSync, chownSync, copyFileSync, constants, symlinkSync, utimesSync, type Stats } from 'node:fs';
 import { once } from 'node:events';
 import { basename, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -97,6 +97,19 @@ export async function exportContainer(deps: FilesDeps, entry: ContainerEntry, si
   await packMerged(deps, m, mergedRoot(m), undefined, sink);
 }
 
+/** `cp` flags: `-a` keeps the source's owners, `-L` follows a symlink given as the source path. */
+export interface CopyOptions {
+  readonly archive?: boolean;
+  readonly followLink?: boolean;
+}
+
+/** Gives every entry under `dest` the owner of the same entry under `src` (links not followed). */
+function copyOwners(src: string, dest: string): void {
+  const st = lstatSync(src);
+  lchownSync(dest, st.uid, st.gid);
+  if (st.isDirectory()) for (const name of readdirSync(src)) copyOwners(join(src, name), join(dest, name));
+}
+
 /** Where `cp` copies out to: a tar stream, or a host path. */
 export type CopyOutTarget = { readonly kind: 'tar'; readonly sink: Writable } | { readonly kind: 'host'; readonly path: string };
 
@@ -118,17 +131,21 @@ function statOrUndefined(path: string): Stats | undefined {
  * after SRC) or to the host path DEST (into it when it is a directory). Throws RUN_NO_SUCH_PATH,
  * RUN_BAD_PATH, RUN_COPY.
  */
-export async function copyFromContainer(deps: FilesDeps, entry: ContainerEntry, src: string, target: CopyOutTarget): Promise<void> {
-  await withFrozen(deps, entry, () => copyOut(deps, entry, src, target));
+export async function copyFromContainer(deps: FilesDeps, entry: ContainerEntry, src: string, target: CopyOutTarget, options: CopyOptions = {}): Promise<void> {
+  await withFrozen(deps, entry, () => copyOut(deps, entry, src, target, options));
 }
 
-async function copyOut(deps: FilesDeps, entry: ContainerEntry, src: string, target: CopyOutTarget): Promise<void> {
+async function copyOut(deps: FilesDeps, entry: ContainerEntry, src: string, target: CopyOutTarget, options: CopyOptions): Promise<void> {
   const m = await layersOf(deps, entry);
   const contentOnly = /\/\.$/.test(src) || src === '.';
-  const r = resolveMerged(m, src, contentOnly || src.endsWith('/'));
+  // -L: a final link is followed, within the container's root like every other link.
+  const r = resolveMerged(m, src, contentOnly || src.endsWith('/') || options.followLink === true);
   if (r.entry === undefined) throw notFound(src, entry);
   if (src.endsWith('/') && !r.entry.stat.isDirectory()) throw new TsbuildError('RUN_BAD_PATH', `${src}: not a directory in the container`, { exitCode: 1 });
-  const name = contentOnly || r.entry.parts.length === 0 ? undefined : r.name;
+  // A followed link is copied under the link's own name, as docker cp -L does.
+  const given = src.split('/').filter((c) => c !== '' && c !== '.').pop();
+  const ownName = options.followLink === true && given !== undefined && given !== '..' ? given : r.name;
+  const name = contentOnly || r.entry.parts.length === 0 ? undefined : ownName;
   if (target.kind === 'tar') {
     await packMerged(deps, m, r.entry, name, target.sink);
     return;
@@ -148,6 +165,8 @@ async function copyOut(deps: FilesDeps, entry: ContainerEntry, src: string, targ
     try {
       // The tree shares inodes with the layers: cp copies (new inodes), it never changes them.
       cpSync(tree, dest, { recursive: true, verbatimSymlinks: true, force: true, preserveTimestamps: true });
+      // -a: the owners in the container; without it the files belong to whoever runs cp, as with docker.
+      if (options.archive === true) copyOwners(tree, dest);
     } catch (err) {
       throw new TsbuildError('RUN_COPY', `cannot copy to ${dest}: ${(err as Error).message}`, { cause: err, exitCode: 1 });
     }
@@ -267,7 +286,7 @@ async function writerOf(deps: FilesDeps, entry: ContainerEntry): Promise<Writer>
  * existing one, anything else replaces a non-directory. Symlinks are copied as links, devices and
  * sockets skipped. SECURITY: `dest`'s parent is a real directory; entries are lstat'ed, never followed.
  */
-function copyHostEntry(src: string, dest: string, opaque: boolean, xattrPrefix: string): void {
+function copyHostEntry(src: string, dest: string, opaque: boolean, xattrPrefix: string, archive: boolean): void {
   const st = lstatSync(src);
   const existing = lstatOrUndefined(dest);
   if (st.isDirectory()) {
@@ -276,8 +295,9 @@ function copyHostEntry(src: string, dest: string, opaque: boolean, xattrPrefix: 
       mkdirSync(dest, 0o700);
       if (opaque) setXattr(dest, `${xattrPrefix}.overlay.opaque`, Buffer.from('y'));
     }
-    for (const name of readdirSync(src)) copyHostEntry(join(src, name), join(dest, name), false, xattrPrefix);
+    for (const name of readdirSync(src)) copyHostEntry(join(src, name), join(dest, name), false, xattrPrefix, archive);
     chmodSync(dest, st.mode & 0o7777);
+    if (archive) lchownSync(dest, st.uid, st.gid);
     return;
   }
   if (existing?.isDirectory() === true) throw new TsbuildError('RUN_COPY', `cannot overwrite directory ${dest} with a non-directory`, { exitCode: 1 });
@@ -286,6 +306,11 @@ function copyHostEntry(src: string, dest: string, opaque: boolean, xattrPrefix: 
   else if (st.isFile()) {
     copyFileSync(src, dest, constants.COPYFILE_EXCL);
     chmodSync(dest, st.mode & 0o7777);
+  } else return;
+  // -a keeps the host owners (after chmod: a chown clears setuid bits, as cp -a gets them back only as root).
+  if (archive) {
+    lchownSync(dest, st.uid, st.gid);
+    if (!st.isSymbolicLink()) chmodSync(dest, st.mode & 0o7777);
   }
 }
 
@@ -299,21 +324,25 @@ export type CopyInSource = { readonly kind: 'host'; readonly path: string } | { 
  * is extracted into the directory DEST (its entries never pass through a link). Throws
  * RUN_NO_SUCH_PATH, RUN_BAD_PATH, RUN_COPY, LAYER_* for a bad tar.
  */
-export async function copyToContainer(deps: FilesDeps, entry: ContainerEntry, source: CopyInSource, dest: string): Promise<void> {
-  await withFrozen(deps, entry, () => copyIn(deps, entry, source, dest));
+export async function copyToContainer(deps: FilesDeps, entry: ContainerEntry, source: CopyInSource, dest: string, options: CopyOptions = {}): Promise<void> {
+  await withFrozen(deps, entry, () => copyIn(deps, entry, source, dest, options));
 }
 
-async function copyIn(deps: FilesDeps, entry: ContainerEntry, source: CopyInSource, dest: string): Promise<void> {
+async function copyIn(deps: FilesDeps, entry: ContainerEntry, source: CopyInSource, dest: string, options: CopyOptions): Promise<void> {
+  const archive = options.archive === true;
   const w = await writerOf(deps, entry);
   const r = resolveMerged(w.view, dest, true);
   try {
     if (source.kind === 'tar') {
       if (r.entry === undefined || !r.entry.stat.isDirectory()) throw new TsbuildError('RUN_BAD_PATH', `${dest} is not a directory in container ${entry.config.name}: a tar is extracted into a directory`, { exitCode: 1 });
-      await extractTar(w, r.entry.parts, source.stream);
+      await extractTar(w, r.entry.parts, source.stream, archive);
       return;
     }
-    const srcStat = lstatOrUndefined(source.path);
-    if (srcStat === undefined) throw new TsbuildError('RUN_COPY', `could not find the file ${source.path} on the host`, { exitCode: 1 });
+    const found = lstatOrUndefined(source.path);
+    if (found === undefined) throw new TsbuildError('RUN_COPY', `could not find the file ${source.path} on the host`, { exitCode: 1 });
+    // -L: the host link given as the source is followed (its target copied under the link's name).
+    const srcPath = options.followLink === true && found.isSymbolicLink() ? realpathSync(source.path) : source.path;
+    const srcStat = srcPath === source.path ? found : lstatSync(srcPath);
     const contentOnly = /\/\.$/.test(source.path);
     let parts: readonly string[];
     if (r.entry?.stat.isDirectory() === true) parts = contentOnly ? r.entry.parts : [...r.entry.parts, basename(source.path)];
@@ -326,11 +355,11 @@ async function copyIn(deps: FilesDeps, entry: ContainerEntry, source: CopyInSour
     }
     if (contentOnly && srcStat.isDirectory()) {
       const host = w.ensureDir(parts);
-      for (const name of readdirSync(source.path)) copyHostEntry(join(source.path, name), join(host, name), false, w.xattrPrefix);
+      for (const name of readdirSync(srcPath)) copyHostEntry(join(srcPath, name), join(host, name), false, w.xattrPrefix, archive);
       return;
     }
     const target = w.prepare(parts);
-    copyHostEntry(source.path, target.host, target.opaque, w.xattrPrefix);
+    copyHostEntry(srcPath, target.host, target.opaque, w.xattrPrefix, archive);
   } catch (err) {
     if (err instanceof TsbuildError) throw err;
     throw new TsbuildError('RUN_COPY', `cannot copy into container ${entry.config.name}: ${(err as Error).message}`, { cause: err, exitCode: 1 });
@@ -338,7 +367,7 @@ async function copyIn(deps: FilesDeps, entry: ContainerEntry, source: CopyInSour
 }
 
 /** Extracts a tar into the container directory `base`: directories, files, symlinks and hard links; other types skipped. */
-async function extractTar(w: Writer, base: readonly string[], stream: Readable): Promise<void> {
+async function extractTar(w: Writer, base: readonly string[], stream: Readable, archive: boolean): Promise<void> {
   for await (const { header, body } of readTar(stream)) {
     const rel = header.name.split('/').filter((c) => c !== '' && c !== '.');
     // SECURITY: no name may climb out of the destination.
@@ -346,6 +375,7 @@ async function extractTar(w: Writer, base: readonly string[], stream: Readable):
     const parts = [...base, ...rel];
     if (header.type === 'directory') {
       const host = w.ensureDir(parts);
+      if (archive) lchownSync(host, header.uid, header.gid);
       chmodSync(host, header.mode & 0o7777);
     } else if (header.type === 'file' || header.type === 'symlink' || header.type === 'link') {
       const target = w.prepare(parts);
@@ -361,9 +391,11 @@ async function extractTar(w: Writer, base: readonly string[], stream: Readable):
         linkSync(from, target.host);
       } else {
         await pipeline(body, createWriteStream(target.host, { flags: 'wx', mode: header.mode & 0o7777 }));
+        if (archive) lchownSync(target.host, header.uid, header.gid);
         chmodSync(target.host, header.mode & 0o7777);
         continue;
       }
+      if (archive && header.type === 'symlink') lchownSync(target.host, header.uid, header.gid);
     }
     for await (const chunk of body) void chunk; // skip the content of entries not written
   }

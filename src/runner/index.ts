@@ -43,7 +43,7 @@ export {
 export { sampleContainerStats, cpuPercent, parseNetDev, type ContainerStatsSample } from './stats.js';
 export { listContainerProcesses, formatCpuTime, formatTty, type ProcessTable } from './top.js';
 export { commitContainer, type CommitDeps, type CommitOptions, type CommitResult } from './commit.js';
-export { exportContainer, copyFromContainer, copyToContainer, type FilesDeps, type CopyInSource, type CopyOutTarget } from './container-files.js';
+export { exportContainer, copyFromContainer, copyToContainer, type FilesDeps, type CopyInSource, type CopyOptions, type CopyOutTarget } from './container-files.js';
 export {
   VolumeStore, ANONYMOUS_LABEL, isValidVolumeName, volumeUsers, seedVolume, removeAnonymousVolumes, imageVolumeRequests,
   type VolumeInfo, type VolumeRequest, type AttachedVolume,

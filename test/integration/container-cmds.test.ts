@@ -1,7 +1,7 @@
 import type { ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { createReadStream, readFileSync } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CliOptions } from '../cli/run-cli.js';
 import { readTar } from '../../src/layer/index.js';
@@ -313,6 +313,46 @@ testIf(why, 'cp: copies both ways, also as tar streams and with a stopped contai
   await finish();
 });
 
+testIf(why, 'cp -a keeps owners and cp -L follows a link named as the source when given, links resolved inside the container', async (t) => {
+  const { dir, r, finish } = await setup(t);
+  const hostSide = join(dir, 'hostside');
+  await mkdir(hostSide);
+  await writeFile(join(hostSide, 'secret'), 'host secret\n');
+  await startDetached(t, r, 'own', `mkdir /data; echo t > /data/target; chown 1234:5678 /data/target; ln -s /data/target /data/link; ln -s ${hostSide}/secret /data/hostile; exec sleep 1000`);
+  await until('the files', async () => (await r('exec', 'own', 'test', '-L', '/data/hostile')).code === 0);
+  const out = join(dir, 'out');
+  await mkdir(out);
+  // Out: -L copies the link's target under the link's name; without it the link itself.
+  t.is((await r('cp', 'own:/data/link', join(out, 'plain'))).code, 0);
+  t.is(await readlink(join(out, 'plain')), '/data/target');
+  let res = await r('cp', '-L', 'own:/data/link', out);
+  t.is(res.code, 0, res.stderr);
+  t.is(await readFile(join(out, 'link'), 'utf8'), 't\n');
+  // -L resolves inside the container: the host path the link names is not there.
+  res = await r('cp', '-L', 'own:/data/hostile', join(out, 'stolen'));
+  t.is(res.code, 1);
+  t.regex(res.stderr, /Could not find the file/);
+  await t.throwsAsync(stat(join(out, 'stolen')));
+  // Owners: -a keeps the container's, without it the copy is the caller's.
+  t.is((await r('cp', 'own:/data/target', join(out, 'mine'))).code, 0);
+  t.is((await stat(join(out, 'mine'))).uid, 0);
+  t.is((await r('cp', '-a', 'own:/data/target', join(out, 'kept'))).code, 0);
+  const kept = await stat(join(out, 'kept'));
+  t.deepEqual([kept.uid, kept.gid], [1234, 5678]);
+  // In: -a keeps the host file's owner, -L follows a host link given as the source.
+  const hostFile = join(dir, 'owned');
+  await writeFile(hostFile, 'owned\n');
+  execFileSync('chown', ['4321:8765', hostFile]);
+  await symlink(hostFile, join(dir, 'hostlink'));
+  t.is((await r('cp', hostFile, 'own:/tmp/as-root')).code, 0);
+  t.is((await r('cp', '-a', hostFile, 'own:/tmp/as-owner')).code, 0);
+  t.is((await r('cp', join(dir, 'hostlink'), 'own:/tmp/')).code, 0);
+  t.is((await r('cp', '-L', join(dir, 'hostlink'), 'own:/tmp/followed')).code, 0);
+  res = await r('exec', 'own', 'sh', '-c', 'stat -c %u:%g /tmp/as-root /tmp/as-owner; readlink /tmp/hostlink; cat /tmp/followed; test -L /tmp/followed || echo regular');
+  t.is(res.stdout, `0:0\n4321:8765\n${hostFile}\nowned\nregular\n`, res.stderr);
+  await finish();
+});
+
 testIf(why, 'commit: run of the committed image sees the container\'s changes when its writable layer is committed', async (t) => {
   const { r, finish } = await setup(t);
   await startDetached(t, r, 'changed', 'echo committed > /made; rm /bin/vi; exec sleep 1000', '-e', 'FROM_RUN=kept');
@@ -381,6 +421,9 @@ testIf(rootlessMissing() ?? noBusybox, 'exec rootless: an unprivileged user exec
   t.is((await u('exec', '-u', 'nobody', 'rl', 'id', '-u')).stdout, '65534\n');
   t.is((await u('cp', join(home, 'in.txt'), 'rl:/tmp/')).code, 0);
   t.is((await u('exec', 'rl', 'cat', '/tmp/in.txt')).stdout, 'from the host\n');
+  res = await u('cp', '-a', join(home, 'in.txt'), 'rl:/tmp/');
+  t.is(res.code, 1);
+  t.regex(res.stderr, /cp -a in a rootless store is not supported yet/);
   res = await u('cp', 'rl:/made', join(home, 'tmp', 'out.txt'));
   t.is(res.code, 0, res.stderr);
   t.is(await readFile(join(home, 'tmp', 'out.txt'), 'utf8'), 'made\n');

@@ -2,9 +2,9 @@ import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
-import { TsbuildError } from '../../core/index.js';
+import { notSupportedYet, TsbuildError } from '../../core/index.js';
 import { copyFromContainer, copyToContainer, exportContainer, type FilesDeps } from '../../runner/index.js';
-import { optString } from '../args.js';
+import { optBool, optString } from '../args.js';
 import type { Command } from '../command.js';
 import { openContainerDeps, type ContainerDeps } from '../container-deps.js';
 import { requireArgs } from './image-info.js';
@@ -62,8 +62,8 @@ export const cpCommand: Command = {
   summary: 'Copy files/folders between a container and the local filesystem',
   usage: 'cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n       tsbuild cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH',
   options: [
-    { name: 'archive', short: 'a', type: 'bool', help: 'Archive mode (copy all uid/gid information)', notSupported: 'copied files belong to the container\'s root' },
-    { name: 'follow-link', short: 'L', type: 'bool', help: 'Always follow symbol link in SRC_PATH', notSupported: 'give the link target\'s path' },
+    { name: 'archive', short: 'a', type: 'bool', help: 'Archive mode (copy all uid/gid information)' },
+    { name: 'follow-link', short: 'L', type: 'bool', help: 'Always follow symbol link in SRC_PATH' },
   ],
   async run(args, ctx) {
     requireArgs(args.positionals, 2, 'cp', 'exactly 2 arguments: SRC DEST');
@@ -77,16 +77,21 @@ export const cpCommand: Command = {
     }
     const deps = await openContainerDeps(ctx);
     const fd = filesDeps(deps);
+    const options = { archive: optBool(args, 'archive'), followLink: optBool(args, 'follow-link') };
+    if (options.archive && deps.rootless) {
+      const e = notSupportedYet('cp -a in a rootless store', 'files are copied as the invoking user\'s (the container\'s root)');
+      throw new TsbuildError(e.code, e.message, { hint: e.hint, exitCode: 1 });
+    }
     if (src !== undefined) {
       const entry = await deps.containers.resolve(src.container);
       const path = src.path === '' ? '/' : src.path;
-      await copyFromContainer(fd, entry, path, destArg === '-' ? { kind: 'tar', sink: ctx.stdout } : { kind: 'host', path: resolve(ctx.cwd, destArg) + (destArg.endsWith('/') ? '/' : '') });
+      await copyFromContainer(fd, entry, path, destArg === '-' ? { kind: 'tar', sink: ctx.stdout } : { kind: 'host', path: resolve(ctx.cwd, destArg) + (destArg.endsWith('/') ? '/' : '') }, options);
       return 0;
     }
     const d = dest as { container: string; path: string };
     const entry = await deps.containers.resolve(d.container);
     const hostSrc = srcArg === '-' ? undefined : resolve(ctx.cwd, srcArg) + (/\/\.$/.test(srcArg) ? '/.' : '');
-    await copyToContainer(fd, entry, hostSrc === undefined ? { kind: 'tar', stream: ctx.stdin } : { kind: 'host', path: hostSrc }, d.path === '' ? '/' : d.path);
+    await copyToContainer(fd, entry, hostSrc === undefined ? { kind: 'tar', stream: ctx.stdin } : { kind: 'host', path: hostSrc }, d.path === '' ? '/' : d.path, options);
     return 0;
   },
 };
