@@ -307,7 +307,7 @@ function copyHostEntry(src: string, dest: string, opaque: boolean, xattrPrefix: 
     copyFileSync(src, dest, constants.COPYFILE_EXCL);
     chmodSync(dest, st.mode & 0o7777);
   } else return;
-  // -a keeps the host owners (after chmod: a chown clears setuid bits, as cp -a gets them back only as root).
+  // -a keeps the host owners; the mode is set again because a chown clears setuid/setgid bits.
   if (archive) {
     lchownSync(dest, st.uid, st.gid);
     if (!st.isSymbolicLink()) chmodSync(dest, st.mode & 0o7777);

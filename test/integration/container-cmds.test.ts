@@ -1,14 +1,14 @@
 import type { ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { createReadStream, readFileSync } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CliOptions } from '../cli/run-cli.js';
 import { readTar } from '../../src/layer/index.js';
 import { busyboxMissing, makeBusyboxImage, tarDirectory } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
 import { processesMentioning, waitForNoProcessMentioning, watchContainerStore } from '../helpers/containers.js';
-import { cliAsUser, rootlessMissing, ROOTLESS_USER as USER } from '../helpers/rootless.js';
+import { cliAsUser, rootlessBusyboxStore, rootlessMissing, ROOTLESS_USER as USER } from '../helpers/rootless.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const noBusybox = await busyboxMissing();
@@ -396,19 +396,10 @@ testIf(why, 'export: a tar of the merged file system with the container\'s files
 });
 
 testIf(rootlessMissing() ?? noBusybox, 'exec rootless: an unprivileged user execs, copies, commits and exports when the container runs in a user namespace', async (t) => {
-  const dir = await tempDir(t, 'tsbuild-cmds-rootless-');
-  await chmod(dir, 0o755);
-  const home = join(dir, 'home');
-  const root = join(home, 'store');
-  for (const d of [home, join(home, 'tmp'), join(home, 'run')]) await mkdir(d, { recursive: true });
-  await makeBusyboxImage(dir, root);
+  const { home, root } = await rootlessBusyboxStore(t, 'tsbuild-cmds-rootless-');
   await writeFile(join(home, 'in.txt'), 'from the host\n');
-  execFileSync('chown', ['-R', `${USER}:${USER}`, home]);
+  execFileSync('chown', [`${USER}:${USER}`, join(home, 'in.txt')]);
   const u = (...a: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => cliAsUser(home, root, a);
-  t.teardown(async () => {
-    const ids = (await u('ps', '-aq')).stdout.split('\n').filter((s) => s !== '');
-    if (ids.length > 0) await u('rm', '-f', ...ids);
-  });
   let res = await u('run', '-d', '--name', 'rl', 'busybox', 'sh', '-c', 'echo made > /made; exec sleep 1000');
   t.is(res.code, 0, res.stderr);
   res = await u('exec', 'rl', 'sh', '-c', 'echo $$; id -u; cat /made; tr "\\0" " " < /proc/1/cmdline');

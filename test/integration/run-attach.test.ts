@@ -1,13 +1,12 @@
 import type { ExecutionContext } from 'ava';
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
+import { busyboxMissing } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
-import { busyboxContainerStore, waitForNoProcessMentioning } from '../helpers/containers.js';
-import { cliAsUser, rootlessMissing, ROOTLESS_USER } from '../helpers/rootless.js';
-import { tempDir } from '../helpers/tmp.js';
+import { busyboxContainerStore } from '../helpers/containers.js';
+import { cliAsUser, rootlessBusyboxStore, rootlessMissing, ROOTLESS_USER } from '../helpers/rootless.js';
 import { REPO } from '../sandbox/sandbox-helpers.js';
 import { buildMissing } from './build-helpers.js';
 
@@ -220,18 +219,7 @@ testIf(scriptMissing, 'run -dit + attach on a terminal: raw mode, our size and r
 });
 
 testIf(rootlessMissing() ?? missing, 'run -di + attach rootless: the monitor, its socket and the client run as the user', async (t) => {
-  const dir = await tempDir(t, 'tsbuild-attach-rootless-');
-  await chmod(dir, 0o755);
-  const home = join(dir, 'home');
-  const root = join(home, 'store');
-  for (const d of [home, join(home, 'tmp'), join(home, 'run')]) await mkdir(d, { recursive: true });
-  await makeBusyboxImage(dir, root);
-  execFileSync('chown', ['-R', `${ROOTLESS_USER}:${ROOTLESS_USER}`, home]);
-  t.teardown(async () => {
-    const ids = (await cliAsUser(home, root, ['ps', '-aq'])).stdout.split('\n').filter((s) => s !== '');
-    if (ids.length > 0) await cliAsUser(home, root, ['rm', '-f', ...ids]);
-    await waitForNoProcessMentioning(root);
-  });
+  const { home, root } = await rootlessBusyboxStore(t, 'tsbuild-attach-rootless-');
   const started = await cliAsUser(home, root, ['run', '-di', '--name', 'rl', 'busybox', 'sh']);
   t.is(started.code, 0, started.stderr);
   const a = track(t, spawn('runuser', ['-u', ROOTLESS_USER, '--', 'env', '-i', `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`, `HOME=${home}`, `TMPDIR=${home}/tmp`, `XDG_RUNTIME_DIR=${home}/run`,

@@ -2,7 +2,7 @@ import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
-import { notSupportedYet, TsbuildError } from '../../core/index.js';
+import { TsbuildError } from '../../core/index.js';
 import { copyFromContainer, copyToContainer, exportContainer, type FilesDeps } from '../../runner/index.js';
 import { optBool, optString } from '../args.js';
 import type { Command } from '../command.js';
@@ -79,8 +79,7 @@ export const cpCommand: Command = {
     const fd = filesDeps(deps);
     const options = { archive: optBool(args, 'archive'), followLink: optBool(args, 'follow-link') };
     if (options.archive && deps.rootless) {
-      const e = notSupportedYet('cp -a in a rootless store', 'files are copied as the invoking user\'s (the container\'s root)');
-      throw new TsbuildError(e.code, e.message, { hint: e.hint, exitCode: 1 });
+      throw new TsbuildError('CLI_NOT_SUPPORTED', 'cp -a in a rootless store is not supported yet', { hint: 'the copies belong to the invoking user (the container\'s root)', exitCode: 1 });
     }
     if (src !== undefined) {
       const entry = await deps.containers.resolve(src.container);
