@@ -1,28 +1,14 @@
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { chmod, mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
+import { busyboxMissing } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
 import { processesMentioning, waitForNoProcessMentioning } from '../helpers/containers.js';
-import { cliAsUser, rootlessMissing, ROOTLESS_USER as USER } from '../helpers/rootless.js';
-import { tempDir } from '../helpers/tmp.js';
+import { cliAsUser, rootlessBusyboxStore, rootlessMissing } from '../helpers/rootless.js';
 
 const missing = rootlessMissing() ?? await busyboxMissing();
 
 testIf(missing, 'run rootless: an unprivileged user runs, detaches, stops and removes image containers', async (t) => {
-  const dir = await tempDir(t, 'tsbuild-run-rootless-');
-  await chmod(dir, 0o755);
-  const home = join(dir, 'home');
-  const root = join(home, 'store');
-  for (const d of [home, join(home, 'tmp'), join(home, 'run')]) await mkdir(d, { recursive: true });
-  await makeBusyboxImage(join(dir), root);
-  execFileSync('chown', ['-R', `${USER}:${USER}`, home]);
-  t.teardown(async () => {
-    const ids = (await cliAsUser(home, root, ['ps', '-aq'])).stdout.split('\n').filter((s) => s !== '');
-    if (ids.length > 0) await cliAsUser(home, root, ['rm', '-f', ...ids]);
-  });
+  const { home, root } = await rootlessBusyboxStore(t, 'tsbuild-run-rootless-');
 
   let r = await cliAsUser(home, root, ['run', '--rm', 'busybox', 'sh', '-c', 'id -u; echo layer > /f; cat /f']);
   t.is(r.code, 0, r.stderr);
