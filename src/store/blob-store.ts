@@ -74,7 +74,16 @@ export class DirBlobStore implements BlobStore {
 
   async put(stream: Readable, expected: ExpectedBlob = {}, options: PutOptions = {}): Promise<BlobInfo> {
     if (expected.digest !== undefined) {
-      const have = await this.stat(expected.digest);
+      // The stream may fail while the stat is pending, before anything listens to it: catch that
+      // here (an 'error' without a listener would end the process) and reject instead.
+      let early: unknown;
+      const onEarly = (err: unknown): void => { early ??= err; };
+      stream.on('error', onEarly);
+      const have = await this.stat(expected.digest).finally(() => stream.off('error', onEarly));
+      if (early !== undefined) {
+        stream.destroy();
+        throw ioError(`cannot store a blob in ${this.dir}`, early);
+      }
       if (have !== undefined && (expected.size === undefined || expected.size === have.size)) {
         // Drain rather than destroy: the stream may be an entry of a tar being read sequentially.
         await drain(stream);

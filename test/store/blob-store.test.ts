@@ -78,6 +78,19 @@ test('blob store: a failing source stream leaves no partial blob when it errors'
   t.deepEqual(await readdir(store.paths.tmp), []);
 });
 
+test('blob store: a source stream that errors while put checks for an existing blob rejects put, not the process', async (t) => {
+  const store = await openStore(await tempDir(t));
+  for (const exists of [false, true]) {
+    const data = Buffer.from(`early ${exists}`);
+    if (exists) await store.blobs.putBytes(data);
+    // Errors on the next tick, while put() still awaits its stat of the expected digest.
+    const s = new Readable({ read() { /* never pushes */ } });
+    process.nextTick(() => s.destroy(new Error('reset before the first byte')));
+    await t.throwsAsync(store.blobs.put(s, { digest: sha256Of(data), size: data.length }), { message: /reset before the first byte/ });
+  }
+  t.deepEqual(await readdir(store.paths.tmp), []);
+});
+
 test('blob store: concurrent puts of the same blob from two processes both succeed when racing', async (t) => {
   const root = await tempDir(t);
   const store = await openStore(root);
