@@ -1,4 +1,5 @@
 export * from './spec.js';
+export { listHostDevices } from './host-devices.js';
 export type { Cgroup, CgroupUsage } from './cgroup-types.js';
 export type { CgroupLimits } from './cgroup-limits.js';
 export { parseCpus, parseCpuset, parseIntegerLimit, parseMemory, parseMemorySwap, validateLimits, withDockerDefaults } from './cgroup-limits.js';

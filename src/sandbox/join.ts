@@ -31,6 +31,8 @@ export interface JoinSpec {
   /** The identity to switch to, with `capabilities` kept; absent: the credentials are kept as they are. */
   readonly user?: ProcessUser;
   readonly capabilities?: readonly string[];
+  /** Keep only those of `capabilities` the launcher holds (`exec --privileged` on a host whose root lacks some). */
+  readonly capabilitiesHeld?: boolean;
   readonly rlimits?: readonly Rlimit[];
   readonly noNewPrivileges?: boolean;
   /** A pseudo-terminal from the target's /dev/pts (needs the mount namespace). */
@@ -89,6 +91,7 @@ export function encodeJoinSpec(spec: JoinSpec): Buffer {
       if (!Number.isInteger(id) || id < 0 || id > 0xfffffffe) throw badSpec(`invalid user or group id ${id}`);
     }
     add('caps', capabilityMask(spec.capabilities ?? []));
+    if (spec.capabilitiesHeld === true) add('capsheld', 1);
     add('user', u.uid, u.gid, (u.additionalGids ?? []).join(','));
   }
   for (const e of spec.env) add('env', e);

@@ -5,7 +5,7 @@
 import { isAbsolute, join, relative } from 'node:path';
 import { TsbuildError } from '../core/index.js';
 import type { NamespaceType, OverlayRoot, RunSpec } from './spec.js';
-import { ALL_CAPABILITIES, OVERLAY_OPTION_ALLOW_LIST } from './spec.js';
+import { ALL_CAPABILITIES, checkDevice, OVERLAY_OPTION_ALLOW_LIST } from './spec.js';
 
 /** clone(2) flag of each namespace type. */
 export const CLONE_FLAGS: Readonly<Record<NamespaceType, number>> = {
@@ -177,6 +177,10 @@ export function encodeLauncherSpec(spec: RunSpec, target: LauncherTarget): Buffe
     if (m.options.some((o) => o.includes(','))) throw badSpec(`mount option of ${m.destination} contains ","`);
     add('mount', m.destination, m.type, m.source, m.options.join(','));
   }
+  for (const d of spec.linux.devices ?? []) {
+    checkDevice(d);
+    add('device', d.path, d.type, d.major, d.minor, d.fileMode, d.uid, d.gid);
+  }
   for (const p of spec.linux.maskedPaths) add('mask', p);
   for (const p of spec.linux.readonlyPaths) add('ropath', p);
   for (const r of spec.process.rlimits) {
@@ -188,6 +192,7 @@ export function encodeLauncherSpec(spec: RunSpec, target: LauncherTarget): Buffe
     add('rlimit', n, r.soft, r.hard);
   }
   add('caps', capabilityMask(spec.process.capabilities));
+  if (spec.process.capabilitiesHeld === true) add('capsheld', 1);
   const u = spec.process.user;
   for (const id of [u.uid, u.gid, ...(u.additionalGids ?? [])]) {
     if (!Number.isInteger(id) || id < 0 || id > 0xfffffffe) throw badSpec(`invalid user or group id ${id}`);

@@ -32,6 +32,8 @@ export interface ProcessSpec {
   readonly terminal?: boolean;
   /** Capability names (`CAP_CHOWN` ...): the bounding set; also effective/permitted for uid 0. */
   readonly capabilities: readonly string[];
+  /** Keep only those of `capabilities` the launcher itself holds (privileged: "all" on a host whose root lacks some). */
+  readonly capabilitiesHeld?: boolean;
   readonly rlimits: readonly Rlimit[];
   readonly noNewPrivileges: boolean;
 }
@@ -107,6 +109,20 @@ export interface ResourcesSpec {
   readonly pids?: { readonly limit: number };
 }
 
+/** OCI `linux.devices[]` entry: a device node made in the container's /dev (a host device for `--privileged`). */
+export interface DeviceSpec {
+  /** Absolute path below /dev. */
+  readonly path: string;
+  /** `c` (character) or `b` (block). */
+  readonly type: 'c' | 'b';
+  readonly major: number;
+  readonly minor: number;
+  /** Permission bits of the node. */
+  readonly fileMode: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
 /** OCI `linux`. */
 export interface LinuxSpec {
   readonly namespaces: readonly NamespaceSpec[];
@@ -115,6 +131,10 @@ export interface LinuxSpec {
   readonly maskedPaths: readonly string[];
   readonly readonlyPaths: readonly string[];
   readonly resources?: ResourcesSpec;
+  /** Extra device nodes (as root: made with mknod; in a user namespace: bind mounts of the same host path, skipped where that fails, as podman). */
+  readonly devices?: readonly DeviceSpec[];
+  /** The device cgroup allows every device (OCI `resources.devices: [{allow: true, access: rwm}]`); absent: docker's default rules for an OCI runtime. */
+  readonly allowAllDevices?: boolean;
 }
 
 /** Everything needed to run one sandboxed process. Immutable plain data, JSON-serialisable. */
@@ -198,6 +218,14 @@ export interface RunSpecOptions {
   readonly noNewPrivileges?: boolean;
   /** Size in bytes of the /dev/shm tmpfs (default 64 MiB, as Docker). */
   readonly shmSize?: number;
+  /**
+   * Docker's `--privileged`: every capability (`capAdd`/`capDrop` ignored, as docker), no masked or
+   * read-only paths, /sys read-write, `devices` in /dev, every device allowed, and no_new_privs off
+   * unless `noNewPrivileges` says otherwise.
+   */
+  readonly privileged?: boolean;
+  /** Device nodes to add (with `privileged`: the host's, from `listHostDevices`). */
+  readonly devices?: readonly DeviceSpec[];
 }
 
 /** Normalises `chown`, `CAP_CHOWN` or `ALL` to `CAP_CHOWN`/`ALL`; throws SANDBOX_BAD_CAPABILITY. */
@@ -223,6 +251,21 @@ export function computeCapabilities(capAdd: readonly string[] = [], capDrop: rea
   return ALL_CAPABILITIES.filter((c) => caps.has(c));
 }
 
+/** One of {@link DEFAULT_MOUNTS} with the `--shm-size` and, when privileged, /sys read-write (as docker). */
+function defaultMount(m: MountSpec, shmSize: number | undefined, privileged: boolean): MountSpec {
+  if (m.destination === '/dev/shm' && shmSize !== undefined) return { ...m, options: [...m.options.filter((o) => !o.startsWith('size=')), `size=${shmSize}`] };
+  if (m.destination === '/sys' && privileged) return { ...m, options: m.options.filter((o) => o !== 'ro') };
+  return m;
+}
+
+/** SECURITY: a device node goes below /dev only (no `..`), with a type and numbers the kernel takes. Throws SANDBOX_BAD_SPEC. */
+export function checkDevice(d: DeviceSpec): void {
+  const ok = /^\/dev\/[^\0]+$/.test(d.path) && !d.path.split('/').some((p) => p === '..' || p === '.') && !d.path.endsWith('/')
+    && (d.type === 'c' || d.type === 'b')
+    && [d.major, d.minor, d.fileMode, d.uid, d.gid].every((n) => Number.isInteger(n) && n >= 0 && n <= 0xffffffff) && d.fileMode <= 0o7777;
+  if (!ok) throw new TsbuildError('SANDBOX_BAD_SPEC', `invalid device ${JSON.stringify(d)}: a c or b node below /dev`, { exitCode: 125 });
+}
+
 /** Builds a RunSpec with Docker's defaults; validates paths (SANDBOX_BAD_SPEC). */
 export function createRunSpec(options: RunSpecOptions): RunSpec {
   if (options.args.length === 0) throw new TsbuildError('SANDBOX_BAD_SPEC', 'no command to run', { exitCode: 125 });
@@ -236,6 +279,8 @@ export function createRunSpec(options: RunSpecOptions): RunSpec {
   for (const m of options.mounts ?? []) {
     if (!m.destination.startsWith('/')) throw new TsbuildError('SANDBOX_BAD_SPEC', `mount destination "${m.destination}" must be absolute`, { exitCode: 125 });
   }
+  for (const d of options.devices ?? []) checkDevice(d);
+  const privileged = options.privileged === true;
   const namespaces: NamespaceSpec[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }];
   if ((options.network ?? 'none') === 'none') namespaces.splice(1, 0, { type: 'network' });
   if (options.userNamespace === true) namespaces.push({ type: 'user' });
@@ -246,17 +291,20 @@ export function createRunSpec(options: RunSpecOptions): RunSpec {
       cwd,
       user: options.user ?? { uid: 0, gid: 0, additionalGids: [] },
       terminal: options.terminal ?? false,
-      capabilities: computeCapabilities(options.capAdd, options.capDrop),
+      capabilities: privileged ? [...ALL_CAPABILITIES] : computeCapabilities(options.capAdd, options.capDrop),
+      ...(privileged ? { capabilitiesHeld: true } : {}),
       rlimits: options.rlimits === undefined ? DEFAULT_RLIMITS : [...DEFAULT_RLIMITS.filter((d) => !options.rlimits?.some((r) => r.type === d.type)), ...options.rlimits],
-      noNewPrivileges: options.noNewPrivileges ?? true,
+      noNewPrivileges: options.noNewPrivileges ?? !privileged,
     },
     root: options.root,
-    mounts: [...(options.shmSize === undefined ? DEFAULT_MOUNTS : DEFAULT_MOUNTS.map((m) => (m.destination === '/dev/shm' ? { ...m, options: [...m.options.filter((o) => !o.startsWith('size=')), `size=${options.shmSize}`] } : m))), ...(options.mounts ?? [])],
+    mounts: [...DEFAULT_MOUNTS.map((m) => defaultMount(m, options.shmSize, privileged)), ...(options.mounts ?? [])],
     linux: {
       namespaces,
-      maskedPaths: DEFAULT_MASKED_PATHS,
-      readonlyPaths: DEFAULT_READONLY_PATHS,
+      maskedPaths: privileged ? [] : DEFAULT_MASKED_PATHS,
+      readonlyPaths: privileged ? [] : DEFAULT_READONLY_PATHS,
       ...(options.resources === undefined ? {} : { resources: options.resources }),
+      ...(options.devices === undefined || options.devices.length === 0 ? {} : { devices: options.devices }),
+      ...(privileged ? { allowAllDevices: true } : {}),
     },
   };
   return options.hostname === undefined ? spec : { ...spec, hostname: options.hostname };
@@ -292,8 +340,9 @@ export function toOciConfig(spec: RunSpec, options: OciConfigOptions = {}): Reco
     namespaces: spec.linux.namespaces.map((n) => ({ type: n.type })),
     maskedPaths: [...spec.linux.maskedPaths],
     readonlyPaths: [...spec.linux.readonlyPaths],
-    resources: { devices: [{ allow: false, access: 'rwm' }], ...(spec.linux.resources ?? {}) },
+    resources: { devices: [{ allow: spec.linux.allowAllDevices === true, access: 'rwm' }], ...(spec.linux.resources ?? {}) },
   };
+  if (spec.linux.devices !== undefined) linux.devices = spec.linux.devices.map((d) => ({ ...d }));
   if (spec.linux.uidMappings !== undefined) linux.uidMappings = spec.linux.uidMappings.map((m) => ({ ...m }));
   if (spec.linux.gidMappings !== undefined) linux.gidMappings = spec.linux.gidMappings.map((m) => ({ ...m }));
   if (options.cgroupsPath !== undefined) linux.cgroupsPath = options.cgroupsPath;

@@ -52,13 +52,15 @@
 struct mnt { const char *dest, *type, *source, *options; };
 struct file { const char *name, *content; };
 struct rlim { int resource; unsigned long long soft, hard; };
+struct device { const char *path; mode_t type, mode; unsigned maj, min, uid, gid; };
+#define MAX_DEVICES 4096
 
 struct spec {
   unsigned long clone_flags;
   const char *rootfs;           /* directory that becomes / */
   const char *overlay_opts;     /* overlay mount data, or NULL for a directory root */
   const char *overlay_dir;      /* directory the overlay is mounted from (relative lowerdirs), or NULL */
-  int root_readonly, userns, lo_up, nnp, terminal, keepraw;
+  int root_readonly, userns, lo_up, nnp, terminal, keepraw, caps_held;
   const char *hostname, *cwd;
   const char *files_dir;        /* directory a private tmpfs with the generated files goes on, or NULL */
   struct file files[16]; int nfiles;
@@ -66,6 +68,7 @@ struct spec {
   const char *masked[MAX_ITEMS]; int nmasked;
   const char *ropaths[MAX_ITEMS]; int nropaths;
   struct rlim rlimits[64]; int nrlimits;
+  struct device *devices; int ndevices;   /* host devices of a privileged sandbox */
   uint64_t caps;
   unsigned uid, gid; gid_t groups[256]; int ngroups;
   char *env[MAX_ITEMS + 1]; int nenv;
@@ -131,6 +134,7 @@ static void parse_spec(char *buf, size_t len) {
     pos += strlen(tag) + 1;
     int want;
     if (!strcmp(tag, "mount")) want = 4;
+    else if (!strcmp(tag, "device")) want = 7;
     else if (!strcmp(tag, "rlimit") || !strcmp(tag, "user")) want = 3;
     else if (!strcmp(tag, "file")) want = 2;
     else want = 1;
@@ -155,6 +159,7 @@ static void parse_spec(char *buf, size_t len) {
     else if (!strcmp(tag, "nnp")) S.nnp = tok[0][0] == '1';
     else if (!strcmp(tag, "terminal")) S.terminal = tok[0][0] == '1';
     else if (!strcmp(tag, "keepraw")) S.keepraw = tok[0][0] == '1';
+    else if (!strcmp(tag, "capsheld")) S.caps_held = tok[0][0] == '1';
     else if (!strcmp(tag, "hostname")) S.hostname = tok[0];
     else if (!strcmp(tag, "cwd")) S.cwd = tok[0];
     else if (!strcmp(tag, "caps")) S.caps = parse_num(tok[0], "caps");
@@ -167,6 +172,14 @@ static void parse_spec(char *buf, size_t len) {
     else if (!strcmp(tag, "mount")) {
       if (S.nmounts >= MAX_ITEMS) fail_code(125, "parse-spec", E2BIG, "mounts");
       S.mounts[S.nmounts++] = (struct mnt){ tok[0], tok[1], tok[2], tok[3] };
+    } else if (!strcmp(tag, "device")) {
+      if (S.devices == NULL && (S.devices = calloc(MAX_DEVICES, sizeof *S.devices)) == NULL) fail("parse-spec", "malloc");
+      if (S.ndevices >= MAX_DEVICES) fail_code(125, "parse-spec", E2BIG, "devices");
+      /* SECURITY: below /dev only, never through "..". */
+      if (strncmp(tok[0], "/dev/", 5) != 0 || strstr(tok[0], "/..") != NULL || strstr(tok[0], "/./") != NULL) fail_code(125, "parse-spec", EINVAL, tok[0]);
+      if (strcmp(tok[1], "c") != 0 && strcmp(tok[1], "b") != 0) fail_code(125, "parse-spec", EINVAL, "device type");
+      S.devices[S.ndevices++] = (struct device){ tok[0], tok[1][0] == 'c' ? S_IFCHR : S_IFBLK, (mode_t)(parse_num(tok[4], "device mode") & 07777),
+        (unsigned)parse_num(tok[2], "device major"), (unsigned)parse_num(tok[3], "device minor"), (unsigned)parse_num(tok[5], "device uid"), (unsigned)parse_num(tok[6], "device gid") };
     } else if (!strcmp(tag, "mask")) {
       if (S.nmasked >= MAX_ITEMS) fail_code(125, "parse-spec", E2BIG, "masked");
       S.masked[S.nmasked++] = tok[0];
@@ -330,6 +343,36 @@ static void remount_bind(const char *target, unsigned long flags, const char *wh
   if (mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | flags | locked_flags(target), NULL) < 0) fail("remount-readonly", what);
 }
 
+/* The host devices of a privileged sandbox (the standard nodes already there are kept): mknod as
+ * real root; in a user namespace (or without CAP_MKNOD) bind mounts of the host's nodes, and a node
+ * that cannot be bound is left out, as podman does. Runs before pivot_root: the host's /dev is /dev. */
+static void add_devices(int rootfd) {
+  for (int i = 0; i < S.ndevices; i++) {
+    const struct device *d = &S.devices[i];
+    char parent[PATH_MAX], tgt[64];
+    if (strlen(d->path) >= sizeof parent) continue;
+    strcpy(parent, d->path);
+    char *slash = strrchr(parent, '/');
+    *slash = '\0';
+    const char *name = d->path + (slash - parent) + 1;
+    int pfd = ensure_in_root(rootfd, parent, 1);
+    if (!S.userns && mknodat(pfd, name, d->type | d->mode, makedev(d->maj, d->min)) == 0) {
+      if (fchownat(pfd, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0 || fchmodat(pfd, name, d->mode, 0) < 0) fail("chmod-device", d->path);
+    } else if (S.userns || errno == EPERM) {
+      int f = openat(pfd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+      if (f >= 0) {
+        fd_path(tgt, sizeof tgt, f);
+        int rc = mount(d->path, tgt, NULL, MS_BIND, NULL);
+        close(f);
+        if (rc < 0) unlinkat(pfd, name, 0);
+      }
+    } else if (errno != EEXIST) {
+      fail("mknod", d->path);
+    }
+    close(pfd);
+  }
+}
+
 /* Device nodes of a fresh /dev: mknod as real root, bind mounts of the host's nodes in a userns. */
 static void populate_dev(int rootfd) {
   static const struct { const char *name; unsigned maj, min; } devs[] = {
@@ -359,6 +402,7 @@ static void populate_dev(int rootfd) {
     if (symlinkat(links[i].target, devfd, links[i].name) < 0) fail("symlink-dev", links[i].name);
   }
   close(devfd);
+  add_devices(rootfd);
 }
 
 /* The O_PATH fd of a mountpoint names what was below the new mount: reopen to reach the mount. */
@@ -572,6 +616,13 @@ static void apply_credentials(void) {
       if (rl.rlim_cur > rl.rlim_max) rl.rlim_cur = rl.rlim_max;
       if (setrlimit(S.rlimits[i].resource, &rl) < 0) fail("setrlimit", "rlimit");
     }
+  }
+  if (S.caps_held) {
+    /* Privileged: only the capabilities this process holds (a root that lacks some cannot give them). */
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct held[2];
+    if (syscall(SYS_capget, &h, held) < 0) fail("capget", "capabilities");
+    S.caps &= (uint64_t)held[0].permitted | ((uint64_t)held[1].permitted << 32);
   }
   for (int cap = 0; cap <= 63; cap++) {
     if (S.caps & (1ULL << cap)) continue;
