@@ -32,6 +32,11 @@ const TYPE_FLAG: Readonly<Record<EntryType, number>> = {
 };
 
 const MAX_OCTAL_8 = 0o7777777;
+/** `ustar\0` and version `00`. */
+const USTAR_MAGIC = Buffer.from('ustar\u000000', 'latin1');
+const MAGIC_SUM = USTAR_MAGIC.reduce((a, b) => a + b, 0);
+/** The checksum field counts as eight spaces in its own sum. */
+const CHECKSUM_SPACES = 8 * 0x20;
 const MAX_OCTAL_12 = 0o77777777777;
 
 /** Rounds `size` up to the next multiple of 512. */
@@ -39,13 +44,39 @@ export function roundToBlock(size: number): number {
   return Math.ceil(size / BLOCK) * BLOCK;
 }
 
-function writeString(block: Buffer, offset: number, width: number, value: string): void {
-  block.write(value, offset, width, 'utf8');
+/** Sum of the bytes `block[from, to)`. */
+function byteSum(block: Buffer, from: number, to: number): number {
+  let sum = 0;
+  for (let i = from; i < to; i++) sum += block[i] as number;
+  return sum;
 }
 
-function writeOctal(block: Buffer, offset: number, width: number, value: number): void {
-  block.write(value.toString(8).padStart(width - 1, '0'), offset, width - 1, 'ascii');
+/**
+ * Writes `value` as UTF-8 into a zeroed field of `width` bytes and returns the sum of the bytes
+ * written. A longer value (it then lives in a PAX record) keeps its first `width` raw bytes.
+ */
+function writeString(block: Buffer, offset: number, width: number, value: string): number {
+  if (value === '') return 0;
+  const n = value.length * 3 > width ? Buffer.from(value, 'utf8').copy(block, offset, 0, width) : block.write(value, offset, width, 'utf8');
+  return byteSum(block, offset, offset + n);
+}
+
+/**
+ * Writes `value` (which must fit) as `width - 1` zero-padded octal digits and a NUL, and returns
+ * the sum of the bytes written. Byte by byte, with no string: this runs seven times for every
+ * entry of every layer.
+ */
+function writeOctal(block: Buffer, offset: number, width: number, value: number): number {
+  let v = value;
+  let sum = 0;
+  for (let i = offset + width - 2; i >= offset; i--) {
+    const digit = 0x30 + (v % 8);
+    block[i] = digit;
+    sum += digit;
+    v = Math.floor(v / 8);
+  }
   block[offset + width - 1] = 0;
+  return sum;
 }
 
 function encodePaxRecord(key: string, value: Buffer): Buffer {
@@ -55,7 +86,18 @@ function encodePaxRecord(key: string, value: Buffer): Buffer {
   return Buffer.concat([Buffer.from(String(len), 'ascii'), body]);
 }
 
+/** Whether `s` may take more than 100 bytes as UTF-8 (a UTF-16 unit is at most 3 bytes). */
+function longerThan100(s: string): boolean {
+  return s.length > 33 && Buffer.byteLength(s) > 100;
+}
+
+/** Cheap test for the common case: a short name and link, small numbers, no xattrs. */
+function needsPax(h: TarHeader): boolean {
+  return h.xattrs.length > 0 || h.size > MAX_OCTAL_12 || h.uid > MAX_OCTAL_8 || h.gid > MAX_OCTAL_8 || longerThan100(h.name) || longerThan100(h.linkname);
+}
+
 function buildPaxRecords(h: TarHeader): Buffer | undefined {
+  if (!needsPax(h)) return undefined;
   const records: Array<[string, Buffer]> = [];
   if (Buffer.byteLength(h.name) > 100) records.push(['path', Buffer.from(h.name, 'utf8')]);
   if (Buffer.byteLength(h.linkname) > 100) records.push(['linkpath', Buffer.from(h.linkname, 'utf8')]);
@@ -68,23 +110,31 @@ function buildPaxRecords(h: TarHeader): Buffer | undefined {
   return Buffer.concat(records.map(([k, v]) => encodePaxRecord(k, v)));
 }
 
+/**
+ * Writes the ustar block of `h` with its checksum. The checksum is the sum of the bytes written
+ * (the checksum field counted as spaces), gathered field by field instead of re-reading the block.
+ */
 function writeUstar(block: Buffer, offset: number, h: TarHeader, typeflag: number): void {
   block.fill(0, offset, offset + BLOCK);
-  writeString(block, offset, 100, h.name);
-  writeOctal(block, offset + 100, 8, h.mode & 0o7777);
-  writeOctal(block, offset + 108, 8, Math.min(h.uid, MAX_OCTAL_8));
-  writeOctal(block, offset + 116, 8, Math.min(h.gid, MAX_OCTAL_8));
-  writeOctal(block, offset + 124, 12, h.size > MAX_OCTAL_12 ? 0 : h.size);
-  writeOctal(block, offset + 136, 12, Math.max(0, Math.min(h.mtime, MAX_OCTAL_12)));
+  let sum = CHECKSUM_SPACES + MAGIC_SUM + typeflag;
+  sum += writeString(block, offset, 100, h.name);
+  sum += writeOctal(block, offset + 100, 8, h.mode & 0o7777);
+  sum += writeOctal(block, offset + 108, 8, Math.min(h.uid, MAX_OCTAL_8));
+  sum += writeOctal(block, offset + 116, 8, Math.min(h.gid, MAX_OCTAL_8));
+  sum += writeOctal(block, offset + 124, 12, h.size > MAX_OCTAL_12 ? 0 : h.size);
+  sum += writeOctal(block, offset + 136, 12, Math.max(0, Math.min(h.mtime, MAX_OCTAL_12)));
   block[offset + 156] = typeflag;
-  writeString(block, offset + 157, 100, h.linkname);
-  block.write('ustar\u000000', offset + 257, 8, 'latin1');
-  writeOctal(block, offset + 329, 8, h.devmajor);
-  writeOctal(block, offset + 337, 8, h.devminor);
+  sum += writeString(block, offset + 157, 100, h.linkname);
+  USTAR_MAGIC.copy(block, offset + 257);
+  sum += writeOctal(block, offset + 329, 8, h.devmajor);
+  sum += writeOctal(block, offset + 337, 8, h.devminor);
+  writeOctal(block, offset + 148, 7, sum);
+  block[offset + 155] = 0x20;
 }
 
 /** Bytes {@link writeHeader} will write for `h` (512, or more when a PAX header is needed). */
 export function measureHeader(h: TarHeader): number {
+  if (!needsPax(h)) return BLOCK;
   const pax = buildPaxRecords(h);
   return pax === undefined ? BLOCK : 2 * BLOCK + roundToBlock(pax.length);
 }
@@ -101,26 +151,13 @@ export function writeHeader(h: TarHeader, out: Buffer, offset: number): number {
     const base = h.name.replace(/\/+$/, '').split('/').pop() ?? '';
     const paxName = Buffer.from(`PaxHeaders.0/${base}`, 'utf8').subarray(0, 100).toString('utf8').replace(/\uFFFD+$/, '');
     writeUstar(out, at, { ...h, name: paxName, mode: 0o644, uid: 0, gid: 0, size: pax.length, linkname: '', devmajor: 0, devminor: 0, xattrs: [] }, 0x78);
-    fixChecksum(out, at);
     at += BLOCK;
     pax.copy(out, at);
     out.fill(0, at + pax.length, at + roundToBlock(pax.length));
     at += roundToBlock(pax.length);
   }
   writeUstar(out, at, h, TYPE_FLAG[h.type]);
-  // Over-long names live in the PAX record; the ustar field keeps their first 100 bytes.
-  if (Buffer.byteLength(h.name) > 100) Buffer.from(h.name, 'utf8').copy(out, at, 0, 100);
-  if (Buffer.byteLength(h.linkname) > 100) Buffer.from(h.linkname, 'utf8').copy(out, at + 157, 0, 100);
-  fixChecksum(out, at);
   return at + BLOCK - offset;
-}
-
-function fixChecksum(block: Buffer, offset: number): void {
-  block.fill(0x20, offset + 148, offset + 156);
-  let sum = 0;
-  for (let i = offset; i < offset + BLOCK; i++) sum += block[i] as number;
-  writeOctal(block, offset + 148, 7, sum);
-  block[offset + 155] = 0x20;
 }
 
 /** Returns `h` encoded as a new buffer (see {@link writeHeader}). */
