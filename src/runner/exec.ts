@@ -1,6 +1,6 @@
 import { TsbuildError } from '../core/index.js';
 import {
-  ALL_JOIN_NAMESPACES, DEFAULT_RLIMITS, computeCapabilities, isProcessFrozen, joinProcess, openProcessCgroup,
+  ALL_CAPABILITIES, ALL_JOIN_NAMESPACES, DEFAULT_RLIMITS, computeCapabilities, isProcessFrozen, joinProcess, openProcessCgroup,
   type JoinResult, type Rlimit, type SandboxStdio,
 } from '../sandbox/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
@@ -29,11 +29,13 @@ export interface ExecOptions {
   readonly workdir?: string;
   readonly terminal: boolean;
   readonly detach: boolean;
+  /** `--privileged`: every capability (as in a privileged container), whatever the container got. */
+  readonly privileged?: boolean;
 }
 
 /**
  * Runs a command in a running container, as `docker exec`: in all its namespaces and its cgroup,
- * with its env (plus `-e`), user, working directory, capabilities, rlimits (`--ulimit`) and no_new_privs (`--security-opt`). Resolves with
+ * with its env (plus `-e`), user, working directory, capabilities (all with `privileged`), rlimits (`--ulimit`) and no_new_privs (`--security-opt`). Resolves with
  * how it ended (exit code propagated). Throws RUN_NOT_RUNNING, RUN_PAUSED, RUN_NO_COMMAND,
  * SANDBOX_COMMAND_NOT_FOUND (127), SANDBOX_COMMAND_NOT_EXECUTABLE (126), SANDBOX_BAD_USER/BAD_WORKDIR.
  */
@@ -54,10 +56,13 @@ export async function execInContainer(deps: ExecDeps, entry: ContainerEntry, opt
     env: mergeEnv(base, options.env),
     cwd: options.workdir ?? config.cwd,
     user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids ?? [] },
-    capabilities: computeCapabilities(config.capAdd, config.capDrop),
+    // Privileged (the exec or the container): every capability the launcher holds, as docker gives all.
+    ...(options.privileged === true || config.privileged === true
+      ? { capabilities: ALL_CAPABILITIES, capabilitiesHeld: true }
+      : { capabilities: computeCapabilities(config.capAdd, config.capDrop) }),
     // The container's --ulimit values over docker's defaults, as its main process got them.
     rlimits: execRlimits(config.ulimits === undefined ? [] : ulimitsToRlimits(config.ulimits)),
-    noNewPrivileges: config.noNewPrivileges ?? true,
+    noNewPrivileges: config.noNewPrivileges ?? config.privileged !== true,
     terminal: options.terminal,
     detach: options.detach,
     ...(cgroup === undefined ? {} : { cgroup }),

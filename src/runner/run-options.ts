@@ -1,7 +1,7 @@
 /**
  * The container options of `docker run` that shape its environment besides the process: extra
  * /etc/hosts entries (`--add-host`), the resolver (`--dns*`), rlimits (`--ulimit`), supplementary
- * groups (`--group-add`), the /dev/shm size (`--shm-size`) and `--security-opt`. Pure data and
+ * groups (`--group-add`), the /dev/shm size (`--shm-size`), `--security-opt` and `--privileged`. Pure data and
  * pure functions: the CLI parses the flags, create.ts records them, runner.ts applies them.
  */
 import { isIP } from 'node:net';
@@ -184,6 +184,8 @@ export interface ContainerRunOptions {
   /** `--security-opt` as given, and the no_new_privs it sets (absent: on, tsbuild's default). */
   readonly securityOpt?: readonly string[];
   readonly noNewPrivileges?: boolean;
+  /** `--privileged`: every capability, no masked paths, /sys read-write, the host's devices (absent: false). */
+  readonly privileged?: boolean;
 }
 
 /** The record fields of `o`, without empty lists and unset values (older records stay as they were). */

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { TsbuildError } from '../core/index.js';
-import { cleanupStaleCgroups, createRunSpec, parseGroup, parsePasswd, resolveUserFromTables, type RootSpec, type RunHooks, type RunResult, type Sandbox, type SandboxStdio } from '../sandbox/index.js';
+import { cleanupStaleCgroups, createRunSpec, listHostDevices, parseGroup, parsePasswd, resolveUserFromTables, type RootSpec, type RunHooks, type RunResult, type Sandbox, type SandboxStdio } from '../sandbox/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
 import type { ContainerRecord, ContainerState, ContainerStore } from './container-store.js';
 import { ZERO_TIME } from './container-store.js';
@@ -115,6 +115,7 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
     ...(config.ulimits === undefined ? {} : { rlimits: ulimitsToRlimits(config.ulimits) }),
     ...(config.noNewPrivileges === undefined ? {} : { noNewPrivileges: config.noNewPrivileges }),
     ...(config.shmSize === undefined ? {} : { shmSize: config.shmSize }),
+    ...(config.privileged === true ? { privileged: true, devices: listHostDevices() } : {}),
   });
   // --dns* replace lines of the network's resolv.conf; --add-host entries end /etc/hosts.
   const netResolv = net.hooks.resolvConf;

@@ -14,7 +14,7 @@ import { overlayMountData, overlayRootDirs } from './launcher-spec.js';
 import type { OutputSink, SandboxStdio, StdinSource } from './sandbox.js';
 import { createSandboxState, newSandboxId, removeSandboxState } from './sandbox-state.js';
 import type { RunSpec } from './spec.js';
-import { toOciConfig } from './spec.js';
+import { ALL_CAPABILITIES, toOciConfig } from './spec.js';
 
 /** Options of {@link runWithOciRuntime}; process facts come in from the CLI. */
 export interface OciRuntimeOptions {
@@ -92,7 +92,8 @@ export async function runWithOciRuntime(runtime: string, spec: RunSpec, stdio: S
     await mkdir(runtimeRoot);
     const rootPath = spec.root.overlay === undefined ? spec.root.path : state.rootMount;
     const rlimits = await clampRlimits(spec.process.rlimits);
-    const config = toOciConfig({ ...spec, hostname, process: { ...spec.process, rlimits }, mounts: [...spec.mounts, ...state.initMounts] }, {
+    const capabilities = await heldCapabilities(spec.process);
+    const config = toOciConfig({ ...spec, hostname, process: { ...spec.process, rlimits, capabilities }, mounts: [...spec.mounts, ...state.initMounts] }, {
       rootPath,
       ...(cgroupName === undefined ? {} : { cgroupsPath: `/${CGROUP_PARENT}/${cgroupName}` }),
     });
@@ -139,6 +140,16 @@ const LIMIT_ROWS: Readonly<Record<string, string>> = {
  * Without CAP_SYS_RESOURCE no runtime can raise a hard rlimit above ours: clamp to our own hard limits (from
  * /proc/self/limits), as the built-in launcher does, instead of letting runc fail with EPERM.
  */
+async function heldCapabilities(p: RunSpec['process']): Promise<readonly string[]> {
+  if (p.capabilitiesHeld !== true) return p.capabilities;
+  // Privileged: only those this process holds, as the launcher's `capsheld` (runc fails on the others).
+  const status = await readFile('/proc/self/status', 'utf8').catch(() => '');
+  const prm = /^CapPrm:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  if (prm === undefined) return p.capabilities;
+  const held = BigInt(`0x${prm}`);
+  return p.capabilities.filter((c) => ((held >> BigInt(ALL_CAPABILITIES.indexOf(c))) & 1n) === 1n);
+}
+
 async function clampRlimits(rlimits: RunSpec['process']['rlimits']): Promise<RunSpec['process']['rlimits']> {
   const status = await readFile('/proc/self/status', 'utf8').catch(() => '');
   const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];

@@ -64,7 +64,7 @@ test('parseContainerRunOptions: every flag lands in the record options when give
   t.deepEqual(parseContainerRunOptions(args()), { extraHosts: [], ulimits: [], groupAdd: [], securityOpt: [] }, 'nothing given: empty lists, no dns');
 });
 
-test('parseContainerRunOptions: bad values are CLI errors (exit 125) naming the flag, --privileged is not supported yet', (t) => {
+test('parseContainerRunOptions: bad values are CLI errors (exit 125) naming the flag', (t) => {
   const cases: [string[], TsbuildError['code'], RegExp][] = [
     [['--add-host', 'nocolon'], 'CLI_BAD_VALUE', /--add-host/],
     [['--add-host', 'h:999.1.1.1'], 'CLI_BAD_VALUE', /invalid IP address/],
@@ -83,9 +83,13 @@ test('parseContainerRunOptions: bad values are CLI errors (exit 125) naming the 
     [['--security-opt', 'no-new-privileges=maybe'], 'CLI_BAD_VALUE', /true or false/],
     [['--security-opt', 'seccomp=unconfined'], 'CLI_NOT_SUPPORTED', /seccomp/],
     [['--security-opt', 'bogus'], 'CLI_BAD_VALUE', /unknown option/],
-    [['--privileged'], 'CLI_NOT_SUPPORTED', /--privileged/],
   ];
   for (const [a, c, re] of cases) code(t, () => parseContainerRunOptions(args(...a)), c, re);
+});
+
+test('parseContainerRunOptions: --privileged is recorded only when given', (t) => {
+  t.true(parseContainerRunOptions(args('--privileged')).privileged);
+  t.false('privileged' in parseContainerRunOptions(args()));
 });
 
 test('--security-opt: no-new-privileges alone, =true, :true are on and =false off when parsing', (t) => {

@@ -65,6 +65,7 @@ export function containerInspectJson(e: ContainerEntry, deps: Pick<ContainerDeps
       AutoRemove: c.autoRemove,
       NetworkMode: c.network,
       ReadonlyRootfs: c.readonlyRootfs,
+      Privileged: c.privileged === true,
       CapAdd: c.capAdd,
       CapDrop: c.capDrop,
       Binds: c.mounts.filter((m) => m.type === 'bind' && !(c.init === true && m.destination === INIT_PATH)).map((m) => {

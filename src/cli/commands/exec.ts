@@ -47,7 +47,7 @@ export const execCommand: Command = {
     { name: 'workdir', short: 'w', type: 'string', value: 'DIR', help: 'Working directory inside the container' },
     { name: 'env', short: 'e', type: 'list', value: 'KEY[=VALUE]', help: 'Set environment variables' },
     { name: 'env-file', type: 'list', value: 'FILE', help: 'Read in a file of environment variables' },
-    { name: 'privileged', type: 'bool', help: 'Give extended privileges to the command', notSupported: 'run the container with --cap-add instead' },
+    { name: 'privileged', type: 'bool', help: 'Give extended privileges to the command (every capability)' },
   ],
   stopAtPositional: true,
   async run(args, ctx) {
@@ -80,6 +80,7 @@ export const execCommand: Command = {
     const user = optString(args, 'user');
     const result = await execInContainer(deps, entry, {
       command, env, terminal, detach,
+      ...(optBool(args, 'privileged') ? { privileged: true } : {}),
       ...(user === undefined ? {} : { user }),
       ...(workdir === undefined ? {} : { workdir }),
     }, stdio, ctx.signal);

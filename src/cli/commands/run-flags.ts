@@ -1,7 +1,7 @@
 /**
  * `docker run`'s container options besides the process, resources and storage: labels
  * (`-l`, `--label-file`), `--expose`, `--add-host`, `--dns*`, `--ulimit`, `--group-add`,
- * `--shm-size`, `--security-opt`, `--cidfile` and `--privileged` (not supported yet).
+ * `--shm-size`, `--security-opt`, `--cidfile` and `--privileged`.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -82,9 +82,8 @@ export function parseShmSize(text: string): number {
   return bytes;
 }
 
-/** Reads `--add-host`, `--dns*`, `--ulimit`, `--group-add`, `--shm-size` and `--security-opt`; rejects `--privileged`. */
+/** Reads `--add-host`, `--dns*`, `--ulimit`, `--group-add`, `--shm-size`, `--security-opt` and `--privileged`. */
 export function parseContainerRunOptions(args: ParsedArgs): ContainerRunOptions {
-  if (optBool(args, 'privileged')) throw notYet('--privileged', 'add the capabilities the container needs with --cap-add');
   const list = (n: string): readonly string[] | undefined => (args.options[n] === undefined ? undefined : optList(args, n));
   const servers = list('dns')?.map(parseDnsServer);
   const search = list('dns-search')?.map(parseDnsSearch);
@@ -104,6 +103,7 @@ export function parseContainerRunOptions(args: ParsedArgs): ContainerRunOptions 
     ...(shm === undefined ? {} : { shmSize: parseShmSize(shm) }),
     securityOpt,
     ...parseSecurityOpts(securityOpt),
+    ...(optBool(args, 'privileged') ? { privileged: true } : {}),
   };
 }
 

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { notSupportedYet, TsbuildError } from '../../core/index.js';
 import {
   createRunSpec,
+  listHostDevices,
   limitsToResources,
   parseCpus,
   parseIntegerLimit,
@@ -81,7 +82,7 @@ export const runOptions: readonly OptionSpec[] = [
   { name: 'shm-size', type: 'string', value: 'BYTES', help: 'Size of /dev/shm (default 64m)' },
   { name: 'security-opt', type: 'list', value: 'OPT', help: 'Security options: no-new-privileges[=true|false] (on by default in tsbuild)' },
   { name: 'cidfile', type: 'string', value: 'FILE', help: 'Write the container ID to the file (it must not exist)' },
-  { name: 'privileged', type: 'bool', help: 'Give extended privileges to this container (not supported yet)' },
+  { name: 'privileged', type: 'bool', help: 'Give extended privileges to this container (every capability, the host\'s devices, no masked paths)' },
 ];
 
 function bad(code: string, message: string, hint?: string): TsbuildError {
@@ -177,6 +178,7 @@ export async function buildRunSpec(args: ParsedArgs, ctx: CommandContext, rootfs
     ...(extra.ulimits === undefined || extra.ulimits.length === 0 ? {} : { rlimits: ulimitsToRlimits(extra.ulimits) }),
     ...(extra.noNewPrivileges === undefined ? {} : { noNewPrivileges: extra.noNewPrivileges }),
     ...(extra.shmSize === undefined ? {} : { shmSize: extra.shmSize }),
+    ...(extra.privileged === true ? { privileged: true, devices: listHostDevices() } : {}),
     terminal: optBool(args, 'tty'),
     userNamespace: rootless,
     capAdd: optList(args, 'cap-add'),
