@@ -7,7 +7,7 @@ import { formatPlatform } from '../image/index.js';
 import type { CompressionTools } from '../layer/index.js';
 import { planBuild, type BuildGraph } from '../plan/index.js';
 import type { Store } from '../store/index.js';
-import { exportImage, imageCreatedTime, findHostTools, resolveBaseImage, type LazySolveDeps, type ResolvedBase, solveGraph } from '../solve/index.js';
+import { exportImage, imageCreatedTime, findHostTools, resolveBaseImage, type Entitlement, type LazySolveDeps, type ResolvedBase, solveGraph } from '../solve/index.js';
 import type { HttpRegistryClient } from '../registry/index.js';
 import type { WrittenOutputs } from './build-export.js';
 import { parseBuildOutputs, writesToStdout } from './build-output.js';
@@ -33,6 +33,8 @@ export interface BuildRequest {
   readonly secrets: readonly string[];
   readonly ssh: readonly string[];
   readonly network: string | undefined;
+  /** `--allow`: the entitlements granted (absent: none). */
+  readonly allow?: readonly Entitlement[];
   readonly cacheFrom: readonly string[];
   readonly cacheTo: readonly string[];
   readonly snapshotter: string | undefined;
@@ -178,6 +180,7 @@ async function buildWith(client: () => Promise<HttpRegistryClient>, req: BuildRe
     noCache: req.noCache,
     noCacheStages,
     network: req.network === 'none' ? 'none' : 'host',
+    ...(req.allow === undefined || req.allow.length === 0 ? {} : { entitlements: req.allow }),
     concurrency: availableParallelism(),
     // mode=max exports every step, so every step needs a record: a hit, or a run when nothing needed it.
     solveAll: cacheFlags.to.some((spec) => spec.mode === 'max'),

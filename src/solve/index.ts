@@ -11,7 +11,7 @@
  * Errors: TsbuildErrors (RUN_EXIT for a failing RUN, SOLVE_* for copy/cancel problems, the codes of
  * the modules below, CLI_NOT_SUPPORTED for features of later work).
  */
-export type { CacheImport, FsState, LayerRef, LazySolveDeps, ResolvedBase, SolveDeps, SolveOptions } from './types.js';
+export type { CacheImport, Entitlement, FsState, LayerRef, LazySolveDeps, ResolvedBase, SolveDeps, SolveOptions } from './types.js';
 export { solveGraph, type SolveResult } from './solver.js';
 export { exportImage, finalConfig, type ExportedImage, type ExportOptions } from './export.js';
 export { imageCreatedTime } from './image-created.js';

@@ -59,7 +59,7 @@ function makesLayer(v: Vertex): boolean {
 /** Fails early, before any step runs, on ops this version cannot execute. */
 function checkSupported(graph: BuildGraph, options: SolveOptions): void {
   for (const v of graph.vertices) {
-    if (v.op.type === 'exec') checkExecSupported(v.op, v);
+    if (v.op.type === 'exec') checkExecSupported(v.op, v, options.entitlements);
     else if (v.op.type === 'copy') checkCopySupported(v.op, v);
     else if (v.op.type === 'source' && v.op.source === 'image' && !options.baseImages.has(v.op.ref)) {
       throw new TsbuildError('INTERNAL', `base image "${v.op.ref}" was not resolved before solving`);

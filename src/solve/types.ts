@@ -64,6 +64,9 @@ export interface CacheImport {
 }
 
 /** What one build asks for. */
+/** BuildKit's entitlements (`network.host` is always granted, as with dockerd's builder). */
+export type Entitlement = 'network.host' | 'security.insecure';
+
 export interface SolveOptions {
   /** The real path of the build context directory. */
   readonly contextDir: string;
@@ -77,6 +80,8 @@ export interface SolveOptions {
   readonly noCacheStages?: ReadonlySet<number>;
   /** `--network`: the network of RUN steps that do not name one (default: the host's). */
   readonly network: 'host' | 'none';
+  /** BuildKit entitlements granted with `--allow` (`security.insecure` lets `RUN --security=insecure` run privileged). */
+  readonly entitlements?: readonly Entitlement[];
   /** Parallel steps (default: CPU count). */
   readonly concurrency: number;
   /** Clamp layer mtimes and set `created` (seconds since the epoch), when SOURCE_DATE_EPOCH is set. */

@@ -1,4 +1,5 @@
 import { TsbuildError } from '../../core/index.js';
+import type { Entitlement } from '../../solve/index.js';
 import type { OptionSpec } from '../args.js';
 import { optBool, optList, optString } from '../args.js';
 import type { Command } from '../command.js';
@@ -26,6 +27,7 @@ export const buildOptions: readonly OptionSpec[] = [
   { name: 'secret', type: 'list', value: 'id=ID,src=FILE|env=VAR', help: 'Secret to expose to the build' },
   { name: 'ssh', type: 'list', value: 'default|ID=SOCKET', help: 'SSH agent socket to expose to the build' },
   { name: 'network', type: 'string', value: 'default|host|none', help: 'Networking mode for the RUN instructions' },
+  { name: 'allow', type: 'list', value: 'ENTITLEMENT', help: 'Allow extra privileged entitlement: security.insecure (RUN --security=insecure), network.host (always granted)' },
   { name: 'cache-from', type: 'list', value: 'type=registry,ref=REF', help: 'External cache sources' },
   { name: 'cache-to', type: 'list', value: 'type=registry,ref=REF', help: 'Cache export destinations' },
   { name: 'push', type: 'bool', help: 'Push the image to its registry under every -t name after the build (same as --output type=image,push=true)' },
@@ -44,6 +46,20 @@ export function parseBuildArgs(values: readonly string[], env: Readonly<Record<s
     }
     if (eq !== -1) out.set(key, v.slice(eq + 1));
     else if (env[key] !== undefined) out.set(key, env[key] as string);
+  }
+  return out;
+}
+
+/** The entitlements `--allow` takes (BuildKit's names). */
+const ENTITLEMENTS: readonly Entitlement[] = ['network.host', 'security.insecure'];
+
+/** Parses `--allow` values (repeatable, comma-separated as buildx). Throws CLI_BAD_VALUE for an unknown entitlement. */
+export function parseAllow(values: readonly string[]): Entitlement[] {
+  const out: Entitlement[] = [];
+  for (const v of values.flatMap((x) => x.split(',')).map((x) => x.trim()).filter((x) => x !== '')) {
+    const e = ENTITLEMENTS.find((n) => n === v);
+    if (e === undefined) throw new TsbuildError('CLI_BAD_VALUE', `invalid --allow "${v}": the entitlements are ${ENTITLEMENTS.join(' and ')}`, { exitCode: 125 });
+    if (!out.includes(e)) out.push(e);
   }
   return out;
 }
@@ -100,6 +116,7 @@ export const buildCommand: Command = {
           secrets: optList(args, 'secret'),
           ssh: optList(args, 'ssh'),
           network,
+          allow: parseAllow(optList(args, 'allow')),
           cacheFrom: optList(args, 'cache-from'),
           cacheTo: optList(args, 'cache-to'),
           snapshotter: optString(args, 'snapshotter'),

@@ -8,7 +8,7 @@ import type { ContextSelection } from '../../context/index.js';
 import { acquireLock, type Lock } from '../../store/index.js';
 import type { ExecOp, Vertex } from '../../plan/index.js';
 import {
-  createRunSpec, parseGroup, parsePasswd, resolveUserFromTables,
+  createRunSpec, listHostDevices, parseGroup, parsePasswd, resolveUserFromTables,
   type MountSpec, type RootSpec, type RunSpec,
 } from '../../sandbox/index.js';
 import type { ActiveSnapshot } from '../../snapshot/index.js';
@@ -173,6 +173,8 @@ export function execRunSpec(op: ExecOp, active: ActiveSnapshot, defaultNetwork: 
     network: op.network === 'default' ? defaultNetwork : op.network,
     userNamespace: rootless,
     mounts: byDepth(mounts),
+    // BuildKit's insecure mode (granted by --allow security.insecure, checked before any step): privileged.
+    ...(op.security === 'insecure' ? { privileged: true, devices: listHostDevices() } : {}),
   });
 }
 

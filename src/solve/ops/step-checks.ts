@@ -15,9 +15,14 @@ export function withLoc(e: TsbuildError, loc: SourceLocation | undefined): Tsbui
   return loc === undefined ? e : new TsbuildError(e.code, e.message, { loc, ...(e.hint === undefined ? {} : { hint: e.hint }) });
 }
 
-/** Rejects the RUN features of later work (`--security=insecure`) with CLI_NOT_SUPPORTED. */
-export function checkExecSupported(op: ExecOp, vertex: Vertex): void {
-  if (op.security === 'insecure') throw withLoc(notSupportedYet('RUN --security=insecure'), vertex.loc);
+/** Rejects `RUN --security=insecure` unless the build grants `security.insecure` (SOLVE_ENTITLEMENT, as BuildKit). */
+export function checkExecSupported(op: ExecOp, vertex: Vertex, entitlements: readonly string[] = []): void {
+  if (op.security === 'insecure' && !entitlements.includes('security.insecure')) {
+    throw new TsbuildError('SOLVE_ENTITLEMENT', 'RUN --security=insecure needs the security.insecure entitlement, which this build does not grant', {
+      ...(vertex.loc === undefined ? {} : { loc: vertex.loc }),
+      hint: 'build with --allow security.insecure (the step then runs privileged: every capability, the host\'s devices)',
+    });
+  }
 }
 
 /** Rejects what no COPY/ADD can do, before any step runs (SOLVE_BAD_COPY, CLI_NOT_SUPPORTED). */

@@ -1,0 +1,15 @@
+import test from 'ava';
+import { parseAllow } from '../../src/cli/commands/build.js';
+import { isTsbuildError } from '../../src/core/index.js';
+
+test('parseAllow: repeated and comma-separated entitlements, once each, when given', (t) => {
+  t.deepEqual(parseAllow(['security.insecure', 'network.host,security.insecure']), ['security.insecure', 'network.host']);
+  t.deepEqual(parseAllow([]), []);
+});
+
+test('parseAllow: an unknown entitlement is CLI_BAD_VALUE (exit 125) naming the known ones', (t) => {
+  const err = t.throws(() => parseAllow(['device']));
+  t.true(isTsbuildError(err, 'CLI_BAD_VALUE'));
+  t.regex((err as Error).message, /network\.host and security\.insecure/);
+  t.is((err as { exitCode: number }).exitCode, 125);
+});
