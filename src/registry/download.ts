@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { TsbuildError, type Descriptor } from '../core/index.js';
 import type { BlobStore } from '../store/index.js';
 import type { HttpRegistryClient, RepositoryLocation } from './client.js';
@@ -10,6 +10,58 @@ export interface DownloadOptions {
   /** Range re-requests after a broken connection (default 5). */
   readonly resumes?: number;
   readonly onProgress?: (bytes: number) => void;
+}
+
+/** Options of {@link downloadBlob}. */
+export interface DownloadBlobOptions extends DownloadOptions {
+  /**
+   * Also receives the blob's bytes as they arrive (e.g. an unpack reading while the blob downloads),
+   * at the pace of the slower of the two. Ended only after the blob was verified (digest and size)
+   * and stored; destroyed with the error when the download fails. Not written to when the blob is
+   * present already (then it is left alone: the caller reads the stored blob). A consumer that
+   * destroys it early only stops receiving; the download goes on.
+   */
+  readonly tee?: Writable;
+}
+
+/**
+ * Bytes gathered from the socket's chunks (64 KiB at most each) before they go to the tee in one
+ * write: a consumer such as gunzip pays per chunk (measured: 64 KiB chunks cost gunzip 1.6 times the
+ * CPU of 1 MiB ones).
+ */
+const TEE_CHUNK = 1024 * 1024;
+
+/** Writes `chunk` to `tee`, waiting while it is full; a destroyed tee is skipped. */
+async function writeTee(tee: Writable, chunk: Buffer): Promise<void> {
+  if (tee.destroyed || tee.write(chunk) || tee.destroyed) return;
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      tee.off('drain', done);
+      tee.off('close', done);
+      resolve();
+    };
+    tee.on('drain', done);
+    tee.on('close', done);
+  });
+}
+
+/** Yields the chunks of `source` and writes them, gathered into {@link TEE_CHUNK} writes, to `tee` (not ended here). */
+async function* teeInto(source: AsyncIterable<unknown>, tee: Writable): AsyncGenerator<Buffer> {
+  let gathered: Buffer[] = [];
+  let size = 0;
+  for await (const raw of source) {
+    const chunk = raw as Buffer;
+    gathered.push(chunk);
+    size += chunk.length;
+    if (size >= TEE_CHUNK) {
+      const out = gathered.length === 1 ? chunk : Buffer.concat(gathered, size);
+      gathered = [];
+      size = 0;
+      await writeTee(tee, out);
+    }
+    yield chunk;
+  }
+  if (size > 0) await writeTee(tee, gathered.length === 1 ? (gathered[0] as Buffer) : Buffer.concat(gathered, size));
 }
 
 /**
@@ -61,17 +113,21 @@ export function resumableBlobStream(client: HttpRegistryClient, repo: Repository
  * (digest and size) before it becomes visible. Throws `REG_DIGEST_MISMATCH` (nothing is stored)
  * and the transport's `REG_*` codes. Resolves to true when bytes were downloaded.
  */
-export async function downloadBlob(client: HttpRegistryClient, blobs: BlobStore, repo: RepositoryLocation, d: Descriptor, options: DownloadOptions = {}): Promise<boolean> {
+export async function downloadBlob(client: HttpRegistryClient, blobs: BlobStore, repo: RepositoryLocation, d: Descriptor, options: DownloadBlobOptions = {}): Promise<boolean> {
   const have = await blobs.stat(d.digest);
   if (have !== undefined && have.size === d.size) return false;
+  const { tee } = options;
   try {
-    await blobs.put(resumableBlobStream(client, repo, d, options), { digest: d.digest, size: d.size }, options.signal === undefined ? {} : { signal: options.signal });
+    const body = resumableBlobStream(client, repo, d, options);
+    const source = tee === undefined ? body : Readable.from(teeInto(body, tee), { objectMode: false });
+    await blobs.put(source, { digest: d.digest, size: d.size }, options.signal === undefined ? {} : { signal: options.signal });
+    tee?.end();
   } catch (err) {
-    if (err instanceof TsbuildError && (err.code === 'STORE_DIGEST_MISMATCH' || err.code === 'STORE_SIZE_MISMATCH')) {
-      throw new TsbuildError('REG_DIGEST_MISMATCH', `blob from ${repo.host}/${repo.path}: ${err.message}`, { cause: err });
-    }
-    const inner = err instanceof TsbuildError && err.code === 'STORE_IO' && err.cause instanceof TsbuildError ? err.cause : err;
-    throw inner;
+    const failure = err instanceof TsbuildError && (err.code === 'STORE_DIGEST_MISMATCH' || err.code === 'STORE_SIZE_MISMATCH')
+      ? new TsbuildError('REG_DIGEST_MISMATCH', `blob from ${repo.host}/${repo.path}: ${err.message}`, { cause: err })
+      : err instanceof TsbuildError && err.code === 'STORE_IO' && err.cause instanceof TsbuildError ? err.cause : err;
+    tee?.destroy(failure instanceof Error ? failure : new Error(String(failure)));
+    throw failure;
   }
   return true;
 }

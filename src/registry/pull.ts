@@ -1,5 +1,6 @@
-import { formatReference, TsbuildError, type Descriptor, type Digest, type EventSink, type ImageReference, type Platform } from '../core/index.js';
-import { parseImageDocument, selectPlatform, formatPlatform } from '../image/index.js';
+import { formatReference, TsbuildError, type Descriptor, type Digest, type EventSink, type ImageManifest, type ImageReference, type Platform } from '../core/index.js';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { parseImageConfig, parseImageDocument, selectPlatform, formatPlatform } from '../image/index.js';
 import { acquireLease, type Store } from '../store/index.js';
 import { blobRecordPath, recordBlobLocations } from './blob-record.js';
 import { manifestMediaTypeOf, type FetchedManifest, type HttpRegistryClient, type RepositoryLocation } from './client.js';
@@ -15,7 +16,29 @@ export interface PullOptions {
   readonly concurrency?: number;
   readonly signal?: AbortSignal;
   readonly onEvent?: EventSink;
+  /** Unpacks the layers while they download (see {@link LayerUnpackHook}); default: blobs only. */
+  readonly unpack?: LayerUnpackHook;
 }
+
+/** A layer of an image being pulled, bottom first. */
+export interface PullLayer {
+  readonly index: number;
+  readonly descriptor: Descriptor;
+  /** The layer's diffID from the image config (the sha256 of its uncompressed tar). */
+  readonly diffId: Digest;
+}
+
+/**
+ * Unpacks the layers of a pull while they download; the composition root gives it (the registry
+ * knows no snapshots). Called once per pull that downloads (not for an image found complete), after
+ * the config is stored and before any layer downloads, with all layers; returns the unpack of one
+ * layer, called for each: `bytes` is its compressed blob as it arrives, ended only after the blob's
+ * digest and size were verified and it is stored (destroyed with the error otherwise), or undefined
+ * when the store holds the blob already (read it there). The unpack must check the diffID itself.
+ * The pull names the image only after every unpack resolved; the first rejection stops the downloads
+ * and fails the pull.
+ */
+export type LayerUnpackHook = (layers: readonly PullLayer[]) => (layer: PullLayer, bytes: Readable | undefined) => Promise<void>;
 
 /** What a pull did. */
 export interface PullResult {
@@ -127,16 +150,25 @@ export async function pullImage(client: HttpRegistryClient, store: Store, ref: I
     // The first failed download stops the others instead of letting them run to the end.
     const stop = new AbortController();
     const blobSignal = signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal]);
-    await runPool(blobsNeeded, options.concurrency ?? 4, async (d) => {
+    const fetchBlob = async (d: Descriptor, tee?: Writable): Promise<boolean> => {
       const total = d.size;
       const id = d.digest.slice(7, 19);
       const did = await downloadBlob(client, store.blobs, repo, d, {
         signal: blobSignal,
         onProgress: (current) => emit({ type: 'transfer', id, name: 'Downloading', current, total }),
+        ...(tee === undefined ? {} : { tee }),
       });
       if (did) downloaded++;
-      emit({ type: 'transfer', id, name: did ? 'Pull complete' : 'Already exists', current: total, total });
-    }, () => stop.abort());
+      emit({ type: 'transfer', id, name: did ? (tee === undefined ? 'Pull complete' : 'Download complete') : 'Already exists', current: total, total });
+      return did;
+    };
+    if (options.unpack === undefined) {
+      await runPool(blobsNeeded, options.concurrency ?? 4, async (d) => {
+        await fetchBlob(d);
+      }, () => stop.abort());
+    } else {
+      await pullAndUnpack(store, manifest, options.unpack, options.concurrency ?? 4, fetchBlob, stop, emit);
+    }
     if (top !== fetched) await store.blobs.putBytes(top.bytes, { digest: top.digest });
     await store.blobs.putBytes(fetched.bytes, { digest: fetched.digest });
     const descriptor: Descriptor = { mediaType: fetched.mediaType, digest: fetched.digest, size: fetched.bytes.length };
@@ -146,6 +178,63 @@ export async function pullImage(client: HttpRegistryClient, store: Store, ref: I
   } finally {
     await lease.release();
   }
+}
+
+/**
+ * Downloads the config, then the layers, each teed into its unpack (see {@link LayerUnpackHook});
+ * resolves when every download and unpack is done, fails with the first error (`stop` aborts the rest).
+ */
+async function pullAndUnpack(
+  store: Store, manifest: ImageManifest, hook: LayerUnpackHook, concurrency: number,
+  fetchBlob: (d: Descriptor, tee?: Writable) => Promise<boolean>, stop: AbortController, emit: EventSink,
+): Promise<void> {
+  await fetchBlob(manifest.config);
+  const config = parseImageConfig((await store.blobs.readJson(manifest.config.digest)).value, `config ${manifest.config.digest}`);
+  const diffIds = config.rootfs.diff_ids;
+  if (diffIds.length !== manifest.layers.length) {
+    throw new TsbuildError('REG_BAD_MANIFEST', `the manifest has ${manifest.layers.length} layers but its config ${diffIds.length} diff IDs`);
+  }
+  const layers: PullLayer[] = manifest.layers.map((descriptor, index) => ({ index, descriptor, diffId: diffIds[index] as Digest }));
+  const unpackLayer = hook(layers);
+  const unpacks: Promise<void>[] = [];
+  let failure: { error: unknown } | undefined;
+  const fail = (error: unknown): void => {
+    failure ??= { error };
+    stop.abort();
+  };
+  try {
+    await runPool(layers, concurrency, async (layer) => {
+      const d = layer.descriptor;
+      const id = d.digest.slice(7, 19);
+      const present = await hasBlob(store, d);
+      const tap = present ? undefined : new PassThrough();
+      tap?.on('error', () => undefined); // its reader sees the error; no reader yet is no crash
+      const unpacking = (async () => unpackLayer(layer, tap))().then(
+        () => {
+          tap?.destroy(); // an unpack that found its snapshot made already did not read it
+          emit({ type: 'transfer', id, name: 'Pull complete', current: d.size, total: d.size });
+        },
+        (err: unknown) => {
+          tap?.destroy();
+          fail(err);
+        },
+      );
+      unpacks.push(unpacking);
+      if (tap !== undefined) {
+        try {
+          await fetchBlob(d, tap);
+        } catch (err) {
+          fail(err); // before the unpack's failure that this one causes
+          throw err;
+        }
+      } else emit({ type: 'transfer', id, name: 'Already exists', current: d.size, total: d.size });
+    }, () => stop.abort());
+  } catch (err) {
+    fail(err);
+  } finally {
+    await Promise.all(unpacks);
+  }
+  if (failure !== undefined) throw failure.error;
 }
 
 /** A manifest the store already holds (an index's entry pulled before), as if fetched. */

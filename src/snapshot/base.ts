@@ -76,7 +76,12 @@ export abstract class BaseSnapshotter implements Snapshotter {
     const chainId = chainIdOf(parent, diffId);
     const existing = await this.layout.readMeta(this.layout.committedDir(chainId));
     if (existing !== undefined) return toInfo(existing);
-    if (parent !== undefined) await this.requireCommitted(parent);
+    const waitParent = async (): Promise<void> => {
+      if (parent === undefined) return;
+      await options.parentReady;
+      await this.requireCommitted(parent);
+    };
+    if (options.parentReady === undefined) await waitParent();
     // The lock only saves duplicate work; consistency comes from the final rename.
     const lock = await acquireLock(join(this.layout.locks, `${chainId.slice(7)}.lock`), options.signal === undefined ? {} : { signal: options.signal });
     try {
@@ -84,6 +89,8 @@ export abstract class BaseSnapshotter implements Snapshotter {
       if (again !== undefined) return toInfo(again);
       const tmp = await this.layout.makeTmp();
       try {
+        // An overlay layer is a directory of its own (its parent is not read): it unpacks while the parent is still made.
+        if (this.kind !== 'overlay') await waitParent();
         const src = await openTar();
         const hash = createHash('sha256');
         const hashing = new Transform({
@@ -99,6 +106,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
         if (options.verify !== false && actual !== diffId) {
           throw new TsbuildError('SNAPSHOT_DIGEST_MISMATCH', `layer tar has diffID ${actual}, expected ${diffId}`);
         }
+        await waitParent(); // published only on top of a committed parent (a no-op when checked above)
         return await this.publish(tmp, { kind: 'committed', name: chainId, ...(parent === undefined ? {} : { parent }), diffId, created: new Date().toISOString() });
       } finally {
         await removeTree(tmp);

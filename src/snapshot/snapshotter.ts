@@ -64,6 +64,13 @@ export interface UnpackOptions {
   readonly signal?: AbortSignal;
   /** Verify that the tar's sha256 equals `diffId` before publishing (default true). */
   readonly verify?: boolean;
+  /**
+   * Settles once the parent is made (e.g. by the unpack of the layer below, running meanwhile): the
+   * parent need not be committed yet when `unpack` is called; the layer is unpacked into its staging
+   * directory at once (naive, whose layers copy their parent, waits first) and published only after
+   * this settled and the parent is committed.
+   */
+  readonly parentReady?: Promise<unknown>;
 }
 
 /**

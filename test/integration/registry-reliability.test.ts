@@ -2,11 +2,13 @@ import type { ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { MediaType, parseReference, type Descriptor } from '../../src/core/index.js';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { MediaType, parseReference, type Descriptor, type Digest } from '../../src/core/index.js';
 import { addLayer, createEmptyConfig, createManifest, serializeDocument } from '../../src/image/index.js';
+import { compressGzip, packLayer } from '../../src/layer/index.js';
 import { HttpRegistryClient, pullImage } from '../../src/registry/index.js';
+import { chainIdOfStack, openSnapshotter } from '../../src/snapshot/index.js';
 import { checkStore, openStore } from '../../src/store/index.js';
 import { testIf } from '../helpers/capability.js';
 import { registryMissing, startRegistry } from '../helpers/registry.js';
@@ -16,19 +18,38 @@ const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const ITERATIONS = 10;
 const missing = await registryMissing();
 
-/** A store holding `big:1`: three incompressible layers (24 MiB), stored as gzip media type so push sends them as they are. */
-async function makeBigImage(root: string): Promise<void> {
+/** A store holding `big:1`: three gzip tar layers of incompressible files (24 MiB), so that a pull unpacks them. */
+async function makeBigImage(root: string): Promise<Digest[]> {
   const store = await openStore(root);
   let config = createEmptyConfig({ os: 'linux', architecture: 'amd64' }, '2024-01-01T00:00:00Z');
   const layers: Descriptor[] = [];
+  const diffIds: Digest[] = [];
   for (const mb of [12, 8, 4]) {
-    const info = await store.blobs.put(Readable.from(Array.from({ length: mb }, () => randomBytes(1 << 20))));
+    const dir = join(root, `layer-${mb}`);
+    await mkdir(dir, { recursive: true });
+    for (let i = 0; i < mb; i++) await writeFile(join(dir, `f${i}`), randomBytes(1 << 20));
+    const packed = packLayer(dir, { mode: 'tree', sourceDateEpoch: 0 });
+    const info = await store.blobs.put(compressGzip(packed.stream, { level: 1 }));
+    const { diffId } = await packed.done;
+    await rm(dir, { recursive: true });
     layers.push({ mediaType: MediaType.ociLayerGzip, digest: info.digest, size: info.size });
-    config = addLayer(config, info.digest);
+    diffIds.push(diffId);
+    config = addLayer(config, diffId);
   }
   const c = await store.blobs.putBytes(serializeDocument(config));
   const m = await store.blobs.putBytes(serializeDocument(createManifest({ mediaType: MediaType.ociConfig, digest: c.digest, size: c.size }, layers)));
   await store.refs.set('docker.io/library/big:1', { mediaType: MediaType.ociManifest, digest: m.digest, size: m.size });
+  return diffIds;
+}
+
+/** Every committed snapshot of the store sits on a committed parent and the tmp dirs of snapshots are private (never listed). */
+async function checkSnapshots(t: ExecutionContext, root: string): Promise<string[]> {
+  const store = await openStore(root);
+  const { snapshotter } = await openSnapshotter({ snapshots: store.paths.snapshots, tmp: store.paths.tmp });
+  const list = await snapshotter.list();
+  const committed = new Set(list.filter((s) => s.kind === 'committed').map((s) => s.name));
+  for (const s of list) if (s.parent !== undefined) t.true(committed.has(s.parent), `${s.name} has no parent ${s.parent}`);
+  return [...committed];
 }
 
 /** Runs the CLI as a process, SIGKILLed after `killAfterMs` when given. */
@@ -61,16 +82,19 @@ testIf(missing, 'reliability: the store stays consistent and pull completes afte
   t.timeout(180_000);
   const reg = await startRegistry(t);
   const dir = await tempDir(t);
-  await makeBigImage(join(dir, 'src'));
+  const diffIds = await makeBigImage(join(dir, 'src'));
   const ref = `${reg.host}/rel/big:1`;
   t.is((await runAndKill(['--root', join(dir, 'src'), 'push', 'big:1', ref], undefined)).code, 0);
   const root = join(dir, 'dst');
   await killLoop(t, ['--root', root, 'pull', ref], async () => {
     const report = await checkStore(await openStore(root));
     t.deepEqual(report.problems, []);
+    await checkSnapshots(t, root);
   });
   const store = await openStore(root);
   t.truthy(await store.refs.get(ref));
+  // The pull that completed unpacked every layer.
+  t.deepEqual((await checkSnapshots(t, root)).sort(), diffIds.map((_, i) => chainIdOfStack(diffIds.slice(0, i + 1)) as string).sort());
 });
 
 testIf(missing, 'reliability: the registry holds only intact blobs and push completes after SIGKILLing tsbuild push at random moments', async (t) => {

@@ -1,6 +1,7 @@
 import { familiarReference, familiarRepository, parseReference } from '../../core/index.js';
 import { parsePlatform, platformFromNode } from '../../image/index.js';
-import { pullImage } from '../../registry/index.js';
+import { findCompressionTools } from '../../layer/index.js';
+import { pullImage, type LayerUnpackHook } from '../../registry/index.js';
 import { optBool, optString } from '../args.js';
 import type { Command } from '../command.js';
 import { openCliStore } from '../store-root.js';
@@ -30,7 +31,13 @@ export const pullCommand: Command = {
     const client = createClient(args, ctx);
     try {
       if (!quiet) ctx.stdout.write(`${ref.tag ?? ref.digest}: Pulling from ${familiarRepository(ref)}\n`);
-      const r = await pullImage(client, store, ref, { platform, concurrency: optPositiveInt(args, 'concurrency', 4), signal: ctx.signal, onEvent: transferPrinter(ctx, quiet) });
+      // Each layer is unpacked into its snapshot while it downloads (loaded only when something downloads).
+      const tools = findCompressionTools(ctx.env.PATH);
+      const unpack: LayerUnpackHook = (layers) => {
+        const ready = import('../pull-unpack.js').then((m) => m.snapshotUnpacker(store, layers, { tools, signal: ctx.signal }));
+        return async (layer, bytes) => (await ready)(layer, bytes);
+      };
+      const r = await pullImage(client, store, ref, { platform, concurrency: optPositiveInt(args, 'concurrency', 4), signal: ctx.signal, onEvent: transferPrinter(ctx, quiet), unpack });
       if (!quiet) {
         ctx.stdout.write(`Digest: ${r.repoDigest}\n`);
         ctx.stdout.write(r.downloaded === 0 ? `Status: Image is up to date for ${familiarReference(ref)}\n` : `Status: Downloaded newer image for ${familiarReference(ref)}\n`);
