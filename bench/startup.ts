@@ -3,7 +3,8 @@
  * timed as users run it, `node bin/tsbuild.js` on the bundle dist/cli/main.js. Wall time (medians and
  * minimums of N runs, interleaved) of `node -e 0` (Node alone), `--version`, `images`, `ps`, a no-op
  * `build` of a fully cached Dockerfile and `run --rm busybox true` (root only), each also through the
- * unbundled tsc output (dist/cli/app.js) for comparison. Targets: run <= 60 ms, cached build <= 120 ms.
+ * unbundled tsc output (dist/cli/app.js) and through the bundle without its V8 code cache for
+ * comparison. Targets: run <= 60 ms, cached build <= 120 ms.
  * Flags: --iterations=N (default 20), --no-unbundled (skip the comparison).
  */
 import { spawn } from 'node:child_process';
@@ -23,11 +24,11 @@ const GNU_TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 
 interface Sample { readonly wall: number; readonly cpu: number }
 
-function exec(args: readonly string[], cwd: string, cpuFile: string): Promise<{ code: number; out: string; ms: number }> {
+function exec(args: readonly string[], cwd: string, cpuFile: string, env?: Record<string, string>): Promise<{ code: number; out: string; ms: number }> {
   return new Promise((resolve, reject) => {
     const start = process.hrtime.bigint();
     const [cmd, argv] = GNU_TIME === undefined ? [process.execPath, args] : [GNU_TIME, ['-f', '%U %S', '-o', cpuFile, process.execPath, ...args]];
-    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], cwd });
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], cwd, env: { ...process.env, ...env } });
     let out = '';
     child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
     child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
@@ -36,8 +37,8 @@ function exec(args: readonly string[], cwd: string, cpuFile: string): Promise<{ 
   });
 }
 
-async function must(args: readonly string[], cwd: string, cpuFile: string): Promise<Sample> {
-  const r = await exec(args, cwd, cpuFile);
+async function must(args: readonly string[], cwd: string, cpuFile: string, env?: Record<string, string>): Promise<Sample> {
+  const r = await exec(args, cwd, cpuFile, env);
   if (r.code !== 0) throw new Error(`node ${args.join(' ')} exited ${r.code}:\n${r.out}`);
   const cpu = GNU_TIME === undefined ? Number.NaN : (await readFile(cpuFile, 'utf8')).trim().split(/\s+/).reduce((sum, x) => sum + Number(x) * 1000, 0);
   return { wall: r.ms, cpu };
@@ -87,7 +88,13 @@ export async function run(args: string[]): Promise<void> {
     } else {
       process.stdout.write('startup bench: not root, so no build/run cases\n');
     }
-    const entries = [{ label: 'bundle', entry: BIN }, ...(unbundled ? [{ label: 'unbundled', entry: unbundledEntry }] : [])];
+    // The bundle with its V8 code cache (dist/cli/.code-cache, written by the first run of each
+    // command), without one (TSBUILD_CODE_CACHE_DIR=""), and tsc's output unbundled.
+    const entries: { label: string; entry: string; env?: Record<string, string> }[] = [
+      { label: 'bundle', entry: BIN },
+      { label: 'no-cache', entry: BIN, env: { TSBUILD_CODE_CACHE_DIR: '' } },
+      ...(unbundled ? [{ label: 'unbundled', entry: unbundledEntry }] : []),
+    ];
     const times = new Map<string, Sample[]>();
     for (let i = 0; i < n; i++) {
       for (const c of cases) {
@@ -96,7 +103,7 @@ export async function run(args: string[]): Promise<void> {
           const args = c.args[0] === '-e' ? c.args : [e.entry, ...c.args];
           const key = `${c.name}\0${e.label}`;
           const list = times.get(key) ?? [];
-          list.push(await must(args, existsSync(ctx) ? ctx : work, cpuFile));
+          list.push(await must(args, existsSync(ctx) ? ctx : work, cpuFile, e.env));
           times.set(key, list);
         }
       }

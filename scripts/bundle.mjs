@@ -8,7 +8,7 @@
 // Every other file of dist/ stays tsc's output (the library entry dist/index.js, unpack-child.js).
 // Run after tsc (`npm run build`). `--outfile FILE` writes elsewhere (tests); FILE must lie in
 // dist/cli/ so that the paths the code resolves relative to its own module stay right.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -221,19 +221,56 @@ function lazyCommands(lazy) {
 
 const lazy = await readLazyImports();
 const indexExports = await readIndexExports();
+// The CLI: one CommonJS file. CommonJS, not ESM: Node's ESM loader resolves, reads and links each
+// module of a chunk graph (most of a start's CPU before), and a bundled ES module imports the Node
+// built-ins of every module up front, where esbuild's CommonJS output requires them when a module
+// is first used. Code behind a dynamic import() (a command's implementation, a build's step
+// machinery) is in the file but runs only when imported.
+const bundleName = `${base}.bundle.cjs`;
 const result = await build({
   ...common,
-  entryPoints: { [base]: join(srcDir, 'cli', 'main.ts') },
-  outdir: outDir,
-  splitting: true,
-  chunkNames: `${base}.chunk-[hash]`,
+  format: 'cjs',
+  entryPoints: [join(srcDir, 'cli', 'main.ts')],
+  outfile: join(outDir, bundleName),
   write: false,
+  banner: {
+    // "use strict" first (the sources are ES modules); import.meta of each module from the file's path.
+    js: [
+      '"use strict";',
+      '// tsbuild CLI bundle (scripts/bundle.mjs), run by main.js; sources: src/',
+      'const __tsbuildUrl = require("node:url").pathToFileURL(__filename).href;',
+      'const __tsbuildResolve = (spec) => require("node:url").pathToFileURL(require.resolve(spec)).href;',
+    ].join('\n'),
+  },
+  define: { 'import.meta.url': '__tsbuildUrl', 'import.meta.resolve': '__tsbuildResolve' },
   plugins: [lazyCommands(lazy), sideEffectFree, transformSources(indexExports)],
   metafile: true,
 });
-// Chunks first, the entry last, each by write-and-rename: a CLI started meanwhile (parallel tests,
-// a container monitor) never reads half a file nor an entry without its chunks.
-const files = [...result.outputFiles].sort((a, b) => (a.path === outfile ? 1 : 0) - (b.path === outfile ? 1 : 0));
+// import() of a Node built-in (the registry client's https, tls) as a require(): main.js runs the
+// bundle as a vm.Script, where import() needs a flag (--experimental-vm-modules) or prints an
+// experimental warning (USE_MAIN_CONTEXT_DEFAULT_LOADER). No other import() may remain.
+const bundleSource = result.outputFiles[0].text.replace(/(?<![\w$.])import\(("node:[\w/]+")\)/g, 'Promise.resolve().then(() => require($1))');
+const leftImport = /(?<![\w$.])import\(/.exec(bundleSource);
+if (leftImport !== null) {
+  console.error(`bundle: an import() the bundle cannot run: ${bundleSource.slice(leftImport.index, leftImport.index + 80)}`);
+  process.exit(1);
+}
+const bundleText = Buffer.from(bundleSource);
+const key = createHash('sha256').update(bundleText).digest('hex').slice(0, 16);
+const commandNames = lazy.flatMap((i) => Object.values(i.meta).map((m) => m.name));
+// main.js: runs the bundle with a V8 code cache (src/cli/bundle-entry.ts, src/cli/code-cache.ts).
+const entry = await build({
+  ...common,
+  entryPoints: [join(srcDir, 'cli', 'bundle-entry.ts')],
+  outfile,
+  write: false,
+  banner: { js: '// tsbuild CLI bundle (scripts/bundle.mjs): the entry; the CLI is in ' + bundleName },
+  define: { TSBUILD_BUNDLE_FILE: JSON.stringify(bundleName), TSBUILD_BUNDLE_KEY: JSON.stringify(key), TSBUILD_COMMANDS: JSON.stringify(commandNames) },
+  plugins: [sideEffectFree],
+});
+// The bundle first, the entry last, each by write-and-rename: a CLI started meanwhile (parallel
+// tests, a container monitor) never reads half a file nor an entry without its bundle.
+const files = [{ path: join(outDir, bundleName), contents: bundleText }, { path: outfile, contents: entry.outputFiles[0].contents }];
 for (const f of files) {
   const tmp = `${f.path}.tmp-${randomBytes(4).toString('hex')}`;
   try {
@@ -243,15 +280,18 @@ for (const f of files) {
     await rm(tmp, { force: true });
   }
 }
-// Chunks of earlier builds of this entry; not those written since this build started (a concurrent
-// build of other sources may have written them, and its entry needs them).
-const written = new Set(files.map((f) => basename(f.path)));
-const chunkOf = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.chunk-[A-Z0-9]+\\.js$`);
-for (const name of await readdir(outDir)) {
-  if (!chunkOf.test(name) || written.has(name)) continue;
-  const mtime = await stat(join(outDir, name)).then((s) => s.mtimeMs, () => Number.POSITIVE_INFINITY);
-  if (mtime < started) await rm(join(outDir, name), { force: true });
-}
+// Chunks of the code-split bundle of earlier versions, and code caches of earlier builds of this
+// entry; not those written since this build started (a concurrent build of other sources).
+const escaped = base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const old = async (dir, re) => {
+  for (const name of await readdir(dir).catch(() => [])) {
+    if (!re.test(name)) continue;
+    const mtime = await stat(join(dir, name)).then((s) => s.mtimeMs, () => Number.POSITIVE_INFINITY);
+    if (mtime < started) await rm(join(dir, name), { force: true });
+  }
+};
+await old(outDir, new RegExp(`^${escaped}\\.chunk-[A-Z0-9]+\\.js$`));
+if (base === 'main') await old(join(outDir, '.code-cache'), new RegExp(`^(?!${key}-).*\\.v8$`));
 if (metafileOut !== undefined) await writeFile(metafileOut, JSON.stringify(result.metafile));
-const kib = Math.round(files.reduce((n, f) => n + f.contents.length, 0) / 1024);
-console.log(`bundle: ${Object.keys(result.metafile.inputs).length} modules, ${lazy.reduce((n, i) => n + i.names.length, 0)} lazy commands -> ${relative(root, outfile)} + ${files.length - 1} chunks (${kib} KiB)`);
+const kib = Math.round(bundleText.length / 1024);
+console.log(`bundle: ${Object.keys(result.metafile.inputs).length} modules, ${commandNames.length} lazy commands -> ${relative(root, outfile)} + ${bundleName} (${kib} KiB, key ${key})`);

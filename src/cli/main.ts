@@ -11,7 +11,7 @@ const onSignal = (): void => {
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 
-const code = await runCli(process.argv.slice(2), {
+void runCli(process.argv.slice(2), {
   // A getter: process.stdin costs ~15 ms to create (fs streams) and most commands never read it.
   get stdin() {
     return process.stdin;
@@ -21,7 +21,8 @@ const code = await runCli(process.argv.slice(2), {
   env: process.env,
   cwd: process.cwd(),
   signal: controller.signal,
+}).then((code) => {
+  process.exitCode = code;
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
 });
-process.exitCode = code;
-process.off('SIGINT', onSignal);
-process.off('SIGTERM', onSignal);

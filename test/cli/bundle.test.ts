@@ -1,7 +1,7 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,8 +12,9 @@ import { tempDir } from '../helpers/tmp.js';
 import { mountsUnder } from '../sandbox/sandbox-helpers.js';
 
 // The other CLI tests run src/ through tsx; these run what users run: the esbuild bundle of the CLI
-// (scripts/bundle.mjs: one entry, a chunk per command loaded by a stub), built here from the current
-// sources next to dist/cli/main.js.
+// (scripts/bundle.mjs: an entry that runs one CommonJS file with a V8 code cache, each command's
+// implementation initialized when it runs), built here from the current sources next to dist/cli/main.js.
+// Each run gets its own code cache directory (TSBUILD_CODE_CACHE_DIR).
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const DIST_CLI = join(REPO, 'dist', 'cli');
 const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
@@ -45,23 +46,32 @@ test.after.always(async () => {
   const file = bundled === undefined ? undefined : await bundled.catch(() => undefined);
   if (file === undefined) return;
   const base = basename(file, '.js');
-  // The entry and its chunks (<base>.chunk-HASH.js).
-  for (const name of await readdir(DIST_CLI)) if (name === `${base}.js` || name.startsWith(`${base}.chunk-`)) await rm(join(DIST_CLI, name), { force: true });
+  // The entry and its bundle (<base>.bundle.cjs).
+  for (const name of await readdir(DIST_CLI)) if (name === `${base}.js` || name.startsWith(`${base}.bundle.`)) await rm(join(DIST_CLI, name), { force: true });
 });
 
 testIf(distMissing, 'bundle: the bundled CLI prints the version and lists an empty store when run with node', async (t) => {
   const bundle = await bundleOnce();
   const root = await tempDir(t, 'tsbuild-bundle-');
-  const v = await node([bundle, '--version']);
-  t.is(v.code, 0, v.stderr);
-  t.is(v.stdout.trim(), `tsbuild version ${VERSION}`);
-  const images = await node([bundle, '--root', join(root, 'store'), 'images']);
+  const env = { TSBUILD_CODE_CACHE_DIR: join(root, 'code-cache') };
+  // What a start reads: the entry and one CommonJS file, no chunks.
+  const base = basename(bundle, '.js');
+  t.deepEqual((await readdir(DIST_CLI)).filter((n) => n.startsWith(`${base}.`)).sort(), [`${base}.bundle.cjs`, `${base}.js`]);
+  for (let i = 0; i < 2; i++) {
+    // Without a code cache, then with the one the first run wrote.
+    const v = await node([bundle, '--version'], { env });
+    t.is(v.code, 0, v.stderr);
+    t.is(v.stderr, '');
+    t.is(v.stdout.trim(), `tsbuild version ${VERSION}`);
+  }
+  t.is((await readdir(join(root, 'code-cache'))).filter((n) => n.endsWith('-version.v8')).length, 1);
+  const images = await node([bundle, '--root', join(root, 'store'), 'images'], { env });
   t.is(images.code, 0, images.stderr);
   t.regex(images.stdout, /^REPOSITORY\s+TAG\s+IMAGE ID/);
-  const help = await node([bundle, 'build', '--help']);
+  const help = await node([bundle, 'build', '--help'], { env });
   t.is(help.code, 0, help.stderr);
   t.regex(help.stdout, /Usage: {2}tsbuild build \[OPTIONS\] PATH/);
-  const bad = await node([bundle, 'no-such-command']);
+  const bad = await node([bundle, 'no-such-command'], { env });
   t.not(bad.code, 0);
   t.regex(bad.stderr, /no-such-command/);
 });
@@ -81,9 +91,14 @@ testIf(runMissing, 'bundle: a build, its fully cached rebuild and run --rm work 
   await mkdir(ctx);
   await writeFile(join(ctx, 'hello.txt'), 'hello\n');
   await writeFile(join(ctx, 'Dockerfile'), 'FROM busybox\nRUN echo built > /built\nCOPY hello.txt /hello.txt\n');
-  const env = { TSBUILD_RUN_DIR: join(dir, 'run') };
+  const codeCache = join(dir, 'code-cache');
+  const env = { TSBUILD_RUN_DIR: join(dir, 'run'), TSBUILD_CODE_CACHE_DIR: codeCache };
   const first = await node([bundle, '--root', store, 'build', '-t', 'bundled', '.'], { cwd: ctx, env });
   t.is(first.code, 0, first.stderr);
+  // The first build wrote the build command's code cache; the cached rebuild uses it (and does not rewrite it).
+  const [buildCache, ...others] = (await readdir(codeCache)).filter((n) => n.endsWith('-build.v8'));
+  t.true(buildCache !== undefined && others.length === 0);
+  const cacheStat = statSync(join(codeCache, buildCache as string));
   // The cached rebuild records the Node built-ins it loaded: none of the step machinery's.
   const loaded = join(dir, 'loaded.json');
   const preload = join(dir, 'record-builtins.mjs');
@@ -91,6 +106,8 @@ testIf(runMissing, 'bundle: a build, its fully cached rebuild and run --rm work 
   const again = await node(['--import', preload, bundle, '--root', store, 'build', '-t', 'bundled', '.'], { cwd: ctx, env });
   t.is(again.code, 0, again.stderr);
   t.is((again.stderr + again.stdout).match(/CACHED/g)?.length, 2, again.stderr);
+  const cacheAfter = statSync(join(codeCache, buildCache as string));
+  t.deepEqual([cacheAfter.ino, cacheAfter.mtimeMs], [cacheStat.ino, cacheStat.mtimeMs], 'the code cache was used, not written again');
   const builtins = (JSON.parse(readFileSync(loaded, 'utf8')) as string[]).filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length));
   t.true(builtins.includes('crypto'), 'the record lists what was loaded');
   // Sandbox (child_process), registry client (http, https, tls), layer packing (zlib), hash threads

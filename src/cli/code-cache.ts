@@ -1,0 +1,140 @@
+import { accessSync, constants, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import vm from 'node:vm';
+
+// Runs the CLI bundle (one CommonJS file, scripts/bundle.mjs) with a V8 code cache: Node 20 has no
+// module compile cache (22.1) and compiling the ~1.1 MB bundle costs more than loading it. One
+// cache file per command (each holds the functions that command compiled), named by the bundle's
+// content hash (V8 itself checks only the source's length), the Node version and the architecture.
+// A missing, stale, corrupt or unwritable cache falls back to a plain compile, silently; a cache
+// that was missing or rejected is written when the process exits (write and rename).
+
+/** What `runBundle` needs to know about the bundle and the cache. */
+export interface BundleRun {
+  /** The bundle, a CommonJS file. */
+  readonly file: string;
+  /** A hash of the bundle's contents (scripts/bundle.mjs computes it): part of the cache's name. */
+  readonly key: string;
+  /** Where the cache files live; undefined: no cache. */
+  readonly cacheDir: string | undefined;
+  /** Which cache file of the bundle to use (the command's name). */
+  readonly name: string;
+}
+
+/** What happened to the cache (for tests): used, or why not, and whether it was written at exit. */
+export type CacheState = 'used' | 'missing' | 'corrupt' | 'rejected' | 'off';
+
+const MAGIC = 0x38765374; // 'tSv8'
+const HEADER = 12; // magic, payload length, checksum (u32 each, little endian)
+
+/** A 32-bit FNV-1a style checksum over the payload's 32-bit words (V8 checks no checksum of code caches in release builds). */
+export function checksum(data: Uint8Array): number {
+  const words = new Int32Array(data.buffer, data.byteOffset, data.byteLength >> 2);
+  let h = 0x811c9dc5 | 0;
+  for (let i = 0; i < words.length; i++) h = Math.imul(h ^ (words[i] as number), 16777619);
+  for (let i = words.length << 2; i < data.byteLength; i++) h = Math.imul(h ^ (data[i] as number), 16777619);
+  return h >>> 0;
+}
+
+/** The cache file of `run`: `<key>-<node version>-<arch>-<name>.v8`. */
+export function cacheFileOf(run: BundleRun): string | undefined {
+  if (run.cacheDir === undefined || !/^[\w.-]+$/.test(run.key) || !/^[\w-]+$/.test(run.name)) return undefined;
+  return join(run.cacheDir, `${run.key}-${process.version}-${process.arch}-${run.name}.v8`);
+}
+
+/** The cache's payload, or undefined when the file is missing, unreadable or not intact. */
+function readCache(file: string): { data: Buffer | undefined; state: CacheState } {
+  let raw: Buffer;
+  try {
+    raw = readFileSync(file);
+  } catch {
+    return { data: undefined, state: 'missing' };
+  }
+  // Copied to an aligned buffer: readFileSync's buffer may start at any offset of its pool.
+  const data = raw.length >= HEADER ? Buffer.from(raw.subarray(HEADER)) : undefined;
+  if (data === undefined || raw.readUInt32LE(0) !== MAGIC || raw.readUInt32LE(4) !== data.length || raw.readUInt32LE(8) !== checksum(data)) {
+    return { data: undefined, state: 'corrupt' };
+  }
+  return { data, state: 'used' };
+}
+
+/** Whether the cache can be written (creating its directory): else the cache is not even made. */
+function writable(file: string): boolean {
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+    accessSync(dirname(file), constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Writes the cache by write-and-rename (a reader never sees half a file); errors are ignored. */
+function writeCache(file: string, data: Buffer): void {
+  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  try {
+    const header = Buffer.alloc(HEADER);
+    header.writeUInt32LE(MAGIC, 0);
+    header.writeUInt32LE(data.length, 4);
+    header.writeUInt32LE(checksum(data), 8);
+    writeFileSync(tmp, Buffer.concat([header, data]));
+    renameSync(tmp, file);
+  } catch {
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // nothing to clean up
+    }
+  }
+}
+
+/**
+ * Compiles and runs the CommonJS file `run.file` (as Node's require would, with its own require,
+ * module, __filename and __dirname) with the code cache; returns its module.exports and what
+ * happened to the cache. Errors of the bundle itself propagate.
+ */
+export function runBundle(run: BundleRun): { exports: unknown; cache: CacheState } {
+  const source = readFileSync(run.file, 'utf8');
+  const cacheFile = cacheFileOf(run);
+  const read = cacheFile === undefined ? { data: undefined, state: 'off' as const } : readCache(cacheFile);
+  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
+    filename: run.file,
+    // No importModuleDynamically: the bundle has no import() (scripts/bundle.mjs makes the import()
+    // of Node built-ins a require()); USE_MAIN_CONTEXT_DEFAULT_LOADER would print an experimental warning.
+    ...(read.data === undefined ? {} : { cachedData: read.data }),
+  });
+  const cache: CacheState = read.data !== undefined && script.cachedDataRejected === true ? 'rejected' : read.state;
+  if (cacheFile !== undefined && cache !== 'used') {
+    // At exit the script's functions this command ran are compiled, so the cache holds them too.
+    process.once('exit', () => {
+      let data: Buffer;
+      try {
+        if (!writable(cacheFile)) return;
+        data = script.createCachedData();
+      } catch {
+        return;
+      }
+      writeCache(cacheFile, data);
+    });
+  }
+  const module = { exports: {} as unknown };
+  const fn = script.runInThisContext() as (exports: unknown, require: NodeJS.Require, module: { exports: unknown }, filename: string, dirname: string) => void;
+  fn.call(module.exports, module.exports, createRequire(run.file), module, run.file, dirname(run.file));
+  return { exports: module.exports, cache };
+}
+
+/**
+ * The cache name for a command line: the command word after the global options when it is one of
+ * `commands`, 'version' for --version, else 'other' (help, unknown words, `tsbuild .`).
+ */
+export function cacheNameFor(argv: readonly string[], commands: readonly string[]): string {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '--version' || a === '-v') return 'version';
+    if (a === '--root') i++;
+    else if (a === '--debug' || a === '-D' || a.startsWith('--root=')) continue;
+    else return commands.includes(a) ? a : 'other';
+  }
+  return 'other';
+}

@@ -1,0 +1,154 @@
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cacheFileOf, cacheNameFor, checksum } from '../../src/cli/code-cache.js';
+import { tempDir } from '../helpers/tmp.js';
+
+// src/cli/code-cache.ts runs the CLI bundle with a V8 code cache written at exit: each case runs a
+// small CommonJS "bundle" in a fresh Node process (the cache is written when that process exits).
+const CODE_CACHE = fileURLToPath(new URL('../../src/cli/code-cache.ts', import.meta.url));
+
+/** A CommonJS file that uses what the bundle uses: require (also later, as its import() of built-ins), module, __filename. */
+function bundleSource(word: string): string {
+  return [
+    "const { basename } = require('node:path');",
+    'function twice(x) { return x + x; }',
+    `module.exports = { word: ${JSON.stringify(word)} };`,
+    `process.stdout.write(basename(__filename) + ' ' + twice(${JSON.stringify(word)}) + ' ' + (typeof exports) + '\\n');`,
+    "Promise.resolve().then(() => require('node:os')).then((os) => process.stdout.write('os ' + typeof os.cpus + '\\n'));",
+    '',
+  ].join('\n');
+}
+
+/** The driver run in the child: runs `file` with the cache and prints the cache state on stderr. */
+const DRIVER = `import { runBundle } from ${JSON.stringify(CODE_CACHE)};
+const [file, key, dir, name] = process.argv.slice(2);
+const r = runBundle({ file, key, cacheDir: dir === '-' ? undefined : dir, name });
+process.stderr.write('cache ' + r.cache + ' exports ' + JSON.stringify(r.exports) + '\\n');
+`;
+
+interface Run { readonly code: number; readonly stdout: string; readonly stderr: string }
+
+async function setup(t: Parameters<typeof tempDir>[0]): Promise<{ dir: string; file: string; cacheDir: string; run: (cacheDir?: string) => Promise<Run> }> {
+  const dir = await tempDir(t, 'tsbuild-code-cache-');
+  const file = join(dir, 'cli.bundle.cjs');
+  await writeFile(file, bundleSource('ab'));
+  const driver = join(dir, 'driver.mts');
+  await writeFile(driver, DRIVER);
+  const cacheDir = join(dir, 'cache');
+  const run = (dirArg = cacheDir): Promise<Run> => new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', driver, file, 'k1', dirArg, 'build'], { cwd: fileURLToPath(new URL('../..', import.meta.url)) }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
+    });
+  });
+  return { dir, file, cacheDir, run };
+}
+
+const cacheOf = (file: string, cacheDir: string): string => cacheFileOf({ file, key: 'k1', cacheDir, name: 'build' }) as string;
+const inode = (file: string): string => { const s = statSync(file); return `${s.ino}:${s.mtimeMs}`; };
+
+test('code cache: a missing cache is written at exit and used by the next start, which does not rewrite it', async (t) => {
+  const { file, cacheDir, run } = await setup(t);
+  const first = await run();
+  t.is(first.code, 0, first.stderr);
+  t.is(first.stdout, 'cli.bundle.cjs abab object\nos function\n');
+  t.regex(first.stderr, /^cache missing exports \{"word":"ab"\}\n$/);
+  const cache = cacheOf(file, cacheDir);
+  t.true(statSync(cache).size > 12);
+  t.deepEqual(readdirSync(cacheDir), [cache.slice(cacheDir.length + 1)], 'only the cache file, no temporary file left');
+  const before = inode(cache);
+  const second = await run();
+  t.is(second.code, 0, second.stderr);
+  t.is(second.stdout, first.stdout);
+  t.regex(second.stderr, /^cache used /);
+  t.is(inode(cache), before, 'a used cache is not written again');
+});
+
+test('code cache: a corrupt cache (a flipped byte, a truncated file, garbage) is not used and is replaced', async (t) => {
+  const { file, cacheDir, run } = await setup(t);
+  t.is((await run()).code, 0);
+  const cache = cacheOf(file, cacheDir);
+  const good = await readFile(cache);
+  const flipped = Buffer.from(good);
+  const mid = Math.floor(flipped.length / 2);
+  flipped[mid] = (flipped[mid] as number) ^ 0x10;
+  for (const [what, bytes] of [['a flipped byte', flipped], ['a truncated file', good.subarray(0, good.length - 100)], ['garbage', Buffer.from('not a cache')], ['an empty file', Buffer.alloc(0)]] as const) {
+    await writeFile(cache, bytes);
+    const r = await run();
+    t.is(r.code, 0, `${what}: ${r.stderr}`);
+    t.is(r.stdout, 'cli.bundle.cjs abab object\nos function\n', what);
+    t.regex(r.stderr, /^cache corrupt /, what);
+    t.notDeepEqual(await readFile(cache), bytes, `${what}: replaced`);
+    t.regex((await run()).stderr, /^cache used /, `${what}: replaced by a good cache`);
+  }
+});
+
+test('code cache: a cache V8 rejects (made for another source of the same key) falls back to compiling and is replaced', async (t) => {
+  const { file, cacheDir, run } = await setup(t);
+  t.is((await run()).code, 0);
+  const cache = cacheOf(file, cacheDir);
+  const old = await readFile(cache);
+  // V8 checks the source's length, not its text: the bundle's content hash in the name guards the rest.
+  await writeFile(file, bundleSource('changed'));
+  const r = await run();
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, 'cli.bundle.cjs changedchanged object\nos function\n');
+  t.regex(r.stderr, /^cache rejected exports \{"word":"changed"\}\n$/);
+  t.notDeepEqual(await readFile(cache), old);
+  t.regex((await run()).stderr, /^cache used /);
+});
+
+test('code cache: an unwritable cache directory or none at all only means no cache', async (t) => {
+  const { dir, run } = await setup(t);
+  await writeFile(join(dir, 'a-file'), 'x');
+  const underFile = join(dir, 'a-file', 'cache');
+  const r = await run(underFile);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, 'cli.bundle.cjs abab object\nos function\n');
+  t.regex(r.stderr, /^cache missing /);
+  const off = await run('-');
+  t.is(off.code, 0, off.stderr);
+  t.regex(off.stderr, /^cache off /);
+  t.deepEqual(readdirSync(dir).sort(), ['a-file', 'cli.bundle.cjs', 'driver.mts']);
+});
+
+test('code cache: the cache file is named by bundle key, Node version, architecture and command', (t) => {
+  const f = cacheFileOf({ file: '/x/b.cjs', key: 'abc123', cacheDir: '/c', name: 'build' });
+  t.is(f, `/c/abc123-${process.version}-${process.arch}-build.v8`);
+  t.not(cacheFileOf({ file: '/x/b.cjs', key: 'abc124', cacheDir: '/c', name: 'build' }), f, 'another bundle never reads this one');
+  t.is(cacheFileOf({ file: '/x/b.cjs', key: 'abc123', cacheDir: undefined, name: 'build' }), undefined);
+  t.is(cacheFileOf({ file: '/x/b.cjs', key: '../x', cacheDir: '/c', name: 'build' }), undefined);
+});
+
+test('code cache: the cache name is the command word after the global options', (t) => {
+  const commands = ['build', 'run', 'images'];
+  t.is(cacheNameFor(['--root', '/s', 'build', '-t', 'x', '.'], commands), 'build');
+  t.is(cacheNameFor(['--root=/s', '-D', 'run', '--rm', 'busybox'], commands), 'run');
+  t.is(cacheNameFor(['--version'], commands), 'version');
+  t.is(cacheNameFor(['--root', 'images', 'ps'], commands), 'other', 'the value of --root is not the command');
+  t.is(cacheNameFor(['.'], commands), 'other');
+  t.is(cacheNameFor(['nosuch'], commands), 'other');
+  t.is(cacheNameFor([], commands), 'other');
+});
+
+test('code cache: the checksum sees every byte', (t) => {
+  const data = Buffer.from(readFileSync(fileURLToPath(import.meta.url)));
+  const sum = checksum(data);
+  for (const i of [0, 5, Math.floor(data.length / 2), data.length - 1]) {
+    const copy = Buffer.from(data);
+    copy[i] = (copy[i] as number) ^ 1;
+    t.not(checksum(copy), sum, `byte ${i}`);
+  }
+  t.is(checksum(Buffer.from(data)), sum);
+});
+
+test('code cache: a cache directory that does not exist yet is created', async (t) => {
+  const { file, dir, run } = await setup(t);
+  const deep = join(dir, 'a', 'b');
+  await mkdir(join(dir, 'a'));
+  t.is((await run(deep)).code, 0);
+  t.true(statSync(cacheOf(file, deep)).isFile());
+});
