@@ -7,7 +7,8 @@
  *  - buildah: `buildah --root R --runroot RR --storage-driver overlay bud --layers --runtime
  *    /usr/sbin/runc --network host -q -t NAME CTX`.
  * Workloads: W0 FROM + LABEL; W1 12 steps (4 RUN, 2 COPY, ENV, WORKDIR, LABEL, EXPOSE, CMD) cold and
- * warm; W2 20 x `RUN echo $i > /f$i` cold; W3 COPY of a generated context (20,000 small files and
+ * warm; W2 20 x `RUN echo $i > /f$i` cold, and the same with 1 RUN (the difference / 19 is the cost
+ * of one trivial RUN, wall and CPU, without the one-time unpack of the base); W3 COPY of a generated context (20,000 small files and
  * three 60-100 MB files, ~320 MB) cold, warm, one file touched, one file's content changed.
  * "cold" is a fresh store holding only the base image; "warm" rebuilds unchanged ("changed" runs as
  * often as "cold": its COPY always runs again). Runs of both tools
@@ -31,9 +32,10 @@ const TSBUILD = join(REPO, 'bin', 'tsbuild.js');
 const BASE = 'docker.io/library/busybox:latest';
 const MB = 1e6;
 
-/** One timed run: wall milliseconds and the peak RSS of the process tree in kB. */
+/** One timed run: wall milliseconds, CPU milliseconds (user + system) and the peak RSS of the process tree in kB. */
 interface Sample {
   readonly ms: number;
+  readonly cpuMs: number;
   readonly rssKb: number;
 }
 
@@ -59,12 +61,13 @@ async function must(cmd: string, args: readonly string[], cwd?: string, env?: No
   return r.out;
 }
 
-/** Runs a command under `/usr/bin/time -f %M` and times it from here; it must succeed. */
+/** Runs a command under `/usr/bin/time -f '%M %U %S'` and times it from here; it must succeed. */
 async function timed(cmd: string, args: readonly string[], rssFile: string, cwd?: string, env?: NodeJS.ProcessEnv): Promise<Sample> {
   const t0 = performance.now();
-  await must('/usr/bin/time', ['-f', '%M', '-o', rssFile, cmd, ...args], cwd, env);
+  await must('/usr/bin/time', ['-f', '%M %U %S', '-o', rssFile, cmd, ...args], cwd, env);
   const ms = performance.now() - t0;
-  return { ms, rssKb: Number((await readFile(rssFile, 'utf8')).trim().split('\n').pop()) };
+  const [rss, user, sys] = ((await readFile(rssFile, 'utf8')).trim().split('\n').pop() ?? '').split(' ').map(Number);
+  return { ms, cpuMs: ((user ?? 0) + (sys ?? 0)) * 1000, rssKb: rss ?? 0 };
 }
 
 function median(xs: readonly number[]): number {
@@ -156,7 +159,9 @@ EXPOSE 8080
 RUN ls /app > /app/list
 CMD ["cat", "/app/list"]
 `;
-const W2 = `FROM ${BASE}\n${Array.from({ length: 20 }, (_, i) => `RUN echo ${i + 1} > /f${i + 1}\n`).join('')}`;
+const W2_RUNS = 20;
+const W2 = `FROM ${BASE}\n${Array.from({ length: W2_RUNS }, (_, i) => `RUN echo ${i + 1} > /f${i + 1}\n`).join('')}`;
+const W2_ONE = `FROM ${BASE}\nRUN echo 1 > /f1\n`;
 const W3 = `FROM ${BASE}\nCOPY data /data\n`;
 
 /** The W3 context: `count` small files (200 B - 7.8 kB) in 100 directories and three big files. */
@@ -278,6 +283,8 @@ export async function run(args: string[]): Promise<void> {
     if (only.includes('w2')) {
       const ctx = await makeContext(join(work, 'w2'), W2);
       add('W2', 'cold', await cold(tools, nCold, ctx, 'bench-w2'));
+      const one = await makeContext(join(work, 'w2-one'), W2_ONE);
+      add('W2', '1 RUN cold', await cold(tools, nCold, one, 'bench-w2-one'));
     }
     if (only.includes('w3')) {
       const ctx = join(work, 'w3');
@@ -296,14 +303,18 @@ export async function run(args: string[]): Promise<void> {
 
     process.stdout.write(`\nmedian wall time per build (cold: ${nCold} runs, warm: ${nWarm} runs; a fresh process each), ratio = buildah / tsbuild; peak RSS = largest of the runs:\n`);
     report(results, names);
-    const med = (w: string, c: string, tool: string): number | undefined => {
+    const med = (w: string, c: string, tool: string, of: (x: Sample) => number = (x) => x.ms): number | undefined => {
       const s = results.find((r) => r.workload === w && r.name === c)?.samples.get(tool);
-      return s === undefined ? undefined : median(s.map((x) => x.ms));
+      return s === undefined ? undefined : median(s.map(of));
     };
     for (const tool of names) {
       const w2 = med('W2', 'cold', tool);
-      const w0 = med('W0', 'cold', tool);
-      if (w2 !== undefined && w0 !== undefined) process.stdout.write(`per trivial RUN, ${tool}: ${((w2 - w0) / 20).toFixed(1)} ms ((W2 cold - W0 cold) / 20)\n`);
+      const w2one = med('W2', '1 RUN cold', tool);
+      const cpu = med('W2', 'cold', tool, (x) => x.cpuMs);
+      const cpuOne = med('W2', '1 RUN cold', tool, (x) => x.cpuMs);
+      if (w2 !== undefined && w2one !== undefined && cpu !== undefined && cpuOne !== undefined) {
+        process.stdout.write(`per trivial RUN, ${tool}: ${((w2 - w2one) / (W2_RUNS - 1)).toFixed(1)} ms wall, ${((cpu - cpuOne) / (W2_RUNS - 1)).toFixed(1)} ms CPU ((W2 cold - W2 1 RUN cold) / ${W2_RUNS - 1}, medians)\n`);
+      }
     }
     process.stdout.write(`buildah storage driver: ${driver}; load average at end: ${load()}; total ${((performance.now() - t0) / 1000).toFixed(0)} s\n`);
   } finally {

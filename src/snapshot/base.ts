@@ -40,6 +40,8 @@ export abstract class BaseSnapshotter implements Snapshotter {
   protected abstract fillActive(dir: string, parent: Digest | undefined): Promise<void>;
   /** The subdirectory of an active snapshot that becomes the committed `fs`. */
   protected abstract readonly activeContent: string;
+  /** Entries of an active snapshot directory besides its content and meta.json, removed when it is committed. */
+  protected abstract readonly activeScratch: readonly string[];
   /** Called with the tmp dir of a committed snapshot right before it is renamed into place. */
   protected abstract beforePublish(tmp: string, chainId: Digest): Promise<Partial<SnapshotMeta>>;
   /** Builds the handle of an active snapshot. */
@@ -169,22 +171,29 @@ export abstract class BaseSnapshotter implements Snapshotter {
     const active = this.layout.activeDir(key);
     const existing = await this.layout.readMeta(this.layout.committedDir(chainId));
     if (existing !== undefined) {
-      await removeTree(active);
+      this.layout.discard(active);
       return toInfo(existing);
     }
-    const tmp = await this.layout.makeTmp();
+    // The active directory becomes the committed one (no new directory per commit): moved into tmp/,
+    // private from here on (a crash leaves garbage there, never a half-made snapshot), its content
+    // renamed to fs/, its scratch entries removed in the background, its meta.json rewritten, published.
+    const tmp = this.layout.tmpName();
     try {
       try {
-        renameSync(join(active, this.activeContent), join(tmp, 'fs'));
+        renameSync(active, tmp);
+        if (this.activeContent !== 'fs') renameSync(join(tmp, this.activeContent), join(tmp, 'fs'));
       } catch (err) {
         throw wrapIo(err, `cannot move the content of active snapshot "${key}"`);
       }
-      const info = await this.publish(tmp, { kind: 'committed', name: chainId, ...(meta.parent === undefined ? {} : { parent: meta.parent }), diffId, created: new Date().toISOString() });
-      await removeTree(active);
-      return info;
+      for (const name of this.activeScratch) this.layout.discard(join(tmp, name));
+      return await this.publish(tmp, { kind: 'committed', name: chainId, ...(meta.parent === undefined ? {} : { parent: meta.parent }), diffId, created: new Date().toISOString() });
     } finally {
-      await removeTree(tmp);
+      this.layout.discard(tmp); // what is left when another process published the same snapshot first
     }
+  }
+
+  settle(): Promise<void> {
+    return this.layout.settle();
   }
 
   async remove(name: string): Promise<void> {
@@ -212,12 +221,9 @@ export abstract class BaseSnapshotter implements Snapshotter {
       return;
     }
     checkSnapshotKey(name);
-    const tmp = await this.layout.makeTmp();
-    try {
-      moveAside(this.layout.activeDir(name), join(tmp, 'gone'), `cannot remove active snapshot "${name}"`);
-    } finally {
-      await removeTree(tmp);
-    }
+    const gone = this.layout.tmpName('gone');
+    moveAside(this.layout.activeDir(name), gone, `cannot remove active snapshot "${name}"`);
+    await removeTree(gone);
   }
 
   /** Cleans up what belongs to a removed committed snapshot outside its directory (overlay: the short link). */

@@ -28,6 +28,7 @@ export interface NaiveSnapshotterOptions {
 export class NaiveSnapshotter extends BaseSnapshotter {
   readonly kind = 'naive' as const;
   protected readonly activeContent = 'fs';
+  protected readonly activeScratch = ['record'];
   private readonly privileged: boolean;
   private readonly userxattr: boolean;
 

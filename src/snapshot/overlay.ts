@@ -38,6 +38,8 @@ const SHORT = 12;
 export class OverlaySnapshotter extends BaseSnapshotter {
   readonly kind = 'overlay' as const;
   protected readonly activeContent = 'upper';
+  /** The overlay work dir (with `volatile`, the kernel leaves `work/incompat/volatile/dirty` in it). */
+  protected readonly activeScratch = ['work'];
   /** Whether mounts run with `userxattr`. */
   readonly userxattr: boolean;
   private probed: Promise<OverlayProbe> | undefined;

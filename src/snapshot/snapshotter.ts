@@ -113,8 +113,11 @@ export interface Snapshotter {
   /**
    * Turns the active snapshot `key` into the committed snapshot `chainIdOf(parent, diffId)` (the diffID of
    * its packed diff) and removes the active one. If that chain ID exists already, the existing one is kept.
+   * What the active snapshot held besides its content (overlay: the work dir) is removed in the background.
    */
   commit(key: string, diffId: Digest): Promise<SnapshotInfo>;
+  /** Settles once the background removals started by `commit` have ended (never rejects): call it before the store is left. */
+  settle(): Promise<void>;
   /**
    * The host path of the entry the snapshot `name` (chain ID or key) shows at the absolute `path`, found
    * without mounting (whiteouts, opaque dirs and intermediate symlinks resolved inside the snapshot; a

@@ -283,9 +283,9 @@ async function solveWithRemotes(graph: BuildGraph, deps: SolveDeps | LazySolveDe
     try {
       const layer = await executeStep(v, parent, inputs);
       const created = new Date();
-      await cache.put(key, layer, created);
+      // The cache record and the step's inputs (for miss reasons) are independent files: written at once.
+      await Promise.all([cache.put(key, layer, created), explainer.record(v)]);
       recordTimes.set(v.id, created.toISOString());
-      await explainer.record(v);
       deps.events({ type: 'vertex.done', vertex: v.id, time: now() });
       const state: FsState = { layers: [...parent.layers, layer] };
       reRan.set(state, origins.find((o) => o !== undefined) ?? v.name);
@@ -380,6 +380,8 @@ async function solveWithRemotes(graph: BuildGraph, deps: SolveDeps | LazySolveDe
     await Promise.allSettled([...lookups.values(), ...notes]); // records read for steps nothing needed
   } finally {
     options.signal.removeEventListener('abort', onOuterAbort);
+    // The commits' scratch dirs are removed in the background, overlapping the next steps: done before the build ends.
+    await opened?.then((d) => d.snapshotter.settle(), () => undefined);
   }
   if (options.signal.aborted) throw cancelled();
   if (firstError !== undefined) throw firstError;
