@@ -103,7 +103,8 @@ export interface AttachOptions {
 
 /**
  * Attaches `io` to container `entry` (see {@link requireAttachable}, checked unless starting). A
- * container owned by a foreground `run` has no monitor to attach to: CLI_NOT_SUPPORTED.
+ * foreground `run` serves the socket too (output only); one from a tsbuild before that has none:
+ * CLI_NOT_SUPPORTED.
  */
 export async function attachContainer(containers: ContainerStore, entry: ContainerEntry, io: AttachIo, options: AttachOptions = {}): Promise<AttachResult> {
   const id = entry.config.id;
@@ -112,7 +113,7 @@ export async function attachContainer(containers: ContainerStore, entry: Contain
   const socket = await connectSocket(containers, id, monitorPid, options.starting?.done).catch(async (err: unknown) => {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ECONNREFUSED') {
-      // Ended meanwhile, or owned by a foreground `run` (no monitor, no socket).
+      // Ended meanwhile, or owned by a foreground `run` of a tsbuild without its attach socket.
       const now = await containers.inspect(id);
       if (now === undefined || !isContainerRunning(now.state)) throw stoppedError();
       throw notSupportedYet('attaching to a container run in the foreground (not with -d or start)', 'run it with -d (and -i for input), then attach');

@@ -1,6 +1,6 @@
 import { notSupportedYet, TsbuildError } from '../../core/index.js';
 import {
-  bindingsOfContainer, checkPortsAvailable, createContainer, findSlirp4netns, parseContainerNetwork, resolveContainerNetwork, createLogWriter, NO_RESTART, parseDuration, parsePublishSpec, parseRestartPolicy, startMonitor, markOpenStdin, runContainer, runWithHealthcheck, runWithRestartPolicy, removeContainer,
+  bindingsOfContainer, checkPortsAvailable, createContainer, findSlirp4netns, parseContainerNetwork, resolveContainerNetwork, createLogWriter, NO_RESTART, parseDuration, parsePublishSpec, parseRestartPolicy, startMonitor, markOpenStdin, runContainer, runWithHealthcheck, runWithRestartPolicy, removeContainer, startAttachServer,
   type ContainerRecord, type HealthFlags, type PortBinding,
 } from '../../runner/index.js';
 import { limitsToResources, type SandboxStdio } from '../../sandbox/index.js';
@@ -10,6 +10,7 @@ import type { CommandContext } from '../command.js';
 import { launcherPathFor, monitorCommandFor, openContainerDeps, type ContainerDeps } from '../container-deps.js';
 import { terminalFdOf, withRawTerminal } from '../terminal.js';
 import { existsSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseEnvironment, parseLimitFlags, parseStorageFlags } from './run.js';
@@ -167,7 +168,11 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
     ctx.stdout.write(`${record.id}\n`);
     return 0;
   }
-  const log = createLogWriter(deps.containers.logPathOf(record.id), { stdout: ctx.stdout, stderr: ctx.stderr });
+  // `tsbuild attach` from elsewhere gets the output and the exit code, as with a detached container;
+  // the input (-i) and the terminal size stay ours, so clients' input and sizes are ignored.
+  const attach = await startAttachServer(deps.containers, record.id, { openStdin: false, tty: false, ownerPid: deps.ownerPid });
+  const log = createLogWriter(deps.containers.logPathOf(record.id), { stdout: teeTo(ctx.stdout, attach.stdout), stderr: teeTo(ctx.stderr, attach.stderr) });
+  const flushed = (): Promise<unknown> => Promise.all([log.stdout, log.stderr].map((w) => new Promise<void>((resolve) => w.write(Buffer.alloc(0), () => resolve()))));
   // With -t the pty's output (the container's stdout and stderr) is the log's stdout, as docker's;
   // -it hands our terminal to the launcher (raw mode, window size, SIGWINCH), and with -t alone
   // the launcher's otherwise unused stderr is our terminal, only for the window size.
@@ -179,9 +184,19 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
     }
     : { stdin: interactive ? ctx.stdin : 'ignore', stdout: log.stdout, stderr: log.stderr };
   try {
-    const runOnce = (restartCount: number): ReturnType<typeof runContainer> => runWithHealthcheck(deps, record, record.healthcheck, (onStarted, onEnded) => runContainer(deps, record, stdio, ctx.signal, {
-      onWarning: (m) => ctx.stderr.write(`WARNING: ${m}\n`), restartCount, onStarted, onEnded,
-    }));
+    const runOnce = async (restartCount: number): ReturnType<typeof runContainer> => {
+      let code: number | undefined;
+      try {
+        const r = await runWithHealthcheck(deps, record, record.healthcheck, (onStarted, onEnded) => runContainer(deps, record, stdio, ctx.signal, {
+          onWarning: (m) => ctx.stderr.write(`WARNING: ${m}\n`), restartCount, onStarted, onEnded,
+        }));
+        code = r.exitCode;
+        return r;
+      } finally {
+        await flushed();
+        attach.endRun(code ?? (await deps.containers.read(record.id).catch(() => undefined))?.state.exitCode ?? 125);
+      }
+    };
     const result = await withRawTerminal(tty && interactive ? ctx.stdin : undefined, async () => {
       const r = await runWithRestartPolicy(deps.containers, record.id, record.restartPolicy ?? NO_RESTART, runOnce, ctx.signal);
       // Everything forwarded reaches the terminal before its mode is restored.
@@ -195,6 +210,18 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
     if (result.reason !== undefined && result.oomKilled) ctx.stderr.write(`tsbuild: ${result.reason}\n`);
     return result.exitCode;
   } finally {
+    await attach.close();
     await log.close();
   }
+}
+
+/** A stream writing to `main` (with its backpressure) and to `copy` (the attach clients, which never hold it up). */
+function teeTo(main: Writable, copy: Writable): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      copy.write(chunk);
+      if (main.write(chunk)) cb();
+      else main.once('drain', () => cb());
+    },
+  });
 }
