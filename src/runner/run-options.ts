@@ -148,7 +148,14 @@ export function resolveGroupAdd(groups: readonly string[], groupText: string | u
   });
 }
 
-/** Parses `--security-opt` values: only `no-new-privileges[=|:true|false]` is known. Throws CLI_BAD_VALUE / CLI_NOT_SUPPORTED. */
+/** The `--security-opt` values that ask for what every tsbuild container already is: no seccomp filter, no AppArmor profile, no SELinux label. */
+const ALREADY_UNCONFINED = /^(seccomp[=:]unconfined|apparmor[=:]unconfined|label[=:]disable)$/;
+
+/**
+ * Parses `--security-opt` values: `no-new-privileges[=|:true|false]`, and `seccomp=unconfined`,
+ * `apparmor=unconfined`, `label=disable` (accepted as they are: tsbuild installs none of those).
+ * Throws CLI_BAD_VALUE / CLI_NOT_SUPPORTED (profiles, other options).
+ */
 export function parseSecurityOpts(values: readonly string[]): { noNewPrivileges?: boolean } {
   let nnp: boolean | undefined;
   for (const v of values) {
@@ -160,9 +167,10 @@ export function parseSecurityOpts(values: readonly string[]): { noNewPrivileges?
       else throw bad('--security-opt', v, `invalid no-new-privileges value "${val}": true or false`);
       continue;
     }
+    if (ALREADY_UNCONFINED.test(v.trim())) continue;
     const key = /^([a-z-]+)[=:]/.exec(v.trim())?.[1];
     if (key !== undefined && ['seccomp', 'apparmor', 'label', 'systempaths', 'mask', 'unmask', 'writable-cgroups', 'proc-opts'].includes(key)) {
-      throw new TsbuildError('CLI_NOT_SUPPORTED', `--security-opt ${key} is not supported yet`, { hint: 'tsbuild knows --security-opt no-new-privileges[=true|false]', exitCode: 125 });
+      throw new TsbuildError('CLI_NOT_SUPPORTED', `--security-opt ${key} is not supported yet`, { hint: 'tsbuild knows --security-opt no-new-privileges[=true|false], seccomp=unconfined, apparmor=unconfined and label=disable (no tsbuild container has a seccomp filter, AppArmor profile or SELinux label)', exitCode: 125 });
     }
     throw bad('--security-opt', v, 'unknown option (tsbuild knows no-new-privileges[=true|false])');
   }

@@ -81,7 +81,8 @@ test('parseContainerRunOptions: bad values are CLI errors (exit 125) naming the 
     [['--ulimit', 'core=-1'], 'CLI_NOT_SUPPORTED', /unlimited/],
     [['--group-add', 'a:b'], 'CLI_BAD_VALUE', /--group-add/],
     [['--security-opt', 'no-new-privileges=maybe'], 'CLI_BAD_VALUE', /true or false/],
-    [['--security-opt', 'seccomp=unconfined'], 'CLI_NOT_SUPPORTED', /seccomp/],
+    [['--security-opt', 'seccomp=/etc/profile.json'], 'CLI_NOT_SUPPORTED', /seccomp/],
+    [['--security-opt', 'apparmor=docker-default'], 'CLI_NOT_SUPPORTED', /apparmor/],
     [['--security-opt', 'bogus'], 'CLI_BAD_VALUE', /unknown option/],
   ];
   for (const [a, c, re] of cases) code(t, () => parseContainerRunOptions(args(...a)), c, re);
@@ -90,6 +91,12 @@ test('parseContainerRunOptions: bad values are CLI errors (exit 125) naming the 
 test('parseContainerRunOptions: --privileged is recorded only when given', (t) => {
   t.true(parseContainerRunOptions(args('--privileged')).privileged);
   t.false('privileged' in parseContainerRunOptions(args()));
+});
+
+test('--security-opt: seccomp=unconfined, apparmor=unconfined and label=disable are accepted as they are (recorded, nothing changes) when given', (t) => {
+  const o = parseContainerRunOptions(args('--privileged', '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor:unconfined', '--security-opt', 'label=disable'));
+  t.deepEqual(o.securityOpt, ['seccomp=unconfined', 'apparmor:unconfined', 'label=disable']);
+  t.is(o.noNewPrivileges, undefined);
 });
 
 test('--security-opt: no-new-privileges alone, =true, :true are on and =false off when parsing', (t) => {
