@@ -1,7 +1,10 @@
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { testIf } from '../helpers/capability.js';
+import { PassThrough } from 'node:stream';
+import { testIf, testSerialIf } from '../helpers/capability.js';
+import { runWithOciRuntime } from '../../src/sandbox/oci-runtime.js';
 import { busyboxMissing, makeBusyboxRootfs } from '../helpers/rootfs.js';
 import { tempDir } from '../helpers/tmp.js';
 import { listHostDevices } from '../../src/sandbox/host-devices.js';
@@ -11,6 +14,14 @@ import { isTsbuildError } from '../../src/core/index.js';
 import { assertNoLeftoverMounts, notRoot, rootSandbox, runCaptured } from './sandbox-helpers.js';
 
 const missing = notRoot() ?? busyboxMissing();
+const runcMissing = missing ?? ((): string | undefined => {
+  try {
+    execFileSync('runc', ['--version'], { stdio: 'ignore' });
+    return undefined;
+  } catch {
+    return 'runc is not installed (apt-get install runc)';
+  }
+})();
 
 async function setup(t: Parameters<typeof tempDir>[0]): Promise<(o: Omit<RunSpecOptions, 'root'>) => ReturnType<typeof runCaptured>> {
   const dir = await tempDir(t, 'tsbuild-priv-');
@@ -98,4 +109,20 @@ testIf(missing, 'sandbox: the host\'s devices are in /dev when privileged with t
   t.deepEqual(priv.stdout.trim().split('\n'), host.map((d) => `${d.path} character special file ${d.major.toString(16)}:${d.minor.toString(16)}`));
   const plain = await run({ args: ['sh', '-c', 'test -e /dev/kmsg || test -e /dev/loop-control || echo absent'] });
   t.is(plain.stdout.trim(), 'absent');
+});
+
+testSerialIf(runcMissing, 'sandbox: a privileged spec gives the same capabilities, mounts and devices with runc as with the launcher (oracle)', async (t) => {
+  const dir = await tempDir(t, 'tsbuild-priv-oci-');
+  const rootfs = await makeBusyboxRootfs(join(dir, 'rootfs'));
+  assertNoLeftoverMounts(t, [dir]);
+  const script = 'grep -E "^(CapEff|CapPrm|CapBnd|CapInh|CapAmb|NoNewPrivs|Seccomp):" /proc/self/status; mkdir -p /m && mount -t tmpfs none /m && echo mounted; grep " /sys " /proc/mounts | cut -d" " -f4 | cut -d, -f1; grep -c " /proc/keys " /proc/mounts; stat -c "%n %t:%T" /dev/kmsg /dev/loop-control 2>&1';
+  const spec = createRunSpec({ root: { path: rootfs }, args: ['sh', '-c', script], privileged: true, devices: listHostDevices() });
+  const ours = await runCaptured(rootSandbox(join(dir, 'state')), spec);
+  const out = new PassThrough();
+  let runcOut = '';
+  out.setEncoding('utf8').on('data', (c: string) => { runcOut += c; });
+  const theirs = await runWithOciRuntime('runc', spec, { stdout: out, stderr: new PassThrough().resume() }, undefined, { stateDir: join(dir, 'oci-state'), ownerPid: process.pid, rootless: false });
+  t.is(ours.exitCode, theirs.exitCode, ours.stderr);
+  t.is(ours.stdout, runcOut);
+  t.is(statusField(ours.stdout, 'CapEff'), allCapsHex());
 });
