@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { testIf, testSerialIf } from '../helpers/capability.js';
@@ -76,7 +76,6 @@ test('listHostDevices: lists the host\'s character devices without pts, ptmx and
   const devNull = devices.find((d) => d.path === '/dev/null');
   t.deepEqual(devNull && { type: devNull.type, major: devNull.major, minor: devNull.minor }, { type: 'c', major: 1, minor: 3 });
   t.false(devices.some((d) => d.path.startsWith('/dev/pts/') || d.path === '/dev/ptmx' || d.path === '/dev/console' || d.path.startsWith('/dev/shm/')));
-  for (const d of devices) t.is(statSync(d.path).rdev, statSync(d.path).rdev); // every entry exists
 });
 
 testIf(missing, 'sandbox: a privileged process has every capability, no_new_privs off and no seccomp when privileged', async (t) => {
