@@ -224,8 +224,13 @@ export async function removeTree(path: string): Promise<void> {
   }
 }
 
-/** {@link removeTree} with the first attempt off the event loop (the tree's unlinks and rmdirs run on libuv's threads). */
+/**
+ * {@link removeTree} with the removal off the event loop (the tree's unlinks and rmdirs run on libuv's
+ * threads). Not root: the modes are opened up first (an overlay work dir's `work/` is mode 000, and
+ * only root passes it), so the usual tree goes in one attempt.
+ */
 async function removeTreeInBackground(path: string): Promise<void> {
+  if (process.getuid?.() !== 0) openUpModes(path);
   try {
     await rm(path, { recursive: true, force: true });
     return;

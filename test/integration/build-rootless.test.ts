@@ -116,6 +116,7 @@ for (const snapshotter of ['overlay', 'naive'] as const) {
     const r = await buildAsUser(u.home, u.root, u.context, ['-t', 'img', `--snapshotter=${snapshotter}`]);
     t.is(r.code, 0, r.stderr);
     t.false(r.stderr.includes('WARNING'), r.stderr);
+    t.deepEqual(readdirSync(join(u.root, 'tmp')), [], 'the commits\' scratch (overlay work dirs, mode 000 inside) is gone when the build ends');
     const img = await readImage(u.root, 'img');
 
     // Ownership as the container saw it, not as the host stores it (201000...).
