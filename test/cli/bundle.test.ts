@@ -57,6 +57,8 @@ testIf(distMissing, 'bundle: the bundled CLI prints the version and lists an emp
   // What a start reads: the entry and one CommonJS file, no chunks.
   const base = basename(bundle, '.js');
   t.deepEqual((await readdir(DIST_CLI)).filter((n) => n.startsWith(`${base}.`)).sort(), [`${base}.bundle.cjs`, `${base}.js`]);
+  // ASCII only: main.js reads it as latin1.
+  t.false(/[^\0-\x7f]/.test(readFileSync(join(DIST_CLI, `${base}.bundle.cjs`), 'latin1')), 'the bundle is ASCII');
   for (let i = 0; i < 2; i++) {
     // Without a code cache, then with the one the first run wrote.
     const v = await node([bundle, '--version'], { env });
