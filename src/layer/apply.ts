@@ -1,6 +1,6 @@
 import {
   closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync,
-  openSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, unlinkSync, chmodSync, writeSync,
+  openSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, unlinkSync, chmodSync, write, writeSync,
 } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { TsbuildError, isTsbuildError } from '../core/index.js';
@@ -221,18 +221,30 @@ class Applier {
     const modes = this.modesOf(h);
     // SECURITY: O_EXCL|O_NOFOLLOW: the name was just cleared, so nothing (no symlink) may be followed.
     const fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, modes.createMode);
+    // A large file's chunks are written on the libuv pool, one in flight while the next is parsed: the
+    // kernel's copy (most of a big layer's cost) no longer stalls the thread that inflates, hashes and
+    // parses (and, in a pull, downloads). Tar bodies are slices never reused, so a chunk may be held.
+    let pending: Promise<void> | undefined;
     try {
       for await (const chunk of body) {
-        let at = 0;
-        while (at < chunk.length) at += writeSync(fd, chunk, at, chunk.length - at);
+        if (h.size <= SMALL_FILE) {
+          let at = 0;
+          while (at < chunk.length) at += writeSync(fd, chunk, at, chunk.length - at);
+        } else {
+          if (pending !== undefined) await pending;
+          pending = writeAllAsync(fd, chunk);
+          pending.catch(() => undefined); // awaited below; a failure meanwhile is no unhandled rejection
+        }
         this.bytes += chunk.length;
       }
+      if (pending !== undefined) await pending;
       const owner = this.ownerOf(h, parentFresh);
       if (owner !== undefined) fchownSync(fd, owner.uid, owner.gid);
       if (modes.chmod !== undefined) fchmodSync(fd, modes.chmod); // after chown, which clears setuid/setgid
       this.restoreXattrs(target, h);
       futimesSync(fd, h.mtime, h.mtime);
     } finally {
+      if (pending !== undefined) await pending.catch(() => undefined); // never close the fd under a write
       closeSync(fd);
     }
   }
@@ -315,6 +327,20 @@ class Applier {
       lutimesSync(path, meta.mtime, meta.mtime);
     }
   }
+}
+
+/** Writes all of `chunk` at `fd`'s position on the libuv pool. */
+function writeAllAsync(fd: number, chunk: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const from = (at: number): void => {
+      write(fd, chunk, at, chunk.length - at, null, (err, n) => {
+        if (err !== null) reject(err);
+        else if (at + n < chunk.length) from(at + n);
+        else resolve();
+      });
+    };
+    from(0);
+  });
 }
 
 /**

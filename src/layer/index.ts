@@ -15,6 +15,7 @@
 export { packLayer, type PackMode, type PackOptions, type PackResult, type PackedLayer } from './pack.js';
 export { applyLayer, type ApplyOptions, type ApplyReport, type WhiteoutMode } from './apply.js';
 export { readTar, type TarEntry, type TarReadLimits } from './tar-reader.js';
+export { StreamHasher } from './hasher.js';
 export type { EntryType, TarHeader, TarXattr } from './tar-header.js';
 export { encodeHeader as encodeTarHeader } from './tar-header.js';
 export { Batcher as TarBatcher } from './batcher.js';

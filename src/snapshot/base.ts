@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import { renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { Transform, pipeline, type Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { TsbuildError, isDigest, type Digest } from '../core/index.js';
+import { StreamHasher } from '../layer/index.js';
 import { acquireLock } from '../store/index.js';
 import { lookupMerged } from './merged-view.js';
 import { SnapshotLayout, isExistsError, isStale, newActiveMeta, removeTree, toInfo, wrapIo, type SnapshotDirs, type SnapshotMeta } from './layout.js';
@@ -90,27 +90,35 @@ export abstract class BaseSnapshotter implements Snapshotter {
       const again = await this.layout.readMeta(this.layout.committedDir(chainId));
       if (again !== undefined) return toInfo(again);
       const tmp = await this.layout.makeTmp();
+      let disposeHasher: (() => void) | undefined;
       try {
         // An overlay layer is a directory of its own (its parent is not read): it unpacks while the parent is still made.
         if (this.kind !== 'overlay') await waitParent();
         const src = await openTar();
-        const hash = createHash('sha256');
-        const hashing = new Transform({
-          transform(chunk: Buffer, _enc, cb) {
-            hash.update(chunk);
-            cb(null, chunk);
-          },
-        });
-        // pipeline() destroys both on failure and keeps an error listener on each (no uncaught errors).
-        pipeline(src, hashing, () => undefined);
+        // The diffID: past 16 MiB it is hashed on a worker thread, off the thread that inflates and
+        // parses the tar (and, in a pull, downloads). Destroying `hashing` ends the loop, which destroys `src`.
+        const hasher = new StreamHasher();
+        disposeHasher = () => hasher.dispose();
+        src.on('error', () => undefined); // the loop below sees it; an error after the loop ended is no crash
+        const hashing = Readable.from((async function* () {
+          try {
+            for await (const chunk of src) {
+              await hasher.update(chunk as Buffer);
+              yield chunk as Buffer;
+            }
+          } finally {
+            src.destroy();
+          }
+        })(), { objectMode: false });
         await this.fillCommitted(join(tmp, 'fs'), parent, hashing, options.signal);
-        const actual = `sha256:${hash.digest('hex')}` as Digest;
+        const actual = await hasher.digest();
         if (options.verify !== false && actual !== diffId) {
           throw new TsbuildError('SNAPSHOT_DIGEST_MISMATCH', `layer tar has diffID ${actual}, expected ${diffId}`);
         }
         await waitParent(); // published only on top of a committed parent (a no-op when checked above)
         return await this.publish(tmp, { kind: 'committed', name: chainId, ...(parent === undefined ? {} : { parent }), diffId, created: new Date().toISOString() });
       } finally {
+        disposeHasher?.();
         await removeTree(tmp);
       }
     } finally {

@@ -1,5 +1,6 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { cpSync, lstatSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyLayer, packLayer } from '../../src/layer/index.js';
@@ -28,6 +29,26 @@ test('applyLayer: tree -> tar -> apply gives the same tree when every entry kind
   const uniqueFileBytes = execFileSync('find', [src, '-type', 'f', '-printf', '%i %s\\n']).toString().trim().split('\n')
     .reduce((acc, line) => acc.set(line.split(' ')[0] as string, Number(line.split(' ')[1])), new Map<string, number>());
   t.is(report.bytes, [...uniqueFileBytes.values()].reduce((a, b) => a + b, 0));
+});
+
+test('applyLayer: large files are byte-exact with their modes and mtimes when their chunks are written in the background', async (t) => {
+  const tmp = await tempDir(t);
+  const dest = join(tmp, 'dest');
+  const big = randomBytes(5 * 1024 * 1024 + 123);
+  const other = randomBytes(300_000);
+  const tar = buildTar([
+    { name: 'a', content: big, mode: 0o4755, mtime: 444 },
+    { name: 'b', content: other, mtime: 555 },
+    { name: 'c', content: 'small', mtime: 666 },
+  ]);
+  // Odd chunk sizes: a file's body spans many chunks and chunk edges fall inside headers.
+  await applyLayer(streamOf(tar, 65_537), dest);
+  t.true(readFileSync(join(dest, 'a')).equals(big));
+  t.true(readFileSync(join(dest, 'b')).equals(other));
+  t.is(readFileSync(join(dest, 'c'), 'utf8'), 'small');
+  t.is(lstatSync(join(dest, 'a')).mode & 0o7777, 0o4755);
+  t.is(lstatSync(join(dest, 'a')).mtimeMs, 444_000);
+  t.is(lstatSync(join(dest, 'b')).mtimeMs, 555_000);
 });
 
 test('applyLayer: symlink and directory mtimes are restored when entries are written in order', async (t) => {
