@@ -176,15 +176,14 @@ testIf(noBusybox, 'run --cidfile: the ID is written, an existing file fails befo
   await finish();
 });
 
-testIf(noBusybox, 'run: bad values of the new flags fail with exit 125 and a coded message, --privileged is not supported yet', async (t) => {
+testIf(noBusybox, 'run: bad values of the new flags fail with exit 125 and a coded message', async (t) => {
   const { r, finish } = await setup(t);
   const cases: [string[], RegExp][] = [
-    [['--privileged'], /--privileged is not supported yet/],
     [['--add-host', 'nohost'], /--add-host/],
     [['--dns', 'x.y'], /not an ip address/],
     [['--ulimit', 'nofile=9:1'], /soft limit/],
     [['--expose', 'http'], /--expose/],
-    [['--security-opt', 'apparmor=unconfined'], /apparmor is not supported yet/],
+    [['--security-opt', 'apparmor=docker-default'], /apparmor is not supported yet/],
     [['--shm-size', '0'], /more than 0/],
     [['-l', '=v'], /empty name/],
   ];
