@@ -1,6 +1,6 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cacheNameFor, runBundle } from './code-cache.js';
+import { cacheNameFor, defaultCacheDir, runBundle } from './code-cache.js';
 
 // The entry of the bundled CLI (dist/cli/main.js, written by scripts/bundle.mjs): runs the CLI's
 // single CommonJS file with a V8 code cache (./code-cache.ts). The bundle script fills in these.
@@ -9,11 +9,12 @@ declare const TSBUILD_BUNDLE_KEY: string;
 declare const TSBUILD_COMMANDS: readonly string[];
 
 const here = dirname(fileURLToPath(import.meta.url));
-// TSBUILD_CODE_CACHE_DIR: where the cache lives ("" = no cache); default dist/cli/.code-cache.
+// TSBUILD_CODE_CACHE_DIR: where the cache lives ("" = no cache); default dist/cli/.code-cache, or
+// the user's cache directory when that cannot be written.
 const dir = process.env.TSBUILD_CODE_CACHE_DIR;
 runBundle({
   file: join(here, TSBUILD_BUNDLE_FILE),
   key: TSBUILD_BUNDLE_KEY,
-  cacheDir: dir === undefined ? join(here, '.code-cache') : dir === '' ? undefined : dir,
+  cacheDir: dir === undefined ? defaultCacheDir(here, process.env) : dir === '' ? undefined : dir,
   name: cacheNameFor(process.argv.slice(2), TSBUILD_COMMANDS),
 });

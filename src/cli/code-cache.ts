@@ -127,6 +127,28 @@ export function runBundle(run: BundleRun): { exports: unknown; cache: CacheState
 }
 
 /**
+ * Where the cache lives by default: `.code-cache` next to the bundle when that directory can be
+ * written, else the user's cache directory ($XDG_CACHE_HOME or ~/.cache, `tsbuild/code-cache`): a
+ * package installed by root and run by a user. Undefined without either.
+ */
+export function defaultCacheDir(bundleDir: string, env: NodeJS.ProcessEnv): string | undefined {
+  const own = join(bundleDir, '.code-cache');
+  try {
+    accessSync(own, constants.W_OK);
+    return own;
+  } catch {
+    try {
+      accessSync(bundleDir, constants.W_OK);
+      return own;
+    } catch {
+      // not ours to write
+    }
+  }
+  const base = env.XDG_CACHE_HOME !== undefined && env.XDG_CACHE_HOME.startsWith('/') ? env.XDG_CACHE_HOME : env.HOME !== undefined && env.HOME.startsWith('/') ? join(env.HOME, '.cache') : undefined;
+  return base === undefined ? undefined : join(base, 'tsbuild', 'code-cache');
+}
+
+/**
  * The cache name for a command line: the command word after the global options when it is one of
  * `commands`, 'version' for --version, else 'other' (help, unknown words, `tsbuild .`).
  */

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cacheFileOf, cacheNameFor, digestOf } from '../../src/cli/code-cache.js';
+import { cacheFileOf, cacheNameFor, defaultCacheDir, digestOf } from '../../src/cli/code-cache.js';
 import { tempDir } from '../helpers/tmp.js';
 
 // src/cli/code-cache.ts runs the CLI bundle with a V8 code cache written at exit: each case runs a
@@ -151,4 +151,16 @@ test('code cache: a cache directory that does not exist yet is created', async (
   await mkdir(join(dir, 'a'));
   t.is((await run(deep)).code, 0);
   t.true(statSync(cacheOf(file, deep)).isFile());
+});
+
+test('code cache: by default next to the bundle, else (a directory the user cannot write) in the user cache directory', async (t) => {
+  const { dir } = await setup(t);
+  t.is(defaultCacheDir(dir, { HOME: '/home/u' }), join(dir, '.code-cache'));
+  // A bundle directory that cannot be written (here: below a regular file; for a user, a root-owned install).
+  await writeFile(join(dir, 'a-file'), 'x');
+  const notWritable = join(dir, 'a-file', 'cli');
+  t.is(defaultCacheDir(notWritable, { HOME: '/home/u' }), '/home/u/.cache/tsbuild/code-cache');
+  t.is(defaultCacheDir(notWritable, { HOME: '/home/u', XDG_CACHE_HOME: '/xdg' }), '/xdg/tsbuild/code-cache');
+  t.is(defaultCacheDir(notWritable, { XDG_CACHE_HOME: 'relative' }), undefined);
+  t.is(defaultCacheDir(notWritable, {}), undefined);
 });
