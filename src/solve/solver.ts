@@ -175,6 +175,8 @@ async function solveWithRemotes(graph: BuildGraph, deps: SolveDeps | LazySolveDe
   const recordTimes = new Map<string, string>();
   /** Best-effort bookkeeping of hits (miss explanations), awaited before the solve returns. */
   const notes: Promise<void>[] = [];
+  /** Cache records and step inputs of the steps that ran, being written; awaited before the solve returns. */
+  const records: Promise<void>[] = [];
   let firstError: unknown;
   const fail = (err: unknown): void => {
     if (firstError === undefined && !(err instanceof Cancelled)) {
@@ -283,8 +285,10 @@ async function solveWithRemotes(graph: BuildGraph, deps: SolveDeps | LazySolveDe
     try {
       const layer = await executeStep(v, parent, inputs);
       const created = new Date();
-      // The cache record and the step's inputs (for miss reasons) are independent files: written at once.
-      await Promise.all([cache.put(key, layer, created), explainer.record(v)]);
+      // The cache record and the step's inputs (for miss reasons) are written while the next steps run:
+      // nothing in this build reads them (identical keys in flight share one run). A failed write
+      // fails the build as before; the solve waits for all of them before it returns.
+      records.push(Promise.all([cache.put(key, layer, created), explainer.record(v)]).then(() => undefined, fail));
       recordTimes.set(v.id, created.toISOString());
       deps.events({ type: 'vertex.done', vertex: v.id, time: now() });
       const state: FsState = { layers: [...parent.layers, layer] };
@@ -378,6 +382,7 @@ async function solveWithRemotes(graph: BuildGraph, deps: SolveDeps | LazySolveDe
     }
     await queue.onIdle();
     await Promise.allSettled([...lookups.values(), ...notes]); // records read for steps nothing needed
+    await Promise.all(records);
   } finally {
     options.signal.removeEventListener('abort', onOuterAbort);
     // The commits' scratch dirs are removed in the background, overlapping the next steps: done before the build ends.
