@@ -11,7 +11,7 @@ const TSX = join(REPO, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs');
 const MAIN = join(REPO, 'src', 'cli', 'main.ts');
 
 /** `tsbuild --root ROOT ARGS...` as a child process with pipes: its output so far, a poll for a pattern, its exit code. */
-function spawnCli(t: ExecutionContext, root: string, ...args: string[]): { out: { stdout: string; stderr: string }; waitFor: (re: RegExp) => Promise<void>; exited: Promise<number> } {
+function spawnCli(t: ExecutionContext, root: string, ...args: string[]): { out: { stdout: string; stderr: string }; waitFor: (re: RegExp) => Promise<void>; write: (text: string) => void; end: () => void; exited: Promise<number> } {
   const child = spawn(process.execPath, ['--import', TSX, MAIN, '--root', root, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -19,6 +19,7 @@ function spawnCli(t: ExecutionContext, root: string, ...args: string[]): { out: 
   const out = { stdout: '', stderr: '' };
   child.stdout.on('data', (c: Buffer) => { out.stdout += c.toString('utf8'); });
   child.stderr.on('data', (c: Buffer) => { out.stderr += c.toString('utf8'); });
+  child.stdin.on('error', () => undefined);
   let ended = false;
   const exited = new Promise<number>((resolve) => child.once('close', (code) => {
     ended = true;
@@ -31,7 +32,7 @@ function spawnCli(t: ExecutionContext, root: string, ...args: string[]): { out: 
       await new Promise((r) => setTimeout(r, 50));
     }
   };
-  return { out, waitFor, exited };
+  return { out, waitFor, write: (text) => child.stdin.write(text), end: () => child.stdin.end(), exited };
 }
 
 testIf(missing, 'attach: a container run in the foreground sends its live output and its exit code to an attached client', async (t) => {
@@ -47,4 +48,24 @@ testIf(missing, 'attach: a container run in the foreground sends its live output
   t.regex(a.out.stderr, /oops/);
   t.is(await fg.exited, 4, fg.out.stderr);
   t.regex(fg.out.stdout, /bye\n$/);
+});
+
+testIf(missing, 'attach: a client\'s input joins ours in a foreground run -i container, whose stdin ends when ours does', async (t) => {
+  const { root } = await busyboxContainerStore(t);
+  const fg = spawnCli(t, root, 'run', '-i', '--name', 'fgi', 'busybox', 'sh', '-c', 'echo ready; while read l; do echo got:$l; done; echo eof; exit 5');
+  await fg.waitFor(/ready\n/);
+  const a = spawnCli(t, root, 'attach', 'fgi');
+  // The client is attached once a line it sends comes back (no fixed sleep).
+  for (let i = 0; !a.out.stdout.includes('got:from-client'); i++) {
+    if (i > 600) throw new Error(`the client's input never arrived: ${a.out.stdout}${a.out.stderr}`);
+    a.write('from-client\n');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  fg.write('from-run\n');
+  await a.waitFor(/got:from-run\n/);
+  await fg.waitFor(/got:from-client\n[^]*got:from-run\n/);
+  fg.end();
+  t.is(await fg.exited, 5, fg.out.stderr);
+  t.is(await a.exited, 5, a.out.stderr);
+  t.regex(a.out.stdout, /eof\n$/);
 });

@@ -10,7 +10,7 @@ import type { CommandContext } from '../command.js';
 import { launcherPathFor, monitorCommandFor, openContainerDeps, type ContainerDeps } from '../container-deps.js';
 import { terminalFdOf, withRawTerminal } from '../terminal.js';
 import { existsSync } from 'node:fs';
-import { Writable } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseEnvironment, parseLimitFlags, parseStorageFlags } from './run.js';
@@ -168,9 +168,13 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
     ctx.stdout.write(`${record.id}\n`);
     return 0;
   }
-  // `tsbuild attach` from elsewhere gets the output and the exit code, as with a detached container;
-  // the input (-i) and the terminal size stay ours, so clients' input and sizes are ignored.
-  const attach = await startAttachServer(deps.containers, record.id, { openStdin: false, tty: false, ownerPid: deps.ownerPid });
+  // `tsbuild attach` from elsewhere gets the output and the exit code, as with a detached container.
+  // With -i (no -t) clients' input joins ours in the container's stdin, which ends when ours does
+  // (docker's StdinOnce); with -t our terminal is the launcher's, so clients' input and sizes are ignored.
+  const mergeInput = interactive && !tty;
+  const attach = await startAttachServer(deps.containers, record.id, { openStdin: mergeInput, tty: false, ownerPid: deps.ownerPid });
+  const input = mergeInput ? new PassThrough() : undefined;
+  if (input !== undefined) ctx.stdin.pipe(input);
   const log = createLogWriter(deps.containers.logPathOf(record.id), { stdout: teeTo(ctx.stdout, attach.stdout), stderr: teeTo(ctx.stderr, attach.stderr) });
   const flushed = (): Promise<unknown> => Promise.all([log.stdout, log.stderr].map((w) => new Promise<void>((resolve) => w.write(Buffer.alloc(0), () => resolve()))));
   // With -t the pty's output (the container's stdout and stderr) is the log's stdout, as docker's;
@@ -182,10 +186,15 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
       // -it: we hold the raw mode (withRawTerminal) and restore it only after the last forwarded output.
       ...(interactive ? { callerRestoresTerminal: true } : {}),
     }
-    : { stdin: interactive ? ctx.stdin : 'ignore', stdout: log.stdout, stderr: log.stderr };
+    : { stdin: input ?? 'ignore', stdout: log.stdout, stderr: log.stderr };
   try {
     const runOnce = async (restartCount: number): ReturnType<typeof runContainer> => {
       let code: number | undefined;
+      // This run's clients' input (a new stream per run) goes into the container's stdin too, never
+      // ending it; after ours ended (the container's stdin is closed) it is dropped.
+      attach.stdinForRun()?.on('data', (chunk: Buffer) => {
+        if (input !== undefined && !input.writableEnded) input.write(chunk);
+      });
       try {
         const r = await runWithHealthcheck(deps, record, record.healthcheck, (onStarted, onEnded) => runContainer(deps, record, stdio, ctx.signal, {
           onWarning: (m) => ctx.stderr.write(`WARNING: ${m}\n`), restartCount, onStarted, onEnded,
@@ -210,6 +219,10 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
     if (result.reason !== undefined && result.oomKilled) ctx.stderr.write(`tsbuild: ${result.reason}\n`);
     return result.exitCode;
   } finally {
+    if (input !== undefined) {
+      ctx.stdin.unpipe(input);
+      ctx.stdin.pause();
+    }
     await attach.close();
     await log.close();
   }
