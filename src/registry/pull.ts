@@ -212,7 +212,7 @@ async function pullAndUnpack(
       const unpacking = (async () => unpackLayer(layer, tap))().then(
         () => {
           tap?.destroy(); // an unpack that found its snapshot made already did not read it
-          emit({ type: 'transfer', id, name: 'Pull complete', current: d.size, total: d.size });
+          if (tap !== undefined) emit({ type: 'transfer', id, name: 'Pull complete', current: d.size, total: d.size });
         },
         (err: unknown) => {
           tap?.destroy();

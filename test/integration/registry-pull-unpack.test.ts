@@ -13,12 +13,14 @@ import { downloadBlob } from '../../src/registry/download.js';
 import { chainIdOf, chainIdOfStack, openSnapshotter } from '../../src/snapshot/index.js';
 import { checkStore, openStore, type Store } from '../../src/store/index.js';
 import { cli } from '../cli/run-cli.js';
+import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
 import { testIf } from '../helpers/capability.js';
 import { cliAsUser, rootlessMissing, ROOTLESS_USER } from '../helpers/rootless.js';
 import { registryMissing, startProxy, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const missing = await registryMissing();
+const noBusybox = missing ?? (await busyboxMissing());
 const platform = { os: 'linux', architecture: 'amd64' };
 
 /** A pushed image of three gzip tar layers: `/v` is rewritten by each, `/only-N` added by layer N. */
@@ -206,4 +208,17 @@ testIf(missing ?? rootlessMissing(), 'pull rootless: an unprivileged user\'s pul
   t.is(files.length, 1);
   // uid 1000 in the image is the 1000th id of the user's sub-id range, as a rootless build stores it.
   t.is((await lstat(files[0] as string)).uid, subuidStart + 999);
+});
+
+testIf(noBusybox, 'run --pull: the image\'s layers are unpacked while they download, as by pull', async (t) => {
+  const reg = await startRegistry(t);
+  const dir = await tempDir(t);
+  await makeBusyboxImage(dir, join(dir, 'src'));
+  const remote = `${reg.host}/tools/busybox:1`;
+  let r = await cli(['--root', join(dir, 'src'), 'push', 'busybox', remote]);
+  t.is(r.code, 0, r.stderr);
+  r = await cli(['--root', join(dir, 'dst'), 'run', '--rm', '--pull', 'missing', remote, 'echo', 'pulled']);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, 'pulled\n');
+  t.regex(r.stderr, /: Download complete\n[^]*: Pull complete\n/);
 });

@@ -31,7 +31,10 @@ export async function pullForRun(store: Store, image: string, policy: PullPolicy
   }
   const ref = parseReference(image);
   // The registry client loads only when a pull happens: `run` of a present image never needs it.
-  const [{ pullImage }, { createClient }] = await Promise.all([import('../../registry/index.js'), import('./registry-common.js')]);
+  const [{ pullImage }, { createClient }, { snapshotUnpacker }, { findCompressionTools }] = await Promise.all([
+    import('../../registry/index.js'), import('./registry-common.js'), import('../pull-unpack.js'), import('../../layer/index.js'),
+  ]);
+  const tools = findCompressionTools(ctx.env.PATH);
   const client = createClient(args, ctx);
   try {
     ctx.stderr.write(`${ref.tag ?? ref.digest}: Pulling from ${familiarRepository(ref)}\n`);
@@ -39,6 +42,8 @@ export async function pullForRun(store: Store, image: string, policy: PullPolicy
       platform: platformFromNode(process.platform, process.arch),
       concurrency: 4,
       signal: ctx.signal,
+      // As `tsbuild pull`: the layers are unpacked while they download, so the run finds its snapshots made.
+      unpack: (layers) => snapshotUnpacker(store, layers, { tools, signal: ctx.signal }),
       onEvent: (e) => {
         if (e.type === 'transfer' && e.name !== 'Downloading') ctx.stderr.write(`${e.id}: ${e.name}\n`);
       },
