@@ -52,7 +52,16 @@ export function snapshotUnpacker(store: Store, layers: readonly PullLayer[], opt
     try {
       const snapshotter = await opened;
       const below = layer.index === 0 ? undefined : committed[layer.index - 1];
-      const openTar = async (): Promise<Readable> => decompress(bytes ?? (await store.blobs.open(layer.descriptor.digest)), { tools: options.tools });
+      let source = bytes;
+      if (source !== undefined && below !== undefined && snapshotter.kind !== 'overlay') {
+        // A naive layer starts as a copy of its parent: holding the download until the parent is made
+        // could stall it past the registry's idle timeout. It goes on into the store (the stream ends
+        // once the blob is verified and stored), and the layer is read there.
+        for await (const chunk of source) void chunk; // discarded: the store has them
+        source = undefined;
+      }
+      const from = source;
+      const openTar = async (): Promise<Readable> => decompress(from ?? (await store.blobs.open(layer.descriptor.digest)), { tools: options.tools });
       await snapshotter.unpack(chains[layer.index - 1], layer.diffId, openTar, {
         ...(options.signal === undefined ? {} : { signal: options.signal }),
         ...(below === undefined ? {} : { parentReady: below.promise }),

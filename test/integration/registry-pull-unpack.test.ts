@@ -10,7 +10,7 @@ import { addLayer, createEmptyConfig, createManifest, serializeDocument } from '
 import { compressGzip, packLayer } from '../../src/layer/index.js';
 import { HttpRegistryClient, locationOf, pullImage, pushImage, type LayerUnpackHook } from '../../src/registry/index.js';
 import { downloadBlob } from '../../src/registry/download.js';
-import { chainIdOf, chainIdOfStack, openSnapshotter } from '../../src/snapshot/index.js';
+import { NaiveSnapshotter, chainIdOf, chainIdOfStack, openSnapshotter } from '../../src/snapshot/index.js';
 import { checkStore, openStore, type Store } from '../../src/store/index.js';
 import { cli } from '../cli/run-cli.js';
 import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
@@ -221,4 +221,20 @@ testIf(noBusybox, 'run --pull: the image\'s layers are unpacked while they downl
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout, 'pulled\n');
   t.regex(r.stderr, /: Download complete\n[^]*: Pull complete\n/);
+});
+
+testIf(missing, 'pull: with the naive snapshotter the layers above the first are unpacked from the store on top of their parents', async (t) => {
+  const p = await pushImageOf3(t);
+  const store = await openStore(join(p.dir, 'dst'));
+  const naive = new NaiveSnapshotter({ snapshots: store.paths.snapshots, tmp: store.paths.tmp });
+  const client = new HttpRegistryClient();
+  t.teardown(() => client.close());
+  await pullImage(client, store, parseReference(p.ref), { platform, unpack: (layers) => snapshotUnpacker(store, layers, { tools: {}, snapshotter: naive }) });
+  const top = chainIdOfStack(p.diffIds) as Digest;
+  t.is((await naive.stat(top))?.kind, 'committed');
+  // A naive snapshot holds the whole tree: every layer's file and the top layer's /v.
+  for (const i of [0, 1, 2]) t.is((await readFile((await naive.lookup(top, `/only-${i}`)) as string)).length, 200_000 * (i + 1));
+  t.is(await readFile((await naive.lookup(top, '/v')) as string, 'utf8'), 'layer 2\n');
+  t.deepEqual((await checkStore(store)).problems, []);
+  t.deepEqual(await readdir(store.paths.tmp), []);
 });
