@@ -264,8 +264,10 @@ if (/\\[^\0-\x7f]/.test(bundleSource)) {
   process.exit(1);
 }
 const asciiSource = bundleSource.replace(/[^\0-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-const bundleText = Buffer.from(asciiSource, 'latin1');
-const key = createHash('sha256').update(bundleText).digest('hex').slice(0, 16);
+const key = createHash('sha256').update(asciiSource).digest('hex').slice(0, 16);
+// The key also opens the file: main.js uses its cache only for the bundle it was built with (one
+// written by a concurrent build may not be it yet, and V8 would take a cache of a same-length source).
+const bundleText = Buffer.from(`// tsbuild-bundle-key ${key}\n${asciiSource}`, 'latin1');
 const commandNames = lazy.flatMap((i) => Object.values(i.meta).map((m) => m.name));
 // main.js: runs the bundle with a V8 code cache (src/cli/bundle-entry.ts, src/cli/code-cache.ts).
 const entry = await build({

@@ -14,7 +14,7 @@ import vm from 'node:vm';
 export interface BundleRun {
   /** The bundle, a CommonJS file. */
   readonly file: string;
-  /** A hash of the bundle's contents (scripts/bundle.mjs computes it): part of the cache's name. */
+  /** A hash of the bundle's contents (scripts/bundle.mjs computes it): part of the cache's name; the file's first line is `// tsbuild-bundle-key KEY`. */
   readonly key: string;
   /** Where the cache files live; undefined: no cache. */
   readonly cacheDir: string | undefined;
@@ -23,7 +23,7 @@ export interface BundleRun {
 }
 
 /** What happened to the cache (for tests): used, or why not, and whether it was written at exit. */
-export type CacheState = 'used' | 'missing' | 'corrupt' | 'rejected' | 'off';
+export type CacheState = 'used' | 'missing' | 'corrupt' | 'rejected' | 'off' | 'other-bundle';
 
 const MAGIC = 0x38765374; // 'tSv8'
 const DIGEST = 20; // SHA-1
@@ -98,8 +98,10 @@ function writeCache(file: string, data: Buffer): void {
 export function runBundle(run: BundleRun): { exports: unknown; cache: CacheState } {
   // latin1: the bundle is ASCII (scripts/bundle.mjs), read into a one-byte string without decoding.
   const source = readFileSync(run.file, 'latin1');
-  const cacheFile = cacheFileOf(run);
-  const read = cacheFile === undefined ? { data: undefined, state: 'off' as const } : readCache(cacheFile);
+  // Another bundle than the entry was built with (a build writing the two files right now): no cache.
+  const ours = source.startsWith(`// tsbuild-bundle-key ${run.key}\n`);
+  const cacheFile = ours ? cacheFileOf(run) : undefined;
+  const read = cacheFile === undefined ? { data: undefined, state: ours ? 'off' as const : 'other-bundle' as const } : readCache(cacheFile);
   const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
     filename: run.file,
     // No importModuleDynamically: the bundle has no import() (scripts/bundle.mjs makes the import()

@@ -12,8 +12,9 @@ import { tempDir } from '../helpers/tmp.js';
 const CODE_CACHE = fileURLToPath(new URL('../../src/cli/code-cache.ts', import.meta.url));
 
 /** A CommonJS file that uses what the bundle uses: require (also later, as its import() of built-ins), module, __filename. */
-function bundleSource(word: string): string {
+function bundleSource(word: string, key = 'k1'): string {
   return [
+    `// tsbuild-bundle-key ${key}`,
     "const { basename } = require('node:path');",
     'function twice(x) { return x + x; }',
     `module.exports = { word: ${JSON.stringify(word)} };`,
@@ -163,4 +164,19 @@ test('code cache: by default next to the bundle, else (a directory the user cann
   t.is(defaultCacheDir(notWritable, { HOME: '/home/u', XDG_CACHE_HOME: '/xdg' }), '/xdg/tsbuild/code-cache');
   t.is(defaultCacheDir(notWritable, { XDG_CACHE_HOME: 'relative' }), undefined);
   t.is(defaultCacheDir(notWritable, {}), undefined);
+});
+
+test('code cache: a bundle whose first line names another key (a concurrent build replaced it) runs without a cache and writes none', async (t) => {
+  const { file, cacheDir, run } = await setup(t);
+  t.is((await run()).code, 0);
+  const cache = cacheOf(file, cacheDir);
+  const before = inode(cache);
+  // Same length as the bundle of key k1: V8 alone would take k1's cache for it.
+  await writeFile(file, bundleSource('ab', 'k2'));
+  const r = await run();
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, 'cli.bundle.cjs abab object\nos function\n');
+  t.regex(r.stderr, /^cache other-bundle /);
+  t.is(inode(cache), before);
+  t.deepEqual(readdirSync(cacheDir), [cache.slice(cacheDir.length + 1)]);
 });
