@@ -139,7 +139,12 @@ for (const runtime of ['runc', ...crunRuntimes]) {
       const normalise = (lines: string[]): string[] => lines
         .filter((l) => ![...dropped].some((d) => l.startsWith(d)))
         .map((l) => l.replace(/^mount=(\/etc\/(?:hosts|hostname|resolv\.conf)) .*$/, 'mount=$1 <init file>'));
-      builtin.lines = normalise(builtin.lines);
+      // The built-in sandbox's /dev is nodev (it sets up no device cgroup): its standard nodes are binds of
+      // the host's (devtmpfs) where runc makes them in the /dev tmpfs, and so are the masked files (binds of /dev/null).
+      const nodes = ['full', 'null', 'random', 'tty', 'urandom', 'zero'].map((n) => `mount=/dev/${n} devtmpfs`);
+      t.deepEqual(builtin.lines.filter((l) => nodes.includes(l)).sort(), nodes, 'the standard device nodes are binds of the host\'s');
+      builtin.lines = normalise(builtin.lines.filter((l) => !nodes.includes(l)))
+        .map((l) => l.replace(/^mount=(\/(?:proc|sys)\/\S+) devtmpfs$/, 'mount=$1 tmpfs'));
       oci.lines = normalise(oci.lines);
       t.false(builtin.lines.some((l) => l.includes('<') && !l.includes('<init file>')), 'each limit file was read from exactly one cgroup');
       const pids = options.resources?.pids?.limit;

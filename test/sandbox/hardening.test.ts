@@ -1,5 +1,5 @@
 import test from 'ava';
-import { mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -11,7 +11,7 @@ import { createRunSpec, DEFAULT_CAPABILITIES, type RunSpec, type RunSpecOptions 
 import type { Sandbox } from '../../src/sandbox/sandbox.js';
 import { isTsbuildError } from '../../src/core/index.js';
 import { assertNoLeftoverMounts, notRoot, REPO, rootSandbox, runCaptured } from './sandbox-helpers.js';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 
 const missing = notRoot() ?? busyboxMissing();
 
@@ -84,6 +84,34 @@ testIf(missing, 'sandbox: /dev has the standard nodes and links when running', a
   const r = await run({ args: ['sh', '-c', 'for d in null zero full random urandom tty; do test -c /dev/$d || echo missing $d; done; head -c 4 /dev/zero | wc -c; echo ok > /dev/null; readlink /dev/fd; readlink /dev/ptmx; test -c /dev/pts/ptmx && echo pts; test -d /dev/shm -a -d /dev/mqueue && echo shm'] });
   t.is(r.exitCode, 0, r.stderr);
   t.deepEqual(r.stdout.trim().split('\n').map((l) => l.trim()), ['4', '/proc/self/fd', 'pts/ptmx', 'pts', 'shm']);
+});
+
+testIf(missing, 'sandbox: a device node made in the container or carried by its root filesystem cannot be opened (nodev) unless privileged', async (t) => {
+  const { dir, rootfs, run } = await setup(t);
+  const vol = join(dir, 'vol');
+  await mkdir(vol);
+  // As a hostile image layer unpacked as root would: /dev/zero's numbers at another path.
+  execFileSync('mknod', [join(rootfs, 'carried'), 'c', '1', '5']);
+  // CAP_MKNOD is in docker's default set: making nodes works, opening them must not (docker's device cgroup; here nodev).
+  const script = 'for p in /made /dev/made /tmp/t/made /vol/made; do mknod $p c 1 5 || echo mknod-failed $p; done; '
+    + 'for p in /carried /made /dev/made /tmp/t/made /vol/made; do head -c 1 $p >/dev/null 2>&1 && echo opened $p || echo refused $p; done; '
+    + 'head -c 3 /dev/zero | wc -c; echo x > /dev/null && echo null-ok';
+  const mounts = [
+    { destination: '/vol', type: 'bind', source: vol, options: ['rbind', 'rprivate'] },
+    { destination: '/tmp/t', type: 'tmpfs', source: 'tmpfs', options: ['mode=755'] },
+  ];
+  const r = await run({ args: ['sh', '-c', script], mounts });
+  t.is(r.exitCode, 0, r.stderr);
+  t.deepEqual(r.stdout.trim().split('\n').map((l) => l.trim()), [
+    'refused /carried', 'refused /made', 'refused /dev/made', 'refused /tmp/t/made', 'refused /vol/made', '3', 'null-ok',
+  ]);
+  await rm(join(rootfs, 'made'), { force: true });
+  await rm(join(vol, 'made'), { force: true });
+  const p = await run({ args: ['sh', '-c', script], mounts, privileged: true });
+  t.is(p.exitCode, 0, p.stderr);
+  t.deepEqual(p.stdout.trim().split('\n').map((l) => l.trim()), [
+    'opened /carried', 'opened /made', 'opened /dev/made', 'opened /tmp/t/made', 'opened /vol/made', '3', 'null-ok',
+  ]);
 });
 
 testIf(missing, 'sandbox: env, working directory and default PATH apply when given', async (t) => {

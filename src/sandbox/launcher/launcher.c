@@ -61,6 +61,7 @@ struct spec {
   const char *overlay_opts;     /* overlay mount data, or NULL for a directory root */
   const char *overlay_dir;      /* directory the overlay is mounted from (relative lowerdirs), or NULL */
   int root_readonly, userns, lo_up, nnp, terminal, keepraw, caps_held;
+  int all_devices;              /* privileged: device nodes usable everywhere; else every mount but devpts is nodev */
   const char *hostname, *cwd;
   const char *files_dir;        /* directory a private tmpfs with the generated files goes on, or NULL */
   struct file files[16]; int nfiles;
@@ -160,6 +161,7 @@ static void parse_spec(char *buf, size_t len) {
     else if (!strcmp(tag, "terminal")) S.terminal = tok[0][0] == '1';
     else if (!strcmp(tag, "keepraw")) S.keepraw = tok[0][0] == '1';
     else if (!strcmp(tag, "capsheld")) S.caps_held = tok[0][0] == '1';
+    else if (!strcmp(tag, "alldev")) S.all_devices = tok[0][0] == '1';
     else if (!strcmp(tag, "hostname")) S.hostname = tok[0];
     else if (!strcmp(tag, "cwd")) S.cwd = tok[0];
     else if (!strcmp(tag, "caps")) S.caps = parse_num(tok[0], "caps");
@@ -373,7 +375,9 @@ static void add_devices(int rootfd) {
   }
 }
 
-/* Device nodes of a fresh /dev: mknod as real root, bind mounts of the host's nodes in a userns. */
+/* Device nodes of a fresh /dev: mknod as real root when privileged, else bind mounts of the host's
+ * nodes (in a user namespace mknod is refused; otherwise /dev is nodev, and only these binds, which
+ * keep the host /dev's flags, open as devices). */
 static void populate_dev(int rootfd) {
   static const struct { const char *name; unsigned maj, min; } devs[] = {
     {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
@@ -386,11 +390,13 @@ static void populate_dev(int rootfd) {
   if (devfd < 0) fail("open-dev", "/dev");
   for (size_t i = 0; i < sizeof devs / sizeof devs[0]; i++) {
     char host[64], tgt[64];
-    if (!S.userns && mknodat(devfd, devs[i].name, S_IFCHR | 0666, makedev(devs[i].maj, devs[i].min)) == 0) {
-      if (fchmodat(devfd, devs[i].name, 0666, 0) < 0) fail("chmod-device", devs[i].name);
-      continue;
+    if (!S.userns && S.all_devices) {
+      if (mknodat(devfd, devs[i].name, S_IFCHR | 0666, makedev(devs[i].maj, devs[i].min)) == 0) {
+        if (fchmodat(devfd, devs[i].name, 0666, 0) < 0) fail("chmod-device", devs[i].name);
+        continue;
+      }
+      if (errno != EPERM) fail("mknod", devs[i].name);
     }
-    if (!S.userns && errno != EPERM) fail("mknod", devs[i].name);
     int f = openat(devfd, devs[i].name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
     if (f < 0) fail("create-device", devs[i].name);
     snprintf(host, sizeof host, "/dev/%s", devs[i].name);
@@ -417,6 +423,9 @@ static void do_mount(int rootfd, const struct mnt *m) {
   unsigned long flags, prop;
   char data[4096], target[64];
   split_options(m->options, &flags, &prop, data, sizeof data);
+  /* SECURITY: without a device cgroup, nodev is what keeps a container's root (CAP_MKNOD, as docker)
+   * from opening a host disk through a node it made, or one an image layer carried. */
+  if (!S.all_devices && strcmp(m->type, "devpts") != 0) flags |= MS_NODEV;
   int is_bind = !strcmp(m->type, "bind") || (flags & MS_BIND);
   int dir = 1;
   if (is_bind) {
@@ -518,11 +527,12 @@ static void mount_overlay(void) {
     if (oldcwd < 0) fail("save-cwd", "overlay");
     if (chdir(S.overlay_dir) < 0) fail("chdir-overlay-dir", S.overlay_dir);
   }
-  if (mount("overlay", S.rootfs, "overlay", 0, S.overlay_opts) < 0) {
+  unsigned long flags = S.all_devices ? 0 : MS_NODEV;
+  if (mount("overlay", S.rootfs, "overlay", flags, S.overlay_opts) < 0) {
     /* `volatile` (Linux 5.10+: no sync of the upper file system at unmount, for an upper used once)
      * is an optimisation only: a kernel that refuses it gets the same mount without. */
     char *plain = errno == EINVAL ? without_option(S.overlay_opts, "volatile") : NULL;
-    if (plain == NULL || mount("overlay", S.rootfs, "overlay", 0, plain) < 0) fail("mount-overlay", S.rootfs);
+    if (plain == NULL || mount("overlay", S.rootfs, "overlay", flags, plain) < 0) fail("mount-overlay", S.rootfs);
     free(plain);
   }
   if (oldcwd >= 0) {
@@ -552,8 +562,9 @@ static void setup_rootfs(void) {
   if (S.files_dir != NULL) write_files();
   if (S.overlay_opts != NULL) {
     mount_overlay();
-  } else if (mount(S.rootfs, S.rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
-    fail("bind-rootfs", S.rootfs);
+  } else {
+    if (mount(S.rootfs, S.rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) fail("bind-rootfs", S.rootfs);
+    if (!S.all_devices) remount_bind(S.rootfs, MS_NODEV, S.rootfs);
   }
   int rootfd = open(S.rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0) fail("open-rootfs", S.rootfs);
