@@ -1,7 +1,7 @@
 import { TsbuildError } from '../core/index.js';
 import {
-  ALL_CAPABILITIES, ALL_JOIN_NAMESPACES, DEFAULT_RLIMITS, computeCapabilities, isProcessFrozen, joinProcess, openProcessCgroup,
-  type JoinResult, type Rlimit, type SandboxStdio,
+  ALL_CAPABILITIES, ALL_JOIN_NAMESPACES, computeCapabilities, isProcessFrozen, joinProcess, openProcessCgroup, withDefaultRlimits,
+  type JoinResult, type SandboxStdio,
 } from '../sandbox/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
 import { mergeEnv } from './container-config.js';
@@ -61,14 +61,10 @@ export async function execInContainer(deps: ExecDeps, entry: ContainerEntry, opt
       ? { capabilities: ALL_CAPABILITIES, capabilitiesHeld: true }
       : { capabilities: computeCapabilities(config.capAdd, config.capDrop) }),
     // The container's --ulimit values over docker's defaults, as its main process got them.
-    rlimits: execRlimits(config.ulimits === undefined ? [] : ulimitsToRlimits(config.ulimits)),
+    rlimits: withDefaultRlimits(config.ulimits === undefined ? undefined : ulimitsToRlimits(config.ulimits)),
     noNewPrivileges: config.noNewPrivileges ?? config.privileged !== true,
     terminal: options.terminal,
     detach: options.detach,
     ...(cgroup === undefined ? {} : { cgroup }),
   }, stdio, signal);
-}
-
-function execRlimits(own: readonly Rlimit[]): readonly Rlimit[] {
-  return [...DEFAULT_RLIMITS.filter((d) => !own.some((r) => r.type === d.type)), ...own];
 }

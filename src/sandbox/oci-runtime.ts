@@ -91,8 +91,9 @@ export async function runWithOciRuntime(runtime: string, spec: RunSpec, stdio: S
   try {
     await mkdir(runtimeRoot);
     const rootPath = spec.root.overlay === undefined ? spec.root.path : state.rootMount;
-    const rlimits = await clampRlimits(spec.process.rlimits);
-    const capabilities = await heldCapabilities(spec.process);
+    const status = await readFile('/proc/self/status', 'utf8').catch(() => '');
+    const rlimits = await clampRlimits(spec.process.rlimits, status);
+    const capabilities = heldCapabilities(spec.process, status);
     const config = toOciConfig({ ...spec, hostname, process: { ...spec.process, rlimits, capabilities }, mounts: [...spec.mounts, ...state.initMounts] }, {
       rootPath,
       ...(cgroupName === undefined ? {} : { cgroupsPath: `/${CGROUP_PARENT}/${cgroupName}` }),
@@ -136,24 +137,26 @@ const LIMIT_ROWS: Readonly<Record<string, string>> = {
   RLIMIT_RTPRIO: 'Max realtime priority', RLIMIT_RTTIME: 'Max realtime timeout',
 };
 
+/** A capability set of this process from /proc/self/status (`CapPrm`, `CapEff`), or undefined when unreadable. */
+function capabilitySet(status: string, field: 'CapPrm' | 'CapEff'): bigint | undefined {
+  const hex = new RegExp(`^${field}:\\s*([0-9a-f]+)$`, 'm').exec(status)?.[1];
+  return hex === undefined ? undefined : BigInt(`0x${hex}`);
+}
+
+/** Privileged (`capabilitiesHeld`): only the capabilities this process holds, as the launcher's `capsheld` (runc fails on the others). */
+function heldCapabilities(p: RunSpec['process'], status: string): readonly string[] {
+  const held = p.capabilitiesHeld === true ? capabilitySet(status, 'CapPrm') : undefined;
+  if (held === undefined) return p.capabilities;
+  return p.capabilities.filter((c) => ((held >> BigInt(ALL_CAPABILITIES.indexOf(c))) & 1n) === 1n);
+}
+
 /**
  * Without CAP_SYS_RESOURCE no runtime can raise a hard rlimit above ours: clamp to our own hard limits (from
  * /proc/self/limits), as the built-in launcher does, instead of letting runc fail with EPERM.
  */
-async function heldCapabilities(p: RunSpec['process']): Promise<readonly string[]> {
-  if (p.capabilitiesHeld !== true) return p.capabilities;
-  // Privileged: only those this process holds, as the launcher's `capsheld` (runc fails on the others).
-  const status = await readFile('/proc/self/status', 'utf8').catch(() => '');
-  const prm = /^CapPrm:\s*([0-9a-f]+)$/m.exec(status)?.[1];
-  if (prm === undefined) return p.capabilities;
-  const held = BigInt(`0x${prm}`);
-  return p.capabilities.filter((c) => ((held >> BigInt(ALL_CAPABILITIES.indexOf(c))) & 1n) === 1n);
-}
-
-async function clampRlimits(rlimits: RunSpec['process']['rlimits']): Promise<RunSpec['process']['rlimits']> {
-  const status = await readFile('/proc/self/status', 'utf8').catch(() => '');
-  const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
-  if (capEff !== undefined && (BigInt(`0x${capEff}`) & (1n << 24n)) !== 0n) return rlimits;
+async function clampRlimits(rlimits: RunSpec['process']['rlimits'], status: string): Promise<RunSpec['process']['rlimits']> {
+  const capEff = capabilitySet(status, 'CapEff');
+  if (capEff !== undefined && (capEff & (1n << 24n)) !== 0n) return rlimits;
   const limits = await readFile('/proc/self/limits', 'utf8').catch(() => '');
   return rlimits.map((r) => {
     const row = LIMIT_ROWS[r.type];

@@ -180,6 +180,12 @@ export const DEFAULT_READONLY_PATHS: readonly string[] = [
 /** Docker's default rlimits: nofile 1048576 soft and hard. */
 export const DEFAULT_RLIMITS: readonly Rlimit[] = [{ type: 'RLIMIT_NOFILE', soft: 1048576, hard: 1048576 }];
 
+/** `own` over {@link DEFAULT_RLIMITS}: the defaults of the types `own` does not set, then `own`. */
+export function withDefaultRlimits(own: readonly Rlimit[] | undefined): readonly Rlimit[] {
+  if (own === undefined) return DEFAULT_RLIMITS;
+  return [...DEFAULT_RLIMITS.filter((d) => !own.some((r) => r.type === d.type)), ...own];
+}
+
 /** The PATH Docker sets when the image has none. */
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -293,7 +299,7 @@ export function createRunSpec(options: RunSpecOptions): RunSpec {
       terminal: options.terminal ?? false,
       capabilities: privileged ? [...ALL_CAPABILITIES] : computeCapabilities(options.capAdd, options.capDrop),
       ...(privileged ? { capabilitiesHeld: true } : {}),
-      rlimits: options.rlimits === undefined ? DEFAULT_RLIMITS : [...DEFAULT_RLIMITS.filter((d) => !options.rlimits?.some((r) => r.type === d.type)), ...options.rlimits],
+      rlimits: withDefaultRlimits(options.rlimits),
       noNewPrivileges: options.noNewPrivileges ?? !privileged,
     },
     root: options.root,
