@@ -53,7 +53,7 @@ export function snapshotUnpacker(store: Store, layers: readonly PullLayer[], opt
       const snapshotter = await opened;
       const below = layer.index === 0 ? undefined : committed[layer.index - 1];
       let source = bytes;
-      if (source !== undefined && below !== undefined && snapshotter.kind !== 'overlay') {
+      if (source !== undefined && below !== undefined && !snapshotter.unpacksWithoutParent) {
         // A naive layer starts as a copy of its parent: holding the download until the parent is made
         // could stall it past the registry's idle timeout. It goes on into the store (the stream ends
         // once the blob is verified and stored), and the layer is read there.

@@ -27,6 +27,7 @@ function moveAside(from: string, to: string, what: string): void {
  */
 export abstract class BaseSnapshotter implements Snapshotter {
   abstract readonly kind: SnapshotterKind;
+  abstract readonly unpacksWithoutParent: boolean;
   protected readonly layout: SnapshotLayout;
   private ready: Promise<void> | undefined;
 
@@ -92,8 +93,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
       const tmp = await this.layout.makeTmp();
       let disposeHasher: (() => void) | undefined;
       try {
-        // An overlay layer is a directory of its own (its parent is not read): it unpacks while the parent is still made.
-        if (this.kind !== 'overlay') await waitParent();
+        if (!this.unpacksWithoutParent) await waitParent();
         const src = await openTar();
         // The diffID: past 16 MiB it is hashed on a worker thread, off the thread that inflates and
         // parses the tar (and, in a pull, downloads). Destroying `hashing` ends the loop, which destroys `src`.

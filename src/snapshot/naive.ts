@@ -27,6 +27,8 @@ export interface NaiveSnapshotterOptions {
  */
 export class NaiveSnapshotter extends BaseSnapshotter {
   readonly kind = 'naive' as const;
+  /** A naive layer starts as a copy of its parent. */
+  readonly unpacksWithoutParent = false;
   protected readonly activeContent = 'fs';
   protected readonly activeScratch = ['record'];
   private readonly privileged: boolean;

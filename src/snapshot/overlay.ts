@@ -37,6 +37,8 @@ const SHORT = 12;
  */
 export class OverlaySnapshotter extends BaseSnapshotter {
   readonly kind = 'overlay' as const;
+  /** An overlay layer is a directory of its own: its parent is not read while it unpacks. */
+  readonly unpacksWithoutParent = true;
   protected readonly activeContent = 'upper';
   /** The overlay work dir (with `volatile`, the kernel leaves `work/incompat/volatile/dirty` in it). */
   protected readonly activeScratch = ['work'];

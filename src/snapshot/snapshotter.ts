@@ -89,6 +89,12 @@ export interface PrepareOptions {
 export interface Snapshotter {
   readonly kind: SnapshotterKind;
   /**
+   * Whether a layer is unpacked without reading its parent (overlay: a directory of its own), so
+   * that `unpack` with `parentReady` fills it while the parent is still being made; else (naive: a
+   * copy of the parent first) it waits for the parent before reading the tar.
+   */
+  readonly unpacksWithoutParent: boolean;
+  /**
    * Makes the committed snapshot `chainIdOf(parent, diffId)` from an uncompressed layer tar, unless it
    * exists already (then `openTar` is not called). Idempotent, atomic, safe against concurrent
    * unpacks of the same layer (one wins, the others discard their copy). The parent must be committed.
