@@ -181,7 +181,8 @@ testIf(noBusybox, 'run -d: the container keeps running when the CLI is SIGKILLed
         resolve(out.trim());
       }
     });
-    child.once('exit', () => resolve(out.trim()));
+    // 'close', not 'exit': a CLI that prints the ID and exits at once may be reported exited before its output is read.
+    child.once('close', () => resolve(out.trim()));
     child.once('error', reject);
   });
   t.regex(id, /^[0-9a-f]{64}$/);
