@@ -2,8 +2,8 @@
  * Build speed against buildah, run by `npm run bench -- build`. Both tools build the same
  * Dockerfiles in the same run, from the same local busybox base (made by test/helpers/base-image.ts
  * in a tsbuild store, which is an OCI layout; buildah pulls it from there with `oci:`):
- *  - tsbuild: `node bin/tsbuild.js --root STORE build -q -t NAME CTX` (a fresh process each time, so
- *    Node start-up is included; the compiled dist/ is used: run `npm run build` first);
+ *  - tsbuild: `bin/tsbuild.js --root STORE build -q -t NAME CTX`, executed as users run it (through its
+ *    shebang; a fresh process each time, so Node start-up is included; run `npm run build` first);
  *  - buildah: `buildah --root R --runroot RR --storage-driver overlay bud --layers --runtime
  *    /usr/sbin/runc --network host -q -t NAME CTX`.
  * Workloads: W0 FROM + LABEL; W1 12 steps (4 RUN, 2 COPY, ENV, WORKDIR, LABEL, EXPOSE, CMD) cold and
@@ -107,7 +107,7 @@ function tsbuildTool(work: string, template: string): Tool {
       await removeTree(root);
       await cp(template, root, { recursive: true });
     },
-    build: (context, tag) => timed('node', [TSBUILD, '--root', root, 'build', '-q', '-t', tag, context], join(work, 'rss'), context, env),
+    build: (context, tag) => timed(TSBUILD, ['--root', root, 'build', '-q', '-t', tag, context], join(work, 'rss'), context, env),
   };
 }
 

@@ -13,7 +13,7 @@
  * Peak RSS is sampled in-process; push, pull and unpack rows also give the CPU time of this process
  * and of the registry process, and the load (wall time alone says little on a shared machine). Flags: --mb=N (image size, default 340; --mb=10 for a quick run),
  * --runs=N (processes per no-op CLI row, median reported; default 10), --cli=FILE (the CLI entry,
- * default bin/tsbuild.js; e.g. a bundle written with `scripts/bundle.mjs --outfile`), --dir=PATH, --keep.
+ * default bin/tsbuild.js, executed directly; otherwise run by node; e.g. a bundle written with `scripts/bundle.mjs --outfile`), --dir=PATH, --keep.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -36,6 +36,15 @@ const PLATFORM = { os: 'linux', architecture: 'amd64' };
 
 function flag(args: string[], name: string): string | undefined {
   return args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+}
+
+/**
+ * The CLI command as users run it: bin/tsbuild.js executed through its shebang (which defers
+ * NODE_EXTRA_CA_CERTS, ~90 ms of Node start-up); a --cli=FILE entry runs through `node`.
+ */
+function cliCommand(args: string[], cliArgs: readonly string[]): [string, string[]] {
+  const entry = flag(args, 'cli');
+  return entry === undefined ? [join(REPO, 'bin', 'tsbuild.js'), [...cliArgs]] : [process.execPath, [entry, ...cliArgs]];
 }
 
 async function freePort(): Promise<number> {
@@ -193,7 +202,7 @@ export async function run(args: string[]): Promise<void> {
     await rm(join(work, 'two'), { recursive: true, force: true });
     const cliRoot = join(work, 'real-cli');
     const cliCpu0 = await childrenCpuMs();
-    const cliReal = await timeProcess(process.execPath, [flag(args, 'cli') ?? 'bin/tsbuild.js', '--root', cliRoot, 'pull', '-q', `${regA.host}/bench/img:1`]);
+    const cliReal = await timeProcess(...cliCommand(args, ['--root', cliRoot, 'pull', '-q', `${regA.host}/bench/img:1`]));
     process.stdout.write(`tsbuild pull (CLI):  ${cliReal.toFixed(0)} ms  ${rate(cliReal)}  (the CLI process, start-up included; CPU ${((await childrenCpuMs()) - cliCpu0).toFixed(0)} ms), load ${await loadNow()}\n`);
     await rm(join(work, 'real'), { recursive: true, force: true });
     await rm(cliRoot, { recursive: true, force: true });
@@ -205,10 +214,9 @@ export async function run(args: string[]): Promise<void> {
     process.stdout.write(`tsbuild no-op push:  ${noopPush.ms.toFixed(1)} ms (in-process)\ntsbuild no-op pull:  ${noopPull.ms.toFixed(1)} ms (in-process)\n`);
     // The CLI as users run it: bin/tsbuild.js starts the esbuild bundle (`npm run build` first).
     // Start-up dominates these rows: each is the median of --runs=N processes (default 10).
-    const cli = [flag(args, 'cli') ?? 'bin/tsbuild.js', '--root', root];
-    const cliPush = await medianProcess(runs, process.execPath, [...cli, 'push', '-q', 'bench', `${regA.host}/bench/img:1`]);
-    const cliPull = await medianProcess(runs, process.execPath, [...cli.slice(0, 1), '--root', join(work, 'dst'), 'pull', '-q', `${regA.host}/bench/img:1`]);
-    const version = await medianProcess(runs, process.execPath, [...cli.slice(0, 1), '--version']);
+    const cliPush = await medianProcess(runs, ...cliCommand(args, ['--root', root, 'push', '-q', 'bench', `${regA.host}/bench/img:1`]));
+    const cliPull = await medianProcess(runs, ...cliCommand(args, ['--root', join(work, 'dst'), 'pull', '-q', `${regA.host}/bench/img:1`]));
+    const version = await medianProcess(runs, ...cliCommand(args, ['--version']));
     const nodeStart = await medianProcess(runs, process.execPath, ['-e', '0']);
     const skNoop = await medianProcess(runs, 'skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${root}:bench`, `docker://${regB.host}/bench/img:1`]);
     const skNoopPull = await medianProcess(runs, 'skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${regA.host}/bench/img:1`, `oci:${join(work, 'sk-layout')}:img`]);

@@ -73,9 +73,9 @@ interface StartCase { readonly name: string; readonly once: () => Promise<void> 
 
 async function startup(work: string, root: string, env: NodeJS.ProcessEnv, n: number): Promise<void> {
   const cases: StartCase[] = [
-    { name: 'tsbuild run --rm busybox true', once: async () => { await must('node', [TSBUILD, '--root', root, 'run', '--rm', 'busybox', 'true'], env); } },
+    { name: 'tsbuild run --rm busybox true', once: async () => { await must(TSBUILD, ['--root', root, 'run', '--rm', 'busybox', 'true'], env); } },
     // The default network starts slirp4netns when installed; podman's row below has no network either.
-    { name: 'tsbuild run --rm --network none', once: async () => { await must('node', [TSBUILD, '--root', root, 'run', '--rm', '--network', 'none', 'busybox', 'true'], env); } },
+    { name: 'tsbuild run --rm --network none', once: async () => { await must(TSBUILD, ['--root', root, 'run', '--rm', '--network', 'none', 'busybox', 'true'], env); } },
   ];
   const runc = which('runc');
   const podman = which('podman');
@@ -158,7 +158,7 @@ async function waitUp(url: string): Promise<void> {
 
 async function ports(root: string, env: NodeJS.ProcessEnv, seconds: number, rounds: number): Promise<void> {
   const [published, direct] = [await freePort(), await freePort()];
-  const t = (...a: string[]): Promise<string> => must('node', [TSBUILD, '--root', root, ...a], env);
+  const t = (...a: string[]): Promise<string> => must(TSBUILD, ['--root', root, ...a], env);
   await t('run', '-d', '--name', 'bench-published', '-p', `${published}:80`, 'busybox', 'sh', '-c', `${WWW_SETUP} && exec httpd -f -p 80 -h /www`);
   await t('run', '-d', '--name', 'bench-direct', '--network', 'host', 'busybox', 'sh', '-c', `${WWW_SETUP} && exec httpd -f -p 127.0.0.1:${direct} -h /www`);
   try {
@@ -186,7 +186,7 @@ async function ports(root: string, env: NodeJS.ProcessEnv, seconds: number, roun
     const [p, d] = results as [{ rps: number[]; lat: number[]; mbs: number[] }, { rps: number[]; lat: number[]; mbs: number[] }];
     process.stdout.write(`  -p / direct: ${(100 * median(p.rps) / median(d.rps)).toFixed(0)} % of requests/s, ${(100 * median(p.mbs) / median(d.mbs)).toFixed(0)} % of download throughput (target >= 50 %)\n`);
   } finally {
-    await exec('node', [TSBUILD, '--root', root, 'rm', '-f', 'bench-published', 'bench-direct'], env);
+    await exec(TSBUILD, ['--root', root, 'rm', '-f', 'bench-published', 'bench-direct'], env);
   }
 }
 

@@ -1,6 +1,10 @@
 import { runCli } from './app.js';
+import { deferNodeExtraCaCerts } from '../sys/index.js';
 
 // The process entry point: the only place that reads process state.
+// Started as `node bin/tsbuild.js` with NODE_EXTRA_CA_CERTS, Node has paid for it already; moving it
+// aside still spares every Node child process tsbuild starts (monitors, rootless re-exec) the same ~90 ms.
+deferNodeExtraCaCerts(process.env);
 const controller = new AbortController();
 let interrupts = 0;
 const onSignal = (): void => {

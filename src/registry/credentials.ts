@@ -4,6 +4,7 @@ import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { DEFAULT_DOMAIN, TsbuildError } from '../core/index.js';
 import { DOCKER_HUB_AUTH_KEY } from './hosts.js';
+import { externalProgramEnv } from '../sys/index.js';
 
 /** Credentials for one registry: a user and password, or an identity (refresh) token. */
 export interface Credentials {
@@ -91,7 +92,7 @@ function decodeEntry(entry: AuthEntry, file: string): Credentials | undefined {
 async function runHelper(name: string, action: 'get' | 'store' | 'erase', input: string, path: string | undefined): Promise<{ code: number; stdout: string }> {
   if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new TsbuildError('REG_CREDENTIALS', `invalid credential helper name "${name}"`);
   return new Promise((resolve, reject) => {
-    const child = spawn(`docker-credential-${name}`, [action], { stdio: ['pipe', 'pipe', 'pipe'], env: path === undefined ? process.env : { ...process.env, PATH: path } });
+    const child = spawn(`docker-credential-${name}`, [action], { stdio: ['pipe', 'pipe', 'pipe'], env: externalProgramEnv(path === undefined ? process.env : { ...process.env, PATH: path }) });
     let stdout = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.resume();

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
+import { readExtraCaFile } from '../sys/index.js';
 
 /** Options of an {@link HttpPool}. */
 export interface HttpPoolOptions {
@@ -12,6 +13,11 @@ export interface HttpPoolOptions {
   readonly certsDir: string;
   /** Extra CA files (PEM) trusted for every registry. */
   readonly caFiles: readonly string[];
+  /**
+   * NODE_EXTRA_CA_CERTS, which bin/tsbuild.js defers (src/sys/node-ca.ts): trusted for every registry
+   * beside Node's roots; ignored when it cannot be read, as Node ignores it.
+   */
+  readonly nodeExtraCaFile?: string;
   /** Longest wait for a TCP (and TLS) connection. */
   readonly connectTimeoutMs: number;
   /** Longest silence while waiting for response headers or body bytes. */
@@ -83,12 +89,14 @@ export class HttpPool {
     return agent;
   }
 
-  /** Node's CAs plus `certsDir/<host>/*.crt` and the `caFiles`; undefined when there are no extras. */
+  /** Node's CAs plus `certsDir/<host>/*.crt`, NODE_EXTRA_CA_CERTS's file and the `caFiles`; undefined when there are no extras. */
   private async caFor(host: string): Promise<string[] | undefined> {
     const extra: string[] = [];
     const dir = join(this.o.certsDir, host);
     const names = await readdir(dir).catch(() => [] as string[]);
     for (const n of names.filter((x) => x.endsWith('.crt')).sort()) extra.push(await readFile(join(dir, n), 'utf8'));
+    const nodeExtra = await readExtraCaFile(this.o.nodeExtraCaFile);
+    if (nodeExtra !== undefined) extra.push(nodeExtra);
     for (const f of this.o.caFiles) {
       extra.push(await readFile(f, 'utf8').catch((err: unknown) => {
         throw new TsbuildError('REG_TLS', `cannot read CA file ${f}: ${(err as Error).message}`, { cause: err });

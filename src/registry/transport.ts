@@ -17,6 +17,8 @@ export interface TransportOptions {
   readonly certsDir?: string;
   /** Extra CA files (PEM) trusted for every registry (`--tls-ca`). */
   readonly caFiles?: readonly string[];
+  /** The file of NODE_EXTRA_CA_CERTS (deferred by bin/tsbuild.js), trusted for every registry; ignored when unreadable. */
+  readonly nodeExtraCaFile?: string;
   /** Attempts after the first one on 429/5xx/resets (default 4). */
   readonly retries?: number;
   /** First backoff delay in ms (default 250; doubled per attempt, plus jitter). */
@@ -139,14 +141,14 @@ export class RegistryTransport {
   private readonly challenges = new Map<string, AuthChallenge>();
   private readonly tokens = new TokenCache();
   private readonly creds = new Map<string, Promise<Credentials | undefined>>();
-  private readonly o: Required<Omit<TransportOptions, 'credentials' | 'log'>> & Pick<TransportOptions, 'credentials' | 'log'>;
+  private readonly o: Required<Omit<TransportOptions, 'credentials' | 'log' | 'nodeExtraCaFile'>> & Pick<TransportOptions, 'credentials' | 'log' | 'nodeExtraCaFile'>;
 
   constructor(options: TransportOptions = {}) {
     this.o = {
       insecureRegistries: [], certsDir: '/etc/docker/certs.d', caFiles: [], retries: 4, retryBaseMs: 250, maxRetryAfterMs: 30_000,
       connectTimeoutMs: 30_000, idleTimeoutMs: 60_000, userAgent: 'tsbuild/0.1', ...options,
     };
-    this.http = new HttpPool({ certsDir: this.o.certsDir, caFiles: this.o.caFiles, connectTimeoutMs: this.o.connectTimeoutMs, idleTimeoutMs: this.o.idleTimeoutMs });
+    this.http = new HttpPool({ certsDir: this.o.certsDir, caFiles: this.o.caFiles, ...(this.o.nodeExtraCaFile === undefined ? {} : { nodeExtraCaFile: this.o.nodeExtraCaFile }), connectTimeoutMs: this.o.connectTimeoutMs, idleTimeoutMs: this.o.idleTimeoutMs });
   }
 
   /** Closes every connection. */

@@ -96,8 +96,8 @@ async function openssl(args: readonly string[], cwd: string): Promise<void> {
   await run('openssl', args, { cwd });
 }
 
-/** A CA and a server certificate for 127.0.0.1 signed by it. */
-async function makeTls(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+/** A CA and a server certificate for 127.0.0.1 signed by it, written into `dir` (needs openssl). */
+export async function makeTls(dir: string): Promise<{ ca: string; cert: string; key: string }> {
   await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=tsbuild test CA'], dir);
   await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1'], dir);
   await writeFile(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');

@@ -3,9 +3,11 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { downloadUrl } from '../../src/solve/ops/add-url.js';
+import { makeTls } from '../helpers/registry.js';
 import { tempDir } from '../helpers/tmp.js';
 
 async function serve(t: ExecutionContext, handler: Parameters<typeof createServer>[1]): Promise<string> {
@@ -57,4 +59,18 @@ test('downloadUrl: fails with SOLVE_ADD_DOWNLOAD naming the URL when the server 
   const looping = await serve(t, (_req, res) => res.writeHead(301, { location: '/again' }).end());
   await t.throwsAsync(downloadUrl(`${looping}/f`, { tmpDir: dir, signal: new AbortController().signal, fallbackMtime: 0 }), { code: 'SOLVE_ADD_DOWNLOAD', message: /more than 10 redirects/ });
   t.deepEqual(await readdir(dir), ['x']);
+});
+
+test('downloadUrl: over https, trusts the extra CA file (NODE_EXTRA_CA_CERTS, deferred) beside Node\'s roots, and fails without it', async (t) => {
+  const dir = await tempDir(t);
+  const tls = await makeTls(dir);
+  const server = createHttpsServer({ cert: await readFile(tls.cert), key: await readFile(tls.key) }, (_req, res) => res.writeHead(200).end('secure'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/s.txt`;
+  const d = await downloadUrl(url, { tmpDir: dir, signal: new AbortController().signal, fallbackMtime: 0, extraCaFile: tls.ca });
+  t.teardown(d.cleanup);
+  t.is(await readFile(d.source.entries[0]!.hostPath, 'utf8'), 'secure');
+  await t.throwsAsync(downloadUrl(url, { tmpDir: dir, signal: new AbortController().signal, fallbackMtime: 0 }), { code: 'SOLVE_ADD_DOWNLOAD', message: /UNABLE_TO_VERIFY_LEAF_SIGNATURE|certificate/ });
+  await t.throwsAsync(downloadUrl(url, { tmpDir: dir, signal: new AbortController().signal, fallbackMtime: 0, extraCaFile: join(dir, 'missing.pem') }), { code: 'SOLVE_ADD_DOWNLOAD', message: /UNABLE_TO_VERIFY_LEAF_SIGNATURE|certificate/ });
 });

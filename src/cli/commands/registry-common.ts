@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { homedir } from 'node:os';
 import { createRegistryClient, HttpRegistryClient, redact, type CredentialSources, type Credentials } from '../../registry/index.js';
 import { TsbuildError, type BuildEvent } from '../../core/index.js';
+import { extraCaFile } from '../../sys/index.js';
 import { optList, optString, type ParsedArgs } from '../args.js';
 import type { CommandContext } from '../command.js';
 
@@ -25,9 +26,11 @@ export function credentialSources(ctx: Pick<CommandContext, 'env'>): CredentialS
 /** A client for one command: credentials from the environment's sources (or `fixed`), TLS and insecure options, --debug trace. */
 export function createClient(args: ParsedArgs, ctx: CommandContext, fixed?: Credentials): HttpRegistryClient {
   const certsDir = optString(args, 'cert-dir');
+  const nodeExtraCaFile = extraCaFile(ctx.env);
   const options = {
     insecureRegistries: optList(args, 'insecure-registry'),
     caFiles: optList(args, 'tls-ca'),
+    ...(nodeExtraCaFile === undefined ? {} : { nodeExtraCaFile }),
     ...(certsDir === undefined ? {} : { certsDir }),
     ...(ctx.global.debug ? { log: (line: string) => void ctx.stderr.write(`debug: ${redact(line)}\n`) } : {}),
   };

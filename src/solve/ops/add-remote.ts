@@ -41,7 +41,7 @@ export async function prepareRemoteSources(op: CopyOp, options: RemoteOptions): 
   };
   // Loaded only for an ADD with remote sources (node:http, node:https, child_process): a build without one never needs them.
   const [{ cloneGit }, { downloadUrl }] = await Promise.all([import('./add-git.js'), import('./add-url.js')]);
-  const common = { tmpDir: options.tmpDir, signal: options.signal, ...(options.loc === undefined ? {} : { loc: options.loc }) };
+  const common = { tmpDir: options.tmpDir, signal: options.signal, ...(options.loc === undefined ? {} : { loc: options.loc }), ...(options.hostTools.extraCaFile === undefined ? {} : { extraCaFile: options.hostTools.extraCaFile }) };
   if (op.checksum !== undefined) {
     const checksum = op.checksum;
     const url = urls[0] as string;

@@ -4,9 +4,11 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
+import { rootCertificates } from 'node:tls';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { TsbuildError, type Digest, type SourceLocation } from '../../core/index.js';
+import { readExtraCaFile } from '../../sys/index.js';
 import { urlFileName } from './add-remote-kind.js';
 import type { CopySource } from './copy.js';
 
@@ -30,6 +32,8 @@ export interface DownloadOptions {
   readonly loc?: SourceLocation;
   /** mtime (seconds) when the server sends no usable Last-Modified. */
   readonly fallbackMtime: number;
+  /** A PEM file trusted beside Node's roots for https (NODE_EXTRA_CA_CERTS, deferred); ignored when unreadable, as Node does. */
+  readonly extraCaFile?: string;
 }
 
 function fail(code: `SOLVE_${string}`, message: string, loc: SourceLocation | undefined, cause?: unknown, hint?: string): TsbuildError {
@@ -38,13 +42,22 @@ function fail(code: `SOLVE_${string}`, message: string, loc: SourceLocation | un
 
 const MAX_REDIRECTS = 10;
 
+/** Node's root CAs plus the PEM text of `file`; undefined (Node's defaults) without a readable file. */
+async function trustedCas(file: string | undefined): Promise<string[] | undefined> {
+  const pem = await readExtraCaFile(file);
+  return pem === undefined ? undefined : [...rootCertificates, pem];
+}
+
 /** GETs `url`, following up to 10 redirects between http and https URLs; resolves with the final response. */
-async function openUrl(url: string, signal: AbortSignal): Promise<IncomingMessage> {
+async function openUrl(url: string, signal: AbortSignal, extraCaFile: string | undefined): Promise<IncomingMessage> {
   let current = new URL(url);
+  let ca: Promise<string[] | undefined> | undefined;
   for (let hop = 0; ; hop++) {
-    const get = current.protocol === 'https:' ? httpsGet : httpGet;
+    const https = current.protocol === 'https:';
+    const get = https ? httpsGet : httpGet;
+    const tls = https ? await (ca ??= trustedCas(extraCaFile)) : undefined;
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = get(current, { signal, headers: { 'user-agent': 'tsbuild', accept: '*/*' } }, resolve);
+      const req = get(current, { signal, headers: { 'user-agent': 'tsbuild', accept: '*/*' }, ...(tls === undefined ? {} : { ca: tls }) }, resolve);
       req.once('error', reject);
     });
     const status = res.statusCode ?? 0;
@@ -74,7 +87,7 @@ export async function downloadUrl(url: string, options: DownloadOptions): Promis
   try {
     let res: IncomingMessage;
     try {
-      res = await openUrl(url, options.signal);
+      res = await openUrl(url, options.signal, options.extraCaFile);
     } catch (e) {
       if (options.signal.aborted) throw e;
       if (e instanceof TsbuildError) throw fail('SOLVE_ADD_DOWNLOAD', `ADD ${url}: download failed: ${e.message}`, loc);
