@@ -13,7 +13,7 @@ repo=$PWD
 root=${TSBUILD_ROOT:-$PWD/.demo-store}
 cache=${TSBUILD_TEST_CACHE:-/var/cache/tsbuild-test}
 archive=$cache/debian-bookworm-minbase.tar
-tsbuild() { node "$repo/bin/tsbuild.js" --root "$root" "$@"; }
+tsbuild() { "$repo/bin/tsbuild.js" --root "$root" "$@"; }
 
 if [ ! -f "$archive" ]; then
   mkdir -p "$cache"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${TSBUILD_ROOT:-$PWD/.demo-store}
-tsbuild() { node bin/tsbuild.js --root "$root" "$@"; }
+tsbuild() { bin/tsbuild.js --root "$root" "$@"; }
 
 if ! tsbuild inspect busybox:latest >/dev/null 2>&1; then
   tmp=$(mktemp -d)
