@@ -33,7 +33,8 @@ export function newSnapshotKey(): string {
 export function viewOf(active: ActiveSnapshot): RootfsView {
   const m = active.mounts();
   if (m.type === 'bind') return new RootfsView([m.source], 'trusted');
-  return new RootfsView([m.upperdir, ...m.lowerdirs], m.options.includes('userxattr') ? 'user' : 'trusted');
+  // The lowers are committed snapshots (immutable): small file reads below the fresh upperdir are cached.
+  return new RootfsView([m.upperdir, ...m.lowerdirs], m.options.includes('userxattr') ? 'user' : 'trusted', { immutableLowers: true });
 }
 
 /**

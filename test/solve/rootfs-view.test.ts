@@ -111,3 +111,23 @@ testIf(notRoot, title('refuses a source file swapped for a symlink when writing 
   view.ensureDirParts(['data'], { uid: 0, gid: 0, mode: 0o755 });
   await t.throwsAsync(view.writeFiles([{ parts: ['data', 'x'], source: join(src, 'link'), meta: { uid: 0, gid: 0, mode: 0o644 }, size: 10 }]), { code: 'SOLVE_IO' } as never);
 });
+
+testIf(notRoot, title('caches what the committed lower layers hold at a path, and always asks the top layer'), async (t) => {
+  const { upper, mid, low } = await layered(t);
+  const committed = (): RootfsView => new RootfsView([upper, mid, low], 'trusted', { immutableLowers: true });
+  t.is(committed().readSmallFile('/etc/passwd', 1000)?.split('\n')[0], 'root:x:0:0:root:/root:/bin/sh');
+  t.is(committed().lookup('/etc/group'), undefined);
+  t.deepEqual(committed().readdirParts(['opaque']), ['new']);
+  // Committed layers never change: a later view over them does not look again.
+  await writeFile(join(low, 'etc/group'), 'root:x:0:\n');
+  setXattr(join(mid, 'opaque'), 'trusted.overlay.opaque', Buffer.from('n'));
+  t.is(committed().lookup('/etc/group'), undefined);
+  t.deepEqual(committed().readdirParts(['opaque']), ['new']);
+  // Without the promise the layers are read; the top layer always is.
+  t.is(new RootfsView([upper, mid, low], 'trusted').readSmallFile('/etc/group', 1000), 'root:x:0:\n');
+  t.deepEqual(new RootfsView([upper, mid, low], 'trusted').readdirParts(['opaque']), ['new', 'old']);
+  await mkdir(join(upper, 'etc'));
+  await writeFile(join(upper, 'etc/group'), 'top:x:1:\n');
+  t.is(committed().readSmallFile('/etc/group', 1000), 'top:x:1:\n');
+  t.is(committed().lookup('/etc/group')?.layer, 0);
+});
