@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// Bundles the CLI with esbuild into dist/cli/main.js (over tsc's output of src/cli/main.ts) plus
-// chunks dist/cli/main.chunk-HASH.js: a start loads a few scripts instead of ~240 ES modules and
-// CommonJS files. Each command's implementation is a chunk loaded when the command runs: the bundle
-// replaces the `import { xCommand } from './x.js'` lines of src/cli/commands/index.ts by stubs with
-// the command's name, usage and options (read from the sources here, at build time) whose run()
-// imports the chunk. The sources keep their shape; run unbundled (tsx, tests) nothing is lazy.
+// Bundles the CLI with esbuild into one CommonJS file, dist/cli/main.bundle.cjs, and its entry
+// dist/cli/main.cjs (bin/tsbuild.js requires it; dist/cli/main.js, over tsc's output of
+// src/cli/main.ts, is the same entry as an ES module), which runs the bundle with a V8 code cache.
+// Each command's implementation is initialized only when the command runs: the bundle replaces the
+// `import { xCommand } from './x.js'` lines of src/cli/commands/index.ts by stubs with the command's
+// name, usage and options (read from the sources here, at build time) whose run() imports it. The
+// sources keep their shape; run unbundled (tsx, tests) nothing is lazy.
 // Every other file of dist/ stays tsc's output (the library entry dist/index.js, unpack-child.js).
 // Run after tsc (`npm run build`). `--outfile FILE` writes elsewhere (tests); FILE must lie in
 // dist/cli/ so that the paths the code resolves relative to its own module stay right.
@@ -269,19 +270,40 @@ const key = createHash('sha256').update(asciiSource).digest('hex').slice(0, 16);
 // written by a concurrent build may not be it yet, and V8 would take a cache of a same-length source).
 const bundleText = Buffer.from(`// tsbuild-bundle-key ${key}\n${asciiSource}`, 'latin1');
 const commandNames = lazy.flatMap((i) => Object.values(i.meta).map((m) => m.name));
-// main.js: runs the bundle with a V8 code cache (src/cli/bundle-entry.ts, src/cli/code-cache.ts).
+// The entry runs the bundle with a V8 code cache (src/cli/bundle-entry.ts, src/cli/code-cache.ts),
+// twice: main.cjs, which bin/tsbuild.js requires (a CommonJS start never loads Node's ESM loader:
+// resolving, translating and linking even a one-import ES module entry cost ~12 ms of CPU per
+// start), and main.js, the same as an ES module (`node dist/cli/main.js`; older bin/tsbuild.js).
+const version = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')).version;
+const entryDefine = { TSBUILD_BUNDLE_FILE: JSON.stringify(bundleName), TSBUILD_BUNDLE_KEY: JSON.stringify(key), TSBUILD_COMMANDS: JSON.stringify(commandNames), TSBUILD_VERSION: JSON.stringify(version) };
+const entryBanner = '// tsbuild CLI bundle (scripts/bundle.mjs): the entry; the CLI is in ' + bundleName;
 const entry = await build({
   ...common,
   entryPoints: [join(srcDir, 'cli', 'bundle-entry.ts')],
   outfile,
   write: false,
-  banner: { js: '// tsbuild CLI bundle (scripts/bundle.mjs): the entry; the CLI is in ' + bundleName },
-  define: { TSBUILD_BUNDLE_FILE: JSON.stringify(bundleName), TSBUILD_BUNDLE_KEY: JSON.stringify(key), TSBUILD_COMMANDS: JSON.stringify(commandNames) },
+  banner: { js: entryBanner },
+  define: entryDefine,
   plugins: [sideEffectFree],
 });
-// The bundle first, the entry last, each by write-and-rename: a CLI started meanwhile (parallel
+const cjsEntryFile = join(outDir, `${base}.cjs`);
+const cjsEntry = await build({
+  ...common,
+  format: 'cjs',
+  entryPoints: [join(srcDir, 'cli', 'bundle-entry.ts')],
+  outfile: cjsEntryFile,
+  write: false,
+  banner: { js: [entryBanner, '"use strict";', 'const __tsbuildEntryUrl = require("node:url").pathToFileURL(__filename).href;'].join('\n') },
+  define: { ...entryDefine, 'import.meta.url': '__tsbuildEntryUrl' },
+  plugins: [sideEffectFree],
+});
+// The bundle first, the entries last, each by write-and-rename: a CLI started meanwhile (parallel
 // tests, a container monitor) never reads half a file nor an entry without its bundle.
-const files = [{ path: join(outDir, bundleName), contents: bundleText }, { path: outfile, contents: entry.outputFiles[0].contents }];
+const files = [
+  { path: join(outDir, bundleName), contents: bundleText },
+  { path: cjsEntryFile, contents: cjsEntry.outputFiles[0].contents },
+  { path: outfile, contents: entry.outputFiles[0].contents },
+];
 for (const f of files) {
   const tmp = `${f.path}.tmp-${randomBytes(4).toString('hex')}`;
   try {
@@ -305,4 +327,4 @@ await old(outDir, new RegExp(`^${escaped}\\.chunk-[A-Z0-9]+\\.js$`));
 if (base === 'main') await old(join(outDir, '.code-cache'), new RegExp(`^(?!${key}-).*\\.v8$`));
 if (metafileOut !== undefined) await writeFile(metafileOut, JSON.stringify(result.metafile));
 const kib = Math.round(bundleText.length / 1024);
-console.log(`bundle: ${Object.keys(result.metafile.inputs).length} modules, ${commandNames.length} lazy commands -> ${relative(root, outfile)} + ${bundleName} (${kib} KiB, key ${key})`);
+console.log(`bundle: ${Object.keys(result.metafile.inputs).length} modules, ${commandNames.length} lazy commands -> ${relative(root, cjsEntryFile)} (and ${basename(outfile)}) + ${bundleName} (${kib} KiB, key ${key})`);

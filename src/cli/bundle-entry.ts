@@ -2,19 +2,27 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cacheNameFor, defaultCacheDir, runBundle } from './code-cache.js';
 
-// The entry of the bundled CLI (dist/cli/main.js, written by scripts/bundle.mjs): runs the CLI's
-// single CommonJS file with a V8 code cache (./code-cache.ts). The bundle script fills in these.
+// The entry of the bundled CLI (dist/cli/main.cjs, which bin/tsbuild.js requires, and the same as an
+// ES module, dist/cli/main.js; written by scripts/bundle.mjs): runs the CLI's single CommonJS file
+// with a V8 code cache (./code-cache.ts). The bundle script fills in these.
 declare const TSBUILD_BUNDLE_FILE: string;
 declare const TSBUILD_BUNDLE_KEY: string;
 declare const TSBUILD_COMMANDS: readonly string[];
+declare const TSBUILD_VERSION: string;
 
-const here = dirname(fileURLToPath(import.meta.url));
-// TSBUILD_CODE_CACHE_DIR: where the cache lives ("" = no cache); default dist/cli/.code-cache, or
-// the user's cache directory when that cannot be written.
-const dir = process.env.TSBUILD_CODE_CACHE_DIR;
-runBundle({
-  file: join(here, TSBUILD_BUNDLE_FILE),
-  key: TSBUILD_BUNDLE_KEY,
-  cacheDir: dir === undefined ? defaultCacheDir(here, process.env) : dir === '' ? undefined : dir,
-  name: cacheNameFor(process.argv.slice(2), TSBUILD_COMMANDS),
-});
+const argv = process.argv.slice(2);
+if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
+  // Answered here, without reading the bundle (as the CLI's runCli answers it: package.json's version).
+  process.stdout.write(`tsbuild version ${TSBUILD_VERSION}\n`);
+} else {
+  const here = dirname(fileURLToPath(import.meta.url));
+  // TSBUILD_CODE_CACHE_DIR: where the cache lives ("" = no cache); default dist/cli/.code-cache, or
+  // the user's cache directory when that cannot be written.
+  const dir = process.env.TSBUILD_CODE_CACHE_DIR;
+  runBundle({
+    file: join(here, TSBUILD_BUNDLE_FILE),
+    key: TSBUILD_BUNDLE_KEY,
+    cacheDir: dir === undefined ? defaultCacheDir(here, process.env) : dir === '' ? undefined : dir,
+    name: cacheNameFor(argv, TSBUILD_COMMANDS),
+  });
+}

@@ -1,7 +1,7 @@
 import { accessSync, constants, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import vm from 'node:vm';
+import type vm from 'node:vm';
 
 // Runs the CLI bundle (one CommonJS file, scripts/bundle.mjs) with a V8 code cache: Node 20 has no
 // module compile cache (22.1) and compiling the ~1.1 MB bundle costs more than loading it. One
@@ -102,7 +102,9 @@ export function runBundle(run: BundleRun): { exports: unknown; cache: CacheState
   const ours = source.startsWith(`// tsbuild-bundle-key ${run.key}\n`);
   const cacheFile = ours ? cacheFileOf(run) : undefined;
   const read = cacheFile === undefined ? { data: undefined, state: ours ? 'off' as const : 'other-bundle' as const } : readCache(cacheFile);
-  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
+  // node:vm on first use: the entry answers `--version` without it.
+  const { Script } = requireHere('node:vm') as typeof vm;
+  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
     filename: run.file,
     // No importModuleDynamically: the bundle has no import() (scripts/bundle.mjs makes the import()
     // of Node built-ins a require()); USE_MAIN_CONTEXT_DEFAULT_LOADER would print an experimental warning.

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,10 +55,16 @@ export async function openContainerDeps(ctx: CommandContext): Promise<ContainerD
   };
 }
 
+/** The built CLI's entry: the bundle's CommonJS entry main.cjs (no ES module loading at start-up), else main.js. */
+export function builtEntry(): string {
+  const cjs = fileURLToPath(new URL('./main.cjs', import.meta.url));
+  return existsSync(cjs) ? cjs : fileURLToPath(new URL('./main.js', import.meta.url));
+}
+
 /** The command that starts the monitor of container `id`: this CLI re-executed (through tsx when running from source). */
 export function monitorCommandFor(ctx: CommandContext, storeRoot: string, id: string): MonitorCommand {
   const fromSource = import.meta.url.endsWith('.ts');
-  const main = fileURLToPath(new URL(fromSource ? './main.ts' : './main.js', import.meta.url));
+  const main = fromSource ? fileURLToPath(new URL('./main.ts', import.meta.url)) : builtEntry();
   let loader: string[] = [];
   if (fromSource) {
     let tsx = 'tsx';

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { TsbuildError } from '../core/index.js';
 import { resolveIdMaps, writeIdMaps } from '../sandbox/index.js';
 import type { CommandContext } from './command.js';
-import { stateDirFor } from './container-deps.js';
+import { builtEntry, stateDirFor } from './container-deps.js';
 import { resolveStoreRoot } from './store-root.js';
 
 /** The node that re-runs the CLI: its binary and flags (e.g. `--import tsx`). */
@@ -27,10 +27,10 @@ export interface NodeProcess {
 // sh waits (unmapped) until the parent has written the id maps, then execs the CLI as root of the namespace.
 const WAIT_FOR_MAPS = 'echo ready >&3 && read -r go <&3 && [ "$go" = go ] || exit 125; exec 3>&-; exec "$@"';
 
-/** This CLI's process entry next to this file: main.js compiled, main.ts under tsx. */
+/** This CLI's process entry next to this file: main.ts under tsx, else the built entry (main.cjs of the bundle, or main.js). */
 function findOwnEntry(): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  return existsSync(join(here, 'main.js')) ? join(here, 'main.js') : join(here, 'main.ts');
+  return import.meta.url.endsWith('.ts') || !existsSync(join(here, 'main.js')) ? join(here, 'main.ts') : builtEntry();
 }
 
 /** Node flags with `--import X` / `--loader X` of a bare package name resolved to a URL: the child runs in the build's cwd. */

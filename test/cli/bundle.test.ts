@@ -46,30 +46,29 @@ test.after.always(async () => {
   const file = bundled === undefined ? undefined : await bundled.catch(() => undefined);
   if (file === undefined) return;
   const base = basename(file, '.js');
-  // The entry and its bundle (<base>.bundle.cjs).
-  for (const name of await readdir(DIST_CLI)) if (name === `${base}.js` || name.startsWith(`${base}.bundle.`)) await rm(join(DIST_CLI, name), { force: true });
+  // The entries (<base>.js, <base>.cjs) and their bundle (<base>.bundle.cjs).
+  for (const name of await readdir(DIST_CLI)) if (name === `${base}.js` || name === `${base}.cjs` || name.startsWith(`${base}.bundle.`)) await rm(join(DIST_CLI, name), { force: true });
 });
 
 testIf(distMissing, 'bundle: the bundled CLI prints the version and lists an empty store when run with node', async (t) => {
   const bundle = await bundleOnce();
   const root = await tempDir(t, 'tsbuild-bundle-');
   const env = { TSBUILD_CODE_CACHE_DIR: join(root, 'code-cache') };
-  // What a start reads: the entry and one CommonJS file, no chunks.
+  // What a start reads: an entry (CommonJS, or the same as an ES module) and one CommonJS file, no chunks.
   const base = basename(bundle, '.js');
-  t.deepEqual((await readdir(DIST_CLI)).filter((n) => n.startsWith(`${base}.`)).sort(), [`${base}.bundle.cjs`, `${base}.js`]);
-  // ASCII only: main.js reads it as latin1.
+  const cjsEntry = join(DIST_CLI, `${base}.cjs`);
+  t.deepEqual((await readdir(DIST_CLI)).filter((n) => n.startsWith(`${base}.`)).sort(), [`${base}.bundle.cjs`, `${base}.cjs`, `${base}.js`]);
+  // ASCII only: the entry reads it as latin1.
   t.false(/[^\0-\x7f]/.test(readFileSync(join(DIST_CLI, `${base}.bundle.cjs`), 'latin1')), 'the bundle is ASCII');
-  for (let i = 0; i < 2; i++) {
-    // Without a code cache, then with the one the first run wrote.
-    const v = await node([bundle, '--version'], { env });
-    t.is(v.code, 0, v.stderr);
-    t.is(v.stderr, '');
-    t.is(v.stdout.trim(), `tsbuild version ${VERSION}`);
+  for (const entry of [bundle, cjsEntry]) {
+    for (let i = 0; i < 2; i++) {
+      // Without a code cache, then with the one the first run wrote.
+      const images = await node([entry, '--root', join(root, 'store'), 'images'], { env });
+      t.is(images.code, 0, images.stderr);
+      t.regex(images.stdout, /^REPOSITORY\s+TAG\s+IMAGE ID/);
+    }
   }
-  t.is((await readdir(join(root, 'code-cache'))).filter((n) => n.endsWith('-version.v8')).length, 1);
-  const images = await node([bundle, '--root', join(root, 'store'), 'images'], { env });
-  t.is(images.code, 0, images.stderr);
-  t.regex(images.stdout, /^REPOSITORY\s+TAG\s+IMAGE ID/);
+  t.is((await readdir(join(root, 'code-cache'))).filter((n) => n.endsWith('-images.v8')).length, 1);
   const help = await node([bundle, 'build', '--help'], { env });
   t.is(help.code, 0, help.stderr);
   t.regex(help.stdout, /Usage: {2}tsbuild build \[OPTIONS\] PATH/);
@@ -132,4 +131,44 @@ testIf(bundleMissing(), 'bundle: bin/tsbuild.js starts the bundle npm run build 
   const v = await node([join(REPO, 'bin', 'tsbuild.js'), '--version']);
   t.is(v.code, 0, v.stderr);
   t.is(v.stdout.trim(), `tsbuild version ${VERSION}`);
+});
+
+testIf(distMissing, 'bundle: --version alone is answered by the entry without reading the bundle (no node:vm, no code cache)', async (t) => {
+  const bundle = await bundleOnce();
+  const root = await tempDir(t, 'tsbuild-bundle-');
+  const env = { TSBUILD_CODE_CACHE_DIR: join(root, 'code-cache') };
+  const loaded = join(root, 'loaded.json');
+  const preload = join(root, 'record-builtins.cjs');
+  await writeFile(preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(loaded)}, JSON.stringify(process.moduleLoadList)));\n`);
+  for (const entry of [bundle, join(DIST_CLI, `${basename(bundle, '.js')}.cjs`)]) {
+    for (const flag of ['--version', '-v']) {
+      const v = await node(['-r', preload, entry, flag], { env });
+      t.is(v.code, 0, v.stderr);
+      t.is(v.stderr, '');
+      t.is(v.stdout, `tsbuild version ${VERSION}\n`);
+      t.false((JSON.parse(readFileSync(loaded, 'utf8')) as string[]).includes('NativeModule vm'), `${basename(entry)} ${flag} compiled no bundle`);
+    }
+  }
+  t.false(existsSync(join(root, 'code-cache')), 'no code cache was written');
+  // With anything else on the line the CLI answers, as before.
+  const withRoot = await node([bundle, '--root', join(root, 'store'), '--version'], { env });
+  t.is(withRoot.code, 0, withRoot.stderr);
+  t.is(withRoot.stdout, `tsbuild version ${VERSION}\n`);
+  const bad = await node([bundle, '--root', '', '--version'], { env });
+  t.is(bad.code, 125);
+  t.regex(bad.stderr, /CLI_MISSING_VALUE/);
+});
+
+testIf(bundleMissing(), 'bundle: bin/tsbuild.js is a CommonJS module that requires the CommonJS entry (no ES module graph at start-up)', async (t) => {
+  const root = await tempDir(t, 'tsbuild-bundle-');
+  const out = join(root, 'main-module.json');
+  const preload = join(root, 'record-main.cjs');
+  // process.mainModule is the CommonJS main module: undefined when the entry is an ES module.
+  await writeFile(preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify({ main: process.mainModule?.filename ?? null, cjs: Object.keys(require.cache) })));\n`);
+  const r = await node(['-r', preload, join(REPO, 'bin', 'tsbuild.js'), '--root', join(root, 'store'), 'images']);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /^REPOSITORY\s+TAG\s+IMAGE ID/);
+  const seen = JSON.parse(readFileSync(out, 'utf8')) as { main: string | null; cjs: string[] };
+  t.is(seen.main, join(REPO, 'bin', 'tsbuild.js'));
+  t.true(seen.cjs.includes(join(DIST_CLI, 'main.cjs')), seen.cjs.join(', '));
 });
