@@ -5,10 +5,10 @@ import {
 import type { Readable } from 'node:stream';
 import { TsbuildError, isTsbuildError } from '../core/index.js';
 import { SysCallError, makeNode, setXattr } from '../sys/index.js';
-import { FileWriter, SMALL_FILE, WriteFailed } from './file-writer.js';
+import { FileWriter, SMALL_FILE, WriteFailed, type SmallFile } from './file-writer.js';
 import { ScopedResolver, splitMemberName } from './safe-path.js';
 import type { TarHeader } from './tar-header.js';
-import { readTar, type TarReadLimits } from './tar-reader.js';
+import { TarReader, type TarReadLimits } from './tar-reader.js';
 
 /** How whiteout entries are materialised by {@link applyLayer}. */
 export type WhiteoutMode =
@@ -42,6 +42,9 @@ export interface ApplyReport {
 }
 
 const WH = '.wh.';
+
+// SECURITY: O_EXCL|O_NOFOLLOW: a file is created only at a name known to be free; no symlink is followed.
+const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 const OPAQUE = '.wh..wh..opq';
 
 interface DirMeta {
@@ -82,6 +85,7 @@ class Applier {
   private readonly umask = readUmask();
   /** Small files, written inline or batched to a helper thread; drained before anything removes, replaces or links. */
   readonly writer = new FileWriter();
+  private readonly onCreated = (real: string): void => this.created(real);
 
   constructor(root: string, private readonly options: ApplyOptions) {
     this.resolver = new ScopedResolver(root);
@@ -99,8 +103,44 @@ class Applier {
     if (this.warnings.length < 100) this.warnings.push(message);
   }
 
-  async apply(h: TarHeader, body: AsyncIterable<Buffer>): Promise<void> {
-    this.entries++;
+  /**
+   * Applies an entry whose whole body is in memory, without waiting, when nothing has to be waited
+   * for (the common case: a new file, directory or symlink). Returns false when it would have to
+   * wait (for the small files in flight, or for a full writer) or the entry is of another kind:
+   * then nothing was applied (directories on its path may have been made, as {@link apply} makes
+   * them) and the caller calls {@link apply}, which decides the same way and waits where needed.
+   */
+  applyBuffered(h: TarHeader, data: Buffer): boolean {
+    if (h.type !== 'file' && h.type !== 'directory' && h.type !== 'symlink') return false;
+    const parts = splitMemberName(h.name);
+    const base = parts.pop();
+    if (base === undefined || base.startsWith(WH)) return false;
+    // SECURITY: the same rules as apply: a path not resolved before may run through a name still in
+    // flight, and whatever replaces a name (seen before, or in the tree already) waits for the writer.
+    if (!this.writer.idle && !this.resolver.isCached(parts)) return false;
+    const parent = this.resolver.resolveDir(parts, true, this.onCreated) as string;
+    const target = `${parent}/${base}`;
+    if (this.unpacked.has(target)) return false;
+    const parentFresh = this.fresh.has(parent);
+    const existing = parentFresh ? undefined : lstatSync(target, { throwIfNoEntry: false });
+    if (existing !== undefined && !(existing.isDirectory() && h.type === 'directory')) return false;
+    if (h.type === 'file') {
+      if (h.size <= SMALL_FILE && h.xattrs.length === 0 && this.writer.takesNext()) {
+        if (!this.writer.tryWrite(this.smallFile(target, h, parentFresh), data)) return false;
+        this.bytes += data.length;
+      } else {
+        this.writeBufferedFile(target, h, data, parentFresh);
+      }
+    } else if (h.type === 'directory') {
+      this.makeDirectory(parts, base, target, existing !== undefined, h);
+    } else {
+      this.makeSymlink(target, h);
+    }
+    this.unpacked.add(target);
+    return true;
+  }
+
+  async apply(h: TarHeader, body: AsyncIterable<Buffer> | Iterable<Buffer>): Promise<void> {
     const parts = splitMemberName(h.name);
     const base = parts.pop();
     if (base === undefined) {
@@ -118,7 +158,7 @@ class Applier {
     }
     // A path not resolved before may run through a name still in flight (a file the resolver would not see yet).
     if (!this.writer.idle && !this.resolver.isCached(parts)) await this.drain();
-    const parent = this.resolver.resolveDir(parts, true, (real) => this.created(real)) as string;
+    const parent = this.resolver.resolveDir(parts, true, this.onCreated) as string;
     const target = `${parent}/${base}`;
     const parentFresh = this.fresh.has(parent);
     const seen = this.unpacked.has(target);
@@ -142,19 +182,10 @@ class Applier {
         else await this.writeFile(target, h, body, parentFresh);
         break;
       case 'directory':
-        if (existing === undefined || !existing.isDirectory()) {
-          mkdirSync(target, 0o700);
-          this.fresh.add(target);
-        }
-        this.resolver.remember([...parts, base], target);
-        this.dirs.set(target, { mode: h.mode, mtime: h.mtime });
-        this.restoreOwnerAndXattrs(target, h);
+        this.makeDirectory(parts, base, target, existing !== undefined && existing.isDirectory(), h);
         break;
       case 'symlink':
-        // The target is data: it is never followed here, and later lookups resolve it inside the root.
-        symlinkSync(h.linkname, target);
-        this.restoreOwnerAndXattrs(target, h);
-        lutimesSync(target, h.mtime, h.mtime);
+        this.makeSymlink(target, h);
         break;
       case 'link':
         linkSync(linkSource as string, target);
@@ -181,6 +212,24 @@ class Applier {
     this.unpacked.add(target);
   }
 
+  /** Makes the directory `target` (the entry `parts`/`base`) unless `exists`, and records its mode and mtime for the end. */
+  private makeDirectory(parts: string[], base: string, target: string, exists: boolean, h: TarHeader): void {
+    if (!exists) {
+      mkdirSync(target, 0o700);
+      this.fresh.add(target);
+    }
+    this.resolver.remember([...parts, base], target);
+    this.dirs.set(target, { mode: h.mode, mtime: h.mtime });
+    this.restoreOwnerAndXattrs(target, h);
+  }
+
+  private makeSymlink(target: string, h: TarHeader): void {
+    // The target is data: it is never followed here, and later lookups resolve it inside the root.
+    symlinkSync(h.linkname, target);
+    this.restoreOwnerAndXattrs(target, h);
+    lutimesSync(target, h.mtime, h.mtime);
+  }
+
   async drain(): Promise<void> {
     if (!this.writer.idle) await this.writer.drain();
   }
@@ -202,25 +251,53 @@ class Applier {
     return this.privileged && !ownedAlready ? { uid: h.uid, gid: h.gid } : undefined;
   }
 
-  /** Hands a small file (the name is known to be free) to the writer's helper thread. */
-  private async queueFile(target: string, h: TarHeader, body: AsyncIterable<Buffer>, parentFresh: boolean): Promise<void> {
+  /** The writer's description of the small file `h` at `target` (a name known to be free). */
+  private smallFile(target: string, h: TarHeader, parentFresh: boolean): SmallFile {
     const modes = this.modesOf(h);
     const owner = this.ownerOf(h, parentFresh);
-    const file = {
+    return {
       path: target, name: h.name, size: h.size, createMode: modes.createMode, mtime: h.mtime,
       ...(modes.chmod === undefined ? {} : { chmod: modes.chmod }), ...(owner === undefined ? {} : { owner }),
     };
-    await this.writer.write(file, async (into, start) => {
+  }
+
+  /** Hands a small file (the name is known to be free) to the writer's helper thread. */
+  private async queueFile(target: string, h: TarHeader, body: AsyncIterable<Buffer> | Iterable<Buffer>, parentFresh: boolean): Promise<void> {
+    await this.writer.write(this.smallFile(target, h, parentFresh), async (into, start) => {
       let at = start;
       for await (const chunk of body) at += chunk.copy(into, at);
       this.bytes += at - start;
     });
   }
 
-  private async writeFile(target: string, h: TarHeader, body: AsyncIterable<Buffer>, parentFresh: boolean): Promise<void> {
+  /** Writes a file whose whole content is in memory, here (the name is known to be free). */
+  private writeBufferedFile(target: string, h: TarHeader, data: Buffer, parentFresh: boolean): void {
+    const modes = this.modesOf(h);
+    // SECURITY: O_EXCL|O_NOFOLLOW: the name is free, so nothing (no symlink) may be followed.
+    const fd = openSync(target, CREATE_FLAGS, modes.createMode);
+    try {
+      let at = 0;
+      while (at < data.length) at += writeSync(fd, data, at, data.length - at);
+      this.bytes += data.length;
+      this.finishFile(fd, target, h, modes, parentFresh);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Sets the owner, mode, xattrs and times of a file just written through `fd`. */
+  private finishFile(fd: number, target: string, h: TarHeader, modes: { chmod?: number }, parentFresh: boolean): void {
+    const owner = this.ownerOf(h, parentFresh);
+    if (owner !== undefined) fchownSync(fd, owner.uid, owner.gid);
+    if (modes.chmod !== undefined) fchmodSync(fd, modes.chmod); // after chown, which clears setuid/setgid
+    this.restoreXattrs(target, h);
+    futimesSync(fd, h.mtime, h.mtime);
+  }
+
+  private async writeFile(target: string, h: TarHeader, body: AsyncIterable<Buffer> | Iterable<Buffer>, parentFresh: boolean): Promise<void> {
     const modes = this.modesOf(h);
     // SECURITY: O_EXCL|O_NOFOLLOW: the name was just cleared, so nothing (no symlink) may be followed.
-    const fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, modes.createMode);
+    const fd = openSync(target, CREATE_FLAGS, modes.createMode);
     // A large file's chunks are written on the libuv pool, one in flight while the next is parsed: the
     // kernel's copy (most of a big layer's cost) no longer stalls the thread that inflates, hashes and
     // parses (and, in a pull, downloads). Tar bodies are slices never reused, so a chunk may be held.
@@ -238,11 +315,7 @@ class Applier {
         this.bytes += chunk.length;
       }
       if (pending !== undefined) await pending;
-      const owner = this.ownerOf(h, parentFresh);
-      if (owner !== undefined) fchownSync(fd, owner.uid, owner.gid);
-      if (modes.chmod !== undefined) fchmodSync(fd, modes.chmod); // after chown, which clears setuid/setgid
-      this.restoreXattrs(target, h);
-      futimesSync(fd, h.mtime, h.mtime);
+      this.finishFile(fd, target, h, modes, parentFresh);
     } finally {
       if (pending !== undefined) await pending.catch(() => undefined); // never close the fd under a write
       closeSync(fd);
@@ -268,7 +341,7 @@ class Applier {
     this.whiteouts++;
     this.resolver.invalidate();
     if (base === OPAQUE) {
-      const dir = this.resolver.resolveDir(parts, this.mode === 'overlay', (real) => this.created(real));
+      const dir = this.resolver.resolveDir(parts, this.mode === 'overlay', this.onCreated);
       if (dir === undefined) return;
       if (this.mode === 'overlay') setXattr(dir, `${this.options.overlayXattrPrefix ?? 'trusted'}.overlay.opaque`, Buffer.from('y'));
       else this.clearLower(dir);
@@ -278,7 +351,7 @@ class Applier {
     if (name === '' || name === '.' || name === '..' || name.startsWith(WH)) {
       throw new TsbuildError('LAYER_UNSAFE_PATH', `invalid whiteout entry ${JSON.stringify(h.name)}`);
     }
-    const dir = this.resolver.resolveDir(parts, this.mode === 'overlay', (real) => this.created(real));
+    const dir = this.resolver.resolveDir(parts, this.mode === 'overlay', this.onCreated);
     if (dir === undefined) return;
     const target = `${dir}/${name}`;
     rmSync(target, { recursive: true, force: true }); // rm never follows a symlink it removes
@@ -362,17 +435,32 @@ export async function applyLayer(tar: Readable, destDir: string, options: ApplyO
     throw wrapError(err, `cannot create ${destDir}`);
   }
   const applier = new Applier(root, options);
+  const reader = new TarReader(tar, options.limits);
   let current = '';
   try {
-    for await (const entry of readTar(tar, options.limits)) {
+    for (;;) {
       if (options.signal?.aborted === true) throw new TsbuildError('LAYER_ABORTED', `unpacking into ${destDir} was aborted`);
+      // Entries already in memory (many per inflated chunk in a layer of small files) are applied
+      // without a promise each; the rest, and any that must wait, go through the async path.
+      const buffered = reader.nextBuffered(SMALL_FILE);
+      if (buffered !== undefined) {
+        current = buffered.header.name;
+        applier.entries++;
+        if (!applier.applyBuffered(buffered.header, buffered.data)) await applier.apply(buffered.header, [buffered.data]);
+        continue;
+      }
+      const entry = await reader.next();
+      if (entry === undefined) break;
       current = entry.header.name;
+      applier.entries++;
       await applier.apply(entry.header, entry.body);
     }
     current = '';
     await applier.finish();
+    await reader.close();
   } catch (err) {
     await applier.writer.close(); // nothing is written after we return
+    await reader.close().catch(() => undefined);
     tar.destroy();
     if (err instanceof WriteFailed) throw wrapError(err.error, `unpacking ${JSON.stringify(err.entryName)} into ${destDir}`);
     if (isTsbuildError(err) && !(err instanceof SysCallError)) throw err;

@@ -143,6 +143,27 @@ export class FileWriter {
     this.used += f.size;
   }
 
+  /**
+   * Queues `f` with its whole content `data` (f.size bytes, copied) when that needs no waiting;
+   * false when the batch is full and {@link MAX_BATCHES} are in flight (then nothing was queued:
+   * use {@link write}). Throws an earlier write's failure.
+   */
+  tryWrite(f: SmallFile, data: Buffer): boolean {
+    this.check();
+    if (this.buf === undefined || this.used + f.size > this.buf.length || this.batch.length >= BATCH_FILES) {
+      if (this.batch.length > 0 && this.inFlight >= MAX_BATCHES) return false;
+      this.post();
+    }
+    const buf = this.buf ?? (this.buf = this.takeBuffer());
+    data.copy(buf, this.used, 0, f.size);
+    this.batch.push({
+      path: f.path, name: f.name, at: this.used, size: f.size, createMode: f.createMode, chmod: f.chmod,
+      uid: f.owner?.uid, gid: f.owner?.gid, mtime: f.mtime,
+    });
+    this.used += f.size;
+    return true;
+  }
+
   /** Sends the current batch and waits until every file is written; throws the first failure. */
   async drain(): Promise<void> {
     await this.flush();
@@ -164,6 +185,13 @@ export class FileWriter {
     if (this.batch.length > 0) {
       while (this.inFlight >= MAX_BATCHES) await this.waitOne();
       this.check();
+    }
+    this.post();
+  }
+
+  /** Sends the current batch, if any (the caller made sure fewer than MAX_BATCHES are in flight), and starts a new one. */
+  private post(): void {
+    if (this.batch.length > 0) {
       const buffer = (this.buf as Buffer).buffer as ArrayBuffer;
       const worker = this.worker ?? this.startWorker();
       this.inFlight++;

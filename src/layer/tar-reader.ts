@@ -78,6 +78,19 @@ class ByteReader {
     return out;
   }
 
+  /** The first `n` buffered bytes without taking them (a copy only when they span chunks; call fill first). */
+  peek(n: number): Buffer {
+    const first = this.chunks[0] as Buffer;
+    if (first.length >= n) return first.subarray(0, n);
+    const out = Buffer.allocUnsafe(n);
+    let at = 0;
+    for (const c of this.chunks) {
+      if (at >= n) break;
+      at += c.copy(out, at, 0, Math.min(c.length, n - at));
+    }
+    return out;
+  }
+
   /** Takes up to `n` bytes as they come (at least 1 byte); undefined at end of input. */
   async takeSome(n: number): Promise<Buffer | undefined> {
     if (this.avail === 0 && !(await this.fill(1))) return undefined;
@@ -125,38 +138,111 @@ function parsePaxNumber(value: string, field: string): number {
   return n;
 }
 
+/** An entry whose header and whole body were already buffered (see {@link TarReader.nextBuffered}). */
+export interface BufferedTarEntry {
+  readonly header: TarHeader;
+  /** The whole body (header.size bytes; a slice of the input unless it spanned two chunks). */
+  readonly data: Buffer;
+}
+
+const ENTRY_TYPES: ReadonlySet<string> = new Set(['file', 'link', 'symlink', 'char', 'block', 'directory', 'fifo']);
+
 /**
  * Reads a tar stream entry by entry (ustar, PAX `x` records incl. binary `SCHILY.xattr.*`, GNU
- * `L`/`K` long names). Bodies are yielded as slices; an unconsumed body is skipped. Throws
+ * `L`/`K` long names), pull-based: {@link next} waits for input; {@link nextBuffered} returns an
+ * entry at once when it is in memory already, so a consumer unpacking many small files pays no
+ * promise per entry. Bodies are slices; an unconsumed body is skipped by the next call. Throws
  * LAYER_BAD_HEADER, LAYER_TRUNCATED, LAYER_TOO_MANY_ENTRIES, LAYER_PATH_TOO_LONG,
  * LAYER_UNSUPPORTED_ENTRY. Trailing bytes after the end marker are drained so upstream
- * digests/decompressors see the whole input.
+ * digests/decompressors see the whole input. Call {@link close} when done (also on failure).
  */
-export async function* readTar(source: AsyncIterable<unknown>, limits: TarReadLimits = {}): AsyncGenerator<TarEntry> {
-  const maxEntries = limits.maxEntries ?? 1_000_000;
-  const maxPath = limits.maxPathLength ?? 4096;
-  const maxMeta = limits.maxMetaSize ?? 1024 * 1024;
-  const reader = new ByteReader(source);
-  let pending: Pending = { xattrs: [] };
-  let count = 0;
-  try {
+export class TarReader {
+  private readonly reader: ByteReader;
+  private readonly maxEntries: number;
+  private readonly maxPath: number;
+  private readonly maxMeta: number;
+  private pending: Pending = { xattrs: [] };
+  private count = 0;
+  /** Body bytes of the current entry not read yet. */
+  private left = 0;
+  /** Padding after the current entry's body, not read yet. */
+  private pad = 0;
+  private ended = false;
+  /** Counts entries handed out, so that a body iterator kept past its entry reads nothing more. */
+  private entry = 0;
+  /** Name of the current entry, for a truncation error while skipping its body. */
+  private current = '';
+
+  constructor(source: AsyncIterable<unknown>, limits: TarReadLimits = {}) {
+    this.reader = new ByteReader(source);
+    this.maxEntries = limits.maxEntries ?? 1_000_000;
+    this.maxPath = limits.maxPathLength ?? 4096;
+    this.maxMeta = limits.maxMetaSize ?? 1024 * 1024;
+  }
+
+  /**
+   * The next entry if it is an ordinary entry (no meta header before it) of at most `maxBody`
+   * bytes whose header, body and padding are all buffered, with its body read; otherwise undefined
+   * and nothing is consumed (call {@link next}). The previous entry's body must have been read.
+   */
+  nextBuffered(maxBody: number): BufferedTarEntry | undefined {
+    const reader = this.reader;
+    if (this.ended || this.left > 0) return undefined;
+    this.entry++;
+    if (this.pad > 0) {
+      if (reader.buffered < this.pad) return undefined;
+      reader.take(this.pad);
+      this.pad = 0;
+    }
+    if (reader.buffered < BLOCK || this.pending.path !== undefined || this.pending.xattrs.length > 0) return undefined;
+    const peeked = reader.peek(BLOCK);
+    const type = decodeTypeFlag(peeked[156] as number);
+    if (type === 'x' || type === 'g' || type === 'L' || type === 'K' || isZeroBlock(peeked)) return undefined;
+    verifyChecksum(peeked);
+    const size = type === 'file' ? parseNumeric(peeked, 124, 12, 'size') : 0;
+    if (size > maxBody || reader.buffered < BLOCK + roundToBlock(size)) return undefined;
+    const header = this.parseEntry(reader.take(BLOCK), type);
+    const data = size === 0 ? EMPTY : reader.take(size);
+    const pad = roundToBlock(size) - size;
+    if (pad > 0) reader.take(pad);
+    return { header, data };
+  }
+
+  /** The next entry (its body is read from the input as it is consumed), or undefined at the end. */
+  async next(): Promise<TarEntry | undefined> {
+    if (this.ended) return undefined;
+    const reader = this.reader;
+    this.entry++;
+    while (this.left > 0) {
+      const chunk = await reader.takeSome(this.left);
+      if (chunk === undefined) throw makeTruncatedError(`the content of ${JSON.stringify(this.current)}`);
+      this.left -= chunk.length;
+    }
+    if (this.pad > 0) {
+      if (!(await reader.fill(this.pad))) throw makeTruncatedError('the padding of an entry');
+      reader.take(this.pad);
+      this.pad = 0;
+    }
+    const pending = this.pending;
     for (;;) {
       if (!(await reader.fill(BLOCK))) {
-        if (reader.buffered === 0 && pending.path === undefined && pending.xattrs.length === 0 && count > 0) return;
+        if (reader.buffered === 0 && pending.path === undefined && pending.xattrs.length === 0 && this.count > 0) {
+          this.ended = true;
+          return undefined;
+        }
         throw makeTruncatedError('a header');
       }
       const block = reader.take(BLOCK);
       if (isZeroBlock(block)) {
+        this.ended = true;
         await reader.drain();
-        return;
+        return undefined;
       }
       verifyChecksum(block);
-      const flag = block[156] as number;
-      const type = decodeTypeFlag(flag);
-      let size = parseNumeric(block, 124, 12, 'size');
-      const isMeta = type === 'x' || type === 'g' || type === 'L' || type === 'K';
-      if (isMeta) {
-        if (size > maxMeta) throw new TsbuildError('LAYER_BAD_HEADER', `a ${type} meta header of ${size} bytes exceeds the limit of ${maxMeta}`);
+      const type = decodeTypeFlag(block[156] as number);
+      if (type === 'x' || type === 'g' || type === 'L' || type === 'K') {
+        const size = parseNumeric(block, 124, 12, 'size');
+        if (size > this.maxMeta) throw new TsbuildError('LAYER_BAD_HEADER', `a ${type} meta header of ${size} bytes exceeds the limit of ${this.maxMeta}`);
         if (!(await reader.fill(roundToBlock(size)))) throw makeTruncatedError('a meta header');
         const body = reader.take(roundToBlock(size)).subarray(0, size);
         if (type === 'x') {
@@ -170,7 +256,7 @@ export async function* readTar(source: AsyncIterable<unknown>, limits: TarReadLi
           if (f.has('mtime')) pending.mtime = parsePaxNumber(f.get('mtime') as string, 'mtime');
           pending.xattrs.push(...pax.xattrs);
         } else if (type === 'L' || type === 'K') {
-          if (size > maxPath + 1) throw new TsbuildError('LAYER_PATH_TOO_LONG', `a GNU long ${type === 'L' ? 'name' : 'link'} of ${size} bytes exceeds ${maxPath}`);
+          if (size > this.maxPath + 1) throw new TsbuildError('LAYER_PATH_TOO_LONG', `a GNU long ${type === 'L' ? 'name' : 'link'} of ${size} bytes exceeds ${this.maxPath}`);
           const end = body.indexOf(0);
           const value = body.toString('utf8', 0, end === -1 ? body.length : end);
           if (type === 'L') pending.path = value;
@@ -178,56 +264,76 @@ export async function* readTar(source: AsyncIterable<unknown>, limits: TarReadLi
         }
         continue;
       }
-      if (typeof type === 'string' && type.length === 1 && !['file', 'link', 'symlink', 'char', 'block', 'directory', 'fifo'].includes(type)) {
-        throw new TsbuildError('LAYER_UNSUPPORTED_ENTRY', `unsupported tar entry type "${type}" (${JSON.stringify(parseString(block, 0, 100))})`);
-      }
-      if (++count > maxEntries) throw new TsbuildError('LAYER_TOO_MANY_ENTRIES', `the layer has more than ${maxEntries} entries`);
-      const magic = block.toString('latin1', 257, 263);
-      let name = parseString(block, 0, 100);
-      if (magic === 'ustar\0') {
-        const prefix = parseString(block, 345, 155);
-        if (prefix !== '') name = `${prefix}/${name}`;
-      }
-      if (pending.size !== undefined) size = pending.size;
-      const entryType = type as EntryType;
-      if (entryType !== 'file') size = 0; // header-only types carry no data (as Go's archive/tar reads them)
-      const header: TarHeader = {
-        name: pending.path ?? name,
-        type: entryType,
-        mode: parseNumeric(block, 100, 8, 'mode') & 0o7777,
-        uid: pending.uid ?? parseNumeric(block, 108, 8, 'uid'),
-        gid: pending.gid ?? parseNumeric(block, 116, 8, 'gid'),
-        size,
-        mtime: pending.mtime ?? parseNumeric(block, 136, 12, 'mtime'),
-        linkname: pending.linkpath ?? parseString(block, 157, 100),
-        devmajor: entryType === 'char' || entryType === 'block' ? parseNumeric(block, 329, 8, 'devmajor') : 0,
-        devminor: entryType === 'char' || entryType === 'block' ? parseNumeric(block, 337, 8, 'devminor') : 0,
-        xattrs: pending.xattrs,
-      };
-      pending = { xattrs: [] };
-      if (Buffer.byteLength(header.name) > maxPath || Buffer.byteLength(header.linkname) > maxPath) {
-        throw new TsbuildError('LAYER_PATH_TOO_LONG', `an entry name or link target exceeds ${maxPath} bytes`);
-      }
-      let left = size;
-      const body = async function* (): AsyncGenerator<Buffer> {
-        while (left > 0) {
-          const chunk = await reader.takeSome(left);
-          if (chunk === undefined) throw makeTruncatedError(`the content of ${JSON.stringify(header.name)}`);
-          left -= chunk.length;
-          yield chunk;
-        }
-      };
-      yield { header, body: body() };
-      while (left > 0) {
-        const chunk = await reader.takeSome(left);
-        if (chunk === undefined) throw makeTruncatedError(`the content of ${JSON.stringify(header.name)}`);
-        left -= chunk.length;
-      }
-      const pad = roundToBlock(size) - size;
-      if (pad > 0) {
-        if (!(await reader.fill(pad))) throw makeTruncatedError('the padding of an entry');
-        reader.take(pad);
-      }
+      const header = this.parseEntry(block, type);
+      this.left = header.size;
+      this.pad = roundToBlock(header.size) - header.size;
+      this.current = header.name;
+      return { header, body: this.body(header, this.entry) };
+    }
+  }
+
+  /** Stops reading the input. */
+  async close(): Promise<void> {
+    await this.reader.close();
+  }
+
+  /** The header of an ordinary entry from its (checksum-verified) block and the pending meta records; enforces the limits. */
+  private parseEntry(block: Buffer, type: EntryType | string): TarHeader {
+    if (!ENTRY_TYPES.has(type)) {
+      throw new TsbuildError('LAYER_UNSUPPORTED_ENTRY', `unsupported tar entry type "${type}" (${JSON.stringify(parseString(block, 0, 100))})`);
+    }
+    if (++this.count > this.maxEntries) throw new TsbuildError('LAYER_TOO_MANY_ENTRIES', `the layer has more than ${this.maxEntries} entries`);
+    const pending = this.pending;
+    const magic = block.toString('latin1', 257, 263);
+    let name = parseString(block, 0, 100);
+    if (magic === 'ustar\0') {
+      const prefix = parseString(block, 345, 155);
+      if (prefix !== '') name = `${prefix}/${name}`;
+    }
+    const entryType = type as EntryType;
+    // Header-only types carry no data (as Go's archive/tar reads them).
+    const size = entryType !== 'file' ? 0 : pending.size ?? parseNumeric(block, 124, 12, 'size');
+    const header: TarHeader = {
+      name: pending.path ?? name,
+      type: entryType,
+      mode: parseNumeric(block, 100, 8, 'mode') & 0o7777,
+      uid: pending.uid ?? parseNumeric(block, 108, 8, 'uid'),
+      gid: pending.gid ?? parseNumeric(block, 116, 8, 'gid'),
+      size,
+      mtime: pending.mtime ?? parseNumeric(block, 136, 12, 'mtime'),
+      linkname: pending.linkpath ?? parseString(block, 157, 100),
+      devmajor: entryType === 'char' || entryType === 'block' ? parseNumeric(block, 329, 8, 'devmajor') : 0,
+      devminor: entryType === 'char' || entryType === 'block' ? parseNumeric(block, 337, 8, 'devminor') : 0,
+      xattrs: pending.xattrs,
+    };
+    this.pending = { xattrs: [] };
+    if (Buffer.byteLength(header.name) > this.maxPath || Buffer.byteLength(header.linkname) > this.maxPath) {
+      throw new TsbuildError('LAYER_PATH_TOO_LONG', `an entry name or link target exceeds ${this.maxPath} bytes`);
+    }
+    return header;
+  }
+
+  /** The body of the current entry, read as it is consumed (until the next call to next or nextBuffered). */
+  private async *body(header: TarHeader, entry: number): AsyncGenerator<Buffer> {
+    while (this.left > 0 && this.entry === entry) {
+      const chunk = await this.reader.takeSome(this.left);
+      if (chunk === undefined) throw makeTruncatedError(`the content of ${JSON.stringify(header.name)}`);
+      this.left -= chunk.length;
+      yield chunk;
+    }
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** {@link TarReader} as an async iterable of entries (each body must be consumed before the next entry, or it is skipped). */
+export async function* readTar(source: AsyncIterable<unknown>, limits: TarReadLimits = {}): AsyncGenerator<TarEntry> {
+  const reader = new TarReader(source, limits);
+  try {
+    for (;;) {
+      const entry = await reader.next();
+      if (entry === undefined) return;
+      yield entry;
     }
   } finally {
     await reader.close();

@@ -85,6 +85,40 @@ test('applyLayer: modes, mtimes and contents are exact when many small files go 
   t.pass();
 });
 
+test('applyLayer: a layer held in memory at once unpacks as it does chunk by chunk when names repeat, are replaced, linked and whited out', async (t) => {
+  // In one chunk every entry is in memory and most are applied without waiting; whatever replaces,
+  // links or removes a name goes the waiting way. The trees must be the same either way.
+  const tmp = await tempDir(t);
+  const entries: Parameters<typeof buildTar>[0][number][] = [];
+  for (let d = 0; d < 5; d++) entries.push({ name: `d${d}/`, type: 'directory', mtime: 1_500_000 + d });
+  for (let i = 0; i < 1500; i++) entries.push({ name: `d${i % 5}/f${i}`, content: Buffer.alloc(i * 131 % 9000, i % 253), mode: i % 3 === 0 ? 0o755 : 0o644, mtime: 2_000_000 + i });
+  entries.push(
+    { name: 'd1/f1', content: 'replaced in the same layer' },
+    { name: 'd2/f7', type: 'directory' },
+    { name: 'd2/f7/inside', content: 'a file below a file turned directory' },
+    { name: 'd3/hard', type: 'link', linkname: 'd3/f3' },
+    { name: 'd4/.wh.f4' },
+    { name: 'd0/sym', type: 'symlink', linkname: '../d1/f1' },
+    { name: 'd0/sym', content: 'a file replacing a symlink' },
+  );
+  for (let i = 1500; i < 1800; i++) entries.push({ name: `d${i % 5}/g${i}`, content: `late ${i}`, mtime: 3_000_000 + i });
+  const tar = buildTar(entries);
+  const whole = join(tmp, 'whole');
+  const chunked = join(tmp, 'chunked');
+  const a = await applyLayer(streamOf(tar, tar.length), whole);
+  const b = await applyLayer(streamOf(tar, 700), chunked);
+  t.is(a.entries, entries.length);
+  t.deepEqual(a, b);
+  const tree = describeTree(whole);
+  t.deepEqual(tree, describeTree(chunked));
+  t.is(readFileSync(join(whole, 'd1/f1'), 'utf8'), 'replaced in the same layer');
+  t.is(readFileSync(join(whole, 'd2/f7/inside'), 'utf8'), 'a file below a file turned directory');
+  t.is(readFileSync(join(whole, 'd0/sym'), 'utf8'), 'a file replacing a symlink');
+  t.is(lstatSync(join(whole, 'd3/hard')).ino, lstatSync(join(whole, 'd3/f3')).ino);
+  t.false(readdirSync(join(whole, 'd4')).includes('f4'));
+  t.is(Object.keys(tree).filter((k) => /\/[fg]\d+$/.test(k)).length, 1800 - 1); // f4 whited out (f7 is a directory now)
+});
+
 testIf(isRoot ? undefined : 'needs root', 'applyLayer: devices are skipped with a warning when not privileged', async (t) => {
   const tmp = await tempDir(t);
   const tar = buildTar([{ name: 'null', type: 'char', mode: 0o666 }, { name: 'f', content: 'x' }]);
