@@ -5,7 +5,8 @@
  *  - cold pull of it into an empty store (download + verify + store), then the unpack of its
  *    layers into a directory ("pull+unpack": the two phases one after the other, as before);
  *  - `tsbuild pull` as it is now: download and unpack into snapshots overlapped (the issue's target:
- *    <= 2.2 s for 340 MB), in-process (CPU and RSS) and as the CLI process (start-up included);
+ *    <= 2.2 s for 340 MB), by a bundled driver in plain Node (CPU and RSS; bench/drivers/pull.ts) and
+ *    as the CLI process (start-up included);
  *  - no-op push and pull when everything is present (in-process, and as CLI processes: the
  *    issue's target is <= 80 ms each, start-up included; `node -e 0` and skopeo are shown beside);
  *  - push to a new repository of the same registry (cross-repository mount).
@@ -25,7 +26,6 @@ import { promisify } from 'node:util';
 import { MediaType, parseReference, type Descriptor, type Digest } from '../src/core/index.js';
 import { addLayer, createEmptyConfig, createManifest, serializeDocument } from '../src/image/index.js';
 import { applyLayer, compressGzip, decompress, findCompressionTools, packLayer } from '../src/layer/index.js';
-import { snapshotUnpacker } from '../src/cli/pull-unpack.js';
 import { HttpRegistryClient, pullImage, pushImage } from '../src/registry/index.js';
 import { openStore } from '../src/store/index.js';
 
@@ -128,6 +128,26 @@ async function medianProcess(n: number, cmd: string, args: readonly string[]): P
   return times[Math.floor(times.length / 2)] ?? Number.NaN;
 }
 
+/** Bundles bench/drivers/pull.ts with esbuild into `dir` (as scripts/bundle.mjs bundles the CLI); returns the file. */
+async function bundleDriver(dir: string): Promise<string> {
+  const { build } = await import('esbuild');
+  const outfile = join(dir, 'pull-driver.mjs');
+  await build({
+    entryPoints: [join(REPO, 'bench/drivers/pull.ts')], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error',
+    // CommonJS dependencies call require(): give the ES module one.
+    banner: { js: "import { createRequire as __tsbuildRequire } from 'node:module'; const require = __tsbuildRequire(import.meta.url);" },
+  });
+  return outfile;
+}
+
+/** Runs the bundled driver (a child of plain Node) with `args`; its own wall time, CPU and peak RSS, and the registry's CPU meanwhile. */
+async function runDriver(driver: string, args: object, serverPid: number | undefined): Promise<{ ms: number; peakMb: number; cpuMs: number; serverCpuMs: number }> {
+  const s0 = await processCpuMs(serverPid);
+  const { stdout } = await exec(process.execPath, [driver, JSON.stringify(args)], { cwd: REPO, maxBuffer: 1 << 20 });
+  const r = JSON.parse(stdout.trim().split('\n').at(-1) as string) as { ms: number; cpuMs: number; peakMb: number };
+  return { ...r, serverCpuMs: (await processCpuMs(serverPid)) - s0 };
+}
+
 /** Benchmark entry point. */
 export async function run(args: string[]): Promise<void> {
   const total = Number(flag(args, 'mb') ?? '340') * MB;
@@ -183,22 +203,18 @@ export async function run(args: string[]): Promise<void> {
     process.stdout.write(`tsbuild unpack:      ${unpack.ms.toFixed(0)} ms  ${rate(unpack.ms)}  CPU ${unpack.cpuMs.toFixed(0)} ms  peak +${unpack.peakMb.toFixed(0)} MB RSS, load ${await loadNow()}\n`);
     process.stdout.write(`tsbuild pull+unpack: ${(pull.ms + unpack.ms).toFixed(0)} ms  ${rate(pull.ms + unpack.ms)}\n`);
     // What `tsbuild pull` does since it unpacks: download teed into gunzip + the safe extractor, every
-    // layer committed as its snapshot (the hook the CLI gives), in-process and as the CLI process.
-    const real = await openStore(join(work, 'real'));
-    const realPull = await measure(() => pullImage(client, real, dest, { platform: PLATFORM, unpack: (ls) => snapshotUnpacker(real, ls, { tools }) }), regA.child.pid);
-    process.stdout.write(`tsbuild pull:        ${realPull.ms.toFixed(0)} ms  ${rate(realPull.ms)}  peak +${realPull.peakMb.toFixed(0)} MB RSS (download + unpack into snapshots, overlapped, in-process); ${await cpuNote(realPull)}\n`);
+    // layer committed as its snapshot (the hook the CLI gives), as a bundled driver and as the CLI process.
+    // The driver runs bundled in plain Node (bench/drivers/pull.ts): this process runs under tsx, which
+    // made the same pull take 1.3-1.4x the CPU (its GCs), so in-process rows measured the loader.
+    const driver = await bundleDriver(work);
+    const pullLayers = layers.map((descriptor, index) => ({ index, descriptor, diffId: config.rootfs.diff_ids[index] as Digest }));
+    const reference = `${regA.host}/bench/img:1`;
+    const realPull = await runDriver(driver, { mode: 'pull', reference, root: join(work, 'real'), layers: pullLayers }, regA.child.pid);
+    process.stdout.write(`tsbuild pull:        ${realPull.ms.toFixed(0)} ms  ${rate(realPull.ms)}  peak +${realPull.peakMb.toFixed(0)} MB RSS (download + unpack into snapshots, overlapped; bundled driver); ${await cpuNote(realPull)}\n`);
     // The same work in two phases (blobs first, then each layer into its snapshot from the store):
     // what the overlap is to beat, like for like (the unpack row above has no snapshots or diffID check).
-    // Both in-process rows ran 1.4-1.7x slower than the CLI row on 2026-11-23 (cause not found): compare
-    // them with each other, and the CLI row with skopeo.
-    const two = await openStore(join(work, 'two'));
-    const pullLayers = layers.map((descriptor, index) => ({ index, descriptor, diffId: config.rootfs.diff_ids[index] as Digest }));
-    const twoPhase = await measure(async () => {
-      await pullImage(client, two, dest, { platform: PLATFORM });
-      const unpackLayer = snapshotUnpacker(two, pullLayers, { tools });
-      for (const l of pullLayers) await unpackLayer(l, undefined);
-    }, regA.child.pid);
-    process.stdout.write(`pull, then unpack:   ${twoPhase.ms.toFixed(0)} ms  ${rate(twoPhase.ms)}  peak +${twoPhase.peakMb.toFixed(0)} MB RSS (the same two phases one after the other, in-process); ${await cpuNote(twoPhase)}\n`);
+    const twoPhase = await runDriver(driver, { mode: 'two-phase', reference, root: join(work, 'two'), layers: pullLayers }, regA.child.pid);
+    process.stdout.write(`pull, then unpack:   ${twoPhase.ms.toFixed(0)} ms  ${rate(twoPhase.ms)}  peak +${twoPhase.peakMb.toFixed(0)} MB RSS (the same two phases one after the other; bundled driver); ${await cpuNote(twoPhase)}\n`);
     await rm(join(work, 'two'), { recursive: true, force: true });
     const cliRoot = join(work, 'real-cli');
     const cliCpu0 = await childrenCpuMs();
