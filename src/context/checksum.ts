@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { TsbuildError, sha256Of, type Digest } from '../core/index.js';
-import type { HashThread } from './hash-thread.js';
+import type { HashThread, ThreadResult } from './hash-thread.js';
 import { StatCache } from './stat-cache.js';
 import type { ContextEntry, ContextSelection, EntryType } from './walk.js';
 
@@ -19,7 +19,11 @@ export type FileReader = (absPath: string) => AsyncIterable<Uint8Array>;
 export interface ChecksumOptions {
   /** The stat cache to consult and fill (see StatCache.load); an in-memory one when undefined. */
   readonly statCache?: StatCache | undefined;
-  /** Large files (over 256 KiB) read at the same time (default 4); small ones are read synchronously in turn. */
+  /**
+   * Large files (over 256 KiB) read at the same time (default 4). With many files or bytes to read,
+   * up to 2 worker threads hash large files and batches of small ones while the main thread hashes
+   * small ones synchronously; else small files are read synchronously in turn.
+   */
   readonly concurrency?: number | undefined;
   /** Replaces the built-in streamed reader. */
   readonly readFile?: FileReader | undefined;
@@ -49,8 +53,8 @@ export interface SelectionChecksum {
   /** One digest over every source, match and entry (names relative to the match, entry digests). */
   readonly digest: Digest;
   readonly sources: readonly { readonly pattern: string; readonly digest: Digest; readonly matches: readonly MatchChecksum[] }[];
-  /** What it cost: entries seen, files read, bytes read, stat-cache hits. */
-  readonly stats: { readonly entries: number; readonly filesRead: number; readonly bytesRead: number; readonly cacheHits: number };
+  /** What it cost: entries seen, files read (of them on worker threads), bytes read, stat-cache hits. */
+  readonly stats: { readonly entries: number; readonly filesRead: number; readonly threadFiles: number; readonly bytesRead: number; readonly cacheHits: number };
 }
 
 const CHUNK = 1 << 20;
@@ -59,8 +63,12 @@ const RACY_MS = 50;
 
 /** Large files are hashed in worker threads when they add up to at least this many bytes. */
 const THREAD_MIN_BYTES = 32 * 1024 * 1024;
-/** Worker threads at most (the machines we target have few cores; the main thread hashes small files). */
+/** ... or when at least this many small files are to be read. */
+const THREAD_MIN_FILES = 2048;
+/** Worker threads at most (the machines we target have few cores; the main thread hashes small files too). */
 const THREADS = 2;
+/** Small files handed out at a time (to a thread in one message, or hashed by the main thread before it yields). */
+const BATCH = 256;
 // SECURITY: a file swapped for a symlink after the walk must not make us read outside the context.
 const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW;
 
@@ -155,22 +163,36 @@ export async function checksumSources(selection: ContextSelection, options: Chec
   };
 
   let next = 0;
-  // node:worker_threads loads only when large files are hashed (a cached build never needs it).
+  // Small files in batches, taken by the main thread and the hash threads alike.
+  const batches: ContextEntry[][] = [];
+  for (let i = 0; i < small.length; i += BATCH) batches.push(small.slice(i, i + BATCH));
+  let nextBatch = 0;
+  let threadFiles = 0;
+  /** Records the outcomes of `list` hashed in a thread (started at `startMs`). */
+  const finishThreaded = (list: readonly ContextEntry[], results: readonly ThreadResult[], startMs: number): void => {
+    list.forEach((e, i) => {
+      const r = results[i];
+      if (r === undefined) throw readFailure(e.absPath, new Error('no result from the hash thread'));
+      if ('error' in r) throw readFailure(e.absPath, r.error);
+      bytesRead += r.bytes;
+      threadFiles++;
+      finish(e, startMs, `sha256:${r.hex}` as Digest);
+    });
+  };
+  // node:worker_threads loads only when files are hashed in threads (a cached build never needs it).
   const threadWorker = async (): Promise<void> => {
     const thread: HashThread = new (await import('./hash-thread.js')).HashThread();
     try {
-      while (next < large.length) {
+      for (;;) {
         options.signal?.throwIfAborted();
-        const e = large[next++] as ContextEntry;
+        // Large files first (only threads take them), then batches of small ones.
+        const e = large[next];
+        const list = e !== undefined ? [e] : batches[nextBatch];
+        if (list === undefined) return;
+        if (e !== undefined) next++;
+        else nextBatch++;
         const startMs = Date.now();
-        let r: { hex: string; bytes: number };
-        try {
-          r = await thread.hash(e.absPath);
-        } catch (err) {
-          throw readFailure(e.absPath, err);
-        }
-        bytesRead += r.bytes;
-        finish(e, startMs, `sha256:${r.hex}` as Digest);
+        finishThreaded(list, await thread.hashMany(list.map((x) => x.absPath), e === undefined), startMs);
       }
     } finally {
       await thread.close();
@@ -197,28 +219,36 @@ export async function checksumSources(selection: ContextSelection, options: Chec
   };
   const smallPass = async (): Promise<void> => {
     const buf = Buffer.allocUnsafe(SMALL + 1);
-    for (let i = 0; i < small.length; i++) {
-      // Let the large-file readers and the rest of the process run now and then.
-      if (i % 512 === 511) {
-        options.signal?.throwIfAborted();
-        await new Promise<void>((r) => setImmediate(r));
+    for (;;) {
+      const list = batches[nextBatch++];
+      if (list === undefined) return;
+      for (const e of list) {
+        const startMs = Date.now();
+        const hash = createHash('sha256');
+        try {
+          bytesRead += hashSmallFile(e.absPath, buf, hash);
+        } catch (err) {
+          throw readFailure(e.absPath, err);
+        }
+        finish(e, startMs, `sha256:${hash.digest('hex')}` as Digest);
       }
-      const e = small[i] as ContextEntry;
-      const startMs = Date.now();
-      const hash = createHash('sha256');
-      try {
-        bytesRead += hashSmallFile(e.absPath, buf, hash);
-      } catch (err) {
-        throw readFailure(e.absPath, err);
-      }
-      finish(e, startMs, `sha256:${hash.digest('hex')}` as Digest);
+      // Let the hash threads' results and the rest of the process run between batches.
+      options.signal?.throwIfAborted();
+      await new Promise<void>((r) => setImmediate(r));
     }
   };
-  // Large files go to worker threads (other cores) when there is enough to pay for starting them.
+  // Worker threads (other cores) hash large files and help with small ones when there is enough
+  // to pay for starting them; the main thread hashes small files meanwhile.
   const largeBytes = large.reduce((n, e) => n + e.stat.size, 0);
-  const threads = options.readFile === undefined && largeBytes >= THREAD_MIN_BYTES ? Math.min(concurrency, large.length, THREADS) : 0;
+  const enough = largeBytes >= THREAD_MIN_BYTES || small.length >= THREAD_MIN_FILES;
+  const threads = options.readFile === undefined && enough ? Math.min(concurrency, THREADS, large.length + batches.length) : 0;
   const readers = threads > 0 ? Array.from({ length: threads }, threadWorker) : Array.from({ length: Math.min(concurrency, large.length) }, worker);
-  await Promise.all([smallPass(), ...readers]);
+  await Promise.all([smallPass(), ...readers].map((p) => p.catch((err: unknown) => {
+    // The first failure stops the others at their next file or batch.
+    next = large.length;
+    nextBatch = batches.length;
+    throw err;
+  })));
 
   const total = createHash('sha256');
   total.update('tsbuild-context-selection/1\n');
@@ -255,6 +285,6 @@ export async function checksumSources(selection: ContextSelection, options: Chec
   return {
     digest: `sha256:${total.digest('hex')}` as Digest,
     sources,
-    stats: { entries, filesRead: small.length + large.length, bytesRead, cacheHits },
+    stats: { entries, filesRead: small.length + large.length, threadFiles, bytesRead, cacheHits },
   };
 }

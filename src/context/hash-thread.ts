@@ -1,6 +1,7 @@
 /**
- * Hashing large files on other cores: a small worker thread (inline plain JavaScript, so it runs
- * the same from sources and from dist) that streams a file through sha256 in 1 MiB reads.
+ * Hashing files on other cores: a small worker thread (inline plain JavaScript, so it runs the
+ * same from sources and from dist) that streams files through sha256 in 1 MiB reads, a batch of
+ * paths per message (one round trip for hundreds of small files).
  */
 import { Worker } from 'node:worker_threads';
 
@@ -9,7 +10,7 @@ const { parentPort } = require('node:worker_threads');
 const { openSync, readSync, closeSync, constants } = require('node:fs');
 const { createHash } = require('node:crypto');
 const buf = Buffer.allocUnsafe(1 << 20);
-parentPort.on('message', (path) => {
+function hashOne(path, small) {
   let fd;
   try {
     // SECURITY: never follow a symlink swapped in after the walk.
@@ -21,13 +22,18 @@ parentPort.on('message', (path) => {
       if (n === 0) break;
       hash.update(buf.subarray(0, n));
       bytes += n;
+      // A short read of a small regular file is its end (saves a read per file).
+      if (small && n < buf.length) break;
     }
-    parentPort.postMessage({ hex: hash.digest('hex'), bytes });
+    return { hex: hash.digest('hex'), bytes };
   } catch (e) {
-    parentPort.postMessage({ error: { code: e.code, message: e.message } });
+    return { error: { code: e.code, message: e.message } };
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
+}
+parentPort.on('message', (msg) => {
+  parentPort.postMessage(msg.paths.map((p) => hashOne(p, msg.small)));
 });
 `;
 
@@ -37,21 +43,34 @@ export interface ThreadHash {
   readonly bytes: number;
 }
 
-/** A worker thread hashing one file at a time; `close()` must be called when done. */
+/** One file's outcome in a batch: its hash, or an errno-like error when it could not be read. */
+export type ThreadResult = ThreadHash | { readonly error: Error & { code?: string } };
+
+/** A worker thread hashing one batch of files at a time; `close()` must be called when done. */
 export class HashThread {
   private readonly worker = new Worker(SOURCE, { eval: true });
 
   /** Streams `absPath` through sha256 in the thread; rejects with an errno-like error when it cannot be read. */
-  hash(absPath: string): Promise<ThreadHash> {
+  async hash(absPath: string): Promise<ThreadHash> {
+    const [r] = await this.hashMany([absPath], false);
+    if (r === undefined) throw new Error('the hash thread returned no result');
+    if ('error' in r) throw r.error;
+    return r;
+  }
+
+  /**
+   * Hashes `paths` in turn in the thread; one result per path, in order. `small`: the files are
+   * at most 1 MiB, a short read ends one. Rejects only when the thread itself fails.
+   */
+  hashMany(paths: readonly string[], small: boolean): Promise<ThreadResult[]> {
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
       this.worker.once('error', onError);
-      this.worker.once('message', (msg: { hex?: string; bytes?: number; error?: { code?: string; message: string } }) => {
+      this.worker.once('message', (msg: ({ hex: string; bytes: number } | { error: { code?: string; message: string } })[]) => {
         this.worker.off('error', onError);
-        if (msg.error !== undefined) reject(Object.assign(new Error(msg.error.message), { code: msg.error.code }));
-        else resolve({ hex: msg.hex as string, bytes: msg.bytes as number });
+        resolve(msg.map((m) => ('error' in m ? { error: Object.assign(new Error(m.error.message), m.error.code === undefined ? {} : { code: m.error.code }) } : m)));
       });
-      this.worker.postMessage(absPath);
+      this.worker.postMessage({ paths, small });
     });
   }
 

@@ -1,3 +1,5 @@
+import { measureHeader, writeHeader, type TarHeader } from './tar-header.js';
+
 /** Output buffers are 1 MiB unless one entry needs more. */
 const CHUNK = 1024 * 1024;
 
@@ -21,6 +23,12 @@ export class Batcher {
     if (this.used > 0) this.ready.push(this.buf.subarray(0, this.used));
     this.buf = Buffer.allocUnsafeSlow(nextSize);
     this.used = 0;
+  }
+
+  /** Appends the header of `h` (with its PAX entry when one is needed), encoded in place. */
+  header(h: TarHeader): void {
+    this.reserve(measureHeader(h));
+    this.used += writeHeader(h, this.buf, this.used);
   }
 
   /** Appends `bytes`. */

@@ -227,6 +227,39 @@ test('checksum: large files hashed on worker threads give the sha256 of their by
   t.is(sums.stats.bytesRead, 35 * (1 << 20));
 });
 
+test('checksum: many small files are hashed by worker threads and the main thread alike and give the sha256 of their bytes', async (t) => {
+  const ctx = await tempDir(t);
+  const { createHash } = await import('node:crypto');
+  const want = new Map<string, string>();
+  for (let d = 0; d < 10; d++) await mkdir(join(ctx, `d${d}`));
+  for (let i = 0; i < 3000; i++) {
+    const rel = `d${i % 10}/f${i}`;
+    const body = `file ${i} `.repeat(i % 97);
+    await writeFile(join(ctx, rel), body);
+    want.set(rel, `sha256:${createHash('sha256').update(body).digest('hex')}`);
+  }
+  const sums = await checksumSources(selectSources(ctx, ['.']));
+  t.is(sums.stats.filesRead, 3000);
+  t.true(sums.stats.threadFiles > 0);
+  const got = (sums.sources[0]?.matches[0]?.entries ?? []).filter((e) => e.type === 'file').map((e) => [e.rel, e.digest]);
+  t.deepEqual(got.sort(), [...want].sort());
+  // The same digests when read by the main thread alone (a reader of its own turns threads off).
+  const plain = await checksumSources(selectSources(ctx, ['.']), { readFile: (p) => createReadStream(p) });
+  t.is(plain.stats.threadFiles, 0);
+  t.is(plain.digest, sums.digest);
+});
+
+test('checksum: a small file replaced by a symlink after the walk is refused when many files are hashed on threads', async (t) => {
+  const ctx = await tempDir(t);
+  for (let i = 0; i < 3000; i++) await writeFile(join(ctx, `f${String(i).padStart(4, '0')}`), `file ${i}\n`);
+  const sel = selectSources(ctx, ['.']);
+  await unlink(join(ctx, 'f2999'));
+  await symlink('/etc/hostname', join(ctx, 'f2999'));
+  const err = await t.throwsAsync(checksumSources(sel));
+  t.is((err as { code?: string }).code, 'CTX_READ');
+  t.regex((err as Error).message, /f2999/);
+});
+
 test('checksum: a file replaced by a symlink after the walk is refused when hashed', async (t) => {
   const ctx = await makeContext(t);
   const sel = selectSources(ctx, ['src/app.js']);

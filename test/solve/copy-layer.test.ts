@@ -157,6 +157,70 @@ test(title('only the inputs of steps that read files need a snapshot'), (t) => {
   t.deepEqual([...verticesNeedingFiles(vertices, (v) => layer.has(v.id))].sort(), ['copy1', 'from', 'run']);
 });
 
+/** A context of `n` small files (read ahead on a thread by the streamed tar) in a few directories. */
+async function manySmall(t: Parameters<typeof tempDir>[0], n: number): Promise<{ ctx: string; upper: string; view: RootfsView }> {
+  const dir = await tempDir(t);
+  const ctx = join(dir, 'ctx');
+  const upper = join(dir, 'upper');
+  for (let d = 0; d < 7; d++) await mkdir(join(ctx, 'many', `d${d}`), { recursive: true });
+  for (let i = 0; i < n; i++) await writeFile(join(ctx, 'many', `d${i % 7}`, `f${i}`), i % 50 === 0 ? randomBytes(300 * 1024) : `file ${i} `.repeat(i % 300));
+  await mkdir(upper);
+  return { ctx, upper, view: new RootfsView([upper], 'user') };
+}
+
+/** Every file of a layer tar: name -> its bytes. */
+async function tarFiles(tar: Readable): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>();
+  for await (const e of readTar(tar)) {
+    const chunks: Buffer[] = [];
+    for await (const c of e.body) chunks.push(c);
+    if (e.header.type === 'file') files.set(e.header.name, Buffer.concat(chunks));
+  }
+  return files;
+}
+
+test(title('the streamed tar equals the packed top layer when many small files are read ahead on a thread'), async (t) => {
+  const { ctx, upper, view } = await manySmall(t, 700);
+  const packedUpper = join(upper, '..', 'packed');
+  await mkdir(packedUpper);
+  const packedView = new RootfsView([packedUpper], 'user');
+  view.deferFiles();
+  const sources = contextSources(selectSources(ctx, ['many']));
+  await copyInto(view, copyOp(['many'], '/data'), sources, undefined);
+  await copyInto(packedView, copyOp(['many'], '/data'), sources, undefined);
+  t.is(view.deferredFiles().length, 700);
+  const tar = streamLayerTar(upper, view.deferredFiles(), { sourceDateEpoch: 1_700_000_000, now: Math.floor(Date.now() / 1000) }) as Readable;
+  const p = packLayer(packedUpper, { mode: 'changeset', sourceDateEpoch: 1_700_000_000 });
+  t.is(await sha(tar), await sha(p.stream));
+  await p.done;
+});
+
+test(title('files read ahead that grew or shrank after the walk are written with the bytes read'), async (t) => {
+  const { ctx, upper, view } = await manySmall(t, 300);
+  view.deferFiles();
+  await copyInto(view, copyOp(['many'], '/data'), contextSources(selectSources(ctx, ['many'])), undefined);
+  // After the walk: one file grows (the consumer reads it itself), one shrinks, one is emptied.
+  await writeFile(join(ctx, 'many/d1/f1'), 'grown '.repeat(5000));
+  await writeFile(join(ctx, 'many/d2/f2'), 'x');
+  await writeFile(join(ctx, 'many/d3/f3'), '');
+  const files = await tarFiles(streamLayerTar(upper, view.deferredFiles(), { now: 0 }) as Readable);
+  t.is(files.size, 300);
+  t.is(files.get('data/d1/f1')?.toString(), 'grown '.repeat(5000));
+  t.is(files.get('data/d2/f2')?.toString(), 'x');
+  t.is(files.get('data/d3/f3')?.length, 0);
+  t.is(files.get('data/d4/f4')?.toString(), 'file 4 '.repeat(4));
+});
+
+test(title('refuses a source file swapped for a symlink when many small files are read ahead on a thread'), async (t) => {
+  const { ctx, upper, view } = await manySmall(t, 300);
+  view.deferFiles();
+  await copyInto(view, copyOp(['many'], '/data'), contextSources(selectSources(ctx, ['many'])), undefined);
+  await rm(join(ctx, 'many/d5/f299'));
+  await symlink('/etc/hostname', join(ctx, 'many/d5/f299'));
+  const tar = streamLayerTar(upper, view.deferredFiles(), { now: 0 }) as Readable;
+  await t.throwsAsync(sha(tar), { code: 'SOLVE_IO', message: /ELOOP.*|f299/ });
+});
+
 test(title('refuses a source file swapped for a symlink before the tar is written'), async (t) => {
   const { ctx, lower, dir } = await fixture(t);
   const upper = join(dir, 'upper');

@@ -16,12 +16,15 @@ import { getXattr, listXattrNames } from '../../sys/index.js';
 import type { FileWrite, RootfsView } from '../rootfs-view.js';
 import { commitActiveSnapshot, ensureChain, newSnapshotKey, viewOf } from '../snapshots.js';
 import { BUILD_LAYER_MEDIA_TYPE } from './source.js';
-import { encodeTarHeader, TarBatcher, type TarHeader } from '../../layer/index.js';
+import { SmallFileReader, type Prefetched } from './copy-prefetch.js';
+import { TarBatcher, type TarXattr } from '../../layer/index.js';
 import type { FsState, LayerRef, SolveDeps } from '../types.js';
 
 const BLOCK = 512;
 /** Files up to this size are read whole in one synchronous call. */
 const SMALL = 256 * 1024;
+/** With this many small files or more, they are read ahead on a worker thread (see copy-prefetch.ts). */
+const PREFETCH_MIN_FILES = 64;
 // SECURITY: never follow a symlink swapped in for a source file, never block on a fifo.
 const SRC_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
@@ -104,13 +107,15 @@ function planTree(upper: string, files: readonly FileWrite[]): Node[] | undefine
   return root === undefined || placed !== files.length ? undefined : root;
 }
 
-/** A header of an entry this stream writes: no device numbers, no xattrs (those take the fallback). */
-type Header = Omit<TarHeader, 'devmajor' | 'devminor' | 'xattrs'>;
-
-/** The header bytes packLayer writes for the same entry (no device numbers, no xattrs: those take the fallback). */
-function encodeHeader(h: Header): Buffer {
-  return encodeTarHeader({ ...h, mode: h.mode & 0o7777, devmajor: 0, devminor: 0, xattrs: [] });
+/**
+ * Appends the header packLayer writes for the same entry (no device numbers, no xattrs: those
+ * take the fallback), encoded in place: one object of one shape per entry, no header buffer.
+ */
+function putHeader(out: TarBatcher, name: string, type: 'file' | 'directory' | 'symlink', mode: number, uid: number, gid: number, size: number, mtime: number, linkname: string): void {
+  out.header({ name, type, mode: mode & 0o7777, uid, gid, size, mtime, linkname, devmajor: 0, devminor: 0, xattrs: NO_XATTRS });
 }
+
+const NO_XATTRS: readonly TarXattr[] = [];
 
 /** Options of {@link streamLayerTar}. */
 interface TarOptions {
@@ -119,8 +124,34 @@ interface TarOptions {
   readonly now: number;
 }
 
-/** Generates the layer tar of `tree` (from {@link planTree}). */
+/** The recorded files of `tree` that {@link generateTar} reads whole (small ones), in the order it takes them. */
+function smallFilesInOrder(tree: readonly Node[]): FileWrite[] {
+  const out: FileWrite[] = [];
+  const visit = (nodes: readonly Node[]): void => {
+    for (const n of nodes) {
+      if (n.file !== undefined) {
+        if (n.file.size <= SMALL) out.push(n.file);
+      } else if (n.children !== undefined) {
+        visit(n.children);
+      }
+    }
+  };
+  visit(tree);
+  return out;
+}
+
+/** Generates the layer tar of `tree` (from {@link planTree}); many small files are read ahead on a thread. */
 async function* generateTar(tree: Node[], options: TarOptions): AsyncGenerator<Buffer> {
+  const ahead = smallFilesInOrder(tree);
+  const reader = ahead.length >= PREFETCH_MIN_FILES ? new SmallFileReader(ahead) : undefined;
+  try {
+    yield* tarEntries(tree, options, reader);
+  } finally {
+    await reader?.close();
+  }
+}
+
+async function* tarEntries(tree: Node[], options: TarOptions, reader: SmallFileReader | undefined): AsyncGenerator<Buffer> {
   const out = new TarBatcher();
   const small = Buffer.allocUnsafe(SMALL + 1);
   const clamp = (seconds: number): number => {
@@ -136,14 +167,33 @@ async function* generateTar(tree: Node[], options: TarOptions): AsyncGenerator<B
       continue;
     }
     const name = frame.rel + node.name;
-    if (node.file !== undefined) {
-      yield* writeFileEntry(out, name, node.file, small, clamp);
+    const f = node.file;
+    if (f !== undefined && reader !== undefined && f.size <= SMALL) {
+      let r = reader.take();
+      if (r === undefined) {
+        try {
+          await reader.load();
+        } catch (e) {
+          throw ioError(`cannot copy ${f.source} to /${f.parts.join('/')}`, e);
+        }
+        r = reader.take() as Prefetched;
+      }
+      if (r.kind === 'data') {
+        fileHeader(out, name, f, r.data.length, clamp);
+        out.put(r.data);
+        out.zeros((BLOCK - (r.data.length % BLOCK)) % BLOCK);
+      } else if (r.kind === 'changed') {
+        yield* writeFileEntry(out, name, f, small, clamp); // it grew: read as before
+      } else {
+        throw ioError(`cannot copy ${f.source} to /${f.parts.join('/')}`, r.error);
+      }
+    } else if (f !== undefined) {
+      yield* writeFileEntry(out, name, f, small, clamp);
     } else {
       const st = node.stat as Stats;
-      const base = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: 0 };
       if (node.children !== undefined) {
         const receives = node.children.some((c) => c.file !== undefined);
-        out.put(encodeHeader({ ...base, name: `${name}/`, type: 'directory', mtime: clamp(receives ? options.now : st.mtimeMs / 1000), linkname: '' }));
+        putHeader(out, `${name}/`, 'directory', st.mode, st.uid, st.gid, 0, clamp(receives ? options.now : st.mtimeMs / 1000), '');
         stack.push({ rel: `${name}/`, nodes: node.children, next: 0 });
       } else {
         let target: string;
@@ -152,7 +202,7 @@ async function* generateTar(tree: Node[], options: TarOptions): AsyncGenerator<B
         } catch (e) {
           throw ioError(`cannot read symlink /${name}`, e);
         }
-        out.put(encodeHeader({ ...base, name, type: 'symlink', mtime: clamp(st.mtimeMs / 1000), linkname: target }));
+        putHeader(out, name, 'symlink', st.mode, st.uid, st.gid, 0, clamp(st.mtimeMs / 1000), target);
       }
     }
     if (out.ready.length > 0) yield* out.ready.splice(0);
@@ -160,6 +210,11 @@ async function* generateTar(tree: Node[], options: TarOptions): AsyncGenerator<B
   out.zeros(2 * BLOCK);
   out.flush(0);
   yield* out.ready.splice(0);
+}
+
+/** Appends the header of a recorded file of `size` bytes. */
+function fileHeader(out: TarBatcher, name: string, f: FileWrite, size: number, clamp: (s: number) => number): void {
+  putHeader(out, name, 'file', f.meta.mode, f.meta.uid, f.meta.gid, size, clamp(f.meta.mtime ?? Date.now() / 1000), '');
 }
 
 /** Writes one recorded file: small ones read whole first, large ones streamed (size from fstat). */
@@ -171,8 +226,7 @@ function* writeFileEntry(out: TarBatcher, name: string, f: FileWrite, small: Buf
     throw ioError(`cannot copy ${f.source} to /${f.parts.join('/')}`, e);
   }
   try {
-    const header = (size: number): Buffer =>
-      encodeHeader({ name, type: 'file', mode: f.meta.mode & 0o7777, uid: f.meta.uid, gid: f.meta.gid, size, mtime: clamp(f.meta.mtime ?? Date.now() / 1000), linkname: '' });
+    const header = (size: number): void => fileHeader(out, name, f, size, clamp);
     let n = 0;
     if (f.size <= SMALL) {
       // Read to the end (a short read of a regular file is its end) unless it grew past SMALL.
@@ -182,7 +236,7 @@ function* writeFileEntry(out: TarBatcher, name: string, f: FileWrite, small: Buf
         if (k === 0 || n === small.length) break;
       }
       if (n <= SMALL) {
-        out.put(header(n));
+        header(n);
         out.put(small.subarray(0, n));
         out.zeros((BLOCK - (n % BLOCK)) % BLOCK);
         return;
@@ -191,7 +245,7 @@ function* writeFileEntry(out: TarBatcher, name: string, f: FileWrite, small: Buf
     const st = fstatSync(fd);
     if (!st.isFile()) throw new TsbuildError('SOLVE_IO', `${f.source} is no longer a regular file`);
     const size = st.size;
-    out.put(header(size));
+    header(size);
     // What was read already (a small file that grew) goes first.
     if (n > 0) out.put(small.subarray(0, Math.min(n, size)));
     let left = size - Math.min(n, size);
