@@ -2,7 +2,8 @@
  * Store and layer throughput, run by `npm run bench -- store`:
  *  1. unpack: a generated 3-layer image (~520 MB raw, ~340 MB gzip: incompressible, text and
  *     many-small-files layers) is unpacked from our store into a directory by tsbuild (store blob
- *     -> gunzip -> applyLayer) and by `umoci unpack` of the same image, in the same run;
+ *     -> gunzip -> applyLayer; bench/drivers/unpack.ts bundled, in plain Node as the CLI runs) and
+ *     by `umoci unpack` of the same image, in the same run;
  *     then save of that image to a docker archive and load of it into an empty store;
  *  2. pack: layer tar + sha256 (packLayer, no compression) of a 320 MB directory of 20,000 files.
  * Each measured step runs in a child process so its peak RSS is its own.
@@ -20,7 +21,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MediaType, type Descriptor, type Digest } from '../src/core/index.js';
 import { addLayer, createEmptyConfig, createManifest, serializeDocument } from '../src/image/index.js';
-import { applyLayer, compressGzip, decompress, findCompressionTools, packLayer } from '../src/layer/index.js';
+import { compressGzip, findCompressionTools, packLayer } from '../src/layer/index.js';
 import { loadArchive, openStore, resolveImage, saveArchive } from '../src/store/index.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -100,21 +101,19 @@ async function peakRssKb(): Promise<number> {
   return Number(/^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1] ?? 0);
 }
 
-/** Child: unpack the bench image from the store into `dest`. Prints JSON {ms, maxRssKb}. */
-async function childUnpack(root: string, dest: string): Promise<void> {
-  const store = await openStore(root);
-  const image = await resolveImage(store, IMAGE);
-  const manifest = (await store.blobs.readJson<{ layers: Descriptor[] }>(image.descriptor.digest)).value;
-  const tools = findCompressionTools(process.env.PATH);
-  const t0 = performance.now();
-  const c0 = process.cpuUsage();
-  for (const l of manifest.layers) {
-    await applyLayer(decompress(await store.blobs.open(l.digest), { tools }), dest);
-  }
-  const ms = performance.now() - t0;
-  const cpu = process.cpuUsage(c0);
-  // gzip is inflated in-process (zlib on the thread pool), so this is the whole unpack's CPU time.
-  process.stdout.write(`${JSON.stringify({ ms, cpuMs: (cpu.user + cpu.system) / 1000, sysMs: cpu.system / 1000, maxRssKb: await peakRssKb() })}\n`);
+/**
+ * Bundles bench/drivers/unpack.ts with esbuild into `dir` (the unpack child then runs in plain Node,
+ * as the CLI does, not under tsx); returns the file.
+ */
+async function bundleUnpackDriver(dir: string): Promise<string> {
+  const { build } = await import('esbuild');
+  const outfile = join(dir, 'unpack-driver.mjs');
+  await build({
+    entryPoints: [join(REPO, 'bench/drivers/unpack.ts')], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error',
+    // CommonJS dependencies call require(): give the ES module one.
+    banner: { js: "import { createRequire as __tsbuildRequire } from 'node:module'; const require = __tsbuildRequire(import.meta.url);" },
+  });
+  return outfile;
 }
 
 /** Child: save the bench image from `root` to `file` (docker format). Prints JSON {ms, maxRssKb}. */
@@ -149,9 +148,11 @@ async function childPack(dir: string): Promise<void> {
   process.stdout.write(`${JSON.stringify({ ms, cpuMs: (cpu.user + cpu.system) / 1000, sysMs: cpu.system / 1000, bytes: r.size, diffId: r.diffId, maxRssKb: await peakRssKb() })}\n`);
 }
 
-function runChild(args: string[]): Promise<{ ms: number; maxRssKb: number; bytes?: number; cpuMs?: number; sysMs?: number }> {
+/** Runs a child of this file under tsx (`args`: mode and its arguments), or the bundled script `driver` with `args`. */
+function runChild(args: string[], driver?: string): Promise<{ ms: number; maxRssKb: number; bytes?: number; cpuMs?: number; sysMs?: number }> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', SELF, '--child', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+    const argv = driver === undefined ? ['--import', 'tsx', SELF, '--child', ...args] : [driver, ...args];
+    const p = spawn(process.execPath, argv, { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.on('error', reject);
@@ -227,10 +228,11 @@ async function benchUnpack(work: string, root: string, scale: number, keep: bool
   const size = await generateImage(work, root, scale);
   process.stdout.write(`image: ${(size.raw / MB).toFixed(0)} MB raw, ${(size.gz / MB).toFixed(0)} MB gzip (generated in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
 
+  const driver = await bundleUnpackDriver(work);
   for (let round = 1; round <= 2; round++) {
     const dropped = await dropCaches(drop);
     process.stdout.write(`round ${round}: ${dropped ? 'page cache dropped' : 'page cache kept'}; ${await describeMemory()}\n`);
-    const ours = await runChild(['unpack', root, join(work, `ours-${round}`)]);
+    const ours = await runChild([root, join(work, `ours-${round}`)], driver);
     await dropCaches(drop);
     const umoci = await timeCommand('umoci', ['unpack', '--image', `${root}:${IMAGE}`, join(work, `umoci-${round}`)]).catch((err: Error) => {
       process.stdout.write(`umoci: ${err.message}\n`);
@@ -277,8 +279,7 @@ async function benchPack(work: string, scale: number, drop: boolean): Promise<vo
 
 if (process.argv[1] !== undefined && pathToFileURL(process.argv[1]).href === import.meta.url && process.argv[2] === '--child') {
   const [mode, a, b] = process.argv.slice(3);
-  if (mode === 'unpack') await childUnpack(a as string, b as string);
-  else if (mode === 'pack') await childPack(a as string);
+  if (mode === 'pack') await childPack(a as string);
   else if (mode === 'save') await childSave(a as string, b as string);
   else if (mode === 'load') await childLoad(a as string, b as string);
   else throw new Error(`unknown child mode ${String(mode)}`);
