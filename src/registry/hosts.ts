@@ -22,9 +22,15 @@ export function hostNameOf(host: string): string {
  * (with or without port) in `insecure`. // SECURITY: everything else is HTTPS only.
  */
 export function isPlainHttpAllowed(host: string, insecure: readonly string[] = []): boolean {
+  if (isLoopbackHost(host)) return true;
   const name = hostNameOf(host).toLowerCase();
-  if (name === 'localhost' || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name)) return true;
   return insecure.some((h) => h.toLowerCase() === host.toLowerCase() || h.toLowerCase() === name);
+}
+
+/** True for localhost, 127.0.0.0/8 and ::1 (with or without port): traffic that never leaves this machine. */
+export function isLoopbackHost(host: string): boolean {
+  const name = hostNameOf(host).toLowerCase();
+  return name === 'localhost' || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
 }
 
 /** Normalises what a user typed for login/logout (`https://host/`, `docker.io`) to a registry domain. */
