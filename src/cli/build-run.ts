@@ -235,6 +235,7 @@ async function openStepEffects(ctx: CommandContext, store: Store, choice: 'auto'
     ownerPid: process.pid,
     ...(enclosingIdMaps === undefined ? {} : { enclosingIdMaps }),
     onWarning: (m) => progress.events({ type: 'warning', message: m }),
+    zygote: true, // RUN steps fork their launchers from a zygote; the solver closes the sandbox at the end
   });
   return { snapshotter, sandbox };
 }

@@ -7,6 +7,7 @@
 import type { Writable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
 import { spawnLauncher } from './launcher-process.js';
+import type { LauncherZygote } from './launcher-zygote.js';
 import { parseStatusLine, type LauncherStatus } from './launcher-status.js';
 import type { SandboxStdio } from './sandbox.js';
 
@@ -18,6 +19,11 @@ export interface HandshakeOptions {
   readonly stdio: SandboxStdio;
   /** A new process group, and the launcher is left running when it reports `detached`. */
   readonly detached?: boolean;
+  /**
+   * Forks the launcher from this zygote when the stdio allows it (launcher-zygote.ts); it is spawned
+   * when not, or when the zygote cannot be used. Never with `detached`.
+   */
+  readonly zygote?: LauncherZygote | undefined;
   /** Kills the child (SIGKILL of a pid namespace's init kills all of it) and the launcher. */
   readonly signal?: AbortSignal | undefined;
   /** Runs once the child's pid is known; writes the release bytes to `go` and ends it ('g' last). */
@@ -42,7 +48,9 @@ export interface HandshakeResult {
 
 /** Runs the handshake to its end. Throws SANDBOX_LAUNCHER when the launcher cannot be started. */
 export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult> {
-  const { child, specPipe, statusPipe, goPipe, outputs } = spawnLauncher(o.launcherPath, o.stdio, o.detached === true);
+  const forked = o.zygote !== undefined && o.detached !== true ? await o.zygote.launch(o.stdio) : undefined;
+  const launcher = forked ?? spawnLauncher(o.launcherPath, o.stdio, o.detached === true);
+  const { specPipe, statusPipe, goPipe, outputs, exited } = launcher;
   let pid: number | undefined;
   let aborted = false;
   let detached = false;
@@ -52,12 +60,13 @@ export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult
     if (pid !== undefined) {
       try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
     }
-    child.kill('SIGKILL');
+    launcher.kill();
   };
   o.signal?.addEventListener('abort', killAll, { once: true });
-  const spawnError = new Promise<never>((_, reject) => child.once('error', (err) => reject(new TsbuildError('SANDBOX_LAUNCHER', `cannot start the sandbox launcher ${o.launcherPath}: ${err.message}`, { cause: err, exitCode: 125 }))));
+  const spawnError = launcher.startError.catch((err: Error) => {
+    throw new TsbuildError('SANDBOX_LAUNCHER', `cannot start the sandbox launcher ${o.launcherPath}: ${err.message}`, { cause: err, exitCode: 125 });
+  });
   spawnError.catch(() => undefined);
-  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   try {
     specPipe.end(o.input);
     const lines: LauncherStatus[] = [];
@@ -92,7 +101,7 @@ export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult
     return { lines, pid, aborted, detached, releaseError, exited };
   } finally {
     o.signal?.removeEventListener('abort', killAll);
-    if (!detached && child.exitCode === null && child.signalCode === null) killAll();
-    if (o.detached === true) child.unref();
+    if (!detached && launcher.running()) killAll();
+    if (o.detached === true) launcher.unref();
   }
 }

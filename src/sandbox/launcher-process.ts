@@ -1,16 +1,16 @@
 /**
  * Starting the C launcher as a child process: its stdio per {@link SandboxStdio} and the three
  * extra pipes of the handshake (fd 3 spec in, fd 4 status out, fd 5 go in). Shared by the sandbox
- * (run mode) and joinProcess (join mode) through the handshake of launcher-handshake.ts.
+ * (run mode) and joinProcess (join mode) through the handshake of launcher-handshake.ts. A launcher
+ * forked by the zygote (launcher-zygote.ts) has the same shape.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { OutputSink, SandboxStdio, StdinSource } from './sandbox.js';
 
 /** A started launcher with its handshake pipes. */
 export interface LauncherProcess {
-  readonly child: ChildProcess;
   /** fd 3: the encoded spec is written here (then ended). */
   readonly specPipe: Writable;
   /** fd 4: status lines come from here. */
@@ -19,12 +19,31 @@ export interface LauncherProcess {
   readonly goPipe: Writable;
   /** Settle when the forwarded stdout/stderr pipes are drained or closed. */
   readonly outputs: Promise<void>[];
+  /** Resolves with the launcher's exit code (null when killed or not known) once it ended and its status pipe closed. */
+  readonly exited: Promise<number | null>;
+  /** Rejects when the launcher cannot be started (never settles otherwise). */
+  readonly startError: Promise<never>;
+  /** True until the launcher has ended. */
+  running(): boolean;
+  /** SIGKILLs the launcher (nothing once it has ended). */
+  kill(): void;
+  /** Lets tsbuild exit while the launcher runs on (detached). */
+  unref(): void;
+}
+
+/** Forwards a launcher's output pipe to the caller's stream; returns when it is drained or closed (nothing for fds and modes). */
+export function forwardOutput(from: Readable | null, to: OutputSink | undefined): Promise<void> | undefined {
+  if (from === null || to === undefined || typeof to === 'string' || typeof to === 'number') return undefined;
+  const sink = to as Writable;
+  from.on('data', (chunk: Buffer) => sink.write(chunk));
+  // finished() also settles when the pipe closes without 'end' (destroyed after a kill).
+  return finished(from).catch(() => undefined);
 }
 
 /**
  * Spawns the launcher at `launcherPath` with stdio from `stdio` (stdin ignored and stdout/stderr
  * inherited when absent; streams are piped and forwarded) and the handshake pipes; `detached`
- * starts it in a new process group. Spawn errors surface as the child's 'error' event.
+ * starts it in a new process group. Spawn errors reject `startError`.
  */
 export function spawnLauncher(launcherPath: string, stdio: SandboxStdio, detached = false): LauncherProcess {
   const mode = (s: StdinSource | OutputSink | undefined, dflt: 'inherit' | 'ignore'): 'inherit' | 'ignore' | 'pipe' | number =>
@@ -37,13 +56,6 @@ export function spawnLauncher(launcherPath: string, stdio: SandboxStdio, detache
   const statusPipe = child.stdio[4] as Readable;
   const goPipe = (child.stdio as unknown as (Readable | Writable | null)[])[5] as Writable;
   const outputs: Promise<void>[] = [];
-  const forward = (from: Readable | null, to: OutputSink | undefined): void => {
-    if (from === null || to === undefined || typeof to === 'string' || typeof to === 'number') return;
-    const sink = to as Writable;
-    from.on('data', (chunk: Buffer) => sink.write(chunk));
-    // finished() also settles when the pipe closes without 'end' (destroyed after a kill).
-    outputs.push(finished(from).catch(() => undefined));
-  };
   const stdinSource = typeof stdio.stdin === 'object' ? (stdio.stdin as Readable) : undefined;
   if (stdinSource !== undefined && child.stdin !== null) {
     const stdin = child.stdin;
@@ -55,8 +67,18 @@ export function spawnLauncher(launcherPath: string, stdio: SandboxStdio, detache
       stdinSource.pause();
     });
   }
-  forward(child.stdout, stdio.stdout);
-  forward(child.stderr, stdio.stderr);
+  for (const [from, to] of [[child.stdout, stdio.stdout], [child.stderr, stdio.stderr]] as const) {
+    const done = forwardOutput(from, to);
+    if (done !== undefined) outputs.push(done);
+  }
   for (const p of [specPipe, goPipe]) p.on('error', () => undefined);
-  return { child, specPipe, statusPipe, goPipe, outputs };
+  const startError = new Promise<never>((_, reject) => child.once('error', reject));
+  startError.catch(() => undefined);
+  return {
+    specPipe, statusPipe, goPipe, outputs, startError,
+    exited: new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code))),
+    running: () => child.exitCode === null && child.signalCode === null,
+    kill: () => { child.kill('SIGKILL'); },
+    unref: () => { child.unref(); },
+  };
 }

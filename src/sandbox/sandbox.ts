@@ -12,6 +12,7 @@ import { cleanupStaleCgroups, createCgroup } from './cgroup.js';
 import type { CgroupLimits } from './cgroup-limits.js';
 import type { Cgroup, CgroupUsage } from './cgroup-types.js';
 import { runHandshake } from './launcher-handshake.js';
+import { LauncherZygote, zygoteModes } from './launcher-zygote.js';
 import { encodeLauncherSpec, overlayRootDirs, type LauncherTarget } from './launcher-spec.js';
 import { cleanStaleSandboxStates, initFileMounts, newSandboxId, prepareSharedState, renderInitFiles, type SharedSandboxState } from './sandbox-state.js';
 import type { ResourcesSpec, RunSpec } from './spec.js';
@@ -80,6 +81,12 @@ export interface SandboxOptions {
   readonly resolvConf?: string;
   /** Receives warnings (single-id map, cgroup limits that cannot be applied). */
   readonly onWarning?: (msg: string) => void;
+  /**
+   * Fork the launchers of runs with piped or discarded output from a launcher zygote (a build's
+   * RUN steps; see launcher-zygote.ts), started by the first such run; {@link Sandbox.close} stops
+   * it. Off when `TSBUILD_ZYGOTE=0`.
+   */
+  readonly zygote?: boolean;
 }
 
 /** Converts OCI resources to the cgroup limits (Docker semantics) of src/sandbox/cgroup.ts. */
@@ -135,6 +142,8 @@ export class Sandbox {
   #ready: Promise<SharedSandboxState> | undefined;
   /** The planned id maps (from /etc/subuid and /etc/subgid), read by the first run with a user namespace. */
   #idMaps: ReturnType<typeof resolveIdMaps> | undefined;
+  /** The launcher zygote (options.zygote), started by the first run that can use it. */
+  #zygote: LauncherZygote | undefined;
 
   constructor(options: SandboxOptions) {
     this.#options = options;
@@ -222,6 +231,19 @@ export class Sandbox {
     }
   }
 
+  /** Stops the launcher zygote, if one was started, and resolves once it has exited; a later run starts a new one. */
+  async close(): Promise<void> {
+    const zygote = this.#zygote;
+    this.#zygote = undefined;
+    await zygote?.close();
+  }
+
+  #zygoteFor(stdio: SandboxStdio): LauncherZygote | undefined {
+    if (this.#options.zygote !== true || process.env.TSBUILD_ZYGOTE === '0' || zygoteModes(stdio) === undefined) return undefined;
+    this.#zygote ??= new LauncherZygote(this.#options.launcherPath);
+    return this.#zygote;
+  }
+
   /** Checks the launcher, removes stale state of dead owners (once per instance), creates the state dir's shared parts. */
   async #prepare(): Promise<SharedSandboxState> {
     const o = this.#options;
@@ -257,6 +279,7 @@ export class Sandbox {
       launcherPath: this.#options.launcherPath,
       input: encodeLauncherSpec(spec, target),
       stdio,
+      zygote: this.#zygoteFor(stdio),
       signal,
       // Two releases (launcher.c run_child): 'm' after the id maps, then the child sets up its file
       // system while the cgroup is joined and the hooks run; 'g' lets the command start.

@@ -386,7 +386,11 @@ async function solveWithRemotes(graph: BuildGraph, deps: SolveDeps | LazySolveDe
   } finally {
     options.signal.removeEventListener('abort', onOuterAbort);
     // The commits' scratch dirs are removed in the background, overlapping the next steps: done before the build ends.
-    await opened?.then((d) => d.snapshotter.settle(), () => undefined);
+    // The sandbox's launcher zygote (if it started one) ends with the build.
+    await opened?.then(async (d) => {
+      await d.snapshotter.settle();
+      await d.sandbox.close();
+    }, () => undefined);
   }
   if (options.signal.aborted) throw cancelled();
   if (firstError !== undefined) throw firstError;

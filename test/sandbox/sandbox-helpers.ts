@@ -28,7 +28,11 @@ export function notRoot(): string | undefined {
   return process.getuid?.() === 0 ? undefined : 'namespace tests need root (CI runs as root)';
 }
 
-/** A Sandbox for the current (root) user with its state under `stateDir`. */
+/**
+ * A Sandbox for the current (root) user with its state under `stateDir`. Its runs with piped output
+ * (runCaptured) fork their launchers from a zygote, as a build's RUN steps do, so the isolation tests
+ * check that path; runs with other stdio spawn theirs. The zygote ends with the test process.
+ */
 export function rootSandbox(stateDir: string, warnings: string[] = []): Sandbox {
   return new Sandbox({
     launcherPath: ensureLauncher(),
@@ -36,7 +40,13 @@ export function rootSandbox(stateDir: string, warnings: string[] = []): Sandbox 
     host: { uid: 0, gid: 0, user: 'root' },
     ownerPid: process.pid,
     onWarning: (m) => warnings.push(m),
+    zygote: true,
   });
+}
+
+/** A Sandbox like {@link rootSandbox} without a launcher zygote: every launcher is spawned. */
+export function spawningSandbox(stateDir: string): Sandbox {
+  return new Sandbox({ launcherPath: ensureLauncher(), stateDir, host: { uid: 0, gid: 0, user: 'root' }, ownerPid: process.pid });
 }
 
 /** Output of one sandboxed run. */

@@ -12,6 +12,8 @@
  * namespaces ("ns NAME") of the running process PID, like nsenter, chroot to its root when the
  * mount namespace is joined, then fork (the child enters the pid namespace) and exec as in run
  * mode. With "detach 1" the launcher reports "detached" once the command was exec'd and exits.
+ *
+ * Zygote mode ("--zygote", zygote.c): a long-lived process that forks a launcher per request.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -975,7 +977,8 @@ static int join_main(void) {
   return supervise(pid, exec_pipe[0]);
 }
 
-int main(void) {
+/* Run or join mode on fds 0-5: from main, or in a launcher forked by the zygote (zygote.c). */
+static int run_main(void) {
   if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) < 0) _exit(125);
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "launcher");
   /* No getppid() check: tsbuild may itself be PID 1 (in a CI container). If the parent is already
@@ -987,4 +990,11 @@ int main(void) {
   if (pid < 0) fail("clone", "namespaces");
   if (pid == 0) run_child();
   return supervise(pid, -1);
+}
+
+int zygote_main(int (*run)(void));
+
+int main(int argc, char **argv) {
+  if (argc == 2 && !strcmp(argv[1], "--zygote")) return zygote_main(run_main);
+  return run_main();
 }
