@@ -107,12 +107,22 @@ function hashSmallFile(absPath: string, buf: Buffer, hash: ReturnType<typeof cre
   return total;
 }
 
+const TYPE_INDEX: Readonly<Record<EntryType, number>> = { file: 0, dir: 1, symlink: 2, other: 3 };
+
 /** The metadata of an entry that enters the combined digests (never times). */
-function metaOf(e: ContextEntry): string {
+function metaOf(e: ContextEntry, seen: Map<number, string>): string {
   const st = e.stat;
   const mode = st.mode;
+  // Most entries share a few (type, permissions, owner) combinations: their text is made once.
+  const key = e.type !== 'other' && st.uid < 0x10000 && st.gid < 0x10000 ? ((st.uid * 0x10000 + st.gid) * 4 + TYPE_INDEX[e.type]) * 0x1000 + (mode & 0o7777) : -1;
+  if (key >= 0) {
+    const text = seen.get(key);
+    if (text !== undefined) return text;
+  }
   const dev = e.type === 'other' ? `${(mode & 0o170000).toString(8)}:${st.rdev}` : '';
-  return `${e.type}\0${(mode & 0o7777).toString(8)}\0${st.uid}\0${st.gid}\0${dev}`;
+  const text = `${e.type}\0${(mode & 0o7777).toString(8)}\0${st.uid}\0${st.gid}\0${dev}`;
+  if (key >= 0) seen.set(key, text);
+  return text;
 }
 
 function readFailure(absPath: string, err: unknown): TsbuildError {
@@ -253,13 +263,14 @@ export async function checksumSources(selection: ContextSelection, options: Chec
   const total = createHash('sha256');
   total.update('tsbuild-context-selection/1\n');
   let at = 0;
+  const metaTexts = new Map<number, string>();
   const sources = selection.sources.map((src) => {
     const srcHash = createHash('sha256');
     const matches = src.matches.map((m): MatchChecksum => {
       const mHash = createHash('sha256');
       let pendingText = '';
       const list = m.entries.map((e): EntryDigest => {
-        const meta = metaOf(e);
+        const meta = metaOf(e, metaTexts);
         const hit = hits[at++];
         const digest =
           e.type === 'file' ? (hit ?? (contents.get(e.absPath) as Digest))
