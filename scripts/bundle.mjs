@@ -85,11 +85,13 @@ async function readIndexExports() {
   return map;
 }
 
-const IMPORT_FROM_INDEX = /^import \{([^}]*)\} from '(\.\.?\/[^']*index\.js)';$/gm;
+// Named imports, and re-exports (`export { x } from '../m/index.js'` in a file other than an index:
+// it would initialize all of m for whoever imports that file), from src index.ts files.
+const IMPORT_FROM_INDEX = /^(import|export) \{([^}]*)\} from '(\.\.?\/[^']*index\.js)';$/gm;
 
-/** Rewrites the named imports from src index.ts files of `path` into imports of the defining files. */
+/** Rewrites the named imports and re-exports from src index.ts files of `path` into ones of the defining files. */
 function directImports(path, text, indexExports) {
-  return text.replace(IMPORT_FROM_INDEX, (line, list, from) => {
+  return text.replace(IMPORT_FROM_INDEX, (line, keyword, list, from) => {
     const index = resolve(dirname(path), from).replace(/\.js$/, '.ts');
     const names = indexExports.get(index);
     if (names === undefined) return line;
@@ -109,8 +111,8 @@ function directImports(path, text, indexExports) {
       if (!byFile.has(rel)) byFile.set(rel, []);
       byFile.get(rel).push(name === local ? name : `${name} as ${local}`);
     }
-    const out = [...byFile].map(([rel, specs]) => `import { ${specs.join(', ')} } from '${rel}';`);
-    if (keep.length > 0) out.push(`import { ${keep.join(', ')} } from '${from}';`);
+    const out = [...byFile].map(([rel, specs]) => `${keyword} { ${specs.join(', ')} } from '${rel}';`);
+    if (keep.length > 0) out.push(`${keyword} { ${keep.join(', ')} } from '${from}';`);
     // Keep the line count (source maps, error positions) roughly: one line per statement.
     return out.join(' ');
   });

@@ -133,6 +133,19 @@ testIf(bundleMissing(), 'bundle: bin/tsbuild.js starts the bundle npm run build 
   t.is(v.stdout.trim(), `tsbuild version ${VERSION}`);
 });
 
+testIf(distMissing, 'bundle: a re-export from an index.ts (registry/compress.ts: export { ... } from \'../store/index.js\') initializes only the defining files, not the whole module', async (t) => {
+  const bundle = await bundleOnce();
+  const text = readFileSync(join(DIST_CLI, `${basename(bundle, '.js')}.bundle.cjs`), 'latin1');
+  // esbuild's lazy initializers: `var init_x = __esm({ "src/path.ts"() { init_a(); init_b(); ... } });`
+  const pathOf = new Map([...text.matchAll(/^var (init_\w+) = __esm\(\{\n {2}"([^"]+)"\(\)/gm)].map((m) => [m[1] as string, m[2] as string]));
+  const body = /^ {2}"src\/registry\/compress\.ts"\(\) \{\n([^}]*)\}/m.exec(text)?.[1];
+  t.not(body, undefined, 'the bundle has an initializer of src/registry/compress.ts');
+  const inits = [...(body ?? '').matchAll(/(init_\w+)\(\)/g)].map((m) => pathOf.get(m[1] as string));
+  t.true(inits.length > 0);
+  t.deepEqual(inits.filter((p) => p === undefined || p.endsWith('/index.ts')), [], inits.join(', '));
+  t.true(inits.includes('src/store/layer-gzip.ts'), inits.join(', '));
+});
+
 testIf(distMissing, 'bundle: --version alone is answered by the entry without reading the bundle (no node:vm, no code cache)', async (t) => {
   const bundle = await bundleOnce();
   const root = await tempDir(t, 'tsbuild-bundle-');
