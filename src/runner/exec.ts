@@ -63,6 +63,9 @@ export async function execInContainer(deps: ExecDeps, entry: ContainerEntry, opt
     // The container's --ulimit values over docker's defaults, as its main process got them.
     rlimits: withDefaultRlimits(config.ulimits === undefined ? undefined : ulimitsToRlimits(config.ulimits)),
     noNewPrivileges: config.noNewPrivileges ?? config.privileged !== true,
+    // The container's seccomp policy (docker's default unless privileged or unconfined); an
+    // `exec --privileged` in a filtered container keeps the filter, as docker.
+    seccomp: config.privileged !== true && config.seccompUnconfined !== true,
     terminal: options.terminal,
     detach: options.detach,
     ...(cgroup === undefined ? {} : { cgroup }),

@@ -148,17 +148,22 @@ export function resolveGroupAdd(groups: readonly string[], groupText: string | u
   });
 }
 
-/** The `--security-opt` values that ask for what every tsbuild container already is: no seccomp filter, no AppArmor profile, no SELinux label. */
-const ALREADY_UNCONFINED = /^(seccomp[=:]unconfined|apparmor[=:]unconfined|label[=:]disable)$/;
+/** The `--security-opt` values that ask for what every tsbuild container already is: no AppArmor profile, no SELinux label. */
+const ALREADY_UNCONFINED = /^(apparmor[=:]unconfined|label[=:]disable)$/;
 
 /**
- * Parses `--security-opt` values: `no-new-privileges[=|:true|false]`, and `seccomp=unconfined`,
- * `apparmor=unconfined`, `label=disable` (accepted as they are: tsbuild installs none of those).
- * Throws CLI_BAD_VALUE / CLI_NOT_SUPPORTED (profiles, other options).
+ * Parses `--security-opt` values: `no-new-privileges[=|:true|false]`, `seccomp=unconfined` (no
+ * seccomp filter), and `apparmor=unconfined`, `label=disable` (accepted as they are: tsbuild
+ * installs neither). Throws CLI_BAD_VALUE / CLI_NOT_SUPPORTED (profiles, other options).
  */
-export function parseSecurityOpts(values: readonly string[]): { noNewPrivileges?: boolean } {
+export function parseSecurityOpts(values: readonly string[]): { noNewPrivileges?: boolean; seccompUnconfined?: true } {
   let nnp: boolean | undefined;
+  let unconfined = false;
   for (const v of values) {
+    if (/^seccomp[=:]unconfined$/.test(v.trim())) {
+      unconfined = true;
+      continue;
+    }
     const m = /^no-new-privileges(?:[=:](.*))?$/.exec(v.trim());
     if (m !== null) {
       const val = m[1];
@@ -170,11 +175,11 @@ export function parseSecurityOpts(values: readonly string[]): { noNewPrivileges?
     if (ALREADY_UNCONFINED.test(v.trim())) continue;
     const key = /^([a-z-]+)[=:]/.exec(v.trim())?.[1];
     if (key !== undefined && ['seccomp', 'apparmor', 'label', 'systempaths', 'mask', 'unmask', 'writable-cgroups', 'proc-opts'].includes(key)) {
-      throw new TsbuildError('CLI_NOT_SUPPORTED', `--security-opt ${key} is not supported yet`, { hint: 'tsbuild knows --security-opt no-new-privileges[=true|false], seccomp=unconfined, apparmor=unconfined and label=disable (no tsbuild container has a seccomp filter, AppArmor profile or SELinux label)', exitCode: 125 });
+      throw new TsbuildError('CLI_NOT_SUPPORTED', `--security-opt ${key} is not supported yet`, { hint: 'tsbuild knows --security-opt no-new-privileges[=true|false], seccomp=unconfined, apparmor=unconfined and label=disable (tsbuild containers get docker\'s default seccomp policy, no AppArmor profile, no SELinux label)', exitCode: 125 });
     }
     throw bad('--security-opt', v, 'unknown option (tsbuild knows no-new-privileges[=true|false])');
   }
-  return nnp === undefined ? {} : { noNewPrivileges: nnp };
+  return { ...(nnp === undefined ? {} : { noNewPrivileges: nnp }), ...(unconfined ? { seccompUnconfined: true as const } : {}) };
 }
 
 /** The options of this module as a container records them (absent/empty: the defaults); part of ContainerRecord. */
@@ -192,6 +197,8 @@ export interface ContainerRunOptions {
   /** `--security-opt` as given, and the no_new_privs it sets (absent: on, tsbuild's default). */
   readonly securityOpt?: readonly string[];
   readonly noNewPrivileges?: boolean;
+  /** `--security-opt seccomp=unconfined`: no seccomp filter (absent: docker's default policy). */
+  readonly seccompUnconfined?: boolean;
   /** `--privileged`: every capability, no masked paths, /sys read-write, the host's devices (absent: false). */
   readonly privileged?: boolean;
 }

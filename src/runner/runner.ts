@@ -114,6 +114,7 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
     terminal: config.tty === true,
     ...(config.ulimits === undefined ? {} : { rlimits: ulimitsToRlimits(config.ulimits) }),
     ...(config.noNewPrivileges === undefined ? {} : { noNewPrivileges: config.noNewPrivileges }),
+    ...(config.seccompUnconfined === true ? { seccomp: 'unconfined' as const } : {}),
     ...(config.shmSize === undefined ? {} : { shmSize: config.shmSize }),
     ...(config.privileged === true ? { privileged: true, devices: listHostDevices() } : {}),
   });

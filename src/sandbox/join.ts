@@ -35,6 +35,8 @@ export interface JoinSpec {
   readonly capabilitiesHeld?: boolean;
   readonly rlimits?: readonly Rlimit[];
   readonly noNewPrivileges?: boolean;
+  /** Install docker's default seccomp filter (the container's, unless it is privileged or unconfined), judged against `capabilities`. */
+  readonly seccomp?: boolean;
   /** A pseudo-terminal from the target's /dev/pts (needs the mount namespace). */
   readonly terminal?: boolean;
   /** Return once the command was exec'd, leaving it running (stdio should be 'ignore'). */
@@ -78,6 +80,7 @@ export function encodeJoinSpec(spec: JoinSpec): Buffer {
   }
   add('detach', spec.detach === true ? 1 : 0);
   add('nnp', spec.noNewPrivileges === true ? 1 : 0);
+  if (spec.seccomp === true) add('seccomp', 'default');
   add('terminal', spec.terminal === true ? 1 : 0);
   add('cwd', spec.cwd);
   for (const r of spec.rlimits ?? []) {

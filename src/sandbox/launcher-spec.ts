@@ -195,6 +195,7 @@ export function encodeLauncherSpec(spec: RunSpec, target: LauncherTarget): Buffe
   if (spec.process.capabilitiesHeld === true) add('capsheld', 1);
   // Without it the launcher mounts everything but devpts nodev (tsbuild sets up no device cgroup).
   if (spec.linux.allowAllDevices === true) add('alldev', 1);
+  if (spec.linux.seccomp !== 'unconfined') add('seccomp', 'default');
   const u = spec.process.user;
   for (const id of [u.uid, u.gid, ...(u.additionalGids ?? [])]) {
     if (!Number.isInteger(id) || id < 0 || id > 0xfffffffe) throw badSpec(`invalid user or group id ${id}`);

@@ -5,6 +5,7 @@
  * (`--runtime=runc`) consume the same RunSpec, so each is an oracle for the other.
  */
 import { TsbuildError } from '../core/index.js';
+import { ociSeccomp } from './seccomp-profile.js';
 
 /** A POSIX rlimit as in OCI `process.rlimits[]` (type like `RLIMIT_NOFILE`). */
 export interface Rlimit {
@@ -135,7 +136,15 @@ export interface LinuxSpec {
   readonly devices?: readonly DeviceSpec[];
   /** The device cgroup allows every device (OCI `resources.devices: [{allow: true, access: rwm}]`); absent: docker's default rules for an OCI runtime. */
   readonly allowAllDevices?: boolean;
+  /**
+   * The seccomp filter: `default` (also when absent) refuses what docker's default profile
+   * refuses (src/sandbox/launcher/seccomp-deny.h, seccomp-profile.ts); `unconfined`: none.
+   */
+  readonly seccomp?: SeccompMode;
 }
+
+/** `default`: docker's default seccomp policy; `unconfined`: no filter (`--security-opt seccomp=unconfined`, privileged). */
+export type SeccompMode = 'default' | 'unconfined';
 
 /** Everything needed to run one sandboxed process. Immutable plain data, JSON-serialisable. */
 export interface RunSpec {
@@ -232,6 +241,8 @@ export interface RunSpecOptions {
   readonly privileged?: boolean;
   /** Device nodes to add (with `privileged`: the host's, from `listHostDevices`). */
   readonly devices?: readonly DeviceSpec[];
+  /** The seccomp filter (default `default`; privileged sandboxes are always `unconfined`, as docker). */
+  readonly seccomp?: SeccompMode;
 }
 
 /** Normalises `chown`, `CAP_CHOWN` or `ALL` to `CAP_CHOWN`/`ALL`; throws SANDBOX_BAD_CAPABILITY. */
@@ -311,6 +322,7 @@ export function createRunSpec(options: RunSpecOptions): RunSpec {
       ...(options.resources === undefined ? {} : { resources: options.resources }),
       ...(options.devices === undefined || options.devices.length === 0 ? {} : { devices: options.devices }),
       ...(privileged ? { allowAllDevices: true } : {}),
+      seccomp: privileged ? 'unconfined' : options.seccomp ?? 'default',
     },
   };
   return options.hostname === undefined ? spec : { ...spec, hostname: options.hostname };
@@ -349,6 +361,7 @@ export function toOciConfig(spec: RunSpec, options: OciConfigOptions = {}): Reco
     resources: { devices: [{ allow: spec.linux.allowAllDevices === true, access: 'rwm' }], ...(spec.linux.resources ?? {}) },
   };
   if (spec.linux.devices !== undefined) linux.devices = spec.linux.devices.map((d) => ({ ...d }));
+  if (spec.linux.seccomp !== 'unconfined') linux.seccomp = ociSeccomp(caps);
   if (spec.linux.uidMappings !== undefined) linux.uidMappings = spec.linux.uidMappings.map((m) => ({ ...m }));
   if (spec.linux.gidMappings !== undefined) linux.gidMappings = spec.linux.gidMappings.map((m) => ({ ...m }));
   if (options.cgroupsPath !== undefined) linux.cgroupsPath = options.cgroupsPath;

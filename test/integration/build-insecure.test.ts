@@ -61,6 +61,7 @@ testSerialIf(missing, 'tsbuild build: RUN --security=insecure runs privileged an
   const dest2 = join(f.dir, 'u2');
   await unpackImage(await readImage(f.root, 'plain:1'), dest2);
   t.not(field(await readUnpacked(dest2, 'status'), 'CapEff'), privilegedCaps());
+  t.is(field(await readUnpacked(dest2, 'status'), 'Seccomp'), '2', 'a sandboxed RUN has docker\'s default seccomp filter');
   t.is(await readUnpacked(dest2, 'mount'), 'refused\n');
   t.is(await readUnpacked(dest2, 'kmsg'), 'no-kmsg\n');
   // Built again with the flag: a hit.

@@ -114,6 +114,32 @@ testIf(noBusybox, 'run --ulimit, --group-add, --shm-size, --security-opt: the pr
   await finish();
 });
 
+testIf(noBusybox, 'run --security-opt seccomp=unconfined: containers and their execs get docker\'s default seccomp filter unless unconfined', async (t) => {
+  const { r, finish } = await setup(t);
+  const script = 'grep "^Seccomp:" /proc/self/status; unshare -U true && echo unshared';
+  const filtered = await r('run', '--rm', 'busybox', 'sh', '-c', script);
+  t.regex(filtered.stdout, /^Seccomp:\s+2$/m);
+  t.notRegex(filtered.stdout, /unshared/);
+  t.regex(filtered.stderr, /Operation not permitted/);
+  const unconfined = await r('run', '--rm', '--security-opt', 'seccomp=unconfined', 'busybox', 'sh', '-c', script);
+  t.is(unconfined.code, 0, unconfined.stderr);
+  t.regex(unconfined.stdout, /^Seccomp:\s+0$/m);
+  t.regex(unconfined.stdout, /^unshared$/m);
+  // exec follows the container's policy.
+  for (const [name, flags, want] of [['sc-default', [], '2'], ['sc-unconfined', ['--security-opt', 'seccomp=unconfined'], '0']] as const) {
+    const up = await r('run', '-d', '--name', name, ...flags, 'busybox', 'sleep', '600');
+    t.is(up.code, 0, up.stderr);
+    let exec = await r('exec', name, 'grep', '^Seccomp:', '/proc/self/status');
+    for (let i = 0; i < 1200 && exec.code !== 0; i++) {
+      await new Promise((res) => setTimeout(res, 50));
+      exec = await r('exec', name, 'grep', '^Seccomp:', '/proc/self/status');
+    }
+    t.is(exec.code, 0, exec.stderr);
+    t.regex(exec.stdout, new RegExp(`^Seccomp:\\s+${want}$`, 'm'), name);
+  }
+  await finish();
+});
+
 testIf(noBusybox ?? cgroupV1, 'run --oom-kill-disable: the container\'s memory cgroup has oom_kill_disable 1 and inspect says so (cgroup v1)', async (t) => {
   const { r, finish } = await setup(t);
   const run = await r('run', '-d', '--name', 'oom', '-m', '64m', '--oom-kill-disable', 'busybox', 'sleep', '600');

@@ -177,6 +177,7 @@ export async function buildRunSpec(args: ParsedArgs, ctx: CommandContext, rootfs
     network,
     ...(extra.ulimits === undefined || extra.ulimits.length === 0 ? {} : { rlimits: ulimitsToRlimits(extra.ulimits) }),
     ...(extra.noNewPrivileges === undefined ? {} : { noNewPrivileges: extra.noNewPrivileges }),
+    ...(extra.seccompUnconfined === true ? { seccomp: 'unconfined' as const } : {}),
     ...(extra.shmSize === undefined ? {} : { shmSize: extra.shmSize }),
     ...(extra.privileged === true ? { privileged: true, devices: listHostDevices() } : {}),
     terminal: optBool(args, 'tty'),

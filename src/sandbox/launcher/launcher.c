@@ -44,6 +44,7 @@
 #include <poll.h>
 #include <termios.h>
 #include <unistd.h>
+#include "seccomp.h"
 
 #define SPEC_FD 3
 #define STATUS_FD 4
@@ -64,6 +65,7 @@ struct spec {
   const char *overlay_dir;      /* directory the overlay is mounted from (relative lowerdirs), or NULL */
   int root_readonly, userns, lo_up, nnp, terminal, keepraw, caps_held;
   int all_devices;              /* privileged: device nodes usable everywhere; else every mount but devpts is nodev */
+  int seccomp;                  /* install the default seccomp filter (seccomp.c) before the credentials drop */
   const char *hostname, *cwd;
   const char *files_dir;        /* directory a private tmpfs with the generated files goes on, or NULL */
   struct file files[16]; int nfiles;
@@ -164,6 +166,10 @@ static void parse_spec(char *buf, size_t len) {
     else if (!strcmp(tag, "keepraw")) S.keepraw = tok[0][0] == '1';
     else if (!strcmp(tag, "capsheld")) S.caps_held = tok[0][0] == '1';
     else if (!strcmp(tag, "alldev")) S.all_devices = tok[0][0] == '1';
+    else if (!strcmp(tag, "seccomp")) {
+      if (strcmp(tok[0], "default") != 0) fail_code(125, "parse-spec", EINVAL, "seccomp");
+      S.seccomp = 1;
+    }
     else if (!strcmp(tag, "hostname")) S.hostname = tok[0];
     else if (!strcmp(tag, "cwd")) S.cwd = tok[0];
     else if (!strcmp(tag, "caps")) S.caps = parse_num(tok[0], "caps");
@@ -644,6 +650,9 @@ static void apply_credentials(void) {
       fail("drop-bounding-cap", "capability");
     }
   }
+  /* While still root of the namespace (CAP_SYS_ADMIN: the filter needs no no_new_privs then); the
+   * filter allows what follows (setgroups, setresuid, capset, prctl, execve). */
+  if (S.seccomp && seccomp_install_default(S.caps) < 0) fail("seccomp", "filter");
   if (setgroups((size_t)S.ngroups, S.groups) < 0) {
     if (!(errno == EPERM && S.ngroups == 0 && setgroups_denied())) fail("setgroups", "additional groups");
   }
@@ -917,8 +926,9 @@ static void __attribute__((noreturn)) join_child(int exec_pipe) {
   if (S.cwd[0] != '/') fail_code(125, "chdir", EINVAL, S.cwd);
   if (S.has_user) {
     apply_credentials();
-  } else if (S.nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-    fail("no-new-privs", "prctl");
+  } else {
+    if (S.seccomp && seccomp_install_default(S.caps) < 0) fail("seccomp", "filter");
+    if (S.nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("no-new-privs", "prctl");
   }
   if (!S.detach && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "child");
   if (chdir(S.cwd) < 0) fail("chdir", S.cwd);

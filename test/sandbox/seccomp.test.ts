@@ -1,0 +1,109 @@
+import { execFileSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { testIf } from '../helpers/capability.js';
+import { busyboxMissing, makeBusyboxRootfs } from '../helpers/rootfs.js';
+import { tempDir } from '../helpers/tmp.js';
+import { createRunSpec, type RunSpecOptions } from '../../src/sandbox/spec.js';
+import { assertNoLeftoverMounts, notRoot, rootSandbox, runCaptured } from './sandbox-helpers.js';
+
+const missing = notRoot() ?? busyboxMissing() ?? ((): string | undefined => {
+  try {
+    execFileSync('cc', ['--version'], { stdio: 'ignore' });
+    return undefined;
+  } catch {
+    return 'no C compiler for the probe (apt-get install gcc libc6-dev)';
+  }
+})();
+
+// A static probe: each line is "NAME ERRNO" (0 = the call succeeded), made with raw system calls so
+// that libc's fallbacks do not hide what the filter answered. i386 calls go through int $0x80
+// (arch AUDIT_ARCH_I386 from a 64-bit process), x32 through the 0x40000000 bit.
+const PROBE = String.raw`
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void show(const char *name, long r) { printf("%s %d\n", name, r < 0 ? errno : 0); }
+static long i386_call(long nr, long a, long b) { long r; __asm__ volatile("int $0x80" : "=a"(r) : "a"(nr), "b"(a), "c"(b) : "memory"); return r; }
+int main(void) {
+  show("keyctl", syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3 /* session */, 0, 0, 0));
+  show("unshare-user", syscall(SYS_unshare, CLONE_NEWUSER));
+  show("unshare-uts", syscall(SYS_unshare, CLONE_NEWUTS));
+  show("clone3", syscall(SYS_clone3, 0, 0));
+  long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+  if (pid == 0) _exit(0);
+  if (pid > 0) waitpid((pid_t)pid, 0, 0);
+  show("clone-newuser", pid);
+  pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+  if (pid == 0) _exit(0);
+  if (pid > 0) waitpid((pid_t)pid, 0, 0);
+  show("clone-plain", pid);
+  show("io_uring_setup", syscall(425, 1, 0));
+  show("x32-getpid", syscall(0x40000000 | SYS_getpid));
+  long r = i386_call(288 /* keyctl */, 0, -3);
+  printf("i386-keyctl %ld\n", r < 0 ? -r : 0);
+  r = i386_call(20 /* getpid */, 0, 0);
+  printf("i386-getpid %ld\n", r < 0 ? -r : 0);
+  return 0;
+}
+`;
+
+async function setup(t: Parameters<typeof tempDir>[0]): Promise<(o: Omit<RunSpecOptions, 'root'>) => ReturnType<typeof runCaptured>> {
+  const dir = await tempDir(t, 'tsbuild-seccomp-');
+  const rootfs = await makeBusyboxRootfs(join(dir, 'rootfs'));
+  await writeFile(join(dir, 'probe.c'), PROBE);
+  execFileSync('cc', ['-O2', '-static', '-o', join(rootfs, 'probe'), join(dir, 'probe.c')]);
+  assertNoLeftoverMounts(t, [dir]);
+  const sandbox = rootSandbox(join(dir, 'state'));
+  return (o) => runCaptured(sandbox, createRunSpec({ root: { path: rootfs }, ...o }));
+}
+
+function results(stdout: string): Record<string, number> {
+  return Object.fromEntries(stdout.trim().split('\n').map((l) => l.split(' ')).map(([k, v]) => [k as string, Number(v)]));
+}
+
+const EPERM = 1;
+const ENOSYS = 38;
+const statusField = (text: string, field: string): string => new RegExp(`^${field}:\\s*(\\S+)`, 'm').exec(text)?.[1] ?? '';
+
+testIf(missing, 'seccomp: the default filter refuses what docker\'s default profile refuses (keyring, namespaces, io_uring, i386 and x32 included) and lets the rest run', async (t) => {
+  const run = await setup(t);
+  const r = await run({ args: ['/probe'] });
+  t.is(r.exitCode, 0, r.stderr);
+  const got = results(r.stdout);
+  t.is(got.keyctl, EPERM);
+  t.is(got['unshare-user'], EPERM);
+  t.is(got['unshare-uts'], EPERM);
+  t.is(got.clone3, ENOSYS, 'clone3: ENOSYS, so libc falls back to clone, whose flags the filter can see');
+  t.is(got['clone-newuser'], EPERM);
+  t.is(got['clone-plain'], 0);
+  t.is(got.io_uring_setup, EPERM);
+  t.is(got['x32-getpid'], ENOSYS);
+  t.is(got['i386-keyctl'], EPERM);
+  t.is(got['i386-getpid'], 0);
+  const status = await run({ args: ['cat', '/proc/self/status'] });
+  t.is(statusField(status.stdout, 'Seccomp'), '2');
+  const sh = await run({ args: ['sh', '-c', 'unshare -U true'] });
+  t.not(sh.exitCode, 0);
+  t.regex(sh.stderr, /Operation not permitted/);
+});
+
+testIf(missing, 'seccomp: CAP_SYS_ADMIN allows namespaces and mounts (as docker\'s profile), and unconfined or privileged sandboxes have no filter', async (t) => {
+  const run = await setup(t);
+  const admin = results((await run({ args: ['/probe'], capAdd: ['SYS_ADMIN'] })).stdout);
+  t.is(admin['unshare-uts'], 0);
+  t.is(admin.keyctl, EPERM, 'the keyring stays closed whatever the capabilities');
+  for (const o of [{ seccomp: 'unconfined' as const }, { privileged: true }]) {
+    const r = await run({ args: ['/probe'], ...o });
+    const got = results(r.stdout);
+    t.not(got['unshare-user'], EPERM, JSON.stringify(o));
+    t.not(got.clone3, ENOSYS, JSON.stringify(o));
+    const status = await run({ args: ['cat', '/proc/self/status'], ...o });
+    t.is(statusField(status.stdout, 'Seccomp'), '0', JSON.stringify(o));
+  }
+});
