@@ -6,7 +6,7 @@ import {
 import { resolveImage } from '../../store/index.js';
 import { optBool, optList, optString } from '../args.js';
 import type { Command } from '../command.js';
-import { openContainerDeps, type ContainerDeps } from '../container-deps.js';
+import { openContainerList, type ContainerListDeps } from '../container-list.js';
 import { alignTabs, executeGoTemplate, parseGoTemplate } from '../go-template.js';
 import { formatTable, imageId, timeAgo } from './image-info.js';
 
@@ -130,7 +130,7 @@ function matchPorts(spec: string, keys: readonly string[]): boolean {
 }
 
 /** A prepared matcher of `ps --filter`: resolves the containers of before/since and the images of ancestor once. */
-async function prepareMatcher(filters: PsFilters, deps: ContainerDeps): Promise<(e: ContainerEntry, health: HealthState | undefined) => boolean> {
+async function prepareMatcher(filters: PsFilters, deps: ContainerListDeps): Promise<(e: ContainerEntry, health: HealthState | undefined) => boolean> {
   const createdOf = async (key: 'before' | 'since'): Promise<string[]> => Promise.all((filters.get(key) ?? []).map(async (v) => (await deps.containers.resolve(v)).config.created));
   const before = await createdOf('before');
   const since = await createdOf('since');
@@ -201,7 +201,7 @@ export const psCommand: Command = {
     const format = optString(args, 'format') ?? 'table';
     // Checked before anything is listed, so that a bad template fails even with no container.
     if (format !== 'json' && format !== 'table' && format !== '') parseGoTemplate(format.replace(/^table /, ''));
-    const deps = await openContainerDeps(ctx);
+    const deps = await openContainerList(ctx);
     // As docker: a status filter lists stopped containers without -a.
     const all = optBool(args, 'all') || filters.has('status');
     const noTrunc = optBool(args, 'no-trunc');
