@@ -65,7 +65,8 @@ function remember<T extends Stats | boolean | undefined>(key: string, value: T):
 
 function tryLstat(path: string): Stats | undefined {
   try {
-    return lstatSync(path);
+    // A missing path is the common answer in a layer: no exception (with its stack) for it.
+    return lstatSync(path, { throwIfNoEntry: false });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
