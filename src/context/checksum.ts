@@ -189,20 +189,30 @@ export async function checksumSources(selection: ContextSelection, options: Chec
       finish(e, startMs, `sha256:${r.hex}` as Digest);
     });
   };
+  /** The next unit for a thread: a large file (only threads take them), else a batch of small ones. */
+  const claim = (): { list: readonly ContextEntry[]; small: boolean } | undefined => {
+    const e = large[next];
+    if (e !== undefined) {
+      next++;
+      return { list: [e], small: false };
+    }
+    const list = batches[nextBatch];
+    if (list === undefined) return undefined;
+    nextBatch++;
+    return { list, small: true };
+  };
   // node:worker_threads loads only when files are hashed in threads (a cached build never needs it).
   const threadWorker = async (): Promise<void> => {
+    // The first unit is taken before the thread starts (and before the main thread takes any).
+    let unit = claim();
+    if (unit === undefined) return;
     const thread: HashThread = new (await import('./hash-thread.js')).HashThread();
     try {
-      for (;;) {
+      while (unit !== undefined) {
         options.signal?.throwIfAborted();
-        // Large files first (only threads take them), then batches of small ones.
-        const e = large[next];
-        const list = e !== undefined ? [e] : batches[nextBatch];
-        if (list === undefined) return;
-        if (e !== undefined) next++;
-        else nextBatch++;
         const startMs = Date.now();
-        finishThreaded(list, await thread.hashMany(list.map((x) => x.absPath), e === undefined), startMs);
+        finishThreaded(unit.list, await thread.hashMany(unit.list.map((x) => x.absPath), unit.small), startMs);
+        unit = claim();
       }
     } finally {
       await thread.close();
@@ -252,6 +262,7 @@ export async function checksumSources(selection: ContextSelection, options: Chec
   const largeBytes = large.reduce((n, e) => n + e.stat.size, 0);
   const enough = largeBytes >= THREAD_MIN_BYTES || small.length >= THREAD_MIN_FILES;
   const threads = options.readFile === undefined && enough ? Math.min(concurrency, THREADS, large.length + batches.length) : 0;
+  // The readers start (and the threads take their first units) before the main thread's pass.
   const readers = threads > 0 ? Array.from({ length: threads }, threadWorker) : Array.from({ length: Math.min(concurrency, large.length) }, worker);
   await Promise.all([smallPass(), ...readers].map((p) => p.catch((err: unknown) => {
     // The first failure stops the others at their next file or batch.
