@@ -1,7 +1,7 @@
 /**
  * CLI start-up, run by `npm run bench -- startup`. Needs a current build (`npm run build`): the CLI is
- * timed as users run it: bin/tsbuild.js executed through its `#!/usr/bin/env -S ...` line, on the bundle
- * dist/cli/main.js. Wall time (medians and minimums of N runs, interleaved) of `node -e 0` (Node alone, as
+ * timed as users run it: bin/tsbuild.js (CommonJS) executed through its `#!/usr/bin/env -S ...` line, on
+ * the bundle's entry dist/cli/main.cjs. Wall time (medians and minimums of N runs, interleaved) of `node -e 0` (Node alone, as
  * the environment has it and without NODE_EXTRA_CA_CERTS, which costs Node ~90 ms at start-up when it
  * names the system bundle; tsbuild's shebang defers it), `--version`, `images`, `ps`, a no-op
  * `build` of a fully cached Dockerfile and `run --rm busybox true` (root only), each also through the
@@ -63,8 +63,8 @@ process.exitCode = await runCli(process.argv.slice(2), { stdin: process.stdin, s
 /** Runs the start-up benchmark; prints one line per case. */
 export async function run(args: string[]): Promise<void> {
   const n = Number(args.find((a) => a.startsWith('--iterations='))?.slice(13) ?? 20);
-  if (!existsSync(join(REPO, 'dist', 'cli', 'main.js'))) {
-    process.stdout.write('startup bench: no dist/ (run npm run build first)\n');
+  if (!existsSync(join(REPO, 'dist', 'cli', 'main.cjs'))) {
+    process.stdout.write('startup bench: no bundle in dist/cli (run npm run build first)\n');
     return;
   }
   const unbundled = !args.includes('--no-unbundled') && existsSync(APP);
