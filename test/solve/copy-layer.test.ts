@@ -157,7 +157,7 @@ test(title('only the inputs of steps that read files need a snapshot'), (t) => {
   t.deepEqual([...verticesNeedingFiles(vertices, (v) => layer.has(v.id))].sort(), ['copy1', 'from', 'run']);
 });
 
-/** A context of `n` small files (read ahead on a thread by the streamed tar) in a few directories. */
+/** A context of `n` small files (a few over 256 KiB, streamed) in a few directories. */
 async function manySmall(t: Parameters<typeof tempDir>[0], n: number): Promise<{ ctx: string; upper: string; view: RootfsView }> {
   const dir = await tempDir(t);
   const ctx = join(dir, 'ctx');
@@ -179,7 +179,7 @@ async function tarFiles(tar: Readable): Promise<Map<string, Buffer>> {
   return files;
 }
 
-test(title('the streamed tar equals the packed top layer when many small files are read ahead on a thread'), async (t) => {
+test(title('the streamed tar equals the packed top layer when many small files are copied'), async (t) => {
   const { ctx, upper, view } = await manySmall(t, 700);
   const packedUpper = join(upper, '..', 'packed');
   await mkdir(packedUpper);
@@ -195,11 +195,11 @@ test(title('the streamed tar equals the packed top layer when many small files a
   await p.done;
 });
 
-test(title('files read ahead that grew or shrank after the walk are written with the bytes read'), async (t) => {
+test(title('files that grew, shrank or were emptied after the walk are written with the bytes read when the tar is made'), async (t) => {
   const { ctx, upper, view } = await manySmall(t, 300);
   view.deferFiles();
   await copyInto(view, copyOp(['many'], '/data'), contextSources(selectSources(ctx, ['many'])), undefined);
-  // After the walk: one file grows (the consumer reads it itself), one shrinks, one is emptied.
+  // After the walk: one file grows, one shrinks, one is emptied.
   await writeFile(join(ctx, 'many/d1/f1'), 'grown '.repeat(5000));
   await writeFile(join(ctx, 'many/d2/f2'), 'x');
   await writeFile(join(ctx, 'many/d3/f3'), '');
@@ -211,7 +211,7 @@ test(title('files read ahead that grew or shrank after the walk are written with
   t.is(files.get('data/d4/f4')?.toString(), 'file 4 '.repeat(4));
 });
 
-test(title('refuses a source file swapped for a symlink when many small files are read ahead on a thread'), async (t) => {
+test(title('refuses a source file swapped for a symlink after the walk among many small files'), async (t) => {
   const { ctx, upper, view } = await manySmall(t, 300);
   view.deferFiles();
   await copyInto(view, copyOp(['many'], '/data'), contextSources(selectSources(ctx, ['many'])), undefined);

@@ -16,15 +16,12 @@ import { getXattr, listXattrNames } from '../../sys/index.js';
 import type { FileWrite, RootfsView } from '../rootfs-view.js';
 import { commitActiveSnapshot, ensureChain, newSnapshotKey, viewOf } from '../snapshots.js';
 import { BUILD_LAYER_MEDIA_TYPE } from './source.js';
-import { SmallFileReader, type Prefetched } from './copy-prefetch.js';
 import { TarBatcher, type TarXattr } from '../../layer/index.js';
 import type { FsState, LayerRef, SolveDeps } from '../types.js';
 
 const BLOCK = 512;
 /** Files up to this size are read whole in one synchronous call. */
 const SMALL = 256 * 1024;
-/** With this many small files or more, they are read ahead on a worker thread (see copy-prefetch.ts). */
-const PREFETCH_MIN_FILES = 64;
 // SECURITY: never follow a symlink swapped in for a source file, never block on a fifo.
 const SRC_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
@@ -124,34 +121,8 @@ interface TarOptions {
   readonly now: number;
 }
 
-/** The recorded files of `tree` that {@link generateTar} reads whole (small ones), in the order it takes them. */
-function smallFilesInOrder(tree: readonly Node[]): FileWrite[] {
-  const out: FileWrite[] = [];
-  const visit = (nodes: readonly Node[]): void => {
-    for (const n of nodes) {
-      if (n.file !== undefined) {
-        if (n.file.size <= SMALL) out.push(n.file);
-      } else if (n.children !== undefined) {
-        visit(n.children);
-      }
-    }
-  };
-  visit(tree);
-  return out;
-}
-
-/** Generates the layer tar of `tree` (from {@link planTree}); many small files are read ahead on a thread. */
+/** Generates the layer tar of `tree` (from {@link planTree}). */
 async function* generateTar(tree: Node[], options: TarOptions): AsyncGenerator<Buffer> {
-  const ahead = smallFilesInOrder(tree);
-  const reader = ahead.length >= PREFETCH_MIN_FILES ? new SmallFileReader(ahead) : undefined;
-  try {
-    yield* tarEntries(tree, options, reader);
-  } finally {
-    await reader?.close();
-  }
-}
-
-async function* tarEntries(tree: Node[], options: TarOptions, reader: SmallFileReader | undefined): AsyncGenerator<Buffer> {
   const out = new TarBatcher();
   const small = Buffer.allocUnsafe(SMALL + 1);
   const clamp = (seconds: number): number => {
@@ -167,28 +138,8 @@ async function* tarEntries(tree: Node[], options: TarOptions, reader: SmallFileR
       continue;
     }
     const name = frame.rel + node.name;
-    const f = node.file;
-    if (f !== undefined && reader !== undefined && f.size <= SMALL) {
-      let r = reader.take();
-      if (r === undefined) {
-        try {
-          await reader.load();
-        } catch (e) {
-          throw ioError(`cannot copy ${f.source} to /${f.parts.join('/')}`, e);
-        }
-        r = reader.take() as Prefetched;
-      }
-      if (r.kind === 'data') {
-        fileHeader(out, name, f, r.data.length, clamp);
-        out.put(r.data);
-        out.zeros((BLOCK - (r.data.length % BLOCK)) % BLOCK);
-      } else if (r.kind === 'changed') {
-        yield* writeFileEntry(out, name, f, small, clamp); // it grew: read as before
-      } else {
-        throw ioError(`cannot copy ${f.source} to /${f.parts.join('/')}`, r.error);
-      }
-    } else if (f !== undefined) {
-      yield* writeFileEntry(out, name, f, small, clamp);
+    if (node.file !== undefined) {
+      yield* writeFileEntry(out, name, node.file, small, clamp);
     } else {
       const st = node.stat as Stats;
       if (node.children !== undefined) {
