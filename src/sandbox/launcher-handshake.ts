@@ -26,7 +26,9 @@ export interface HandshakeOptions {
   readonly zygote?: LauncherZygote | undefined;
   /** Kills the child (SIGKILL of a pid namespace's init kills all of it) and the launcher. */
   readonly signal?: AbortSignal | undefined;
-  /** Runs once the child's pid is known; writes the release bytes to `go` and ends it ('g' last). */
+  /** Writes the final release ('g') with the spec (`onPid` is then not called): nothing has to happen between the child's creation and its command. */
+  readonly releaseAtStart?: boolean;
+  /** Runs once the child's pid is known; writes the release bytes to `go` and ends it ('g' last), unless `releaseAtStart`. */
   readonly onPid: (pid: number, go: Writable) => Promise<void>;
 }
 
@@ -69,6 +71,7 @@ export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult
   spawnError.catch(() => undefined);
   try {
     specPipe.end(o.input);
+    if (o.releaseAtStart === true) goPipe.end('g');
     const lines: LauncherStatus[] = [];
     let buffered = '';
     let release: Promise<void> = Promise.resolve();
@@ -88,8 +91,10 @@ export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult
         lines.push(parsed);
         if (parsed.pid !== undefined) {
           pid = parsed.pid;
-          release = o.onPid(parsed.pid, goPipe);
-          release.catch(() => goPipe.destroy());
+          if (o.releaseAtStart !== true) {
+            release = o.onPid(parsed.pid, goPipe);
+            release.catch(() => goPipe.destroy());
+          }
         }
       }
     });

@@ -282,7 +282,9 @@ export class Sandbox {
       zygote: this.#zygoteFor(stdio),
       signal,
       // Two releases (launcher.c run_child): 'm' after the id maps, then the child sets up its file
-      // system while the cgroup is joined and the hooks run; 'g' lets the command start.
+      // system while the cgroup is joined and the hooks run; 'g' lets the command start. With none
+      // of them (a root build's RUN step) 'g' goes with the spec: the child never waits for us.
+      releaseAtStart: maps === undefined && cgroup === undefined && onCreated === undefined,
       onPid: async (pid, go) => {
         if (maps !== undefined) {
           await writeIdMaps(pid, maps);

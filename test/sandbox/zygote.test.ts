@@ -8,7 +8,9 @@ import { tempDir } from '../helpers/tmp.js';
 import { createRunSpec } from '../../src/sandbox/spec.js';
 import type { Sandbox } from '../../src/sandbox/sandbox.js';
 import { isTsbuildError } from '../../src/core/index.js';
-import { assertNoLeftoverMounts, notRoot, REPO, rootSandbox, runCaptured, spawningSandbox } from './sandbox-helpers.js';
+import { runHandshake } from '../../src/sandbox/launcher-handshake.js';
+import { encodeLauncherSpec } from '../../src/sandbox/launcher-spec.js';
+import { assertNoLeftoverMounts, ensureLauncher, notRoot, REPO, rootSandbox, runCaptured, spawningSandbox } from './sandbox-helpers.js';
 
 const missing = notRoot() ?? busyboxMissing();
 
@@ -145,6 +147,34 @@ testSerialIf(missing, 'zygote: a SIGKILLed tsbuild takes its zygote, the launche
   ];
   child.kill('SIGKILL');
   t.true(await allGone(procs), 'a process of the killed tsbuild is left');
+});
+
+testSerialIf(missing, 'launcher handshake: a run released with its spec starts its command without waiting for this process', async (t) => {
+  const { rootfs } = await setup(t);
+  const spec = createRunSpec({ root: { path: rootfs }, args: ['sh', '-c', 'echo started'] });
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (c: Buffer) => {
+    text += c.toString('utf8');
+  });
+  let deadline: NodeJS.Timeout | undefined;
+  const ended = await Promise.race([
+    runHandshake({
+      launcherPath: ensureLauncher(),
+      input: encodeLauncherSpec(spec, { rootfs }),
+      stdio: { stdout: out, stderr: out },
+      releaseAtStart: true,
+      // Never answers: only the release written with the spec lets the command start.
+      onPid: () => new Promise<void>(() => undefined),
+    }),
+    new Promise<undefined>((resolve) => {
+      deadline = setTimeout(() => resolve(undefined), 30_000);
+    }),
+  ]);
+  clearTimeout(deadline);
+  t.not(ended, undefined, 'the command waited for a release');
+  t.deepEqual(ended?.lines.filter((l) => l.exitCode !== undefined), [{ exitCode: 0 }]);
+  t.is(text, 'started\n');
 });
 
 testSerialIf(missing, 'zygote: after the zygote is gone, runs spawn their launchers', async (t) => {
