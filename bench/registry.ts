@@ -28,6 +28,7 @@ import { addLayer, createEmptyConfig, createManifest, serializeDocument } from '
 import { applyLayer, compressGzip, decompress, findCompressionTools, packLayer } from '../src/layer/index.js';
 import { HttpRegistryClient, pullImage, pushImage } from '../src/registry/index.js';
 import { openStore } from '../src/store/index.js';
+import { bundleDriver } from './drivers/bundle.js';
 
 const exec = promisify(execFile);
 const REPO = fileURLToPath(new URL('../', import.meta.url));
@@ -128,18 +129,6 @@ async function medianProcess(n: number, cmd: string, args: readonly string[]): P
   return times[Math.floor(times.length / 2)] ?? Number.NaN;
 }
 
-/** Bundles bench/drivers/pull.ts with esbuild into `dir` (as scripts/bundle.mjs bundles the CLI); returns the file. */
-async function bundleDriver(dir: string): Promise<string> {
-  const { build } = await import('esbuild');
-  const outfile = join(dir, 'pull-driver.mjs');
-  await build({
-    entryPoints: [join(REPO, 'bench/drivers/pull.ts')], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error',
-    // CommonJS dependencies call require(): give the ES module one.
-    banner: { js: "import { createRequire as __tsbuildRequire } from 'node:module'; const require = __tsbuildRequire(import.meta.url);" },
-  });
-  return outfile;
-}
-
 /** Runs the bundled driver (a child of plain Node) with `args`; its own wall time, CPU and peak RSS, and the registry's CPU meanwhile. */
 async function runDriver(driver: string, args: object, serverPid: number | undefined): Promise<{ ms: number; peakMb: number; cpuMs: number; serverCpuMs: number }> {
   const s0 = await processCpuMs(serverPid);
@@ -206,7 +195,7 @@ export async function run(args: string[]): Promise<void> {
     // layer committed as its snapshot (the hook the CLI gives), as a bundled driver and as the CLI process.
     // The driver runs bundled in plain Node (bench/drivers/pull.ts): this process runs under tsx, which
     // made the same pull take 1.3-1.4x the CPU (its GCs), so in-process rows measured the loader.
-    const driver = await bundleDriver(work);
+    const driver = await bundleDriver('pull', work);
     const pullLayers = layers.map((descriptor, index) => ({ index, descriptor, diffId: config.rootfs.diff_ids[index] as Digest }));
     const reference = `${regA.host}/bench/img:1`;
     const realPull = await runDriver(driver, { mode: 'pull', reference, root: join(work, 'real'), layers: pullLayers }, regA.child.pid);

@@ -23,6 +23,7 @@ import { MediaType, type Descriptor, type Digest } from '../src/core/index.js';
 import { addLayer, createEmptyConfig, createManifest, serializeDocument } from '../src/image/index.js';
 import { compressGzip, findCompressionTools, packLayer } from '../src/layer/index.js';
 import { loadArchive, openStore, resolveImage, saveArchive } from '../src/store/index.js';
+import { bundleDriver } from './drivers/bundle.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const REPO = fileURLToPath(new URL('../', import.meta.url));
@@ -99,21 +100,6 @@ async function generateImage(work: string, root: string, scale: number): Promise
 async function peakRssKb(): Promise<number> {
   const status = await readFile('/proc/self/status', 'utf8');
   return Number(/^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1] ?? 0);
-}
-
-/**
- * Bundles bench/drivers/unpack.ts with esbuild into `dir` (the unpack child then runs in plain Node,
- * as the CLI does, not under tsx); returns the file.
- */
-async function bundleUnpackDriver(dir: string): Promise<string> {
-  const { build } = await import('esbuild');
-  const outfile = join(dir, 'unpack-driver.mjs');
-  await build({
-    entryPoints: [join(REPO, 'bench/drivers/unpack.ts')], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error',
-    // CommonJS dependencies call require(): give the ES module one.
-    banner: { js: "import { createRequire as __tsbuildRequire } from 'node:module'; const require = __tsbuildRequire(import.meta.url);" },
-  });
-  return outfile;
 }
 
 /** Child: save the bench image from `root` to `file` (docker format). Prints JSON {ms, maxRssKb}. */
@@ -228,7 +214,7 @@ async function benchUnpack(work: string, root: string, scale: number, keep: bool
   const size = await generateImage(work, root, scale);
   process.stdout.write(`image: ${(size.raw / MB).toFixed(0)} MB raw, ${(size.gz / MB).toFixed(0)} MB gzip (generated in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
 
-  const driver = await bundleUnpackDriver(work);
+  const driver = await bundleDriver('unpack', work);
   for (let round = 1; round <= 2; round++) {
     const dropped = await dropCaches(drop);
     process.stdout.write(`round ${round}: ${dropped ? 'page cache dropped' : 'page cache kept'}; ${await describeMemory()}\n`);
