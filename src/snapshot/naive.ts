@@ -30,7 +30,8 @@ export class NaiveSnapshotter extends BaseSnapshotter {
   /** A naive layer starts as a copy of its parent. */
   readonly unpacksWithoutParent = false;
   protected readonly activeContent = 'fs';
-  protected readonly activeScratch = ['record'];
+  /** The inode record, and the change set of diff() when the step commits before releasing it (the solver's order). */
+  protected readonly activeScratch = ['record', 'diff'];
   private readonly privileged: boolean;
   private readonly userxattr: boolean;
 

@@ -51,12 +51,13 @@ for (const kind of ['overlay', 'naive'] as const satisfies readonly SnapshotterK
     const before = { dir: ino(activeDir), content: ino(join(activeDir, kind === 'overlay' ? 'upper' : 'fs')), meta: ino(join(activeDir, 'meta.json')) };
     const diff = await s.diff('run-1');
     const layer = await packDir(diff.dir, 'changeset');
-    await diff.release();
+    // The solver's order (commitActiveSnapshot): commit, then release the diff.
     const info = await s.commit('run-1', layer.diffId);
+    await diff.release();
     const committed = join(dirs.snapshots, kind, info.name.slice('sha256:'.length));
     // No new directory or metadata file: the same inodes, renamed (one mkdir and one file less per step).
     t.deepEqual({ dir: ino(committed), content: ino(join(committed, 'fs')), meta: ino(join(committed, 'meta.json')) }, before);
-    t.deepEqual(readdirSync(committed).sort(), ['fs', 'meta.json'], 'the scratch entries (overlay work/, naive record) left the snapshot');
+    t.deepEqual(readdirSync(committed).sort(), ['fs', 'meta.json'], 'the scratch entries (overlay work/, naive record and diff/) left the snapshot');
     t.is(readFileSync(join(committed, 'fs', 'f'), 'utf8'), 'f\n');
     t.like(JSON.parse(readFileSync(join(committed, 'meta.json'), 'utf8')) as object, { kind: 'committed', name: info.name, parent, diffId: layer.diffId });
     t.deepEqual(readdirSync(join(dirs.snapshots, kind, 'active')), []);
