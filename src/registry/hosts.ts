@@ -27,6 +27,11 @@ export function isPlainHttpAllowed(host: string, insecure: readonly string[] = [
   return insecure.some((h) => h.toLowerCase() === host.toLowerCase() || h.toLowerCase() === name);
 }
 
+/** True for `host:port` and `[v6]:port`: a registry address that names its port. */
+export function hasExplicitPort(host: string): boolean {
+  return /^(\[[^\]]*\]|[^:]*):\d+$/.test(host);
+}
+
 /** True for localhost, 127.0.0.0/8 and ::1 (with or without port): traffic that never leaves this machine. */
 export function isLoopbackHost(host: string): boolean {
   const name = hostNameOf(host).toLowerCase();

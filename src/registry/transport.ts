@@ -3,7 +3,7 @@ import { TsbuildError } from '../core/index.js';
 import { basicAuthorization, parseChallenge, tokenFromResponse, type AuthChallenge, type CachedToken, type TokenResponse } from './auth.js';
 import type { Credentials } from './credentials.js';
 import { isRetryableNetError, MAX_ERROR_BODY, netCodeOf, networkError, redact, responseError } from './errors.js';
-import { isLoopbackHost, isPlainHttpAllowed } from './hosts.js';
+import { hasExplicitPort, isLoopbackHost, isPlainHttpAllowed } from './hosts.js';
 import { drainBody, HttpPool, readBodyText, type HttpAnswer } from './http.js';
 import { TokenCache } from './token-cache.js';
 
@@ -175,7 +175,8 @@ export class RegistryTransport {
 
   /**
    * `https` unless plain HTTP is allowed for `host` and HTTPS does not answer there (docker's fallback).
-   * A loopback host is asked over plain HTTP first: a registry answering `/v2/` there (200, 401, 403)
+   * A loopback host with an explicit port is asked over plain HTTP first (the same socket either way;
+   * without a port, HTTP would ask :80 and HTTPS :443, two different servers): a registry answering `/v2/` there (200, 401, 403)
    * is used so, without a TLS attempt (TLS set-up, loading the roots and node:tls cost ~40 ms of CPU,
    * most of a no-op push or pull); anything else (a TLS server's 400, no answer) goes on as below.
    * The probe carries no credentials and never leaves the machine.
@@ -185,7 +186,7 @@ export class RegistryTransport {
     if (p === undefined) {
       p = (async () => {
         if (!isPlainHttpAllowed(host, this.o.insecureRegistries)) return 'https' as const;
-        if (isLoopbackHost(host) && await this.answersPlainHttp(host, signal)) return 'http' as const;
+        if (isLoopbackHost(host) && hasExplicitPort(host) && await this.answersPlainHttp(host, signal)) return 'http' as const;
         try {
           const res = await this.http.send(new URL(`https://${host}/v2/`), { method: 'GET', headers: { 'user-agent': this.o.userAgent }, ...(signal === undefined ? {} : { signal }) });
           await drainBody(res.body);
@@ -198,6 +199,11 @@ export class RegistryTransport {
         }
       })();
       this.schemes.set(host, p);
+      // A probe ended by the caller's signal decides nothing: the next request probes again.
+      const probe = p;
+      probe.catch(() => {
+        if (this.schemes.get(host) === probe) this.schemes.delete(host);
+      });
     }
     return p;
   }

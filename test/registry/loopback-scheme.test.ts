@@ -4,7 +4,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { MediaType, parseReference, type Descriptor } from '../../src/core/index.js';
 import { addLayer, createEmptyConfig, createManifest, serializeDocument } from '../../src/image/index.js';
-import { HttpRegistryClient, isLoopbackHost, pullImage, pushImage } from '../../src/registry/index.js';
+import { hasExplicitPort, HttpRegistryClient, isLoopbackHost, pullImage, pushImage } from '../../src/registry/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { testIf } from '../helpers/capability.js';
 import { registryMissing, startRegistry } from '../helpers/registry.js';
@@ -58,6 +58,11 @@ test('isLoopbackHost: localhost, 127.0.0.0/8 and ::1, with or without port; noth
   for (const h of ['registry.example', '10.0.0.1:5000', '128.0.0.1', 'localhost.example:5000', '[::2]:5000']) t.false(isLoopbackHost(h), h);
 });
 
+test('hasExplicitPort: only an address naming its port is probed over plain HTTP first (without one, HTTP and HTTPS reach different servers)', (t) => {
+  for (const h of ['localhost:5000', '127.0.0.1:80', '[::1]:5000']) t.true(hasExplicitPort(h), h);
+  for (const h of ['localhost', '127.0.0.1', '[::1]', 'a:b:c']) t.false(hasExplicitPort(h), h);
+});
+
 testIf(missing, 'registry: a plain-HTTP registry on a loopback address is spoken to without any TLS attempt (push, no-op push, pull)', async (t) => {
   const reg = await startRegistry(t);
   const fwd = await startForwarder(t, reg.host);
@@ -91,4 +96,21 @@ testIf(missing, 'registry: a TLS registry on a loopback address is still used ov
   // The plain-HTTP probe ('G' of GET), then TLS.
   t.is(fwd.firstBytes[0], 'G'.charCodeAt(0));
   t.true(fwd.firstBytes.slice(1).length > 0 && fwd.firstBytes.slice(1).every((b) => b === TLS_HANDSHAKE), String(fwd.firstBytes));
+});
+
+testIf(missing, 'registry: a scheme probe ended by the caller\'s signal is not remembered: the next pull of the same client probes again and works', async (t) => {
+  const reg = await startRegistry(t);
+  const dir = await tempDir(t);
+  const src = await openStore(join(dir, 'src'));
+  const manifest = await makeImage(src);
+  const ref = parseReference(`${reg.host}/team/img:v1`);
+  const pusher = new HttpRegistryClient({ retryBaseMs: 5 });
+  t.teardown(() => pusher.close());
+  await pushImage(pusher, src, manifest, ref);
+  const c = new HttpRegistryClient({ retryBaseMs: 5 });
+  t.teardown(() => c.close());
+  const dst = await openStore(join(dir, 'dst'));
+  await t.throwsAsync(pullImage(c, dst, ref, { platform: amd64, signal: AbortSignal.abort(new Error('stop')) }));
+  const pulled = await pullImage(c, dst, ref, { platform: amd64 });
+  t.is(pulled.manifest.digest, manifest.digest);
 });
