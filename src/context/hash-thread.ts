@@ -50,14 +50,6 @@ export type ThreadResult = ThreadHash | { readonly error: Error & { code?: strin
 export class HashThread {
   private readonly worker = new Worker(SOURCE, { eval: true });
 
-  /** Streams `absPath` through sha256 in the thread; rejects with an errno-like error when it cannot be read. */
-  async hash(absPath: string): Promise<ThreadHash> {
-    const [r] = await this.hashMany([absPath], false);
-    if (r === undefined) throw new Error('the hash thread returned no result');
-    if ('error' in r) throw r.error;
-    return r;
-  }
-
   /**
    * Hashes `paths` in turn in the thread; one result per path, in order. `small`: the files are
    * at most 1 MiB, a short read ends one. Rejects only when the thread itself fails.
