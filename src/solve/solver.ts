@@ -388,8 +388,11 @@ async function solveWithRemotes(graph: BuildGraph, deps: SolveDeps | LazySolveDe
     // The commits' scratch dirs are removed in the background, overlapping the next steps: done before the build ends.
     // The sandbox's launcher zygote (if it started one) ends with the build.
     await opened?.then(async (d) => {
-      await d.snapshotter.settle();
-      await d.sandbox.close();
+      try {
+        await d.snapshotter.settle();
+      } finally {
+        await d.sandbox.close();
+      }
     }, () => undefined);
   }
   if (options.signal.aborted) throw cancelled();
