@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
-import { readExtraCaFile } from '../sys/index.js';
+import { readExtraCaFile, withNodeRoots } from '../sys/index.js';
 
 /** Options of an {@link HttpPool}. */
 export interface HttpPoolOptions {
@@ -102,9 +102,7 @@ export class HttpPool {
         throw new TsbuildError('REG_TLS', `cannot read CA file ${f}: ${(err as Error).message}`, { cause: err });
       }));
     }
-    if (extra.length === 0) return undefined;
-    const { rootCertificates } = await import('node:tls');
-    return [...rootCertificates, ...extra];
+    return withNodeRoots(extra);
   }
 
   /**

@@ -6,4 +6,4 @@ export { SysCallError, ERRNO } from './libc.js';
 export { listXattrNames, getXattr, readXattrs, setXattr, removeXattr, compareBytewise, type Xattr } from './xattr.js';
 export { makeNode, makeDev, splitDev, type NodeKind } from './device.js';
 export { readProcStat, isPidRunning, type ProcStat } from './proc.js';
-export { DEFERRED_CA_VAR, deferNodeExtraCaCerts, extraCaFile, externalProgramEnv, readExtraCaFile } from './node-ca.js';
+export { DEFERRED_CA_VAR, deferNodeExtraCaCerts, extraCaFile, externalProgramEnv, readExtraCaFile, withNodeRoots } from './node-ca.js';

@@ -44,3 +44,13 @@ export function externalProgramEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 export async function readExtraCaFile(file: string | undefined): Promise<string | undefined> {
   return file === undefined ? undefined : readFile(file, 'utf8').catch(() => undefined);
 }
+
+/**
+ * The `ca` option of a TLS connection that trusts `extraPems` besides Node's roots (a `ca` replaces
+ * Node's list, so the roots are repeated); undefined, Node's defaults, when there are none.
+ */
+export async function withNodeRoots(extraPems: readonly string[]): Promise<string[] | undefined> {
+  if (extraPems.length === 0) return undefined;
+  const { rootCertificates } = await import('node:tls');
+  return [...rootCertificates, ...extraPems];
+}

@@ -1,7 +1,8 @@
 import test from 'ava';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DEFERRED_CA_VAR, deferNodeExtraCaCerts, extraCaFile, externalProgramEnv, readExtraCaFile } from '../../src/sys/index.js';
+import { rootCertificates } from 'node:tls';
+import { DEFERRED_CA_VAR, deferNodeExtraCaCerts, extraCaFile, externalProgramEnv, readExtraCaFile, withNodeRoots } from '../../src/sys/index.js';
 import { tempDir } from '../helpers/tmp.js';
 
 test('deferNodeExtraCaCerts: moves NODE_EXTRA_CA_CERTS to the deferred name, keeping a deferred name the shebang already set', (t) => {
@@ -40,4 +41,10 @@ test('readExtraCaFile: the file\'s text; undefined without a file or when it can
   t.is(await readExtraCaFile(file), '-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n');
   t.is(await readExtraCaFile(join(dir, 'missing.pem')), undefined);
   t.is(await readExtraCaFile(undefined), undefined);
+});
+
+test('withNodeRoots: Node\'s roots then the extra PEMs (a ca option replaces the roots); undefined without extras', async (t) => {
+  t.is(await withNodeRoots([]), undefined);
+  const ca = await withNodeRoots(['PEM-A', 'PEM-B']);
+  t.deepEqual(ca, [...rootCertificates, 'PEM-A', 'PEM-B']);
 });

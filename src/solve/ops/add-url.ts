@@ -4,11 +4,10 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
-import { rootCertificates } from 'node:tls';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { TsbuildError, type Digest, type SourceLocation } from '../../core/index.js';
-import { readExtraCaFile } from '../../sys/index.js';
+import { readExtraCaFile, withNodeRoots } from '../../sys/index.js';
 import { urlFileName } from './add-remote-kind.js';
 import type { CopySource } from './copy.js';
 
@@ -45,7 +44,7 @@ const MAX_REDIRECTS = 10;
 /** Node's root CAs plus the PEM text of `file`; undefined (Node's defaults) without a readable file. */
 async function trustedCas(file: string | undefined): Promise<string[] | undefined> {
   const pem = await readExtraCaFile(file);
-  return pem === undefined ? undefined : [...rootCertificates, pem];
+  return withNodeRoots(pem === undefined ? [] : [pem]);
 }
 
 /** GETs `url`, following up to 10 redirects between http and https URLs; resolves with the final response. */
