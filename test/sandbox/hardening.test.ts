@@ -114,6 +114,26 @@ testIf(missing, 'sandbox: a device node made in the container or carried by its 
   ]);
 });
 
+testIf(missing, 'sandbox: device nodes on submounts that an rbind volume or a directory root brings along cannot be opened either (nodev on the whole tree) unless privileged', async (t) => {
+  const { dir, rootfs, run } = await setup(t);
+  const vol = join(dir, 'vol');
+  // Host-side submounts that allow devices, each holding /dev/zero's numbers: below a volume and below the root.
+  const subs = [join(vol, 'sub'), join(rootfs, 'subm')];
+  for (const s of subs) {
+    await mkdir(s, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'dev,mode=755', 'tsbuild-test-sub', s]);
+    t.teardown(() => execFileSync('umount', ['-l', s]));
+    execFileSync('mknod', [join(s, 'zero'), 'c', '1', '5']);
+  }
+  const script = 'for p in /vol/sub/zero /subm/zero; do head -c 1 $p >/dev/null 2>&1 && echo opened $p || echo refused $p; done';
+  const mounts = [{ destination: '/vol', type: 'bind', source: vol, options: ['rbind', 'rprivate'] }];
+  const r = await run({ args: ['sh', '-c', script], mounts });
+  t.is(r.exitCode, 0, r.stderr);
+  t.deepEqual(r.stdout.trim().split('\n'), ['refused /vol/sub/zero', 'refused /subm/zero']);
+  const p = await run({ args: ['sh', '-c', script], mounts, privileged: true });
+  t.deepEqual(p.stdout.trim().split('\n'), ['opened /vol/sub/zero', 'opened /subm/zero']);
+});
+
 testIf(missing, 'sandbox: env, working directory and default PATH apply when given', async (t) => {
   const { run } = await setup(t);
   const r = await run({ args: ['sh', '-c', 'pwd; echo $FOO; echo $PATH'], env: ['FOO=bar baz'], cwd: '/work/dir' });

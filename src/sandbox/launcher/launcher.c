@@ -350,7 +350,38 @@ static unsigned long locked_flags(const char *path) {
 }
 
 static void remount_bind(const char *target, unsigned long flags, const char *what) {
-  if (mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | flags | locked_flags(target), NULL) < 0) fail("remount-readonly", what);
+  if (mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | flags | locked_flags(target), NULL) < 0) fail("remount-bind", what);
+}
+
+/* SECURITY: nodev on the submounts an rbind brought along too (a remount changes only the top mount,
+ * so `-v /:/host` would keep /host/dev's nodes usable). mount_setattr (Linux 5.12+) does the whole
+ * tree; older kernels: each submount listed below target in mountinfo is remounted. */
+static void nodev_submounts(const char *target, const char *what) {
+  struct mount_attr attr = { .attr_set = MOUNT_ATTR_NODEV };
+  if (mount_setattr(AT_FDCWD, target, AT_RECURSIVE, &attr, sizeof attr) == 0) return;
+  if (errno != ENOSYS) fail("nodev-submounts", what);
+  /* target may be a /proc/self/fd/N path: mountinfo names the real one. */
+  char real[PATH_MAX];
+  ssize_t rl = readlink(target, real, sizeof real - 1);
+  if (rl > 0) real[rl] = '\0';
+  else snprintf(real, sizeof real, "%s", target);
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (f == NULL) fail("read-mountinfo", what);
+  size_t tlen = strlen(real);
+  char line[8192];
+  while (fgets(line, sizeof line, f) != NULL) {
+    char mp[PATH_MAX];
+    /* Fields: id parent major:minor root mountpoint ... (octal escapes such as \040 for spaces). */
+    if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1) continue;
+    char *w = mp;
+    for (char *r = mp; *r; ) {
+      if (r[0] == '\\' && r[1] >= '0' && r[1] <= '7' && r[2] && r[3]) { *w++ = (char)strtol((char[]){ r[1], r[2], r[3], 0 }, NULL, 8); r += 4; }
+      else *w++ = *r++;
+    }
+    *w = '\0';
+    if (strncmp(mp, real, tlen) == 0 && mp[tlen] == '/') remount_bind(mp, MS_NODEV, what);
+  }
+  fclose(f);
 }
 
 /* The host devices of a privileged sandbox (the standard nodes already there are kept): mknod as
@@ -448,6 +479,7 @@ static void do_mount(int rootfd, const struct mnt *m) {
     reopen_mounted(rootfd, m->dest, &fd, target, sizeof target);
     unsigned long extra = flags & ~(MS_BIND | MS_REC);
     if (extra != 0) remount_bind(target, extra, m->dest);
+    if ((flags & MS_REC) && (flags & MS_NODEV)) nodev_submounts(target, m->dest);
   } else {
     int rc = mount(m->source, target, m->type, flags, data[0] ? data : NULL);
     if (rc < 0 && !strcmp(m->type, "devpts") && (errno == EINVAL || errno == EPERM) && strstr(data, "gid=") != NULL) {
@@ -572,7 +604,10 @@ static void setup_rootfs(void) {
     mount_overlay();
   } else {
     if (mount(S.rootfs, S.rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) fail("bind-rootfs", S.rootfs);
-    if (!S.all_devices) remount_bind(S.rootfs, MS_NODEV, S.rootfs);
+    if (!S.all_devices) {
+      remount_bind(S.rootfs, MS_NODEV, S.rootfs);
+      nodev_submounts(S.rootfs, S.rootfs);
+    }
   }
   int rootfd = open(S.rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0) fail("open-rootfs", S.rootfs);
@@ -927,8 +962,9 @@ static void __attribute__((noreturn)) join_child(int exec_pipe) {
   if (S.has_user) {
     apply_credentials();
   } else {
-    if (S.seccomp && seccomp_install_default(S.caps) < 0) fail("seccomp", "filter");
+    /* no_new_privs first: with it the filter needs no CAP_SYS_ADMIN. */
     if (S.nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("no-new-privs", "prctl");
+    if (S.seccomp && seccomp_install_default(S.caps) < 0) fail("seccomp", "filter");
   }
   if (!S.detach && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "child");
   if (chdir(S.cwd) < 0) fail("chdir", S.cwd);
