@@ -65,6 +65,8 @@ export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult
     launcher.kill();
   };
   o.signal?.addEventListener('abort', killAll, { once: true });
+  // An abort while the launcher was being started (or before: the zygote's queue, the sandbox's set-up) fired no event here.
+  if (o.signal?.aborted === true) killAll();
   const spawnError = launcher.startError.catch((err: Error) => {
     throw new TsbuildError('SANDBOX_LAUNCHER', `cannot start the sandbox launcher ${o.launcherPath}: ${err.message}`, { cause: err, exitCode: 125 });
   });

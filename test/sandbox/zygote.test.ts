@@ -188,3 +188,23 @@ testSerialIf(missing, 'zygote: after the zygote is gone, runs spawn their launch
   t.is(r.stdout, 'still works\n');
   t.is((await launcherParent(sandbox, rootfs)).parent, process.pid);
 });
+
+testSerialIf(missing, 'launcher handshake: a signal aborted before the handshake listens (while the launcher was started) still kills the run', async (t) => {
+  const { rootfs } = await setup(t);
+  const spec = createRunSpec({ root: { path: rootfs }, args: ['sh', '-c', 'echo ran'] });
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (c: Buffer) => {
+    text += c.toString('utf8');
+  });
+  const r = await runHandshake({
+    launcherPath: ensureLauncher(),
+    input: encodeLauncherSpec(spec, { rootfs }),
+    stdio: { stdout: out, stderr: out },
+    releaseAtStart: true,
+    signal: AbortSignal.abort(new Error('stop')),
+    onPid: async () => undefined,
+  });
+  t.true(r.aborted);
+  t.false(text.includes('ran'), text);
+});
