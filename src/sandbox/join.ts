@@ -96,6 +96,8 @@ export function encodeJoinSpec(spec: JoinSpec): Buffer {
     add('caps', capabilityMask(spec.capabilities ?? []));
     if (spec.capabilitiesHeld === true) add('capsheld', 1);
     add('user', u.uid, u.gid, (u.additionalGids ?? []).join(','));
+  } else if (spec.seccomp === true) {
+    add('caps', capabilityMask(spec.capabilities ?? [])); // what the filter is judged against
   }
   for (const e of spec.env) add('env', e);
   for (const a of spec.args) add('arg', a);

@@ -25,7 +25,7 @@ export const SECCOMP_DENY: readonly SeccompDeny[] = [
   ...unless(['CAP_SYS_BOOT'], 'reboot', 'kexec_load', 'kexec_file_load'),
   ...unless(['CAP_SYS_MODULE'], 'init_module', 'finit_module', 'delete_module'),
   ...unless(['CAP_SYS_RAWIO'], 'iopl', 'ioperm'),
-  ...unless(['CAP_SYS_TIME'], 'settimeofday', 'stime', 'clock_settime', 'clock_settime64', 'clock_adjtime', 'clock_adjtime64'),
+  ...unless(['CAP_SYS_TIME'], 'settimeofday', 'stime', 'clock_settime', 'clock_settime64'),
   ...unless(['CAP_SYS_PACCT'], 'acct'),
   ...unless(['CAP_SYS_PTRACE'], 'kcmp', 'userfaultfd'),
   ...unless(['CAP_DAC_READ_SEARCH'], 'open_by_handle_at'),

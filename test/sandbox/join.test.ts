@@ -24,6 +24,13 @@ test('encodeJoinSpec: encodes user, capabilities, rlimits and detach when given'
   t.true(out.join(' ').includes('rlimit 7 10 20 caps 33 user 65534 65534 1,2'));
 });
 
+test('encodeJoinSpec: a seccomp filter is judged against the given capabilities, also when the credentials are kept', (t) => {
+  const out = tokens({ ...base, seccomp: true, capabilities: ['CAP_CHOWN', 'CAP_KILL'] }).join(' ');
+  t.true(out.includes('seccomp default'));
+  t.true(out.includes('caps 33'));
+  t.false(out.includes('user '));
+});
+
 test('encodeJoinSpec: rejects what the launcher cannot do safely when the spec is bad', (t) => {
   const bad = (s: JoinSpec): void => {
     const err = t.throws(() => encodeJoinSpec(s));

@@ -103,6 +103,8 @@ testIf(missing, 'seccomp: CAP_SYS_ADMIN allows namespaces and mounts (as docker\
     const got = results(r.stdout);
     t.not(got['unshare-user'], EPERM, JSON.stringify(o));
     t.not(got.clone3, ENOSYS, JSON.stringify(o));
+    // The filtered x32 answer (ENOSYS) only shows the filter's x32 check on a kernel with the x32 ABI.
+    if ('seccomp' in o) t.log(got['x32-getpid'] === 0 ? 'this kernel runs x32 calls: the filter\'s x32 check was exercised' : 'this kernel has no x32 ABI: the x32 assertion holds without the filter too');
     const status = await run({ args: ['cat', '/proc/self/status'], ...o });
     t.is(statusField(status.stdout, 'Seccomp'), '0', JSON.stringify(o));
   }

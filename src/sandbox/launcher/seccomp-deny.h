@@ -1,6 +1,8 @@
 /*
- * The system calls docker's default seccomp profile refuses, with the capabilities that allow
- * them (-1: none). Included once per architecture (seccomp.c: x86_64, seccomp-i386.c: i386) with
+ * The significant system calls docker's default seccomp profile refuses, with the capabilities that
+ * allow them (-1: none). Not all of them: docker also narrows personality's arguments, AF_VSOCK
+ * sockets and a few CAP_SYS_PTRACE/CAP_SYS_NICE calls, which stay allowed here. clock_adjtime is
+ * allowed, as docker (glibc's adjtimex reads the clock through it; the kernel checks writes). Included once per architecture (seccomp.c: x86_64, seccomp-i386.c: i386) with
  * DENY(name, cap_a, cap_b) defined; calls the architecture lacks are left out by the #ifdefs.
  * Capability numbers: linux/capability.h.
  */
@@ -153,12 +155,6 @@ DENY(clock_settime, CAP_SYS_TIME, -1)
 #endif
 #ifdef __NR_clock_settime64
 DENY(clock_settime64, CAP_SYS_TIME, -1)
-#endif
-#ifdef __NR_clock_adjtime
-DENY(clock_adjtime, CAP_SYS_TIME, -1)
-#endif
-#ifdef __NR_clock_adjtime64
-DENY(clock_adjtime64, CAP_SYS_TIME, -1)
 #endif
 #ifdef __NR_acct
 DENY(acct, CAP_SYS_PACCT, -1)
