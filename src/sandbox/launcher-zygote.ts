@@ -80,10 +80,6 @@ export class LauncherZygote {
     this.#control.unref();
   }
 
-  get broken(): boolean {
-    return this.#broken;
-  }
-
   /** A launcher forked for `stdio`, or undefined when it must be spawned (stdio the zygote cannot give, or the zygote is gone). */
   launch(stdio: SandboxStdio): Promise<LauncherProcess | undefined> {
     const modes = zygoteModes(stdio);
@@ -126,6 +122,8 @@ export class LauncherZygote {
       } catch {
         for (const fd of opened) if (fd >= 0) closeSync(fd);
         this.#send(`c\nk ${pid}\nw ${pid}\n`);
+        // Its /proc/PID/fd cannot be opened (a hardened /proc): every later run would fail the same way.
+        this.#broken = true;
         return undefined;
       }
       this.#send('c\n');
