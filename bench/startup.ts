@@ -16,6 +16,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeBusyboxImage } from '../test/helpers/base-image.js';
+import { DEFERRED_CA_VAR, extraCaFile } from '../src/sys/index.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(REPO, 'bin', 'tsbuild.js');
@@ -100,7 +101,7 @@ export async function run(args: string[]): Promise<void> {
     const entries: { label: string; entry: string[]; env?: Record<string, string | undefined> }[] = [
       { label: 'bundle', entry: [BIN] },
       { label: 'no-cache', entry: [BIN], env: { TSBUILD_CODE_CACHE_DIR: '' } },
-      ...(unbundled ? [{ label: 'unbundled', entry: [process.execPath, unbundledEntry], env: { NODE_EXTRA_CA_CERTS: undefined, TSBUILD_NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS ?? '' } }] : []),
+      ...(unbundled ? [{ label: 'unbundled', entry: [process.execPath, unbundledEntry], env: { NODE_EXTRA_CA_CERTS: undefined, [DEFERRED_CA_VAR]: extraCaFile(process.env) } }] : []),
     ];
     const times = new Map<string, Sample[]>();
     for (let i = 0; i < n; i++) {
