@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { TsbuildError, type BuildEvent } from '../core/index.js';
+import { notSupportedYet, TsbuildError, type BuildEvent, type Platform } from '../core/index.js';
 import { lintDockerfile, parseDockerfile, type LintFinding } from '../dockerfile/index.js';
 import { parsePlatform, platformFromNode } from '../image/index.js';
 import { graphToDot, planBuild } from '../plan/index.js';
@@ -57,7 +57,7 @@ export async function runBuildFrontEnd(req: FrontEndRequest, ctx: CommandContext
   }
 
   const buildPlatform = platformFromNode(process.platform, process.arch);
-  const targetPlatform = req.platform === undefined ? buildPlatform : parsePlatform(req.platform);
+  const targetPlatform = req.platform === undefined ? buildPlatform : targetPlatformOf(req.platform);
   const planOptions = { buildArgs: req.buildArgs, target: req.target, buildPlatform, targetPlatform };
   if (req.print === undefined) {
     return runBuild(req.build, { dockerfile, dockerfilePath: input.path, contextDir: req.contextDir, planOptions, formatWarning }, ctx);
@@ -73,4 +73,13 @@ export async function runBuildFrontEnd(req: FrontEndRequest, ctx: CommandContext
   }
   ctx.stdout.write(graphToDot(result.graph));
   return 0;
+}
+
+/** `--platform`: one platform (several at once, a multi-platform index, is not supported yet). */
+function targetPlatformOf(text: string): Platform {
+  if (text.includes(',')) {
+    const e = notSupportedYet(`building several platforms at once (--platform ${text})`, 'build each platform with its own --platform and tag');
+    throw new TsbuildError(e.code, e.message, { exitCode: 125, ...(e.hint === undefined ? {} : { hint: e.hint }) });
+  }
+  return parsePlatform(text);
 }

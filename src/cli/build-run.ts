@@ -1,11 +1,11 @@
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
-import { formatReference, notSupportedYet, parseReference, TsbuildError, type BuildEvent, type EventSink, type ImageConfig, type Platform } from '../core/index.js';
+import { formatReference, parseReference, TsbuildError, type BuildEvent, type EventSink, type ImageConfig, type Platform } from '../core/index.js';
 import type { Dockerfile } from '../dockerfile/index.js';
-import { formatPlatform } from '../image/index.js';
+import { parsePlatform } from '../image/index.js';
 import type { CompressionTools } from '../layer/index.js';
-import { planBuild, type BuildGraph } from '../plan/index.js';
+import { baseImageKey, planBuild, type BuildGraph } from '../plan/index.js';
 import type { Store } from '../store/index.js';
 import { exportImage, imageCreatedTime, findHostTools, resolveBaseImage, type Entitlement, type LazySolveDeps, type ResolvedBase, solveGraph } from '../solve/index.js';
 import type { HttpRegistryClient } from '../registry/index.js';
@@ -61,14 +61,8 @@ export interface ParsedBuild {
   readonly formatWarning: (e: BuildEvent) => string | undefined;
 }
 
-/** Rejects the flags whose features arrive later (CLI_NOT_SUPPORTED, exit 125). */
-function checkFlags(req: BuildRequest, parsed: ParsedBuild): void {
-  const no = (what: string, hint?: string): never => {
-    const e = notSupportedYet(what, hint);
-    throw new TsbuildError(e.code, e.message, { exitCode: 125, ...(e.hint === undefined ? {} : { hint: e.hint }) });
-  };
-  const { buildPlatform, targetPlatform } = parsed.planOptions;
-  if (formatPlatform(buildPlatform) !== formatPlatform(targetPlatform)) no(`building for another platform (${formatPlatform(targetPlatform)})`);
+/** Checks flag values the front end does not (exit 125). */
+function checkFlags(req: BuildRequest): void {
   for (const l of req.labels) {
     if (!l.includes('=')) throw new TsbuildError('CLI_BAD_VALUE', `invalid --label "${l}": expected KEY=VALUE`, { exitCode: 125 });
   }
@@ -81,9 +75,9 @@ function parseSourceDateEpoch(value: string | undefined): number | undefined {
   return Number(value);
 }
 
-/** The image references a graph's source vertices name (as listBaseImages). */
-function imageSourcesOf(graph: BuildGraph): string[] {
-  return graph.vertices.flatMap((v) => (v.op.type === 'source' && v.op.source === 'image' ? [v.op.ref] : []));
+/** The images a graph's source vertices name, with the platform each is needed for. */
+function imageSourcesOf(graph: BuildGraph): { readonly key: string; readonly ref: string; readonly platform: string }[] {
+  return graph.vertices.flatMap((v) => (v.op.type === 'source' && v.op.source === 'image' ? [{ key: baseImageKey(v.op.ref, v.op.platform), ref: v.op.ref, platform: v.op.platform }] : []));
 }
 
 function withLabels(graph: BuildGraph, labels: readonly string[]): BuildGraph {
@@ -117,7 +111,7 @@ export async function runBuild(req: BuildRequest, parsed: ParsedBuild, ctx: Comm
 
 async function buildWith(client: () => Promise<HttpRegistryClient>, req: BuildRequest, parsed: ParsedBuild, ctx: CommandContext, progress: BuildProgress): Promise<number> {
   const events = progress.events;
-  checkFlags(req, parsed);
+  checkFlags(req);
   // Rootless: the whole build runs again as root of a user namespace over the user's sub-ids (rootless-build.ts).
   if (process.getuid?.() !== 0) {
     const stdinText = parsed.dockerfilePath === undefined ? [...ctx.sources.values()][0] : undefined;
@@ -140,10 +134,10 @@ async function buildWith(client: () => Promise<HttpRegistryClient>, req: BuildRe
   let planned: ReturnType<typeof planBuild>;
   for (;;) {
     planned = planBuild(parsed.dockerfile, { ...parsed.planOptions, baseImages: new Map([...bases].map(([k, v]) => [k, v.config] as const)) });
-    const missing = [...new Set(imageSourcesOf(planned.graph))].filter((r) => !bases.has(r));
+    const missing = imageSourcesOf(planned.graph).filter((r) => !bases.has(r.key));
     if (missing.length === 0) break;
     const puller = { client, always: req.pull, events, signal: ctx.signal };
-    for (const ref of missing) bases.set(ref, await resolveBaseImage(store, ref, parsed.planOptions.targetPlatform, puller));
+    for (const m of missing) if (!bases.has(m.key)) bases.set(m.key, await resolveBaseImage(store, m.ref, parsePlatform(m.platform), puller));
   }
   for (const w of planned.warnings) {
     const line = parsed.formatWarning(w);

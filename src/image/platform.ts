@@ -45,3 +45,16 @@ export function platformFromNode(platform: string, arch: string): Platform {
   const table: Readonly<Record<string, string>> = { x64: 'amd64', ia32: '386', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
   return normalizePlatform({ os: platform === 'win32' ? 'windows' : platform, architecture: table[arch] ?? arch });
 }
+
+/**
+ * True when an image made for `have` (an image config's os/architecture/variant) serves `want`:
+ * same os and architecture after normalising, and the same variant when both name one. A config
+ * that names no architecture (invalid, but seen in hand-made images) matches anything.
+ */
+export function platformMatches(have: { readonly os?: string; readonly architecture?: string; readonly variant?: string }, want: Platform): boolean {
+  if (have.architecture === undefined || have.architecture === '' || have.os === undefined || have.os === '') return true;
+  const h = normalizePlatform({ os: have.os, architecture: have.architecture, ...(have.variant === undefined ? {} : { variant: have.variant }) });
+  const w = normalizePlatform(want);
+  if (h.os !== w.os || h.architecture !== w.architecture) return false;
+  return h.variant === undefined || w.variant === undefined || h.variant === w.variant;
+}

@@ -21,6 +21,14 @@ export type SourceOp =
   /** `FROM <earlier stage>`: continues from that stage's final state (its last vertex is the input). */
   | { readonly type: 'source'; readonly source: 'stage'; readonly stage: number };
 
+/**
+ * The key of an image source in the base-image maps (PlanOptions.baseImages, the solver's): one
+ * reference can be needed for two platforms (`FROM --platform=$BUILDPLATFORM x` and `FROM x`).
+ */
+export function baseImageKey(ref: string, platform: string): string {
+  return `${ref} ${platform}`;
+}
+
 /** A RUN mount, resolved (variables expanded, relative targets made absolute, defaults filled). */
 export type ExecMount =
   | { readonly type: 'bind'; readonly target: string; readonly source: string; readonly from: SourceRef; readonly readwrite: boolean }

@@ -4,7 +4,7 @@ import { formatPlatform, normalizePlatform, parsePlatform } from '../image/index
 import { declareStageArgs, expandText, platformArgValues, resolveGlobalArgs, unusedBuildArgs, type ArgEnv, type ArgScope } from './args.js';
 import { computeCacheKeys } from './cache-key.js';
 import { convertInstruction, displayText, type StageContext } from './convert.js';
-import type { BuildGraph, GraphStage, Op, SourceRef, StageBase, Vertex } from './graph.js';
+import { baseImageKey, type BuildGraph, type GraphStage, type Op, type SourceRef, type StageBase, type Vertex } from './graph.js';
 import { applyEdit, cloneConfig, configFromImage, getEnv, toImageConfig, type ConfigState } from './image-config.js';
 import { checkStages, findTargetStage, resolveStageRef, stageIndexByName } from './stages.js';
 
@@ -16,7 +16,7 @@ export interface PlanOptions {
   readonly target?: string | undefined;
   readonly buildPlatform: Platform;
   readonly targetPlatform: Platform;
-  /** Resolved configs of base images, keyed by the reference as {@link listBaseImages} returns it. */
+  /** Resolved configs of base images, keyed by {@link baseImageKey} of the reference (as {@link listBaseImages} returns it) and the platform. */
   readonly baseImages: ReadonlyMap<string, ImageConfig>;
 }
 
@@ -176,7 +176,7 @@ function planStage(p: Planner, index: number): PlannedStage {
   } else {
     platform = requested ?? p.options.targetPlatform;
     base = { type: 'image', ref: imageWord };
-    config = configFromImage(p.options.baseImages.get(imageWord), platform);
+    config = configFromImage(p.options.baseImages.get(baseImageKey(imageWord, formatPlatform(platform))), platform);
     op = { type: 'source', source: 'image', ref: imageWord, platform: formatPlatform(platform) };
   }
   const idOf = (step: number): string => `s${index}.${step}`;

@@ -36,8 +36,12 @@ export function parseStatusLine(line: string): LauncherStatus | undefined {
 /** `ENOENT (no such file or directory)` for an errno number. */
 export function describeErrno(errno: number): string {
   const entry = getSystemErrorMap().get(-errno);
-  return entry === undefined ? `errno ${errno}` : `${entry[0]} (${entry[1]})`;
+  if (entry !== undefined) return `${entry[0]} (${entry[1]})`;
+  // Not in libuv's map, but what execve says for a binary of another architecture.
+  return errno === ENOEXEC ? 'ENOEXEC (exec format error)' : `errno ${errno}`;
 }
+
+const ENOEXEC = 8;
 
 /** The TsbuildError for a failed launcher step: 127 for a missing command, 126 for one not executable, else 125. */
 export function setupError(e: LauncherError, spec: RunSpec): TsbuildError {
@@ -50,7 +54,10 @@ export function setupError(e: LauncherError, spec: RunSpec): TsbuildError {
         exitCode: 127,
       });
     }
-    return new TsbuildError('SANDBOX_COMMAND_NOT_EXECUTABLE', `cannot execute ${e.detail} in the container: ${why}`, { exitCode: 126 });
+    return new TsbuildError('SANDBOX_COMMAND_NOT_EXECUTABLE', `cannot execute ${e.detail} in the container: ${why}`, {
+      exitCode: 126,
+      ...(e.errno === ENOEXEC ? { hint: 'it is not an executable for this machine: a binary of another architecture (an image for another platform) runs only with an emulator registered in binfmt_misc, e.g. qemu-user-static' } : {}),
+    });
   }
   if (e.step === 'chdir') {
     return new TsbuildError('SANDBOX_BAD_WORKDIR', `cannot change to the working directory ${e.detail}: ${why}`, { exitCode: 125 });

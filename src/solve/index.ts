@@ -3,8 +3,9 @@
  *
  * Typical use (the CLI wires the effects):
  * ```ts
- * const bases = new Map([[ref, await resolveBaseImage(store, ref, platform)]]);   // FROM images, local store
- * const { graph } = planBuild(df, { ..., baseImages: new Map([[ref, bases.get(ref).config]]) });
+ * const key = baseImageKey(ref, formatPlatform(platform));                          // ref + platform, as the graph names it
+ * const bases = new Map([[key, await resolveBaseImage(store, ref, platform)]]);   // FROM images, local store
+ * const { graph } = planBuild(df, { ..., baseImages: new Map([[key, bases.get(key).config]]) });
  * const result = await solveGraph(graph, { store, snapshotter, sandbox, compressionTools, events }, options);
  * const image = await exportImage(store, graph, result.output, { tags, created });
  * ```

@@ -1,7 +1,7 @@
 import { posix } from 'node:path';
 import { sha256Of, type Digest, type MissChange } from '../core/index.js';
 import type { SelectionChecksum } from '../context/index.js';
-import { blankOp, type BuildGraph, type Vertex } from '../plan/index.js';
+import { baseImageKey, blankOp, type BuildGraph, type Vertex } from '../plan/index.js';
 import type { Store } from '../store/index.js';
 import { MAX_STEP_FILES, StepInputsStore, stepIdentityOf, type StepInput, type StepInputs } from './step-inputs.js';
 import type { ResolvedBase } from './types.js';
@@ -235,7 +235,7 @@ export class MissExplainer {
       const op = cur.op;
       if (op.type === 'meta' && op.edit.kind === 'env') for (const [k] of op.edit.pairs) names.add(k);
       if (op.type === 'source' && op.source === 'image') {
-        for (const kv of this.ctx.baseImages.get(op.ref)?.config.config?.Env ?? []) names.add(kv.split('=')[0] ?? kv);
+        for (const kv of this.ctx.baseImages.get(baseImageKey(op.ref, op.platform))?.config.config?.Env ?? []) names.add(kv.split('=')[0] ?? kv);
       }
       const up: string | undefined = cur.inputs[0];
       cur = up === undefined ? undefined : this.#byId.get(up);
@@ -251,7 +251,7 @@ export class MissExplainer {
     const inputs = v.inputs.map((id): StepInput => {
       const iv = this.#layerInput(id);
       const key = (iv === undefined ? undefined : this.ctx.keys.get(iv.id)) ?? ('sha256:' as Digest);
-      const base = iv?.op.type === 'source' && iv.op.source === 'image' ? this.ctx.baseImages.get(iv.op.ref) : undefined;
+      const base = iv?.op.type === 'source' && iv.op.source === 'image' ? this.ctx.baseImages.get(baseImageKey(iv.op.ref, iv.op.platform)) : undefined;
       return { name: iv?.name ?? id, key, ...(base === undefined ? {} : { image: { ref: base.ref, digest: base.manifestDigest } }) };
     });
     const files = fileDigestsOf(this.ctx.files.get(v.id) ?? []);

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import PQueue from 'p-queue';
 import { isTsbuildError, sha256Of, TsbuildError, type Digest } from '../core/index.js';
 import { checksumSources, loadIgnore, selectSources, StatCache, statCacheName, type ContextSelection, type LoadedIgnore } from '../context/index.js';
-import { computeCacheKeys, isIndependentLink, type BuildGraph, type CopyOp, type Vertex } from '../plan/index.js';
+import { baseImageKey, computeCacheKeys, isIndependentLink, type BuildGraph, type CopyOp, type Vertex } from '../plan/index.js';
 import { BuildCacheStore } from './cache-store.js';
 import { prepareRemoteSources, type RemoteSources } from './ops/add-remote.js';
 import { excludeFromSelection } from './ops/copy-select.js';
@@ -61,7 +61,7 @@ function checkSupported(graph: BuildGraph, options: SolveOptions): void {
   for (const v of graph.vertices) {
     if (v.op.type === 'exec') checkExecSupported(v.op, v, options.entitlements);
     else if (v.op.type === 'copy') checkCopySupported(v.op, v);
-    else if (v.op.type === 'source' && v.op.source === 'image' && !options.baseImages.has(v.op.ref)) {
+    else if (v.op.type === 'source' && v.op.source === 'image' && !options.baseImages.has(baseImageKey(v.op.ref, v.op.platform))) {
       throw new TsbuildError('INTERNAL', `base image "${v.op.ref}" was not resolved before solving`);
     }
   }
@@ -75,7 +75,7 @@ async function hashContext(graph: BuildGraph, options: SolveOptions, deps: Pick<
   let statCache: StatCache | undefined;
   for (const v of graph.vertices) {
     if (v.op.type === 'source' && v.op.source === 'image') {
-      content.set(v.id, [(options.baseImages.get(v.op.ref) as { manifestDigest: Digest }).manifestDigest]);
+      content.set(v.id, [(options.baseImages.get(baseImageKey(v.op.ref, v.op.platform)) as { manifestDigest: Digest }).manifestDigest]);
     }
     if (v.op.type === 'exec') {
       // RUN --mount=type=bind from the context: the selected files' digests are part of the key.
@@ -214,7 +214,7 @@ async function solveWithRemotes(graph: BuildGraph, deps: SolveDeps | LazySolveDe
     deps.events({ type: 'vertex.start', vertex: v.id, name: v.name, time: now() });
     const state = v.op.source === 'scratch' ? SCRATCH_STATE
       : v.op.source === 'stage' ? parent
-      : baseImageState(options.baseImages.get(v.op.ref) as NonNullable<ReturnType<typeof options.baseImages.get>>);
+      : baseImageState(options.baseImages.get(baseImageKey(v.op.ref, v.op.platform)) as NonNullable<ReturnType<typeof options.baseImages.get>>);
     deps.events({ type: 'vertex.done', vertex: v.id, time: now() });
     return state;
   };

@@ -72,7 +72,7 @@ export interface SolveOptions {
   readonly contextDir: string;
   /** The Dockerfile's path when it is a file (its `<name>.dockerignore` applies), undefined for stdin. */
   readonly dockerfilePath: string | undefined;
-  /** Base images by the reference the graph names them with. */
+  /** Base images by baseImageKey(ref, platform) of the graph's image sources. */
   readonly baseImages: ReadonlyMap<string, ResolvedBase>;
   /** Skip cache lookups (records are still written). */
   readonly noCache: boolean;

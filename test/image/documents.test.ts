@@ -2,7 +2,7 @@ import test from 'ava';
 import { MediaType, sha256Of, type Descriptor } from '../../src/core/index.js';
 import {
   addEmptyHistory, addLayer, applyChanges, createEmptyConfig, createIndex, createManifest, parseImageConfig,
-  parseImageDocument, selectPlatform, serializeDocument, validateImage,
+  parseImageDocument, parsePlatform, platformMatches, selectPlatform, serializeDocument, validateImage,
 } from '../../src/image/index.js';
 
 const layer = (s: string): Descriptor => ({ mediaType: MediaType.ociLayerGzip, digest: sha256Of(s), size: s.length });
@@ -86,4 +86,18 @@ test('image: --change lines edit the container config when applied in order', (t
   t.is(c.StopSignal, 'SIGTERM');
   t.throws(() => applyChanges(base, ['RUN echo']), { message: /RUN cannot be used/ });
   t.throws(() => applyChanges(base, ['EXPOSE abc']), { message: /invalid port/ });
+});
+
+test('image: platformMatches compares os and architecture after normalising, variants only when both name one', (t) => {
+  const amd64 = { os: 'linux', architecture: 'amd64' };
+  t.true(platformMatches({ os: 'linux', architecture: 'amd64' }, amd64));
+  t.true(platformMatches({ os: 'linux', architecture: 'x86_64' }, amd64));
+  t.false(platformMatches({ os: 'linux', architecture: 'arm64' }, amd64));
+  t.false(platformMatches({ os: 'windows', architecture: 'amd64' }, amd64));
+  t.true(platformMatches({ os: 'linux', architecture: 'aarch64', variant: 'v8' }, parsePlatform('linux/arm64')));
+  t.true(platformMatches({ os: 'linux', architecture: 'arm' }, parsePlatform('linux/arm/v7')));
+  t.false(platformMatches({ os: 'linux', architecture: 'arm', variant: 'v6' }, parsePlatform('linux/arm/v7')));
+  t.true(platformMatches({ os: 'linux', architecture: 'arm64' }, parsePlatform('linux/arm64/v8')));
+  // A hand-made config without an architecture is not refused.
+  t.true(platformMatches({ os: 'linux', architecture: '' }, amd64));
 });

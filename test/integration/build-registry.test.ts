@@ -188,6 +188,96 @@ testSerialIf(missing, 'tsbuild build --platform: picks the platform\'s manifest 
   await reg.stop();
 });
 
+/** A 64-byte ELF header for an aarch64 executable: on an x86_64 host without binfmt_misc, execve fails with ENOEXEC. */
+function aarch64ElfHeader(): Buffer {
+  const b = Buffer.alloc(64);
+  b.write('\x7fELF', 0, 'latin1');
+  b[4] = 2; // 64-bit
+  b[5] = 1; // little-endian
+  b[6] = 1; // ELF version
+  b.writeUInt16LE(2, 16); // ET_EXEC
+  b.writeUInt16LE(183, 18); // EM_AARCH64
+  b.writeUInt32LE(1, 20);
+  b.writeUInt16LE(64, 52); // e_ehsize
+  return b;
+}
+
+testSerialIf(missing, 'tsbuild build --platform: cross builds take the build stage at $BUILDPLATFORM and the final stage at the target platform', async (t) => {
+  const f = await makeFixture(t);
+  const reg = await startRegistry(t);
+  // A two-platform index: amd64 is busybox; arm64 is busybox plus a layer whose /bin/sh is an aarch64 executable.
+  const store = await openStore(f.root);
+  const busybox = await readImage(f.root, 'busybox');
+  const armDir = join(f.dir, 'arm');
+  await mkdir(join(armDir, 'bin'), { recursive: true });
+  await writeFile(join(armDir, 'bin', 'sh'), aarch64ElfHeader(), { mode: 0o755 });
+  await writeFile(join(armDir, 'arm-marker'), 'arm64 base\n');
+  const tarFile = join(f.dir, 'arm.tar');
+  await run('tar', ['--numeric-owner', '--owner=0', '--group=0', '-C', armDir, '-cf', tarFile, 'bin', 'arm-marker']);
+  const armLayer = await store.blobs.putBytes(await readFile(tarFile));
+  const armConfig = { ...busybox.config, architecture: 'arm64', rootfs: { type: 'layers' as const, diff_ids: [...busybox.config.rootfs.diff_ids, armLayer.digest] } };
+  const armCfg = await store.blobs.putBytes(serializeDocument(armConfig));
+  const arm = await store.blobs.putBytes(serializeDocument(createManifest({ mediaType: MediaType.ociConfig, digest: armCfg.digest, size: armCfg.size },
+    [...busybox.manifest.layers, { mediaType: MediaType.ociLayer, digest: armLayer.digest, size: armLayer.size }])));
+  const amdSize = (await store.blobs.stat(busybox.manifestDigest))?.size as number;
+  const index = createIndex([
+    { mediaType: MediaType.ociManifest, digest: busybox.manifestDigest, size: amdSize, platform: { os: 'linux', architecture: 'amd64' } } as Descriptor,
+    { mediaType: MediaType.ociManifest, digest: arm.digest, size: arm.size, platform: { os: 'linux', architecture: 'arm64' } } as Descriptor,
+  ]);
+  const idx = await store.blobs.putBytes(serializeDocument(index));
+  await store.refs.set('multi', { mediaType: MediaType.ociIndex, digest: idx.digest, size: idx.size });
+  const base = `${reg.host}/multi/box:v1`;
+  await run('skopeo', ['copy', '--all', '--dest-tls-verify=false', `oci:${f.root}:multi`, `docker://${base}`]);
+
+  const empty = join(f.dir, 'empty');
+  const cross = `FROM --platform=$BUILDPLATFORM ${base} AS build\nARG BUILDPLATFORM TARGETPLATFORM\nRUN echo "on $BUILDPLATFORM for $TARGETPLATFORM" > /out\n`
+    + `FROM ${base}\nCOPY --from=build /out /out\n`;
+  let r = await buildIn(f, empty, cross, ['-t', 'app:arm', '--platform', 'linux/arm64']);
+  t.is(r.code, 0, r.stderr);
+  t.true(infos(r.events).some((m) => m === `pulling ${base} (linux/amd64)`), r.stderr);
+  t.true(infos(r.events).some((m) => m === `pulling ${base} (linux/arm64)`), r.stderr);
+  const app = await readImage(empty, 'app:arm');
+  t.is(app.config.architecture, 'arm64');
+  t.deepEqual(app.config.rootfs.diff_ids.slice(0, -1), armConfig.rootfs.diff_ids);
+  const dest = join(await tempDir(t), 'rootfs');
+  await unpackLayers(app, dest);
+  t.is(await readUnpacked(dest, 'out'), 'on linux/amd64 for linux/arm64\n');
+  t.is(await readUnpacked(dest, 'arm-marker'), 'arm64 base\n');
+
+  // Built again: every step cached, the bases resolved for both platforms (no second build stage run).
+  r = await buildIn(f, empty, cross, ['-t', 'app:arm', '--platform', 'linux/arm64']);
+  t.is(r.code, 0, r.stderr);
+  t.is((await readImage(empty, 'app:arm')).config.rootfs.diff_ids.at(-1), app.config.rootfs.diff_ids.at(-1));
+
+  // FROM --platform without the flag: that stage (and so the image) is for arm64.
+  r = await buildIn(f, empty, `FROM --platform=linux/arm64 ${base}\nLABEL a=1\n`, ['-t', 'app:from']);
+  t.is(r.code, 0, r.stderr);
+  t.is((await readImage(empty, 'app:from')).config.architecture, 'arm64');
+
+  // RUN in the arm64 stage: this host cannot execute it; the error says why, without a stack trace.
+  r = await buildIn(f, empty, `FROM ${base}\nRUN true\n`, ['-t', 'app:run', '--platform', 'linux/arm64']);
+  t.is(r.code, 1, r.stderr);
+  t.regex(r.stderr, /Dockerfile:2: SANDBOX_COMMAND_NOT_EXECUTABLE: .*exec format error/);
+  t.regex(r.stderr, /hint: .*another platform.*binfmt_misc/);
+  t.false(hasStackTrace(r.stderr), r.stderr);
+
+  // A local image of another platform that its registry does not have: a clear mismatch error.
+  const local = `${reg.host}/only/local:1`;
+  t.is((await cli(['--root', empty, 'tag', 'busybox', local], { env: f.env })).code, 1, 'the empty store has no busybox');
+  t.is((await cli(['--root', f.root, 'tag', 'busybox', local], { env: f.env })).code, 0);
+  r = await buildIn(f, f.root, `FROM ${local}\nLABEL a=1\n`, ['-t', 'app:mismatch', '--platform', 'linux/arm64']);
+  t.is(r.code, 1, r.stderr);
+  t.regex(r.stderr, new RegExp(`IMAGE_PLATFORM_MISMATCH: base image ${local} is for linux/amd64, the build needs linux/arm64`));
+  t.regex(r.stderr, /hint: pull that platform first: tsbuild pull --platform linux\/arm64 /);
+  t.false(hasStackTrace(r.stderr), r.stderr);
+
+  // Several platforms at once: not supported yet, before anything runs.
+  r = await buildIn(f, empty, `FROM ${base}\n`, ['--platform', 'linux/amd64,linux/arm64']);
+  t.is(r.code, 125, r.stderr);
+  t.regex(r.stderr, /CLI_NOT_SUPPORTED: .*several platforms/);
+  await reg.stop();
+});
+
 test('tsbuild build --push: fails before building when no -t name is given', async (t) => {
   const dir = await tempDir(t);
   await writeFile(join(dir, 'Dockerfile'), 'FROM scratch\n');

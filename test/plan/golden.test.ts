@@ -6,6 +6,7 @@ import type { ImageConfig } from '../../src/core/index.js';
 import { parseDockerfile } from '../../src/dockerfile/index.js';
 import { parsePlatform } from '../../src/image/index.js';
 import { graphToDot, planBuild, type PlanOptions } from '../../src/plan/index.js';
+import { keyedBaseImages } from './plan-helper.js';
 
 const ROOT = fileURLToPath(new URL('../../fixtures/dockerfiles/', import.meta.url));
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
@@ -24,12 +25,13 @@ function optionsOf(dir: string): PlanOptions {
   const file = join(dir, 'options.json');
   const o: FixtureOptions = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as FixtureOptions) : {};
   const buildPlatform = parsePlatform(o.buildPlatform ?? 'linux/amd64');
+  const targetPlatform = o.targetPlatform === undefined ? buildPlatform : parsePlatform(o.targetPlatform);
   return {
     buildArgs: new Map(Object.entries(o.buildArgs ?? {})),
     ...(o.target === undefined ? {} : { target: o.target }),
     buildPlatform,
-    targetPlatform: o.targetPlatform === undefined ? buildPlatform : parsePlatform(o.targetPlatform),
-    baseImages: new Map(Object.entries(o.baseImages ?? {})),
+    targetPlatform,
+    baseImages: keyedBaseImages(o.baseImages, targetPlatform),
   };
 }
 

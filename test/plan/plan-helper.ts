@@ -1,6 +1,7 @@
 import type { ImageConfig } from '../../src/core/index.js';
 import { parseDockerfile } from '../../src/dockerfile/index.js';
-import { planBuild, type BuildGraph, type ExecOp, type PlanOptions, type PlanResult, type Vertex } from '../../src/plan/index.js';
+import { formatPlatform } from '../../src/image/index.js';
+import { baseImageKey, planBuild, type BuildGraph, type ExecOp, type PlanOptions, type PlanResult, type Vertex } from '../../src/plan/index.js';
 
 /** Options for test plans; platforms default to linux/amd64. */
 export interface TestPlanOptions {
@@ -8,17 +9,19 @@ export interface TestPlanOptions {
   readonly target?: string;
   readonly buildPlatform?: PlanOptions['buildPlatform'];
   readonly targetPlatform?: PlanOptions['targetPlatform'];
+  /** Base image configs by reference, for the target platform (or by {@link baseImageKey} when the key has a space). */
   readonly baseImages?: Record<string, ImageConfig>;
 }
 
 /** Converts test options into PlanOptions. */
 export function toPlanOptions(o: TestPlanOptions = {}): PlanOptions {
+  const targetPlatform = o.targetPlatform ?? o.buildPlatform ?? { os: 'linux', architecture: 'amd64' };
   return {
     buildArgs: new Map(Object.entries(o.buildArgs ?? {})),
     ...(o.target === undefined ? {} : { target: o.target }),
     buildPlatform: o.buildPlatform ?? { os: 'linux', architecture: 'amd64' },
-    targetPlatform: o.targetPlatform ?? o.buildPlatform ?? { os: 'linux', architecture: 'amd64' },
-    baseImages: new Map(Object.entries(o.baseImages ?? {})),
+    targetPlatform,
+    baseImages: keyedBaseImages(o.baseImages, targetPlatform),
   };
 }
 
@@ -52,4 +55,9 @@ export function runEnv(g: BuildGraph, n = 0): Record<string, string> {
 /** A minimal base image config for tests. */
 export function baseConfig(config: ImageConfig['config'], history: ImageConfig['history'] = []): ImageConfig {
   return { architecture: 'amd64', os: 'linux', config, rootfs: { type: 'layers', diff_ids: [] }, history };
+}
+
+/** Base image configs keyed as the planner looks them up: a plain reference is for `platform`. */
+export function keyedBaseImages(images: Record<string, ImageConfig> | undefined, platform: PlanOptions['targetPlatform']): Map<string, ImageConfig> {
+  return new Map(Object.entries(images ?? {}).map(([k, v]) => [k.includes(' ') ? k : baseImageKey(k, formatPlatform(platform)), v] as const));
 }

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { notSupportedYet, TsbuildError } from '../../core/index.js';
+import { isTsbuildError, notSupportedYet, TsbuildError } from '../../core/index.js';
 import type { ContextSelection } from '../../context/index.js';
 import { acquireLock, type Lock } from '../../store/index.js';
 import type { ExecOp, Vertex } from '../../plan/index.js';
@@ -253,6 +253,10 @@ async function runInSandbox(op: ExecOp, active: ActiveSnapshot, ctx: ExecContext
     // Sorted, so that two steps locking the same directories never wait on each other in a cycle.
     for (const c of [...step.cacheDirs].sort((a, b) => (a.dir < b.dir ? -1 : 1))) if (c.lock) locks.push(await acquireLock(`${c.dir}.lock`, { signal: ctx.signal, timeoutMs: 24 * 3600_000 }));
     result = await deps.sandbox.run(spec, { stdin: 'ignore', stdout: out.stream, stderr: err.stream }, ctx.signal);
+  } catch (e) {
+    // The command could not start (missing, not executable): said at the RUN's line, as a failed build (exit 1).
+    if (!isTsbuildError(e) || !e.code.startsWith('SANDBOX_COMMAND_')) throw e;
+    throw new TsbuildError(e.code, e.message, { cause: e, ...(e.hint === undefined ? {} : { hint: e.hint }), ...(vertex.loc === undefined ? {} : { loc: vertex.loc }) });
   } finally {
     for (const l of locks) await l.release().catch(() => undefined);
     if (dirRoot !== undefined) removeCreatedMountPoints(dirRoot, created);

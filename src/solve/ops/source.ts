@@ -1,5 +1,5 @@
 import { formatReference, isTsbuildError, MediaType, parseReference, TsbuildError, type Digest, type EventSink, type Platform } from '../../core/index.js';
-import { formatPlatform, parseImageConfig, parseImageDocument, selectPlatform } from '../../image/index.js';
+import { formatPlatform, parseImageConfig, parseImageDocument, platformMatches, selectPlatform } from '../../image/index.js';
 import type { HttpRegistryClient } from '../../registry/index.js';
 import { resolveImage, type ResolvedImage, type Store } from '../../store/index.js';
 import type { FsState, LayerRef, ResolvedBase } from '../types.js';
@@ -21,10 +21,34 @@ export interface BasePuller {
  * Resolves a base image named by a Dockerfile (`FROM busybox`, `COPY --from=alpine:3`), selecting
  * `platform` from an index. An image missing from the store (or any image named by a tag, with
  * `puller.always`) is pulled from its registry first; without a puller a missing image fails with
- * STORE_IMAGE_NOT_FOUND naming `tsbuild pull`. Throws REG_* for pull failures, IMAGE_* for bad documents.
+ * STORE_IMAGE_NOT_FOUND naming `tsbuild pull`. A tag whose local image is for another platform is
+ * pulled again for `platform` (the tag then names that platform's image, as `docker pull
+ * --platform` does); when that is not possible it fails with IMAGE_PLATFORM_MISMATCH. Throws REG_*
+ * for pull failures, IMAGE_* for bad documents.
  */
 export async function resolveBaseImage(store: Store, ref: string, platform: Platform, puller?: BasePuller): Promise<ResolvedBase> {
-  const found = await findOrPull(store, ref, platform, puller);
+  const found = await findOrPull(store, ref, platform, puller, false);
+  const base = await readBase(store, ref, found.image, platform);
+  if (platformMatches(base.config, platform)) return base;
+  const have = `${base.config.os}/${base.config.architecture}${base.config.variant === undefined ? '' : `/${base.config.variant}`}`;
+  const mismatch = (cause?: unknown): TsbuildError => new TsbuildError('IMAGE_PLATFORM_MISMATCH', `base image ${ref} is for ${have}, the build needs ${formatPlatform(platform)}`, {
+    hint: `pull that platform first: tsbuild pull --platform ${formatPlatform(platform)} ${ref}`,
+    ...(cause === undefined ? {} : { cause }),
+  });
+  if (puller === undefined || found.pulled || parseReference(ref).tag === undefined) throw mismatch();
+  let again: Found;
+  try {
+    again = await findOrPull(store, ref, platform, puller, true);
+  } catch (err) {
+    throw isTsbuildError(err) && err.code.startsWith('REG_') ? mismatch(err) : err;
+  }
+  const other = await readBase(store, ref, again.image, platform);
+  if (!platformMatches(other.config, platform)) throw mismatch();
+  return other;
+}
+
+/** The image as the store holds it: manifest (from an index, `platform`'s) and config. */
+async function readBase(store: Store, ref: string, found: ResolvedImage, platform: Platform): Promise<ResolvedBase> {
   let descriptor = found.descriptor;
   let doc = parseImageDocument((await store.blobs.readJson(descriptor.digest)).value, descriptor.mediaType, `manifest of ${ref}`);
   if (doc.kind === 'index') {
@@ -40,11 +64,18 @@ export async function resolveBaseImage(store: Store, ref: string, platform: Plat
   return { ref, manifestDigest: descriptor.digest as Digest, manifest, config };
 }
 
-async function findOrPull(store: Store, ref: string, platform: Platform, puller: BasePuller | undefined): Promise<ResolvedImage> {
+interface Found {
+  readonly image: ResolvedImage;
+  /** True when this call pulled it. */
+  readonly pulled: boolean;
+}
+
+/** The image in the store, pulled first when missing (or always, with `puller.always` or `force`, when named by a tag). */
+async function findOrPull(store: Store, ref: string, platform: Platform, puller: BasePuller | undefined, force: boolean): Promise<Found> {
   const parsed = parseReference(ref);
-  if (puller === undefined || !puller.always || parsed.tag === undefined) {
+  if (puller === undefined || !(puller.always || force) || parsed.tag === undefined) {
     try {
-      return await resolveImage(store, ref);
+      return { image: await resolveImage(store, ref), pulled: false };
     } catch (err) {
       if (!isTsbuildError(err, 'STORE_IMAGE_NOT_FOUND')) throw err;
       if (puller === undefined) {
@@ -70,7 +101,7 @@ async function findOrPull(store: Store, ref: string, platform: Platform, puller:
     throw new TsbuildError(err.code, `pulling base image ${name}: ${err.message}`, { cause: err, exitCode: err.exitCode, ...(err.hint === undefined ? {} : { hint: err.hint }) });
   }
   events({ type: 'info', message: `pulled ${name}: digest ${r.repoDigest} (${r.downloaded} blobs downloaded, ${r.present} present)` });
-  return resolveImage(store, r.name);
+  return { image: await resolveImage(store, r.name), pulled: true };
 }
 
 /** Forwards events, but byte progress of a transfer only every tenth of its size (and its end). */
