@@ -30,7 +30,8 @@ parentPort.on('message', (m) => {
  * SHA-256 of a byte stream. Small streams are hashed inline; past 16 MiB (and with more than one
  * core) the hashing moves to a worker thread so that it overlaps with the packing thread's reads.
  * Data reaches the worker through a fixed ring of {@link SLOTS} shared 1 MiB slots (one memcpy per
- * chunk, no per-chunk shared allocation), so memory stays constant however long the stream is.
+ * chunk, no per-chunk shared allocation; a slot is posted once full), so memory stays constant
+ * however long the stream is.
  * Chunks given to {@link update} before the switch are held (at most 16 MiB) and must not be
  * modified. Call {@link digest} once at the end, or {@link dispose} on failure.
  */
@@ -42,6 +43,8 @@ export class StreamHasher {
   private worker: Worker | undefined;
   private ring: Buffer | undefined;
   private slot = 0;
+  /** Bytes copied into the current slot, not yet posted. */
+  private fill = 0;
   private inFlight = 0;
   private wake: (() => void) | undefined;
   private onDigest: ((hex: string) => void) | undefined;
@@ -84,21 +87,37 @@ export class StreamHasher {
     this.ring = Buffer.from(sab);
   }
 
+  /**
+   * Copies `chunk` into the ring, filling each slot before it is posted: the worker gets one message
+   * (and one wake-up, one answer) per MiB whatever the chunk size, not one per chunk (the pull's
+   * gunzip gives 256 KiB chunks).
+   */
   private async send(chunk: Buffer): Promise<void> {
-    for (let at = 0; at < chunk.length; at += SLOT) {
-      while (this.inFlight >= SLOTS && this.failure === undefined) {
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-        });
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.fill === 0) {
+        // Starting a slot: it must not be one the worker still reads (posted slots precede it in the ring).
+        while (this.inFlight >= SLOTS && this.failure === undefined) {
+          await new Promise<void>((resolve) => {
+            this.wake = resolve;
+          });
+        }
       }
       if (this.failure !== undefined) throw this.failure;
-      const piece = chunk.subarray(at, at + SLOT);
-      const offset = this.slot * SLOT;
-      piece.copy(this.ring as Buffer, offset);
-      this.slot = (this.slot + 1) % SLOTS;
-      this.inFlight++;
-      this.worker?.postMessage([offset, piece.length]);
+      const n = chunk.copy(this.ring as Buffer, this.slot * SLOT + this.fill, at, Math.min(chunk.length, at + SLOT - this.fill));
+      at += n;
+      this.fill += n;
+      if (this.fill === SLOT) this.post();
     }
+  }
+
+  /** Hands the slot being filled to the worker and moves on to the next one. */
+  private post(): void {
+    if (this.fill === 0) return;
+    this.worker?.postMessage([this.slot * SLOT, this.fill]);
+    this.inFlight++;
+    this.slot = (this.slot + 1) % SLOTS;
+    this.fill = 0;
   }
 
   private release(): void {
@@ -117,6 +136,7 @@ export class StreamHasher {
     }
     try {
       if (this.failure !== undefined) throw this.failure;
+      this.post();
       const hex = await new Promise<string>((resolve, reject) => {
         this.onDigest = resolve;
         worker.once('error', reject);
