@@ -45,7 +45,12 @@ async function writeTee(tee: Writable, chunk: Buffer): Promise<void> {
   });
 }
 
-/** Yields the chunks of `source` and writes them, gathered into {@link TEE_CHUNK} writes, to `tee` (not ended here). */
+/**
+ * Gathers the chunks of `source` into pieces of at least {@link TEE_CHUNK} bytes, writes each to
+ * `tee` (not ended here) and yields the same piece: the store's writer takes a piece of a MiB or
+ * more as it is, so each byte is copied once (here) instead of twice (here and into the writer's
+ * buffers). Pieces are fresh buffers nobody modifies, so the tee and the writer may share them.
+ */
 async function* teeInto(source: AsyncIterable<unknown>, tee: Writable): AsyncGenerator<Buffer> {
   let gathered: Buffer[] = [];
   let size = 0;
@@ -58,10 +63,14 @@ async function* teeInto(source: AsyncIterable<unknown>, tee: Writable): AsyncGen
       gathered = [];
       size = 0;
       await writeTee(tee, out);
+      yield out;
     }
-    yield chunk;
   }
-  if (size > 0) await writeTee(tee, gathered.length === 1 ? (gathered[0] as Buffer) : Buffer.concat(gathered, size));
+  if (size > 0) {
+    const out = gathered.length === 1 ? (gathered[0] as Buffer) : Buffer.concat(gathered, size);
+    await writeTee(tee, out);
+    yield out;
+  }
 }
 
 /**
