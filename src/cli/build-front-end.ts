@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
-import { notSupportedYet, TsbuildError, type BuildEvent, type Platform } from '../core/index.js';
+import { TsbuildError, type BuildEvent, type Platform } from '../core/index.js';
 import { lintDockerfile, parseDockerfile, type LintFinding } from '../dockerfile/index.js';
-import { parsePlatform, platformFromNode } from '../image/index.js';
+import { formatPlatform, parsePlatform, platformFromNode } from '../image/index.js';
 import { graphToDot, planBuild } from '../plan/index.js';
 import { runBuild, type BuildRequest } from './build-run.js';
 import type { CommandContext } from './command.js';
@@ -57,10 +57,10 @@ export async function runBuildFrontEnd(req: FrontEndRequest, ctx: CommandContext
   }
 
   const buildPlatform = platformFromNode(process.platform, process.arch);
-  const targetPlatform = req.platform === undefined ? buildPlatform : targetPlatformOf(req.platform);
-  const planOptions = { buildArgs: req.buildArgs, target: req.target, buildPlatform, targetPlatform };
+  const targetPlatforms = req.platform === undefined ? [buildPlatform] : targetPlatformsOf(req.platform);
+  const planOptions = { buildArgs: req.buildArgs, target: req.target, buildPlatform, targetPlatform: targetPlatforms[0] as Platform };
   if (req.print === undefined) {
-    return runBuild(req.build, { dockerfile, dockerfilePath: input.path, contextDir: req.contextDir, planOptions, formatWarning }, ctx);
+    return runBuild(req.build, { dockerfile, dockerfilePath: input.path, contextDir: req.contextDir, planOptions, targetPlatforms, formatWarning }, ctx);
   }
   const result = planBuild(dockerfile, { ...planOptions, baseImages: new Map() });
   for (const w of result.warnings) {
@@ -75,11 +75,12 @@ export async function runBuildFrontEnd(req: FrontEndRequest, ctx: CommandContext
   return 0;
 }
 
-/** `--platform`: one platform (several at once, a multi-platform index, is not supported yet). */
-function targetPlatformOf(text: string): Platform {
-  if (text.includes(',')) {
-    const e = notSupportedYet(`building several platforms at once (--platform ${text})`, 'build each platform with its own --platform and tag');
-    throw new TsbuildError(e.code, e.message, { exitCode: 125, ...(e.hint === undefined ? {} : { hint: e.hint }) });
+/** `--platform a[,b...]` (docker's form; repeated platforms count once). */
+function targetPlatformsOf(text: string): Platform[] {
+  const seen = new Map<string, Platform>();
+  for (const part of text.split(',')) {
+    const p = parsePlatform(part);
+    seen.set(formatPlatform(p), p);
   }
-  return parsePlatform(text);
+  return [...seen.values()];
 }

@@ -1,16 +1,16 @@
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
-import { formatReference, parseReference, TsbuildError, type BuildEvent, type EventSink, type ImageConfig, type Platform } from '../core/index.js';
+import { formatReference, MediaType, notSupportedYet, parseReference, TsbuildError, type BuildEvent, type Descriptor, type EventSink, type ImageConfig, type Platform } from '../core/index.js';
 import type { Dockerfile } from '../dockerfile/index.js';
-import { parsePlatform } from '../image/index.js';
+import { createIndex, formatPlatform, parsePlatform, serializeDocument } from '../image/index.js';
 import type { CompressionTools } from '../layer/index.js';
 import { baseImageKey, planBuild, type BuildGraph } from '../plan/index.js';
 import type { Store } from '../store/index.js';
-import { exportImage, imageCreatedTime, findHostTools, resolveBaseImage, type Entitlement, type LazySolveDeps, type ResolvedBase, solveGraph } from '../solve/index.js';
+import { exportImage, imageCreatedTime, findHostTools, resolveBaseImage, type Entitlement, type ExportedImage, type LazySolveDeps, type ResolvedBase, solveGraph } from '../solve/index.js';
 import type { HttpRegistryClient } from '../registry/index.js';
 import type { WrittenOutputs } from './build-export.js';
-import { parseBuildOutputs, writesToStdout } from './build-output.js';
+import { parseBuildOutputs, writesToStdout, type BuildOutput } from './build-output.js';
 import type { CommandContext } from './command.js';
 import { openBuildProgress, type BuildProgress } from './progress/select.js';
 import { openCliStore } from './store-root.js';
@@ -56,8 +56,11 @@ export interface ParsedBuild {
     readonly buildArgs: ReadonlyMap<string, string>;
     readonly target: string | undefined;
     readonly buildPlatform: Platform;
+    /** The first of targetPlatforms. */
     readonly targetPlatform: Platform;
   };
+  /** `--platform` (one or more, deduplicated), else the host's. Several make an image index. */
+  readonly targetPlatforms: readonly Platform[];
   readonly formatWarning: (e: BuildEvent) => string | undefined;
 }
 
@@ -128,74 +131,96 @@ async function buildWith(client: () => Promise<HttpRegistryClient>, req: BuildRe
   const contextDir = resolve(ctx.cwd, parsed.contextDir);
   const store = await openCliStore(ctx);
 
-  // Base images: resolved in the local store, planned again until ONBUILD triggers name no new
-  // image; the last plan (every image it names resolved) is the build's.
-  const bases = new Map<string, ResolvedBase>();
-  let planned: ReturnType<typeof planBuild>;
-  for (;;) {
-    planned = planBuild(parsed.dockerfile, { ...parsed.planOptions, baseImages: new Map([...bases].map(([k, v]) => [k, v.config] as const)) });
-    const missing = imageSourcesOf(planned.graph).filter((r) => !bases.has(r.key));
-    if (missing.length === 0) break;
-    const puller = { client, always: req.pull, events, signal: ctx.signal };
-    for (const m of missing) if (!bases.has(m.key)) bases.set(m.key, await resolveBaseImage(store, m.ref, parsePlatform(m.platform), puller));
-  }
-  for (const w of planned.warnings) {
-    const line = parsed.formatWarning(w);
-    if (line !== undefined) progress.print(line);
-  }
-  const graph = withLabels(planned.graph, req.labels);
+  const platforms = parsed.targetPlatforms;
+  const multi = platforms.length > 1;
+  if (multi) checkMultiPlatform(outputs, cacheFlags.to.length > 0);
 
   const choice = req.snapshotter ?? 'auto';
   if (choice !== 'auto' && choice !== 'overlay' && choice !== 'naive') {
     throw new TsbuildError('CLI_BAD_VALUE', `--snapshotter takes overlay or naive, not "${choice}"`, { exitCode: 125 });
   }
-
-  const noCacheStages = new Set<number>();
-  for (const name of req.noCacheFilter) {
-    const stage = graph.stages.find((st) => st.name === name.toLowerCase() || String(st.index) === name);
-    if (stage === undefined) {
-      const known = graph.stages.flatMap((st) => (st.name === undefined ? [] : [st.name]));
-      throw new TsbuildError('CLI_BAD_VALUE', `--no-cache-filter: no stage "${name}" in the build`, { exitCode: 125, ...(known.length === 0 ? {} : { hint: `stages: ${known.join(', ')}` }) });
-    }
-    noCacheStages.add(stage.index);
-  }
   let tools: Promise<CompressionTools> | undefined;
   const compressionTools = (): Promise<CompressionTools> => (tools ??= import('../layer/index.js').then((m) => m.findCompressionTools(ctx.env.PATH)));
   const cacheIo: BuildCacheIo = cacheFlags.from.length === 0 && cacheFlags.to.length === 0 ? { cacheImport: undefined, exportAll: async () => undefined }
     : await (await import('./build-cache-io.js')).openBuildCache(cacheFlags, { store, client: await client(), events, tools: await compressionTools(), signal: ctx.signal });
-  const deps: LazySolveDeps = {
-    store, hostTools: findHostTools(ctx.env), events,
-    openStepDeps: async () => ({ ...(await openStepEffects(ctx, store, choice, progress)), compressionTools: await compressionTools() }),
+
+  /** Plans, solves and exports the build for one target platform (tagged with `names`). */
+  const buildFor = async (targetPlatform: Platform, names: readonly string[]): Promise<ExportedImage> => {
+    // Base images: resolved in the local store, planned again until ONBUILD triggers name no new
+    // image; the last plan (every image it names resolved) is the build's.
+    const bases = new Map<string, ResolvedBase>();
+    let planned: ReturnType<typeof planBuild>;
+    for (;;) {
+      planned = planBuild(parsed.dockerfile, { ...parsed.planOptions, targetPlatform, baseImages: new Map([...bases].map(([k, v]) => [k, v.config] as const)) });
+      const missing = imageSourcesOf(planned.graph).filter((r) => !bases.has(r.key));
+      if (missing.length === 0) break;
+      const puller = { client, always: req.pull, events, signal: ctx.signal };
+      for (const m of missing) if (!bases.has(m.key)) bases.set(m.key, await resolveBaseImage(store, m.ref, parsePlatform(m.platform), puller));
+    }
+    for (const w of planned.warnings) {
+      const line = parsed.formatWarning(w);
+      if (line !== undefined) progress.print(line);
+    }
+    const graph = withLabels(planned.graph, req.labels);
+    const noCacheStages = new Set<number>();
+    for (const name of req.noCacheFilter) {
+      const stage = graph.stages.find((st) => st.name === name.toLowerCase() || String(st.index) === name);
+      if (stage === undefined) {
+        const known = graph.stages.flatMap((st) => (st.name === undefined ? [] : [st.name]));
+        throw new TsbuildError('CLI_BAD_VALUE', `--no-cache-filter: no stage "${name}" in the build`, { exitCode: 125, ...(known.length === 0 ? {} : { hint: `stages: ${known.join(', ')}` }) });
+      }
+      noCacheStages.add(stage.index);
+    }
+    const deps: LazySolveDeps = {
+      store, hostTools: findHostTools(ctx.env), events,
+      openStepDeps: async () => ({ ...(await openStepEffects(ctx, store, choice, progress)), compressionTools: await compressionTools() }),
+    };
+    const result = await solveGraph(graph, deps, {
+      contextDir,
+      dockerfilePath: parsed.dockerfilePath,
+      baseImages: bases,
+      noCache: req.noCache,
+      noCacheStages,
+      network: req.network === 'none' ? 'none' : 'host',
+      ...(req.allow === undefined || req.allow.length === 0 ? {} : { entitlements: req.allow }),
+      concurrency: availableParallelism(),
+      // mode=max exports every step, so every step needs a record: a hit, or a run when nothing needed it.
+      solveAll: cacheFlags.to.some((spec) => spec.mode === 'max'),
+      sourceDateEpoch,
+      signal: ctx.signal,
+      secrets,
+      sshAgents,
+      ...(cacheIo.cacheImport === undefined ? {} : { cacheImport: cacheIo.cacheImport }),
+    });
+    const created = (sourceDateEpoch === undefined ? await imageCreatedTime(store, result, new Date()) : new Date(sourceDateEpoch * 1000)).toISOString().replace(/\.000Z$/, 'Z');
+    const image = await exportImage(store, graph, result.output, { tags: names, created });
+    events({ type: 'info', message: `writing image ${image.configDigest} done${multi ? ` (${formatPlatform(targetPlatform)})` : ''}` });
+    await cacheIo.exportAll(graph, result);
+    return image;
   };
-  const result = await solveGraph(graph, deps, {
-    contextDir,
-    dockerfilePath: parsed.dockerfilePath,
-    baseImages: bases,
-    noCache: req.noCache,
-    noCacheStages,
-    network: req.network === 'none' ? 'none' : 'host',
-    ...(req.allow === undefined || req.allow.length === 0 ? {} : { entitlements: req.allow }),
-    concurrency: availableParallelism(),
-    // mode=max exports every step, so every step needs a record: a hit, or a run when nothing needed it.
-    solveAll: cacheFlags.to.some((spec) => spec.mode === 'max'),
-    sourceDateEpoch,
-    signal: ctx.signal,
-    secrets,
-    sshAgents,
-    ...(cacheIo.cacheImport === undefined ? {} : { cacheImport: cacheIo.cacheImport }),
-  });
-  const created = (sourceDateEpoch === undefined ? await imageCreatedTime(store, result, new Date()) : new Date(sourceDateEpoch * 1000)).toISOString().replace(/\.000Z$/, 'Z');
-  const image = await exportImage(store, graph, result.output, { tags, created });
-  events({ type: 'info', message: `writing image ${image.configDigest} done` });
+
+  let image: { readonly manifest: Descriptor; readonly names: readonly string[]; readonly id: string; readonly configDigest?: string };
+  if (!multi) {
+    const one = await buildFor(platforms[0] as Platform, tags);
+    image = { ...one, id: one.configDigest };
+  } else {
+    const built: { readonly platform: Platform; readonly image: ExportedImage }[] = [];
+    for (const platform of platforms) {
+      events({ type: 'info', message: `building for ${formatPlatform(platform)}` });
+      built.push({ platform, image: await buildFor(platform, []) });
+    }
+    const index = await exportPlatformIndex(store, built, tags);
+    image = { manifest: index, names: tags, id: index.digest };
+    events({ type: 'info', message: `writing image index ${index.digest} done` });
+  }
   for (const name of image.names) events({ type: 'info', message: `naming to ${name} done` });
-  await cacheIo.exportAll(graph, result);
-  const written: WrittenOutputs = outputs.length === 0 ? { names: image.names, pushed: [] } : await (await import('./build-export.js')).writeBuildOutputs(outputs, {
+  const written: WrittenOutputs = outputs.length === 0 ? { names: [...image.names], pushed: [] } : await (await import('./build-export.js')).writeBuildOutputs(outputs, {
     store, image: image.manifest, tags: image.names, client: await client(), tools: await compressionTools(), events, cwd: ctx.cwd, stdout: ctx.stdout, sourceDateEpoch, signal: ctx.signal,
   });
-  if (req.iidfile !== undefined) await writeOut(resolve(ctx.cwd, req.iidfile), image.configDigest);
+  if (req.iidfile !== undefined) await writeOut(resolve(ctx.cwd, req.iidfile), image.id);
   if (req.metadataFile !== undefined) {
     const metadata = {
-      'containerimage.config.digest': image.configDigest,
+      ...(image.configDigest === undefined ? {} : { 'containerimage.config.digest': image.configDigest }),
       // As BuildKit: after a push, the digest of the manifest the registry has (its layers are gzip).
       'containerimage.digest': written.pushed[0]?.manifest.digest ?? image.manifest.digest,
       'containerimage.descriptor': written.pushed[0]?.manifest ?? image.manifest,
@@ -203,8 +228,37 @@ async function buildWith(client: () => Promise<HttpRegistryClient>, req: BuildRe
     };
     await writeOut(resolve(ctx.cwd, req.metadataFile), `${JSON.stringify(metadata, null, 2)}\n`);
   }
-  if (req.quiet) ctx.stdout.write(`${image.configDigest}\n`);
+  if (req.quiet) ctx.stdout.write(`${image.id}\n`);
   return 0;
+}
+
+/** What a multi-platform build cannot write (a docker archive) or not yet (a root file system per platform, a cache per platform). */
+function checkMultiPlatform(outputs: readonly BuildOutput[], cacheTo: boolean): void {
+  const no = (what: string): never => {
+    const e = notSupportedYet(`${what} of a build for several platforms`, 'build each platform with its own --platform');
+    throw new TsbuildError(e.code, e.message, { exitCode: 125, ...(e.hint === undefined ? {} : { hint: e.hint }) });
+  };
+  for (const o of outputs) {
+    if (o.type === 'tar' || o.type === 'local') no(`--output type=${o.type}`);
+    if (o.type === 'docker') throw new TsbuildError('CLI_BAD_VALUE', '--output type=docker holds single-platform images; a build for several platforms makes an index', { exitCode: 125, hint: 'use --output type=oci' });
+  }
+  if (cacheTo) no('--cache-to');
+}
+
+/**
+ * Writes the image index of a multi-platform build (one manifest per platform, each with its
+ * platform, as buildx) and names it with `tags`. The per-platform manifests, reachable from the index,
+ * no longer need their own untagged entries.
+ */
+async function exportPlatformIndex(store: Store, built: readonly { readonly platform: Platform; readonly image: ExportedImage }[], tags: readonly string[]): Promise<Descriptor> {
+  const index = createIndex(built.map((b) => ({ ...b.image.manifest, platform: b.platform })));
+  const blob = await store.blobs.putBytes(serializeDocument(index));
+  const descriptor: Descriptor = { mediaType: MediaType.ociIndex, digest: blob.digest, size: blob.size };
+  if (tags.length === 0) await store.refs.addUntagged(descriptor);
+  for (const name of tags) await store.refs.set(name, descriptor);
+  const children = new Set(built.map((b) => b.image.manifest.digest));
+  await store.refs.remove((e) => e.name === undefined && children.has(e.descriptor.digest));
+  return descriptor;
 }
 
 /**

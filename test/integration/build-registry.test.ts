@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { MediaType, type BuildEvent, type Descriptor } from '../../src/core/index.js';
+import { MediaType, type BuildEvent, type Descriptor, type Digest } from '../../src/core/index.js';
 import { createIndex, createManifest, serializeDocument } from '../../src/image/index.js';
 import { applyLayer, decompressFile } from '../../src/layer/index.js';
 import { openStore } from '../../src/store/index.js';
@@ -202,10 +202,11 @@ function aarch64ElfHeader(): Buffer {
   return b;
 }
 
-testSerialIf(missing, 'tsbuild build --platform: cross builds take the build stage at $BUILDPLATFORM and the final stage at the target platform', async (t) => {
-  const f = await makeFixture(t);
-  const reg = await startRegistry(t);
-  // A two-platform index: amd64 is busybox; arm64 is busybox plus a layer whose /bin/sh is an aarch64 executable.
+/**
+ * Pushes a two-platform index to `reg` as multi/box:v1: amd64 is busybox; arm64 is busybox plus a
+ * layer whose /bin/sh is an aarch64 executable and an /arm-marker file. Returns the reference and the arm64 config.
+ */
+async function pushTwoPlatformBase(f: BuildFixture, reg: { readonly host: string }): Promise<{ base: string; armConfig: { readonly rootfs: { readonly diff_ids: readonly Digest[] } } }> {
   const store = await openStore(f.root);
   const busybox = await readImage(f.root, 'busybox');
   const armDir = join(f.dir, 'arm');
@@ -229,6 +230,13 @@ testSerialIf(missing, 'tsbuild build --platform: cross builds take the build sta
   const base = `${reg.host}/multi/box:v1`;
   await run('skopeo', ['copy', '--all', '--dest-tls-verify=false', `oci:${f.root}:multi`, `docker://${base}`]);
 
+  return { base, armConfig };
+}
+
+testSerialIf(missing, 'tsbuild build --platform: cross builds take the build stage at $BUILDPLATFORM and the final stage at the target platform', async (t) => {
+  const f = await makeFixture(t);
+  const reg = await startRegistry(t);
+  const { base, armConfig } = await pushTwoPlatformBase(f, reg);
   const empty = join(f.dir, 'empty');
   const cross = `FROM --platform=$BUILDPLATFORM ${base} AS build\nARG BUILDPLATFORM TARGETPLATFORM\nRUN echo "on $BUILDPLATFORM for $TARGETPLATFORM" > /out\n`
     + `FROM ${base}\nCOPY --from=build /out /out\n`;
@@ -271,10 +279,62 @@ testSerialIf(missing, 'tsbuild build --platform: cross builds take the build sta
   t.regex(r.stderr, /hint: pull that platform first: tsbuild pull --platform linux\/arm64 /);
   t.false(hasStackTrace(r.stderr), r.stderr);
 
-  // Several platforms at once: not supported yet, before anything runs.
-  r = await buildIn(f, empty, `FROM ${base}\n`, ['--platform', 'linux/amd64,linux/arm64']);
+  await reg.stop();
+});
+
+testSerialIf(missing, 'tsbuild build --platform a,b: an image index with one manifest per platform, pushed, pulled and run as such', async (t) => {
+  const f = await makeFixture(t);
+  const reg = await startRegistry(t);
+  const { base } = await pushTwoPlatformBase(f, reg);
+  const empty = join(f.dir, 'empty');
+  const cross = `FROM --platform=$BUILDPLATFORM ${base} AS build\nARG BUILDPLATFORM TARGETPLATFORM\nRUN echo "on $BUILDPLATFORM for $TARGETPLATFORM" > /out\n`
+    + `FROM ${base}\nCOPY --from=build /out /out\n`;
+  const pushed = `${reg.host}/app/multi:1`;
+  let r = await buildIn(f, empty, cross, ['--platform', 'linux/amd64,linux/arm64,linux/amd64', '--push', '-t', pushed]);
+  t.is(r.code, 0, r.stderr);
+  t.true(infos(r.events).includes('building for linux/amd64') && infos(r.events).includes('building for linux/arm64'), r.stderr);
+  const multi = await openStore(empty);
+  const entry = (await multi.refs.list()).find((e) => e.name === pushed);
+  t.is(entry?.descriptor.mediaType, MediaType.ociIndex);
+  const doc = (await multi.blobs.readJson<{ manifests: Descriptor[] }>(entry?.descriptor.digest as Digest)).value;
+  t.deepEqual(doc.manifests.map((m) => `${m.platform?.os}/${m.platform?.architecture}`), ['linux/amd64', 'linux/arm64']);
+  // The platform manifests are reachable from the index: no untagged <none> entries for them.
+  t.false((await multi.refs.list()).some((e) => e.name === undefined && doc.manifests.some((m) => m.digest === e.descriptor.digest)));
+  const raw = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${pushed}`]);
+  t.deepEqual((JSON.parse(raw.stdout) as { manifests: Descriptor[] }).manifests.map((m) => m.platform?.architecture), ['amd64', 'arm64']);
+  for (const [arch, text] of [['amd64', 'on linux/amd64 for linux/amd64\n'], ['arm64', 'on linux/amd64 for linux/arm64\n']] as const) {
+    const other = join(f.dir, `pulled-${arch}`);
+    const p = await cli(['--root', other, 'pull', '--platform', `linux/${arch}`, pushed], { env: f.env });
+    t.is(p.code, 0, p.stderr);
+    const img = await readImage(other, pushed);
+    t.is(img.config.architecture, arch);
+    const out = join(await tempDir(t), `rootfs-${arch}`);
+    await unpackLayers(img, out);
+    t.is(await readUnpacked(out, 'out'), text);
+  }
+  // images and inspect show the index by its digest, with the host platform's details (as docker does).
+  const listed = await cli(['--root', empty, 'images', '--no-trunc', '--format', '{{.Repository}}:{{.Tag}} {{.ID}}'], { env: f.env });
+  t.is(listed.stdout.split('\n').filter((l) => l.startsWith(`${pushed} `)).join(), `${pushed} ${entry?.descriptor.digest}`);
+  const ins = await cli(['--root', empty, 'inspect', '-f', '{{.Id}} {{.Architecture}}', pushed], { env: f.env });
+  t.is(ins.stdout, `${entry?.descriptor.digest} amd64\n`, ins.stderr);
+  // The host's platform runs from the index.
+  const ran = await cli(['--root', empty, 'run', '--rm', pushed, 'cat', '/out'], { env: f.env });
+  t.is(ran.code, 0, ran.stderr);
+  t.is(ran.stdout, 'on linux/amd64 for linux/amd64\n');
+
+  // An OCI archive output holds the index (all steps cached now); skopeo reads each platform from it.
+  r = await buildIn(f, empty, cross, ['--platform', 'linux/amd64,linux/arm64', '--output', `type=oci,dest=${join(f.dir, 'multi.tar')}`]);
+  t.is(r.code, 0, r.stderr);
+  const fromArchive = await run('skopeo', ['inspect', '--override-arch', 'arm64', `oci-archive:${join(f.dir, 'multi.tar')}`]);
+  t.is((JSON.parse(fromArchive.stdout) as { Architecture: string }).Architecture, 'arm64');
+
+  // What a multi-platform build cannot write yet: said before anything runs.
+  r = await buildIn(f, empty, `FROM ${base}\n`, ['--platform', 'linux/amd64,linux/arm64', '--output', 'type=local,dest=out']);
   t.is(r.code, 125, r.stderr);
-  t.regex(r.stderr, /CLI_NOT_SUPPORTED: .*several platforms/);
+  t.regex(r.stderr, /CLI_NOT_SUPPORTED: --output type=local of a build for several platforms/);
+  r = await buildIn(f, empty, `FROM ${base}\n`, ['--platform', 'linux/amd64,linux/arm64', '--output', 'type=docker,dest=x.tar']);
+  t.is(r.code, 125, r.stderr);
+  t.regex(r.stderr, /CLI_BAD_VALUE: --output type=docker holds single-platform images/);
   await reg.stop();
 });
 

@@ -1,13 +1,13 @@
 import {
-  familiarReference, familiarRepository, parseReference, TsbuildError, type Descriptor, type Digest, type ImageConfig, type ImageManifest,
+  familiarReference, familiarRepository, parseReference, TsbuildError, type Descriptor, type Digest, type ImageConfig, type ImageIndex, type ImageManifest,
 } from '../../core/index.js';
-import { parseImageConfig, parseImageDocument } from '../../image/index.js';
+import { parseImageConfig, parseImageDocument, platformFromNode, selectPlatform } from '../../image/index.js';
 import type { ResolvedImage, Store } from '../../store/index.js';
 
 /** An image with its documents read, for the listing and inspection commands. */
 export interface ImageDetails {
   readonly image: ResolvedImage;
-  /** The manifest (for an index: undefined). */
+  /** The manifest (for an index: the host platform's when the store holds it, as docker shows it; else undefined). */
   readonly manifest: ImageManifest | undefined;
   readonly config: ImageConfig | undefined;
   /** Sum of the config and layer blob sizes as stored. */
@@ -16,13 +16,28 @@ export interface ImageDetails {
 
 /** Reads the manifest and config of a resolved image. Throws `STORE_*` / `IMAGE_*` codes. */
 export async function readImageDetails(store: Store, image: ResolvedImage): Promise<ImageDetails> {
-  const doc = parseImageDocument((await store.blobs.readJson(image.descriptor.digest)).value, image.descriptor.mediaType, `manifest ${image.descriptor.digest}`);
+  let doc = parseImageDocument((await store.blobs.readJson(image.descriptor.digest)).value, image.descriptor.mediaType, `manifest ${image.descriptor.digest}`);
   if (doc.kind === 'index') {
-    return { image, manifest: undefined, config: undefined, size: doc.index.manifests.reduce((n, m) => n + m.size, 0) };
+    const host = hostManifestOf(doc.index);
+    const child = host === undefined || (await store.blobs.stat(host.digest)) === undefined ? undefined
+      : parseImageDocument((await store.blobs.readJson(host.digest)).value, host.mediaType, `manifest ${host.digest}`);
+    if (child?.kind !== 'manifest' || (await store.blobs.stat(child.manifest.config.digest)) === undefined) {
+      return { image, manifest: undefined, config: undefined, size: doc.index.manifests.reduce((n, m) => n + m.size, 0) };
+    }
+    doc = child;
   }
   const config = parseImageConfig((await store.blobs.readJson(doc.manifest.config.digest)).value, `config ${doc.manifest.config.digest}`);
   const size = doc.manifest.config.size + doc.manifest.layers.reduce((n, l: Descriptor) => n + l.size, 0);
   return { image, manifest: doc.manifest, config, size };
+}
+
+/** The index entry for the host's platform, if it has one. */
+function hostManifestOf(index: ImageIndex): Descriptor | undefined {
+  try {
+    return selectPlatform(index, platformFromNode(process.platform, process.arch));
+  } catch {
+    return undefined;
+  }
 }
 
 /** The ID docker shows: the config digest of a manifest, the digest of an index. */
