@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -232,6 +232,12 @@ export async function removeTree(path: string): Promise<void> {
 async function removeTreeInBackground(path: string): Promise<void> {
   if (process.getuid?.() !== 0) openUpModes(path);
   try {
+    await removeDirTree(path);
+    return;
+  } catch {
+    // not a directory, an entry without a type (DT_UNKNOWN), a permission: fs.rm's walk below
+  }
+  try {
     await rm(path, { recursive: true, force: true });
     return;
   } catch (err) {
@@ -239,6 +245,37 @@ async function removeTreeInBackground(path: string): Promise<void> {
     if (code !== 'EACCES' && code !== 'EPERM') throw wrapIo(err, `cannot remove ${path}`);
   }
   await removeTree(path);
+}
+
+/** Entries of one directory removed at the same time by {@link removeDirTree}. */
+const REMOVE_BATCH = 32;
+
+function ignoreMissing(err: unknown): void {
+  if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+}
+
+/**
+ * Removes the directory tree `dir` (a missing one is no error) with one readdir per directory, whose entry
+ * types decide between unlink and recursion, and one unlink or rmdir per entry: a third of the thread-pool
+ * round trips of fs.rm, which lstats every entry and tries rmdir before readdir (an overlay work dir left by
+ * a RUN step: 9 instead of ~30, each a wake-up of the event loop). Throws on anything else (`dir` not a
+ * directory, an entry of unknown type, EACCES): the caller falls back to fs.rm.
+ */
+export async function removeDirTree(dir: string): Promise<void> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    ignoreMissing(err);
+    return;
+  }
+  for (let i = 0; i < entries.length; i += REMOVE_BATCH) {
+    await Promise.all(entries.slice(i, i + REMOVE_BATCH).map((e) => {
+      const path = join(dir, e.name);
+      return e.isDirectory() ? removeDirTree(path) : unlink(path).catch(ignoreMissing);
+    }));
+  }
+  await rmdir(dir).catch(ignoreMissing);
 }
 
 /** `rm -rf` as root of a user namespace mapping the caller to 0 and its first sub-id ranges to 1.. . */

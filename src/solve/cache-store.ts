@@ -27,6 +27,8 @@ function isLayerRef(v: unknown): v is LayerRef {
  */
 export class BuildCacheStore {
   readonly #dir: string;
+  /** The records directory, made by the first put (not by every one: a thread-pool round trip per step). */
+  #made: Promise<unknown> | undefined;
 
   constructor(private readonly store: Store) {
     this.#dir = join(store.paths.cache, 'build');
@@ -62,10 +64,15 @@ export class BuildCacheStore {
   async put(key: Digest, layer: LayerRef, created: Date = new Date()): Promise<void> {
     const tmp = join(this.store.paths.tmp, `cache-${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
-      await mkdir(this.#dir, { recursive: true });
+      await (this.#made ??= mkdir(this.#dir, { recursive: true }));
       await writeFile(tmp, `${JSON.stringify({ format: FORMAT, key, layer, created: created.toISOString() })}\n`, { mode: 0o644 });
-      await rename(tmp, this.#file(key));
+      await rename(tmp, this.#file(key)).catch(async (err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        await mkdir(this.#dir, { recursive: true }); // removed since the first write
+        await rename(tmp, this.#file(key));
+      });
     } catch (err) {
+      this.#made = undefined; // made again by the next put
       await rm(tmp, { force: true });
       throw new TsbuildError('STORE_IO', `cannot write cache record ${this.#file(key)}: ${(err as Error).message}`, { cause: err });
     }

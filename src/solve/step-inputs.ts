@@ -61,6 +61,8 @@ function isStepInputs(v: unknown, key: Digest): v is StepInputs {
 /** Reads and writes step-inputs documents of one store (see the module comment). */
 export class StepInputsStore {
   readonly #dir: string;
+  /** The documents' directories, made by the first write (not by every one: a thread-pool round trip each). */
+  #made: Promise<unknown> | undefined;
 
   constructor(private readonly store: Store) {
     this.#dir = join(store.paths.cache, 'steps');
@@ -78,10 +80,15 @@ export class StepInputsStore {
   async #writeJson(path: string, doc: unknown): Promise<void> {
     const tmp = join(this.store.paths.tmp, `steps-${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
-      await mkdir(join(this.#dir, 'inputs'), { recursive: true });
+      await (this.#made ??= mkdir(join(this.#dir, 'inputs'), { recursive: true }));
       await writeFile(tmp, `${JSON.stringify(doc)}\n`, { mode: 0o644 });
-      await rename(tmp, path);
+      await rename(tmp, path).catch(async (err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        await mkdir(join(this.#dir, 'inputs'), { recursive: true }); // removed since the first write
+        await rename(tmp, path);
+      });
     } catch (err) {
+      this.#made = undefined; // made again by the next write
       await rm(tmp, { force: true });
       throw new TsbuildError('STORE_IO', `cannot write step inputs ${path}: ${(err as Error).message}`, { cause: err });
     }

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256Of } from '../../src/core/index.js';
 import { BuildCacheStore, BUILD_LAYER_MEDIA_TYPE } from '../../src/solve/index.js';
@@ -33,4 +33,16 @@ test('BuildCacheStore: reads a miss when the layer blob is gone or the record is
   const third = sha256Of('third');
   await writeFile(join(store.paths.cache, 'build', `${third.slice(7)}.json`), JSON.stringify({ format: 'tsbuild-build-cache/1', key, layer: {} }));
   t.is(await cache.get(third), undefined);
+});
+
+test('BuildCacheStore: makes its directory once, and again when it was removed after the first put', async (t) => {
+  const store = await openStore(join(await tempDir(t), 'root'));
+  const blob = await store.blobs.putBytes('layer bytes');
+  const cache = new BuildCacheStore(store);
+  const layer = { diffId: blob.digest, digest: blob.digest, size: blob.size, mediaType: BUILD_LAYER_MEDIA_TYPE };
+  await cache.put(sha256Of('one'), layer);
+  await rm(join(store.paths.cache, 'build'), { recursive: true });
+  await cache.put(sha256Of('two'), layer);
+  t.deepEqual((await cache.get(sha256Of('two')))?.layer, layer);
+  t.deepEqual(await readdir(store.paths.tmp), []);
 });

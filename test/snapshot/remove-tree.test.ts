@@ -1,0 +1,48 @@
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { removeDirTree } from '../../src/snapshot/layout.js';
+import { tempDir } from '../helpers/tmp.js';
+
+test('removeDirTree: removes nested directories, files, a fifo and symlinks without following them; more entries than one batch', async (t) => {
+  const root = await tempDir(t);
+  const outside = join(root, 'outside');
+  mkdirSync(outside);
+  writeFileSync(join(outside, 'keep'), 'keep\n');
+  const tree = join(root, 'tree');
+  mkdirSync(join(tree, 'a', 'b', 'c'), { recursive: true });
+  writeFileSync(join(tree, 'a', 'b', 'c', 'f'), 'f\n');
+  for (let i = 0; i < 100; i++) writeFileSync(join(tree, 'a', `f${i}`), `${i}\n`);
+  symlinkSync(outside, join(tree, 'a', 'dir-link'));
+  symlinkSync(join(outside, 'keep'), join(tree, 'file-link'));
+  symlinkSync('missing', join(tree, 'dangling'));
+  execFileSync('mkfifo', [join(tree, 'fifo')]);
+  mkdirSync(join(tree, 'empty'));
+  await removeDirTree(tree);
+  t.false(existsSync(tree));
+  t.is(readFileSync(join(outside, 'keep'), 'utf8'), 'keep\n', 'a symlink to a directory is removed, not what it points to');
+});
+
+test('removeDirTree: a missing directory is no error; a file is (the caller falls back to fs.rm)', async (t) => {
+  const root = await tempDir(t);
+  await t.notThrowsAsync(removeDirTree(join(root, 'missing')));
+  writeFileSync(join(root, 'file'), 'x');
+  await t.throwsAsync(removeDirTree(join(root, 'file')), { code: 'ENOTDIR' });
+  t.true(existsSync(join(root, 'file')));
+});
+
+test('removeDirTree: the tree an overlay work dir holds after a volatile mount (work/ of mode 000, incompat/volatile/dirty)', async (t) => {
+  const root = await tempDir(t);
+  const gone = join(root, 'gone');
+  mkdirSync(join(gone, 'work', 'incompat', 'volatile'), { recursive: true });
+  writeFileSync(join(gone, 'work', 'incompat', 'volatile', 'dirty'), '');
+  chmodSync(join(gone, 'work'), 0);
+  if (process.getuid?.() !== 0) {
+    // Only root passes a mode-000 directory; the caller opens the modes up first for everyone else.
+    await t.throwsAsync(removeDirTree(gone));
+    chmodSync(join(gone, 'work'), 0o700);
+  }
+  await removeDirTree(gone);
+  t.false(existsSync(gone));
+});
