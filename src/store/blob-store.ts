@@ -23,6 +23,10 @@ export interface PutOptions {
   readonly signal?: AbortSignal;
   /** Called with the byte count written so far (progress). */
   readonly onProgress?: (bytes: number) => void;
+  /** Hash on a worker thread (big streams this process makes; see HashedWriteOptions). */
+  readonly hashOnThread?: boolean;
+  /** Called with each chunk of the stream once it is no longer read (see HashedWriteOptions). */
+  readonly release?: (chunk: Buffer) => void;
 }
 
 /** Largest JSON document {@link BlobStore.readJson} buffers. */

@@ -71,3 +71,53 @@ test('blob writer: a stream that fails while the file is being opened rejects wi
   process.nextTick(() => failing.destroy(new Error('compressor died')));
   await t.throwsAsync(writeHashedFile(failing, join(dir, 'blob')), { message: 'compressor died' });
 });
+
+test('blob writer: hashOnThread hashes on a worker thread with the same bytes and digest (chunks of every size, more than its buffers)', async (t) => {
+  const dir = await tempDir(t);
+  const sizes = [1, 10, 65536, WRITE_BUFFER, 7, 3 * WRITE_BUFFER + 5, WRITE_BUFFER - 18, 18, WRITE_BUFFER, 2 * WRITE_BUFFER, 3];
+  const parts = sizes.map((n) => randomBytes(n));
+  const whole = Buffer.concat(parts);
+  const seen: number[] = [];
+  const r = await writeHashedFile(Readable.from(parts), join(dir, 'blob'), { hashOnThread: true, onProgress: (n) => seen.push(n) });
+  t.true(r.hashedOnThread);
+  t.is(r.size, whole.length);
+  t.is(r.digest as string, sha(whole));
+  t.true((await readFile(join(dir, 'blob'))).equals(whole));
+  t.is(seen.at(-1), whole.length);
+  // Inline (the default) says nothing of a thread.
+  t.is((await writeHashedFile(Readable.from([Buffer.from('x')]), join(dir, 'inline'))).hashedOnThread, undefined);
+});
+
+test('blob writer: hashOnThread with an empty stream and with a failing stream (the thread is stopped either way)', async (t) => {
+  const dir = await tempDir(t);
+  const r = await writeHashedFile(Readable.from([]), join(dir, 'empty'), { hashOnThread: true });
+  t.deepEqual(r, { digest: sha(Buffer.alloc(0)) as typeof r.digest, size: 0, hashedOnThread: true });
+  let n = 0;
+  const failing = new Readable({
+    read() {
+      if (++n === 5) this.destroy(new Error('source died'));
+      else this.push(Buffer.alloc(WRITE_BUFFER, n));
+    },
+  });
+  await t.throwsAsync(writeHashedFile(failing, join(dir, 'failed'), { hashOnThread: true }), { message: 'source died' });
+});
+
+test('blob store: put with hashOnThread stores the blob under the digest of its bytes', async (t) => {
+  const store = await openStore(await tempDir(t));
+  const data = randomBytes(5 * WRITE_BUFFER + 123);
+  const info = await store.blobs.put(Readable.from([data.subarray(0, 1000), data.subarray(1000)]), {}, { hashOnThread: true });
+  t.is(info.digest as string, sha(data));
+  t.true((await readFile(store.blobs.pathOf(info.digest))).equals(data));
+});
+
+test('blob writer: release gives back every chunk of the stream once it is no longer read (inline and hashed on a thread)', async (t) => {
+  const dir = await tempDir(t);
+  for (const hashOnThread of [false, true]) {
+    const parts = [10, WRITE_BUFFER, 3 * WRITE_BUFFER + 5, 7, WRITE_BUFFER].map((n) => randomBytes(n));
+    const released: Buffer[] = [];
+    const r = await writeHashedFile(Readable.from(parts), join(dir, `blob-${hashOnThread}`), { hashOnThread, release: (c) => released.push(c) });
+    t.is(r.digest as string, sha(Buffer.concat(parts)));
+    t.is(released.length, parts.length);
+    t.true(parts.every((p) => released.includes(p)));
+  }
+});

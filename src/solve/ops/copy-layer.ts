@@ -122,8 +122,7 @@ interface TarOptions {
 }
 
 /** Generates the layer tar of `tree` (from {@link planTree}). */
-async function* generateTar(tree: Node[], options: TarOptions): AsyncGenerator<Buffer> {
-  const out = new TarBatcher();
+async function* generateTar(out: TarBatcher, tree: Node[], options: TarOptions): AsyncGenerator<Buffer> {
   const small = Buffer.allocUnsafe(SMALL + 1);
   const clamp = (seconds: number): number => {
     const s = Math.max(0, Math.floor(seconds));
@@ -219,15 +218,19 @@ function* writeFileEntry(out: TarBatcher, name: string, f: FileWrite, small: Buf
 }
 
 /**
- * The layer tar of the top layer `upper` plus the deferred `files` (see RootfsView.deferFiles), or
- * undefined when the top layer holds something this writer does not reproduce (then the caller
- * materialises the files and packs the directory as usual).
+ * The layer tar of the top layer `upper` plus the deferred `files` (see RootfsView.deferFiles),
+ * made in the buffers of `out` (a consumer gives chunks back with `out.recycle`), or undefined
+ * when the top layer holds something this writer does not reproduce (then the caller materialises
+ * the files and packs the directory as usual).
  */
-export function streamLayerTar(upper: string, files: readonly FileWrite[], options: TarOptions): Readable | undefined {
+export function streamLayerTar(upper: string, files: readonly FileWrite[], options: TarOptions, out = new TarBatcher()): Readable | undefined {
   const tree = planTree(upper, files);
   if (tree === undefined) return undefined;
-  return Readable.from(generateTar(tree, options), { objectMode: false, highWaterMark: 1 });
+  return Readable.from(generateTar(out, tree, options), { objectMode: false, highWaterMark: 1 });
 }
+
+/** Layers whose files add up to this many bytes are hashed on a worker thread (starting one costs ~20 ms of CPU). */
+const THREAD_HASH_BYTES = 32 * 1024 * 1024;
 
 /** Options of {@link withStreamedCopy}. */
 export interface StreamedCopyOptions {
@@ -253,11 +256,15 @@ export async function withStreamedCopy(deps: SolveDeps, state: FsState, signal: 
     signal.throwIfAborted();
     const m = active.mounts();
     const upper = m.type === 'overlay' ? m.upperdir : m.source;
+    const files = view.deferredFiles();
+    const out = new TarBatcher();
     const tar = deps.snapshotter.kind === 'overlay'
-      ? streamLayerTar(upper, view.deferredFiles(), { sourceDateEpoch: options.sourceDateEpoch, now: Math.floor((options.now ?? Date.now)() / 1000) })
+      ? streamLayerTar(upper, files, { sourceDateEpoch: options.sourceDateEpoch, now: Math.floor((options.now ?? Date.now)() / 1000) }, out)
       : undefined;
     if (tar !== undefined) {
-      const blob = await deps.store.blobs.put(tar, undefined, { signal });
+      // A big layer's sha256 runs on another core while this thread reads the files into the tar.
+      const hashOnThread = files.reduce((n, f) => n + f.size, 0) >= THREAD_HASH_BYTES;
+      const blob = await deps.store.blobs.put(tar, undefined, { signal, hashOnThread, release: (chunk) => out.recycle(chunk) });
       return { diffId: blob.digest, digest: blob.digest, size: blob.size, mediaType: BUILD_LAYER_MEDIA_TYPE };
     }
     await view.materializeDeferred();
