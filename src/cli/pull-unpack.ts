@@ -12,6 +12,9 @@ import type { PullLayer } from '../registry/index.js';
 import { chainIdOf, openSnapshotter, type Snapshotter } from '../snapshot/index.js';
 import type { Store } from '../store/index.js';
 
+/** For `tsbuild pull`, which loads the compression tools' lookup (compress.ts: child_process, zlib) with this module only. */
+export { findCompressionTools } from '../layer/index.js';
+
 /** Options of {@link snapshotUnpacker}. */
 export interface SnapshotUnpackerOptions {
   readonly tools: CompressionTools;

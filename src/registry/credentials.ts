@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -91,6 +90,8 @@ function decodeEntry(entry: AuthEntry, file: string): Credentials | undefined {
 /** Runs `docker-credential-NAME ACTION` with `input` on stdin; resolves to stdout and exit code. */
 async function runHelper(name: string, action: 'get' | 'store' | 'erase', input: string, path: string | undefined): Promise<{ code: number; stdout: string }> {
   if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new TsbuildError('REG_CREDENTIALS', `invalid credential helper name "${name}"`);
+  // Loaded here: a push or pull without a credential helper never loads node:child_process (~5 ms of a no-op).
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     const child = spawn(`docker-credential-${name}`, [action], { stdio: ['pipe', 'pipe', 'pipe'], env: externalProgramEnv(path === undefined ? process.env : { ...process.env, PATH: path }) });
     let stdout = '';

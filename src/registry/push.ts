@@ -5,7 +5,6 @@ import { parseImageDocument } from '../image/index.js';
 import { acquireLease, type Store } from '../store/index.js';
 import { blobRecordPath, mountSourcesOf, readBlobRecord, recordBlobLocations, type BlobLocations } from './blob-record.js';
 import type { HttpRegistryClient, RepositoryLocation, UploadSession } from './client.js';
-import { compressedLayer, isUncompressedLayer } from './compress.js';
 import { runPool } from './pool.js';
 import { locationOf } from './pull.js';
 import { readUploadState, removeUploadState, uploadStatePath, writeUploadState } from './upload-state.js';
@@ -116,7 +115,10 @@ async function prepareDocument(ctx: PushContext, d: Descriptor): Promise<Prepare
     return { bytes: out, digest: out === bytes ? d.digest : sha256Of(out), mediaType: d.mediaType, blobs: [], children };
   }
   const layers: Descriptor[] = [];
-  for (const l of doc.manifest.layers) layers.push(isUncompressedLayer(l) ? await compressedLayer(ctx.store, l, ctx.options.signal) : l);
+  // The gzip memo (child_process, zlib) is loaded only for an image with a layer that may be
+  // uncompressed (an uncompressed layer type ends in ".tar"; the memo's own test decides).
+  const gzip = doc.manifest.layers.some((l) => l.mediaType.endsWith('.tar')) ? await import('./compress.js') : undefined;
+  for (const l of doc.manifest.layers) layers.push(gzip?.isUncompressedLayer(l) === true ? await gzip.compressedLayer(ctx.store, l, ctx.options.signal) : l);
   if (layers.some((l, i) => l !== doc.manifest.layers[i])) out = Buffer.from(JSON.stringify({ ...doc.manifest, layers }));
   return { bytes: out, digest: out === bytes ? d.digest : sha256Of(out), mediaType: d.mediaType, blobs: [doc.manifest.config, ...layers], children: [] };
 }

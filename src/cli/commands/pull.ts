@@ -1,6 +1,5 @@
 import { familiarReference, familiarRepository, parseReference } from '../../core/index.js';
 import { parsePlatform, platformFromNode } from '../../image/index.js';
-import { findCompressionTools } from '../../layer/index.js';
 import { pullImage, type LayerUnpackHook } from '../../registry/index.js';
 import { optBool, optString } from '../args.js';
 import type { Command } from '../command.js';
@@ -31,10 +30,10 @@ export const pullCommand: Command = {
     const client = createClient(args, ctx);
     try {
       if (!quiet) ctx.stdout.write(`${ref.tag ?? ref.digest}: Pulling from ${familiarRepository(ref)}\n`);
-      // Each layer is unpacked into its snapshot while it downloads (loaded only when something downloads).
-      const tools = findCompressionTools(ctx.env.PATH);
+      // Each layer is unpacked into its snapshot while it downloads (loaded only when something downloads:
+      // a no-op pull loads neither the unpack nor the compression tools, child_process and zlib).
       const unpack: LayerUnpackHook = (layers) => {
-        const ready = import('../pull-unpack.js').then((m) => m.snapshotUnpacker(store, layers, { tools, signal: ctx.signal }));
+        const ready = import('../pull-unpack.js').then((m) => m.snapshotUnpacker(store, layers, { tools: m.findCompressionTools(ctx.env.PATH), signal: ctx.signal }));
         return async (layer, bytes) => (await ready)(layer, bytes);
       };
       const r = await pullImage(client, store, ref, { platform, concurrency: optPositiveInt(args, 'concurrency', 4), signal: ctx.signal, onEvent: transferPrinter(ctx, quiet), unpack });
