@@ -55,8 +55,13 @@ export async function openContainerDeps(ctx: CommandContext): Promise<ContainerD
   };
 }
 
-/** The built CLI's entry: the bundle's CommonJS entry main.cjs (no ES module loading at start-up), else main.js. */
-export function builtEntry(): string {
+/**
+ * This CLI's process entry, for re-executing it (container monitor, rootless build): main.ts when running
+ * from source (tsx), else the built entry: the bundle's CommonJS entry main.cjs (no ES module loading at
+ * start-up), else tsc's main.js.
+ */
+export function ownEntry(): string {
+  if (import.meta.url.endsWith('.ts')) return fileURLToPath(new URL('./main.ts', import.meta.url));
   const cjs = fileURLToPath(new URL('./main.cjs', import.meta.url));
   return existsSync(cjs) ? cjs : fileURLToPath(new URL('./main.js', import.meta.url));
 }
@@ -64,7 +69,7 @@ export function builtEntry(): string {
 /** The command that starts the monitor of container `id`: this CLI re-executed (through tsx when running from source). */
 export function monitorCommandFor(ctx: CommandContext, storeRoot: string, id: string): MonitorCommand {
   const fromSource = import.meta.url.endsWith('.ts');
-  const main = fromSource ? fileURLToPath(new URL('./main.ts', import.meta.url)) : builtEntry();
+  const main = ownEntry();
   let loader: string[] = [];
   if (fromSource) {
     let tsx = 'tsx';

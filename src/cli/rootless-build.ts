@@ -7,15 +7,13 @@
  * not read on the host are readable. Sandboxes nest a user namespace with an identity map.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { TsbuildError } from '../core/index.js';
 import { resolveIdMaps, writeIdMaps } from '../sandbox/index.js';
 import type { CommandContext } from './command.js';
-import { builtEntry, stateDirFor } from './container-deps.js';
+import { ownEntry, stateDirFor } from './container-deps.js';
 import { resolveStoreRoot } from './store-root.js';
 
 /** The node that re-runs the CLI: its binary and flags (e.g. `--import tsx`). */
@@ -26,12 +24,6 @@ export interface NodeProcess {
 
 // sh waits (unmapped) until the parent has written the id maps, then execs the CLI as root of the namespace.
 const WAIT_FOR_MAPS = 'echo ready >&3 && read -r go <&3 && [ "$go" = go ] || exit 125; exec 3>&-; exec "$@"';
-
-/** This CLI's process entry next to this file: main.ts under tsx, else the built entry (main.cjs of the bundle, or main.js). */
-function findOwnEntry(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  return import.meta.url.endsWith('.ts') || !existsSync(join(here, 'main.js')) ? join(here, 'main.ts') : builtEntry();
-}
 
 /** Node flags with `--import X` / `--loader X` of a bare package name resolved to a URL: the child runs in the build's cwd. */
 function resolveNodeFlags(flags: readonly string[]): string[] {
@@ -73,7 +65,7 @@ export async function runBuildInUserNamespace(ctx: CommandContext, node: NodePro
   env.TSBUILD_ROOT = resolveStoreRoot(ctx, uid);
   env.TSBUILD_RUN_DIR = dirname(stateDirFor(ctx, uid));
 
-  const child = spawn('unshare', ['--user', '--', '/bin/sh', '-c', WAIT_FOR_MAPS, 'sh', node.execPath, ...resolveNodeFlags(node.execArgv), findOwnEntry(), ...args], {
+  const child = spawn('unshare', ['--user', '--', '/bin/sh', '-c', WAIT_FOR_MAPS, 'sh', node.execPath, ...resolveNodeFlags(node.execArgv), ownEntry(), ...args], {
     cwd: ctx.cwd,
     env,
     // Its own process group: a terminal's Ctrl-C reaches only us, and we forward exactly one SIGINT.

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { createServer, type Server, type Socket } from 'node:net';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import type { ContainerStore } from './container-store.js';
+import type { LogWriter } from './logs.js';
 import { attachSocketPathOf, encodeFrame, isAttachSocketName, FRAME_EXIT, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN, FRAME_STDOUT, FrameDecoder, withShortSocketPath } from './attach-protocol.js';
 
 /** A listening attach socket. */
@@ -171,4 +172,15 @@ export async function startAttachServer(containers: ContainerStore, id: string, 
       await unlink(path).catch(() => undefined);
     },
   };
+}
+
+/**
+ * The end of one run of a container with attached clients (the foreground `run` and the monitor):
+ * once everything the run wrote has reached the log and the clients, sends them its exit code, or,
+ * for a run that failed to start (e.g. command not found), the code recorded in the container's
+ * state (125 without one).
+ */
+export async function endAttachedRun(attach: AttachServer, log: LogWriter, containers: ContainerStore, id: string, exitCode: number | undefined): Promise<void> {
+  await Promise.all([log.stdout, log.stderr].map((w) => new Promise<void>((resolve) => w.write(Buffer.alloc(0), () => resolve()))));
+  attach.endRun(exitCode ?? (await containers.read(id).catch(() => undefined))?.state.exitCode ?? 125);
 }

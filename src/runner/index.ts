@@ -20,7 +20,7 @@ export {
 export { killContainer, parseKillSignal, stopContainer, waitForStop, SIGNALS } from './control.js';
 export { startMonitor, monitorLogPathOf, type MonitorCommand } from './monitor.js';
 export { attachSocketPathOf, markOpenStdin, hasOpenStdin, parseDetachKeys, DEFAULT_DETACH_KEYS } from './attach-protocol.js';
-export { startAttachServer, type AttachServer, type AttachServerOptions } from './attach-server.js';
+export { endAttachedRun, startAttachServer, type AttachServer, type AttachServerOptions } from './attach-server.js';
 export { attachContainer, requireAttachable, type AttachIo, type AttachOptions, type AttachResult } from './attach-client.js';
 export { createLogWriter, readLogs, type LogRecord, type LogWriter, type ReadLogsOptions } from './logs.js';
 export { isProcessAlive, processStartTime, childPids } from './process-info.js';

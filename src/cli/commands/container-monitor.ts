@@ -1,5 +1,5 @@
 import { TsbuildError } from '../../core/index.js';
-import { createLogWriter, hasOpenStdin, NO_RESTART, runContainer, runWithHealthcheck, runWithRestartPolicy, startAttachServer } from '../../runner/index.js';
+import { createLogWriter, endAttachedRun, hasOpenStdin, NO_RESTART, runContainer, runWithHealthcheck, runWithRestartPolicy, startAttachServer } from '../../runner/index.js';
 import type { RunResult } from '../../sandbox/index.js';
 import { optBool } from '../args.js';
 import type { Command } from '../command.js';
@@ -27,8 +27,6 @@ export const containerMonitorCommand: Command = {
     if (entry === undefined) throw new TsbuildError('RUN_NO_SUCH_CONTAINER', `no such container: ${id}`);
     const attach = await startAttachServer(deps.containers, id, { openStdin: await hasOpenStdin(deps.containers, id), tty: entry.config.tty === true, ownerPid: deps.ownerPid });
     const log = createLogWriter(deps.containers.logPathOf(id), { stdout: attach.stdout, stderr: attach.stderr });
-    // Everything written so far has reached the log and the attached clients.
-    const flushed = (): Promise<unknown> => Promise.all([log.stdout, log.stderr].map((w) => new Promise<void>((resolve) => w.write(Buffer.alloc(0), () => resolve()))));
     try {
       if (optBool(args, 'wait-attach')) await attach.waitForClient(WAIT_ATTACH_MS);
       const runOnce = async (restartCount: number): Promise<RunResult> => {
@@ -44,9 +42,7 @@ export const containerMonitorCommand: Command = {
           code = r.exitCode;
           return r;
         } finally {
-          await flushed();
-          // A run that failed to start (e.g. command not found) has its exit code recorded.
-          attach.endRun(code ?? (await deps.containers.read(id).catch(() => undefined))?.state.exitCode ?? 125);
+          await endAttachedRun(attach, log, deps.containers, id, code);
         }
       };
       const result = await runWithRestartPolicy(deps.containers, id, entry.config.restartPolicy ?? NO_RESTART, runOnce, ctx.signal);

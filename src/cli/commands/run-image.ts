@@ -1,6 +1,6 @@
 import { notSupportedYet, TsbuildError } from '../../core/index.js';
 import {
-  bindingsOfContainer, checkPortsAvailable, createContainer, findSlirp4netns, parseContainerNetwork, resolveContainerNetwork, createLogWriter, NO_RESTART, parseDuration, parsePublishSpec, parseRestartPolicy, startMonitor, markOpenStdin, runContainer, runWithHealthcheck, runWithRestartPolicy, removeContainer, startAttachServer,
+  bindingsOfContainer, checkPortsAvailable, createContainer, findSlirp4netns, parseContainerNetwork, resolveContainerNetwork, createLogWriter, endAttachedRun, NO_RESTART, parseDuration, parsePublishSpec, parseRestartPolicy, startMonitor, markOpenStdin, runContainer, runWithHealthcheck, runWithRestartPolicy, removeContainer, startAttachServer,
   type ContainerRecord, type HealthFlags, type PortBinding,
 } from '../../runner/index.js';
 import { limitsToResources, type SandboxStdio } from '../../sandbox/index.js';
@@ -176,7 +176,6 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
   const input = mergeInput ? new PassThrough() : undefined;
   if (input !== undefined) ctx.stdin.pipe(input);
   const log = createLogWriter(deps.containers.logPathOf(record.id), { stdout: teeTo(ctx.stdout, attach.stdout), stderr: teeTo(ctx.stderr, attach.stderr) });
-  const flushed = (): Promise<unknown> => Promise.all([log.stdout, log.stderr].map((w) => new Promise<void>((resolve) => w.write(Buffer.alloc(0), () => resolve()))));
   // With -t the pty's output (the container's stdout and stderr) is the log's stdout, as docker's;
   // -it hands our terminal to the launcher (raw mode, window size, SIGWINCH), and with -t alone
   // the launcher's otherwise unused stderr is our terminal, only for the window size.
@@ -202,8 +201,7 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
         code = r.exitCode;
         return r;
       } finally {
-        await flushed();
-        attach.endRun(code ?? (await deps.containers.read(record.id).catch(() => undefined))?.state.exitCode ?? 125);
+        await endAttachedRun(attach, log, deps.containers, record.id, code);
       }
     };
     const result = await withRawTerminal(tty && interactive ? ctx.stdin : undefined, async () => {
