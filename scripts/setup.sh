@@ -18,6 +18,7 @@ APT_PACKAGES=(
   debootstrap      # the Debian base image of the nginx example (test/helpers/debian-image.ts)
   buildah time     # the peer of the build benchmark (bench/build.ts); /usr/bin/time for its peak RSS
   slirp4netns      # outbound network of containers on the default private network (src/runner/network-slirp.ts)
+  openssh-client   # ssh-keygen/ssh-add: the peers of the --ssh key-file agent tests
 )
 
 missing=()

@@ -14,7 +14,7 @@ import { parseBuildOutputs, writesToStdout, type BuildOutput } from './build-out
 import type { CommandContext } from './command.js';
 import { openBuildProgress, type BuildProgress } from './progress/select.js';
 import { openCliStore } from './store-root.js';
-import { loadSecrets, resolveSshAgents } from './build-secrets.js';
+import { loadSecrets, resolveSshAgents, startSshAgents } from './build-secrets.js';
 import type { BuildCacheIo } from './build-cache-io.js';
 import { parseBuildCacheFlags } from './build-cache-spec.js';
 
@@ -100,19 +100,22 @@ export async function runBuild(req: BuildRequest, parsed: ParsedBuild, ctx: Comm
   let opened: Promise<HttpRegistryClient> | undefined;
   const client = (): Promise<HttpRegistryClient> => (opened ??= (async () => (req.openRegistry === undefined ? (await import('../registry/index.js')).createRegistryClient() : req.openRegistry()))());
   const progress = openBuildProgress(req.progress, req.quiet, ctx.stderr);
+  const cleanups: (() => Promise<void>)[] = [];
   try {
-    const code = await buildWith(client, req, parsed, ctx, progress);
+    const code = await buildWith(client, req, parsed, ctx, progress, cleanups);
     progress.close('done');
     return code;
   } catch (err) {
     progress.close(ctx.signal.aborted ? 'cancelled' : 'error');
     throw err;
   } finally {
+    for (const c of cleanups) await c().catch(() => undefined);
     if (opened !== undefined) await (await opened.catch(() => undefined))?.close();
   }
 }
 
-async function buildWith(client: () => Promise<HttpRegistryClient>, req: BuildRequest, parsed: ParsedBuild, ctx: CommandContext, progress: BuildProgress): Promise<number> {
+/** Builds; what must be undone when the build ends (agents started for --ssh key files) is added to `cleanups`. */
+async function buildWith(client: () => Promise<HttpRegistryClient>, req: BuildRequest, parsed: ParsedBuild, ctx: CommandContext, progress: BuildProgress, cleanups: (() => Promise<void>)[]): Promise<number> {
   const events = progress.events;
   checkFlags(req);
   // Rootless: the whole build runs again as root of a user namespace over the user's sub-ids (rootless-build.ts).
@@ -127,9 +130,11 @@ async function buildWith(client: () => Promise<HttpRegistryClient>, req: BuildRe
   const cacheFlags = parseBuildCacheFlags(req.cacheFrom, req.cacheTo, ctx.cwd);
   const sourceDateEpoch = parseSourceDateEpoch(ctx.env.SOURCE_DATE_EPOCH);
   const secrets = loadSecrets(req.secrets, ctx.env, ctx.cwd);
-  const sshAgents = resolveSshAgents(req.ssh, ctx.env, ctx.cwd);
+  const sshSources = resolveSshAgents(req.ssh, ctx.env, ctx.cwd);
   const contextDir = resolve(ctx.cwd, parsed.contextDir);
   const store = await openCliStore(ctx);
+  const ssh = await startSshAgents(sshSources);
+  cleanups.push(() => ssh.close());
 
   const platforms = parsed.targetPlatforms;
   const multi = platforms.length > 1;
@@ -189,7 +194,7 @@ async function buildWith(client: () => Promise<HttpRegistryClient>, req: BuildRe
       sourceDateEpoch,
       signal: ctx.signal,
       secrets,
-      sshAgents,
+      sshAgents: ssh.sockets,
       ...(cacheIo.cacheImport === undefined ? {} : { cacheImport: cacheIo.cacheImport }),
     });
     const created = (sourceDateEpoch === undefined ? await imageCreatedTime(store, result, new Date()) : new Date(sourceDateEpoch * 1000)).toISOString().replace(/\.000Z$/, 'Z');

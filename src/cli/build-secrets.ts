@@ -1,6 +1,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { notSupportedYet, TsbuildError } from '../core/index.js';
+import type { KeyAgent } from './ssh-key-agent.js';
+import { parseSshPrivateKey, type SshKey } from './ssh-keys.js';
 
 /** Largest secret accepted (BuildKit's limit). */
 export const MAX_SECRET_BYTES = 500 * 1024;
@@ -104,29 +106,73 @@ export function parseSshFlag(value: string): SshSpec {
   return { id, paths };
 }
 
+/** What an `--ssh` id forwards: an agent's socket, or keys read from files (served by our own agent). */
+export type SshSource = { readonly kind: 'socket'; readonly path: string } | { readonly kind: 'keys'; readonly keys: readonly SshKey[] };
+
 /**
- * Resolves `--ssh` flags to agent sockets: id -> absolute socket path (`$SSH_AUTH_SOCK` when no
- * path is given). Throws CLI_BAD_VALUE when the variable is unset or the path is missing, and
- * CLI_NOT_SUPPORTED for key files (only agent sockets are forwarded) or several paths per id.
+ * Resolves `--ssh` flags (`$SSH_AUTH_SOCK` when no path is given): each id gets one agent socket, or
+ * one or more private key files (read and checked here, served later by {@link startSshAgents}).
+ * Throws CLI_BAD_VALUE when the variable is unset, a path is missing or a key unusable, and
+ * CLI_NOT_SUPPORTED for several sockets per id or sockets mixed with keys.
  */
-export function resolveSshAgents(values: readonly string[], env: Readonly<Record<string, string | undefined>>, cwd: string): Map<string, string> {
-  const out = new Map<string, string>();
+export function resolveSshAgents(values: readonly string[], env: Readonly<Record<string, string | undefined>>, cwd: string): Map<string, SshSource> {
+  const out = new Map<string, SshSource>();
   for (const value of values) {
     const spec = parseSshFlag(value);
-    if (spec.paths.length > 1) throw withExit(notSupportedYet(`--ssh ${spec.id} with several sockets or keys`, 'give one agent socket per id'));
-    const given = spec.paths[0] ?? env.SSH_AUTH_SOCK;
-    if (given === undefined || given === '') throw bad(`--ssh ${spec.id}: SSH_AUTH_SOCK is not set`, 'start an ssh-agent or give the socket: --ssh default=/path/to/agent.sock');
-    const path = resolve(cwd, given);
-    let isSocket: boolean;
-    try {
-      isSocket = statSync(path).isSocket();
-    } catch (err) {
-      throw bad(`--ssh ${spec.id}: cannot use ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    const given = spec.paths.length > 0 ? spec.paths : [env.SSH_AUTH_SOCK ?? ''];
+    if (given[0] === '') throw bad(`--ssh ${spec.id}: SSH_AUTH_SOCK is not set`, 'start an ssh-agent or give the socket or key: --ssh default=/path/to/agent.sock');
+    const sockets: string[] = [];
+    const keys: SshKey[] = [];
+    for (const p of given) {
+      const path = resolve(cwd, p);
+      let isSocket: boolean;
+      try {
+        isSocket = statSync(path).isSocket();
+        if (!isSocket) keys.push(parseSshPrivateKey(readFileSync(path, 'utf8'), path));
+      } catch (err) {
+        if (err instanceof TsbuildError) throw err;
+        throw bad(`--ssh ${spec.id}: cannot use ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+      if (isSocket) sockets.push(path);
     }
-    if (!isSocket) throw withExit(notSupportedYet(`--ssh ${spec.id}=${path}: private key files`, 'only ssh-agent sockets are forwarded; load the key into an agent (ssh-add) and pass its socket'));
-    out.set(spec.id, path);
+    if (sockets.length > 1 || (sockets.length > 0 && keys.length > 0)) {
+      throw withExit(notSupportedYet(`--ssh ${spec.id} with several agent sockets, or sockets and keys together`, 'give one agent socket, or key files, per id'));
+    }
+    out.set(spec.id, sockets[0] !== undefined ? { kind: 'socket', path: sockets[0] } : { kind: 'keys', keys });
   }
   return out;
+}
+
+/** The agent sockets of a build, and how to stop the agents started for key files. */
+export interface SshAgents {
+  /** id -> agent socket path. */
+  readonly sockets: Map<string, string>;
+  close(): Promise<void>;
+}
+
+/** Starts an agent for each id given key files; sockets pass through. close() stops the agents and removes their sockets. */
+export async function startSshAgents(sources: ReadonlyMap<string, SshSource>): Promise<SshAgents> {
+  const sockets = new Map<string, string>();
+  const agents: KeyAgent[] = [];
+  const close = async (): Promise<void> => {
+    await Promise.all(agents.map((a) => a.close()));
+  };
+  try {
+    for (const [id, source] of sources) {
+      if (source.kind === 'socket') {
+        sockets.set(id, source.path);
+        continue;
+      }
+      const { startKeyAgent } = await import('./ssh-key-agent.js');
+      const agent = await startKeyAgent(source.keys);
+      agents.push(agent);
+      sockets.set(id, agent.socket);
+    }
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { sockets, close };
 }
 
 function withExit(e: TsbuildError): TsbuildError {

@@ -61,18 +61,18 @@ test('parseSshFlag: default, an id, and id=socket paths', (t) => {
   for (const bad of ['', '=x', 'gh=', 'a b']) t.throws(() => parseSshFlag(bad), { message: /invalid --ssh/ });
 });
 
-test('resolveSshAgents: uses SSH_AUTH_SOCK for default and accepts only unix sockets', async (t) => {
+test('resolveSshAgents: uses SSH_AUTH_SOCK for default, takes a unix socket or key files, and refuses what is not', async (t) => {
   const dir = await tempDir(t);
   const sock = join(dir, 'agent.sock');
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(sock, resolve));
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  t.deepEqual([...resolveSshAgents(['default', `other=${sock}`], { SSH_AUTH_SOCK: sock }, dir)], [['default', sock], ['other', sock]]);
+  t.deepEqual([...resolveSshAgents(['default', `other=${sock}`], { SSH_AUTH_SOCK: sock }, dir)], [['default', { kind: 'socket', path: sock }], ['other', { kind: 'socket', path: sock }]]);
   t.regex(t.throws(() => resolveSshAgents(['default'], {}, dir)).message, /SSH_AUTH_SOCK is not set/);
   t.regex(t.throws(() => resolveSshAgents(['k=nope.sock'], {}, dir)).message, /cannot use .*nope\.sock: ENOENT/);
   await writeFile(join(dir, 'id_ed25519'), 'key');
   const key = t.throws(() => resolveSshAgents(['k=id_ed25519'], {}, dir));
-  t.true(isTsbuildError(key, 'CLI_NOT_SUPPORTED'));
-  t.regex(key.message, /private key files is not supported yet/);
+  t.true(isTsbuildError(key, 'CLI_BAD_VALUE'));
+  t.regex(key.message, /id_ed25519: not a private key/);
   t.true(isTsbuildError(t.throws(() => resolveSshAgents([`k=${sock},${sock}`], {}, dir)), 'CLI_NOT_SUPPORTED'));
 });

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -195,9 +196,53 @@ for (const snap of SNAPSHOTTERS) {
     t.regex(req.stderr, /ssh agent "default" is required but was not forwarded/);
     const bad = await build(f, 'FROM busybox\n', ['--ssh', `default=${join(f.context, 'sockclient')}`]);
     t.is(bad.code, 125);
-    t.regex(bad.stderr, /private key files is not supported yet/);
+    t.regex(bad.stderr, /sockclient: not a private key/);
   });
 }
+
+/** Compiles a static client: asks the agent at $SSH_AUTH_SOCK for its identities, prints "answer N keys" (type 12 = IDENTITIES_ANSWER). */
+async function makeAgentLister(dest: string): Promise<void> {
+  const src = `${dest}.c`;
+  await writeFile(src, `#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <string.h>
+#include <stdlib.h>
+#include <stdio.h>
+int main(void) {
+  const char *p = getenv("SSH_AUTH_SOCK");
+  if (p == NULL) return 3;
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un a = { .sun_family = AF_UNIX };
+  strncpy(a.sun_path, p, sizeof a.sun_path - 1);
+  if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) return 2;
+  unsigned char req[5] = { 0, 0, 0, 1, 11 }, b[9];
+  if (write(s, req, 5) != 5) return 4;
+  size_t got = 0;
+  while (got < 9) { ssize_t n = read(s, b + got, 9 - got); if (n <= 0) return 5; got += (size_t)n; }
+  printf("answer %d %u keys\\n", b[4], (unsigned)b[5] << 24 | (unsigned)b[6] << 16 | (unsigned)b[7] << 8 | b[8]);
+  return 0;
+}
+`);
+  await run('gcc', ['-static', '-O1', '-o', dest, src]);
+}
+
+testSerialIf(missing ?? gccMissing ?? (existsSync('/usr/bin/ssh-keygen') ? undefined : 'ssh-keygen (openssh-client) is needed'), 'RUN --mount=type=ssh: --ssh ID=KEYFILE serves the keys through an agent of its own, gone after the build', async (t) => {
+  const f = await makeFixture(t);
+  await makeAgentLister(join(f.context, 'agentls'));
+  const keys = [join(f.dir, 'id_a'), join(f.dir, 'id_b')];
+  for (const k of keys) await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', k]);
+  const df = 'FROM busybox\nCOPY agentls /usr/bin/agentls\nRUN --mount=type=ssh,id=deploy agentls > /keys\n';
+  const before = readdirSync(tmpdir()).filter((n) => n.startsWith('tsbuild-ssh-'));
+  const r = await build(f, df, ['-t', 'sshkeys:1', '--ssh', `deploy=${keys.join(',')}`]);
+  t.is(r.code, 0, r.stderr);
+  const dest = await unpacked(f, 'sshkeys:1');
+  t.is(await readUnpacked(dest, 'keys'), 'answer 12 2 keys\n');
+  // The agent's private socket directory is removed when the build ends.
+  t.deepEqual(readdirSync(tmpdir()).filter((n) => n.startsWith('tsbuild-ssh-')), before);
+  const paths = await layerPaths(f.root, 'sshkeys:1');
+  t.deepEqual(paths.filter((p) => /^run(\/|$)/.test(p)), [], paths.join('\n'));
+});
 
 for (const snap of SNAPSHOTTERS) {
   const sn = `--snapshotter=${snap}`;
