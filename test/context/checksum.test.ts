@@ -139,11 +139,15 @@ test('checksum: the cached digest is used when bytes change but size, mtime and 
   t.is(after.mtimeMs, st.mtimeMs);
   t.not(after.ctimeMs, st.ctimeMs, 'writing and utimes changed the ctime');
   // Make the cache's row carry the new ctime, as if the file had been hashed after the write.
-  const text = await readFile(file, 'utf8');
-  const line = text.split('\n').find((l) => l.startsWith(`${target}\t`)) as string;
-  const fields = line.split('\t')[1]?.split(' ') as string[];
-  t.deepEqual(fields.slice(0, 3), [String(st.size), String(st.mtimeMs), String(st.ctimeMs)]);
-  const withCtime = (ctime: number): string => text.replace(line, `${target}\t${[fields[0], fields[1], String(ctime), ...fields.slice(3)].join(' ')}`);
+  // The record: u32 length, path, then size, mtimeMs, ctimeMs, ino, dev as float64 LE, then the digest.
+  const data = await readFile(file);
+  const at = data.indexOf(Buffer.from(target)) + Buffer.byteLength(target);
+  t.deepEqual([data.readDoubleLE(at), data.readDoubleLE(at + 8), data.readDoubleLE(at + 16)], [st.size, st.mtimeMs, st.ctimeMs]);
+  const withCtime = (ctime: number): Buffer => {
+    const copy = Buffer.from(data);
+    copy.writeDoubleLE(ctime, at + 16);
+    return copy;
+  };
   await writeFile(file, withCtime(after.ctimeMs));
   const stale = await checksumSources(selectSources(ctx, ['src/app.js']), { statCache: StatCache.load(file) });
   t.is(stale.digest, before.digest, 'cached digest used: the file was not re-read');
@@ -177,7 +181,7 @@ test('checksum: a corrupt stat cache file is ignored and rebuilt when loaded', a
   const file = join(store, 'stat.json');
   await settle();
   const row = `${join(ctx, 'src/app.js')}\t1 2 3 4 5 ${'a'.repeat(64)}\n`;
-  for (const junk of ['{not json', 'tsbuild-stat-cache/1\n', `tsbuild-stat-cache/2\n${row}garbage\n`, `tsbuild-stat-cache/2\n${row.slice(0, -5)}`, '\0\0\0', '']) {
+  for (const junk of ['{not json', 'tsbuild-stat-cache/1\n', `tsbuild-stat-cache/2\n${row}garbage\n`, `tsbuild-stat-cache/2\n${row.slice(0, -5)}`, 'tsbuild-stat-cache/4\n\x05\0', `tsbuild-stat-cache/4\n\x03\0\0\0abc${'x'.repeat(71)}`, '\0\0\0', '']) {
     await writeFile(file, junk);
     const cache = StatCache.load(file);
     t.is(cache.size, 0, junk);
