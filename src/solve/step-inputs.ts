@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { access, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { access, mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, isDigest, sha256Of, TsbuildError, type Digest } from '../core/index.js';
 import type { Store } from '../store/index.js';
@@ -70,7 +71,8 @@ export class StepInputsStore {
 
   async #readJson(path: string): Promise<Record<string, unknown> | undefined> {
     try {
-      const doc = JSON.parse(await readFile(path, 'utf8')) as unknown;
+      // Small files read and written synchronously (no thread-pool round trips; see BuildCacheStore.put).
+      const doc = JSON.parse(readFileSync(path, 'utf8')) as unknown;
       return doc !== null && typeof doc === 'object' && (doc as { format?: unknown }).format === FORMAT ? doc as Record<string, unknown> : undefined;
     } catch {
       return undefined;
@@ -81,7 +83,7 @@ export class StepInputsStore {
     const tmp = join(this.store.paths.tmp, `steps-${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
       await (this.#made ??= mkdir(join(this.#dir, 'inputs'), { recursive: true }));
-      await writeFile(tmp, `${JSON.stringify(doc)}\n`, { mode: 0o644 });
+      writeFileSync(tmp, `${JSON.stringify(doc)}\n`, { mode: 0o644 });
       await rename(tmp, path).catch(async (err: unknown) => {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         await mkdir(join(this.#dir, 'inputs'), { recursive: true }); // removed since the first write
