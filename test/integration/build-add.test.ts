@@ -171,6 +171,21 @@ async function waitForPort(port: number): Promise<void> {
   throw new Error(`git daemon did not listen on ${port}`);
 }
 
+/** Serves the bare repositories under `served` with `git daemon` on 127.0.0.1 until the test ends; resolves to its port. */
+async function startGitDaemon(t: ExecutionContext, served: string): Promise<number> {
+  const port = await freePort();
+  const daemon = spawn('git', ['daemon', '--reuseaddr', '--export-all', `--base-path=${served}`, '--listen=127.0.0.1', `--port=${port}`, served], { stdio: 'ignore' });
+  t.teardown(async () => {
+    if (daemon.exitCode === null) {
+      const gone = new Promise((resolve) => daemon.once('exit', resolve));
+      daemon.kill('SIGTERM');
+      await gone;
+    }
+  });
+  await waitForPort(port);
+  return port;
+}
+
 testSerialIf(gitMissing, 'tsbuild build: ADD fetches a git repository at a ref and subdirectory, keeping .git only with --keep-git-dir', async (t) => {
   const f = await makeFixture(t);
   const work = join(f.dir, 'work');
@@ -188,16 +203,7 @@ testSerialIf(gitMissing, 'tsbuild build: ADD fetches a git repository at a ref a
   await writeFile(join(work, 'README'), 'v2\n');
   await git('commit', '-q', '-am', 'two');
   await run('git', ['clone', '-q', '--bare', work, join(served, 'repo.git')]);
-  const port = await freePort();
-  const daemon = spawn('git', ['daemon', '--reuseaddr', '--export-all', `--base-path=${served}`, '--listen=127.0.0.1', `--port=${port}`, served], { stdio: 'ignore' });
-  t.teardown(async () => {
-    if (daemon.exitCode === null) {
-      const gone = new Promise((resolve) => daemon.once('exit', resolve));
-      daemon.kill('SIGTERM');
-      await gone;
-    }
-  });
-  await waitForPort(port);
+  const port = await startGitDaemon(t, served);
   const url = `git://127.0.0.1:${port}/repo.git`;
   const df = [
     'FROM busybox',
@@ -240,5 +246,41 @@ testSerialIf(gitMissing, 'tsbuild build: ADD fetches a git repository at a ref a
   r = await build(f, `FROM busybox\nADD ${url}#main:escape /x\n`);
   t.regex(r.stderr, /Dockerfile:2: SOLVE_ADD_GIT: .*"escape" leads outside the repository/);
   t.true((await lstat(join(dest, 'src/escape'))).isSymbolicLink(), 'symlinks in the repository stay symlinks');
+  t.deepEqual((await readdir(join(f.root, 'tmp'))).filter((n) => n.startsWith('add-')), [], 'checkouts are removed');
+});
+
+testSerialIf(gitMissing, 'tsbuild build: ADD of a git repository checks out its submodules (recursively) without their .git files', async (t) => {
+  const f = await makeFixture(t);
+  const served = join(f.dir, 'served');
+  await mkdir(served);
+  const port = await startGitDaemon(t, served);
+  const base = `git://127.0.0.1:${port}`;
+  const gitIn = (dir: string) => (...args: string[]) => run('git', ['-C', dir, '-c', 'user.name=t', '-c', 'user.email=t@e', '-c', 'protocol.file.allow=always', ...args]);
+  /** Makes a repository with `files`, runs `more` in it, commits, and serves it bare as NAME.git. */
+  const makeRepo = async (name: string, files: Record<string, string>, more?: (git: ReturnType<typeof gitIn>) => Promise<void>): Promise<void> => {
+    const work = join(f.dir, `work-${name}`);
+    await mkdir(work);
+    await run('git', ['init', '-q', '-b', 'main', work]);
+    for (const [p, text] of Object.entries(files)) await writeFile(join(work, p), text);
+    const git = gitIn(work);
+    await git('add', '.');
+    await more?.(git);
+    await git('commit', '-q', '-m', name);
+    await run('git', ['clone', '-q', '--bare', work, join(served, `${name}.git`)]);
+  };
+  await makeRepo('inner', { 'inner.txt': 'innermost\n' });
+  await makeRepo('lib', { 'lib.txt': 'library\n' }, (git) => git('submodule', '-q', 'add', `${base}/inner.git`, 'deps/inner').then(() => undefined));
+  await makeRepo('app', { 'app.txt': 'application\n' }, (git) => git('submodule', '-q', 'add', `${base}/lib.git`, 'vendor/lib').then(() => undefined));
+
+  const r = await build(f, `FROM busybox\nADD ${base}/app.git /app\nADD ${base}/app.git#main:vendor /vendor\n`, ['-t', 'sub:1']);
+  t.is(r.code, 0, r.stderr);
+  const dest = join(f.dir, 'unpacked');
+  await unpackImage(await readImage(f.root, 'sub:1'), dest);
+  t.is(await readUnpacked(dest, 'app/app.txt'), 'application\n');
+  t.is(await readUnpacked(dest, 'app/vendor/lib/lib.txt'), 'library\n');
+  t.is(await readUnpacked(dest, 'app/vendor/lib/deps/inner/inner.txt'), 'innermost\n');
+  t.is(await readUnpacked(dest, 'vendor/lib/deps/inner/inner.txt'), 'innermost\n');
+  for (const p of ['app/.git', 'app/vendor/lib/.git', 'app/vendor/lib/deps/inner/.git', 'vendor/lib/.git', 'vendor/lib/deps/inner/.git']) t.false(existsSync(join(dest, p)), p);
+  t.true(existsSync(join(dest, 'app/.gitmodules')));
   t.deepEqual((await readdir(join(f.root, 'tmp'))).filter((n) => n.startsWith('add-')), [], 'checkouts are removed');
 });

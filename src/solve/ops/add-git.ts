@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, realpathSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { join, sep } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { sha256Of, TsbuildError, type Digest, type SourceLocation } from '../../core/index.js';
 import { parseGitSource } from './add-remote-kind.js';
 import type { HostTools } from './add-tools.js';
@@ -33,8 +33,23 @@ function fail(message: string, loc: SourceLocation | undefined, cause?: unknown,
 }
 
 /**
+ * Checks out the submodules (recursively, as BuildKit): shallow first, then in full when the server
+ * does not hand out the pinned commit shallowly. Their URLs pass the same protocol allow-list.
+ * Returns the submodule paths, relative to the checkout.
+ */
+async function updateSubmodules(repo: string, run: (args: readonly string[]) => Promise<string>): Promise<string[]> {
+  try {
+    await run(['-C', repo, 'submodule', 'update', '-q', '--init', '--recursive', '--depth', '1']);
+  } catch {
+    await run(['-C', repo, 'submodule', 'update', '-q', '--init', '--recursive']);
+  }
+  const out = await run(['-C', repo, 'submodule', 'foreach', '--quiet', '--recursive', 'printf "%s\\0" "$displaypath"']);
+  return out.split('\0').filter((p) => p !== '');
+}
+
+/**
  * Fetches one commit of a git source (`<url>[#<ref>][:<subdir>]`) with `git fetch --depth 1` into a
- * directory under `tmpDir` and checks it out. SECURITY: only the http, https, git and ssh
+ * directory under `tmpDir` and checks it out, with its submodules. SECURITY: only the http, https, git and ssh
  * transports are allowed (no `ext::` commands, no local paths), git never prompts, the subdirectory
  * must stay inside the checkout. Errors: SOLVE_ADD_TOOL_MISSING without git, SOLVE_ADD_GIT.
  */
@@ -70,6 +85,7 @@ export async function cloneGit(src: string, options: CloneGitOptions): Promise<C
     // `--` keeps a remote or ref starting with `-` from being read as an option.
     await run(['-C', repo, 'fetch', '-q', '--depth', '1', '--no-tags', '--', remote, ref ?? 'HEAD']);
     await run(['-C', repo, 'checkout', '-q', 'FETCH_HEAD']);
+    const submodules = existsSync(join(repo, '.gitmodules')) ? await updateSubmodules(repo, run) : [];
     const commit = (await run(['-C', repo, 'rev-parse', 'HEAD'])).trim();
     const commitTime = Number((await run(['-C', repo, 'log', '-1', '--format=%ct'])).trim());
     let root = repo;
@@ -86,7 +102,11 @@ export async function cloneGit(src: string, options: CloneGitOptions): Promise<C
       if (!statSync(real).isDirectory()) throw fail(`ADD ${src}: "${subdir}" is not a directory`, loc);
       root = real;
     }
-    const skip = options.keepGitDir && subdir === '' ? new Set<string>() : new Set(['.git']);
+    // The checkout's .git, and the `.git` file of each submodule (a pointer into it), unless kept.
+    const gitPaths = ['.git', ...submodules.map((m) => `${m}/.git`)];
+    const prefix = subdir === '' ? '' : `${relative(repo, root)}/`;
+    const skip = options.keepGitDir && subdir === '' ? new Set<string>()
+      : new Set(gitPaths.flatMap((g) => (prefix === '' ? [g] : g.startsWith(prefix) ? [g.slice(prefix.length)] : [])));
     const entries = hostTreeEntries(root, {
       skip,
       owner: { uid: 0, gid: 0 },
