@@ -1,7 +1,8 @@
 /**
  * Registry client throughput, run by `npm run bench -- registry`, against skopeo in the same run:
  *  - cold push of a generated 3-layer image (gzip tars of incompressible files, compressed once
- *    while generating: the push measures the wire) to an empty local docker-registry;
+ *    while generating: the push measures the wire) to an empty local docker-registry, in-process
+ *    and as the CLI process (to a third empty registry);
  *  - cold pull of it into an empty store (download + verify + store), then the unpack of its
  *    layers into a directory ("pull+unpack": the two phases one after the other, as before);
  *  - `tsbuild pull` as it is now: download and unpack into snapshots overlapped (the issue's target:
@@ -181,6 +182,15 @@ export async function run(args: string[]): Promise<void> {
     process.stdout.write(`tsbuild cold push:   ${push.ms.toFixed(0)} ms  ${rate(push.ms)}  peak +${push.peakMb.toFixed(0)} MB RSS; ${await cpuNote(push)}\n`);
     const skPush = await timeProcess('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${root}:bench`, `docker://${regB.host}/bench/img:1`]);
     process.stdout.write(`skopeo cold push:    ${skPush.toFixed(0)} ms  ${rate(skPush)}\n`);
+    // The same cold push as users run it: the CLI process (bundle, plain Node; the row above runs
+    // under tsx, which costs this process 2-3x the CPU) to a third, empty registry.
+    const regC = await startRegistry(await mkdtemp(join(work, 'reg-c-')));
+    children.push(regC.child);
+    const cliPushCpu0 = await childrenCpuMs();
+    const regCpu0 = await processCpuMs(regC.child.pid);
+    const cliPush0 = await timeProcess(...cliCommand(args, ['--root', root, 'push', '-q', 'bench', `${regC.host}/bench/img:1`]));
+    process.stdout.write(`tsbuild push (CLI):  ${cliPush0.toFixed(0)} ms  ${rate(cliPush0)}  (cold, the CLI process, start-up included); CPU ${((await childrenCpuMs()) - cliPushCpu0).toFixed(0)} ms (registry ${((await processCpuMs(regC.child.pid)) - regCpu0).toFixed(0)} ms), load ${await loadNow()}\n`);
+    regC.child.kill('SIGTERM');
 
     const dst = await openStore(join(work, 'dst'));
     const pull = await measure(() => pullImage(client, dst, dest, { platform: PLATFORM }), regA.child.pid);
