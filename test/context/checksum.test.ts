@@ -139,9 +139,13 @@ test('checksum: the cached digest is used when bytes change but size, mtime and 
   t.is(after.mtimeMs, st.mtimeMs);
   t.not(after.ctimeMs, st.ctimeMs, 'writing and utimes changed the ctime');
   // Make the cache's row carry the new ctime, as if the file had been hashed after the write.
-  // The record: u32 length, path, then size, mtimeMs, ctimeMs, ino, dev as float64 LE, then the digest.
+  // One segment after the header line: u32 count, u32 path bytes, then per record size, mtimeMs,
+  // ctimeMs, ino, dev as float64 LE and the digest (72 bytes), then the paths joined by NUL.
   const data = await readFile(file);
-  const at = data.indexOf(Buffer.from(target)) + Buffer.byteLength(target);
+  const head = data.indexOf(10) + 1;
+  const count = data.readUInt32LE(head);
+  const paths = data.subarray(head + 8 + count * 72).toString('utf8').split('\0');
+  const at = head + 8 + paths.indexOf(target) * 72;
   t.deepEqual([data.readDoubleLE(at), data.readDoubleLE(at + 8), data.readDoubleLE(at + 16)], [st.size, st.mtimeMs, st.ctimeMs]);
   const withCtime = (ctime: number): Buffer => {
     const copy = Buffer.from(data);

@@ -21,7 +21,7 @@ test(title('appends a few changed rows instead of rewriting the file, and a late
   second.save();
   const after = await readFile(file);
   t.true(after.subarray(0, before.length).equals(before), 'appended');
-  t.is(after.length - before.length, 4 + '/ctx/f3'.length + 72, 'one record');
+  t.is(after.length - before.length, 8 + 72 + '/ctx/f3'.length, 'one record');
   const third = StatCache.load(file);
   t.is(third.size, 50);
   t.is(third.lookup('/ctx/f3', fp(3)), undefined);
