@@ -74,6 +74,9 @@ export class StatCache {
     try {
       data = readFileSync(file);
     } catch {
+      // First build after an upgrade: the text cache of version 3 (as large again) is not read any more.
+      const old = /^(.*\/context-stat-)v4-([0-9a-f]{32})\.bin$/.exec(file);
+      if (old !== null) rmSync(`${old[1]}v3-${old[2]}.json`, { force: true });
       return cache;
     }
     if (data.length < HEADER.length || !data.subarray(0, HEADER.length).equals(HEADER)) {

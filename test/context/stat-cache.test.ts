@@ -1,7 +1,7 @@
 import test from 'ava';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { StatCache } from '../../src/context/index.js';
+import { StatCache, statCacheName } from '../../src/context/index.js';
 import type { Digest } from '../../src/core/index.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -59,4 +59,16 @@ test(title('keeps paths with newlines and tabs, and any fingerprint numbers exac
   t.is(b.lookup('/ctx/a\nb\tc', odd), digest(7));
   t.is(b.lookup('/ctx/a\nb\tc', { ...odd, mtimeMs: odd.mtimeMs + 0.001 }), undefined);
   t.is(b.lookup('/ctx/é', fp(1)), digest(8));
+});
+
+test(title('a missing cache file removes the text file of version 3 of the same context'), async (t) => {
+  const { existsSync } = await import('node:fs');
+  const dir = await tempDir(t);
+  const name = statCacheName('/some/context');
+  const old = join(dir, name.replace('-v4-', '-v3-').replace(/\.bin$/, '.json'));
+  await writeFile(old, 'tsbuild-stat-cache/3\n');
+  await writeFile(join(dir, 'context-stat-v3-other.json'), 'x');
+  t.is(StatCache.load(join(dir, name)).size, 0);
+  t.false(existsSync(old));
+  t.true(existsSync(join(dir, 'context-stat-v3-other.json')));
 });
