@@ -3,8 +3,15 @@ import { accessSync, closeSync, constants, createReadStream, openSync, readSync,
 import { delimiter, join } from 'node:path';
 import { Readable, type TransformOptions } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip, createGzip, type ZlibOptions } from 'node:zlib';
+import { createRequire } from 'node:module';
+import type * as Zlib from 'node:zlib';
+import type { ZlibOptions } from 'node:zlib';
 import { TsbuildError } from '../core/index.js';
+
+// node:zlib (~1-2 ms to load) on the first gzip stream, not at start: `run` of an unpacked image opens
+// this module (findCompressionTools) but never inflates.
+const requireFromHere = createRequire(import.meta.url);
+const zlib = (): typeof Zlib => requireFromHere('node:zlib') as typeof Zlib;
 
 /** Compression of a layer blob, as detected from its first bytes. */
 export type Compression = 'gzip' | 'zstd' | 'none';
@@ -195,7 +202,7 @@ export function compressGzip(input: Readable, options: CompressOptions = {}): Re
   const pigz = options.tools?.pigz;
   const out = pigz !== undefined
     ? Readable.from(runFilter([pigz, '-c', '-n', `-${level}`, ...(options.threads === undefined ? [] : ['-p', String(options.threads)])], input, 'LAYER_COMPRESS_FAILED'), { objectMode: false })
-    : wrapCompressErrors(input.pipe(createGzip({ level })), input, 'LAYER_COMPRESS_FAILED');
+    : wrapCompressErrors(input.pipe(zlib().createGzip({ level })), input, 'LAYER_COMPRESS_FAILED');
   out.once('close', () => input.destroy());
   return out;
 }
@@ -271,7 +278,7 @@ function decompressStream(input: Readable, options: DecompressOptions): Readable
         // (pigz's extra threads and two copies of every byte through the pipe).
         // Inflate up to READ_AHEAD ahead of the consumer (the default 16 KiB would keep zlib idle while files are written).
         const zopts: ZlibOptions & TransformOptions = { chunkSize: INFLATE_CHUNK, readableHighWaterMark: READ_AHEAD };
-        const gunzip = createGunzip(zopts);
+        const gunzip = zlib().createGunzip(zopts);
         const feeding = pipeline(Readable.from(all, { objectMode: false }), gunzip);
         feeding.catch(() => undefined);
         try {
