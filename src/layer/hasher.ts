@@ -27,15 +27,17 @@ parentPort.on('message', (m) => {
 `;
 
 /**
- * SHA-256 of a byte stream. Small streams are hashed inline; past 16 MiB (and with more than one
- * core) the hashing moves to a worker thread so that it overlaps with the packing thread's reads.
+ * SHA-256 of a byte stream. Small streams are hashed inline; past 16 MiB (or `workerAfter`; with
+ * more than one core) the hashing moves to a worker thread so that it overlaps with the packing thread's reads.
  * Data reaches the worker through a fixed ring of {@link SLOTS} shared 1 MiB slots (one memcpy per
  * chunk, no per-chunk shared allocation; a slot is posted once full), so memory stays constant
  * however long the stream is.
- * Chunks given to {@link update} before the switch are held (at most 16 MiB) and must not be
+ * Chunks given to {@link update} before the switch are held (at most that much) and must not be
  * modified. Call {@link digest} once at the end, or {@link dispose} on failure.
  */
 export class StreamHasher {
+  /** Bytes held before the hashing moves to the worker (see the constructor). */
+  private readonly threshold: number;
   private inline = createHash('sha256');
   private held: Buffer[] = [];
   private heldBytes = 0;
@@ -50,10 +52,24 @@ export class StreamHasher {
   private onDigest: ((hex: string) => void) | undefined;
   private failure: unknown;
 
+  /**
+   * `workerAfter`: bytes held before the worker starts (default 16 MiB). A lower value holds less
+   * memory per stream (an unpack holds gunzip's output until then, and a pull unpacks its layers in
+   * parallel) at the price of a thread for smaller streams.
+   */
+  constructor(options: { readonly workerAfter?: number } = {}) {
+    this.threshold = options.workerAfter ?? WORKER_THRESHOLD;
+  }
+
+  /** True once the hashing runs on the worker thread. */
+  get threaded(): boolean {
+    return this.worker !== undefined;
+  }
+
   /** Adds a chunk; resolves once it has been hashed or copied into the ring (waits when the worker is behind). */
   async update(chunk: Buffer): Promise<void> {
     if (this.worker === undefined) {
-      if (!this.useWorker || this.heldBytes + chunk.length < WORKER_THRESHOLD) {
+      if (!this.useWorker || this.heldBytes + chunk.length < this.threshold) {
         if (this.useWorker) {
           this.held.push(chunk);
           this.heldBytes += chunk.length;

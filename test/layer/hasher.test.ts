@@ -40,3 +40,22 @@ test('a stream that ends exactly on a slot boundary, and a small one hashed inli
   t.is(await hashInPieces(small, [4096]), sha256(small));
   t.is(await hashInPieces(Buffer.alloc(0), [1]), sha256(Buffer.alloc(0)));
 });
+
+test('workerAfter moves the hashing to the worker sooner (less held), and the digest is the same', async (t) => {
+  const data = randomBytes(3 * MiB);
+  const early = new StreamHasher({ workerAfter: 2 * MiB });
+  const late = new StreamHasher();
+  try {
+    for (let at = 0; at < data.length; at += 256 * 1024) {
+      await early.update(data.subarray(at, at + 256 * 1024));
+      await late.update(data.subarray(at, at + 256 * 1024));
+    }
+    t.true(early.threaded, 'past 2 MiB the early one hashes on its worker');
+    t.false(late.threaded, 'the default one still holds 3 MiB');
+    t.is(String(await early.digest()), sha256(data));
+    t.is(String(await late.digest()), sha256(data));
+  } finally {
+    early.dispose();
+    late.dispose();
+  }
+});
