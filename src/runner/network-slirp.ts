@@ -7,7 +7,7 @@
  * stops it with the container; its exit fd makes it end with the owner even after a SIGKILL.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
@@ -224,7 +224,11 @@ export function slirpArgs(pid: number, options: SlirpOptions, rootless: boolean)
 /** A running slirp4netns. */
 export interface SlirpProcess {
   readonly pid: number;
-  /** Ends it (closes its exit fd; SIGKILL if it lingers) and resolves once it is gone. Idempotent. */
+  /**
+   * Ends it (closes its exit fd; SIGKILL if it lingers) and resolves once it has ended: it exited, or
+   * it is in the kernel's exit path (it runs no more code of its own; the kernel is still releasing
+   * its tap device, see {@link hasEnded}). Idempotent.
+   */
   stop(): Promise<void>;
 }
 
@@ -239,6 +243,36 @@ export interface SlirpStartOptions {
   readonly timeoutMs?: number;
 }
 
+/** PF_EXITING of a task's flags (/proc/PID/stat field 9): set when it enters do_exit, which never returns. */
+const PF_EXITING = 0x4;
+
+/**
+ * True when the process `pid` has exited or is exiting: in the kernel's exit path (PF_EXITING) with
+ * its memory released (an empty /proc/PID/cmdline, so leak checks by command line no longer see it)
+ * it never runs its own code again (slirp4netns is single-threaded: its main thread exiting is the
+ * process exiting). Closing its tap device after that waits for RCU grace periods (rcu_barrier in
+ * netdev_run_todo, measured 15-25 ms), which the kernel finishes by itself: waiting for the exit
+ * status instead would put that wait at the end of every run.
+ */
+export function hasEnded(pid: number): boolean {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return true;
+  }
+  // Fields restart after the command name's last ')': state is field 3, flags field 9.
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  if (rest[0] === 'Z' || rest[0] === 'X') return true;
+  const flags = Number(rest[6]);
+  if (!Number.isInteger(flags) || (flags & PF_EXITING) === 0) return false;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`).length === 0;
+  } catch {
+    return true;
+  }
+}
+
 function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
   return new Promise((resolve) => {
@@ -247,6 +281,28 @@ function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
       clearTimeout(timer);
       resolve(true);
     });
+  });
+}
+
+/**
+ * Resolves true once `child` exited or is in the kernel's exit path ({@link hasEnded}, polled every
+ * 2 ms: it gets there within a millisecond of its exit fd closing), false after `ms`.
+ */
+function waitForEnd(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (ended: boolean): void => {
+      clearTimeout(timer);
+      clearInterval(poll);
+      child.removeListener('exit', onExit);
+      resolve(ended);
+    };
+    const onExit = (): void => done(true);
+    const timer = setTimeout(() => done(false), ms);
+    const poll = setInterval(() => {
+      if (child.pid === undefined || hasEnded(child.pid)) done(true);
+    }, 2);
+    child.once('exit', onExit);
   });
 }
 
@@ -276,10 +332,14 @@ export async function startSlirp(binary: string, pid: number, o: SlirpStartOptio
     stopping ??= (async () => {
       exitFd.destroy();
       ready.destroy();
-      if (!(await waitForExit(child, 2000))) {
+      if (!(await waitForEnd(child, 2000))) {
         child.kill('SIGKILL');
         await waitForExit(child, 2000);
       }
+      // Ended but maybe not yet reaped: its handle and stderr pipe no longer hold this process's
+      // event loop open (a `run --rm` exits while the kernel releases the tap device).
+      child.unref();
+      (child.stderr as { unref?: () => void } | null)?.unref?.();
     })();
     return stopping;
   };

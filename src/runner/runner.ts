@@ -189,7 +189,8 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
   await watch.catch(() => undefined);
   await options.onEnded?.().catch(() => undefined);
   await ports.close();
-  // slirp4netns ends (its tap device's teardown waits for the kernel) before the state says exited, or with --rm while the container is removed.
+  // slirp4netns ends before the state says exited, or with --rm while the container is removed (ends: it runs no more
+  // code; the kernel releases its tap device by itself, 15-25 ms that no longer hold up the end of the run).
   const netStopped = net.stop();
   if (!config.autoRemove) await netStopped;
   const exitCode = result?.exitCode ?? (failure instanceof TsbuildError ? failure.exitCode ?? 125 : 125);

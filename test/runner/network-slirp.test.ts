@@ -1,4 +1,6 @@
 import test from 'ava';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TsbuildError } from '../../src/core/index.js';
@@ -6,6 +8,7 @@ import {
   findSlirp4netns, formatContainerNetwork, type SlirpLookup, parseContainerNetwork, prepareContainerNetwork, resolveContainerNetwork, slirpAddress, slirpArgs, slirpResolvConf,
 } from '../../src/runner/index.js';
 import { tempDir } from '../helpers/tmp.js';
+import { hasEnded } from '../../src/runner/network-slirp.js';
 
 const whyOf = (l: SlirpLookup): string => (l.path === undefined ? l.why : '');
 
@@ -96,4 +99,39 @@ test('findSlirp4netns: found on PATH when executable, with a reason when it is n
   // /dev/net/tun decides the rest (root can always open it).
   if (found.path === undefined) t.regex(found.why, /\/dev\/net\/tun/);
   else t.is(found.path, join(bin, 'slirp4netns'));
+});
+
+/** The state letter of /proc/PID/stat; undefined when the process is gone. */
+function stateOf(pid: number): string | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return text.slice(text.lastIndexOf(')') + 2).split(' ')[0];
+  } catch {
+    return undefined;
+  }
+}
+
+test('hasEnded: false while a process runs, true once it is a zombie (ended, not yet reaped) or gone', async (t) => {
+  // sh starts `sleep 0` in the background and becomes `sleep 30`, which never reaps it: a zombie.
+  const parent = spawn('/bin/sh', ['-c', 'sleep 0 & exec sleep 30'], { stdio: 'ignore' });
+  t.teardown(() => { parent.kill('SIGKILL'); });
+  const parentPid = parent.pid as number;
+  let zombie: number | undefined;
+  for (let i = 0; i < 400 && zombie === undefined; i++) {
+    let children: number[] = [];
+    try {
+      children = readFileSync(`/proc/${parentPid}/task/${parentPid}/children`, 'utf8').trim().split(/\s+/).filter((x) => x !== '').map(Number);
+    } catch {
+      // not there yet
+    }
+    zombie = children.find((c) => stateOf(c) === 'Z');
+    if (zombie === undefined) await new Promise((r) => setTimeout(r, 25));
+  }
+  if (zombie === undefined) return t.fail('the background sleep never became a zombie');
+  t.false(hasEnded(parentPid), 'sleep 30 runs');
+  t.true(hasEnded(zombie), 'a zombie has ended');
+  parent.kill('SIGKILL');
+  await new Promise((r) => parent.once('exit', r));
+  t.true(hasEnded(zombie), 'reaped with its parent: gone');
+  t.true(hasEnded(2 ** 22 + 1), 'a pid above pid_max never existed');
 });
