@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, openSync } from 'node:fs';
@@ -9,7 +9,7 @@ import { PipeWriter } from '../../src/sandbox/launcher-zygote.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /** Both ends of a fresh pipe (a fifo), non-blocking like the zygote's. */
-async function pipeEnds(t: Parameters<Parameters<typeof test>[1]>[0]): Promise<{ read: number; write: number }> {
+async function pipeEnds(t: ExecutionContext): Promise<{ read: number; write: number }> {
   const fifo = join(await tempDir(t), 'fifo');
   execFileSync('mkfifo', [fifo]);
   const read = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
