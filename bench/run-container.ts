@@ -1,7 +1,7 @@
 /**
  * Containers from images, run by `npm run bench -- run` (alias of run-container). Needs root and
  * a current build (`npm run build`: the CLI is timed as users run it, bin/tsbuild.js on dist/).
- *  1. Start-up: wall time of `tsbuild run --rm busybox true` (default network: slirp4netns when
+ *  1. Start-up: wall and CPU time of `tsbuild run --rm busybox true` (default network: slirp4netns when
  *     installed) and of `--network none`, including Node start-up, against `podman run --rm` (runc,
  *     --network none) and `buildah run`
  *     of the same image (pulled from the tsbuild store, an OCI layout), interleaved, medians.
@@ -15,7 +15,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -68,21 +68,35 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** One start-up case: `once` is timed. */
-interface StartCase { readonly name: string; readonly once: () => Promise<void> }
+/** GNU time, for the CPU time (user + sys, with the children waited for) of each start: on a busy machine it varies less than wall time. */
+const GNU_TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
+
+/** Runs `cmd args` (as must) and returns its CPU time in ms (NaN without GNU time). */
+async function mustCpu(work: string, cmd: string, args: readonly string[], env?: NodeJS.ProcessEnv): Promise<number> {
+  if (GNU_TIME === undefined) {
+    await must(cmd, args, env);
+    return Number.NaN;
+  }
+  const file = join(work, 'cpu-time.txt');
+  await must(GNU_TIME, ['-f', '%U %S', '-o', file, cmd, ...args], env);
+  return (await readFile(file, 'utf8')).trim().split(/\s+/).reduce((sum, x) => sum + Number(x) * 1000, 0);
+}
+
+/** One start-up case: `once` is timed and returns its CPU time (ms). */
+interface StartCase { readonly name: string; readonly once: () => Promise<number> }
 
 async function startup(work: string, root: string, env: NodeJS.ProcessEnv, n: number): Promise<void> {
   const cases: StartCase[] = [
-    { name: 'tsbuild run --rm busybox true', once: async () => { await must(TSBUILD, ['--root', root, 'run', '--rm', 'busybox', 'true'], env); } },
+    { name: 'tsbuild run --rm busybox true', once: () => mustCpu(work, TSBUILD, ['--root', root, 'run', '--rm', 'busybox', 'true'], env) },
     // The default network starts slirp4netns when installed; podman's row below has no network either.
-    { name: 'tsbuild run --rm --network none', once: async () => { await must(TSBUILD, ['--root', root, 'run', '--rm', '--network', 'none', 'busybox', 'true'], env); } },
+    { name: 'tsbuild run --rm --network none', once: () => mustCpu(work, TSBUILD, ['--root', root, 'run', '--rm', '--network', 'none', 'busybox', 'true'], env) },
   ];
   const runc = which('runc');
   const podman = which('podman');
   if (podman !== undefined && runc !== undefined) {
     const g = ['--root', join(work, 'podman-root'), '--runroot', join(work, 'podman-run'), '--storage-driver', 'overlay', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', '--runtime', runc];
     const id = (await must(podman, [...g, 'pull', '-q', `oci:${root}:${IMAGE}`])).trim().split('\n').pop() ?? '';
-    cases.push({ name: 'podman run --rm --network none', once: async () => { await must(podman, [...g, 'run', '--rm', '--network', 'none', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', id, 'true']); } });
+    cases.push({ name: 'podman run --rm --network none', once: () => mustCpu(work, podman, [...g, 'run', '--rm', '--network', 'none', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', id, 'true']) });
   } else {
     process.stdout.write('  (podman not installed: apt-get install podman)\n');
   }
@@ -93,18 +107,23 @@ async function startup(work: string, root: string, env: NodeJS.ProcessEnv, n: nu
     const id = (await must(buildah, [...bg, 'pull', '-q', `oci:${root}:${IMAGE}`])).trim().split('\n').pop() ?? '';
     buildahCtr = (await must(buildah, [...bg, 'from', '--pull-never', id])).trim().split('\n').pop();
     const ctr = buildahCtr as string;
-    cases.push({ name: 'buildah run (existing working container)', once: async () => { await must(buildah, [...bg, 'run', '--runtime', runc, '--network', 'none', ctr, 'true']); } });
+    cases.push({ name: 'buildah run (existing working container)', once: () => mustCpu(work, buildah, [...bg, 'run', '--runtime', runc, '--network', 'none', ctr, 'true']) });
   }
   const times = cases.map(() => [] as number[]);
+  const cpus = cases.map(() => [] as number[]);
   for (let i = -2; i < n; i++) {
     for (const [k, c] of cases.entries()) {
       const t0 = performance.now();
-      await c.once();
-      if (i >= 0) times[k]?.push(performance.now() - t0);
+      const cpu = await c.once();
+      if (i >= 0) {
+        times[k]?.push(performance.now() - t0);
+        cpus[k]?.push(cpu);
+      }
     }
   }
-  process.stdout.write(`start-up, median of ${n} (wall ms, including the tool's own start-up):\n`);
-  for (const [k, c] of cases.entries()) process.stdout.write(`  ${c.name.padEnd(44)} ${median(times[k] ?? []).toFixed(0).padStart(6)} ms\n`);
+  const load = (await readFile('/proc/loadavg', 'utf8').catch(() => '?')).split(' ')[0];
+  process.stdout.write(`start-up, median of ${n} interleaved (wall ms, including the tool's own start-up; cpu = user+sys of it and the children it waits for: not podman's conmon; load ${load}):\n`);
+  for (const [k, c] of cases.entries()) process.stdout.write(`  ${c.name.padEnd(44)} ${median(times[k] ?? []).toFixed(0).padStart(6)} ms   cpu ${median(cpus[k] ?? []).toFixed(0).padStart(4)} ms\n`);
   if (buildah !== undefined && buildahCtr !== undefined) await exec(buildah, [...bg, 'rm', buildahCtr]);
   if (buildah !== undefined) await exec(buildah, [...bg, 'rm', '--all']);
   if (podman !== undefined) await exec(podman, ['--root', join(work, 'podman-root'), '--runroot', join(work, 'podman-run'), '--storage-driver', 'overlay', 'system', 'reset', '-f']);
