@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readFileSync, readlinkSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
@@ -101,7 +101,9 @@ export async function probeOverlay(scratchParent: string, userxattr: boolean): P
       await mkdir(join(dir, 'upper'));
       await mkdir(join(dir, 'work'));
       const data = [`lowerdir=${join(dir, 'lower')}`, `upperdir=${join(dir, 'upper')}`, `workdir=${join(dir, 'work')}`, ...options].join(',');
-      const script = 'mount -t overlay overlay -o "$0" "$1/merged" && rm "$1/merged/f" && test -c "$1/upper/f"';
+      // `volatile` (Linux 5.10+, as the steps mount): the namespace's unmount then skips syncing the whole
+      // upper file system, which takes seconds on a busy disk; an older kernel refuses it and the probe mounts without.
+      const script = '{ mount -t overlay overlay -o "$0,volatile" "$1/merged" 2>/dev/null || mount -t overlay overlay -o "$0" "$1/merged"; } && rm "$1/merged/f" && test -c "$1/upper/f"';
       const args = [...(userxattr ? ['-U', '-r'] : []), '-m', 'sh', '-c', script, data, dir];
       try {
         await run('unshare', args);
@@ -130,37 +132,76 @@ function probeCacheKey(scratchParent: string, userxattr: boolean): string | unde
 }
 
 /**
- * {@link probeOverlay} with its successful result kept in `cacheFile` (`{key, options}`) until the next boot: the probe
- * forks a shell and its unmount syncs the file system (tens of ms, seconds on a busy disk), once per process start
- * otherwise. The key holds the boot id, uid, user namespace, the scratch file system's device and `userxattr`; anything
- * unreadable or different probes again. A failed probe is never cached (it may be transient).
+ * A copy of probe results for every store of this user on this machine: `/run/tsbuild` as root,
+ * `$XDG_RUNTIME_DIR/tsbuild` otherwise (both gone at reboot), only when that directory is the
+ * caller's own and not writable by others (a planted file must not choose mount options).
+ * Undefined when there is no such place.
+ */
+function hostProbeFile(key: string): string | undefined {
+  const uid = process.getuid?.() ?? -1;
+  const parent = uid === 0 ? '/run' : process.env.XDG_RUNTIME_DIR;
+  if (parent === undefined || parent === '') return undefined;
+  const dir = join(parent, 'tsbuild');
+  try {
+    mkdirSync(dir, { mode: 0o755, recursive: true });
+    const st = statSync(dir);
+    if (st.uid !== uid || (st.mode & 0o022) !== 0) return undefined;
+  } catch {
+    return undefined;
+  }
+  return join(dir, `overlay-probe-${createHash('sha256').update(key).digest('hex').slice(0, 16)}.json`);
+}
+
+/** The options recorded in `file` for `key`, when they are one of the candidate sets (anything else is not trusted). */
+function readCachedProbe(file: string, key: string, userxattr: boolean): readonly string[] | undefined {
+  try {
+    const cached = JSON.parse(readFileSync(file, 'utf8')) as { key?: unknown; options?: unknown };
+    if (cached.key !== key || !Array.isArray(cached.options)) return undefined;
+    const options = cached.options as unknown[];
+    return CANDIDATES[userxattr ? 'userxattr' : 'root'].find((c) => c.length === options.length && c.every((o, i) => o === options[i]));
+  } catch {
+    return undefined; // absent or unreadable
+  }
+}
+
+/** Best effort and atomic (tmp + rename): a reader sees the old file, the new one or none. */
+function writeCachedProbe(file: string, key: string, options: readonly string[]): void {
+  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    writeFileSync(tmp, JSON.stringify({ key, options }), { mode: 0o600 });
+    renameSync(tmp, file);
+  } catch {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // not created
+    }
+  }
+}
+
+/**
+ * {@link probeOverlay} with its successful result kept in `cacheFile` (`{key, options}`) until the next boot, and in a
+ * copy for the user's other stores on the machine ({@link hostProbeFile}): the probe forks a shell and mounts (tens
+ * of ms), once per process start otherwise, and a new store (a CI job's) need not pay it again. The key holds the
+ * boot id, uid, user namespace, the scratch file system's device and `userxattr`; anything unreadable, different or
+ * not a candidate option set probes again. A failed probe is never cached (it may be transient).
  */
 export async function probeOverlayCached(cacheFile: string, scratchParent: string, userxattr: boolean): Promise<OverlayProbe> {
   const key = probeCacheKey(scratchParent, userxattr);
+  const hostFile = key === undefined ? undefined : hostProbeFile(key);
   if (key !== undefined) {
-    try {
-      const cached = JSON.parse(readFileSync(cacheFile, 'utf8')) as { key?: unknown; options?: unknown };
-      if (cached.key === key && Array.isArray(cached.options) && cached.options.every((o) => typeof o === 'string')) {
-        return { ok: true, options: cached.options as string[] };
-      }
-    } catch {
-      // absent or unreadable: probe
+    const own = readCachedProbe(cacheFile, key, userxattr);
+    if (own !== undefined) return { ok: true, options: own };
+    const shared = hostFile === undefined ? undefined : readCachedProbe(hostFile, key, userxattr);
+    if (shared !== undefined) {
+      writeCachedProbe(cacheFile, key, shared);
+      return { ok: true, options: shared };
     }
   }
   const probe = await probeOverlay(scratchParent, userxattr);
   if (probe.ok && key !== undefined) {
-    // Best effort and atomic (tmp + rename): a reader sees the old file, the new one or none.
-    const tmp = `${cacheFile}.${randomBytes(6).toString('hex')}.tmp`;
-    try {
-      writeFileSync(tmp, JSON.stringify({ key, options: probe.options }), { mode: 0o600 });
-      renameSync(tmp, cacheFile);
-    } catch {
-      try {
-        unlinkSync(tmp);
-      } catch {
-        // not created
-      }
-    }
+    writeCachedProbe(cacheFile, key, probe.options);
+    if (hostFile !== undefined) writeCachedProbe(hostFile, key, probe.options);
   }
   return probe;
 }

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -8,7 +8,7 @@ import type { Digest } from '../../src/core/index.js';
 import { isTsbuildError } from '../../src/core/index.js';
 import { getXattr, makeNode, setXattr } from '../../src/sys/index.js';
 import { OverlaySnapshotter, formatOverlayData, mountSnapshot, openSnapshotter, probeOverlay, unmountSnapshot } from '../../src/snapshot/index.js';
-import { testIf } from '../helpers/capability.js';
+import { testIf, testSerialIf } from '../helpers/capability.js';
 import { tempDir } from '../helpers/tmp.js';
 import { describeTar, makeDirs, overlayMissing, packDir } from './helpers.js';
 
@@ -86,13 +86,36 @@ testIf(overlayReason, 'overlay snapshotter: a successful probe is kept in overla
   const saved = JSON.parse(readFileSync(file, 'utf8')) as { key: string; options: string[] };
   t.deepEqual(saved.options, first.ok ? first.options : []);
   t.true(saved.key.includes(readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()), saved.key);
-  // A matching key is trusted as is (no probe mount): the recorded options come back.
-  writeFileSync(file, JSON.stringify({ key: saved.key, options: ['index=off'] }));
-  t.deepEqual(await new OverlaySnapshotter(dirs, { userxattr: false }).probe(), { ok: true, options: ['index=off'] });
-  // Another boot (or user, user namespace, file system, userxattr) probes again and records the new result.
-  writeFileSync(file, JSON.stringify({ key: saved.key.replace(/"boot":"[^"]*"/, '"boot":"another-boot"'), options: ['index=off'] }));
+  // A matching key with one of the candidate option sets is trusted as is (no probe mount): the recorded options come back.
+  const other = ['redirect_dir=off', 'metacopy=off'];
+  writeFileSync(file, JSON.stringify({ key: saved.key, options: other }));
+  t.deepEqual(await new OverlaySnapshotter(dirs, { userxattr: false }).probe(), { ok: true, options: other });
+  // Options that are no candidate are not trusted (a damaged or planted file cannot choose mount options).
+  writeFileSync(file, JSON.stringify({ key: saved.key, options: ['lowerdir=/etc'] }));
+  t.deepEqual(await new OverlaySnapshotter(dirs, { userxattr: false }).probe(), first);
+  // Another boot (or user, user namespace, file system, userxattr) probes again (or takes the machine's copy) and records the result.
+  writeFileSync(file, JSON.stringify({ key: saved.key.replace(/"boot":"[^"]*"/, '"boot":"another-boot"'), options: other }));
   t.deepEqual(await new OverlaySnapshotter(dirs, { userxattr: false }).probe(), first);
   t.deepEqual(JSON.parse(readFileSync(file, 'utf8')), saved);
+});
+
+// Serial: ava runs it before the concurrent tests of this file, which read the machine-wide copy it changes for a moment.
+testSerialIf(overlayReason, 'overlay snapshotter: a new store on the same file system takes the probe result of the machine-wide copy in /run/tsbuild, without probing', async (t) => {
+  const dirs = await makeDirs(t);
+  const first = await new OverlaySnapshotter(dirs, { userxattr: false }).probe();
+  t.true(first.ok);
+  const saved = JSON.parse(readFileSync(join(dirs.snapshots, 'overlay', 'probe.json'), 'utf8')) as { key: string; options: string[] };
+  const shared = readdirSync('/run/tsbuild').filter((n) => n.startsWith('overlay-probe-') && n.endsWith('.json'))
+    .map((n) => join('/run/tsbuild', n)).find((f) => (JSON.parse(readFileSync(f, 'utf8')) as { key: string }).key === saved.key);
+  t.truthy(shared, 'the machine-wide copy exists');
+  const before = readFileSync(shared as string, 'utf8');
+  t.teardown(() => writeFileSync(shared as string, before));
+  // The machine's copy says another candidate set: a second, new store takes it as is, and records it as its own.
+  const other = ['redirect_dir=off', 'metacopy=off'];
+  writeFileSync(shared as string, JSON.stringify({ key: saved.key, options: other }));
+  const second = await makeDirs(t);
+  t.deepEqual(await new OverlaySnapshotter(second, { userxattr: false }).probe(), { ok: true, options: other });
+  t.deepEqual((JSON.parse(readFileSync(join(second.snapshots, 'overlay', 'probe.json'), 'utf8')) as { options: string[] }).options, other);
 });
 
 test('openSnapshotter: naive is used without probing when asked for', async (t) => {
