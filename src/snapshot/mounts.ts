@@ -188,10 +188,12 @@ function writeCachedProbe(file: string, key: string, options: readonly string[])
  */
 export async function probeOverlayCached(cacheFile: string, scratchParent: string, userxattr: boolean): Promise<OverlayProbe> {
   const key = probeCacheKey(scratchParent, userxattr);
-  const hostFile = key === undefined ? undefined : hostProbeFile(key);
   if (key !== undefined) {
     const own = readCachedProbe(cacheFile, key, userxattr);
     if (own !== undefined) return { ok: true, options: own };
+  }
+  const hostFile = key === undefined ? undefined : hostProbeFile(key);
+  if (key !== undefined) {
     const shared = hostFile === undefined ? undefined : readCachedProbe(hostFile, key, userxattr);
     if (shared !== undefined) {
       writeCachedProbe(cacheFile, key, shared);
