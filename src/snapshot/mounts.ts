@@ -132,16 +132,17 @@ function probeCacheKey(scratchParent: string, userxattr: boolean): string | unde
 }
 
 /**
- * A copy of probe results for every store of this user on this machine: `/run/tsbuild` as root,
- * `$XDG_RUNTIME_DIR/tsbuild` otherwise (both gone at reboot), only when that directory is the
- * caller's own and not writable by others (a planted file must not choose mount options).
- * Undefined when there is no such place.
+ * A copy of probe results for every store of this user on this machine, in the run directory:
+ * `$TSBUILD_RUN_DIR`, else `/run/tsbuild` as root, `$XDG_RUNTIME_DIR/tsbuild` otherwise and in a
+ * rootless build (`userxattr`: root of a user namespace, where /run is not ours); all gone at
+ * reboot. Only when that directory is the caller's own and not writable by others (a planted file
+ * must not choose mount options). Undefined when there is no such place.
  */
-function hostProbeFile(key: string): string | undefined {
+function hostProbeFile(key: string, userxattr: boolean): string | undefined {
   const uid = process.getuid?.() ?? -1;
-  const parent = uid === 0 ? '/run' : process.env.XDG_RUNTIME_DIR;
-  if (parent === undefined || parent === '') return undefined;
-  const dir = join(parent, 'tsbuild');
+  const xdg = process.env.XDG_RUNTIME_DIR;
+  const dir = process.env.TSBUILD_RUN_DIR || (uid === 0 && !userxattr ? '/run/tsbuild' : xdg === undefined || xdg === '' ? undefined : join(xdg, 'tsbuild'));
+  if (dir === undefined) return undefined;
   try {
     mkdirSync(dir, { mode: 0o755, recursive: true });
     const st = statSync(dir);
@@ -192,13 +193,11 @@ export async function probeOverlayCached(cacheFile: string, scratchParent: strin
     const own = readCachedProbe(cacheFile, key, userxattr);
     if (own !== undefined) return { ok: true, options: own };
   }
-  const hostFile = key === undefined ? undefined : hostProbeFile(key);
-  if (key !== undefined) {
-    const shared = hostFile === undefined ? undefined : readCachedProbe(hostFile, key, userxattr);
-    if (shared !== undefined) {
-      writeCachedProbe(cacheFile, key, shared);
-      return { ok: true, options: shared };
-    }
+  const hostFile = key === undefined ? undefined : hostProbeFile(key, userxattr);
+  const shared = hostFile === undefined || key === undefined ? undefined : readCachedProbe(hostFile, key, userxattr);
+  if (shared !== undefined && key !== undefined) {
+    writeCachedProbe(cacheFile, key, shared);
+    return { ok: true, options: shared };
   }
   const probe = await probeOverlay(scratchParent, userxattr);
   if (probe.ok && key !== undefined) {

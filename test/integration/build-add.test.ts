@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ExecutionContext } from 'ava';
 import { testSerialIf } from '../helpers/capability.js';
+import { cli } from '../cli/run-cli.js';
 import { buildTar } from '../layer/helpers.js';
 import { build, buildMissing, lstat, makeFixture, readImage, readUnpacked, stepsOf, unpackImage } from './build-helpers.js';
 
@@ -283,4 +284,16 @@ testSerialIf(gitMissing, 'tsbuild build: ADD of a git repository checks out its 
   for (const p of ['app/.git', 'app/vendor/lib/.git', 'app/vendor/lib/deps/inner/.git', 'vendor/lib/.git', 'vendor/lib/deps/inner/.git']) t.false(existsSync(join(dest, p)), p);
   t.true(existsSync(join(dest, 'app/.gitmodules')));
   t.deepEqual((await readdir(join(f.root, 'tmp'))).filter((n) => n.startsWith('add-')), [], 'checkouts are removed');
+
+  // A store reached through a symlink (the checkout's path is then not its real path): still no .git files.
+  const linked = join(f.dir, 'linked-root');
+  await symlink(join(f.dir, 'other-root'), linked);
+  await mkdir(join(f.dir, 'other-root'));
+  await writeFile(join(f.context, 'Dockerfile'), `FROM scratch\nADD ${base}/app.git#main:vendor /vendor\n`);
+  const r2 = await cli(['--root', linked, 'build', '-q', '-t', 'sub:2', '.'], { cwd: f.context, env: f.env });
+  t.is(r2.code, 0, r2.stderr);
+  const dest2 = join(f.dir, 'unpacked2');
+  await unpackImage(await readImage(linked, 'sub:2'), dest2);
+  t.is(await readUnpacked(dest2, 'vendor/lib/deps/inner/inner.txt'), 'innermost\n');
+  for (const p of ['vendor/lib/.git', 'vendor/lib/deps/inner/.git']) t.false(existsSync(join(dest2, p)), p);
 });

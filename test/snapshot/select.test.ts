@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -99,23 +99,34 @@ testIf(overlayReason, 'overlay snapshotter: a successful probe is kept in overla
   t.deepEqual(JSON.parse(readFileSync(file, 'utf8')), saved);
 });
 
-// Serial: ava runs it before the concurrent tests of this file, which read the machine-wide copy it changes for a moment.
-testSerialIf(overlayReason, 'overlay snapshotter: a new store on the same file system takes the probe result of the machine-wide copy in /run/tsbuild, without probing', async (t) => {
-  const dirs = await makeDirs(t);
-  const first = await new OverlaySnapshotter(dirs, { userxattr: false }).probe();
-  t.true(first.ok);
-  const saved = JSON.parse(readFileSync(join(dirs.snapshots, 'overlay', 'probe.json'), 'utf8')) as { key: string; options: string[] };
-  const shared = readdirSync('/run/tsbuild').filter((n) => n.startsWith('overlay-probe-') && n.endsWith('.json'))
-    .map((n) => join('/run/tsbuild', n)).find((f) => (JSON.parse(readFileSync(f, 'utf8')) as { key: string }).key === saved.key);
-  t.truthy(shared, 'the machine-wide copy exists');
-  const before = readFileSync(shared as string, 'utf8');
-  t.teardown(() => writeFileSync(shared as string, before));
-  // The machine's copy says another candidate set: a second, new store takes it as is, and records it as its own.
-  const other = ['redirect_dir=off', 'metacopy=off'];
-  writeFileSync(shared as string, JSON.stringify({ key: saved.key, options: other }));
-  const second = await makeDirs(t);
-  t.deepEqual(await new OverlaySnapshotter(second, { userxattr: false }).probe(), { ok: true, options: other });
-  t.deepEqual((JSON.parse(readFileSync(join(second.snapshots, 'overlay', 'probe.json'), 'utf8')) as { options: string[] }).options, other);
+// Serial: ava runs it before this file's concurrent tests, which must not see the run directory it sets.
+testSerialIf(overlayReason, 'overlay snapshotter: a new store on the same file system takes the probe result of the machine-wide copy in the run directory, without probing', async (t) => {
+  const runDir = join(await tempDir(t), 'run');
+  const old = process.env.TSBUILD_RUN_DIR;
+  process.env.TSBUILD_RUN_DIR = runDir;
+  try {
+    const dirs = await makeDirs(t);
+    const first = await new OverlaySnapshotter(dirs, { userxattr: false }).probe();
+    t.true(first.ok);
+    const saved = JSON.parse(readFileSync(join(dirs.snapshots, 'overlay', 'probe.json'), 'utf8')) as { key: string; options: string[] };
+    const copies = readdirSync(runDir).filter((n) => n.startsWith('overlay-probe-') && n.endsWith('.json')).map((n) => join(runDir, n));
+    t.is(copies.length, 1);
+    const shared = copies[0] as string;
+    t.deepEqual(JSON.parse(readFileSync(shared, 'utf8')), saved);
+    // The machine's copy says another candidate set: a second, new store takes it as is (no probe), and records it as its own.
+    const other = ['redirect_dir=off', 'metacopy=off'];
+    writeFileSync(shared, JSON.stringify({ key: saved.key, options: other }));
+    const second = await makeDirs(t);
+    t.deepEqual(await new OverlaySnapshotter(second, { userxattr: false }).probe(), { ok: true, options: other });
+    t.deepEqual((JSON.parse(readFileSync(join(second.snapshots, 'overlay', 'probe.json'), 'utf8')) as { options: string[] }).options, other);
+    // A run directory others may write to is not trusted: the next new store probes for itself.
+    chmodSync(runDir, 0o777);
+    const third = await makeDirs(t);
+    t.deepEqual(await new OverlaySnapshotter(third, { userxattr: false }).probe(), first);
+  } finally {
+    if (old === undefined) delete process.env.TSBUILD_RUN_DIR;
+    else process.env.TSBUILD_RUN_DIR = old;
+  }
 });
 
 test('openSnapshotter: naive is used without probing when asked for', async (t) => {

@@ -89,6 +89,7 @@ export async function cloneGit(src: string, options: CloneGitOptions): Promise<C
     const commit = (await run(['-C', repo, 'rev-parse', 'HEAD'])).trim();
     const commitTime = Number((await run(['-C', repo, 'log', '-1', '--format=%ct'])).trim());
     let root = repo;
+    const repoReal = realpathSync(repo);
     if (subdir !== '') {
       // SECURITY: a subdir (or a symlink in it) must not lead out of the checkout.
       let real: string;
@@ -97,14 +98,15 @@ export async function cloneGit(src: string, options: CloneGitOptions): Promise<C
       } catch (e) {
         throw fail(`ADD ${src}: directory "${subdir}" not found in the repository`, loc, e);
       }
-      const repoReal = realpathSync(repo);
       if (real !== repoReal && !real.startsWith(`${repoReal}${sep}`)) throw fail(`ADD ${src}: "${subdir}" leads outside the repository`, loc);
       if (!statSync(real).isDirectory()) throw fail(`ADD ${src}: "${subdir}" is not a directory`, loc);
       root = real;
     }
     // The checkout's .git, and the `.git` file of each submodule (a pointer into it), unless kept.
     const gitPaths = ['.git', ...submodules.map((m) => `${m}/.git`)];
-    const prefix = subdir === '' ? '' : `${relative(repo, root)}/`;
+    // (Both sides resolved: the store's path may hold a symlink. A subdir that is the checkout itself has no prefix.)
+    const rel = root === repo ? '' : relative(repoReal, root);
+    const prefix = rel === '' ? '' : `${rel}/`;
     const skip = options.keepGitDir && subdir === '' ? new Set<string>()
       : new Set(gitPaths.flatMap((g) => (prefix === '' ? [g] : g.startsWith(prefix) ? [g.slice(prefix.length)] : [])));
     const entries = hostTreeEntries(root, {
@@ -113,7 +115,8 @@ export async function cloneGit(src: string, options: CloneGitOptions): Promise<C
       ...(Number.isFinite(commitTime) ? { mtime: commitTime } : {}),
       rootMeta: { mode: 0o755, uid: 0, gid: 0 },
     });
-    return { source: { name: src, entries }, digest: sha256Of(`git:${commit}`), commit, cleanup };
+    // `+submodules`: a record made before submodules were checked out (same commit, without them) is not a hit.
+    return { source: { name: src, entries }, digest: sha256Of(`git+submodules:${commit}`), commit, cleanup };
   } catch (e) {
     await cleanup();
     throw e;
