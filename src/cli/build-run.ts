@@ -6,7 +6,7 @@ import type { Dockerfile } from '../dockerfile/index.js';
 import { createIndex, formatPlatform, parsePlatform, serializeDocument } from '../image/index.js';
 import type { CompressionTools } from '../layer/index.js';
 import { baseImageKey, planBuild, type BuildGraph } from '../plan/index.js';
-import type { Store } from '../store/index.js';
+import { acquireLease, refNameOf, withName, type Store } from '../store/index.js';
 import { exportImage, imageCreatedTime, findHostTools, resolveBaseImage, type Entitlement, type ExportedImage, type LazySolveDeps, type ResolvedBase, solveGraph } from '../solve/index.js';
 import type { HttpRegistryClient } from '../registry/index.js';
 import type { WrittenOutputs } from './build-export.js';
@@ -149,11 +149,12 @@ async function buildWith(client: () => Promise<HttpRegistryClient>, req: BuildRe
   const cacheIo: BuildCacheIo = cacheFlags.from.length === 0 && cacheFlags.to.length === 0 ? { cacheImport: undefined, exportAll: async () => undefined }
     : await (await import('./build-cache-io.js')).openBuildCache(cacheFlags, { store, client: await client(), events, tools: await compressionTools(), signal: ctx.signal });
 
-  /** Plans, solves and exports the build for one target platform (tagged with `names`). */
-  const buildFor = async (targetPlatform: Platform, names: readonly string[]): Promise<ExportedImage> => {
+  // Base images by ref and platform (shared by the platforms of a multi-platform build).
+  const bases = new Map<string, ResolvedBase>();
+  /** Plans, solves and exports the build for one target platform (tagged with `names`; without names and `record` false: not recorded in index.json). */
+  const buildFor = async (targetPlatform: Platform, names: readonly string[], record = true): Promise<ExportedImage> => {
     // Base images: resolved in the local store, planned again until ONBUILD triggers name no new
     // image; the last plan (every image it names resolved) is the build's.
-    const bases = new Map<string, ResolvedBase>();
     let planned: ReturnType<typeof planBuild>;
     for (;;) {
       planned = planBuild(parsed.dockerfile, { ...parsed.planOptions, targetPlatform, baseImages: new Map([...bases].map(([k, v]) => [k, v.config] as const)) });
@@ -198,7 +199,7 @@ async function buildWith(client: () => Promise<HttpRegistryClient>, req: BuildRe
       ...(cacheIo.cacheImport === undefined ? {} : { cacheImport: cacheIo.cacheImport }),
     });
     const created = (sourceDateEpoch === undefined ? await imageCreatedTime(store, result, new Date()) : new Date(sourceDateEpoch * 1000)).toISOString().replace(/\.000Z$/, 'Z');
-    const image = await exportImage(store, graph, result.output, { tags: names, created });
+    const image = await exportImage(store, graph, result.output, { tags: names, created, record });
     events({ type: 'info', message: `writing image ${image.configDigest} done${multi ? ` (${formatPlatform(targetPlatform)})` : ''}` });
     await cacheIo.exportAll(graph, result);
     return image;
@@ -209,12 +210,19 @@ async function buildWith(client: () => Promise<HttpRegistryClient>, req: BuildRe
     const one = await buildFor(platforms[0] as Platform, tags);
     image = { ...one, id: one.configDigest };
   } else {
-    const built: { readonly platform: Platform; readonly image: ExportedImage }[] = [];
-    for (const platform of platforms) {
-      events({ type: 'info', message: `building for ${formatPlatform(platform)}` });
-      built.push({ platform, image: await buildFor(platform, []) });
+    // The platform manifests get no index.json entries of their own: the lease keeps gc off them until the index names them.
+    const lease = await acquireLease(store);
+    let index: Descriptor;
+    try {
+      const built: { readonly platform: Platform; readonly image: ExportedImage }[] = [];
+      for (const platform of platforms) {
+        events({ type: 'info', message: `building for ${formatPlatform(platform)}` });
+        built.push({ platform, image: await buildFor(platform, [], false) });
+      }
+      index = await exportPlatformIndex(store, built, tags);
+    } finally {
+      await lease.release();
     }
-    const index = await exportPlatformIndex(store, built, tags);
     image = { manifest: index, names: tags, id: index.digest };
     events({ type: 'info', message: `writing image index ${index.digest} done` });
   }
@@ -252,17 +260,29 @@ function checkMultiPlatform(outputs: readonly BuildOutput[], cacheTo: boolean): 
 
 /**
  * Writes the image index of a multi-platform build (one manifest per platform, each with its
- * platform, as buildx) and names it with `tags`. The per-platform manifests, reachable from the index,
- * no longer need their own untagged entries.
+ * platform, as buildx) and names it with `tags` (untagged without), in one index.json update; a
+ * fully cached rebuild, whose names already point at the same index, writes nothing.
  */
 async function exportPlatformIndex(store: Store, built: readonly { readonly platform: Platform; readonly image: ExportedImage }[], tags: readonly string[]): Promise<Descriptor> {
   const index = createIndex(built.map((b) => ({ ...b.image.manifest, platform: b.platform })));
   const blob = await store.blobs.putBytes(serializeDocument(index));
   const descriptor: Descriptor = { mediaType: MediaType.ociIndex, digest: blob.digest, size: blob.size };
-  if (tags.length === 0) await store.refs.addUntagged(descriptor);
-  for (const name of tags) await store.refs.set(name, descriptor);
-  const children = new Set(built.map((b) => b.image.manifest.digest));
-  await store.refs.remove((e) => e.name === undefined && children.has(e.descriptor.digest));
+  const current = await store.refs.list();
+  const recorded = tags.length === 0 ? current.some((e) => e.descriptor.digest === descriptor.digest)
+    : tags.every((name) => current.some((e) => e.name === name && e.descriptor.digest === descriptor.digest));
+  if (recorded) return descriptor;
+  await store.refs.update((entries) => {
+    const drop = (keep: (e: Descriptor) => boolean): void => {
+      for (let i = entries.length - 1; i >= 0; i--) if (!keep(entries[i] as Descriptor)) entries.splice(i, 1);
+    };
+    if (tags.length === 0) {
+      if (!entries.some((e) => e.digest === descriptor.digest)) entries.push(withName(descriptor, undefined));
+      return;
+    }
+    // As refs.set for each name: the name moves here, an untagged entry of the index goes.
+    drop((e) => !tags.includes(refNameOf(e) as string) && !(refNameOf(e) === undefined && e.digest === descriptor.digest));
+    for (const name of tags) entries.push(withName(descriptor, name));
+  });
   return descriptor;
 }
 

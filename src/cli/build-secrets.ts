@@ -127,7 +127,10 @@ export function resolveSshAgents(values: readonly string[], env: Readonly<Record
       const path = resolve(cwd, p);
       let isSocket: boolean;
       try {
-        isSocket = statSync(path).isSocket();
+        const st = statSync(path);
+        isSocket = st.isSocket();
+        // (A fifo or device would block the read or never end.)
+        if (!isSocket && !st.isFile()) throw bad(`--ssh ${spec.id}: ${path} is neither an agent socket nor a key file`);
         if (!isSocket) keys.push(parseSshPrivateKey(readFileSync(path, 'utf8'), path));
       } catch (err) {
         if (err instanceof TsbuildError) throw err;

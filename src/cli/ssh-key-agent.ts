@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TsbuildError } from '../core/index.js';
 import { sshString, type SshKey } from './ssh-keys.js';
 
 /**
@@ -42,7 +43,7 @@ export async function startKeyAgent(keys: readonly SshKey[]): Promise<KeyAgent> 
     });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
-    throw err;
+    throw new TsbuildError('CLI_IO', `--ssh: cannot start the key agent on ${socket}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err, hint: 'set TMPDIR to a short, writable directory' });
   }
   // Not referenced: a build that is done does not wait for the agent.
   server.unref();

@@ -1,7 +1,7 @@
-import { formatReference, TsbuildError, type Descriptor, type Digest, type EventSink, type ImageManifest, type ImageReference, type Platform } from '../core/index.js';
+import { formatReference, MediaType, TsbuildError, type Descriptor, type Digest, type EventSink, type ImageManifest, type ImageReference, type Platform } from '../core/index.js';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { parseImageConfig, parseImageDocument, selectPlatform, formatPlatform } from '../image/index.js';
-import { acquireLease, type Store } from '../store/index.js';
+import { acquireLease, PULLED_INDEX_ANNOTATION, type Store } from '../store/index.js';
 import { blobRecordPath, recordBlobLocations } from './blob-record.js';
 import { manifestMediaTypeOf, type FetchedManifest, type HttpRegistryClient, type RepositoryLocation } from './client.js';
 import { downloadBlob } from './download.js';
@@ -102,6 +102,24 @@ async function findLocalImage(store: Store, digest: Digest, mediaType: string | 
   }
 }
 
+/** The tag's descriptor for `manifest`: noting the index it was chosen from, when it was (see PULLED_INDEX_ANNOTATION). */
+function fromIndex(manifest: Descriptor, top: Pick<Descriptor, 'digest'>): Descriptor {
+  return top.digest === manifest.digest ? manifest : { ...manifest, annotations: { ...manifest.annotations, [PULLED_INDEX_ANNOTATION]: top.digest } };
+}
+
+/**
+ * The manifest of `platform` in the multi-platform image `name` was pulled from, when the store holds
+ * that platform completely (an earlier pull of it): found without the registry, and without moving
+ * the tag. Undefined when the tag names no pulled index, or the store lacks the platform's manifest or blobs.
+ */
+export async function findPulledPlatform(store: Store, name: string, platform: Platform): Promise<Descriptor | undefined> {
+  const named = await store.refs.get(name);
+  const index = named?.annotations?.[PULLED_INDEX_ANNOTATION];
+  if (named === undefined || index === undefined || !/^sha256:[0-9a-f]{64}$/.test(index)) return undefined;
+  const local = await findLocalImage(store, index as Digest, MediaType.ociIndex, platform);
+  return local === undefined || local.top.digest === local.manifest.digest ? undefined : local.manifest;
+}
+
 /**
  * Pulls `ref` into the store: manifest (index -> the platform's manifest), then config and layers
  * not yet stored (in parallel, streamed and verified), then the manifest blob and the tag. Every
@@ -126,7 +144,7 @@ export async function pullImage(client: HttpRegistryClient, store: Store, ref: I
         : await findLocalImage(store, remote.digest, named?.digest === remote.digest ? named.mediaType : remote.contentType, options.platform);
       if (local !== undefined && remote !== undefined) {
         for (const b of local.blobs) emit({ type: 'transfer', id: b.digest.slice(7, 19), name: 'Already exists', current: b.size, total: b.size });
-        if (named?.digest !== local.manifest.digest) await store.refs.set(name, local.manifest);
+        if (named?.digest !== local.manifest.digest) await store.refs.set(name, fromIndex(local.manifest, local.top));
         await recordBlobLocations(blobRecordPath(store.paths.root), `${repo.host}/${repo.path}`, local.blobs.map((d) => d.digest));
         return { name, manifest: local.manifest, repoDigest: remote.digest, configDigest: local.configDigest, downloaded: 0, present: local.blobs.length };
       }
@@ -172,7 +190,7 @@ export async function pullImage(client: HttpRegistryClient, store: Store, ref: I
     if (top !== fetched) await store.blobs.putBytes(top.bytes, { digest: top.digest });
     await store.blobs.putBytes(fetched.bytes, { digest: fetched.digest });
     const descriptor: Descriptor = { mediaType: fetched.mediaType, digest: fetched.digest, size: fetched.bytes.length };
-    await store.refs.set(name, descriptor);
+    await store.refs.set(name, fromIndex(descriptor, top));
     await recordBlobLocations(blobRecordPath(store.paths.root), `${repo.host}/${repo.path}`, blobsNeeded.map((d) => d.digest));
     return { name, manifest: descriptor, repoDigest: top.digest, configDigest: manifest.config.digest, downloaded, present: blobsNeeded.length - downloaded };
   } finally {

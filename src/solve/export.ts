@@ -20,6 +20,11 @@ export interface ExportOptions {
   readonly tags: readonly string[];
   /** ISO 8601 time for `created` and new history entries. */
   readonly created: string;
+  /**
+   * False: write the config and manifest blobs only, no index.json entry (the caller records the image,
+   * e.g. in an image index, and holds a gc lease until then). Default true.
+   */
+  readonly record?: boolean;
 }
 
 /** The final image config: the planned config with the output's diffIDs and creation times. */
@@ -48,6 +53,7 @@ export async function exportImage(store: Store, graph: BuildGraph, output: FsSta
   );
   const m = await store.blobs.putBytes(serializeDocument(manifest));
   const descriptor: Descriptor = { mediaType: MediaType.ociManifest, digest: m.digest, size: m.size };
+  if (options.record === false) return { manifest: descriptor, configDigest: c.digest, config, names };
   // An unchanged image (a fully cached rebuild) already has its names: no index.json write, no lock.
   const current = await store.refs.list();
   const named = (name: string): boolean => current.some((e) => e.name === name && e.descriptor.digest === m.digest && e.descriptor.mediaType === descriptor.mediaType);

@@ -9,6 +9,11 @@ export const OCI_LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: '1.0.0' });
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
 /** The annotation containerd and docker put the full image name in. */
 export const IMAGE_NAME_ANNOTATION = 'io.containerd.image.name';
+/**
+ * On a tag a pull set to one platform's manifest of a multi-platform image: the index's digest (the
+ * store keeps the index blob), so another platform already in the store is found without the registry.
+ */
+export const PULLED_INDEX_ANNOTATION = 'dev.tsbuild.pulled.index';
 
 /** The directories of a store root. */
 export interface StorePaths {

@@ -101,6 +101,9 @@ testIf(sshMissing, 'resolveSshAgents + startSshAgents: key files become an agent
   t.regex(err.message, /locked is protected by a passphrase/);
   t.false(err.message.includes('secret passphrase'));
   t.true(isTsbuildError(t.throws(() => resolveSshAgents([`default=${a},${sock}`], {}, dir)), 'CLI_NOT_SUPPORTED'));
+  // A fifo would block the read: refused before reading.
+  await run('mkfifo', [join(dir, 'fifo')]);
+  t.regex(t.throws(() => resolveSshAgents([`default=${join(dir, 'fifo')}`], {}, dir)).message, /neither an agent socket nor a key file/);
   await agents.close();
   t.false(existsSync(sock));
 });

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MediaType, type BuildEvent, type Descriptor, type Digest } from '../../src/core/index.js';
@@ -252,10 +252,13 @@ testSerialIf(missing, 'tsbuild build --platform: cross builds take the build sta
   t.is(await readUnpacked(dest, 'out'), 'on linux/amd64 for linux/arm64\n');
   t.is(await readUnpacked(dest, 'arm-marker'), 'arm64 base\n');
 
-  // Built again: every step cached, the bases resolved for both platforms (no second build stage run).
+  // Built again: every step cached, and both platforms of the base come from the store (the tag is
+  // moved between the pulled index's platforms without the registry).
   r = await buildIn(f, empty, cross, ['-t', 'app:arm', '--platform', 'linux/arm64']);
   t.is(r.code, 0, r.stderr);
   t.is((await readImage(empty, 'app:arm')).config.rootfs.diff_ids.at(-1), app.config.rootfs.diff_ids.at(-1));
+  t.deepEqual(infos(r.events).filter((m) => m.startsWith('pulling')), [], r.stderr);
+  t.deepEqual(stepsOf(r.events).started.filter((n) => n.includes('RUN')), [], r.stderr);
 
   // FROM --platform without the flag: that stage (and so the image) is for arm64.
   r = await buildIn(f, empty, `FROM --platform=linux/arm64 ${base}\nLABEL a=1\n`, ['-t', 'app:from']);
@@ -300,6 +303,12 @@ testSerialIf(missing, 'tsbuild build --platform a,b: an image index with one man
   t.deepEqual(doc.manifests.map((m) => `${m.platform?.os}/${m.platform?.architecture}`), ['linux/amd64', 'linux/arm64']);
   // The platform manifests are reachable from the index: no untagged <none> entries for them.
   t.false((await multi.refs.list()).some((e) => e.name === undefined && doc.manifests.some((m) => m.digest === e.descriptor.digest)));
+  // A fully cached rebuild leaves index.json as it was (not even rewritten).
+  const indexFile = join(empty, 'index.json');
+  const before = await stat(indexFile);
+  r = await buildIn(f, empty, cross, ['--platform', 'linux/amd64,linux/arm64', '-t', pushed]);
+  t.is(r.code, 0, r.stderr);
+  t.is((await stat(indexFile)).mtimeMs, before.mtimeMs);
   const raw = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${pushed}`]);
   t.deepEqual((JSON.parse(raw.stdout) as { manifests: Descriptor[] }).manifests.map((m) => m.platform?.architecture), ['amd64', 'arm64']);
   for (const [arch, text] of [['amd64', 'on linux/amd64 for linux/amd64\n'], ['arm64', 'on linux/amd64 for linux/arm64\n']] as const) {

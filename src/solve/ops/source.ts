@@ -30,12 +30,22 @@ export async function resolveBaseImage(store: Store, ref: string, platform: Plat
   const found = await findOrPull(store, ref, platform, puller, false);
   const base = await readBase(store, ref, found.image, platform);
   if (platformMatches(base.config, platform)) return base;
-  const have = `${base.config.os}/${base.config.architecture}${base.config.variant === undefined ? '' : `/${base.config.variant}`}`;
+  const have = formatPlatform({ os: base.config.os, architecture: base.config.architecture, ...(base.config.variant === undefined ? {} : { variant: base.config.variant }) });
   const mismatch = (cause?: unknown): TsbuildError => new TsbuildError('IMAGE_PLATFORM_MISMATCH', `base image ${ref} is for ${have}, the build needs ${formatPlatform(platform)}`, {
     hint: `pull that platform first: tsbuild pull --platform ${formatPlatform(platform)} ${ref}`,
     ...(cause === undefined ? {} : { cause }),
   });
-  if (puller === undefined || found.pulled || parseReference(ref).tag === undefined) throw mismatch();
+  const parsed = parseReference(ref);
+  if (parsed.tag === undefined) throw mismatch();
+  // The other platform of a pulled multi-platform image may be in the store already (a cross or
+  // multi-platform build): it is used without the registry, and the tag stays as the user left it.
+  const { findPulledPlatform } = await import('../../registry/index.js');
+  const pulledOther = found.pulled ? undefined : await findPulledPlatform(store, formatReference(parsed), platform);
+  if (pulledOther !== undefined) {
+    const local = await readBase(store, ref, { ...found.image, descriptor: pulledOther }, platform);
+    if (platformMatches(local.config, platform)) return local;
+  }
+  if (puller === undefined || found.pulled) throw mismatch();
   let again: Found;
   try {
     again = await findOrPull(store, ref, platform, puller, true);
