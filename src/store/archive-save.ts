@@ -6,7 +6,7 @@ import {
 } from '../core/index.js';
 import { acquireLease } from './gc.js';
 import { withCompressedLayers } from './layer-gzip.js';
-import { IMAGE_NAME_ANNOTATION, OCI_LAYOUT_FILE, REF_NAME_ANNOTATION } from './oci-layout.js';
+import { IMAGE_NAME_ANNOTATION, OCI_LAYOUT_FILE, PULLED_INDEX_ANNOTATION, REF_NAME_ANNOTATION } from './oci-layout.js';
 import { withName } from './refs.js';
 import type { Store } from './store.js';
 import { isManifestType, walkImages } from './walk.js';
@@ -53,10 +53,18 @@ export async function saveArchive(store: Store, images: readonly SaveImage[], ou
   }
 }
 
+/** The descriptor without the store's own notes (a pulled index's digest means nothing in an archive). */
+function withoutStoreNotes(d: Descriptor): Descriptor {
+  if (d.annotations?.[PULLED_INDEX_ANNOTATION] === undefined) return d;
+  const { [PULLED_INDEX_ANNOTATION]: _note, ...annotations } = d.annotations;
+  const { annotations: _a, ...rest } = d;
+  return Object.keys(annotations).length === 0 ? rest : { ...rest, annotations };
+}
+
 async function writeArchive(store: Store, images: readonly SaveImage[], out: Writable, options: SaveOptions): Promise<void> {
   const entries: Descriptor[] = [];
   for (const img of images) {
-    const plain = withName(img.descriptor, undefined);
+    const plain = withoutStoreNotes(withName(img.descriptor, undefined));
     if (img.names.length === 0) entries.push(plain);
     for (const name of img.names) {
       const ref = parseReference(name);

@@ -8,7 +8,7 @@ import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import tar from 'tar-stream';
 import { MediaType, type Descriptor } from '../../src/core/index.js';
-import { openStore, saveArchive, withCompressedLayers, type Store } from '../../src/store/index.js';
+import { openStore, PULLED_INDEX_ANNOTATION, saveArchive, withCompressedLayers, type Store } from '../../src/store/index.js';
 import { testIf } from '../helpers/capability.js';
 import { skopeoMissing } from '../helpers/registry.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -67,4 +67,32 @@ testIf(noSkopeo, 'saveArchive: writes gzip layers with gzipLayers that skopeo re
     t.is(raw.layers.length, 1, skopeo.stdout);
     t.regex(raw.layers[0]?.mediaType ?? '', /gzip/, skopeo.stdout);
   }
+});
+
+test('saveArchive: the store\'s own note of a pulled index does not go into the archive\'s index.json', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore(join(dir, 'root'));
+  const image = await makeImage(store);
+  const noted = { ...image, annotations: { [PULLED_INDEX_ANNOTATION]: `sha256:${'a'.repeat(64)}`, 'org.example.kept': 'yes' } };
+  const file = join(dir, 'oci.tar');
+  const out = createWriteStream(file);
+  await saveArchive(store, [{ descriptor: noted, names: ['docker.io/library/hello:1'] }], out, { format: 'oci', gzipLayers: false });
+  out.end();
+  await finished(out);
+  const extract = tar.extract();
+  let index = '';
+  extract.on('entry', (header, stream, next) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: unknown) => chunks.push(c as Buffer));
+    stream.on('end', () => {
+      if (header.name === 'index.json') index = Buffer.concat(chunks).toString('utf8');
+      next();
+    });
+  });
+  Readable.from(await readFile(file)).pipe(extract);
+  await finished(extract);
+  const annotations = (JSON.parse(index) as { manifests: Descriptor[] }).manifests[0]?.annotations ?? {};
+  t.is(annotations[PULLED_INDEX_ANNOTATION], undefined);
+  t.is(annotations['org.example.kept'], 'yes');
+  t.is(annotations['io.containerd.image.name'], 'docker.io/library/hello:1');
 });
