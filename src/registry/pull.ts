@@ -144,7 +144,9 @@ export async function pullImage(client: HttpRegistryClient, store: Store, ref: I
         : await findLocalImage(store, remote.digest, named?.digest === remote.digest ? named.mediaType : remote.contentType, options.platform);
       if (local !== undefined && remote !== undefined) {
         for (const b of local.blobs) emit({ type: 'transfer', id: b.digest.slice(7, 19), name: 'Already exists', current: b.size, total: b.size });
-        if (named?.digest !== local.manifest.digest) await store.refs.set(name, fromIndex(local.manifest, local.top));
+        const tag = fromIndex(local.manifest, local.top);
+        // (Also when only the note of the index is missing or stale: a tag set before, or by `tag`.)
+        if (named?.digest !== tag.digest || named.annotations?.[PULLED_INDEX_ANNOTATION] !== tag.annotations?.[PULLED_INDEX_ANNOTATION]) await store.refs.set(name, tag);
         await recordBlobLocations(blobRecordPath(store.paths.root), `${repo.host}/${repo.path}`, local.blobs.map((d) => d.digest));
         return { name, manifest: local.manifest, repoDigest: remote.digest, configDigest: local.configDigest, downloaded: 0, present: local.blobs.length };
       }

@@ -113,8 +113,10 @@ async function writeWith(stream: Readable, path: string, signal: AbortSignal | u
         size += chunk.length;
         onProgress?.(size);
         if (used === 0 && chunk.length >= WRITE_BUFFER && thread === undefined) {
-          await settle(); // one write in flight at most, as with owned buffers
+          // Hashed (in emit) while the previous write is still in flight; then one write in flight at most, as with owned buffers.
+          const prior = inflight.splice(0);
           emit(chunk, chunk.length, false);
+          for (const p of prior) await p;
           continue;
         }
         let at = 0;

@@ -50,7 +50,7 @@ export class Sha256Thread {
   /** Starts the thread (node:worker_threads loads only here). */
   static async start(): Promise<Sha256Thread> {
     const { Worker: W } = await import('node:worker_threads');
-    return new Sha256Thread(new W(SOURCE, { eval: true }));
+    return new Sha256Thread(new W(SOURCE, { eval: true, execArgv: [], env: {}, stdout: false, stderr: false }));
   }
 
   /** A buffer the thread can read: `size` bytes in a SharedArrayBuffer. */

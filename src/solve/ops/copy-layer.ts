@@ -9,6 +9,7 @@
  * the mtime of directories receiving files, which is "now" in both (the copy time).
  */
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { Readable } from 'node:stream';
 import { TsbuildError } from '../../core/index.js';
 import type { CopyOp } from '../../plan/index.js';
@@ -256,16 +257,16 @@ export async function withStreamedCopy(deps: SolveDeps, state: FsState, signal: 
     signal.throwIfAborted();
     const m = active.mounts();
     const upper = m.type === 'overlay' ? m.upperdir : m.source;
-    const files = view.deferredFiles();
-    const out = new TarBatcher();
-    const tar = deps.snapshotter.kind === 'overlay'
-      ? streamLayerTar(upper, files, { sourceDateEpoch: options.sourceDateEpoch, now: Math.floor((options.now ?? Date.now)() / 1000) }, out)
-      : undefined;
-    if (tar !== undefined) {
-      // A big layer's sha256 runs on another core while this thread reads the files into the tar.
-      const hashOnThread = files.reduce((n, f) => n + f.size, 0) >= THREAD_HASH_BYTES;
-      const blob = await deps.store.blobs.put(tar, undefined, { signal, hashOnThread, release: (chunk) => out.recycle(chunk) });
-      return { diffId: blob.digest, digest: blob.digest, size: blob.size, mediaType: BUILD_LAYER_MEDIA_TYPE };
+    if (deps.snapshotter.kind === 'overlay') {
+      const files = view.deferredFiles();
+      const out = new TarBatcher();
+      const tar = streamLayerTar(upper, files, { sourceDateEpoch: options.sourceDateEpoch, now: Math.floor((options.now ?? Date.now)() / 1000) }, out);
+      if (tar !== undefined) {
+        // A big layer's sha256 runs on another core (when there is one) while this thread reads the files into the tar.
+        const hashOnThread = availableParallelism() > 1 && files.reduce((n, f) => n + f.size, 0) >= THREAD_HASH_BYTES;
+        const blob = await deps.store.blobs.put(tar, undefined, { signal, hashOnThread, release: (chunk) => out.recycle(chunk) });
+        return { diffId: blob.digest, digest: blob.digest, size: blob.size, mediaType: BUILD_LAYER_MEDIA_TYPE };
+      }
     }
     await view.materializeDeferred();
     const layer = await commitActiveSnapshot(deps, key, signal, options.sourceDateEpoch);
