@@ -255,11 +255,13 @@ const PF_EXITING = 0x4;
  * status instead would put that wait at the end of every run.
  */
 export function hasEnded(pid: number): boolean {
+  // Only "no such process" means gone: /proc hidden or unreadable (hidepid, EACCES) decides nothing (the exit event or the timeout does).
+  const gone = (err: unknown): boolean => ['ENOENT', 'ESRCH'].includes((err as NodeJS.ErrnoException).code ?? '');
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  } catch {
-    return true;
+  } catch (err) {
+    return gone(err);
   }
   // Fields restart after the command name's last ')': state is field 3, flags field 9.
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
@@ -268,8 +270,8 @@ export function hasEnded(pid: number): boolean {
   if (!Number.isInteger(flags) || (flags & PF_EXITING) === 0) return false;
   try {
     return readFileSync(`/proc/${pid}/cmdline`).length === 0;
-  } catch {
-    return true;
+  } catch (err) {
+    return gone(err);
   }
 }
 

@@ -108,6 +108,8 @@ export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult
     return { lines, pid, aborted, detached, releaseError, exited };
   } finally {
     o.signal?.removeEventListener('abort', killAll);
+    // A launcher that ended before its pid line never got its go byte: the pipe's fd is closed here.
+    if (!goPipe.writableEnded && !goPipe.destroyed) goPipe.destroy();
     if (!detached && launcher.running()) killAll();
     if (o.detached === true) launcher.unref();
   }

@@ -235,7 +235,7 @@ async function removeTreeInBackground(path: string): Promise<void> {
     await removeDirTree(path);
     return;
   } catch {
-    // not a directory, an entry without a type (DT_UNKNOWN), a permission: fs.rm's walk below
+    // a permission (EACCES, EPERM): fs.rm's walk below
   }
   try {
     await rm(path, { recursive: true, force: true });
@@ -255,25 +255,33 @@ function ignoreMissing(err: unknown): void {
 }
 
 /**
- * Removes the directory tree `dir` (a missing one is no error) with one readdir per directory, whose entry
- * types decide between unlink and recursion, and one unlink or rmdir per entry: a third of the thread-pool
- * round trips of fs.rm, which lstats every entry and tries rmdir before readdir (an overlay work dir left by
- * a RUN step: 9 instead of ~30, each a wake-up of the event loop). Throws on anything else (`dir` not a
- * directory, an entry of unknown type, EACCES): the caller falls back to fs.rm.
+ * Removes the directory tree `dir` (a missing one is no error; a file is unlinked) with one readdir per
+ * directory, whose entry types decide between unlink and recursion, and one unlink or rmdir per entry: a
+ * third of the thread-pool round trips of fs.rm, which lstats every entry and tries rmdir before readdir (an
+ * overlay work dir left by a RUN step: 9 instead of ~30, each a wake-up of the event loop). `dir` itself must
+ * not be a symlink to a directory (readdir follows it; entries below are never followed). Throws on anything
+ * else (EACCES, EPERM) once every removal it started has ended: the caller then falls back to fs.rm.
  */
 export async function removeDirTree(dir: string): Promise<void> {
   let entries;
   try {
     entries = await readdir(dir, { withFileTypes: true });
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      await unlink(dir).catch(ignoreMissing);
+      return;
+    }
     ignoreMissing(err);
     return;
   }
   for (let i = 0; i < entries.length; i += REMOVE_BATCH) {
-    await Promise.all(entries.slice(i, i + REMOVE_BATCH).map((e) => {
+    // allSettled: a failure surfaces only after its siblings stopped, so the caller's fallback never races them.
+    const results = await Promise.allSettled(entries.slice(i, i + REMOVE_BATCH).map((e) => {
       const path = join(dir, e.name);
       return e.isDirectory() ? removeDirTree(path) : unlink(path).catch(ignoreMissing);
     }));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
   }
   await rmdir(dir).catch(ignoreMissing);
 }
