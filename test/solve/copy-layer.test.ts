@@ -1,10 +1,11 @@
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { selectSources } from '../../src/context/index.js';
-import { packLayer, readTar } from '../../src/layer/index.js';
+import { packLayer, readTar, TarBatcher } from '../../src/layer/index.js';
+import { openStore } from '../../src/store/index.js';
 import type { CopyOp } from '../../src/plan/index.js';
 import { RootfsView } from '../../src/solve/index.js';
 import { contextSources, copyInto } from '../../src/solve/ops/copy.js';
@@ -193,6 +194,31 @@ test(title('the streamed tar equals the packed top layer when many small files a
   const p = packLayer(packedUpper, { mode: 'changeset', sourceDateEpoch: 1_700_000_000 });
   t.is(await sha(tar), await sha(p.stream));
   await p.done;
+});
+
+test(title('a blob put from the streamed tar with recycled buffers (inline and threaded hash) equals the packed top layer'), async (t) => {
+  const { ctx, upper, view } = await manySmall(t, 200);
+  // Files over 1 MiB: each spans several recycled chunks.
+  for (let i = 0; i < 3; i++) await writeFile(join(ctx, 'many', `big${i}`), randomBytes(3 * 1024 * 1024 + i * 4099));
+  const packedUpper = join(upper, '..', 'packed');
+  await mkdir(packedUpper);
+  const packedView = new RootfsView([packedUpper], 'user');
+  view.deferFiles();
+  const sources = contextSources(selectSources(ctx, ['many']));
+  await copyInto(view, copyOp(['many'], '/data'), sources, undefined);
+  await copyInto(packedView, copyOp(['many'], '/data'), sources, undefined);
+  const p = packLayer(packedUpper, { mode: 'changeset', sourceDateEpoch: 1_700_000_000 });
+  const expected = `sha256:${await sha(p.stream)}`;
+  await p.done;
+  const store = await openStore(join(upper, '..', 'store'));
+  for (const hashOnThread of [false, true]) {
+    const out = new TarBatcher();
+    const tar = streamLayerTar(upper, view.deferredFiles(), { sourceDateEpoch: 1_700_000_000, now: Math.floor(Date.now() / 1000) }, out) as Readable;
+    const blob = await store.blobs.put(tar, undefined, { hashOnThread, release: (chunk) => out.recycle(chunk) });
+    t.is(blob.digest as string, expected, `hashOnThread ${hashOnThread}`);
+    t.is(`sha256:${createHash('sha256').update(await readFile(store.blobs.pathOf(blob.digest))).digest('hex')}`, expected, 'the bytes on disk');
+    await rm(store.blobs.pathOf(blob.digest));
+  }
 });
 
 test(title('files that grew, shrank or were emptied after the walk are written with the bytes read when the tar is made'), async (t) => {
