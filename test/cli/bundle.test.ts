@@ -1,11 +1,9 @@
 import test from 'ava';
-import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { makeBusyboxImage } from '../helpers/base-image.js';
+import { DIST_CLI, distMissing, REPO, runNode, testBundle } from '../helpers/bundle.js';
 import { testIf } from '../helpers/capability.js';
 import { busyboxMissing } from '../helpers/rootfs.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -15,40 +13,10 @@ import { mountsUnder } from '../sandbox/sandbox-helpers.js';
 // (scripts/bundle.mjs: an entry that runs one CommonJS file with a V8 code cache, each command's
 // implementation initialized when it runs), built here from the current sources next to dist/cli/main.js.
 // Each run gets its own code cache directory (TSBUILD_CODE_CACHE_DIR).
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const DIST_CLI = join(REPO, 'dist', 'cli');
 const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
-const distMissing = existsSync(join(DIST_CLI, 'app.js')) ? undefined : 'dist/ is not built (run npm run build)';
-
-interface Result { readonly code: number; readonly stdout: string; readonly stderr: string }
-
-function node(args: readonly string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, args, { cwd: options.cwd ?? REPO, env: { ...process.env, ...options.env }, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
-    });
-  });
-}
-
-let bundled: Promise<string> | undefined;
-/** Bundles the current sources once for this file into dist/cli/ (removed when the file's tests end). */
-function bundleOnce(): Promise<string> {
-  bundled ??= (async () => {
-    const file = join(DIST_CLI, `bundle-test-${randomBytes(4).toString('hex')}.js`);
-    const r = await node([join(REPO, 'scripts', 'bundle.mjs'), '--outfile', file]);
-    if (r.code !== 0) throw new Error(`scripts/bundle.mjs failed:\n${r.stderr}${r.stdout}`);
-    return file;
-  })();
-  return bundled;
-}
-
-test.after.always(async () => {
-  const file = bundled === undefined ? undefined : await bundled.catch(() => undefined);
-  if (file === undefined) return;
-  const base = basename(file, '.js');
-  // The entries (<base>.js, <base>.cjs) and their bundle (<base>.bundle.cjs).
-  for (const name of await readdir(DIST_CLI)) if (name === `${base}.js` || name === `${base}.cjs` || name.startsWith(`${base}.bundle.`)) await rm(join(DIST_CLI, name), { force: true });
-});
+const built = testBundle('bundle-test');
+const bundleOnce = (): Promise<string> => built.get();
+test.after.always(() => built.remove());
 
 testIf(distMissing, 'bundle: the bundled CLI prints the version and lists an empty store when run with node', async (t) => {
   const bundle = await bundleOnce();
@@ -63,16 +31,16 @@ testIf(distMissing, 'bundle: the bundled CLI prints the version and lists an emp
   for (const entry of [bundle, cjsEntry]) {
     for (let i = 0; i < 2; i++) {
       // Without a code cache, then with the one the first run wrote.
-      const images = await node([entry, '--root', join(root, 'store'), 'images'], { env });
+      const images = await runNode([entry, '--root', join(root, 'store'), 'images'], { env });
       t.is(images.code, 0, images.stderr);
       t.regex(images.stdout, /^REPOSITORY\s+TAG\s+IMAGE ID/);
     }
   }
   t.is((await readdir(join(root, 'code-cache'))).filter((n) => n.endsWith('-images.v8')).length, 1);
-  const help = await node([bundle, 'build', '--help'], { env });
+  const help = await runNode([bundle, 'build', '--help'], { env });
   t.is(help.code, 0, help.stderr);
   t.regex(help.stdout, /Usage: {2}tsbuild build \[OPTIONS\] PATH/);
-  const bad = await node([bundle, 'no-such-command'], { env });
+  const bad = await runNode([bundle, 'no-such-command'], { env });
   t.not(bad.code, 0);
   t.regex(bad.stderr, /no-such-command/);
 });
@@ -94,7 +62,7 @@ testIf(runMissing, 'bundle: a build, its fully cached rebuild and run --rm work 
   await writeFile(join(ctx, 'Dockerfile'), 'FROM busybox\nRUN echo built > /built\nCOPY hello.txt /hello.txt\n');
   const codeCache = join(dir, 'code-cache');
   const env = { TSBUILD_RUN_DIR: join(dir, 'run'), TSBUILD_CODE_CACHE_DIR: codeCache };
-  const first = await node([bundle, '--root', store, 'build', '-t', 'bundled', '.'], { cwd: ctx, env });
+  const first = await runNode([bundle, '--root', store, 'build', '-t', 'bundled', '.'], { cwd: ctx, env });
   t.is(first.code, 0, first.stderr);
   // The first build wrote the build command's code cache; the cached rebuild uses it (and does not rewrite it).
   const [buildCache, ...others] = (await readdir(codeCache)).filter((n) => n.endsWith('-build.v8'));
@@ -104,7 +72,7 @@ testIf(runMissing, 'bundle: a build, its fully cached rebuild and run --rm work 
   const loaded = join(dir, 'loaded.json');
   const preload = join(dir, 'record-builtins.mjs');
   await writeFile(preload, `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => writeFileSync(${JSON.stringify(loaded)}, JSON.stringify(process.moduleLoadList)));\n`);
-  const again = await node(['--import', preload, bundle, '--root', store, 'build', '-t', 'bundled', '.'], { cwd: ctx, env });
+  const again = await runNode(['--import', preload, bundle, '--root', store, 'build', '-t', 'bundled', '.'], { cwd: ctx, env });
   t.is(again.code, 0, again.stderr);
   t.is((again.stderr + again.stdout).match(/CACHED/g)?.length, 2, again.stderr);
   const cacheAfter = statSync(join(codeCache, buildCache as string));
@@ -115,7 +83,7 @@ testIf(runMissing, 'bundle: a build, its fully cached rebuild and run --rm work 
   // (worker_threads). Not net: Node loads it for piped stdio.
   t.deepEqual(builtins.filter((m) => ['child_process', 'http', 'https', 'tls', 'zlib', 'worker_threads'].includes(m)), [],
     'a fully cached build loads no module of the step machinery, the registry client or the hash threads');
-  const run = await node([bundle, '--root', store, 'run', '--rm', 'bundled', 'cat', '/hello.txt', '/built'], { cwd: ctx, env });
+  const run = await runNode([bundle, '--root', store, 'run', '--rm', 'bundled', 'cat', '/hello.txt', '/built'], { cwd: ctx, env });
   t.is(run.code, 0, run.stderr);
   t.is(run.stdout, 'hello\nbuilt\n');
 });
@@ -128,7 +96,7 @@ function bundleMissing(): string | undefined {
 }
 
 testIf(bundleMissing(), 'bundle: bin/tsbuild.js starts the bundle npm run build wrote when run with node', async (t) => {
-  const v = await node([join(REPO, 'bin', 'tsbuild.js'), '--version']);
+  const v = await runNode([join(REPO, 'bin', 'tsbuild.js'), '--version']);
   t.is(v.code, 0, v.stderr);
   t.is(v.stdout.trim(), `tsbuild version ${VERSION}`);
 });
@@ -155,7 +123,7 @@ testIf(distMissing, 'bundle: --version alone is answered by the entry without re
   await writeFile(preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(loaded)}, JSON.stringify(process.moduleLoadList)));\n`);
   for (const entry of [bundle, join(DIST_CLI, `${basename(bundle, '.js')}.cjs`)]) {
     for (const flag of ['--version', '-v']) {
-      const v = await node(['-r', preload, entry, flag], { env });
+      const v = await runNode(['-r', preload, entry, flag], { env });
       t.is(v.code, 0, v.stderr);
       t.is(v.stderr, '');
       t.is(v.stdout, `tsbuild version ${VERSION}\n`);
@@ -164,10 +132,10 @@ testIf(distMissing, 'bundle: --version alone is answered by the entry without re
   }
   t.false(existsSync(join(root, 'code-cache')), 'no code cache was written');
   // With anything else on the line the CLI answers, as before.
-  const withRoot = await node([bundle, '--root', join(root, 'store'), '--version'], { env });
+  const withRoot = await runNode([bundle, '--root', join(root, 'store'), '--version'], { env });
   t.is(withRoot.code, 0, withRoot.stderr);
   t.is(withRoot.stdout, `tsbuild version ${VERSION}\n`);
-  const bad = await node([bundle, '--root', '', '--version'], { env });
+  const bad = await runNode([bundle, '--root', '', '--version'], { env });
   t.is(bad.code, 125);
   t.regex(bad.stderr, /CLI_MISSING_VALUE/);
 });
@@ -178,7 +146,7 @@ testIf(bundleMissing(), 'bundle: bin/tsbuild.js is a CommonJS module that requir
   const preload = join(root, 'record-main.cjs');
   // process.mainModule is the CommonJS main module: undefined when the entry is an ES module.
   await writeFile(preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify({ main: process.mainModule?.filename ?? null, cjs: Object.keys(require.cache) })));\n`);
-  const r = await node(['-r', preload, join(REPO, 'bin', 'tsbuild.js'), '--root', join(root, 'store'), 'images']);
+  const r = await runNode(['-r', preload, join(REPO, 'bin', 'tsbuild.js'), '--root', join(root, 'store'), 'images']);
   t.is(r.code, 0, r.stderr);
   t.regex(r.stdout, /^REPOSITORY\s+TAG\s+IMAGE ID/);
   const seen = JSON.parse(readFileSync(out, 'utf8')) as { main: string | null; cjs: string[] };
