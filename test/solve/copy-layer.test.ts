@@ -180,8 +180,11 @@ async function tarFiles(tar: Readable): Promise<Map<string, Buffer>> {
   return files;
 }
 
-test(title('the streamed tar equals the packed top layer when many small files are copied'), async (t) => {
-  const { ctx, upper, view } = await manySmall(t, 700);
+/**
+ * `many/` of `ctx` copied to /data twice: deferred in `view` (for streamLayerTar of `upper`) and written
+ * into another upper, whose packed layer (SOURCE_DATE_EPOCH 1.7e9) has the sha256 `packedSha`.
+ */
+async function copiedBothWays(ctx: string, upper: string, view: RootfsView): Promise<{ packedSha: string }> {
   const packedUpper = join(upper, '..', 'packed');
   await mkdir(packedUpper);
   const packedView = new RootfsView([packedUpper], 'user');
@@ -189,27 +192,25 @@ test(title('the streamed tar equals the packed top layer when many small files a
   const sources = contextSources(selectSources(ctx, ['many']));
   await copyInto(view, copyOp(['many'], '/data'), sources, undefined);
   await copyInto(packedView, copyOp(['many'], '/data'), sources, undefined);
+  const p = packLayer(packedUpper, { mode: 'changeset', sourceDateEpoch: 1_700_000_000 });
+  const packedSha = await sha(p.stream);
+  await p.done;
+  return { packedSha };
+}
+
+test(title('the streamed tar equals the packed top layer when many small files are copied'), async (t) => {
+  const { ctx, upper, view } = await manySmall(t, 700);
+  const { packedSha } = await copiedBothWays(ctx, upper, view);
   t.is(view.deferredFiles().length, 700);
   const tar = streamLayerTar(upper, view.deferredFiles(), { sourceDateEpoch: 1_700_000_000, now: Math.floor(Date.now() / 1000) }) as Readable;
-  const p = packLayer(packedUpper, { mode: 'changeset', sourceDateEpoch: 1_700_000_000 });
-  t.is(await sha(tar), await sha(p.stream));
-  await p.done;
+  t.is(await sha(tar), packedSha);
 });
 
 test(title('a blob put from the streamed tar with recycled buffers (inline and threaded hash) equals the packed top layer'), async (t) => {
   const { ctx, upper, view } = await manySmall(t, 200);
   // Files over 1 MiB: each spans several recycled chunks.
   for (let i = 0; i < 3; i++) await writeFile(join(ctx, 'many', `big${i}`), randomBytes(3 * 1024 * 1024 + i * 4099));
-  const packedUpper = join(upper, '..', 'packed');
-  await mkdir(packedUpper);
-  const packedView = new RootfsView([packedUpper], 'user');
-  view.deferFiles();
-  const sources = contextSources(selectSources(ctx, ['many']));
-  await copyInto(view, copyOp(['many'], '/data'), sources, undefined);
-  await copyInto(packedView, copyOp(['many'], '/data'), sources, undefined);
-  const p = packLayer(packedUpper, { mode: 'changeset', sourceDateEpoch: 1_700_000_000 });
-  const expected = `sha256:${await sha(p.stream)}`;
-  await p.done;
+  const expected = `sha256:${(await copiedBothWays(ctx, upper, view)).packedSha}`;
   const store = await openStore(join(upper, '..', 'store'));
   for (const hashOnThread of [false, true]) {
     const out = new TarBatcher();
