@@ -222,6 +222,19 @@ function lazyCommands(lazy) {
   };
 }
 
+// A Node built-in a module imports is required when the module is initialized, whether or not the
+// command calls into it (src/core/digest.ts's node:crypto for `images`, which hashes nothing; the
+// layer writer's node:worker_threads for `run`): each `import_x = require("node:x")` of esbuild's
+// output becomes a stand-in that requires the built-in on its first use (loading node:crypto costs
+// ~2 ms, node:worker_threads ~0.5). Not for the built-ins Node has loaded before any code runs
+// (nothing to gain), nor node:fs/promises, which every command uses (and copies call in loops): a
+// property read through the stand-in costs a Proxy trap (~40 ns).
+const EAGER_BUILTINS = new Set(['async_hooks', 'buffer', 'events', 'fs', 'fs/promises', 'module', 'path', 'querystring', 'timers', 'url', 'util']);
+const LAZY_BUILTIN = 'function __tsbuildBuiltin(id) { let m; const load = () => m ??= require(id); return new Proxy({}, { ' +
+  'get: (_, k) => load()[k], has: (_, k) => k in load(), ownKeys: () => Reflect.ownKeys(load()), ' +
+  'getOwnPropertyDescriptor: (_, k) => { const d = Reflect.getOwnPropertyDescriptor(load(), k); return d === undefined ? undefined : { ...d, configurable: true }; } }); }';
+const BUILTIN_IMPORT = /(?<![\w$.])(import_[\w$]+ = )require\("node:([\w/]+)"\);/g;
+
 const lazy = await readLazyImports();
 const indexExports = await readIndexExports();
 // The CLI: one CommonJS file. CommonJS, not ESM: Node's ESM loader resolves, reads and links each
@@ -244,6 +257,7 @@ const result = await build({
       '// tsbuild CLI bundle (scripts/bundle.mjs), run by main.js; sources: src/',
       'const __tsbuildUrl = require("node:url").pathToFileURL(__filename).href;',
       'const __tsbuildResolve = (spec) => require("node:url").pathToFileURL(require.resolve(spec)).href;',
+      LAZY_BUILTIN,
     ].join('\n'),
   },
   define: { 'import.meta.url': '__tsbuildUrl', 'import.meta.resolve': '__tsbuildResolve' },
@@ -253,7 +267,8 @@ const result = await build({
 // import() of a Node built-in (the registry client's https, tls) as a require(): main.js runs the
 // bundle as a vm.Script, where import() needs a flag (--experimental-vm-modules) or prints an
 // experimental warning (USE_MAIN_CONTEXT_DEFAULT_LOADER). No other import() may remain.
-const bundleSource = result.outputFiles[0].text.replace(/(?<![\w$.])import\(("node:[\w/]+")\)/g, 'Promise.resolve().then(() => require($1))');
+const bundleSource = result.outputFiles[0].text.replace(/(?<![\w$.])import\(("node:[\w/]+")\)/g, 'Promise.resolve().then(() => require($1))')
+  .replace(BUILTIN_IMPORT, (all, assign, name) => EAGER_BUILTINS.has(name) ? all : `${assign}__tsbuildBuiltin("node:${name}");`);
 const leftImport = /(?<![\w$.])import\(/.exec(bundleSource);
 if (leftImport !== null) {
   console.error(`bundle: an import() the bundle cannot run: ${bundleSource.slice(leftImport.index, leftImport.index + 80)}`);

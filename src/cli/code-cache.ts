@@ -1,6 +1,7 @@
-import { accessSync, constants, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, closeSync, constants, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import type v8 from 'node:v8';
 import type vm from 'node:vm';
 
 // Runs the CLI bundle (one CommonJS file, scripts/bundle.mjs) with a V8 code cache: Node 20 has no
@@ -8,7 +9,7 @@ import type vm from 'node:vm';
 // cache file per command (each holds the functions that command compiled), named by the bundle's
 // content hash (V8 itself checks only the source's length), the Node version and the architecture.
 // A missing, stale, corrupt or unwritable cache falls back to a plain compile, silently; a cache
-// that was missing or rejected is written when the process exits (write and rename).
+// that was missing or rejected is written when the process exits (write, fsync and rename).
 
 /** What `runBundle` needs to know about the bundle and the cache. */
 export interface BundleRun {
@@ -25,18 +26,30 @@ export interface BundleRun {
 /** What happened to the cache (for tests): used, or why not, and whether it was written at exit. */
 export type CacheState = 'used' | 'missing' | 'corrupt' | 'rejected' | 'off' | 'other-bundle';
 
-const MAGIC = 0x38765374; // 'tSv8'
-const DIGEST = 20; // SHA-1
-const HEADER = 8 + DIGEST; // magic, payload length (u32 each, little endian), the payload's SHA-1
+const MAGIC = 0x39765374; // 'tSv9' (the SHA-1 header of earlier versions was 'tSv8')
+const HEADER = 8; // magic, payload length (u32 each, little endian)
 
-// node:crypto through require, when a cache is read or written: the commands that have a cache to
-// read load it anyway (the store's digests), `--version` without a cache does not. A native hash:
-// a JavaScript checksum of the 0.5 MB cache of `build` costs ~10 ms before V8 optimizes its loop.
+// node:vm and node:v8 through require, when a bundle runs: the entry answers `--version` without them.
 const requireHere = createRequire(import.meta.url);
 
-/** The payload's digest (V8 checks no checksum of code caches in release builds). */
-export function digestOf(data: Uint8Array): Buffer {
-  return (requireHere('node:crypto') as typeof import('node:crypto')).createHash('sha1').update(data).digest();
+/**
+ * Runs `fn` with V8's own checksum of code caches on: V8 then writes a checksum into each cache it
+ * makes and rejects a cache whose payload does not match it (release builds check neither by
+ * default, and a damaged cache could crash or run wrong code). Off again afterwards: the flag is
+ * part of the hash V8 keys code caches by, so left on it would make V8 reject Node's own cache of
+ * its built-in modules (node:crypto: 2 -> 5 ms to load). The checksum costs ~0.1 ms for the 0.5 MB
+ * cache of `run` and loading node:v8 ~0.6 ms (besides node:stream, which every command loads), where
+ * the earlier check, node:crypto's SHA-1, cost ~0.75 ms plus ~2.2 ms to load node:crypto (which
+ * `images` and `ps` no longer load at all: scripts/bundle.mjs requires built-ins on first use).
+ */
+function withCacheChecksums<T>(fn: () => T): T {
+  const { setFlagsFromString } = requireHere('node:v8') as typeof v8;
+  setFlagsFromString('--verify-snapshot-checksum');
+  try {
+    return fn();
+  } finally {
+    setFlagsFromString('--no-verify-snapshot-checksum');
+  }
 }
 
 /** The cache file of `run`: `<key>-<node version>-<arch>-<name>.v8`. */
@@ -45,7 +58,7 @@ export function cacheFileOf(run: BundleRun): string | undefined {
   return join(run.cacheDir, `${run.key}-${process.version}-${process.arch}-${run.name}.v8`);
 }
 
-/** The cache's payload, or undefined when the file is missing, unreadable or not intact. */
+/** The cache's payload, or undefined when the file is missing, unreadable or not whole (V8 checks the payload's checksum). */
 function readCache(file: string): { data: Buffer | undefined; state: CacheState } {
   let raw: Buffer;
   try {
@@ -54,7 +67,7 @@ function readCache(file: string): { data: Buffer | undefined; state: CacheState 
     return { data: undefined, state: 'missing' };
   }
   const data = raw.length >= HEADER ? raw.subarray(HEADER) : undefined;
-  if (data === undefined || raw.readUInt32LE(0) !== MAGIC || raw.readUInt32LE(4) !== data.length || !digestOf(data).equals(raw.subarray(8, HEADER))) {
+  if (data === undefined || raw.readUInt32LE(0) !== MAGIC || raw.readUInt32LE(4) !== data.length) {
     return { data: undefined, state: 'corrupt' };
   }
   return { data, state: 'used' };
@@ -71,15 +84,25 @@ function writable(file: string): boolean {
   }
 }
 
-/** Writes the cache by write-and-rename (a reader never sees half a file); errors are ignored. */
+/**
+ * Writes the cache by write, fsync and rename: a reader never sees half a file, not even after a
+ * crash (without the fsync a crash can leave the renamed name on a file whose data never reached
+ * the disk); errors are ignored.
+ */
 function writeCache(file: string, data: Buffer): void {
   const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   try {
     const header = Buffer.alloc(HEADER);
     header.writeUInt32LE(MAGIC, 0);
     header.writeUInt32LE(data.length, 4);
-    digestOf(data).copy(header, 8);
-    writeFileSync(tmp, Buffer.concat([header, data]));
+    const fd = openSync(tmp, 'w');
+    try {
+      writeSync(fd, header);
+      for (let at = 0; at < data.length;) at += writeSync(fd, data, at);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, file);
   } catch {
     try {
@@ -104,12 +127,14 @@ export function runBundle(run: BundleRun): { exports: unknown; cache: CacheState
   const read = cacheFile === undefined ? { data: undefined, state: ours ? 'off' as const : 'other-bundle' as const } : readCache(cacheFile);
   // node:vm on first use: the entry answers `--version` without it.
   const { Script } = requireHere('node:vm') as typeof vm;
-  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
+  const compile = (): vm.Script => new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
     filename: run.file,
     // No importModuleDynamically: the bundle has no import() (scripts/bundle.mjs makes the import()
     // of Node built-ins a require()); USE_MAIN_CONTEXT_DEFAULT_LOADER would print an experimental warning.
     ...(read.data === undefined ? {} : { cachedData: read.data }),
   });
+  // With a cache: V8 checks its checksum (a cache is made with one, below).
+  const script = read.data === undefined ? compile() : withCacheChecksums(compile);
   const cache: CacheState = read.data !== undefined && script.cachedDataRejected === true ? 'rejected' : read.state;
   if (cacheFile !== undefined && cache !== 'used') {
     // At exit the script's functions this command ran are compiled, so the cache holds them too.
@@ -117,7 +142,7 @@ export function runBundle(run: BundleRun): { exports: unknown; cache: CacheState
       let data: Buffer;
       try {
         if (!writable(cacheFile)) return;
-        data = script.createCachedData();
+        data = withCacheChecksums(() => script.createCachedData());
       } catch {
         return;
       }

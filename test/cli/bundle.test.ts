@@ -1,9 +1,11 @@
 import test from 'ava';
+import { createHash, constants } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { makeBusyboxImage } from '../helpers/base-image.js';
-import { DIST_CLI, distMissing, REPO, runNode, testBundle } from '../helpers/bundle.js';
+import { DIST_CLI, distMissing, REPO, runNode, runRecordingBuiltins, testBundle } from '../helpers/bundle.js';
 import { testIf } from '../helpers/capability.js';
 import { busyboxMissing } from '../helpers/rootfs.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -43,6 +45,37 @@ testIf(distMissing, 'bundle: the bundled CLI prints the version and lists an emp
   const bad = await runNode([bundle, 'no-such-command'], { env });
   t.not(bad.code, 0);
   t.regex(bad.stderr, /no-such-command/);
+});
+
+testIf(distMissing, 'bundle: images and ps load neither node:crypto nor node:worker_threads (a built-in is required on its first use; the code cache is checked by V8, not by SHA-1)', async (t) => {
+  const bundle = await bundleOnce();
+  const cjsEntry = join(DIST_CLI, `${basename(bundle, '.js')}.cjs`);
+  const root = await tempDir(t, 'tsbuild-bundle-');
+  const env = { TSBUILD_CODE_CACHE_DIR: join(root, 'code-cache'), TSBUILD_RUN_DIR: join(root, 'run') };
+  // A store to list (making one draws random names: node:crypto).
+  t.is((await runNode([cjsEntry, '--root', join(root, 'store'), 'images'], { env: { ...env, TSBUILD_CODE_CACHE_DIR: '' } })).code, 0);
+  for (const command of ['images', 'ps']) {
+    // The first run writes the command's code cache, the second reads and checks it.
+    for (const cache of ['written', 'used']) {
+      const { builtins, ...r } = await runRecordingBuiltins(cjsEntry, root, ['--root', join(root, 'store'), command], env);
+      t.is(r.code, 0, r.stderr);
+      t.is(r.stderr, '');
+      t.true(builtins.includes('vm'), `${command}, cache ${cache}: the list is the real one (the bundle was compiled)`);
+      t.deepEqual(builtins.filter((m) => m === 'crypto' || m === 'worker_threads'), [], `${command}, cache ${cache}`);
+    }
+  }
+  t.is((await readdir(join(root, 'code-cache'))).length, 2, 'one cache per command, written once');
+  // The stand-in behaves as the built-in: calls, `in`, keys.
+  const text = readFileSync(join(DIST_CLI, `${basename(bundle, '.js')}.bundle.cjs`), 'latin1');
+  const line = text.split('\n').find((l) => l.startsWith('function __tsbuildBuiltin('));
+  t.not(line, undefined, 'the bundle defines the stand-in');
+  const standIn = new Function('require', `${line as string}\nreturn __tsbuildBuiltin;`)(createRequire(import.meta.url)) as (id: string) => typeof import('node:crypto');
+  const crypto = standIn('node:crypto');
+  t.is(crypto.createHash('sha256').update('x').digest('hex'), createHash('sha256').update('x').digest('hex'));
+  t.true('randomBytes' in crypto);
+  t.true(Object.keys(crypto).includes('createHash'));
+  t.is(crypto.constants, constants);
+  t.true(/ = __tsbuildBuiltin\("node:crypto"\);$/m.test(text), 'the bundle requires node:crypto through it');
 });
 
 const runMissing = distMissing ?? (process.getuid?.() === 0 ? undefined : 'building and running through the bundle needs root (CI runs as root)') ?? busyboxMissing();

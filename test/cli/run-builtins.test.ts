@@ -24,4 +24,11 @@ testIf(missing, 'bundle: run --rm of an unpacked image does not load zlib (layer
   t.is(r.code, 0, r.stderr);
   t.true(builtins.includes('child_process'), 'the list is the real one (the launcher is spawned)');
   t.false(builtins.includes('zlib'), 'zlib');
+  // Again, now that the first run has prepared the image's snapshot (it hashed a stream in a worker
+  // thread): the layer writer imports node:worker_threads, which the bundle requires only on its
+  // first use (scripts/bundle.mjs).
+  const again = await runRecordingBuiltins(entry, dir, ['--root', root, 'run', '--rm', '--network', 'none', 'busybox', 'true'], env);
+  t.is(again.code, 0, again.stderr);
+  t.true(again.builtins.includes('child_process'), 'the list is the real one');
+  t.deepEqual(again.builtins.filter((m) => m === 'zlib' || m === 'worker_threads'), []);
 });
