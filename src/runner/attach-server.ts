@@ -6,7 +6,8 @@
  * its exit code and is disconnected.
  */
 import { execFile } from 'node:child_process';
-import { readdir, readlink, unlink } from 'node:fs/promises';
+import { readdirSync, unlinkSync } from 'node:fs';
+import { readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer, type Server, type Socket } from 'node:net';
 import { PassThrough, Writable, type Readable } from 'node:stream';
@@ -65,8 +66,20 @@ const MAX_CLIENT_BACKLOG = 16 * 1024 * 1024;
 export async function startAttachServer(containers: ContainerStore, id: string, options: AttachServerOptions): Promise<AttachServer> {
   const path = attachSocketPathOf(containers, id, options.ownerPid);
   const dir = containers.dirOf(id);
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    if (isAttachSocketName(name)) await unlink(join(dir, name)).catch(() => undefined);
+  // Synchronous: a container's directory holds a handful of files, and every attached run waits for this.
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    // no directory: listen() reports it
+  }
+  for (const name of names) {
+    if (!isAttachSocketName(name)) continue;
+    try {
+      unlinkSync(join(dir, name));
+    } catch {
+      // gone meanwhile
+    }
   }
   const clients = new Set<Socket>();
   // Every open connection, also those ended by endRun whose client has not closed yet (close() destroys them).
@@ -169,7 +182,11 @@ export async function startAttachServer(containers: ContainerStore, id: string, 
       })));
       clients.clear();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await unlink(path).catch(() => undefined);
+      try {
+        unlinkSync(path);
+      } catch {
+        // removed with its container (--rm), or by a later monitor
+      }
     },
   };
 }

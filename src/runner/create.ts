@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CompressionTools } from '../layer/index.js';
 import type { MountSpec, ResourcesSpec } from '../sandbox/index.js';
@@ -10,7 +9,8 @@ import { newContainerId, shortContainerId } from './ids.js';
 import { prepareImage } from './image-root.js';
 import { containerPortFields, type PortBinding } from './ports.js';
 import type { ContainerNetwork } from './network-slirp.js';
-import { resolveSnapshotUser, snapshotKeyOf } from './runner.js';
+import { snapshotKeyOf } from './runner.js';
+import { readSnapshotFile, resolveSnapshotUser } from './snapshot-user.js';
 import type { RestartPolicy } from './restart.js';
 import { INIT_PATH } from './runner.js';
 import { resolveHealthcheck, type HealthcheckSpec, type HealthFlags } from './health.js';
@@ -96,8 +96,7 @@ export async function createContainer(deps: CreateDeps, o: CreateContainerOption
     // --group-add names resolve against the image's /etc/group (as docker), gids as given.
     const groupAdd = o.runOptions?.groupAdd ?? [];
     if (groupAdd.length > 0) {
-      const groupFile = await deps.snapshotter.lookup(key, '/etc/group');
-      const extra = resolveGroupAdd(groupAdd, groupFile === undefined ? undefined : await readFile(groupFile, 'utf8').catch(() => undefined));
+      const extra = resolveGroupAdd(groupAdd, await readSnapshotFile(deps.snapshotter, key, '/etc/group'));
       user.additionalGids = [...new Set([...user.additionalGids, ...extra])];
     }
     const env = proc.env.some((e) => e.startsWith('HOME=')) ? proc.env : [...proc.env, `HOME=${user.home ?? '/'}`];

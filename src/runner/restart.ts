@@ -3,7 +3,8 @@
  * after it exits, with docker's back-off (100 ms doubling up to 1 minute, reset after 10 s of
  * running). `stop`/`kill` leave a marker file that ends the loop for good.
  */
-import { rm, stat, writeFile } from 'node:fs/promises';
+import { unlinkSync } from 'node:fs';
+import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TsbuildError } from '../core/index.js';
 import type { RunResult } from '../sandbox/index.js';
@@ -59,9 +60,13 @@ export async function requestStop(containers: ContainerStore, id: string): Promi
   await writeFile(markerOf(containers, id), `${new Date().toISOString()}\n`).catch(() => undefined);
 }
 
-/** Forgets a manual stop (a new `start`). */
+/** Forgets a manual stop (a new `start`). One unlink, synchronous: every start waits for it, and there is rarely a marker. */
 export async function clearStopRequest(containers: ContainerStore, id: string): Promise<void> {
-  await rm(markerOf(containers, id), { force: true });
+  try {
+    unlinkSync(markerOf(containers, id));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
 }
 
 /** True when the container was stopped by hand since its last start. */

@@ -31,3 +31,4 @@ export {
   type OverlayDataOptions, type OverlayProbe,
 } from './mounts.js';
 export { copyTree, type CopyOptions } from './copy-tree.js';
+export { removeDirTreeSync } from './layout.js';

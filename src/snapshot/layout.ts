@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
 import { readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -208,7 +208,7 @@ export function isStale(meta: SnapshotMeta): boolean {
  */
 export async function removeTree(path: string): Promise<void> {
   try {
-    rmSync(path, { recursive: true, force: true });
+    removeDirTreeSync(path);
     return;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -284,6 +284,47 @@ export async function removeDirTree(dir: string): Promise<void> {
     if (failed !== undefined) throw failed.reason;
   }
   await rmdir(dir).catch(ignoreMissing);
+}
+
+/**
+ * {@link removeDirTree} done synchronously, for small trees on a path that waits for the removal anyway
+ * (a container's directory, an active snapshot after `run --rm`): one readdir per directory, whose entry
+ * types decide between unlink and recursion, then the rmdir; no thread-pool round trips, and fewer system
+ * calls than fs.rmSync, which stats every entry and tries rmdir before reading a directory. A missing `dir`
+ * is no error, a file is unlinked; anything else (EACCES, EPERM) is thrown as it comes.
+ */
+export function removeDirTreeSync(dir: string): void {
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      try {
+        unlinkSync(dir);
+      } catch (e) {
+        ignoreMissing(e);
+      }
+      return;
+    }
+    ignoreMissing(err);
+    return;
+  }
+  for (const e of entries) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) removeDirTreeSync(path);
+    else {
+      try {
+        unlinkSync(path);
+      } catch (err) {
+        ignoreMissing(err);
+      }
+    }
+  }
+  try {
+    rmdirSync(dir);
+  } catch (err) {
+    ignoreMissing(err);
+  }
 }
 
 /** `rm -rf` as root of a user namespace mapping the caller to 0 and its first sub-id ranges to 1.. . */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { mkdir, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { digestHex, isDigest, sha256Of, TsbuildError, type Digest } from '../core/index.js';
@@ -136,12 +136,18 @@ export class DirBlobStore implements BlobStore {
 
   async readJson<T = unknown>(digest: Digest): Promise<{ value: T; bytes: Buffer }> {
     const path = this.pathOf(digest);
-    const info = await this.stat(digest);
-    if (info === undefined) throw notFoundOr(digest, path, Object.assign(new Error('missing'), { code: 'ENOENT' }));
-    if (info.size > MAX_JSON_BYTES) throw new TsbuildError('STORE_BAD_JSON', `blob ${digest} is ${info.size} bytes, too large for a JSON document`);
-    const bytes = await readFile(path).catch((err: unknown) => {
+    // Synchronous: a JSON document is small (at most MAX_JSON_BYTES), and its stat, open, read and close
+    // as thread-pool round trips cost more than the reads themselves (the image lookup of every `run`).
+    let bytes: Buffer;
+    try {
+      const st = statSync(path);
+      if (!st.isFile()) throw Object.assign(new Error('missing'), { code: 'ENOENT' });
+      if (st.size > MAX_JSON_BYTES) throw new TsbuildError('STORE_BAD_JSON', `blob ${digest} is ${st.size} bytes, too large for a JSON document`);
+      bytes = readFileSync(path);
+    } catch (err) {
+      if (err instanceof TsbuildError) throw err;
       throw notFoundOr(digest, path, err);
-    });
+    }
     try {
       return { value: JSON.parse(bytes.toString('utf8')) as T, bytes };
     } catch (err) {

@@ -72,8 +72,16 @@ function nameOf(text: string): string | undefined {
  * Throws `STORE_IMAGE_NOT_FOUND` or `STORE_AMBIGUOUS_ID`.
  */
 export async function resolveImage(store: Store, text: string): Promise<ResolvedImage> {
-  const images = await listImages(store);
   const name = nameOf(text);
+  // A name reads only its own manifest (for the image ID), not every image's as the listing does.
+  const entries = name === undefined ? undefined : await store.refs.list();
+  const named = entries?.find((e) => e.name === name);
+  if (entries !== undefined && named !== undefined) {
+    const same = entries.filter((e) => e.descriptor.digest === named.descriptor.digest);
+    const descriptor = (same[0] ?? named).descriptor;
+    return { names: same.flatMap((e) => (e.name === undefined ? [] : [e.name])), descriptor, configDigest: await configDigestOf(store.blobs, descriptor) };
+  }
+  const images = await listImages(store);
   if (name !== undefined) {
     const hit = images.find((i) => i.names.includes(name));
     if (hit !== undefined) return hit;

@@ -1,6 +1,8 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { lutimes, readdir } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import {
   ContainerStore, createdState, isContainerRunning, newContainerId, processStartTime, type ContainerRecord,
@@ -101,4 +103,26 @@ test('ContainerStore: a name left by a create that crashed midway is reusable af
   await lutimes(join(dir, 'names', 'web'), old, old);
   t.is(await store.claimName(again, 'web'), 'web');
   t.is((await store.resolve('web').catch(() => undefined)), undefined, 'no container was created under it yet');
+});
+
+test('ContainerStore: the first name makes the store directory; remove takes the whole container directory and its name', async (t) => {
+  const dir = join(await tempDir(t), 'containers');
+  const store = new ContainerStore(dir);
+  const id = newContainerId();
+  t.is(await store.claimName(id, 'first'), 'first');
+  await store.create(record(id, 'first'));
+  t.is((await store.resolve('first')).state.status, 'created');
+  // What a container's directory gathers while it lives: its log, a socket, markers, a temporary state file.
+  writeFileSync(store.logPathOf(id), '{"log":"hi\\n"}\n');
+  writeFileSync(join(store.dirOf(id), 'stop-requested'), 'x');
+  writeFileSync(join(store.dirOf(id), '.state.json.1-abcd'), '{');
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(join(store.dirOf(id), 'attach-1.sock'), resolve));
+  t.teardown(() => server.close());
+  mkdirSync(join(store.dirOf(id), 'sub', 'deeper'), { recursive: true });
+  await store.remove(id, 'first');
+  t.false(existsSync(store.dirOf(id)));
+  t.deepEqual(await readdir(join(dir, 'names')), []);
+  await t.notThrowsAsync(store.remove(id, 'first'), 'idempotent');
+  t.is(await store.read(id), undefined);
 });
