@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { TsbuildError } from '../core/index.js';
-import { cleanupStaleCgroups, createRunSpec, listHostDevices, parseGroup, parsePasswd, resolveUserFromTables, type RootSpec, type RunHooks, type RunResult, type Sandbox, type SandboxStdio } from '../sandbox/index.js';
+import { cleanupStaleCgroups, createRunSpec, listHostDevices, parseGroup, parsePasswd, resolveUserFromTables, type RootSpec, type RunHooks, type RunResult, type Sandbox, type SandboxPrestart, type SandboxStdio } from '../sandbox/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
 import type { ContainerRecord, ContainerState, ContainerStore } from './container-store.js';
 import { ZERO_TIME } from './container-store.js';
@@ -73,6 +73,8 @@ export interface RunContainerOptions {
   readonly onWarning?: (message: string) => void;
   /** Restarts by the restart policy before this run (recorded in the state). */
   readonly restartCount?: number;
+  /** A sandbox started ahead for this run (Sandbox.prestart, with the container's resources); the run takes it. */
+  readonly prestart?: SandboxPrestart;
 }
 
 /**
@@ -181,7 +183,7 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
   let result: RunResult | undefined;
   let failure: unknown;
   try {
-    result = await deps.sandbox.run(spec, stdioForTerminal(config.tty === true, stdio), signal, runHooks);
+    result = await deps.sandbox.run(spec, stdioForTerminal(config.tty === true, stdio), signal, runHooks, options.prestart);
   } catch (err) {
     failure = err;
   }

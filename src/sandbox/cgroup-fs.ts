@@ -2,6 +2,7 @@
 // wait for a disk, so this file uses synchronous calls. A thread-pool round trip per call (4 per readFile) made a
 // sandbox cgroup cost ~5 ms to create, half the sandbox start-up budget; synchronous calls make it well under 1 ms.
 import { accessSync, constants, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TsbuildError } from '../core/index.js';
@@ -20,6 +21,22 @@ export async function writeCgroupFile(dir: string, file: string, value: string):
     const code = errnoOf(err);
     const bad = code === 'EINVAL' || code === 'ERANGE';
     throw new TsbuildError(bad ? 'SANDBOX_BAD_LIMIT' : 'SANDBOX_CGROUP', `cannot write "${value}" to ${path}: ${code ?? String(err)}`, { cause: err });
+  }
+}
+
+/**
+ * Moves process `pid` into the cgroup `dir` (its `cgroup.procs`). The one asynchronous write here: an attach waits
+ * for an RCU grace period in the kernel (cgroup_threadgroup_rwsem, 5-30 ms on this machine's v1 hierarchies), which
+ * must not stall the event loop. With `gone: 'ignore'` a process that has ended (ESRCH) is no error.
+ * Throws SANDBOX_CGROUP naming the file.
+ */
+export async function moveProcess(dir: string, pid: number, gone: 'throw' | 'ignore' = 'throw'): Promise<void> {
+  const path = join(dir, 'cgroup.procs');
+  try {
+    await writeFile(path, String(pid));
+  } catch (err) {
+    if (gone === 'ignore' && errnoOf(err) === 'ESRCH') return;
+    throw new TsbuildError('SANDBOX_CGROUP', `cannot move process ${pid} into ${dir}: ${errnoOf(err) ?? String(err)}`, { cause: err });
   }
 }
 

@@ -12,6 +12,13 @@ export interface CgroupUsage {
 export interface Cgroup {
   /** Moves process `pid` (and its threads) into the cgroup; its future children stay in it. */
   addProcess(pid: number): Promise<void>;
+  /** The `cgroup.procs` files a process writes "0" into to join the cgroup itself (one per distinct directory). */
+  readonly procsFiles: readonly string[];
+  /**
+   * Moves process `pid` out again, into the cgroups this process is in (a launcher that joined early so that the
+   * sandbox's process is born in the cgroup; see Sandbox.prestart). A process that is gone is no error.
+   */
+  releaseProcess(pid: number): Promise<void>;
   /** Reads the accounting so far. */
   usage(): Promise<CgroupUsage>;
   /** Freezes every process of the cgroup; resolves once the kernel reports it frozen. */

@@ -3,8 +3,9 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { TsbuildError } from '../core/index.js';
 import type { Cgroup, CgroupUsage } from './cgroup-types.js';
+import { readProcCgroups } from './cgroup-detect.js';
 import {
-  killPids, listCgroupPids, makeCgroupDir, pathExists, pollUntil, readCgroupFile, readOptionalCgroupFile,
+  killPids, moveProcess, listCgroupPids, makeCgroupDir, pathExists, pollUntil, readCgroupFile, readOptionalCgroupFile,
   removeCgroupDir, waitCgroupEmpty, writeCgroupFile,
 } from './cgroup-fs.js';
 import type { CgroupLimits, CgroupWrite } from './cgroup-limits.js';
@@ -24,10 +25,13 @@ export interface V1Location {
 /** A sandbox cgroup in the v1 hierarchies: one directory per mounted controller (co-mounted ones share a directory). */
 export class CgroupV1 implements Cgroup {
   readonly #dirs: ReadonlyMap<string, string>;
+  /** The hierarchy mount of each directory (for releaseProcess); absent for a cgroup found rather than made. */
+  readonly #mounts: ReadonlyMap<string, string>;
   #destroyed = false;
 
-  constructor(dirs: ReadonlyMap<string, string>) {
+  constructor(dirs: ReadonlyMap<string, string>, mounts: ReadonlyMap<string, string> = new Map()) {
     this.#dirs = dirs;
+    this.#mounts = mounts;
   }
 
   /** The directory of each joined controller (for tests and diagnostics). */
@@ -40,7 +44,23 @@ export class CgroupV1 implements Cgroup {
   }
 
   async addProcess(pid: number): Promise<void> {
-    for (const dir of this.#unique()) await writeCgroupFile(dir, 'cgroup.procs', String(pid));
+    // One after the other: the first attach waits for the kernel's grace period, the next ones then pass at once
+    // (in parallel they would each hold a thread-pool thread for that wait).
+    for (const dir of this.#unique()) await moveProcess(dir, pid);
+  }
+
+  get procsFiles(): string[] {
+    return this.#unique().map((dir) => join(dir, 'cgroup.procs'));
+  }
+
+  async releaseProcess(pid: number): Promise<void> {
+    const own = (await readProcCgroups()).v1;
+    for (const [controller, dir] of this.#dirs) {
+      const mount = this.#mounts.get(dir);
+      const path = own.get(controller);
+      if (mount === undefined || path === undefined) continue;
+      await moveProcess(join(mount, path), pid, 'ignore');
+    }
   }
 
   async usage(): Promise<CgroupUsage> {
@@ -134,7 +154,8 @@ export async function createCgroupV1(loc: V1Location, limits: CgroupLimits, warn
   const byMount = new Map<string, V1Controller[]>();
   for (const [controller, mount] of hierarchies) byMount.set(mount, [...(byMount.get(mount) ?? []), controller]);
   const dirs = new Map<V1Controller, string>();
-  const cgroup = new CgroupV1(dirs);
+  const mounts = new Map<string, string>();
+  const cgroup = new CgroupV1(dirs, mounts);
   try {
     const made = await Promise.allSettled([...byMount].map(async ([mount, controllers]) => {
       const parentDir = join(mount, loc.parent);
@@ -143,6 +164,7 @@ export async function createCgroupV1(loc: V1Location, limits: CgroupLimits, warn
       if (controllers.includes('cpuset')) await initCpuset(parentDir, mount, undefined);
       if (!(await makeCgroupDir(dir))) throw new TsbuildError('SANDBOX_CGROUP', `cgroup ${dir} already exists`);
       for (const c of controllers) dirs.set(c, dir);
+      mounts.set(dir, mount);
       if (controllers.includes('cpuset')) await initCpuset(dir, parentDir, limits.cpusetCpus);
     }));
     const failure = made.find((r): r is PromiseRejectedResult => r.status === 'rejected');

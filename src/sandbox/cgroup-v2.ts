@@ -1,9 +1,10 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { TsbuildError } from '../core/index.js';
+import { readProcCgroups } from './cgroup-detect.js';
 import type { Cgroup, CgroupUsage } from './cgroup-types.js';
 import {
-  errnoOf, killPids, listCgroupPids, makeCgroupDir, pathExists, pollUntil, readCgroupFile, readOptionalCgroupFile,
+  errnoOf, killPids, listCgroupPids, moveProcess, makeCgroupDir, pathExists, pollUntil, readCgroupFile, readOptionalCgroupFile,
   removeCgroupDir, waitCgroupEmpty, writeCgroupFile,
 } from './cgroup-fs.js';
 import type { CgroupLimits } from './cgroup-limits.js';
@@ -17,6 +18,8 @@ export interface V2Location {
   /** From the topmost directory we may configure down to the sandbox's parent (inclusive). */
   readonly chain: readonly string[];
   readonly dirName: string;
+  /** The unified hierarchy's mount (for releaseProcess). */
+  readonly mountRoot?: string;
 }
 
 /** Parses `cgroup.controllers` / `cgroup.subtree_control` text: the space-separated controller names. */
@@ -27,10 +30,12 @@ export function parseControllerList(text: string): string[] {
 /** A sandbox cgroup in the unified (v2) hierarchy: one directory. */
 export class CgroupV2 implements Cgroup {
   readonly #dir: string;
+  readonly #mountRoot: string | undefined;
   #destroyed = false;
 
-  constructor(dir: string) {
+  constructor(dir: string, mountRoot?: string) {
     this.#dir = dir;
+    this.#mountRoot = mountRoot;
   }
 
   /** The cgroup directory (for tests and diagnostics). */
@@ -39,7 +44,17 @@ export class CgroupV2 implements Cgroup {
   }
 
   async addProcess(pid: number): Promise<void> {
-    await writeCgroupFile(this.#dir, 'cgroup.procs', String(pid));
+    await moveProcess(this.#dir, pid);
+  }
+
+  get procsFiles(): string[] {
+    return [join(this.#dir, 'cgroup.procs')];
+  }
+
+  async releaseProcess(pid: number): Promise<void> {
+    const own = (await readProcCgroups()).v2;
+    if (this.#mountRoot === undefined || own === undefined) throw new TsbuildError('INTERNAL', `no cgroup to move process ${pid} back to from ${this.#dir}`);
+    await moveProcess(join(this.#mountRoot, own), pid, 'ignore');
   }
 
   async usage(): Promise<CgroupUsage> {
@@ -124,7 +139,7 @@ export async function createCgroupV2(loc: V2Location, limits: CgroupLimits, warn
   const enabled = await enableControllers(loc.chain, wanted, warn);
   const dir = join(parentDir, loc.dirName);
   if (!(await makeCgroupDir(dir))) throw new TsbuildError('SANDBOX_CGROUP', `cgroup ${dir} already exists`);
-  const cgroup = new CgroupV2(dir);
+  const cgroup = new CgroupV2(dir, loc.mountRoot);
   try {
     const writes = limitsToV2Writes(limits);
     if (limits.cpusetCpus !== undefined) writes.push({ controller: 'cpuset', file: 'cpuset.cpus', value: limits.cpusetCpus });

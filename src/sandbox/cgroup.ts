@@ -27,7 +27,7 @@ export interface CgroupOptions {
   owner?: ProcessIdentity;
 }
 
-type Located = { kind: 'v1'; root: string } | { kind: 'v2'; chain: string[] } | { kind: 'none'; why: string };
+type Located = { kind: 'v1'; root: string } | { kind: 'v2'; root: string; chain: string[] } | { kind: 'none'; why: string };
 
 /** Decides where sandbox cgroups live for these options, or why there are none. */
 async function locate(options: CgroupOptions): Promise<Located> {
@@ -37,7 +37,7 @@ async function locate(options: CgroupOptions): Promise<Located> {
     if (options.rootless) return { kind: 'none', why: `cgroups ${mode} cannot be delegated to an unprivileged user (only cgroup v2 can)` };
     return { kind: 'v1', root };
   }
-  if (!options.rootless) return { kind: 'v2', chain: [root, join(root, CGROUP_PARENT)] };
+  if (!options.rootless) return { kind: 'v2', root, chain: [root, join(root, CGROUP_PARENT)] };
   const own = (await readProcCgroups()).v2;
   if (own === undefined) return { kind: 'none', why: 'this process is in no cgroup v2 (see /proc/self/cgroup)' };
   const delegated = join(root, own);
@@ -46,7 +46,7 @@ async function locate(options: CgroupOptions): Promise<Located> {
     return { kind: 'none', why: `the cgroup v2 subtree ${own} is not delegated to this user (start tsbuild with: systemd-run --user --scope -p Delegate=yes tsbuild ...)` };
   }
   if (own !== '/') await evacuateDelegatedCgroup(delegated);
-  return { kind: 'v2', chain: [delegated, join(delegated, CGROUP_PARENT)] };
+  return { kind: 'v2', root, chain: [delegated, join(delegated, CGROUP_PARENT)] };
 }
 
 /**
@@ -72,7 +72,7 @@ export async function createCgroup(name: string, limits: CgroupLimits, options: 
   if (owner === undefined) throw new TsbuildError('INTERNAL', 'cannot read this process\'s /proc/<pid>/stat');
   const dirName = formatCgroupDirName(name, owner);
   if (located.kind === 'v1') return createCgroupV1({ root: located.root, parent: CGROUP_PARENT, dirName }, limits, warn);
-  return createCgroupV2({ chain: located.chain, dirName }, limits, warn);
+  return createCgroupV2({ chain: located.chain, dirName, mountRoot: located.root }, limits, warn);
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import type { Writable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
-import { spawnLauncher } from './launcher-process.js';
+import { spawnLauncher, type LauncherProcess } from './launcher-process.js';
 import type { LauncherZygote } from './launcher-zygote.js';
 import { parseStatusLine, type LauncherStatus } from './launcher-status.js';
 import type { SandboxStdio } from './sandbox.js';
@@ -26,6 +26,8 @@ export interface HandshakeOptions {
   readonly zygote?: LauncherZygote | undefined;
   /** Kills the child (SIGKILL of a pid namespace's init kills all of it) and the launcher. */
   readonly signal?: AbortSignal | undefined;
+  /** A launcher already started (Sandbox.prestart): used instead of spawning or forking one. */
+  readonly launcher?: LauncherProcess | undefined;
   /** Writes the final release ('g') with the spec (`onPid` is then not called): nothing has to happen between the child's creation and its command. */
   readonly releaseAtStart?: boolean;
   /** Runs once the child's pid is known; writes the release bytes to `go` and ends it ('g' last), unless `releaseAtStart`. */
@@ -50,7 +52,7 @@ export interface HandshakeResult {
 
 /** Runs the handshake to its end. Throws SANDBOX_LAUNCHER when the launcher cannot be started. */
 export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult> {
-  const forked = o.zygote !== undefined && o.detached !== true ? await o.zygote.launch(o.stdio) : undefined;
+  const forked = o.launcher ?? (o.zygote !== undefined && o.detached !== true ? await o.zygote.launch(o.stdio) : undefined);
   const launcher = forked ?? spawnLauncher(o.launcherPath, o.stdio, o.detached === true);
   const { specPipe, statusPipe, goPipe, outputs, exited } = launcher;
   let pid: number | undefined;

@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
+import { TsbuildError } from '../core/index.js';
 import type { OutputSink, SandboxStdio, StdinSource } from './sandbox.js';
 
 /** A started launcher with its handshake pipes. */
@@ -40,45 +41,87 @@ export function forwardOutput(from: Readable | null, to: OutputSink | undefined)
   return finished(from).catch(() => undefined);
 }
 
+/** The kind of each of a launcher's stdio fds 0-2, fixed when it is spawned. */
+export type LauncherStdioModes = readonly ['inherit' | 'ignore' | 'pipe' | number, 'inherit' | 'ignore' | 'pipe' | number, 'inherit' | 'ignore' | 'pipe' | number];
+
+/** The fd kinds `stdio` needs (stdin ignored and stdout/stderr inherited when absent; streams are piped). */
+export function launcherStdioModes(stdio: SandboxStdio): LauncherStdioModes {
+  const mode = (s: StdinSource | OutputSink | undefined, dflt: 'inherit' | 'ignore'): 'inherit' | 'ignore' | 'pipe' | number =>
+    s === undefined ? dflt : typeof s === 'string' || typeof s === 'number' ? s : 'pipe';
+  return [mode(stdio.stdin, 'ignore'), mode(stdio.stdout, 'inherit'), mode(stdio.stderr, 'inherit')];
+}
+
+/** A launcher spawned with its stdio fds' kinds but not yet connected to the caller's streams (see Sandbox.prestart). */
+export interface StartedLauncher {
+  /** Its pid (undefined when the spawn failed: `attach(...).startError` then rejects). */
+  readonly pid: number | undefined;
+  /** Connects the piped fds to `stdio`'s streams; `stdio` must need the modes the launcher was spawned with. Once. */
+  attach(stdio: SandboxStdio): LauncherProcess;
+  /** SIGKILLs the launcher (nothing once it has ended). */
+  kill(): void;
+  /** Resolves once the launcher ended and its status pipe closed. */
+  readonly exited: Promise<number | null>;
+}
+
+/**
+ * Spawns the launcher at `launcherPath` with stdio fds of the kinds `modes` and the handshake pipes;
+ * `detached` starts it in a new process group; `args` are the launcher's (`--cgroup FILE...`: it joins those
+ * cgroups first). It waits for its spec (fd 3) until attached and written.
+ */
+export function startLauncher(launcherPath: string, modes: LauncherStdioModes, detached = false, args: readonly string[] = []): StartedLauncher {
+  const child = spawn(launcherPath, args, {
+    stdio: [...modes, 'pipe', 'pipe', 'pipe'],
+    ...(detached ? { detached: true } : {}),
+  });
+  const specPipe = child.stdio[3] as Writable;
+  const statusPipe = child.stdio[4] as Readable;
+  const goPipe = (child.stdio as unknown as (Readable | Writable | null)[])[5] as Writable;
+  for (const p of [specPipe, goPipe]) p.on('error', () => undefined);
+  const startError = new Promise<never>((_, reject) => child.once('error', reject));
+  startError.catch(() => undefined);
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  const kill = (): void => { child.kill('SIGKILL'); };
+  let attached = false;
+  return {
+    pid: child.pid,
+    kill,
+    exited,
+    attach(stdio: SandboxStdio): LauncherProcess {
+      const want = launcherStdioModes(stdio);
+      if (attached || want.some((m, i) => m !== modes[i])) {
+        throw new TsbuildError('INTERNAL', attached ? 'a started launcher was attached twice' : `a launcher started with stdio ${modes.join(',')} cannot serve ${want.join(',')}`);
+      }
+      attached = true;
+      const outputs: Promise<void>[] = [];
+      const stdinSource = typeof stdio.stdin === 'object' ? (stdio.stdin as Readable) : undefined;
+      if (stdinSource !== undefined && child.stdin !== null) {
+        const stdin = child.stdin;
+        stdin.on('error', () => undefined);
+        stdinSource.pipe(stdin);
+        // The caller's stream outlives the container: stop reading it when the container is gone.
+        child.once('close', () => {
+          stdinSource.unpipe(stdin);
+          stdinSource.pause();
+        });
+      }
+      for (const [from, to] of [[child.stdout, stdio.stdout], [child.stderr, stdio.stderr]] as const) {
+        const done = forwardOutput(from, to);
+        if (done !== undefined) outputs.push(done);
+      }
+      return {
+        specPipe, statusPipe, goPipe, outputs, startError, exited, kill,
+        running: () => child.exitCode === null && child.signalCode === null,
+        unref: () => { child.unref(); },
+      };
+    },
+  };
+}
+
 /**
  * Spawns the launcher at `launcherPath` with stdio from `stdio` (stdin ignored and stdout/stderr
  * inherited when absent; streams are piped and forwarded) and the handshake pipes; `detached`
  * starts it in a new process group. Spawn errors reject `startError`.
  */
 export function spawnLauncher(launcherPath: string, stdio: SandboxStdio, detached = false): LauncherProcess {
-  const mode = (s: StdinSource | OutputSink | undefined, dflt: 'inherit' | 'ignore'): 'inherit' | 'ignore' | 'pipe' | number =>
-    s === undefined ? dflt : typeof s === 'string' || typeof s === 'number' ? s : 'pipe';
-  const child = spawn(launcherPath, [], {
-    stdio: [mode(stdio.stdin, 'ignore'), mode(stdio.stdout, 'inherit'), mode(stdio.stderr, 'inherit'), 'pipe', 'pipe', 'pipe'],
-    ...(detached ? { detached: true } : {}),
-  });
-  const specPipe = child.stdio[3] as Writable;
-  const statusPipe = child.stdio[4] as Readable;
-  const goPipe = (child.stdio as unknown as (Readable | Writable | null)[])[5] as Writable;
-  const outputs: Promise<void>[] = [];
-  const stdinSource = typeof stdio.stdin === 'object' ? (stdio.stdin as Readable) : undefined;
-  if (stdinSource !== undefined && child.stdin !== null) {
-    const stdin = child.stdin;
-    stdin.on('error', () => undefined);
-    stdinSource.pipe(stdin);
-    // The caller's stream outlives the container: stop reading it when the container is gone.
-    child.once('close', () => {
-      stdinSource.unpipe(stdin);
-      stdinSource.pause();
-    });
-  }
-  for (const [from, to] of [[child.stdout, stdio.stdout], [child.stderr, stdio.stderr]] as const) {
-    const done = forwardOutput(from, to);
-    if (done !== undefined) outputs.push(done);
-  }
-  for (const p of [specPipe, goPipe]) p.on('error', () => undefined);
-  const startError = new Promise<never>((_, reject) => child.once('error', reject));
-  startError.catch(() => undefined);
-  return {
-    specPipe, statusPipe, goPipe, outputs, startError,
-    exited: new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code))),
-    running: () => child.exitCode === null && child.signalCode === null,
-    kill: () => { child.kill('SIGKILL'); },
-    unref: () => { child.unref(); },
-  };
+  return startLauncher(launcherPath, launcherStdioModes(stdio), detached).attach(stdio);
 }

@@ -12,6 +12,7 @@ import { cleanupStaleCgroups, createCgroup } from './cgroup.js';
 import type { CgroupLimits } from './cgroup-limits.js';
 import type { Cgroup, CgroupUsage } from './cgroup-types.js';
 import { runHandshake } from './launcher-handshake.js';
+import { launcherStdioModes, startLauncher, type StartedLauncher } from './launcher-process.js';
 import { LauncherZygote, zygoteModes } from './launcher-zygote.js';
 import { encodeLauncherSpec, overlayRootDirs, type LauncherTarget } from './launcher-spec.js';
 import { cleanStaleSandboxStates, initFileMounts, newSandboxId, prepareSharedState, renderInitFiles, type SharedSandboxState } from './sandbox-state.js';
@@ -135,6 +136,52 @@ function formatMiB(bytes: number): string {
   return `${Number.isInteger(mib) ? mib : mib.toFixed(1)} MiB`;
 }
 
+/**
+ * A sandbox started ahead of its spec ({@link Sandbox.prestart}): the launcher is spawned and, in the
+ * background, moves into the sandbox's new cgroup, while the caller prepares the root file system.
+ */
+export interface SandboxPrestart {
+  /** Ends the launcher and removes the cgroup unless a run took this start (then nothing); idempotent. */
+  dispose(): Promise<void>;
+}
+
+/** What a prestart made (Sandbox.prestart). */
+interface PrestartParts {
+  readonly id: string;
+  readonly shared: SharedSandboxState;
+  readonly cgroup: Cgroup | undefined;
+  readonly launcher: StartedLauncher;
+  /** The launcher attaches to the cgroup itself (its clone is then born there); not with a pids limit, which it would count against. */
+  readonly early: boolean;
+}
+
+class Prestart implements SandboxPrestart {
+  readonly #parts: Promise<PrestartParts>;
+  #taken = false;
+
+  constructor(parts: Promise<PrestartParts>) {
+    this.#parts = parts;
+    parts.catch(() => undefined);
+  }
+
+  /** The parts for one run; throws what the start failed with, or INTERNAL when already taken. */
+  async take(): Promise<PrestartParts> {
+    if (this.#taken) throw new TsbuildError('INTERNAL', 'a prestarted sandbox was used twice');
+    this.#taken = true;
+    return this.#parts;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.#taken) return;
+    this.#taken = true;
+    const parts = await this.#parts.catch(() => undefined);
+    if (parts === undefined) return;
+    parts.launcher.kill();
+    await parts.launcher.exited;
+    await parts.cgroup?.destroy();
+  }
+}
+
 /** Runs RunSpecs with the native launcher. Holds no mutable state besides one-time preparation. */
 export class Sandbox {
   readonly #options: SandboxOptions;
@@ -160,58 +207,62 @@ export class Sandbox {
    * launcher step failed, with its errno), SANDBOX_ABORTED (the signal fired; the whole pid
    * namespace was killed), SANDBOX_LAUNCHER (missing launcher), or what a hook threw.
    */
-  async run(spec: RunSpec, stdio: SandboxStdio = {}, signal?: AbortSignal, hooks: RunHooks = {}): Promise<RunResult> {
-    signal?.throwIfAborted();
+  async run(spec: RunSpec, stdio: SandboxStdio = {}, signal?: AbortSignal, hooks: RunHooks = {}, prestart?: SandboxPrestart): Promise<RunResult> {
     const o = this.#options;
-    this.#ready ??= this.#prepare();
-    const shared = await this.#ready.catch((err: unknown) => {
-      this.#ready = undefined;
-      throw err;
-    });
-    // A directory root is checked here (one stat); an overlay root's directories (one per layer) only when its mount fails.
-    if (spec.root.overlay === undefined) this.#checkRoot(spec);
-    // SECURITY: rootless sandboxes always get a user namespace; the launcher never runs setuid.
-    const runSpec: RunSpec = this.rootless && !hasNamespace(spec, 'user')
-      ? { ...spec, linux: { ...spec.linux, namespaces: [...spec.linux.namespaces, { type: 'user' }] } }
-      : spec;
-    let maps: IdMaps | undefined;
-    if (hasNamespace(runSpec, 'user')) {
-      const first = this.#idMaps === undefined;
-      this.#idMaps ??= resolveIdMaps(o.host, o.subIdFiles ?? { subuid: '/etc/subuid', subgid: '/etc/subgid' }, o.enclosingIdMaps);
-      const planned = await this.#idMaps;
-      if (first && planned.warning !== undefined) o.onWarning?.(planned.warning);
-      maps = runSpec.linux.uidMappings !== undefined && runSpec.linux.gidMappings !== undefined
-        ? { ...planned.maps, uid: runSpec.linux.uidMappings, gid: runSpec.linux.gidMappings }
-        : planned.maps;
-    }
-    const id = newSandboxId();
-    let resolvConf = '';
+    // A prestart's launcher is ended (unless the handshake took it) and its cgroup removed by the finally below.
+    const pre = prestart === undefined ? undefined : await (prestart as Prestart).take();
+    let launched = false;
+    let cgroup: Cgroup | undefined = pre?.cgroup;
     try {
-      resolvConf = readFileSync(o.resolvConf ?? '/etc/resolv.conf', 'utf8');
-    } catch {
-      // no resolver configuration on the host: an empty resolv.conf
-    }
-    if (hooks.resolvConf !== undefined) resolvConf = hooks.resolvConf(resolvConf);
-    // Nothing per sandbox on the host: the launcher writes the init files to a tmpfs in the sandbox's
-    // mount namespace and mounts the overlay on the shared, empty .rootfs (see sandbox-state.ts).
-    const target: LauncherTarget = {
-      rootfs: runSpec.root.overlay === undefined ? runSpec.root.path : shared.rootMount,
-      extraLowerdirs: runSpec.root.overlay === undefined ? [] : [shared.initLayer],
-      extraMounts: initFileMounts(shared.filesDir),
-      filesDir: shared.filesDir,
-      files: renderInitFiles({ hostname: runSpec.hostname ?? id, resolvConf }).map((f) => (f.name === 'hosts' && hooks.hosts !== undefined ? { ...f, content: hooks.hosts(f.content) } : f)),
-      ...(stdio.callerRestoresTerminal === true ? { callerRestoresTerminal: true } : {}),
-    };
-    let cgroup: Cgroup | undefined;
-    try {
+      signal?.throwIfAborted();
+      this.#ready ??= this.#prepare();
+      const shared = pre?.shared ?? await this.#ready.catch((err: unknown) => {
+        this.#ready = undefined;
+        throw err;
+      });
+      // A directory root is checked here (one stat); an overlay root's directories (one per layer) only when its mount fails.
+      if (spec.root.overlay === undefined) this.#checkRoot(spec);
+      // SECURITY: rootless sandboxes always get a user namespace; the launcher never runs setuid.
+      const runSpec: RunSpec = this.rootless && !hasNamespace(spec, 'user')
+        ? { ...spec, linux: { ...spec.linux, namespaces: [...spec.linux.namespaces, { type: 'user' }] } }
+        : spec;
+      let maps: IdMaps | undefined;
+      if (hasNamespace(runSpec, 'user')) {
+        const first = this.#idMaps === undefined;
+        this.#idMaps ??= resolveIdMaps(o.host, o.subIdFiles ?? { subuid: '/etc/subuid', subgid: '/etc/subgid' }, o.enclosingIdMaps);
+        const planned = await this.#idMaps;
+        if (first && planned.warning !== undefined) o.onWarning?.(planned.warning);
+        maps = runSpec.linux.uidMappings !== undefined && runSpec.linux.gidMappings !== undefined
+          ? { ...planned.maps, uid: runSpec.linux.uidMappings, gid: runSpec.linux.gidMappings }
+          : planned.maps;
+      }
+      const id = pre?.id ?? newSandboxId();
+      let resolvConf = '';
+      try {
+        resolvConf = readFileSync(o.resolvConf ?? '/etc/resolv.conf', 'utf8');
+      } catch {
+        // no resolver configuration on the host: an empty resolv.conf
+      }
+      if (hooks.resolvConf !== undefined) resolvConf = hooks.resolvConf(resolvConf);
+      // Nothing per sandbox on the host: the launcher writes the init files to a tmpfs in the sandbox's
+      // mount namespace and mounts the overlay on the shared, empty .rootfs (see sandbox-state.ts).
+      const target: LauncherTarget = {
+        rootfs: runSpec.root.overlay === undefined ? runSpec.root.path : shared.rootMount,
+        extraLowerdirs: runSpec.root.overlay === undefined ? [] : [shared.initLayer],
+        extraMounts: initFileMounts(shared.filesDir),
+        filesDir: shared.filesDir,
+        files: renderInitFiles({ hostname: runSpec.hostname ?? id, resolvConf }).map((f) => (f.name === 'hosts' && hooks.hosts !== undefined ? { ...f, content: hooks.hosts(f.content) } : f)),
+        ...(stdio.callerRestoresTerminal === true ? { callerRestoresTerminal: true } : {}),
+      };
       const limits = resourcesToLimits(runSpec.linux.resources);
-      if (runSpec.linux.resources !== undefined) {
+      if (pre === undefined && runSpec.linux.resources !== undefined) {
         cgroup = await createCgroup(`sandbox-${id}`, limits, {
           rootless: this.rootless,
           ...(o.onWarning === undefined ? {} : { onWarning: o.onWarning }),
         });
       }
-      const status = await this.#launch(runSpec, target, maps, cgroup, stdio, signal, hooks.onCreated);
+      launched = true;
+      const status = await this.#launch(runSpec, target, maps, cgroup, stdio, signal, hooks.onCreated, pre);
       const usage = cgroup === undefined ? undefined : await cgroup.usage();
       const oomKilled = usage?.oomKilled === true && status.signal === 9;
       const exitCode = status.signal !== undefined ? 128 + status.signal : (status.exitCode ?? 125);
@@ -227,8 +278,41 @@ export class Sandbox {
         ...(reason === undefined ? {} : { reason }),
       };
     } finally {
+      if (pre !== undefined && !launched) {
+        pre.launcher.kill();
+        await pre.launcher.exited;
+      }
       await cgroup?.destroy().catch((err: unknown) => o.onWarning?.(`cannot remove the sandbox cgroup: ${(err as Error).message}`));
     }
+  }
+
+  /**
+   * Starts a sandbox ahead of its spec: the one-time preparation, the cgroup of `resources` (none when
+   * undefined), and the launcher with stdio fds of `stdio`'s kinds, which moves into the cgroup in the
+   * background: a cgroup attach waits for a kernel grace period (5-30 ms on cgroup v1), which then
+   * overlaps the caller's work instead of holding up the start. The sandbox's process is born in the
+   * cgroup and the launcher moves back out once it has cloned it. Pass the result to one {@link run}
+   * whose spec has the same resources and stdio of the same kinds, or dispose of it.
+   */
+  prestart(resources: ResourcesSpec | undefined, stdio: SandboxStdio): SandboxPrestart {
+    const o = this.#options;
+    return new Prestart((async () => {
+      this.#ready ??= this.#prepare();
+      const shared = await this.#ready.catch((err: unknown) => {
+        this.#ready = undefined;
+        throw err;
+      });
+      const id = newSandboxId();
+      const cgroup = resources === undefined ? undefined : await createCgroup(`sandbox-${id}`, resourcesToLimits(resources), {
+        rootless: this.rootless,
+        ...(o.onWarning === undefined ? {} : { onWarning: o.onWarning }),
+      });
+      // The launcher joins the cgroup itself, before it reads its spec (launcher.c --cgroup): nothing of this
+      // process waits for that, and the child it clones once it has the spec is born in the cgroup.
+      const early = cgroup !== undefined && resources?.pids?.limit === undefined;
+      const launcher = startLauncher(o.launcherPath, launcherStdioModes(stdio), false, early ? ['--cgroup', ...(cgroup as Cgroup).procsFiles] : []);
+      return { id, shared, cgroup, launcher, early };
+    })());
   }
 
   /** Stops the launcher zygote, if one was started, and resolves once it has exited; a later run starts a new one. */
@@ -274,12 +358,14 @@ export class Sandbox {
   }
 
   /** Spawns the launcher and drives the handshake; resolves with the final status. */
-  async #launch(spec: RunSpec, target: LauncherTarget, maps: IdMaps | undefined, cgroup: Cgroup | undefined, stdio: SandboxStdio, signal?: AbortSignal, onCreated?: (pid: number) => Promise<void>): Promise<LauncherStatus> {
+  async #launch(spec: RunSpec, target: LauncherTarget, maps: IdMaps | undefined, cgroup: Cgroup | undefined, stdio: SandboxStdio, signal?: AbortSignal, onCreated?: (pid: number) => Promise<void>, pre?: PrestartParts): Promise<LauncherStatus> {
+    const early = pre?.early === true && cgroup !== undefined;
     const r = await runHandshake({
       launcherPath: this.#options.launcherPath,
       input: encodeLauncherSpec(spec, target),
       stdio,
-      zygote: this.#zygoteFor(stdio),
+      zygote: pre === undefined ? this.#zygoteFor(stdio) : undefined,
+      ...(pre === undefined ? {} : { launcher: pre.launcher.attach(stdio) }),
       signal,
       // Two releases (launcher.c run_child): 'm' after the id maps, then the child sets up its file
       // system while the cgroup is joined and the hooks run; 'g' lets the command start. With none
@@ -290,8 +376,14 @@ export class Sandbox {
           await writeIdMaps(pid, maps);
           go.write('m');
         }
-        if (cgroup !== undefined) await cgroup.addProcess(pid);
-        if (onCreated !== undefined) await onCreated(pid);
+        // A prestarted launcher was in the cgroup when it cloned the child: it moves back out (in the
+        // background; a failure only leaves it counted with the container until it ends).
+        const launcherPid = pre?.launcher.pid;
+        if (early && launcherPid !== undefined) {
+          cgroup.releaseProcess(launcherPid).catch((err: unknown) => this.#options.onWarning?.(`the sandbox launcher stays in the container's cgroup: ${(err as Error).message}`));
+        }
+        // The cgroup attach waits for a kernel grace period (asynchronously): the hooks (slirp4netns) run meanwhile.
+        await Promise.all([early ? undefined : cgroup?.addProcess(pid), onCreated?.(pid)]);
         go.end('g');
       },
     });

@@ -3,7 +3,7 @@ import {
   bindingsOfContainer, checkPortsAvailable, createContainer, findSlirp4netns, parseContainerNetwork, resolveContainerNetwork, createLogWriter, endAttachedRun, NO_RESTART, parseDuration, parsePublishSpec, parseRestartPolicy, startMonitor, markOpenStdin, runContainer, runWithHealthcheck, runWithRestartPolicy, removeContainer, startAttachServer,
   type ContainerRecord, type HealthFlags, type PortBinding,
 } from '../../runner/index.js';
-import { limitsToResources, type SandboxStdio } from '../../sandbox/index.js';
+import { limitsToResources, type ResourcesSpec, type SandboxPrestart, type SandboxStdio } from '../../sandbox/index.js';
 import type { ParsedArgs } from '../args.js';
 import { optBool, optList, optString } from '../args.js';
 import type { CommandContext } from '../command.js';
@@ -153,6 +153,32 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
     throw new TsbuildError('CLI_NOT_A_TTY', 'the input device is not a TTY', { hint: 'drop -t to pipe input into the container, as with docker', exitCode: 1 });
   }
   const deps = await openContainerDeps(ctx);
+  // A foreground run without a terminal or input starts its sandbox now (launcher, cgroup: see
+  // Sandbox.prestart), while the container is created; the first run takes it, else it is disposed of.
+  const prestart = detach || tty || interactive ? undefined : prestartFor(args, deps);
+  try {
+    return await createAndRun(args, ctx, deps, prestart);
+  } finally {
+    await prestart?.dispose();
+  }
+}
+
+/** The sandbox start of a container with the resources of the flags (undefined when they are invalid: creating the container reports that). */
+function prestartFor(args: ParsedArgs, deps: ContainerDeps): SandboxPrestart | undefined {
+  let resources: ResourcesSpec | undefined;
+  try {
+    resources = limitsToResources(parseLimitFlags(args));
+  } catch {
+    return undefined;
+  }
+  // runContainer's spec has the container's resources or none ({}): always a cgroup.
+  return deps.sandbox.prestart(resources ?? {}, { stdin: 'ignore', stdout: new PassThrough(), stderr: new PassThrough() });
+}
+
+async function createAndRun(args: ParsedArgs, ctx: CommandContext, deps: ContainerDeps, prestart: SandboxPrestart | undefined): Promise<number> {
+  const detach = optBool(args, 'detach');
+  const tty = optBool(args, 'tty');
+  const interactive = optBool(args, 'interactive');
   const record = await createFromFlags(args, ctx, deps);
   if (detach) {
     try {
@@ -197,6 +223,7 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
       try {
         const r = await runWithHealthcheck(deps, record, record.healthcheck, (onStarted, onEnded) => runContainer(deps, record, stdio, ctx.signal, {
           onWarning: (m) => ctx.stderr.write(`WARNING: ${m}\n`), restartCount, onStarted, onEnded,
+          ...(prestart !== undefined && restartCount === 0 ? { prestart } : {}),
         }));
         code = r.exitCode;
         return r;

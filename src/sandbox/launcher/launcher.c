@@ -1040,7 +1040,20 @@ static int run_main(void) {
 
 int zygote_main(int (*run)(void));
 
+/* "--cgroup FILE...": moves this launcher into each cgroup.procs FILE before it reads its spec, so
+ * the child it clones is born there (tsbuild's Sandbox.prestart). An attach waits for a kernel grace
+ * period; done here, it overlaps tsbuild's own work instead of holding up the child's start. */
+static void join_cgroups(int count, char **files) {
+  for (int i = 0; i < count; i++) {
+    int fd = open(files[i], O_WRONLY | O_CLOEXEC);
+    if (fd < 0) fail("join-cgroup", files[i]);
+    if (write(fd, "0", 1) != 1) fail("join-cgroup", files[i]);
+    close(fd);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc == 2 && !strcmp(argv[1], "--zygote")) return zygote_main(run_main);
+  if (argc >= 2 && !strcmp(argv[1], "--cgroup")) join_cgroups(argc - 2, argv + 2);
   return run_main();
 }

@@ -1,0 +1,95 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { isTsbuildError } from '../../src/core/index.js';
+import { runHandshake } from '../../src/sandbox/launcher-handshake.js';
+import { startLauncher } from '../../src/sandbox/launcher-process.js';
+import { encodeLauncherSpec } from '../../src/sandbox/launcher-spec.js';
+import { createRunSpec } from '../../src/sandbox/spec.js';
+import { testSerialIf } from '../helpers/capability.js';
+import { cgroupsOwnedBy } from '../helpers/containers.js';
+import { busyboxMissing, makeBusyboxRootfs } from '../helpers/rootfs.js';
+import { tempDir } from '../helpers/tmp.js';
+import { assertNoLeftoverMounts, ensureLauncher, notRoot, spawningSandbox } from './sandbox-helpers.js';
+
+// Sandbox.prestart: the launcher is spawned before its spec and joins the sandbox's cgroup itself
+// (launcher.c --cgroup). Serial: the assertions look at this process's children and cgroups.
+
+const missing = notRoot() ?? busyboxMissing();
+
+function captured(): { stream: PassThrough; text: () => string } {
+  const stream = new PassThrough();
+  let text = '';
+  stream.on('data', (c: Buffer) => {
+    text += c.toString('utf8');
+  });
+  return { stream, text: () => text };
+}
+
+/** Live children of this process running the launcher. */
+function launcherChildren(): number[] {
+  const out: number[] = [];
+  for (const n of readdirSync('/proc')) {
+    if (!/^\d+$/.test(n)) continue;
+    try {
+      const stat = readFileSync(`/proc/${n}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === process.pid && fields[0] !== 'Z' && readFileSync(`/proc/${n}/comm`, 'utf8').trim() === 'tsbuild-launche') out.push(Number(n));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+testSerialIf(missing, 'launcher --cgroup: a cgroup it cannot join fails the start at step join-cgroup, before anything is cloned', async (t) => {
+  const dir = await tempDir(t, 'tsbuild-pre-');
+  const rootfs = await makeBusyboxRootfs(join(dir, 'rootfs'));
+  const out = captured();
+  const launcher = startLauncher(ensureLauncher(), ['ignore', 'pipe', 'pipe'], false, ['--cgroup', join(dir, 'no-such-cgroup', 'cgroup.procs')]);
+  const r = await runHandshake({
+    launcherPath: ensureLauncher(),
+    input: encodeLauncherSpec(createRunSpec({ root: { path: rootfs }, args: ['echo', 'ran'] }), { rootfs }),
+    stdio: { stdout: out.stream, stderr: out.stream },
+    launcher: launcher.attach({ stdout: out.stream, stderr: out.stream }),
+    releaseAtStart: true,
+    onPid: async () => undefined,
+  });
+  t.is(r.pid, undefined, 'no child was cloned');
+  t.like(r.lines.find((l) => l.error !== undefined)?.error, { step: 'join-cgroup', errno: 2 });
+  t.is(await r.exited, 125);
+  t.is(out.text(), '');
+});
+
+testSerialIf(missing, 'Sandbox.prestart: one run takes it (its output and exit code), a second is refused, dispose then does nothing', async (t) => {
+  const dir = await tempDir(t, 'tsbuild-pre-');
+  const rootfs = await makeBusyboxRootfs(join(dir, 'rootfs'));
+  assertNoLeftoverMounts(t, [dir]);
+  const sandbox = spawningSandbox(join(dir, 'state'));
+  const out = captured();
+  const stdio = { stdout: out.stream, stderr: out.stream };
+  const pre = sandbox.prestart({ memory: { limit: 64 * 1024 * 1024 } }, stdio);
+  const spec = createRunSpec({ root: { path: rootfs }, args: ['sh', '-c', 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || echo no cgroupfs; exit 3'], resources: { memory: { limit: 64 * 1024 * 1024 } } });
+  const result = await sandbox.run(spec, stdio, undefined, {}, pre);
+  t.is(result.exitCode, 3);
+  t.true(out.text().length > 0, 'the command ran');
+  const again = await sandbox.run(spec, stdio, undefined, {}, pre).then(() => undefined, (err: unknown) => err);
+  t.true(isTsbuildError(again, 'INTERNAL'), String(again));
+  await pre.dispose();
+  t.deepEqual(launcherChildren(), []);
+  t.deepEqual(cgroupsOwnedBy(process.pid), [], 'the run removed its cgroup');
+});
+
+testSerialIf(missing, 'Sandbox.prestart: dispose of an unused start ends its launcher and removes its cgroup', async (t) => {
+  const dir = await tempDir(t, 'tsbuild-pre-');
+  const sandbox = spawningSandbox(join(dir, 'state'));
+  const pre = sandbox.prestart({}, { stdout: new PassThrough(), stderr: new PassThrough() });
+  // Until the start is made, poll: its launcher and cgroup appear in the background.
+  for (let i = 0; i < 400 && (launcherChildren().length === 0 || cgroupsOwnedBy(process.pid).length === 0); i++) await new Promise((res) => setTimeout(res, 25));
+  t.is(launcherChildren().length, 1, 'the launcher waits for its spec');
+  t.true(cgroupsOwnedBy(process.pid).length > 0, 'with its cgroup made');
+  await pre.dispose();
+  await pre.dispose();
+  t.deepEqual(launcherChildren(), []);
+  t.deepEqual(cgroupsOwnedBy(process.pid), []);
+});
