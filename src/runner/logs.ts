@@ -1,4 +1,4 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
@@ -32,18 +32,33 @@ const MAX_RECORD = 16 * 1024;
 /**
  * Appends the container's output to `path` as JSON lines `{"log","stream","time"}`. A record ends at
  * each newline (kept in `log`, as docker); a final partial line is written on close. `tee` receives
- * the raw bytes too (the foreground terminal).
+ * the raw bytes too (the foreground terminal). The file is opened and appended to synchronously
+ * (appends to the page cache; a write stream cost ~0.5 ms of CPU to set up and a thread-pool round
+ * trip per open, write and close); a log that cannot be opened or written loses records, never the run.
  */
 export function createLogWriter(path: string, tee?: { stdout?: Writable; stderr?: Writable }): LogWriter {
-  const file: WriteStream = createWriteStream(path, { flags: 'a', mode: 0o640 });
-  file.on('error', () => undefined);
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'a', 0o640);
+  } catch {
+    fd = undefined;
+  }
+  const append = (text: string): void => {
+    if (fd === undefined || text === '') return;
+    try {
+      const bytes = Buffer.from(text, 'utf8');
+      for (let off = 0; off < bytes.length;) off += writeSync(fd, bytes, off);
+    } catch {
+      // a full disk or a removed file: the records are lost, the run goes on
+    }
+  };
   const makeStream = (stream: 'stdout' | 'stderr'): { w: Writable; flush: () => void } => {
     let pending = '';
     const decoder = new StringDecoder('utf8');
     const out = tee?.[stream];
     const flush = (): void => {
       pending += decoder.end();
-      if (pending !== '') file.write(`${JSON.stringify({ log: pending, stream, time: nowText() })}\n`);
+      if (pending !== '') append(`${JSON.stringify({ log: pending, stream, time: nowText() })}\n`);
       pending = '';
     };
     const w = new Writable({
@@ -60,13 +75,10 @@ export function createLogWriter(path: string, tee?: { stdout?: Writable; stderr?
         }
         const time = nowText();
         const records = logs.map((l) => `${JSON.stringify({ log: l, stream, time })}\n`).join('');
-        const done = (): void => {
-          if (out === undefined) cb();
-          else if (out.write(chunk)) cb();
-          else out.once('drain', () => cb());
-        };
-        if (records === '' || file.write(records)) done();
-        else file.once('drain', done);
+        append(records);
+        if (out === undefined) cb();
+        else if (out.write(chunk)) cb();
+        else out.once('drain', () => cb());
       },
       final(cb) {
         flush();
@@ -83,7 +95,14 @@ export function createLogWriter(path: string, tee?: { stdout?: Writable; stderr?
     async close() {
       o.flush();
       e.flush();
-      await new Promise<void>((resolve) => file.end(resolve));
+      if (fd === undefined) return;
+      const f = fd;
+      fd = undefined;
+      try {
+        closeSync(f);
+      } catch {
+        // closed already
+      }
     },
   };
 }

@@ -69,6 +69,19 @@ export abstract class BaseSnapshotter implements Snapshotter {
     return meta;
   }
 
+  /**
+   * The metadata of the committed `chainId` an active snapshot is prepared on, or throws SNAPSHOT_NOT_FOUND
+   * (overlay: from its cache of the chain, which a `run` also walks to mount it and to look up its user).
+   */
+  protected parentMeta(chainId: Digest): Promise<SnapshotMeta> {
+    return this.requireCommitted(chainId);
+  }
+
+  /** Notes the metadata of a committed snapshot just read (overlay: its chain cache, so the same run reads it once). */
+  protected rememberCommitted(_meta: SnapshotMeta): void {
+    // nothing by default
+  }
+
   /** The metadata of an active snapshot or throws SNAPSHOT_NOT_FOUND. */
   protected async requireActive(key: string): Promise<SnapshotMeta> {
     checkSnapshotKey(key);
@@ -81,7 +94,10 @@ export abstract class BaseSnapshotter implements Snapshotter {
     await this.init();
     const chainId = chainIdOf(parent, diffId);
     const existing = await this.layout.readMeta(this.layout.committedDir(chainId));
-    if (existing !== undefined) return toInfo(existing);
+    if (existing !== undefined) {
+      this.rememberCommitted(existing);
+      return toInfo(existing);
+    }
     const waitParent = async (): Promise<void> => {
       if (parent === undefined) return;
       await options.parentReady;
@@ -154,7 +170,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
     await this.init();
     const dest = this.layout.activeDir(key);
     if ((await this.layout.readMeta(dest)) !== undefined) throw new TsbuildError('SNAPSHOT_EXISTS', `active snapshot "${key}" exists already`);
-    if (parent !== undefined) await this.requireCommitted(parent);
+    if (parent !== undefined) await this.parentMeta(parent);
     const tmp = await this.layout.makeTmp();
     try {
       await this.fillActive(tmp, parent);

@@ -140,6 +140,15 @@ export class OverlaySnapshotter extends BaseSnapshotter {
     if (meta !== undefined) this.chainCache.delete(meta.name);
   }
 
+  protected override parentMeta(chainId: Digest): Promise<SnapshotMeta> {
+    return this.chainMeta(chainId);
+  }
+
+  protected override rememberCommitted(meta: SnapshotMeta): void {
+    // Only what chainMeta would accept: a snapshot of the other whiteout kind is still refused there.
+    if (meta.kind === 'committed' && (meta.xattr === undefined || meta.xattr === this.xattrPrefix)) this.chainCache.set(meta.name, meta);
+  }
+
   /** The committed metadata of `chainId` (cached: committed snapshots never change). */
   private async chainMeta(chainId: Digest): Promise<SnapshotMeta> {
     const hit = this.chainCache.get(chainId);

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -27,6 +28,31 @@ test('createLogWriter: one JSON record per line and stream, partial lines and sp
   t.deepEqual(records.map((r) => [r.stream, r.log]), [['stdout', 'one\n'], ['stderr', 'oops\n'], ['stdout', 'two€\n'], ['stdout', 'tail without newline']]);
   t.true(records.every((r) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/.test(r.time)));
   t.is(Buffer.concat(teed).toString(), 'one\ntwo€\ntail without newline');
+});
+
+test('createLogWriter: a record is in the file once its write is done (logs of a running container see it at once), the file is mode 0640', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'c-json.log');
+  const w = createLogWriter(path);
+  await write(w.stdout, 'ready\n');
+  // Read in the write's callback chain, before any other I/O of this process completes.
+  t.regex(readFileSync(path, 'utf8'), /^\{"log":"ready\\n","stream":"stdout","time":"[^"]+"\}\n$/);
+  t.is(statSync(path).mode & 0o777, 0o640 & ~process.umask());
+  await w.close();
+  await w.close();
+  await write(w.stderr, 'after close\n');
+  t.false(readFileSync(path, 'utf8').includes('after close'), 'a write after close is dropped, no error');
+});
+
+test('createLogWriter: a log file that cannot be opened loses its records, never the run (the tee still gets the output)', async (t) => {
+  const dir = await tempDir(t);
+  const tee = new PassThrough();
+  const teed: Buffer[] = [];
+  tee.on('data', (c: Buffer) => teed.push(c));
+  const w = createLogWriter(join(dir, 'missing-dir', 'c-json.log'), { stdout: tee });
+  await write(w.stdout, 'still shown\n');
+  await w.close();
+  t.is(Buffer.concat(teed).toString(), 'still shown\n');
 });
 
 test('createLogWriter: a line without a newline is cut into 16 KiB records (docker json-file), nothing lost', async (t) => {
