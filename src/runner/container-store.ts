@@ -185,12 +185,24 @@ export class ContainerStore {
   /** Removes the name `n` when it points at no container for more than a minute (a create that crashed midway). */
   #dropStaleName(n: string): void {
     const link = join(this.#root, 'names', n);
+    let info;
     try {
-      if (Date.now() - lstatSync(link).mtimeMs < 60_000) return;
-      const id = readlinkSync(link);
-      if (statSync(join(this.dirOf(id), 'config.json'), { throwIfNoEntry: false }) === undefined) unlinkSync(link);
+      info = lstatSync(link, { throwIfNoEntry: false });
     } catch {
-      // no such name (or gone meanwhile)
+      return;
+    }
+    if (info === undefined || Date.now() - info.mtimeMs < 60_000) return;
+    const id = readlinkOrUndefined(link) ?? '';
+    try {
+      statSync(join(this.dirOf(id), 'config.json'));
+      return;
+    } catch {
+      // no container behind the name
+    }
+    try {
+      unlinkSync(link);
+    } catch {
+      // gone meanwhile
     }
   }
 

@@ -126,3 +126,13 @@ test('ContainerStore: the first name makes the store directory; remove takes the
   await t.notThrowsAsync(store.remove(id, 'first'), 'idempotent');
   t.is(await store.read(id), undefined);
 });
+
+test('ContainerStore: a stale name entry that is no link (left by a crash or by hand) is reusable after a minute', async (t) => {
+  const dir = await tempDir(t);
+  const store = new ContainerStore(dir);
+  mkdirSync(join(dir, 'names'));
+  writeFileSync(join(dir, 'names', 'odd'), '');
+  const old = new Date(Date.now() - 120_000);
+  await lutimes(join(dir, 'names', 'odd'), old, old);
+  t.is(await store.claimName(newContainerId(), 'odd'), 'odd');
+});
