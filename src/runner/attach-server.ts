@@ -181,7 +181,9 @@ export async function startAttachServer(containers: ContainerStore, id: string, 
         }
       })));
       clients.clear();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      // close() closes the listening socket at once (nothing connects after it); its callback, a turn of
+      // the event loop later, is not waited for.
+      server.close();
       try {
         unlinkSync(path);
       } catch {
@@ -198,6 +200,8 @@ export async function startAttachServer(containers: ContainerStore, id: string, 
  * state (125 without one).
  */
 export async function endAttachedRun(attach: AttachServer, log: LogWriter, containers: ContainerStore, id: string, exitCode: number | undefined): Promise<void> {
-  await Promise.all([log.stdout, log.stderr].map((w) => new Promise<void>((resolve) => w.write(Buffer.alloc(0), () => resolve()))));
+  // A stream with nothing buffered or in flight has delivered all it got (a silent run skips the round).
+  const busy = [log.stdout, log.stderr].filter((w) => w.writableLength > 0 || w.writableNeedDrain);
+  await Promise.all(busy.map((w) => new Promise<void>((resolve) => w.write(Buffer.alloc(0), () => resolve()))));
   attach.endRun(exitCode ?? (await containers.read(id).catch(() => undefined))?.state.exitCode ?? 125);
 }
