@@ -201,8 +201,11 @@ async function readLazyImports() {
   return lazy;
 }
 
-/** Replaces the eager command imports of src/cli/commands/index.ts by lazy stubs. */
-function lazyCommands(lazy) {
+/**
+ * Replaces the eager command imports of src/cli/commands/index.ts by lazy stubs; with `only` (one
+ * of `lazy`: a command module) the stubs of the other modules' commands have no implementation.
+ */
+function lazyCommands(lazy, only) {
   return {
     name: 'lazy-commands',
     setup(b) {
@@ -213,7 +216,10 @@ function lazyCommands(lazy) {
           'function lazyCommand(fields: Omit<Command, "run">, load: () => Promise<Command>): Command {\n' +
           '  return { ...fields, run: async (args, ctx) => (await load()).run(args, ctx) };\n}\n';
         for (const i of lazy) {
-          const stubs = i.names.map((n) => `const ${n}: Command = lazyCommand(${JSON.stringify(i.meta[n])}, () => import('${i.from}').then((m) => m.${n}));`);
+          const stubs = i.names.map((n) => `const ${n}: Command = lazyCommand(${JSON.stringify(i.meta[n])}, ${only === undefined || only === i
+            ? `() => import('${i.from}').then((m) => m.${n})`
+            // Never run: the entry starts this bundle only for a command line of one of `only`'s commands.
+            : `() => Promise.reject(new Error('tsbuild: the bundle of ${only.from} has no command ${i.meta[n].name}'))`});`);
           text = text.replace(i.line, stubs.join('\n'));
         }
         return { contents: text, loader: 'ts' };
@@ -237,67 +243,88 @@ const BUILTIN_IMPORT = /(?<![\w$.])(import_[\w$]+\s*=\s*)require\(\s*"node:([\w/
 
 const lazy = await readLazyImports();
 const indexExports = await readIndexExports();
-// The CLI: one CommonJS file. CommonJS, not ESM: Node's ESM loader resolves, reads and links each
-// module of a chunk graph (most of a start's CPU before), and a bundled ES module imports the Node
-// built-ins of every module up front, where esbuild's CommonJS output requires them when a module
-// is first used. Code behind a dynamic import() (a command's implementation, a build's step
-// machinery) is in the file but runs only when imported.
-const bundleName = `${base}.bundle.cjs`;
-const result = await build({
-  ...common,
-  format: 'cjs',
-  charset: 'ascii',
-  // Without the whitespace and comments: 1.25 -> 0.95 MB, which each start reads (~2 ms/MB with
-  // the latin1 string). Names stay (stack traces name the functions; positions are the bundle's
-  // either way); lines of at most ~160 characters, as Node prints the line of an uncaught error.
-  minifyWhitespace: true,
-  lineLimit: 160,
-  entryPoints: [join(srcDir, 'cli', 'main.ts')],
-  outfile: join(outDir, bundleName),
-  write: false,
-  banner: {
-    // "use strict" first (the sources are ES modules); import.meta of each module from the file's path.
-    js: [
-      '"use strict";',
-      '// tsbuild CLI bundle (scripts/bundle.mjs), run by main.js; sources: src/',
-      'const __tsbuildUrl = require("node:url").pathToFileURL(__filename).href;',
-      'const __tsbuildResolve = (spec) => require("node:url").pathToFileURL(require.resolve(spec)).href;',
-      LAZY_BUILTIN,
-    ].join('\n'),
-  },
-  define: { 'import.meta.url': '__tsbuildUrl', 'import.meta.resolve': '__tsbuildResolve' },
-  plugins: [lazyCommands(lazy), sideEffectFree, transformSources(indexExports)],
-  metafile: true,
-});
-// import() of a Node built-in (the registry client's https, tls) as a require(): main.js runs the
-// bundle as a vm.Script, where import() needs a flag (--experimental-vm-modules) or prints an
-// experimental warning (USE_MAIN_CONTEXT_DEFAULT_LOADER). No other import() may remain.
-const bundleSource = result.outputFiles[0].text.replace(/(?<![\w$.])import\(("node:[\w/]+")\)/g, 'Promise.resolve().then(() => require($1))')
-  .replace(BUILTIN_IMPORT, (all, assign, name) => EAGER_BUILTINS.has(name) ? all : `${assign}__tsbuildBuiltin("node:${name}")`);
-const leftImport = /(?<![\w$.])import\(/.exec(bundleSource);
-if (leftImport !== null) {
-  console.error(`bundle: an import() the bundle cannot run: ${bundleSource.slice(leftImport.index, leftImport.index + 80)}`);
-  process.exit(1);
-}
-// ASCII only, so that main.js reads it as latin1 into a one-byte string (UTF-8 decoding and a
-// two-byte string of 1.1 MB cost ~10 ms at each start). esbuild escapes strings but leaves regular
-// expression literals and comments: \u escapes mean the same there (and in identifiers).
-if (/\\[^\0-\x7f]/.test(bundleSource)) {
-  console.error('bundle: a backslash before a non-ASCII character: cannot escape it');
-  process.exit(1);
-}
-const asciiSource = bundleSource.replace(/[^\0-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-const key = createHash('sha256').update(asciiSource).digest('hex').slice(0, 16);
-// The key also opens the file: main.js uses its cache only for the bundle it was built with (one
-// written by a concurrent build may not be it yet, and V8 would take a cache of a same-length source).
-const bundleText = Buffer.from(`// tsbuild-bundle-key ${key}\n${asciiSource}`, 'latin1');
 const commandNames = lazy.flatMap((i) => Object.values(i.meta).map((m) => m.name));
+
+/**
+ * Bundles the CLI (`only` undefined: every command) or the CLI for the commands of one command
+ * module (`only`: one of `lazy`; the other commands are stubs without implementation, for help
+ * texts) into one CommonJS file's text. CommonJS, not ESM: Node's ESM loader resolves, reads and links each module of a chunk graph
+ * (most of a start's CPU before), and a bundled ES module imports the Node built-ins of every
+ * module up front, where esbuild's CommonJS output requires them when a module is first used. Code
+ * behind a dynamic import() (a command's implementation, a build's step machinery) is in the file
+ * but runs only when imported.
+ */
+async function bundleCli(only) {
+  const name = only === undefined ? `${base}.bundle.cjs` : `${base}.bundle.${basename(only.from, '.js')}.cjs`;
+  const result = await build({
+    ...common,
+    format: 'cjs',
+    charset: 'ascii',
+    // Without the whitespace and comments: 1.25 -> 0.95 MB, which each start reads (~2 ms/MB with
+    // the latin1 string). Names stay (stack traces name the functions; positions are the bundle's
+    // either way); lines of at most ~160 characters, as Node prints the line of an uncaught error.
+    minifyWhitespace: true,
+    lineLimit: 160,
+    entryPoints: [join(srcDir, 'cli', 'main.ts')],
+    outfile: join(outDir, name),
+    write: false,
+    banner: {
+      // "use strict" first (the sources are ES modules); import.meta of each module from the file's path.
+      js: [
+        '"use strict";',
+        '// tsbuild CLI bundle (scripts/bundle.mjs), run by main.js; sources: src/',
+        'const __tsbuildUrl = require("node:url").pathToFileURL(__filename).href;',
+        'const __tsbuildResolve = (spec) => require("node:url").pathToFileURL(require.resolve(spec)).href;',
+        LAZY_BUILTIN,
+      ].join('\n'),
+    },
+    define: { 'import.meta.url': '__tsbuildUrl', 'import.meta.resolve': '__tsbuildResolve' },
+    plugins: [lazyCommands(lazy, only), sideEffectFree, transformSources(indexExports)],
+    metafile: true,
+  });
+  // import() of a Node built-in (the registry client's https, tls) as a require(): main.js runs the
+  // bundle as a vm.Script, where import() needs a flag (--experimental-vm-modules) or prints an
+  // experimental warning (USE_MAIN_CONTEXT_DEFAULT_LOADER). No other import() may remain.
+  const bundleSource = result.outputFiles[0].text.replace(/(?<![\w$.])import\(("node:[\w/]+")\)/g, 'Promise.resolve().then(() => require($1))')
+    .replace(BUILTIN_IMPORT, (all, assign, id) => EAGER_BUILTINS.has(id) ? all : `${assign}__tsbuildBuiltin("node:${id}")`);
+  const leftImport = /(?<![\w$.])import\(/.exec(bundleSource);
+  if (leftImport !== null) {
+    console.error(`bundle: an import() the bundle cannot run: ${bundleSource.slice(leftImport.index, leftImport.index + 80)}`);
+    process.exit(1);
+  }
+  // ASCII only, so that main.js reads it as latin1 into a one-byte string (UTF-8 decoding and a
+  // two-byte string of 1.1 MB cost ~10 ms at each start). esbuild escapes strings but leaves regular
+  // expression literals and comments: \u escapes mean the same there (and in identifiers).
+  if (/\\[^\0-\x7f]/.test(bundleSource)) {
+    console.error('bundle: a backslash before a non-ASCII character: cannot escape it');
+    process.exit(1);
+  }
+  const asciiSource = bundleSource.replace(/[^\0-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const key = createHash('sha256').update(asciiSource).digest('hex').slice(0, 16);
+  // The key also opens the file: main.js uses its cache only for the bundle it was built with (one
+  // written by a concurrent build may not be it yet, and V8 would take a cache of a same-length source).
+  return { name, key, text: Buffer.from(`// tsbuild-bundle-key ${key}\n${asciiSource}`, 'latin1'), metafile: result.metafile };
+}
+
+// The whole CLI (help, `tsbuild .`, anything that names no command) and a bundle per command
+// module (containers.ts: ps, logs, stop, ...): a start reads, deserializes (the code cache of the
+// whole CLI compiled but not yet run alone is 274 KB, 3.4 ms) and initializes only what its command
+// can reach (run 0.95 -> 0.43 MB, images 0.08, ps 0.27).
+const [whole, ...own] = await Promise.all([bundleCli(undefined), ...lazy.map((i) => bundleCli(i))]);
+const bundleName = whole.name;
+const key = whole.key;
+const bundleText = whole.text;
+const result = { metafile: whole.metafile };
+const commandBundles = Object.fromEntries(lazy.flatMap((i, at) => Object.values(i.meta).map((m) => [m.name, [own[at].name, own[at].key]])));
 // The entry runs the bundle with a V8 code cache (src/cli/bundle-entry.ts, src/cli/code-cache.ts),
 // twice: main.cjs, which bin/tsbuild.js requires (a CommonJS start never loads Node's ESM loader:
 // resolving, translating and linking even a one-import ES module entry cost ~12 ms of CPU per
 // start), and main.js, the same as an ES module (`node dist/cli/main.js`; older bin/tsbuild.js).
 const version = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')).version;
-const entryDefine = { TSBUILD_BUNDLE_FILE: JSON.stringify(bundleName), TSBUILD_BUNDLE_KEY: JSON.stringify(key), TSBUILD_COMMANDS: JSON.stringify(commandNames), TSBUILD_VERSION: JSON.stringify(version) };
+const entryDefine = {
+  TSBUILD_BUNDLE_FILE: JSON.stringify(bundleName), TSBUILD_BUNDLE_KEY: JSON.stringify(key), TSBUILD_COMMAND_BUNDLES: JSON.stringify(commandBundles),
+  TSBUILD_COMMANDS: JSON.stringify(commandNames), TSBUILD_VERSION: JSON.stringify(version),
+};
 const entryBanner = '// tsbuild CLI bundle (scripts/bundle.mjs): the entry; the CLI is in ' + bundleName;
 const entry = await build({
   ...common,
@@ -323,6 +350,7 @@ const cjsEntry = await build({
 // tests, a container monitor) never reads half a file nor an entry without its bundle.
 const files = [
   { path: join(outDir, bundleName), contents: bundleText },
+  ...own.map((b) => ({ path: join(outDir, b.name), contents: b.text })),
   { path: cjsEntryFile, contents: cjsEntry.outputFiles[0].contents },
   { path: outfile, contents: entry.outputFiles[0].contents },
 ];
@@ -335,8 +363,8 @@ for (const f of files) {
     await rm(tmp, { force: true });
   }
 }
-// Chunks of the code-split bundle of earlier versions, and code caches of earlier builds of this
-// entry; not those written since this build started (a concurrent build of other sources).
+// Chunks of the code-split bundle of earlier versions, command bundles and code caches of earlier
+// builds of this entry; not those written since this build started (a concurrent build of other sources).
 const escaped = base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const old = async (dir, re) => {
   for (const name of await readdir(dir).catch(() => [])) {
@@ -346,7 +374,9 @@ const old = async (dir, re) => {
   }
 };
 await old(outDir, new RegExp(`^${escaped}\\.chunk-[A-Z0-9]+\\.js$`));
-if (base === 'main') await old(join(outDir, '.code-cache'), new RegExp(`^(?!${key}-).*\\.v8$`));
+await old(outDir, new RegExp(`^${escaped}\\.bundle\\.[\\w-]+\\.cjs$`));
+if (base === 'main') await old(join(outDir, '.code-cache'), new RegExp(`^(?!(?:${[whole, ...own].map((b) => b.key).join('|')})-).*\\.v8$`));
 if (metafileOut !== undefined) await writeFile(metafileOut, JSON.stringify(result.metafile));
 const kib = Math.round(bundleText.length / 1024);
-console.log(`bundle: ${Object.keys(result.metafile.inputs).length} modules, ${commandNames.length} lazy commands -> ${relative(root, cjsEntryFile)} (and ${basename(outfile)}) + ${bundleName} (${kib} KiB, key ${key})`);
+const ownKib = Math.round(own.reduce((n, b) => n + b.text.length, 0) / 1024);
+console.log(`bundle: ${Object.keys(result.metafile.inputs).length} modules, ${commandNames.length} lazy commands -> ${relative(root, cjsEntryFile)} (and ${basename(outfile)}) + ${bundleName} (${kib} KiB, key ${key}) + ${own.length} bundles of command modules (${ownKib} KiB)`);

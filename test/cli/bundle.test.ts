@@ -24,17 +24,22 @@ testIf(distMissing, 'bundle: the bundled CLI prints the version and lists an emp
   const bundle = await bundleOnce();
   const root = await tempDir(t, 'tsbuild-bundle-');
   const env = { TSBUILD_CODE_CACHE_DIR: join(root, 'code-cache') };
-  // What a start reads: an entry (CommonJS, or the same as an ES module) and one CommonJS file, no chunks.
+  // What a start reads: an entry (CommonJS, or the same as an ES module) and one CommonJS file (the
+  // whole CLI or a command module's), no chunks.
   const base = basename(bundle, '.js');
   const cjsEntry = join(DIST_CLI, `${base}.cjs`);
-  t.deepEqual((await readdir(DIST_CLI)).filter((n) => n.startsWith(`${base}.`)).sort(), [`${base}.bundle.cjs`, `${base}.cjs`, `${base}.js`]);
-  // ASCII only: the entry reads it as latin1.
-  const text = readFileSync(join(DIST_CLI, `${base}.bundle.cjs`), 'latin1');
-  t.false(/[^\0-\x7f]/.test(text), 'the bundle is ASCII');
-  // Each start reads it all: no whitespace or comments (esbuild's `// src/x.ts` before each module),
-  // but short lines (Node prints the line of an uncaught error).
-  t.false(/^\/\/ src\//m.test(text), 'minified');
-  t.true(Math.max(...text.split('\n').map((l) => l.length)) < 1000, 'short lines');
+  const files = (await readdir(DIST_CLI)).filter((n) => n.startsWith(`${base}.`)).sort();
+  t.deepEqual(files.filter((n) => !/^[^.]+\.bundle\.[\w-]+\.cjs$/.test(n)), [`${base}.bundle.cjs`, `${base}.cjs`, `${base}.js`]);
+  t.true(files.includes(`${base}.bundle.run.cjs`) && files.includes(`${base}.bundle.containers.cjs`), files.join(', '));
+  for (const name of files.filter((n) => n.includes('.bundle.'))) {
+    // ASCII only: the entry reads it as latin1.
+    const text = readFileSync(join(DIST_CLI, name), 'latin1');
+    t.false(/[^\0-\x7f]/.test(text), `${name} is ASCII`);
+    // Each start reads it all: no whitespace or comments (esbuild's `// src/x.ts` before each module),
+    // but short lines (Node prints the line of an uncaught error).
+    t.false(/^\/\/ src\//m.test(text), `${name} is minified`);
+    t.true(Math.max(...text.split('\n').map((l) => l.length)) < 1000, `${name} has short lines`);
+  }
   for (const entry of [bundle, cjsEntry]) {
     for (let i = 0; i < 2; i++) {
       // Without a code cache, then with the one the first run wrote.
@@ -50,6 +55,39 @@ testIf(distMissing, 'bundle: the bundled CLI prints the version and lists an emp
   const bad = await runNode([bundle, 'no-such-command'], { env });
   t.not(bad.code, 0);
   t.regex(bad.stderr, /no-such-command/);
+});
+
+testIf(distMissing, 'bundle: a command runs from the bundle of its command module (only what it reaches), help and other command lines from the whole CLI', async (t) => {
+  const bundle = await bundleOnce();
+  const base = basename(bundle, '.js');
+  const cjsEntry = join(DIST_CLI, `${base}.cjs`);
+  const root = await tempDir(t, 'tsbuild-bundle-');
+  const codeCache = join(root, 'code-cache');
+  const env = { TSBUILD_CODE_CACHE_DIR: codeCache, TSBUILD_RUN_DIR: join(root, 'run') };
+  const keyOf = (name: string): string => /^\/\/ tsbuild-bundle-key (\w+)\n/.exec(readFileSync(join(DIST_CLI, name), 'latin1'))?.[1] ?? '?';
+  const size = (name: string): number => statSync(join(DIST_CLI, name)).size;
+  t.true(size(`${base}.bundle.images.cjs`) * 4 < size(`${base}.bundle.cjs`), 'images reaches a fraction of the CLI');
+  t.true(size(`${base}.bundle.run.cjs`) < size(`${base}.bundle.cjs`));
+  // Which bundle ran: the code cache a start writes is named by the bundle's key and the command.
+  for (const [argv, cache, file, caches] of [
+    [['-h', 'ps'], 'other', `${base}.bundle.cjs`, 1],
+    [['--root', join(root, 'store'), 'images'], 'images', `${base}.bundle.images.cjs`, 2],
+    [['-D', '--root', join(root, 'store'), 'ps'], 'ps', `${base}.bundle.containers.cjs`, 3],
+    [['--root', join(root, 'store'), 'help'], 'other', `${base}.bundle.cjs`, 3],
+  ] as const) {
+    const r = await runNode([cjsEntry, ...argv], { env });
+    t.is(r.code, 0, r.stderr);
+    t.true(existsSync(join(codeCache, `${keyOf(file)}-${process.version}-${process.arch}-${cache}.v8`)), `${argv.join(' ')}: ${file}`);
+    t.is((await readdir(codeCache)).length, caches, argv.join(' '));
+  }
+  // Every command's bundle runs (its help, without a code cache).
+  const commands = (JSON.parse(/TSBUILD_COMMANDS_default = (\[[^\]]*\])/.exec(readFileSync(cjsEntry, 'utf8'))?.[1] ?? '[]') as string[]);
+  t.true(commands.length > 30);
+  for (const command of commands) {
+    const r = await runNode([cjsEntry, command, '--help'], { env: { TSBUILD_CODE_CACHE_DIR: '' } });
+    t.is(r.code, 0, `${command}: ${r.stderr}`);
+    t.true(r.stdout.startsWith(`Usage:  tsbuild ${command}`), `${command}: ${r.stdout.slice(0, 80)}`);
+  }
 });
 
 testIf(distMissing, 'bundle: images and ps load neither node:crypto nor node:worker_threads (a built-in is required on its first use; the code cache is checked by V8, not by SHA-1)', async (t) => {
