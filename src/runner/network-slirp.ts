@@ -389,7 +389,7 @@ export interface ContainerNetworkRun {
  * container slirp's resolv.conf and start slirp4netns (`lookup`) for its namespaces before its
  * command runs. Throws RUN_NO_SLIRP when the mode needs slirp4netns and `lookup` has none.
  */
-export function prepareContainerNetwork(network: ContainerNetwork, lookup: SlirpLookup | undefined, o: { readonly rootless: boolean; readonly tag: string }): ContainerNetworkRun {
+export function prepareContainerNetwork(network: ContainerNetwork, lookup: SlirpLookup | undefined, o: { readonly rootless: boolean; readonly tag: string; readonly ahead?: Promise<SlirpProcess | undefined> }): ContainerNetworkRun {
   const sandboxMode = sandboxNetworkOf(network.mode);
   if (network.mode !== 'slirp4netns') return { sandboxMode, hooks: {}, stop: () => Promise.resolve() };
   const binary = lookup?.path;
@@ -400,8 +400,24 @@ export function prepareContainerNetwork(network: ContainerNetwork, lookup: Slirp
     sandboxMode,
     hooks: {
       resolvConf: (host) => slirpResolvConf(host, options),
-      onCreated: async (pid) => { slirp = await startSlirp(binary, pid, { options, rootless: o.rootless, tag: o.tag }); },
+      // Started ahead for the namespace the container's process was born in (startSlirpAhead), else now for its own.
+      onCreated: async (pid) => { slirp = (await o.ahead) ?? await startSlirp(binary, pid, { options, rootless: o.rootless, tag: o.tag }); },
     },
-    stop: async () => { await slirp?.stop().catch(() => undefined); },
+    stop: async () => {
+      await slirp?.stop().catch(() => undefined);
+      await (await o.ahead?.catch(() => undefined))?.stop().catch(() => undefined);
+    },
   };
+}
+
+/**
+ * Starts slirp4netns ahead, for the network namespace a prestarted sandbox made before its spec
+ * (SandboxPrestart.netns: the pid of a process in it), so it is ready when the container's process,
+ * born in that namespace, starts. Undefined when no namespace was made. The caller stops it (also when
+ * no run took it); a run that took it as `ahead` stops it too.
+ */
+export async function startSlirpAhead(network: ContainerNetwork, lookup: SlirpLookup | undefined, netns: Promise<number | undefined>, tag: string): Promise<SlirpProcess | undefined> {
+  const pid = await netns;
+  if (pid === undefined || network.mode !== 'slirp4netns' || lookup?.path === undefined) return undefined;
+  return startSlirp(lookup.path, pid, { options: network.slirp ?? {}, rootless: false, tag });
 }

@@ -4,7 +4,7 @@ import { cleanupStaleCgroups, createRunSpec, listHostDevices, parseGroup, parseP
 import type { Snapshotter } from '../snapshot/index.js';
 import type { ContainerRecord, ContainerState, ContainerStore } from './container-store.js';
 import { ZERO_TIME } from './container-store.js';
-import { prepareContainerNetwork, type SlirpLookup } from './network-slirp.js';
+import { prepareContainerNetwork, type SlirpLookup, type SlirpProcess } from './network-slirp.js';
 import { publishPorts } from './port-forwarder.js';
 import { bindingsOfContainer } from './ports.js';
 import { portsFileOf } from './ports-state.js';
@@ -75,6 +75,8 @@ export interface RunContainerOptions {
   readonly restartCount?: number;
   /** A sandbox started ahead for this run (Sandbox.prestart, with the container's resources); the run takes it. */
   readonly prestart?: SandboxPrestart;
+  /** slirp4netns started ahead for the prestart's network namespace (startSlirpAhead); the run stops it. */
+  readonly slirpAhead?: Promise<SlirpProcess | undefined>;
 }
 
 /**
@@ -98,7 +100,9 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
   const hostnameEnv = `HOSTNAME=${config.hostname}`;
   const env = config.env.some((e) => e.startsWith('HOSTNAME=')) ? config.env : [...config.env, hostnameEnv];
   // slirp4netns (outbound network) starts in the container's namespaces before its command runs.
-  const net = prepareContainerNetwork({ mode: config.network, ...(config.slirpOptions === undefined ? {} : { slirp: config.slirpOptions }) }, deps.slirp4netns, { rootless: deps.rootless, tag: containers.dirOf(id) });
+  const net = prepareContainerNetwork({ mode: config.network, ...(config.slirpOptions === undefined ? {} : { slirp: config.slirpOptions }) }, deps.slirp4netns, {
+    rootless: deps.rootless, tag: containers.dirOf(id), ...(options.slirpAhead === undefined ? {} : { ahead: options.slirpAhead }),
+  });
   const spec = createRunSpec({
     args: config.init === true ? [INIT_PATH, '--', ...config.args] : config.args,
     root,

@@ -7,7 +7,7 @@ export type { CgroupMode } from './cgroup-detect.js';
 export { detectCgroupMode } from './cgroup-detect.js';
 export type { CgroupOptions } from './cgroup.js';
 export { cleanupStaleCgroups, createCgroup } from './cgroup.js';
-export type { RunHooks, RunResult, SandboxOptions, SandboxPrestart, SandboxStdio, StdinSource, OutputSink } from './sandbox.js';
+export type { PrestartOptions, RunHooks, RunResult, SandboxOptions, SandboxPrestart, SandboxStdio, StdinSource, OutputSink } from './sandbox.js';
 export { Sandbox, limitsToResources, resourcesToLimits } from './sandbox.js';
 export type { EnclosingIdMaps, HostIdentity, IdMaps, SubIdRange } from './userns.js';
 export { parseIdMapText, parseSubIds, planIdMaps, readEnclosingIdMaps, resolveIdMaps, writeIdMaps } from './userns.js';

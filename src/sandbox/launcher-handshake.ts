@@ -102,6 +102,8 @@ export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult
         }
       }
     });
+    // A prestarted launcher's first line may have been read ahead (StartedLauncher.expectLine), which paused the pipe.
+    statusPipe.resume();
     const statusDone = new Promise<void>((resolve) => statusPipe.once('close', resolve));
     await Promise.race([Promise.all([exited, statusDone]), spawnError]);
     let releaseError: unknown;

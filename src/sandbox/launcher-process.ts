@@ -61,6 +61,12 @@ export interface StartedLauncher {
   kill(): void;
   /** Resolves once the launcher ended and its status pipe closed. */
   readonly exited: Promise<number | null>;
+  /**
+   * Reads the first status line before the launcher is attached (`netns` from `--netns`); what follows it stays
+   * for the handshake, and so does the line itself when it is not `expected` (an error the handshake reports).
+   * Resolves whether it was `expected` (false at EOF).
+   */
+  expectLine(expected: string): Promise<boolean>;
 }
 
 /**
@@ -82,10 +88,32 @@ export function startLauncher(launcherPath: string, modes: LauncherStdioModes, d
   const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   const kill = (): void => { child.kill('SIGKILL'); };
   let attached = false;
+  const expectLine = (expected: string): Promise<boolean> => new Promise((resolve) => {
+    let text = '';
+    const onData = (chunk: Buffer): void => {
+      text += chunk.toString('latin1');
+      const nl = text.indexOf('\n');
+      if (nl < 0) return;
+      finish(text.slice(0, nl) === expected ? text.slice(nl + 1) : text, text.slice(0, nl) === expected);
+    };
+    // At EOF nothing goes back (a stream takes no unshift after its end): the handshake sees no status.
+    const onEnd = (): void => finish('', false);
+    const finish = (rest: string, ok: boolean): void => {
+      statusPipe.off('data', onData);
+      statusPipe.off('end', onEnd);
+      // Paused until the handshake reads on (it resumes the pipe).
+      statusPipe.pause();
+      if (rest !== '') statusPipe.unshift(Buffer.from(rest, 'latin1'));
+      resolve(ok);
+    };
+    statusPipe.on('data', onData);
+    statusPipe.once('end', onEnd);
+  });
   return {
     pid: child.pid,
     kill,
     exited,
+    expectLine,
     attach(stdio: SandboxStdio): LauncherProcess {
       const want = launcherStdioModes(stdio);
       if (attached || want.some((m, i) => m !== modes[i])) {

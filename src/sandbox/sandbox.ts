@@ -141,8 +141,24 @@ function formatMiB(bytes: number): string {
  * background, moves into the sandbox's new cgroup, while the caller prepares the root file system.
  */
 export interface SandboxPrestart {
+  /**
+   * With `netns`: the pid of a process in the sandbox's new network namespace (the launcher, which made it
+   * before its spec came; the sandbox's process is born in it), to start slirp4netns for while the spec is
+   * prepared. Undefined without `netns`, or when the namespace could not be made (the run reports why).
+   */
+  readonly netns: Promise<number | undefined>;
   /** Ends the launcher and removes the cgroup unless a run took this start (then nothing); idempotent. */
   dispose(): Promise<void>;
+}
+
+/** Options of {@link Sandbox.prestart}. */
+export interface PrestartOptions {
+  /**
+   * The launcher makes the sandbox's network namespace at once (root only: without a user namespace), so that
+   * slirp4netns can be started for it ahead ({@link SandboxPrestart.netns}). The run's spec must have a new
+   * network namespace (network `none`) and no user namespace.
+   */
+  readonly netns?: boolean;
 }
 
 /** What a prestart made (Sandbox.prestart). */
@@ -157,11 +173,16 @@ interface PrestartParts {
 
 class Prestart implements SandboxPrestart {
   readonly #parts: Promise<PrestartParts>;
+  readonly netns: Promise<number | undefined>;
   #taken = false;
 
-  constructor(parts: Promise<PrestartParts>) {
+  constructor(parts: Promise<PrestartParts>, netns: boolean) {
     this.#parts = parts;
     parts.catch(() => undefined);
+    this.netns = !netns ? Promise.resolve(undefined) : parts.then(
+      async (p) => (p.launcher.pid !== undefined && (await p.launcher.expectLine('netns')) ? p.launcher.pid : undefined),
+      () => undefined,
+    );
   }
 
   /** The parts for one run; throws what the start failed with, or INTERNAL when already taken. */
@@ -261,6 +282,9 @@ export class Sandbox {
           ...(o.onWarning === undefined ? {} : { onWarning: o.onWarning }),
         });
       }
+      // A launcher making the network namespace reports it first (SandboxPrestart.netns reads that line): the
+      // handshake reads the status pipe only after it.
+      if (prestart !== undefined) await prestart.netns;
       launched = true;
       const status = await this.#launch(runSpec, target, maps, cgroup, stdio, signal, hooks.onCreated, pre);
       const usage = cgroup === undefined ? undefined : await cgroup.usage();
@@ -294,25 +318,32 @@ export class Sandbox {
    * cgroup and the launcher moves back out once it has cloned it. Pass the result to one {@link run}
    * whose spec has the same resources and stdio of the same kinds, or dispose of it.
    */
-  prestart(resources: ResourcesSpec | undefined, stdio: SandboxStdio): SandboxPrestart {
+  async prestart(resources: ResourcesSpec | undefined, stdio: SandboxStdio, options: PrestartOptions = {}): Promise<SandboxPrestart> {
     const o = this.#options;
-    return new Prestart((async () => {
-      this.#ready ??= this.#prepare();
-      const shared = await this.#ready.catch((err: unknown) => {
-        this.#ready = undefined;
-        throw err;
-      });
-      const id = newSandboxId();
-      const cgroup = resources === undefined ? undefined : await createCgroup(`sandbox-${id}`, resourcesToLimits(resources), {
-        rootless: this.rootless,
-        ...(o.onWarning === undefined ? {} : { onWarning: o.onWarning }),
-      });
-      // The launcher joins the cgroup itself, before it reads its spec (launcher.c --cgroup): nothing of this
-      // process waits for that, and the child it clones once it has the spec is born in the cgroup.
-      const early = cgroup !== undefined && resources?.pids?.limit === undefined;
-      const launcher = startLauncher(o.launcherPath, launcherStdioModes(stdio), false, early ? ['--cgroup', ...(cgroup as Cgroup).procsFiles] : []);
-      return { id, shared, cgroup, launcher, early };
-    })());
+    // SECURITY: a network namespace made by the launcher belongs to the host's user namespace: root only.
+    const netns = options.netns === true && !this.rootless;
+    // Up to the launcher's spawn only synchronous work (cgroup files are written synchronously, cgroup-fs.ts): the
+    // caller awaits no I/O here, and the launcher starts its cgroup attach as early as it can.
+    const id = newSandboxId();
+    const cgroup = resources === undefined ? undefined : await createCgroup(`sandbox-${id}`, resourcesToLimits(resources), {
+      rootless: this.rootless,
+      ...(o.onWarning === undefined ? {} : { onWarning: o.onWarning }),
+    });
+    // The launcher joins the cgroup itself, before it reads its spec (launcher.c --cgroup): nothing of this
+    // process waits for that, and the child it clones once it has the spec is born in the cgroup.
+    const early = cgroup !== undefined && resources?.pids?.limit === undefined;
+    const args = [...(early ? (cgroup as Cgroup).procsFiles.flatMap((f) => ['--cgroup', f]) : []), ...(netns ? ['--netns'] : [])];
+    const launcher = startLauncher(o.launcherPath, launcherStdioModes(stdio), false, args);
+    // The one-time preparation (launcher check, stale state, the state dir's shared parts) meanwhile.
+    this.#ready ??= this.#prepare();
+    const parts = this.#ready.then((shared) => ({ id, shared, cgroup, launcher, early }), async (err: unknown) => {
+      this.#ready = undefined;
+      launcher.kill();
+      await launcher.exited;
+      await cgroup?.destroy().catch(() => undefined);
+      throw err;
+    });
+    return new Prestart(parts, netns);
   }
 
   /** Stops the launcher zygote, if one was started, and resolves once it has exited; a later run starts a new one. */

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { isTsbuildError } from '../../src/core/index.js';
@@ -68,7 +68,7 @@ testSerialIf(missing, 'Sandbox.prestart: one run takes it (its output and exit c
   const sandbox = spawningSandbox(join(dir, 'state'));
   const out = captured();
   const stdio = { stdout: out.stream, stderr: out.stream };
-  const pre = sandbox.prestart({ memory: { limit: 64 * 1024 * 1024 } }, stdio);
+  const pre = await sandbox.prestart({ memory: { limit: 64 * 1024 * 1024 } }, stdio);
   const spec = createRunSpec({ root: { path: rootfs }, args: ['sh', '-c', 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || echo no cgroupfs; exit 3'], resources: { memory: { limit: 64 * 1024 * 1024 } } });
   const result = await sandbox.run(spec, stdio, undefined, {}, pre);
   t.is(result.exitCode, 3);
@@ -83,7 +83,7 @@ testSerialIf(missing, 'Sandbox.prestart: one run takes it (its output and exit c
 testSerialIf(missing, 'Sandbox.prestart: dispose of an unused start ends its launcher and removes its cgroup', async (t) => {
   const dir = await tempDir(t, 'tsbuild-pre-');
   const sandbox = spawningSandbox(join(dir, 'state'));
-  const pre = sandbox.prestart({}, { stdout: new PassThrough(), stderr: new PassThrough() });
+  const pre = await sandbox.prestart({}, { stdout: new PassThrough(), stderr: new PassThrough() });
   // Until the start is made, poll: its launcher and cgroup appear in the background.
   for (let i = 0; i < 400 && (launcherChildren().length === 0 || cgroupsOwnedBy(process.pid).length === 0); i++) await new Promise((res) => setTimeout(res, 25));
   t.is(launcherChildren().length, 1, 'the launcher waits for its spec');
@@ -92,4 +92,34 @@ testSerialIf(missing, 'Sandbox.prestart: dispose of an unused start ends its lau
   await pre.dispose();
   t.deepEqual(launcherChildren(), []);
   t.deepEqual(cgroupsOwnedBy(process.pid), []);
+});
+
+testSerialIf(missing, 'launcher --netns: the child is born in the network namespace the launcher made first; a spec that would share the host\'s is refused', async (t) => {
+  const dir = await tempDir(t, 'tsbuild-pre-');
+  const rootfs = await makeBusyboxRootfs(join(dir, 'rootfs'));
+  assertNoLeftoverMounts(t, [dir]);
+  const host = readlinkSync('/proc/self/ns/net');
+  const run = async (network: 'none' | 'host'): Promise<{ made: string | undefined; out: string; error: string | undefined }> => {
+    const out = captured();
+    const launcher = startLauncher(ensureLauncher(), ['ignore', 'pipe', 'pipe'], false, ['--netns']);
+    t.true(await launcher.expectLine('netns'), 'the launcher reports its namespace before it reads its spec');
+    const made = launcher.pid === undefined ? undefined : readlinkSync(`/proc/${launcher.pid}/ns/net`);
+    const r = await runHandshake({
+      launcherPath: ensureLauncher(),
+      input: encodeLauncherSpec(createRunSpec({ root: { path: rootfs }, args: ['readlink', '/proc/self/ns/net'], network }), { rootfs }),
+      stdio: { stdout: out.stream, stderr: out.stream },
+      launcher: launcher.attach({ stdout: out.stream, stderr: out.stream }),
+      releaseAtStart: true,
+      onPid: async () => undefined,
+    });
+    const err = r.lines.find((l) => l.error !== undefined)?.error;
+    return { made, out: out.text(), error: err === undefined ? undefined : `${err.step} ${err.errno}` };
+  };
+  const own = await run('none');
+  t.not(own.made, host, 'a new namespace');
+  t.is(own.out.trim(), own.made ?? 'no launcher pid', 'the container\'s process is in it');
+  t.is(own.error, undefined);
+  const shared = await run('host');
+  t.is(shared.error, 'parse-spec 22', 'refused: the early namespace never stands in for the host\'s');
+  t.is(shared.out, '');
 });

@@ -1,5 +1,6 @@
 import { notSupportedYet, TsbuildError } from '../../core/index.js';
 import {
+  startSlirpAhead, type ContainerNetwork, type SlirpProcess,
   bindingsOfContainer, checkPortsAvailable, createContainer, findSlirp4netns, parseContainerNetwork, resolveContainerNetwork, createLogWriter, endAttachedRun, NO_RESTART, parseDuration, parsePublishSpec, parseRestartPolicy, startMonitor, markOpenStdin, runContainer, runWithHealthcheck, runWithRestartPolicy, removeContainer, startAttachServer,
   type ContainerRecord, type HealthFlags, type PortBinding,
 } from '../../runner/index.js';
@@ -153,29 +154,46 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
     throw new TsbuildError('CLI_NOT_A_TTY', 'the input device is not a TTY', { hint: 'drop -t to pipe input into the container, as with docker', exitCode: 1 });
   }
   const deps = await openContainerDeps(ctx);
-  // A foreground run without a terminal or input starts its sandbox now (launcher, cgroup: see
-  // Sandbox.prestart), while the container is created; the first run takes it, else it is disposed of.
-  const prestart = detach || tty || interactive ? undefined : prestartFor(args, deps);
+  // A foreground run without a terminal or input starts its sandbox now (launcher, cgroup, and the
+  // network namespace with slirp4netns: see Sandbox.prestart), while the container is created; the
+  // first run takes it, else it is disposed of.
+  const ahead = detach || tty || interactive ? undefined : await startAhead(args, ctx, deps);
   try {
-    return await createAndRun(args, ctx, deps, prestart);
+    return await createAndRun(args, ctx, deps, ahead);
   } finally {
-    await prestart?.dispose();
+    await ahead?.prestart.dispose();
+    await (await ahead?.slirp.catch(() => undefined))?.stop();
   }
 }
 
-/** The sandbox start of a container with the resources of the flags (undefined when they are invalid: creating the container reports that). */
-function prestartFor(args: ParsedArgs, deps: ContainerDeps): SandboxPrestart | undefined {
+/** What {@link startAhead} started. */
+interface Ahead {
+  readonly prestart: SandboxPrestart;
+  /** slirp4netns for the prestart's network namespace (undefined: none was made, the run starts its own). */
+  readonly slirp: Promise<SlirpProcess | undefined>;
+}
+
+/** The sandbox start of a container from the flags' resources and network (undefined when the flags are invalid: creating the container reports that). */
+async function startAhead(args: ParsedArgs, ctx: CommandContext, deps: ContainerDeps): Promise<Ahead | undefined> {
   let resources: ResourcesSpec | undefined;
+  let network: ContainerNetwork;
   try {
     resources = limitsToResources(parseLimitFlags(args));
+    network = resolveContainerNetwork(parseContainerNetwork(optString(args, 'network')), deps.slirp4netns ?? findSlirp4netns(ctx.env.PATH)).network;
   } catch {
     return undefined;
   }
-  // runContainer's spec has the container's resources or none ({}): always a cgroup.
-  return deps.sandbox.prestart(resources ?? {}, { stdin: 'ignore', stdout: new PassThrough(), stderr: new PassThrough() });
+  // runContainer's spec has the container's resources or none ({}): always a cgroup. Its network namespace is
+  // made ahead only for slirp4netns (root only: the sandbox refuses it rootless and the run starts slirp as before).
+  // A cgroup that cannot be made: the run reports it.
+  const prestart = await deps.sandbox.prestart(resources ?? {}, { stdin: 'ignore', stdout: new PassThrough(), stderr: new PassThrough() }, { netns: network.mode === 'slirp4netns' }).catch(() => undefined);
+  if (prestart === undefined) return undefined;
+  const slirp = startSlirpAhead(network, deps.slirp4netns, prestart.netns, join(deps.storeRoot, 'containers'));
+  slirp.catch(() => undefined);
+  return { prestart, slirp };
 }
 
-async function createAndRun(args: ParsedArgs, ctx: CommandContext, deps: ContainerDeps, prestart: SandboxPrestart | undefined): Promise<number> {
+async function createAndRun(args: ParsedArgs, ctx: CommandContext, deps: ContainerDeps, ahead: Ahead | undefined): Promise<number> {
   const detach = optBool(args, 'detach');
   const tty = optBool(args, 'tty');
   const interactive = optBool(args, 'interactive');
@@ -223,7 +241,7 @@ async function createAndRun(args: ParsedArgs, ctx: CommandContext, deps: Contain
       try {
         const r = await runWithHealthcheck(deps, record, record.healthcheck, (onStarted, onEnded) => runContainer(deps, record, stdio, ctx.signal, {
           onWarning: (m) => ctx.stderr.write(`WARNING: ${m}\n`), restartCount, onStarted, onEnded,
-          ...(prestart !== undefined && restartCount === 0 ? { prestart } : {}),
+          ...(ahead !== undefined && restartCount === 0 ? { prestart: ahead.prestart, slirpAhead: ahead.slirp } : {}),
         }));
         code = r.exitCode;
         return r;

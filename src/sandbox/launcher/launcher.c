@@ -84,6 +84,10 @@ struct spec {
 };
 
 static struct spec S;
+/* Set by "--netns": this launcher made the sandbox's network namespace before its spec came (the clone then
+ * leaves CLONE_NEWNET out: the child is born in it). */
+static int early_netns;
+
 static pid_t child_pid;
 static int write_all(int fd, const char *buf, ssize_t n);
 static int term_sock[2] = { -1, -1 };      /* child -> launcher: the pty master (SCM_RIGHTS) */
@@ -1032,7 +1036,13 @@ static int run_main(void) {
   read_spec();
   if (S.join_pid > 0) return join_main();
   if (S.terminal && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, term_sock) < 0) fail("socketpair", "terminal");
-  pid_t pid = (pid_t)syscall(SYS_clone, (S.clone_flags & ~(unsigned long)CLONE_NEWCGROUP) | SIGCHLD, NULL, NULL, NULL, NULL);
+  unsigned long flags = S.clone_flags & ~(unsigned long)CLONE_NEWCGROUP;
+  /* SECURITY: an early network namespace only stands in for a new one (never for the host's). */
+  if (early_netns) {
+    if (!(flags & CLONE_NEWNET) || (flags & CLONE_NEWUSER)) fail_code(125, "parse-spec", EINVAL, "an early network namespace needs a spec with a new one and no user namespace");
+    flags &= ~(unsigned long)CLONE_NEWNET;
+  }
+  pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
   if (pid < 0) fail("clone", "namespaces");
   if (pid == 0) run_child();
   return supervise(pid, -1);
@@ -1040,20 +1050,31 @@ static int run_main(void) {
 
 int zygote_main(int (*run)(void));
 
-/* "--cgroup FILE...": moves this launcher into each cgroup.procs FILE before it reads its spec, so
- * the child it clones is born there (tsbuild's Sandbox.prestart). An attach waits for a kernel grace
- * period; done here, it overlaps tsbuild's own work instead of holding up the child's start. */
-static void join_cgroups(int count, char **files) {
-  for (int i = 0; i < count; i++) {
-    int fd = open(files[i], O_WRONLY | O_CLOEXEC);
-    if (fd < 0) fail("join-cgroup", files[i]);
-    if (write(fd, "0", 1) != 1) fail("join-cgroup", files[i]);
-    close(fd);
+/* Options of a launcher started ahead of its spec (tsbuild's Sandbox.prestart), done before the spec is read:
+ * "--cgroup FILE" (repeated) moves this launcher into that cgroup.procs, so the child it clones is born there
+ * (an attach waits for a kernel grace period: done here, it overlaps tsbuild's own work); "--netns" then
+ * unshares a new network namespace and reports "netns" on fd 4, so that slirp4netns can be started for it
+ * while tsbuild still prepares the spec. */
+static void prepare_early(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--cgroup") && i + 1 < argc) {
+      const char *file = argv[++i];
+      int fd = open(file, O_WRONLY | O_CLOEXEC);
+      if (fd < 0) fail("join-cgroup", file);
+      if (write(fd, "0", 1) != 1) fail("join-cgroup", file);
+      close(fd);
+    } else if (!strcmp(argv[i], "--netns")) {
+      if (unshare(CLONE_NEWNET) < 0) fail("unshare-net", "network namespace");
+      early_netns = 1;
+    } else {
+      fail_code(125, "arguments", EINVAL, argv[i]);
+    }
   }
+  if (early_netns) report("netns");
 }
 
 int main(int argc, char **argv) {
   if (argc == 2 && !strcmp(argv[1], "--zygote")) return zygote_main(run_main);
-  if (argc >= 2 && !strcmp(argv[1], "--cgroup")) join_cgroups(argc - 2, argv + 2);
+  prepare_early(argc, argv);
   return run_main();
 }
