@@ -27,20 +27,25 @@ export function launcherPathFor(ctx: Pick<CommandContext, 'env'>): string {
 /** Everything the container commands need, wired from the CLI context. */
 export type ContainerDeps = RunnerDeps & CreateDeps & { readonly storeRoot: string };
 
-/** Opens the store, its containers, the snapshotter and a sandbox owned by this process. */
-export async function openContainerDeps(ctx: CommandContext): Promise<ContainerDeps> {
-  const store = await openCliStore(ctx);
-  const { snapshotter } = await openSnapshotter({ snapshots: store.paths.snapshots, tmp: store.paths.tmp });
+/** The sandbox of the container commands, owned by this process (a foreground run makes it before the store is opened, to start its sandbox ahead). */
+export function containerSandbox(ctx: CommandContext): Sandbox {
   const uid = process.getuid?.() ?? 0;
   const gid = process.getgid?.() ?? 0;
-  const launcherPath = launcherPathFor(ctx);
-  const sandbox = new Sandbox({
-    launcherPath,
+  return new Sandbox({
+    launcherPath: launcherPathFor(ctx),
     stateDir: stateDirFor(ctx, uid),
     host: { uid, gid, user: userInfo().username },
     ownerPid: process.pid,
     onWarning: (msg) => ctx.stderr.write(`WARNING: ${msg}\n`),
   });
+}
+
+/** Opens the store, its containers, the snapshotter and a sandbox owned by this process (`sandbox`, else a new one). */
+export async function openContainerDeps(ctx: CommandContext, sandbox: Sandbox = containerSandbox(ctx)): Promise<ContainerDeps> {
+  const store = await openCliStore(ctx);
+  const { snapshotter } = await openSnapshotter({ snapshots: store.paths.snapshots, tmp: store.paths.tmp });
+  const uid = process.getuid?.() ?? 0;
+  const launcherPath = launcherPathFor(ctx);
   return {
     store,
     storeRoot: resolveStoreRoot(ctx),

@@ -159,6 +159,8 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
   // Only that one process is polled, not every child of this process.
   let createdPid: number | undefined;
   const hostnameLine = env.find((e) => e.startsWith('HOSTNAME=')) ?? hostnameEnv;
+  // The poll's pause ends early when the run ends (waiting out the timer held up the end of every short run).
+  let wake = (): void => undefined;
   const watch = (async () => {
     let since: number | undefined;
     while (!ended) {
@@ -173,7 +175,13 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
           return;
         }
       }
-      await new Promise((r) => setTimeout(r, 5));
+      await new Promise<void>((r) => {
+        const timer = setTimeout(r, 5);
+        wake = () => {
+          clearTimeout(timer);
+          r();
+        };
+      });
     }
   })();
   const netCreated = hooks.onCreated;
@@ -192,6 +200,7 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
     failure = err;
   }
   ended = true;
+  wake();
   await watch.catch(() => undefined);
   await options.onEnded?.().catch(() => undefined);
   await ports.close();

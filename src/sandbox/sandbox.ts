@@ -324,6 +324,10 @@ export class Sandbox {
     const netns = options.netns === true && !this.rootless;
     // Up to the launcher's spawn only synchronous work (cgroup files are written synchronously, cgroup-fs.ts): the
     // caller awaits no I/O here, and the launcher starts its cgroup attach as early as it can.
+    // The one-time preparation (launcher check, stale state, the state dir's shared parts) goes on meanwhile. It starts
+    // first: its first file operation starts libuv's thread pool, whose threads could not be created while the
+    // launcher's attach waits (a cgroup attach holds back every fork and thread creation of the machine until then).
+    this.#ready ??= this.#prepare();
     const id = newSandboxId();
     const cgroup = resources === undefined ? undefined : await createCgroup(`sandbox-${id}`, resourcesToLimits(resources), {
       rootless: this.rootless,
@@ -334,8 +338,6 @@ export class Sandbox {
     const early = cgroup !== undefined && resources?.pids?.limit === undefined;
     const args = [...(early ? (cgroup as Cgroup).procsFiles.flatMap((f) => ['--cgroup', f]) : []), ...(netns ? ['--netns'] : [])];
     const launcher = startLauncher(o.launcherPath, launcherStdioModes(stdio), false, args);
-    // The one-time preparation (launcher check, stale state, the state dir's shared parts) meanwhile.
-    this.#ready ??= this.#prepare();
     const parts = this.#ready.then((shared) => ({ id, shared, cgroup, launcher, early }), async (err: unknown) => {
       this.#ready = undefined;
       launcher.kill();

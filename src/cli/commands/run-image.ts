@@ -4,11 +4,12 @@ import {
   bindingsOfContainer, checkPortsAvailable, createContainer, findSlirp4netns, parseContainerNetwork, resolveContainerNetwork, createLogWriter, endAttachedRun, NO_RESTART, parseDuration, parsePublishSpec, parseRestartPolicy, startMonitor, markOpenStdin, runContainer, runWithHealthcheck, runWithRestartPolicy, removeContainer, startAttachServer,
   type ContainerRecord, type HealthFlags, type PortBinding,
 } from '../../runner/index.js';
-import { limitsToResources, type ResourcesSpec, type SandboxPrestart, type SandboxStdio } from '../../sandbox/index.js';
+import { limitsToResources, type ResourcesSpec, type Sandbox, type SandboxPrestart, type SandboxStdio } from '../../sandbox/index.js';
 import type { ParsedArgs } from '../args.js';
 import { optBool, optList, optString } from '../args.js';
 import type { CommandContext } from '../command.js';
-import { launcherPathFor, monitorCommandFor, openContainerDeps, type ContainerDeps } from '../container-deps.js';
+import { containerSandbox, launcherPathFor, monitorCommandFor, openContainerDeps, type ContainerDeps } from '../container-deps.js';
+import { resolveStoreRoot } from '../store-root.js';
 import { terminalFdOf, withRawTerminal } from '../terminal.js';
 import { existsSync } from 'node:fs';
 import { PassThrough, Writable } from 'node:stream';
@@ -153,12 +154,13 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
   if (tty && interactive && !detach && terminalFdOf(ctx.stdin) === undefined) {
     throw new TsbuildError('CLI_NOT_A_TTY', 'the input device is not a TTY', { hint: 'drop -t to pipe input into the container, as with docker', exitCode: 1 });
   }
-  const deps = await openContainerDeps(ctx);
-  // A foreground run without a terminal or input starts its sandbox now (launcher, cgroup, and the
-  // network namespace with slirp4netns: see Sandbox.prestart), while the container is created; the
-  // first run takes it, else it is disposed of.
-  const ahead = detach || tty || interactive ? undefined : await startAhead(args, ctx, deps);
+  // A foreground run without a terminal or input starts its sandbox first (launcher, cgroup, and the
+  // network namespace with slirp4netns: see Sandbox.prestart), while the store is opened and the
+  // container created; the first run takes it, else it is disposed of.
+  const sandbox = containerSandbox(ctx);
+  const ahead = detach || tty || interactive ? undefined : await startAhead(args, ctx, sandbox);
   try {
+    const deps = await openContainerDeps(ctx, sandbox);
     return await createAndRun(args, ctx, deps, ahead);
   } finally {
     await ahead?.prestart.dispose();
@@ -174,21 +176,22 @@ interface Ahead {
 }
 
 /** The sandbox start of a container from the flags' resources and network (undefined when the flags are invalid: creating the container reports that). */
-async function startAhead(args: ParsedArgs, ctx: CommandContext, deps: ContainerDeps): Promise<Ahead | undefined> {
+async function startAhead(args: ParsedArgs, ctx: CommandContext, sandbox: Sandbox): Promise<Ahead | undefined> {
   let resources: ResourcesSpec | undefined;
   let network: ContainerNetwork;
+  const slirp4netns = findSlirp4netns(ctx.env.PATH);
   try {
     resources = limitsToResources(parseLimitFlags(args));
-    network = resolveContainerNetwork(parseContainerNetwork(optString(args, 'network')), deps.slirp4netns ?? findSlirp4netns(ctx.env.PATH)).network;
+    network = resolveContainerNetwork(parseContainerNetwork(optString(args, 'network')), slirp4netns).network;
   } catch {
     return undefined;
   }
   // runContainer's spec has the container's resources or none ({}): always a cgroup. Its network namespace is
   // made ahead only for slirp4netns (root only: the sandbox refuses it rootless and the run starts slirp as before).
   // A cgroup that cannot be made: the run reports it.
-  const prestart = await deps.sandbox.prestart(resources ?? {}, { stdin: 'ignore', stdout: new PassThrough(), stderr: new PassThrough() }, { netns: network.mode === 'slirp4netns' }).catch(() => undefined);
+  const prestart = await sandbox.prestart(resources ?? {}, { stdin: 'ignore', stdout: new PassThrough(), stderr: new PassThrough() }, { netns: network.mode === 'slirp4netns' }).catch(() => undefined);
   if (prestart === undefined) return undefined;
-  const slirp = startSlirpAhead(network, deps.slirp4netns, prestart.netns, join(deps.storeRoot, 'containers'));
+  const slirp = startSlirpAhead(network, slirp4netns, prestart.netns, join(resolveStoreRoot(ctx), 'containers'));
   slirp.catch(() => undefined);
   return { prestart, slirp };
 }

@@ -1052,10 +1052,18 @@ int zygote_main(int (*run)(void));
 
 /* Options of a launcher started ahead of its spec (tsbuild's Sandbox.prestart), done before the spec is read:
  * "--cgroup FILE" (repeated) moves this launcher into that cgroup.procs, so the child it clones is born there
- * (an attach waits for a kernel grace period: done here, it overlaps tsbuild's own work); "--netns" then
- * unshares a new network namespace and reports "netns" on fd 4, so that slirp4netns can be started for it
- * while tsbuild still prepares the spec. */
+ * (an attach waits for a kernel grace period: done here, it overlaps tsbuild's own work); "--netns", done
+ * first, unshares a new network namespace and reports "netns" on fd 4, so that slirp4netns can be started
+ * for it while the attach waits and tsbuild still prepares the spec. */
 static void prepare_early(int argc, char **argv) {
+  /* The namespace first: slirp4netns can then start while the cgroup attach below waits. */
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--netns")) {
+      if (unshare(CLONE_NEWNET) < 0) fail("unshare-net", "network namespace");
+      early_netns = 1;
+      report("netns");
+    }
+  }
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--cgroup") && i + 1 < argc) {
       const char *file = argv[++i];
@@ -1063,14 +1071,10 @@ static void prepare_early(int argc, char **argv) {
       if (fd < 0) fail("join-cgroup", file);
       if (write(fd, "0", 1) != 1) fail("join-cgroup", file);
       close(fd);
-    } else if (!strcmp(argv[i], "--netns")) {
-      if (unshare(CLONE_NEWNET) < 0) fail("unshare-net", "network namespace");
-      early_netns = 1;
-    } else {
+    } else if (strcmp(argv[i], "--netns") != 0) {
       fail_code(125, "arguments", EINVAL, argv[i]);
     }
   }
-  if (early_netns) report("netns");
 }
 
 int main(int argc, char **argv) {
