@@ -9,7 +9,10 @@ import { promisify } from 'node:util';
 import { TsbuildError } from '../core/index.js';
 import type { IdMapping } from './spec.js';
 
-const execFileAsync = promisify(execFile);
+/** execFile as a promise, made on first use: at module load it would load node:child_process for every command that imports the sandbox (`ps`). */
+async function execFileAsync(file: string, args: readonly string[]): Promise<void> {
+  await promisify(execFile)(file, [...args]);
+}
 
 /** One `name:start:count` range of /etc/subuid or /etc/subgid. */
 export interface SubIdRange {

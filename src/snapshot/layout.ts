@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, type ExecFileOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
 import { readdir, rm, rmdir, unlink } from 'node:fs/promises';
@@ -9,7 +9,8 @@ import { TsbuildError, digestHex, isDigest, type Digest } from '../core/index.js
 import { isPidRunning } from '../sys/index.js';
 import type { SnapshotInfo, SnapshotterKind } from './snapshotter.js';
 
-const runFile = promisify(execFile);
+/** execFile as a promise, made on first use (at module load it would load node:child_process for every command that imports the snapshotter). */
+const runFile = (file: string, args: readonly string[], options: ExecFileOptions = {}): Promise<unknown> => promisify(execFile)(file, [...args], options);
 
 /** Where a snapshotter keeps its files: `<snapshots>/<kind>/` and the store's `tmp/` (same file system). */
 export interface SnapshotDirs {

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, type ExecFileOptions } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -8,7 +8,8 @@ import { TsbuildError } from '../core/index.js';
 import { removeTree } from './layout.js';
 import type { OverlayMount, SnapshotMount } from './snapshotter.js';
 
-const run = promisify(execFile);
+/** execFile as a promise, made on first use (at module load it would load node:child_process for every command that imports the snapshotter). */
+const run = (file: string, args: readonly string[], options: ExecFileOptions = {}): Promise<unknown> => promisify(execFile)(file, [...args], options);
 
 /** mount(2) copies at most one page of option data. */
 export const MOUNT_DATA_LIMIT = 4095;

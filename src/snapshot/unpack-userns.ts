@@ -6,7 +6,7 @@
  * <subuid start>+999 exactly as a rootless build would have stored it. A rootless build itself runs
  * in such a namespace already and unpacks in-process.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ExecFileOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,8 @@ import { promisify } from 'node:util';
 import { TsbuildError, type ErrorCode } from '../core/index.js';
 import type { ApplyOptions } from '../layer/index.js';
 
-const runFile = promisify(execFile);
+/** execFile as a promise, made on first use (at module load it would load node:child_process for every command that imports the snapshotter). */
+const runFile = (file: string, args: readonly string[], options: ExecFileOptions = {}): Promise<unknown> => promisify(execFile)(file, [...args], options);
 const UNSHARE = ['--map-auto', '--map-root-user', '--'];
 
 /** Whether `unshare --map-auto --map-root-user` works for this user (sub-id ranges, newuidmap, user namespaces). */

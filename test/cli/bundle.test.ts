@@ -91,7 +91,7 @@ testIf(distMissing, 'bundle: a command runs from the bundle of its command modul
   }
 });
 
-testIf(distMissing, 'bundle: images and ps load neither node:crypto nor node:worker_threads (a built-in is required on its first use; the code cache is checked by V8, not by SHA-1)', async (t) => {
+testIf(distMissing, 'bundle: images and ps load neither node:crypto, node:worker_threads nor node:child_process (a built-in is required on its first use; the code cache is checked by V8, not by SHA-1)', async (t) => {
   const bundle = await bundleOnce();
   const cjsEntry = join(DIST_CLI, `${basename(bundle, '.js')}.cjs`);
   const root = await tempDir(t, 'tsbuild-bundle-');
@@ -105,7 +105,7 @@ testIf(distMissing, 'bundle: images and ps load neither node:crypto nor node:wor
       t.is(r.code, 0, r.stderr);
       t.is(r.stderr, '');
       t.true(builtins.includes('vm'), `${command}, cache ${cache}: the list is the real one (the bundle was compiled)`);
-      t.deepEqual(builtins.filter((m) => m === 'crypto' || m === 'worker_threads'), [], `${command}, cache ${cache}`);
+      t.deepEqual(builtins.filter((m) => m === 'crypto' || m === 'worker_threads' || m === 'child_process'), [], `${command}, cache ${cache}`);
     }
   }
   t.is((await readdir(join(root, 'code-cache'))).length, 2, 'one cache per command, written once');
