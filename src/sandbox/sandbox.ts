@@ -161,6 +161,9 @@ export interface PrestartOptions {
   readonly netns?: boolean;
 }
 
+/** How long a prestarted launcher stays in its container's cgroup after the clone before it moves out (see #launch). */
+const RELEASE_AFTER_MS = 50;
+
 /** What a prestart made (Sandbox.prestart). */
 interface PrestartParts {
   readonly id: string;
@@ -393,6 +396,7 @@ export class Sandbox {
   /** Spawns the launcher and drives the handshake; resolves with the final status. */
   async #launch(spec: RunSpec, target: LauncherTarget, maps: IdMaps | undefined, cgroup: Cgroup | undefined, stdio: SandboxStdio, signal?: AbortSignal, onCreated?: (pid: number) => Promise<void>, pre?: PrestartParts): Promise<LauncherStatus> {
     const early = pre?.early === true && cgroup !== undefined;
+    let releaseTimer: NodeJS.Timeout | undefined;
     const r = await runHandshake({
       launcherPath: this.#options.launcherPath,
       input: encodeLauncherSpec(spec, target),
@@ -409,17 +413,24 @@ export class Sandbox {
           await writeIdMaps(pid, maps);
           go.write('m');
         }
-        // A prestarted launcher was in the cgroup when it cloned the child: it moves back out (in the
-        // background; a failure only leaves it counted with the container until it ends).
+        // A prestarted launcher was in the cgroup when it cloned the child: it moves back out, in the
+        // background, once the container has run for RELEASE_AFTER_MS (a short run ends first, and its
+        // launcher with it: an attach in flight would hold up the cgroup's removal at the end for a grace
+        // period, as it holds cgroup_mutex). A failure only leaves it counted with the container until it ends.
         const launcherPid = pre?.launcher.pid;
         if (early && launcherPid !== undefined) {
-          cgroup.releaseProcess(launcherPid).catch((err: unknown) => this.#options.onWarning?.(`the sandbox launcher stays in the container's cgroup: ${(err as Error).message}`));
+          releaseTimer = setTimeout(() => {
+            cgroup.releaseProcess(launcherPid).catch((err: unknown) => this.#options.onWarning?.(`the sandbox launcher stays in the container's cgroup: ${(err as Error).message}`));
+          }, RELEASE_AFTER_MS);
+          releaseTimer.unref();
         }
         // The cgroup attach waits for a kernel grace period (asynchronously): the hooks (slirp4netns) run meanwhile.
         await Promise.all([early ? undefined : cgroup?.addProcess(pid), onCreated?.(pid)]);
         go.end('g');
       },
     });
+    // The launcher has ended: it left the cgroup with its exit.
+    clearTimeout(releaseTimer);
     const error = r.lines.find((l) => l.error !== undefined)?.error;
     if (r.aborted) {
       throw new TsbuildError('SANDBOX_ABORTED', `sandbox stopped: ${String((signal?.reason as Error | undefined)?.message ?? signal?.reason ?? 'aborted')}`, { cause: signal?.reason, exitCode: 137 });
