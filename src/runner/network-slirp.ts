@@ -7,7 +7,7 @@
  * stops it with the container; its exit fd makes it end with the owner even after a SIGKILL.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, closeSync, constants, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
@@ -199,8 +199,11 @@ export function slirpResolvConf(hostText: string, options: SlirpOptions = {}): s
   return `${lines.join('\n')}\n`;
 }
 
-/** The slirp4netns command line for the container process `pid` (ready on fd 3, exit on fd 4). */
-export function slirpArgs(pid: number, options: SlirpOptions, rootless: boolean): string[] {
+/**
+ * The slirp4netns command line for the container process `pid`, or for the network namespace open on
+ * slirp4netns's fd 5 (`{ fd: 5 }`: `--netns-type=path`), ready on fd 3, exit on fd 4.
+ */
+export function slirpArgs(pid: number | { readonly fd: number }, options: SlirpOptions, rootless: boolean): string[] {
   return [
     '--configure',
     `--mtu=${options.mtu ?? SLIRP_DEFAULT_MTU}`,
@@ -215,8 +218,8 @@ export function slirpArgs(pid: number, options: SlirpOptions, rootless: boolean)
     ...(options.outboundAddr6 === undefined ? [] : [`--outbound-addr6=${options.outboundAddr6}`]),
     '--ready-fd=3',
     '--exit-fd=4',
-    ...(rootless ? [`--userns-path=/proc/${pid}/ns/user`] : []),
-    String(pid),
+    ...(typeof pid === 'number' ? (rootless ? [`--userns-path=/proc/${pid}/ns/user`] : []) : ['--netns-type=path']),
+    typeof pid === 'number' ? String(pid) : `/proc/self/fd/${pid.fd}`,
     'tap0',
   ];
 }
@@ -314,12 +317,13 @@ function waitForEnd(child: ChildProcess, ms: number): Promise<boolean> {
  * its exit fd, or when this process dies (the kernel closes it). Throws RUN_NETWORK with
  * slirp4netns's message when it fails or is not ready in time (nothing is left running).
  */
-export async function startSlirp(binary: string, pid: number, o: SlirpStartOptions): Promise<SlirpProcess> {
-  const child = spawn(binary, slirpArgs(pid, o.options, o.rootless), {
+export async function startSlirp(binary: string, target: number | { readonly netnsFd: number }, o: SlirpStartOptions): Promise<SlirpProcess> {
+  const child = spawn(binary, slirpArgs(typeof target === 'number' ? target : { fd: 5 }, o.options, o.rootless), {
     argv0: `slirp4netns[${o.tag}]`,
     // fd 3: ready (slirp4netns writes "1"); fd 4: exit (it ends when our end closes). Both are
     // socketpairs whose ends on our side are close-on-exec, so no other child inherits them.
-    stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
+    // fd 5: the network namespace, when given as an open descriptor.
+    stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', ...(typeof target === 'number' ? [] : [target.netnsFd])],
     env: {},
   });
   const stdio = child.stdio as unknown as (Readable | Writable | null)[];
@@ -412,12 +416,18 @@ export function prepareContainerNetwork(network: ContainerNetwork, lookup: Slirp
 
 /**
  * Starts slirp4netns ahead, for the network namespace a prestarted sandbox made before its spec
- * (SandboxPrestart.netns: the pid of a process in it), so it is ready when the container's process,
+ * (SandboxPrestart.netns: an open descriptor of it, closed here), so it is ready when the container's process,
  * born in that namespace, starts. Undefined when no namespace was made. The caller stops it (also when
  * no run took it); a run that took it as `ahead` stops it too.
  */
 export async function startSlirpAhead(network: ContainerNetwork, lookup: SlirpLookup | undefined, netns: Promise<number | undefined>, tag: string): Promise<SlirpProcess | undefined> {
-  const pid = await netns;
-  if (pid === undefined || network.mode !== 'slirp4netns' || lookup?.path === undefined) return undefined;
-  return startSlirp(lookup.path, pid, { options: network.slirp ?? {}, rootless: false, tag });
+  const fd = await netns;
+  if (fd === undefined) return undefined;
+  try {
+    if (network.mode !== 'slirp4netns' || lookup?.path === undefined) return undefined;
+    return await startSlirp(lookup.path, { netnsFd: fd }, { options: network.slirp ?? {}, rootless: false, tag });
+  } finally {
+    // slirp4netns has its own copy (or never started).
+    closeSync(fd);
+  }
 }

@@ -175,6 +175,8 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
           return;
         }
       }
+      // The run may have ended while /proc was read: no new pause then (wake() already ran).
+      if (ended) break;
       await new Promise<void>((r) => {
         const timer = setTimeout(r, 5);
         wake = () => {

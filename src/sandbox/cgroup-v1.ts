@@ -55,9 +55,11 @@ export class CgroupV1 implements Cgroup {
 
   async releaseProcess(pid: number): Promise<void> {
     const own = (await readProcCgroups()).v1;
-    for (const [controller, dir] of this.#dirs) {
+    // One attach per directory: co-mounted controllers (cpu,cpuacct) share one, and each attach may wait a grace period.
+    for (const dir of this.#unique()) {
       const mount = this.#mounts.get(dir);
-      const path = own.get(controller);
+      const controller = [...this.#dirs].find(([, d]) => d === dir)?.[0];
+      const path = controller === undefined ? undefined : own.get(controller);
       if (mount === undefined || path === undefined) continue;
       await moveProcess(join(mount, path), pid, 'ignore');
     }

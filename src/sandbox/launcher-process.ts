@@ -5,7 +5,7 @@
  * forked by the zygote (launcher-zygote.ts) has the same shape.
  */
 import { spawn } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { TsbuildError } from '../core/index.js';
 import type { OutputSink, SandboxStdio, StdinSource } from './sandbox.js';
@@ -67,6 +67,8 @@ export interface StartedLauncher {
    * Resolves whether it was `expected` (false at EOF).
    */
   expectLine(expected: string): Promise<boolean>;
+  /** True until the launcher has ended (as this process knows it: a dead launcher not yet reaped still counts). */
+  running(): boolean;
 }
 
 /**
@@ -80,7 +82,11 @@ export function startLauncher(launcherPath: string, modes: LauncherStdioModes, d
     ...(detached ? { detached: true } : {}),
   });
   const specPipe = child.stdio[3] as Writable;
-  const statusPipe = child.stdio[4] as Readable;
+  // Read from the start through a stream of ours: when a child exits, Node resumes its stdio streams
+  // whatever their listeners (flushStdio), which would drain a status pipe nobody reads yet (a prestarted
+  // launcher that ended early: its error line lost, its 'close' gone before the handshake listens).
+  const statusPipe = new PassThrough();
+  (child.stdio[4] as Readable).pipe(statusPipe);
   const goPipe = (child.stdio as unknown as (Readable | Writable | null)[])[5] as Writable;
   for (const p of [specPipe, goPipe]) p.on('error', () => undefined);
   const startError = new Promise<never>((_, reject) => child.once('error', reject));
@@ -109,11 +115,13 @@ export function startLauncher(launcherPath: string, modes: LauncherStdioModes, d
     statusPipe.on('data', onData);
     statusPipe.once('end', onEnd);
   });
+  const running = (): boolean => child.exitCode === null && child.signalCode === null;
   return {
     pid: child.pid,
     kill,
     exited,
     expectLine,
+    running,
     attach(stdio: SandboxStdio): LauncherProcess {
       const want = launcherStdioModes(stdio);
       if (attached || want.some((m, i) => m !== modes[i])) {
@@ -137,8 +145,7 @@ export function startLauncher(launcherPath: string, modes: LauncherStdioModes, d
         if (done !== undefined) outputs.push(done);
       }
       return {
-        specPipe, statusPipe, goPipe, outputs, startError, exited, kill,
-        running: () => child.exitCode === null && child.signalCode === null,
+        specPipe, statusPipe, goPipe, outputs, startError, exited, kill, running,
         unref: () => { child.unref(); },
       };
     },

@@ -4,7 +4,7 @@
  * how it ended. Every mount lives in the sandbox's own mount namespace, so nothing leaks to the
  * host when the process ends or tsbuild is killed (the launcher and its child die with us).
  */
-import { readFileSync, statSync } from 'node:fs';
+import { openSync, readFileSync, statSync } from 'node:fs';
 import { access, constants } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
@@ -142,9 +142,11 @@ function formatMiB(bytes: number): string {
  */
 export interface SandboxPrestart {
   /**
-   * With `netns`: the pid of a process in the sandbox's new network namespace (the launcher, which made it
-   * before its spec came; the sandbox's process is born in it), to start slirp4netns for while the spec is
-   * prepared. Undefined without `netns`, or when the namespace could not be made (the run reports why).
+   * With `netns`: an open file descriptor of the sandbox's new network namespace (the launcher made it before
+   * its spec came; the sandbox's process is born in it), to start slirp4netns for while the spec is prepared;
+   * the caller closes it. Undefined without `netns`, or when the namespace could not be made (the run reports
+   * why) or the start was disposed of. SECURITY: a descriptor, never a pid, which could be reused once the
+   * launcher is gone.
    */
   readonly netns: Promise<number | undefined>;
   /** Ends the launcher and removes the cgroup unless a run took this start (then nothing); idempotent. */
@@ -177,21 +179,35 @@ interface PrestartParts {
 class Prestart implements SandboxPrestart {
   readonly #parts: Promise<PrestartParts>;
   readonly netns: Promise<number | undefined>;
+  readonly #onWarning: ((msg: string) => void) | undefined;
   #taken = false;
 
-  constructor(parts: Promise<PrestartParts>, netns: boolean) {
+  constructor(parts: Promise<PrestartParts>, netns: boolean, onWarning: ((msg: string) => void) | undefined) {
     this.#parts = parts;
+    this.#onWarning = onWarning;
     parts.catch(() => undefined);
-    this.netns = !netns ? Promise.resolve(undefined) : parts.then(
-      async (p) => (p.launcher.pid !== undefined && (await p.launcher.expectLine('netns')) ? p.launcher.pid : undefined),
-      () => undefined,
-    );
+    this.netns = !netns ? Promise.resolve(undefined) : parts.then(async (p) => {
+      const pid = p.launcher.pid;
+      if (pid === undefined || !(await p.launcher.expectLine('netns')) || (this.#taken && !this.#running)) return undefined;
+      // In the tick that saw the line and while the launcher has not been reaped (its pid cannot be reused):
+      // a zombie's namespace link no longer opens.
+      if (!p.launcher.running()) return undefined;
+      try {
+        return openSync(`/proc/${pid}/ns/net`, 'r');
+      } catch {
+        return undefined;
+      }
+    }, () => undefined);
   }
+
+  /** Taken by a run (not disposed of). */
+  #running = false;
 
   /** The parts for one run; throws what the start failed with, or INTERNAL when already taken. */
   async take(): Promise<PrestartParts> {
     if (this.#taken) throw new TsbuildError('INTERNAL', 'a prestarted sandbox was used twice');
     this.#taken = true;
+    this.#running = true;
     return this.#parts;
   }
 
@@ -202,7 +218,8 @@ class Prestart implements SandboxPrestart {
     if (parts === undefined) return;
     parts.launcher.kill();
     await parts.launcher.exited;
-    await parts.cgroup?.destroy();
+    // Never in place of the caller's own error: a warning, as a run's cgroup that cannot be removed.
+    await parts.cgroup?.destroy().catch((err: unknown) => this.#onWarning?.(`cannot remove the sandbox cgroup: ${(err as Error).message}`));
   }
 }
 
@@ -235,7 +252,6 @@ export class Sandbox {
     const o = this.#options;
     // A prestart's launcher is ended (unless the handshake took it) and its cgroup removed by the finally below.
     const pre = prestart === undefined ? undefined : await (prestart as Prestart).take();
-    let launched = false;
     let cgroup: Cgroup | undefined = pre?.cgroup;
     try {
       signal?.throwIfAborted();
@@ -288,7 +304,6 @@ export class Sandbox {
       // A launcher making the network namespace reports it first (SandboxPrestart.netns reads that line): the
       // handshake reads the status pipe only after it.
       if (prestart !== undefined) await prestart.netns;
-      launched = true;
       const status = await this.#launch(runSpec, target, maps, cgroup, stdio, signal, hooks.onCreated, pre);
       const usage = cgroup === undefined ? undefined : await cgroup.usage();
       const oomKilled = usage?.oomKilled === true && status.signal === 9;
@@ -305,7 +320,8 @@ export class Sandbox {
         ...(reason === undefined ? {} : { reason }),
       };
     } finally {
-      if (pre !== undefined && !launched) {
+      // A prestarted launcher the handshake never took (a failure before it) ends here; once it has ended, nothing.
+      if (pre !== undefined) {
         pre.launcher.kill();
         await pre.launcher.exited;
       }
@@ -331,6 +347,8 @@ export class Sandbox {
     // first: its first file operation starts libuv's thread pool, whose threads could not be created while the
     // launcher's attach waits (a cgroup attach holds back every fork and thread creation of the machine until then).
     this.#ready ??= this.#prepare();
+    // Handled below once the launcher runs; a cgroup that cannot be made throws first (no unhandled rejection).
+    this.#ready.catch(() => undefined);
     const id = newSandboxId();
     const cgroup = resources === undefined ? undefined : await createCgroup(`sandbox-${id}`, resourcesToLimits(resources), {
       rootless: this.rootless,
@@ -348,7 +366,7 @@ export class Sandbox {
       await cgroup?.destroy().catch(() => undefined);
       throw err;
     });
-    return new Prestart(parts, netns);
+    return new Prestart(parts, netns, o.onWarning);
   }
 
   /** Stops the launcher zygote, if one was started, and resolves once it has exited; a later run starts a new one. */

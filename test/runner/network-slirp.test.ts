@@ -75,6 +75,8 @@ test('slirpArgs: podman\'s flags, host loopback closed unless allowed, the user 
   t.false(a.includes('--disable-host-loopback'));
   for (const f of ['--mtu=1500', '--cidr=10.1.0.0/24', '--enable-ipv6', '--outbound-addr=192.0.2.1', '--outbound-addr6=2001:db8::1', '--userns-path=/proc/7/ns/user']) t.true(a.includes(f), f);
   t.deepEqual(a.slice(-2), ['7', 'tap0']);
+  // A namespace given as an open descriptor (startSlirpAhead): by path, never by a pid.
+  t.deepEqual(slirpArgs({ fd: 5 }, {}, false).slice(-3), ['--netns-type=path', '/proc/self/fd/5', 'tap0']);
 });
 
 test('slirpResolvConf: slirp\'s DNS first, loopback nameservers dropped, search and options kept when the host has them', (t) => {

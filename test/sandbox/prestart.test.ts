@@ -42,7 +42,7 @@ function launcherChildren(): number[] {
   return out;
 }
 
-testSerialIf(missing, 'launcher --cgroup: a cgroup it cannot join fails the start at step join-cgroup, before anything is cloned', async (t) => {
+testSerialIf(missing, 'launcher --cgroup: a cgroup it cannot join fails the start at step join-cgroup, before anything is cloned (also when the launcher ended before the handshake read it)', async (t) => {
   const dir = await tempDir(t, 'tsbuild-pre-');
   const rootfs = await makeBusyboxRootfs(join(dir, 'rootfs'));
   const out = captured();
@@ -59,6 +59,19 @@ testSerialIf(missing, 'launcher --cgroup: a cgroup it cannot join fails the star
   t.like(r.lines.find((l) => l.error !== undefined)?.error, { step: 'join-cgroup', errno: 2 });
   t.is(await r.exited, 125);
   t.is(out.text(), '');
+  // A prestarted launcher may end before anything reads it (Node then drains a child's stdio): the
+  // handshake still gets its error line and its end.
+  const early = startLauncher(ensureLauncher(), ['ignore', 'pipe', 'pipe'], false, ['--cgroup', join(dir, 'no-such-cgroup', 'cgroup.procs')]);
+  t.is(await early.exited, 125);
+  const late = await runHandshake({
+    launcherPath: ensureLauncher(),
+    input: encodeLauncherSpec(createRunSpec({ root: { path: rootfs }, args: ['echo', 'ran'] }), { rootfs }),
+    stdio: { stdout: out.stream, stderr: out.stream },
+    launcher: early.attach({ stdout: out.stream, stderr: out.stream }),
+    releaseAtStart: true,
+    onPid: async () => undefined,
+  });
+  t.like(late.lines.find((l) => l.error !== undefined)?.error, { step: 'join-cgroup', errno: 2 });
 });
 
 testSerialIf(missing, 'Sandbox.prestart: one run takes it (its output and exit code), a second is refused, dispose then does nothing', async (t) => {
@@ -84,8 +97,6 @@ testSerialIf(missing, 'Sandbox.prestart: dispose of an unused start ends its lau
   const dir = await tempDir(t, 'tsbuild-pre-');
   const sandbox = spawningSandbox(join(dir, 'state'));
   const pre = await sandbox.prestart({}, { stdout: new PassThrough(), stderr: new PassThrough() });
-  // Until the start is made, poll: its launcher and cgroup appear in the background.
-  for (let i = 0; i < 400 && (launcherChildren().length === 0 || cgroupsOwnedBy(process.pid).length === 0); i++) await new Promise((res) => setTimeout(res, 25));
   t.is(launcherChildren().length, 1, 'the launcher waits for its spec');
   t.true(cgroupsOwnedBy(process.pid).length > 0, 'with its cgroup made');
   await pre.dispose();
