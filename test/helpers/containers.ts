@@ -23,6 +23,22 @@ export function processesMentioning(text: string): number[] {
   return out;
 }
 
+/** Live (not zombie) children of process `parent` whose /proc/PID/comm is `comm` (15 characters at most, as the kernel keeps it). */
+export function childrenNamed(parent: number, comm: string): number[] {
+  const out: number[] = [];
+  for (const n of readdirSync('/proc')) {
+    if (!/^\d+$/.test(n)) continue;
+    try {
+      const stat = readFileSync(`/proc/${n}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (fields[0] !== 'Z' && Number(fields[1]) === parent && readFileSync(`/proc/${n}/comm`, 'utf8').trim() === comm) out.push(Number(n));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
 /** Waits (up to 20 s) until no process mentions `text`; returns either way (the caller asserts). */
 export async function waitForNoProcessMentioning(text: string): Promise<void> {
   for (let i = 0; i < 400 && processesMentioning(text).length > 0; i++) await new Promise((res) => setTimeout(res, 50));

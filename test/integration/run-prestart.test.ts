@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { busyboxMissing } from '../helpers/base-image.js';
 import { testSerialIf } from '../helpers/capability.js';
-import { busyboxContainerStore, cgroupsOwnedBy } from '../helpers/containers.js';
+import { busyboxContainerStore, cgroupsOwnedBy, childrenNamed } from '../helpers/containers.js';
 
 // `tsbuild run` in the foreground starts its sandbox while it creates the container (Sandbox.prestart):
 // the launcher joins the new cgroup itself (a cgroup attach waits for a kernel grace period), its clone
@@ -18,22 +18,6 @@ function memoryCgroupOf(pid: number | 'self'): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** This process's children named `comm` (as /proc/PID/comm shows it, 15 characters at most). */
-function childrenNamed(parent: number, comm: string): number[] {
-  const out: number[] = [];
-  for (const n of readdirSync('/proc')) {
-    if (!/^\d+$/.test(n)) continue;
-    try {
-      const stat = readFileSync(`/proc/${n}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === parent && readFileSync(`/proc/${n}/comm`, 'utf8').trim() === comm) out.push(Number(n));
-    } catch {
-      // gone
-    }
-  }
-  return out;
 }
 
 async function until<T>(what: string, get: () => T | undefined): Promise<T> {

@@ -7,7 +7,7 @@ import { startLauncher } from '../../src/sandbox/launcher-process.js';
 import { encodeLauncherSpec } from '../../src/sandbox/launcher-spec.js';
 import { createRunSpec } from '../../src/sandbox/spec.js';
 import { testSerialIf } from '../helpers/capability.js';
-import { cgroupsOwnedBy } from '../helpers/containers.js';
+import { cgroupsOwnedBy, childrenNamed } from '../helpers/containers.js';
 import { busyboxMissing, makeBusyboxRootfs } from '../helpers/rootfs.js';
 import { tempDir } from '../helpers/tmp.js';
 import { assertNoLeftoverMounts, ensureLauncher, notRoot, spawningSandbox } from './sandbox-helpers.js';
@@ -28,18 +28,7 @@ function captured(): { stream: PassThrough; text: () => string } {
 
 /** Live children of this process running the launcher. */
 function launcherChildren(): number[] {
-  const out: number[] = [];
-  for (const n of readdirSync('/proc')) {
-    if (!/^\d+$/.test(n)) continue;
-    try {
-      const stat = readFileSync(`/proc/${n}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === process.pid && fields[0] !== 'Z' && readFileSync(`/proc/${n}/comm`, 'utf8').trim() === 'tsbuild-launche') out.push(Number(n));
-    } catch {
-      // gone
-    }
-  }
-  return out;
+  return childrenNamed(process.pid, 'tsbuild-launche');
 }
 
 testSerialIf(missing, 'launcher --cgroup: a cgroup it cannot join fails the start at step join-cgroup, before anything is cloned (also when the launcher ended before the handshake read it)', async (t) => {
