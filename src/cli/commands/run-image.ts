@@ -222,7 +222,8 @@ async function createAndRun(args: ParsedArgs, ctx: CommandContext, deps: Contain
   const attach = await startAttachServer(deps.containers, record.id, { openStdin: mergeInput, tty: false, ownerPid: deps.ownerPid });
   const input = mergeInput ? new PassThrough() : undefined;
   if (input !== undefined) ctx.stdin.pipe(input);
-  const log = createLogWriter(deps.containers.logPathOf(record.id), { stdout: teeTo(ctx.stdout, attach.stdout), stderr: teeTo(ctx.stderr, attach.stderr) });
+  // Our stdout and stderr are made on the first output (process.stdout/stderr cost 1.5-4 ms each to create, a pipe's more).
+  const log = createLogWriter(deps.containers.logPathOf(record.id), { stdout: teeTo(() => ctx.stdout, attach.stdout), stderr: teeTo(() => ctx.stderr, attach.stderr) });
   // With -t the pty's output (the container's stdout and stderr) is the log's stdout, as docker's;
   // -it hands our terminal to the launcher (raw mode, window size, SIGWINCH), and with -t alone
   // the launcher's otherwise unused stderr is our terminal, only for the window size.
@@ -274,11 +275,13 @@ async function createAndRun(args: ParsedArgs, ctx: CommandContext, deps: Contain
   }
 }
 
-/** A stream writing to `main` (with its backpressure) and to `copy` (the attach clients, which never hold it up). */
-function teeTo(main: Writable, copy: Writable): Writable {
+/** A stream writing to `main` (with its backpressure; made on the first write) and to `copy` (the attach clients, which never hold it up). */
+function teeTo(mainOf: () => Writable, copy: Writable): Writable {
+  let main: Writable | undefined;
   return new Writable({
     write(chunk: Buffer, _enc, cb) {
       copy.write(chunk);
+      main ??= mainOf();
       if (main.write(chunk)) cb();
       else main.once('drain', () => cb());
     },
