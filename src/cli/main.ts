@@ -32,6 +32,9 @@ void runCli(process.argv.slice(2), {
   signal: controller.signal,
 }).then((code) => {
   process.exitCode = code;
+  // Once nothing is left to do (the loop is empty: 'beforeExit'), exit at once: a natural exit first
+  // tears the V8 heap down page by page (3-4 ms of munmap at the end of every command), which exit() skips.
+  process.once('beforeExit', () => process.exit());
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
 });

@@ -125,7 +125,7 @@ testIf(distMissing, 'bundle: images and ps load neither node:crypto, node:worker
 
 const runMissing = distMissing ?? (process.getuid?.() === 0 ? undefined : 'building and running through the bundle needs root (CI runs as root)') ?? busyboxMissing();
 
-testIf(runMissing, 'bundle: a build, its fully cached rebuild and run --rm work when run through the bundle', async (t) => {
+testIf(runMissing, 'bundle: a build, its fully cached rebuild and run --rm (exit code and output included) work when run through the bundle', async (t) => {
   const bundle = await bundleOnce();
   const dir = await tempDir(t, 'tsbuild-bundle-');
   t.teardown(() => {
@@ -164,6 +164,11 @@ testIf(runMissing, 'bundle: a build, its fully cached rebuild and run --rm work 
   const run = await runNode([bundle, '--root', store, 'run', '--rm', 'bundled', 'cat', '/hello.txt', '/built'], { cwd: ctx, env });
   t.is(run.code, 0, run.stderr);
   t.is(run.stdout, 'hello\nbuilt\n');
+  // The CLI exits as soon as its loop is empty (main.ts, 'beforeExit'): the container's exit code and all of its output still come out.
+  const failing = await runNode([bundle, '--root', store, 'run', '--rm', 'bundled', 'sh', '-c', 'echo out; echo err >&2; exit 3'], { cwd: ctx, env });
+  t.is(failing.code, 3, failing.stderr);
+  t.is(failing.stdout, 'out\n');
+  t.is(failing.stderr, 'err\n');
 });
 
 /** Why dist/cli/main.js is not the bundle (a bare `tsc` run leaves tsc's main.js), or undefined. */
