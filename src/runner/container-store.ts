@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import type { RestartPolicy } from './restart.js';
 import type { HealthcheckSpec } from './health.js';
 import { isProcessAlive } from './process-info.js';
 import type { ContainerRunOptions } from './run-options.js';
+import { randomHex } from '../sys/index.js';
 
 /** Docker's zero time, used for times that have not happened yet. */
 export const ZERO_TIME = '0001-01-01T00:00:00Z';
@@ -229,7 +229,7 @@ export class ContainerStore {
    * output meanwhile.
    */
   async writeState(id: string, state: ContainerState): Promise<void> {
-    const tmp = join(this.dirOf(id), `.state.json.${process.pid}-${randomBytes(4).toString('hex')}`);
+    const tmp = join(this.dirOf(id), `.state.json.${process.pid}-${randomHex(4)}`);
     try {
       writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`);
       await rename(tmp, join(this.dirOf(id), 'state.json'));

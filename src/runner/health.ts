@@ -3,7 +3,6 @@
  * check command inside it on schedule (through the launcher's join mode, as `exec`) and keeps
  * the status and the last five results in `containers/<id>/health.json` (replaced atomically).
  */
-import { randomBytes } from 'node:crypto';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -11,6 +10,7 @@ import { TsbuildError, type HealthConfig } from '../core/index.js';
 import type { RunResult } from '../sandbox/index.js';
 import type { ContainerRecord, ContainerStore } from './container-store.js';
 import type { ExecDeps } from './exec.js';
+import { randomHex } from '../sys/index.js';
 
 /** A container's healthcheck, durations in milliseconds. */
 export interface HealthcheckSpec {
@@ -119,7 +119,7 @@ export async function readHealth(containers: ContainerStore, id: string): Promis
 }
 
 async function writeHealth(containers: ContainerStore, id: string, h: HealthState): Promise<void> {
-  const tmp = join(containers.dirOf(id), `.health.json.${process.pid}-${randomBytes(4).toString('hex')}`);
+  const tmp = join(containers.dirOf(id), `.health.json.${process.pid}-${randomHex(4)}`);
   try {
     await writeFile(tmp, `${JSON.stringify(h, null, 2)}\n`);
     await rename(tmp, healthFileOf(containers, id));

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBuffer, randomHex } from '../sys/index.js';
 
 const ADJECTIVES = [
   'admiring', 'bold', 'brave', 'clever', 'dazzling', 'eager', 'elegant', 'focused', 'gallant', 'happy',
@@ -11,7 +11,7 @@ const NOUNS = [
 
 /** A new docker-style container ID: 64 lowercase hex digits. */
 export function newContainerId(): string {
-  return randomBytes(32).toString('hex');
+  return randomHex(32);
 }
 
 /** The 12-digit short form of a container ID. */
@@ -21,7 +21,7 @@ export function shortContainerId(id: string): string {
 
 /** A random docker-style name (`adjective_scientist`); the caller retries on a clash. */
 export function generateContainerName(): string {
-  const [a, b] = randomBytes(2);
+  const [a, b] = randomBuffer(2);
   return `${ADJECTIVES[(a ?? 0) % ADJECTIVES.length] as string}_${NOUNS[(b ?? 0) % NOUNS.length] as string}`;
 }
 

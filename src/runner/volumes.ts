@@ -4,13 +4,13 @@
  * anonymous ones (64 hex names, from `-v /path` or an image's VOLUME) go with `rm -v` / `--rm`.
  * Errors are TsbuildErrors `RUN_*`.
  */
-import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, copyFileSync, constants, lchownSync, lutimesSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, utimesSync, type Stats } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { TsbuildError } from '../core/index.js';
 import type { MountSpec } from '../sandbox/index.js';
 import { mergedChild, mergedRoot, resolveMerged, type MergedEntry, type MergedLayers } from './merged-tree.js';
+import { randomHex } from '../sys/index.js';
 
 /** A volume as `docker volume inspect` shows it. */
 export interface VolumeInfo {
@@ -73,7 +73,7 @@ export class VolumeStore {
    * Throws RUN_BAD_VOLUME_NAME.
    */
   async create(name: string | undefined, labels: Readonly<Record<string, string>> = {}, owner?: { uid: number; gid: number }): Promise<VolumeInfo> {
-    const n = name ?? randomBytes(32).toString('hex');
+    const n = name ?? randomHex(32);
     if (!isValidVolumeName(n)) {
       throw new TsbuildError('RUN_BAD_VOLUME_NAME', `"${n}" includes invalid characters for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed`, { exitCode: 125 });
     }

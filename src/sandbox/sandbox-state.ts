@@ -11,9 +11,8 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { TsbuildError } from '../core/index.js';
-import { readProcStat } from '../sys/index.js';
+import { randomHex, readProcStat } from '../sys/index.js';
 import type { MountSpec } from './spec.js';
 
 /** Paths of one sandbox's state. */
@@ -51,7 +50,7 @@ export function renderHosts(hostname: string): string {
 
 /** A fresh random sandbox id (12 hex digits, like a short container id). */
 export function newSandboxId(): string {
-  return randomBytes(6).toString('hex');
+  return randomHex(6);
 }
 
 function stateError(what: string, path: string, err: unknown): TsbuildError {

@@ -1,12 +1,11 @@
 import { execFile, type ExecFileOptions } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
 import { readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { TsbuildError, digestHex, isDigest, type Digest } from '../core/index.js';
-import { isPidRunning } from '../sys/index.js';
+import { isPidRunning, randomHex } from '../sys/index.js';
 import type { SnapshotInfo, SnapshotterKind } from './snapshotter.js';
 
 /** execFile as a promise, made on first use (at module load it would load node:child_process for every command that imports the snapshotter). */
@@ -98,7 +97,7 @@ export class SnapshotLayout {
 
   /** A fresh, unused path `tmp/<kind>-<pid>-<rand>` (no I/O): the target of a rename that makes a directory private. */
   tmpName(kind = 'snap'): string {
-    return join(this.dirs.tmp, `${kind}-${process.pid}-${randomBytes(8).toString('hex')}`);
+    return join(this.dirs.tmp, `${kind}-${process.pid}-${randomHex(8)}`);
   }
 
   /** Reads `<dir>/meta.json`; undefined when the directory or file is missing. */

@@ -1,5 +1,5 @@
 import { execFile, type ExecFileOptions } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { TsbuildError } from '../core/index.js';
 import { removeTree } from './layout.js';
 import type { OverlayMount, SnapshotMount } from './snapshotter.js';
+import { randomHex } from '../sys/index.js';
 
 /** execFile as a promise, made on first use (at module load it would load node:child_process for every command that imports the snapshotter). */
 const run = (file: string, args: readonly string[], options: ExecFileOptions = {}): Promise<unknown> => promisify(execFile)(file, [...args], options);
@@ -168,7 +169,7 @@ function readCachedProbe(file: string, key: string, userxattr: boolean): readonl
 
 /** Best effort and atomic (tmp + rename): a reader sees the old file, the new one or none. */
 function writeCachedProbe(file: string, key: string, options: readonly string[]): void {
-  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  const tmp = `${file}.${randomHex(6)}.tmp`;
   try {
     writeFileSync(tmp, JSON.stringify({ key, options }), { mode: 0o600 });
     renameSync(tmp, file);

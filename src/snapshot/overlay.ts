@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, lstatSync, mkdirSync, readlinkSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -9,6 +8,7 @@ import { wrapIo, type SnapshotDirs, type SnapshotMeta } from './layout.js';
 import { probeOverlayCached, type OverlayProbe } from './mounts.js';
 import { applyLayerAsSubIds, canUnpackAsSubIds } from './unpack-userns.js';
 import type { ActiveSnapshot, SnapshotDiff, SnapshotMount } from './snapshotter.js';
+import { randomHex } from '../sys/index.js';
 
 /** Options of {@link OverlaySnapshotter}. */
 export interface OverlaySnapshotterOptions {
@@ -123,7 +123,7 @@ export class OverlaySnapshotter extends BaseSnapshotter {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw wrapIo(err, `cannot create link ${name}`);
         if (readLinkOrEmpty(join(this.layout.links, name)) === target) break;
         if (attempt > 8) throw new TsbuildError('SNAPSHOT_IO', `cannot find a free short link name for ${chainId}`);
-        name = randomBytes(SHORT / 2).toString('hex');
+        name = randomHex(SHORT / 2);
       }
     }
     return { link: name, xattr: this.xattrPrefix };

@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { mkdir, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { digestHex, isDigest, sha256Of, TsbuildError, type Digest } from '../core/index.js';
 import { writeHashedFile } from './blob-writer.js';
+import { randomHex } from '../sys/index.js';
 
 /** What a caller knows about a blob before writing it; checked at EOF. */
 export interface ExpectedBlob {
@@ -97,7 +97,7 @@ export class DirBlobStore implements BlobStore {
         return have;
       }
     }
-    const tmp = join(this.tmpDir, `blob-${process.pid}-${randomBytes(8).toString('hex')}`);
+    const tmp = join(this.tmpDir, `blob-${process.pid}-${randomHex(8)}`);
     try {
       const { digest, size } = await writeHashedFile(stream, tmp, options);
       if (expected.digest !== undefined && digest !== expected.digest) {

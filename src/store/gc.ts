@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Digest } from '../core/index.js';
-import { isPidRunning } from '../sys/index.js';
+import { isPidRunning, randomHex } from '../sys/index.js';
 import { withLock } from './lock.js';
 import type { Store } from './store.js';
 import { reachableDigests } from './walk.js';
@@ -84,7 +83,7 @@ export interface Lease {
  * imports and builds between writing blobs and naming the image.
  */
 export async function acquireLease(store: Store): Promise<Lease> {
-  const path = join(store.paths.tmp, `lease-${process.pid}-${randomBytes(6).toString('hex')}`);
+  const path = join(store.paths.tmp, `lease-${process.pid}-${randomHex(6)}`);
   await writeFile(path, '');
   let done = false;
   return {

@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TsbuildError } from '../core/index.js';
+import { randomHex } from '../sys/index.js';
 
 /** Options of {@link acquireLock}. */
 export interface LockOptions {
@@ -43,7 +43,7 @@ function parseOwner(text: string): { pid: number; host: string } | undefined {
  */
 export async function acquireLock(path: string, options: LockOptions = {}): Promise<Lock> {
   const timeoutMs = options.timeoutMs ?? 60_000;
-  const me = `${options.pid ?? process.pid}@${hostname()} ${randomBytes(8).toString('hex')}\n`;
+  const me = `${options.pid ?? process.pid}@${hostname()} ${randomHex(8)}\n`;
   const deadline = Date.now() + timeoutMs;
   let delay = 2;
   let emptySince: number | undefined;
@@ -87,7 +87,7 @@ export async function acquireLock(path: string, options: LockOptions = {}): Prom
       if (stale) {
         // Move it aside atomically, then check that what we moved is what we judged stale;
         // if a live owner slipped in between, put it back (it is the only window of the scheme).
-        const aside = `${path}.stale-${randomBytes(6).toString('hex')}`;
+        const aside = `${path}.stale-${randomHex(6)}`;
         try {
           await rename(path, aside);
           const moved = await readFile(aside, 'utf8').catch(() => '');

@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { access, link, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MediaType, TsbuildError, type ImageIndex } from '../core/index.js';
+import { randomHex } from '../sys/index.js';
 
 /** The content of the `oci-layout` file. */
 export const OCI_LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: '1.0.0' });
@@ -49,7 +49,7 @@ export function emptyIndex(): ImageIndex {
 
 /** Writes `data` to `path` atomically (tmp file in `tmpDir`, fsync, rename). */
 export async function writeFileAtomic(path: string, data: string, tmpDir: string): Promise<void> {
-  const tmp = join(tmpDir, `file-${process.pid}-${randomBytes(8).toString('hex')}`);
+  const tmp = join(tmpDir, `file-${process.pid}-${randomHex(8)}`);
   try {
     const fh = await open(tmp, 'wx', 0o644);
     try {
@@ -68,7 +68,7 @@ export async function writeFileAtomic(path: string, data: string, tmpDir: string
 /** Creates `path` with `data` only if it does not exist yet (atomic: link of a complete tmp file). */
 async function createIfMissing(path: string, data: string, tmpDir: string): Promise<void> {
   if (await access(path).then(() => true, () => false)) return;
-  const tmp = join(tmpDir, `init-${process.pid}-${randomBytes(8).toString('hex')}`);
+  const tmp = join(tmpDir, `init-${process.pid}-${randomHex(8)}`);
   await writeFileAtomic(tmp, data, tmpDir);
   try {
     await link(tmp, path);

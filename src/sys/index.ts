@@ -7,3 +7,4 @@ export { listXattrNames, getXattr, readXattrs, setXattr, removeXattr, compareByt
 export { makeNode, makeDev, splitDev, type NodeKind } from './device.js';
 export { readProcStat, isPidRunning, type ProcStat } from './proc.js';
 export { DEFERRED_CA_VAR, deferNodeExtraCaCerts, extraCaFile, externalProgramEnv, readExtraCaFile, withNodeRoots } from './node-ca.js';
+export { randomBuffer, randomHex } from './random.js';
