@@ -3,7 +3,7 @@ import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findCompressionTools } from '../layer/index.js';
-import { ContainerStore, findSlirp4netns, type CreateDeps, type MonitorCommand, type RunnerDeps } from '../runner/index.js';
+import { ContainerStore, findSlirp4netns, type CreateDeps, type MonitorCommand, type RunnerDeps, type SlirpLookup } from '../runner/index.js';
 import { Sandbox } from '../sandbox/index.js';
 import { openSnapshotter } from '../snapshot/index.js';
 import type { CommandContext } from './command.js';
@@ -40,8 +40,9 @@ export function containerSandbox(ctx: CommandContext): Sandbox {
   });
 }
 
-/** Opens the store, its containers, the snapshotter and a sandbox owned by this process (`sandbox`, else a new one). */
-export async function openContainerDeps(ctx: CommandContext, sandbox: Sandbox = containerSandbox(ctx)): Promise<ContainerDeps> {
+/** Opens the store, its containers, the snapshotter and a sandbox owned by this process (`made.sandbox`, else a new one; `made.slirp4netns`: already looked up). */
+export async function openContainerDeps(ctx: CommandContext, made: { readonly sandbox?: Sandbox; readonly slirp4netns?: SlirpLookup } = {}): Promise<ContainerDeps> {
+  const sandbox = made.sandbox ?? containerSandbox(ctx);
   const store = await openCliStore(ctx);
   const { snapshotter } = await openSnapshotter({ snapshots: store.paths.snapshots, tmp: store.paths.tmp });
   const uid = process.getuid?.() ?? 0;
@@ -56,7 +57,7 @@ export async function openContainerDeps(ctx: CommandContext, sandbox: Sandbox = 
     rootless: uid !== 0,
     ownerPid: process.pid,
     compressionTools: findCompressionTools(ctx.env.PATH),
-    slirp4netns: findSlirp4netns(ctx.env.PATH),
+    slirp4netns: made.slirp4netns ?? findSlirp4netns(ctx.env.PATH),
   };
 }
 

@@ -8,7 +8,7 @@ import { mergeEnv } from './container-config.js';
 import type { ContainerEntry, ContainerStore } from './container-store.js';
 import { requireRunning } from './pause.js';
 import { ulimitsToRlimits } from './run-options.js';
-import { resolveSnapshotUser } from './runner.js';
+import { resolveSnapshotUser } from './snapshot-user.js';
 
 /** What `exec` needs. */
 export interface ExecDeps {

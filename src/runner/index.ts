@@ -12,9 +12,10 @@ export {
 } from './container-store.js';
 export { resolveProcess, mergeEnv, parseSignal, DEFAULT_PATH, type ProcessFlags, type ResolvedProcess } from './container-config.js';
 export { prepareImage, type RunnableImage } from './image-root.js';
+export { resolveSnapshotUser } from './snapshot-user.js';
 export { createContainer, type CreateContainerOptions, type CreateDeps } from './create.js';
 export {
-  runContainer, removeContainer, isContainerRunning, snapshotKeyOf, resolveSnapshotUser, INIT_PATH,
+  runContainer, removeContainer, isContainerRunning, snapshotKeyOf, INIT_PATH,
   type RunnerDeps, type RunContainerOptions,
 } from './runner.js';
 export { killContainer, parseKillSignal, stopContainer, waitForStop, SIGNALS } from './control.js';

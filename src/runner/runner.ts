@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { TsbuildError } from '../core/index.js';
-import { cleanupStaleCgroups, createRunSpec, listHostDevices, parseGroup, parsePasswd, resolveUserFromTables, type RootSpec, type RunHooks, type RunResult, type Sandbox, type SandboxPrestart, type SandboxStdio } from '../sandbox/index.js';
+import { cleanupStaleCgroups, createRunSpec, listHostDevices, type RootSpec, type RunHooks, type RunResult, type Sandbox, type SandboxPrestart, type SandboxStdio } from '../sandbox/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
 import type { ContainerRecord, ContainerState, ContainerStore } from './container-store.js';
 import { ZERO_TIME } from './container-store.js';
@@ -34,21 +34,6 @@ export const INIT_PATH = '/sbin/tsbuild-init';
 /** The snapshot key of a container's writable layer. */
 export function snapshotKeyOf(id: string): string {
   return `ctr-${id}`;
-}
-
-/** Reads a small file the snapshot `name` shows at `path` (without mounting), or undefined. */
-async function readSnapshotFile(snapshotter: Snapshotter, name: string, path: string): Promise<string | undefined> {
-  const host = await snapshotter.lookup(name, path);
-  if (host === undefined) return undefined;
-  return readFile(host, 'utf8').catch(() => undefined);
-}
-
-/** Resolves `user` (`name`, `uid`, `name:group`...) against the snapshot's /etc/passwd and /etc/group. Throws SANDBOX_* as `run --rootfs`. */
-export async function resolveSnapshotUser(snapshotter: Snapshotter, name: string, user: string): Promise<{ uid: number; gid: number; additionalGids: number[]; home: string | undefined }> {
-  const passwd = await readSnapshotFile(snapshotter, name, '/etc/passwd');
-  const group = await readSnapshotFile(snapshotter, name, '/etc/group');
-  const r = resolveUserFromTables(user, passwd === undefined ? undefined : parsePasswd(passwd), group === undefined ? undefined : parseGroup(group));
-  return { uid: r.uid, gid: r.gid, additionalGids: r.additionalGids, home: r.home };
 }
 
 /** The sandbox root of an active snapshot. */

@@ -137,8 +137,8 @@ function formatMiB(bytes: number): string {
 }
 
 /**
- * A sandbox started ahead of its spec ({@link Sandbox.prestart}): the launcher is spawned and, in the
- * background, moves into the sandbox's new cgroup, while the caller prepares the root file system.
+ * A sandbox started ahead of its spec ({@link Sandbox.prestart}): the launcher is spawned and joins the
+ * sandbox's new cgroup itself while the caller prepares the root file system.
  */
 export interface SandboxPrestart {
   /**
@@ -180,7 +180,8 @@ class Prestart implements SandboxPrestart {
   readonly #parts: Promise<PrestartParts>;
   readonly netns: Promise<number | undefined>;
   readonly #onWarning: ((msg: string) => void) | undefined;
-  #taken = false;
+  /** Open until a run takes it or it is disposed of. */
+  #state: 'open' | 'taken' | 'disposed' = 'open';
 
   constructor(parts: Promise<PrestartParts>, netns: boolean, onWarning: ((msg: string) => void) | undefined) {
     this.#parts = parts;
@@ -188,7 +189,7 @@ class Prestart implements SandboxPrestart {
     parts.catch(() => undefined);
     this.netns = !netns ? Promise.resolve(undefined) : parts.then(async (p) => {
       const pid = p.launcher.pid;
-      if (pid === undefined || !(await p.launcher.expectLine('netns')) || (this.#taken && !this.#running)) return undefined;
+      if (pid === undefined || !(await p.launcher.expectLine('netns')) || this.#state === 'disposed') return undefined;
       // In the tick that saw the line and while the launcher has not been reaped (its pid cannot be reused):
       // a zombie's namespace link no longer opens.
       if (!p.launcher.running()) return undefined;
@@ -200,20 +201,16 @@ class Prestart implements SandboxPrestart {
     }, () => undefined);
   }
 
-  /** Taken by a run (not disposed of). */
-  #running = false;
-
   /** The parts for one run; throws what the start failed with, or INTERNAL when already taken. */
   async take(): Promise<PrestartParts> {
-    if (this.#taken) throw new TsbuildError('INTERNAL', 'a prestarted sandbox was used twice');
-    this.#taken = true;
-    this.#running = true;
+    if (this.#state !== 'open') throw new TsbuildError('INTERNAL', `a prestarted sandbox was used after it was ${this.#state}`);
+    this.#state = 'taken';
     return this.#parts;
   }
 
   async dispose(): Promise<void> {
-    if (this.#taken) return;
-    this.#taken = true;
+    if (this.#state !== 'open') return;
+    this.#state = 'disposed';
     const parts = await this.#parts.catch(() => undefined);
     if (parts === undefined) return;
     parts.launcher.kill();
@@ -255,11 +252,7 @@ export class Sandbox {
     let cgroup: Cgroup | undefined = pre?.cgroup;
     try {
       signal?.throwIfAborted();
-      this.#ready ??= this.#prepare();
-      const shared = pre?.shared ?? await this.#ready.catch((err: unknown) => {
-        this.#ready = undefined;
-        throw err;
-      });
+      const shared = pre?.shared ?? await this.#prepared();
       // A directory root is checked here (one stat); an overlay root's directories (one per layer) only when its mount fails.
       if (spec.root.overlay === undefined) this.#checkRoot(spec);
       // SECURITY: rootless sandboxes always get a user namespace; the launcher never runs setuid.
@@ -296,10 +289,7 @@ export class Sandbox {
       };
       const limits = resourcesToLimits(runSpec.linux.resources);
       if (pre === undefined && runSpec.linux.resources !== undefined) {
-        cgroup = await createCgroup(`sandbox-${id}`, limits, {
-          rootless: this.rootless,
-          ...(o.onWarning === undefined ? {} : { onWarning: o.onWarning }),
-        });
+        cgroup = await this.#createCgroup(id, limits);
       }
       // A launcher making the network namespace reports it first (SandboxPrestart.netns reads that line): the
       // handshake reads the status pipe only after it.
@@ -346,21 +336,17 @@ export class Sandbox {
     // The one-time preparation (launcher check, stale state, the state dir's shared parts) goes on meanwhile. It starts
     // first: its first file operation starts libuv's thread pool, whose threads could not be created while the
     // launcher's attach waits (a cgroup attach holds back every fork and thread creation of the machine until then).
-    this.#ready ??= this.#prepare();
+    const ready = this.#prepared();
     // Handled below once the launcher runs; a cgroup that cannot be made throws first (no unhandled rejection).
-    this.#ready.catch(() => undefined);
+    ready.catch(() => undefined);
     const id = newSandboxId();
-    const cgroup = resources === undefined ? undefined : await createCgroup(`sandbox-${id}`, resourcesToLimits(resources), {
-      rootless: this.rootless,
-      ...(o.onWarning === undefined ? {} : { onWarning: o.onWarning }),
-    });
+    const cgroup = resources === undefined ? undefined : await this.#createCgroup(id, resourcesToLimits(resources));
     // The launcher joins the cgroup itself, before it reads its spec (launcher.c --cgroup): nothing of this
     // process waits for that, and the child it clones once it has the spec is born in the cgroup.
     const early = cgroup !== undefined && resources?.pids?.limit === undefined;
     const args = [...(early ? (cgroup as Cgroup).procsFiles.flatMap((f) => ['--cgroup', f]) : []), ...(netns ? ['--netns'] : [])];
     const launcher = startLauncher(o.launcherPath, launcherStdioModes(stdio), false, args);
-    const parts = this.#ready.then((shared) => ({ id, shared, cgroup, launcher, early }), async (err: unknown) => {
-      this.#ready = undefined;
+    const parts = ready.then((shared) => ({ id, shared, cgroup, launcher, early }), async (err: unknown) => {
       launcher.kill();
       await launcher.exited;
       await cgroup?.destroy().catch(() => undefined);
@@ -380,6 +366,20 @@ export class Sandbox {
     if (this.#options.zygote !== true || process.env.TSBUILD_ZYGOTE === '0' || zygoteModes(stdio) === undefined) return undefined;
     this.#zygote ??= new LauncherZygote(this.#options.launcherPath);
     return this.#zygote;
+  }
+
+  /** The one-time preparation, started by the first caller; a failed one is tried again by the next. */
+  #prepared(): Promise<SharedSandboxState> {
+    this.#ready ??= this.#prepare().catch((err: unknown) => {
+      this.#ready = undefined;
+      throw err;
+    });
+    return this.#ready;
+  }
+
+  /** The cgroup of sandbox `id` with `limits` (undefined when none can be used). */
+  #createCgroup(id: string, limits: CgroupLimits): Promise<Cgroup | undefined> {
+    return createCgroup(`sandbox-${id}`, limits, { rootless: this.rootless, ...(this.#options.onWarning === undefined ? {} : { onWarning: this.#options.onWarning }) });
   }
 
   /** Checks the launcher, removes stale state of dead owners (once per instance), creates the state dir's shared parts. */

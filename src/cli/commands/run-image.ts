@@ -1,6 +1,6 @@
 import { notSupportedYet, TsbuildError } from '../../core/index.js';
 import {
-  startSlirpAhead, type ContainerNetwork, type SlirpProcess,
+  startSlirpAhead, type ContainerNetwork, type SlirpLookup, type SlirpProcess,
   bindingsOfContainer, checkPortsAvailable, createContainer, findSlirp4netns, parseContainerNetwork, resolveContainerNetwork, createLogWriter, endAttachedRun, NO_RESTART, parseDuration, parsePublishSpec, parseRestartPolicy, startMonitor, markOpenStdin, runContainer, runWithHealthcheck, runWithRestartPolicy, removeContainer, startAttachServer,
   type ContainerRecord, type HealthFlags, type PortBinding,
 } from '../../runner/index.js';
@@ -158,9 +158,10 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
   // network namespace with slirp4netns: see Sandbox.prestart), while the store is opened and the
   // container created; the first run takes it, else it is disposed of.
   const sandbox = containerSandbox(ctx);
-  const ahead = detach || tty || interactive ? undefined : await startAhead(args, ctx, sandbox);
+  const slirp4netns = findSlirp4netns(ctx.env.PATH);
+  const ahead = detach || tty || interactive ? undefined : await startAhead(args, ctx, sandbox, slirp4netns);
   try {
-    const deps = await openContainerDeps(ctx, sandbox);
+    const deps = await openContainerDeps(ctx, { sandbox, slirp4netns });
     return await createAndRun(args, ctx, deps, ahead);
   } finally {
     await ahead?.prestart.dispose();
@@ -176,10 +177,9 @@ interface Ahead {
 }
 
 /** The sandbox start of a container from the flags' resources and network (undefined when the flags are invalid: creating the container reports that). */
-async function startAhead(args: ParsedArgs, ctx: CommandContext, sandbox: Sandbox): Promise<Ahead | undefined> {
+async function startAhead(args: ParsedArgs, ctx: CommandContext, sandbox: Sandbox, slirp4netns: SlirpLookup): Promise<Ahead | undefined> {
   let resources: ResourcesSpec | undefined;
   let network: ContainerNetwork;
-  const slirp4netns = findSlirp4netns(ctx.env.PATH);
   try {
     resources = limitsToResources(parseLimitFlags(args));
     network = resolveContainerNetwork(parseContainerNetwork(optString(args, 'network')), slirp4netns).network;
