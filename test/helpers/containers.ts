@@ -23,20 +23,25 @@ export function processesMentioning(text: string): number[] {
   return out;
 }
 
-/** Live (not zombie) children of process `parent` whose /proc/PID/comm is `comm` (15 characters at most, as the kernel keeps it). */
-export function childrenNamed(parent: number, comm: string): number[] {
-  const out: number[] = [];
+/** Live (not zombie) children of process `parent`, with their command names (15 characters at most, as the kernel keeps them). */
+export function liveChildren(parent: number): { pid: number; comm: string }[] {
+  const out: { pid: number; comm: string }[] = [];
   for (const n of readdirSync('/proc')) {
     if (!/^\d+$/.test(n)) continue;
     try {
       const stat = readFileSync(`/proc/${n}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (fields[0] !== 'Z' && Number(fields[1]) === parent && readFileSync(`/proc/${n}/comm`, 'utf8').trim() === comm) out.push(Number(n));
+      if (fields[0] !== 'Z' && Number(fields[1]) === parent) out.push({ pid: Number(n), comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) });
     } catch {
       // gone
     }
   }
   return out;
+}
+
+/** Live children of process `parent` whose command name is `comm`. */
+export function childrenNamed(parent: number, comm: string): number[] {
+  return liveChildren(parent).filter((c) => c.comm === comm).map((c) => c.pid);
 }
 
 /** Waits (up to 20 s) until no process mentions `text`; returns either way (the caller asserts). */

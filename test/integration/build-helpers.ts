@@ -1,6 +1,6 @@
 import type { ExecutionContext, Implementation } from 'ava';
 import { lstat as fsLstat, mkdir, readdir, readFile, realpath, stat as fsStat, writeFile } from 'node:fs/promises';
-import { existsSync, readdirSync, readFileSync, type Stats } from 'node:fs';
+import { existsSync, readFileSync, type Stats } from 'node:fs';
 import { userInfo } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { BuildEvent, Digest, ImageConfig, ImageManifest } from '../../src/core/index.js';
@@ -8,6 +8,7 @@ import { applyLayer, readTar } from '../../src/layer/index.js';
 import { openStore, resolveImage, type Store } from '../../src/store/index.js';
 import { cli, type CliResult } from '../cli/run-cli.js';
 import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
+import { cgroupsOwnedBy, liveChildren } from '../helpers/containers.js';
 import { ensureLauncher, mountsUnder } from '../sandbox/sandbox-helpers.js';
 import { tempDir } from '../helpers/tmp.js';
 import { testSerialIf } from '../helpers/capability.js';
@@ -94,33 +95,12 @@ export async function makeFixture(t: ExecutionContext, files: Readonly<Record<st
 
 /** Cgroup directories of this process (any controller) below tsbuild/. */
 export function ownCgroups(): string[] {
-  const out: string[] = [];
-  for (const c of readdirSync('/sys/fs/cgroup')) {
-    let names: string[] = [];
-    try {
-      names = readdirSync(join('/sys/fs/cgroup', c, 'tsbuild'));
-    } catch {
-      continue;
-    }
-    for (const n of names) if (n.includes(`.owner-${process.pid}-`)) out.push(`${c}/tsbuild/${n}`);
-  }
-  return out;
+  return cgroupsOwnedBy(process.pid);
 }
 
 /** Live child processes of this process (tsx's esbuild service excepted). */
 export function childProcesses(): string[] {
-  const out: string[] = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === process.pid && fields[0] !== 'Z' && !stat.includes('(esbuild)')) out.push(`${p} ${stat.slice(stat.indexOf('('), stat.lastIndexOf(')') + 1)}`);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
+  return liveChildren(process.pid).filter((c) => c.comm !== 'esbuild').map((c) => `${c.pid} (${c.comm})`);
 }
 
 /** Keys of active snapshots left in a store (any snapshotter). */

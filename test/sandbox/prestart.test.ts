@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { isTsbuildError } from '../../src/core/index.js';
 import { runHandshake } from '../../src/sandbox/launcher-handshake.js';
-import { startLauncher } from '../../src/sandbox/launcher-process.js';
+import { startLauncher, type StartedLauncher } from '../../src/sandbox/launcher-process.js';
 import { encodeLauncherSpec } from '../../src/sandbox/launcher-spec.js';
-import { createRunSpec } from '../../src/sandbox/spec.js';
+import { createRunSpec, type RunSpec } from '../../src/sandbox/spec.js';
 import { testSerialIf } from '../helpers/capability.js';
 import { cgroupsOwnedBy, childrenNamed } from '../helpers/containers.js';
 import { busyboxMissing, makeBusyboxRootfs } from '../helpers/rootfs.js';
@@ -31,19 +31,25 @@ function launcherChildren(): number[] {
   return childrenNamed(process.pid, 'tsbuild-launche');
 }
 
+/** Drives `launcher` (started with stdout/stderr piped) through the handshake of `spec`, its output to `out`, released with its spec. */
+function handshakeOf(launcher: StartedLauncher, spec: RunSpec, rootfs: string, out: PassThrough): ReturnType<typeof runHandshake> {
+  return runHandshake({
+    launcherPath: ensureLauncher(),
+    input: encodeLauncherSpec(spec, { rootfs }),
+    stdio: { stdout: out, stderr: out },
+    launcher: launcher.attach({ stdout: out, stderr: out }),
+    releaseAtStart: true,
+    onPid: async () => undefined,
+  });
+}
+
 testSerialIf(missing, 'launcher --cgroup: a cgroup it cannot join fails the start at step join-cgroup, before anything is cloned (also when the launcher ended before the handshake read it)', async (t) => {
   const dir = await tempDir(t, 'tsbuild-pre-');
   const rootfs = await makeBusyboxRootfs(join(dir, 'rootfs'));
   const out = captured();
   const launcher = startLauncher(ensureLauncher(), ['ignore', 'pipe', 'pipe'], false, ['--cgroup', join(dir, 'no-such-cgroup', 'cgroup.procs')]);
-  const r = await runHandshake({
-    launcherPath: ensureLauncher(),
-    input: encodeLauncherSpec(createRunSpec({ root: { path: rootfs }, args: ['echo', 'ran'] }), { rootfs }),
-    stdio: { stdout: out.stream, stderr: out.stream },
-    launcher: launcher.attach({ stdout: out.stream, stderr: out.stream }),
-    releaseAtStart: true,
-    onPid: async () => undefined,
-  });
+  const echo = createRunSpec({ root: { path: rootfs }, args: ['echo', 'ran'] });
+  const r = await handshakeOf(launcher, echo, rootfs, out.stream);
   t.is(r.pid, undefined, 'no child was cloned');
   t.like(r.lines.find((l) => l.error !== undefined)?.error, { step: 'join-cgroup', errno: 2 });
   t.is(await r.exited, 125);
@@ -52,14 +58,7 @@ testSerialIf(missing, 'launcher --cgroup: a cgroup it cannot join fails the star
   // handshake still gets its error line and its end.
   const early = startLauncher(ensureLauncher(), ['ignore', 'pipe', 'pipe'], false, ['--cgroup', join(dir, 'no-such-cgroup', 'cgroup.procs')]);
   t.is(await early.exited, 125);
-  const late = await runHandshake({
-    launcherPath: ensureLauncher(),
-    input: encodeLauncherSpec(createRunSpec({ root: { path: rootfs }, args: ['echo', 'ran'] }), { rootfs }),
-    stdio: { stdout: out.stream, stderr: out.stream },
-    launcher: early.attach({ stdout: out.stream, stderr: out.stream }),
-    releaseAtStart: true,
-    onPid: async () => undefined,
-  });
+  const late = await handshakeOf(early, echo, rootfs, out.stream);
   t.like(late.lines.find((l) => l.error !== undefined)?.error, { step: 'join-cgroup', errno: 2 });
 });
 
@@ -104,14 +103,7 @@ testSerialIf(missing, 'launcher --netns: the child is born in the network namesp
     const launcher = startLauncher(ensureLauncher(), ['ignore', 'pipe', 'pipe'], false, ['--netns']);
     t.true(await launcher.expectLine('netns'), 'the launcher reports its namespace before it reads its spec');
     const made = launcher.pid === undefined ? undefined : readlinkSync(`/proc/${launcher.pid}/ns/net`);
-    const r = await runHandshake({
-      launcherPath: ensureLauncher(),
-      input: encodeLauncherSpec(createRunSpec({ root: { path: rootfs }, args: ['readlink', '/proc/self/ns/net'], network }), { rootfs }),
-      stdio: { stdout: out.stream, stderr: out.stream },
-      launcher: launcher.attach({ stdout: out.stream, stderr: out.stream }),
-      releaseAtStart: true,
-      onPid: async () => undefined,
-    });
+    const r = await handshakeOf(launcher, createRunSpec({ root: { path: rootfs }, args: ['readlink', '/proc/self/ns/net'], network }), rootfs, out.stream);
     const err = r.lines.find((l) => l.error !== undefined)?.error;
     return { made, out: out.text(), error: err === undefined ? undefined : `${err.step} ${err.errno}` };
   };

@@ -5,7 +5,11 @@ import { join } from 'node:path';
 import { removeDirTree, removeDirTreeSync, removeTree } from '../../src/snapshot/layout.js';
 import { tempDir } from '../helpers/tmp.js';
 
-test('removeDirTree: removes nested directories, files, a fifo and symlinks without following them; more entries than one batch', async (t) => {
+/**
+ * A tree to remove (`<root>/tree`): nested directories, `files` files in one directory, symlinks to a directory,
+ * a file and nothing, a fifo and an empty directory; `<root>/outside/keep` is what the links point to.
+ */
+async function hostileTree(t: Parameters<typeof tempDir>[0], files: number): Promise<{ tree: string; keep: string }> {
   const root = await tempDir(t);
   const outside = join(root, 'outside');
   mkdirSync(outside);
@@ -13,15 +17,20 @@ test('removeDirTree: removes nested directories, files, a fifo and symlinks with
   const tree = join(root, 'tree');
   mkdirSync(join(tree, 'a', 'b', 'c'), { recursive: true });
   writeFileSync(join(tree, 'a', 'b', 'c', 'f'), 'f\n');
-  for (let i = 0; i < 100; i++) writeFileSync(join(tree, 'a', `f${i}`), `${i}\n`);
+  for (let i = 0; i < files; i++) writeFileSync(join(tree, 'a', `f${i}`), `${i}\n`);
   symlinkSync(outside, join(tree, 'a', 'dir-link'));
   symlinkSync(join(outside, 'keep'), join(tree, 'file-link'));
   symlinkSync('missing', join(tree, 'dangling'));
   execFileSync('mkfifo', [join(tree, 'fifo')]);
   mkdirSync(join(tree, 'empty'));
+  return { tree, keep: join(outside, 'keep') };
+}
+
+test('removeDirTree: removes nested directories, files, a fifo and symlinks without following them; more entries than one batch', async (t) => {
+  const { tree, keep } = await hostileTree(t, 100);
   await removeDirTree(tree);
   t.false(existsSync(tree));
-  t.is(readFileSync(join(outside, 'keep'), 'utf8'), 'keep\n', 'a symlink to a directory is removed, not what it points to');
+  t.is(readFileSync(keep, 'utf8'), 'keep\n', 'a symlink to a directory is removed, not what it points to');
 });
 
 test('removeDirTree: a missing directory is no error; a file is unlinked (the naive snapshotter discards its record file)', async (t) => {
@@ -48,22 +57,10 @@ test('removeDirTree: the tree an overlay work dir holds after a volatile mount (
 });
 
 test('removeDirTreeSync: removes nested directories, files, a fifo and symlinks without following them', async (t) => {
-  const root = await tempDir(t);
-  const outside = join(root, 'outside');
-  mkdirSync(outside);
-  writeFileSync(join(outside, 'keep'), 'keep\n');
-  const tree = join(root, 'tree');
-  mkdirSync(join(tree, 'a', 'b', 'c'), { recursive: true });
-  writeFileSync(join(tree, 'a', 'b', 'c', 'f'), 'f\n');
-  for (let i = 0; i < 40; i++) writeFileSync(join(tree, 'a', `f${i}`), `${i}\n`);
-  symlinkSync(outside, join(tree, 'a', 'dir-link'));
-  symlinkSync(join(outside, 'keep'), join(tree, 'file-link'));
-  symlinkSync('missing', join(tree, 'dangling'));
-  execFileSync('mkfifo', [join(tree, 'fifo')]);
-  mkdirSync(join(tree, 'empty'));
+  const { tree, keep } = await hostileTree(t, 40);
   removeDirTreeSync(tree);
   t.false(existsSync(tree));
-  t.is(readFileSync(join(outside, 'keep'), 'utf8'), 'keep\n', 'a symlink to a directory is removed, not what it points to');
+  t.is(readFileSync(keep, 'utf8'), 'keep\n', 'a symlink to a directory is removed, not what it points to');
 });
 
 test('removeDirTreeSync: a missing directory is no error; a file is unlinked', async (t) => {
