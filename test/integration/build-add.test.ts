@@ -10,7 +10,7 @@ import type { ExecutionContext } from 'ava';
 import { testSerialIf } from '../helpers/capability.js';
 import { cli } from '../cli/run-cli.js';
 import { buildTar } from '../layer/helpers.js';
-import { build, buildMissing, lstat, makeFixture, readImage, readUnpacked, stepsOf, unpackImage } from './build-helpers.js';
+import { build, buildMissing, lstat, makeFixture, readImage, readUnpacked, stepsOf, unpackImage, unpackedImage } from './build-helpers.js';
 
 const run = promisify(execFile);
 const missing = await buildMissing();
@@ -64,8 +64,7 @@ testSerialIf(missing, 'tsbuild build: ADD extracts local tar, tar.gz, tar.bz2 an
   ].join('\n');
   const r = await build(f, df, ['-t', 'add:1']);
   t.is(r.code, 0, r.stderr);
-  const dest = join(f.dir, 'unpacked');
-  await unpackImage(await readImage(f.root, 'add:1'), dest);
+  const dest = await unpackedImage(f, 'add:1');
   for (const dir of ['x', 'y', 'z']) t.is(await readUnpacked(dest, `${dir}/app/a.txt`), 'from the archive', dir);
   const a = await lstat(join(dest, 'x/app/a.txt'));
   t.is(a.mode & 0o7777, 0o640);
@@ -91,8 +90,7 @@ testSerialIf(missing, 'tsbuild build: ADD refuses a hostile archive and names th
   r = await build(f, 'FROM busybox\nADD through.tar /t/\n', ['-t', 'through:1']);
   t.is(r.code, 0, r.stderr);
   t.deepEqual(await readdir(outside), []);
-  const dest = join(f.dir, 'unpacked');
-  await unpackImage(await readImage(f.root, 'through:1'), dest);
+  const dest = await unpackedImage(f, 'through:1');
   t.is(await readUnpacked(dest, join('t', outside, 'evil')), 'x');
   t.false(existsSync(join(f.root, 'tmp', 'add-')));
   t.deepEqual((await readdir(join(f.root, 'tmp'))).filter((n) => n.startsWith('add-')), [], 'staging directories are removed');
@@ -113,8 +111,7 @@ testSerialIf(missing, 'tsbuild build: ADD downloads http URLs with Last-Modified
   ].join('\n');
   let r = await build(f, df(sha256('version 1\n')), ['-t', 'url:1']);
   t.is(r.code, 0, r.stderr);
-  const dest = join(f.dir, 'unpacked');
-  await unpackImage(await readImage(f.root, 'url:1'), dest);
+  const dest = await unpackedImage(f, 'url:1');
   t.is(await readUnpacked(dest, 'dl/file.txt'), 'version 1\n');
   t.is(await readUnpacked(dest, 'renamed'), 'version 1\n');
   t.is(await readUnpacked(dest, 'checked/file.txt'), 'version 1\n');
@@ -215,8 +212,7 @@ testSerialIf(gitMissing, 'tsbuild build: ADD fetches a git repository at a ref a
   ].join('\n');
   let r = await build(f, df, ['-t', 'git:1']);
   t.is(r.code, 0, r.stderr);
-  const dest = join(f.dir, 'unpacked');
-  await unpackImage(await readImage(f.root, 'git:1'), dest);
+  const dest = await unpackedImage(f, 'git:1');
   t.is(await readUnpacked(dest, 'src/README'), 'v2\n');
   t.false(existsSync(join(dest, 'src/.git')));
   t.deepEqual(await readdir(join(dest, 'docs')), ['guide.md']);
@@ -275,8 +271,7 @@ testSerialIf(gitMissing, 'tsbuild build: ADD of a git repository checks out its 
 
   const r = await build(f, `FROM busybox\nADD ${base}/app.git /app\nADD ${base}/app.git#main:vendor /vendor\n`, ['-t', 'sub:1']);
   t.is(r.code, 0, r.stderr);
-  const dest = join(f.dir, 'unpacked');
-  await unpackImage(await readImage(f.root, 'sub:1'), dest);
+  const dest = await unpackedImage(f, 'sub:1');
   t.is(await readUnpacked(dest, 'app/app.txt'), 'application\n');
   t.is(await readUnpacked(dest, 'app/vendor/lib/lib.txt'), 'library\n');
   t.is(await readUnpacked(dest, 'app/vendor/lib/deps/inner/inner.txt'), 'innermost\n');

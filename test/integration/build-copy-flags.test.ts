@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { readTar } from '../../src/layer/index.js';
 import { testSerialIf } from '../helpers/capability.js';
-import { build, buildMissing, lstat, makeFixture, readImage, readUnpacked, stepsOf, unpackImage, type StoredImage } from './build-helpers.js';
+import { build, buildMissing, lstat, makeFixture, readImage, readUnpacked, stepsOf, unpackImage, type StoredImage, unpackedImage } from './build-helpers.js';
 
 const missing = await buildMissing();
 
@@ -41,8 +41,7 @@ testSerialIf(missing, 'tsbuild build: COPY --parents keeps source paths below th
   ].join('\n');
   const r = await build(f, df, ['-t', 'parents:1']);
   t.is(r.code, 0, r.stderr);
-  const dest = join(f.dir, 'unpacked');
-  await unpackImage(await readImage(f.root, 'parents:1'), dest);
+  const dest = await unpackedImage(f, 'parents:1');
   t.is(await readUnpacked(dest, 'p/a/b/one.txt'), '1');
   t.is(await readUnpacked(dest, 'p/a/c/two.txt'), '2');
   t.deepEqual(await readdir(join(dest, 'w/a')), ['b', 'c']);
@@ -76,8 +75,7 @@ testSerialIf(missing, 'tsbuild build: COPY --exclude leaves matching files out o
   ].join('\n');
   let r = await build(f, df, ['-t', 'exclude:1']);
   t.is(r.code, 0, r.stderr);
-  const dest = join(f.dir, 'unpacked');
-  await unpackImage(await readImage(f.root, 'exclude:1'), dest);
+  const dest = await unpackedImage(f, 'exclude:1');
   t.deepEqual(await readdir(join(dest, 'ex')), ['docs', 'keep.js', 'sub']);
   t.deepEqual(await readdir(join(dest, 'ex/sub')), ['also.js']);
   t.deepEqual(await readdir(join(dest, 'ex/docs')), ['keep.md', 'readme.md'], '*.md matches at the top only');
@@ -137,8 +135,7 @@ testSerialIf(missing, 'tsbuild build: COPY applies symbolic --chmod per entry an
   const started = stepsOf(r.events).started;
   t.false(started.some((n) => n.includes('/linked.txt')), started.join('\n'));
   t.true(started.some((n) => n.includes('/usr/local/bin/run')), started.join('\n'));
-  const rebased = join(f.dir, 'rebased');
-  await unpackImage(await readImage(f.root, 'flags:3'), rebased);
+  const rebased = await unpackedImage(f, 'flags:3', 'rebased');
   t.is(await readUnpacked(rebased, 'base.txt'), 'rebased\n');
   t.is(await readUnpacked(rebased, 'linked.txt'), 'd');
   t.is(await readUnpacked(rebased, 'usr/local/bin/run'), '#!/bin/sh\n');

@@ -189,6 +189,13 @@ export async function unpackImage(img: StoredImage, dest: string): Promise<void>
   }
 }
 
+/** Unpacks the image tagged `tag` in the fixture's store into `<fixture dir>/<name>` and returns that directory. */
+export async function unpackedImage(f: BuildFixture, tag: string, name = 'unpacked'): Promise<string> {
+  const dest = join(f.dir, name);
+  await unpackImage(await readImage(f.root, tag), dest);
+  return dest;
+}
+
 /** `st` with the image's ids and permission bits when `real` is a file unpacked by a non-root {@link unpackImage}. */
 function withImageIds(real: string, st: Stats): Stats {
   const ids = imageIds.get(real);

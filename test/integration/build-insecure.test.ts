@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { busyboxMissing } from '../helpers/base-image.js';
 import { testIf, testSerialIf } from '../helpers/capability.js';
 import { cliAsUser, rootlessBusyboxStore, rootlessMissing as userMissing } from '../helpers/rootless.js';
-import { build, buildMissing, isRoot, makeFixture, readImage, readUnpacked, stepsOf, unpackImage } from './build-helpers.js';
+import { build, buildMissing, isRoot, makeFixture, readUnpacked, stepsOf, unpackedImage } from './build-helpers.js';
 
 const missing = await buildMissing();
 // CI's second pass runs only a fixed list of build files as the unprivileged user; this one drives that user itself.
@@ -46,8 +46,7 @@ testSerialIf(missing, 'tsbuild build: RUN --security=insecure runs privileged an
   const f = await makeFixture(t);
   const insecure = await build(f, ['FROM busybox', `RUN --security=insecure ${STEP}`, ''].join('\n'), ['-t', 'insecure:1', '--allow', 'security.insecure']);
   t.is(insecure.code, 0, insecure.stderr);
-  const dest = join(f.dir, 'u1');
-  await unpackImage(await readImage(f.root, 'insecure:1'), dest);
+  const dest = await unpackedImage(f, 'insecure:1', 'u1');
   const status = await readUnpacked(dest, 'status');
   t.is(field(status, 'CapEff'), privilegedCaps());
   t.is(field(status, 'NoNewPrivs'), '0');
@@ -58,8 +57,7 @@ testSerialIf(missing, 'tsbuild build: RUN --security=insecure runs privileged an
   const plain = await build(f, ['FROM busybox', `RUN ${STEP}`, ''].join('\n'), ['-t', 'plain:1', '--allow', 'security.insecure']);
   t.is(plain.code, 0, plain.stderr);
   t.deepEqual(stepsOf(plain.events).cached, [], 'the sandboxed RUN did not hit the insecure one');
-  const dest2 = join(f.dir, 'u2');
-  await unpackImage(await readImage(f.root, 'plain:1'), dest2);
+  const dest2 = await unpackedImage(f, 'plain:1', 'u2');
   t.not(field(await readUnpacked(dest2, 'status'), 'CapEff'), privilegedCaps());
   t.is(field(await readUnpacked(dest2, 'status'), 'Seccomp'), '2', 'a sandboxed RUN has docker\'s default seccomp filter');
   t.is(await readUnpacked(dest2, 'mount'), 'refused\n');

@@ -14,7 +14,7 @@ import { makeBusyboxImage } from '../helpers/base-image.js';
 import { testSerialIf } from '../helpers/capability.js';
 import { tempDir } from '../helpers/tmp.js';
 import { ensureLauncher, mountsUnder } from '../sandbox/sandbox-helpers.js';
-import { build, buildMissing, makeFixture, readImage, readUnpacked, stepsOf, testSerialRootOnly, unpackImage, type BuildFixture } from './build-helpers.js';
+import { build, buildMissing, makeFixture, readImage, readUnpacked, stepsOf, testSerialRootOnly, unpackImage, type BuildFixture, unpackedImage } from './build-helpers.js';
 
 const run = promisify(execFile);
 const missing = await buildMissing();
@@ -59,8 +59,7 @@ function filesContaining(dir: string, needle: string): string[] {
 }
 
 async function unpacked(f: BuildFixture, name: string): Promise<string> {
-  const dest = join(f.dir, `unpacked-${name.replace(/[^a-z0-9]/gi, '_')}`);
-  await unpackImage(await readImage(f.root, name), dest);
+  const dest = await unpackedImage(f, name, `unpacked-${name.replace(/[^a-z0-9]/gi, '_')}`);
   return dest;
 }
 

@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { testSerialIf } from '../helpers/capability.js';
-import { build, buildMissing, lstat, makeFixture, readImage, readUnpacked, stat, stepsOf, unpackImage } from './build-helpers.js';
+import { build, buildMissing, lstat, makeFixture, readImage, readUnpacked, stat, stepsOf, unpackImage, unpackedImage } from './build-helpers.js';
 
 const run = promisify(execFile);
 const missing = await buildMissing();
@@ -109,8 +109,7 @@ testSerialIf(missing, 'tsbuild build: records a directory replaced by a file as 
   const f = await makeFixture(t);
   const r = await build(f, 'FROM busybox\nRUN mkdir -p /d/sub && echo x > /d/sub/f\nRUN rm -rf /d && echo file > /d\n', ['-t', 'wh:1']);
   t.is(r.code, 0, r.stderr);
-  const dest = join(f.dir, 'unpacked');
-  await unpackImage(await readImage(f.root, 'wh:1'), dest);
+  const dest = await unpackedImage(f, 'wh:1');
   t.true((await lstat(join(dest, 'd'))).isFile());
   t.is(await readUnpacked(dest, 'd'), 'file\n');
 });
@@ -134,8 +133,7 @@ testSerialIf(missing, 'tsbuild build: keeps RUN --mount=type=cache contents betw
   t.is(r.code, 0, r.stderr);
   r = await build(f, df, ['-t', 'cm:2', '--no-cache']);
   t.is(r.code, 0, r.stderr);
-  const dest = join(f.dir, 'unpacked');
-  await unpackImage(await readImage(f.root, 'cm:2'), dest);
+  const dest = await unpackedImage(f, 'cm:2');
   t.is((await readUnpacked(dest, 'runs')).trim(), '2');
   t.is(await readUnpacked(dest, 'owner'), '65534\n');
   await t.throwsAsync(stat(join(dest, 'var/cache/app/log')));
@@ -163,8 +161,7 @@ testSerialIf(missing, 'tsbuild build: writes COPY here-documents as files and ru
   ].join('\n');
   const r = await build(f, df, ['-t', 'heredoc:1']);
   t.is(r.code, 0, r.stderr);
-  const dest = join(f.dir, 'unpacked');
-  await unpackImage(await readImage(f.root, 'heredoc:1'), dest);
+  const dest = await unpackedImage(f, 'heredoc:1');
   t.is(await readUnpacked(dest, 'etc/greeting'), 'hello world\n');
   t.is(await readUnpacked(dest, 'multi/one.txt'), 'first\n');
   t.is(await readUnpacked(dest, 'multi/two.txt'), 'second\n');
