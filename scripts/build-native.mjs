@@ -48,3 +48,19 @@ if (existsSync(proxySrc)) {
   renameSync(proxyTmp, proxyOut);
   console.log(`build-native: built ${proxyOut}`);
 }
+// The spawner of src/sys/spawn-native.ts (posix_spawn: no fork of the Node process), a Node-API addon: needs
+// Node's headers (include/node beside the node binary's prefix). Without them it is skipped, and tsbuild
+// spawns its launcher with node:child_process.
+const spawnSrc = join(root, 'src', 'sys', 'native', 'spawn.c');
+const nodeInclude = join(dirname(process.execPath), '..', 'include', 'node');
+if (existsSync(spawnSrc)) {
+  const spawnOut = join(outDir, 'tsbuild-spawn.node');
+  if (!existsSync(join(nodeInclude, 'node_api.h'))) {
+    console.log(`build-native: no Node headers in ${nodeInclude}: ${spawnOut} not built (child_process spawns the launcher)`);
+  } else {
+    const spawnTmp = `${spawnOut}.tmp-${process.pid}`;
+    execFileSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-shared', '-fPIC', `-I${nodeInclude}`, '-o', spawnTmp, spawnSrc], { stdio: 'inherit' });
+    renameSync(spawnTmp, spawnOut);
+    console.log(`build-native: built ${spawnOut}`);
+  }
+}

@@ -6,11 +6,12 @@
  * container's owner starts slirp4netns once the namespaces exist and before the command runs, and
  * stops it with the container; its exit fd makes it end with the owner even after a SIGKILL.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { accessSync, closeSync, constants, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
+import { spawnNative } from '../sys/index.js';
 import type { NetworkMode, RunHooks } from '../sandbox/index.js';
 
 /** How a container is networked (`--network`). */
@@ -244,6 +245,8 @@ export interface SlirpStartOptions {
   readonly tag: string;
   /** How long to wait for its ready signal (default 10 s). */
   readonly timeoutMs?: number;
+  /** The spawn addon (build/tsbuild-spawn.node) to start it without forking this process; node:child_process without. */
+  readonly spawnAddon?: string;
 }
 
 /** PF_EXITING of a task's flags (/proc/PID/stat field 9): set when it enters do_exit, which never returns. */
@@ -278,7 +281,7 @@ export function hasEnded(pid: number): boolean {
   }
 }
 
-function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
+function waitForExit(child: SlirpChild, ms: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), ms);
@@ -293,7 +296,7 @@ function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
  * Resolves true once `child` exited or is in the kernel's exit path ({@link hasEnded}, polled every
  * 2 ms: it gets there within a millisecond of its exit fd closing), false after `ms`.
  */
-function waitForEnd(child: ChildProcess, ms: number): Promise<boolean> {
+function waitForEnd(child: SlirpChild, ms: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
   return new Promise((resolve) => {
     const done = (ended: boolean): void => {
@@ -311,6 +314,20 @@ function waitForEnd(child: ChildProcess, ms: number): Promise<boolean> {
   });
 }
 
+/** What startSlirp uses of its child: a ChildProcess, or a NativeChild of the spawn addon. */
+interface SlirpChild {
+  readonly pid?: number | undefined;
+  readonly stderr: Readable | null;
+  readonly stdio: readonly (Readable | Writable | null | undefined)[];
+  readonly exitCode: number | null;
+  readonly signalCode: NodeJS.Signals | null;
+  once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown;
+  once(event: 'error', listener: (err: Error) => void): unknown;
+  removeListener(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown;
+  kill(signal: NodeJS.Signals): boolean;
+  unref(): void;
+}
+
 /**
  * Starts slirp4netns (`binary`) for the network namespace of the container process `pid` and
  * resolves once `tap0` is configured (its ready fd). It ends when {@link SlirpProcess.stop} closes
@@ -318,14 +335,19 @@ function waitForEnd(child: ChildProcess, ms: number): Promise<boolean> {
  * slirp4netns's message when it fails or is not ready in time (nothing is left running).
  */
 export async function startSlirp(binary: string, target: number | { readonly netnsFd: number }, o: SlirpStartOptions): Promise<SlirpProcess> {
-  const child = spawn(binary, slirpArgs(typeof target === 'number' ? target : { fd: 5 }, o.options, o.rootless), {
-    argv0: `slirp4netns[${o.tag}]`,
-    // fd 3: ready (slirp4netns writes "1"); fd 4: exit (it ends when our end closes). Both are
-    // socketpairs whose ends on our side are close-on-exec, so no other child inherits them.
-    // fd 5: the network namespace, when given as an open descriptor.
-    stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', ...(typeof target === 'number' ? [] : [target.netnsFd])],
-    env: {},
-  });
+  const args = slirpArgs(typeof target === 'number' ? target : { fd: 5 }, o.options, o.rootless);
+  const argv0 = `slirp4netns[${o.tag}]`;
+  // fd 3: ready (slirp4netns writes "1"); fd 4: exit (it ends when our end closes). Our ends are
+  // close-on-exec, so no other child inherits them. fd 5: the network namespace, when given as an open descriptor.
+  const netnsFd = typeof target === 'number' ? [] : [target.netnsFd];
+  let child: SlirpChild | undefined;
+  try {
+    // Through the spawn addon (no fork of this process) when there is one; else node:child_process, which also reports a failed start.
+    child = o.spawnAddon === undefined ? undefined : spawnNative(o.spawnAddon, binary, args, ['ignore', 'ignore', 'pipe-out', 'pipe-out', 'pipe-in', ...netnsFd], { argv0, env: {} });
+  } catch {
+    child = undefined;
+  }
+  child ??= spawn(binary, args, { argv0, stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', ...netnsFd], env: {} });
   const stdio = child.stdio as unknown as (Readable | Writable | null)[];
   const ready = stdio[3] as Readable;
   const exitFd = stdio[4] as Writable;
@@ -393,7 +415,7 @@ export interface ContainerNetworkRun {
  * container slirp's resolv.conf and start slirp4netns (`lookup`) for its namespaces before its
  * command runs. Throws RUN_NO_SLIRP when the mode needs slirp4netns and `lookup` has none.
  */
-export function prepareContainerNetwork(network: ContainerNetwork, lookup: SlirpLookup | undefined, o: { readonly rootless: boolean; readonly tag: string; readonly ahead?: Promise<SlirpProcess | undefined> }): ContainerNetworkRun {
+export function prepareContainerNetwork(network: ContainerNetwork, lookup: SlirpLookup | undefined, o: { readonly rootless: boolean; readonly tag: string; readonly ahead?: Promise<SlirpProcess | undefined>; readonly spawnAddon?: string }): ContainerNetworkRun {
   const sandboxMode = sandboxNetworkOf(network.mode);
   if (network.mode !== 'slirp4netns') return { sandboxMode, hooks: {}, stop: () => Promise.resolve() };
   const binary = lookup?.path;
@@ -405,7 +427,7 @@ export function prepareContainerNetwork(network: ContainerNetwork, lookup: Slirp
     hooks: {
       resolvConf: (host) => slirpResolvConf(host, options),
       // Started ahead for the namespace the container's process was born in (startSlirpAhead), else now for its own.
-      onCreated: async (pid) => { slirp = (await o.ahead) ?? await startSlirp(binary, pid, { options, rootless: o.rootless, tag: o.tag }); },
+      onCreated: async (pid) => { slirp = (await o.ahead) ?? await startSlirp(binary, pid, { options, rootless: o.rootless, tag: o.tag, ...(o.spawnAddon === undefined ? {} : { spawnAddon: o.spawnAddon }) }); },
     },
     stop: async () => {
       await slirp?.stop().catch(() => undefined);
@@ -420,12 +442,12 @@ export function prepareContainerNetwork(network: ContainerNetwork, lookup: Slirp
  * born in that namespace, starts. Undefined when no namespace was made. The caller stops it (also when
  * no run took it); a run that took it as `ahead` stops it too.
  */
-export async function startSlirpAhead(network: ContainerNetwork, lookup: SlirpLookup | undefined, netns: Promise<number | undefined>, tag: string): Promise<SlirpProcess | undefined> {
+export async function startSlirpAhead(network: ContainerNetwork, lookup: SlirpLookup | undefined, netns: Promise<number | undefined>, tag: string, spawnAddon?: string): Promise<SlirpProcess | undefined> {
   const fd = await netns;
   if (fd === undefined) return undefined;
   try {
     if (network.mode !== 'slirp4netns' || lookup?.path === undefined) return undefined;
-    return await startSlirp(lookup.path, { netnsFd: fd }, { options: network.slirp ?? {}, rootless: false, tag });
+    return await startSlirp(lookup.path, { netnsFd: fd }, { options: network.slirp ?? {}, rootless: false, tag, ...(spawnAddon === undefined ? {} : { spawnAddon }) });
   } finally {
     // slirp4netns has its own copy (or never started).
     closeSync(fd);

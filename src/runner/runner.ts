@@ -10,6 +10,7 @@ import { bindingsOfContainer } from './ports.js';
 import { portsFileOf } from './ports-state.js';
 import { isProcessAlive, processStartTime } from './process-info.js';
 import { removeAnonymousVolumes } from './volumes.js';
+import { spawnAddonBeside } from '../sys/index.js';
 import { stdioForTerminal } from './tty.js';
 import { appendExtraHosts, applyDnsConfig, ulimitsToRlimits } from './run-options.js';
 
@@ -86,7 +87,7 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
   const env = config.env.some((e) => e.startsWith('HOSTNAME=')) ? config.env : [...config.env, hostnameEnv];
   // slirp4netns (outbound network) starts in the container's namespaces before its command runs.
   const net = prepareContainerNetwork({ mode: config.network, ...(config.slirpOptions === undefined ? {} : { slirp: config.slirpOptions }) }, deps.slirp4netns, {
-    rootless: deps.rootless, tag: containers.dirOf(id), ...(options.slirpAhead === undefined ? {} : { ahead: options.slirpAhead }),
+    rootless: deps.rootless, tag: containers.dirOf(id), spawnAddon: spawnAddonBeside(deps.launcherPath), ...(options.slirpAhead === undefined ? {} : { ahead: options.slirpAhead }),
   });
   const spec = createRunSpec({
     args: config.init === true ? [INIT_PATH, '--', ...config.args] : config.args,

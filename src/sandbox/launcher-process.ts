@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { TsbuildError } from '../core/index.js';
+import { spawnAddonBeside, spawnNative, type NativeStdio } from '../sys/index.js';
 import type { OutputSink, SandboxStdio, StdinSource } from './sandbox.js';
 
 /** A started launcher with its handshake pipes. */
@@ -77,10 +78,7 @@ export interface StartedLauncher {
  * cgroups first). It waits for its spec (fd 3) until attached and written.
  */
 export function startLauncher(launcherPath: string, modes: LauncherStdioModes, detached = false, args: readonly string[] = []): StartedLauncher {
-  const child = spawn(launcherPath, args, {
-    stdio: [...modes, 'pipe', 'pipe', 'pipe'],
-    ...(detached ? { detached: true } : {}),
-  });
+  const child = spawnLauncherProcess(launcherPath, modes, detached, args);
   const specPipe = child.stdio[3] as Writable;
   // Read from the start through a stream of ours: when a child exits, Node resumes its stdio streams
   // whatever their listeners (flushStdio), which would drain a status pipe nobody reads yet (a prestarted
@@ -150,6 +148,41 @@ export function startLauncher(launcherPath: string, modes: LauncherStdioModes, d
       };
     },
   };
+}
+
+/** The parts of a child process startLauncher uses: a ChildProcess, or a NativeChild of the spawn addon. */
+interface LauncherChild {
+  readonly pid?: number | undefined;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  readonly stdio: readonly (Readable | Writable | null | undefined)[];
+  readonly exitCode: number | null;
+  readonly signalCode: NodeJS.Signals | null;
+  once(event: 'error', listener: (err: Error) => void): unknown;
+  once(event: 'close', listener: (code: number | null) => void): unknown;
+  kill(signal: NodeJS.Signals): boolean;
+  unref(): void;
+}
+
+/**
+ * Starts the launcher process: through the spawn addon beside it (build/tsbuild-spawn.node: posix_spawn, no
+ * fork of this process) when that is there, else with node:child_process (which also reports a launcher
+ * that cannot be started: its 'error' event).
+ */
+function spawnLauncherProcess(launcherPath: string, modes: LauncherStdioModes, detached: boolean, args: readonly string[]): LauncherChild {
+  // fds 0-2 as asked (a pipe: stdin written by us, stdout/stderr read), 3 spec in, 4 status out, 5 go in.
+  const kind = (m: LauncherStdioModes[number], i: number): NativeStdio => (m === 'pipe' ? (i === 0 ? 'pipe-in' : 'pipe-out') : m);
+  try {
+    const native = spawnNative(spawnAddonBeside(launcherPath), launcherPath, args, [...modes.map(kind), 'pipe-in', 'pipe-out', 'pipe-in'], { detached });
+    if (native !== undefined) return native;
+  } catch {
+    // not startable (ENOENT, EACCES...): child_process reports it the usual way
+  }
+  return spawn(launcherPath, args, {
+    stdio: [...modes, 'pipe', 'pipe', 'pipe'],
+    ...(detached ? { detached: true } : {}),
+  });
 }
 
 /**

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { isTsbuildError } from '../../src/core/index.js';
@@ -6,6 +6,7 @@ import { runHandshake } from '../../src/sandbox/launcher-handshake.js';
 import { startLauncher, type StartedLauncher } from '../../src/sandbox/launcher-process.js';
 import { encodeLauncherSpec } from '../../src/sandbox/launcher-spec.js';
 import { createRunSpec, type RunSpec } from '../../src/sandbox/spec.js';
+import { Sandbox } from '../../src/sandbox/sandbox.js';
 import { testSerialIf } from '../helpers/capability.js';
 import { cgroupsOwnedBy, childrenNamed } from '../helpers/containers.js';
 import { busyboxMissing, makeBusyboxRootfs } from '../helpers/rootfs.js';
@@ -114,4 +115,24 @@ testSerialIf(missing, 'launcher --netns: the child is born in the network namesp
   const shared = await run('host');
   t.is(shared.error, 'parse-spec 22', 'refused: the early namespace never stands in for the host\'s');
   t.is(shared.out, '');
+});
+
+testSerialIf(missing, 'a launcher without the spawn addon beside it is started with node:child_process: the same run, output and exit code', async (t) => {
+  const dir = await tempDir(t, 'tsbuild-pre-');
+  const rootfs = await makeBusyboxRootfs(join(dir, 'rootfs'));
+  assertNoLeftoverMounts(t, [dir]);
+  const alone = join(dir, 'bin', 'tsbuild-launcher');
+  mkdirSync(join(dir, 'bin'));
+  copyFileSync(ensureLauncher(), alone);
+  chmodSync(alone, 0o755);
+  t.false(existsSync(join(dir, 'bin', 'tsbuild-spawn.node')));
+  const sandbox = new Sandbox({ launcherPath: alone, stateDir: join(dir, 'state'), host: { uid: 0, gid: 0, user: 'root' }, ownerPid: process.pid });
+  const out = captured();
+  const stdio = { stdout: out.stream, stderr: out.stream };
+  const pre = await sandbox.prestart({}, stdio);
+  const r = await sandbox.run(createRunSpec({ root: { path: rootfs }, args: ['sh', '-c', 'echo spawned; exit 4'], resources: {} }), stdio, undefined, {}, pre);
+  t.is(r.exitCode, 4);
+  t.is(out.text(), 'spawned\n');
+  await pre.dispose();
+  t.deepEqual(launcherChildren(), []);
 });

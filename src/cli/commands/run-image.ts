@@ -10,6 +10,7 @@ import { optBool, optList, optString } from '../args.js';
 import type { CommandContext } from '../command.js';
 import { containerSandbox, launcherPathFor, monitorCommandFor, openContainerDeps, type ContainerDeps } from '../container-deps.js';
 import { resolveStoreRoot } from '../store-root.js';
+import { spawnAddonBeside } from '../../sys/index.js';
 import { terminalFdOf, withRawTerminal } from '../terminal.js';
 import { existsSync } from 'node:fs';
 import { PassThrough, Writable } from 'node:stream';
@@ -191,7 +192,7 @@ async function startAhead(args: ParsedArgs, ctx: CommandContext, sandbox: Sandbo
   // A cgroup that cannot be made: the run reports it.
   const prestart = await sandbox.prestart(resources ?? {}, { stdin: 'ignore', stdout: new PassThrough(), stderr: new PassThrough() }, { netns: network.mode === 'slirp4netns' }).catch(() => undefined);
   if (prestart === undefined) return undefined;
-  const slirp = startSlirpAhead(network, slirp4netns, prestart.netns, join(resolveStoreRoot(ctx), 'containers'));
+  const slirp = startSlirpAhead(network, slirp4netns, prestart.netns, join(resolveStoreRoot(ctx), 'containers'), spawnAddonBeside(launcherPathFor(ctx)));
   slirp.catch(() => undefined);
   return { prestart, slirp };
 }

@@ -1077,7 +1077,23 @@ static void prepare_early(int argc, char **argv) {
   }
 }
 
+/* No signal stays ignored, whoever started the launcher: the container's process inherits its dispositions.
+ * Node's spawn resets signals 1-31; glibc's posix_spawn (tsbuild's spawn addon, src/sys/native/spawn.c)
+ * resets what it is asked to but leaves its two internal signals (32, 33) ignored, and a caller may ignore
+ * others (nohup). The raw system call: glibc's sigaction refuses those two. Handlers glibc installed stay. */
+static void unignore_signals(void) {
+  struct { void (*handler)(int); unsigned long flags; void (*restorer)(void); unsigned long mask; } cur, dfl = { SIG_DFL, 0, NULL, 0 };
+  for (int sig = 1; sig <= 64; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    if (syscall(SYS_rt_sigaction, sig, NULL, &cur, 8) == 0 && cur.handler == SIG_IGN) syscall(SYS_rt_sigaction, sig, &dfl, NULL, 8);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 int main(int argc, char **argv) {
+  unignore_signals();
   if (argc == 2 && !strcmp(argv[1], "--zygote")) return zygote_main(run_main);
   prepare_early(argc, argv);
   return run_main();

@@ -1,0 +1,194 @@
+// tsbuild-spawn.node: starts a child with posix_spawn (clone with CLONE_VM|CLONE_VFORK in glibc), not
+// fork: Node's child_process forks the whole process (its page tables copied, then every page it
+// writes takes a fault until the child has exec'd), which costs the `run` path milliseconds per start.
+// Node-API only (node_api.h), no libuv: the caller wraps the pipe ends and reaps the child itself.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <node_api.h>
+
+extern char **environ;
+
+#define MAX_FDS 16
+#define HIGH_FD 900
+
+static napi_value throw_errno(napi_env env, const char *what, int err) {
+  char msg[160];
+  const char *codes[] = { [ENOENT] = "ENOENT", [EACCES] = "EACCES", [EMFILE] = "EMFILE", [ENOMEM] = "ENOMEM", [EAGAIN] = "EAGAIN", [ENOEXEC] = "ENOEXEC", [ECHILD] = "ECHILD", [EINVAL] = "EINVAL" };
+  const char *code = err >= 0 && err < (int)(sizeof(codes) / sizeof(codes[0])) && codes[err] != NULL ? codes[err] : "EIO";
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_throw_error(env, code, msg);
+  return NULL;
+}
+
+// A JS string as a malloc'd C string (NULL on failure, with an exception pending).
+static char *string_of(napi_env env, napi_value v) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected a string");
+    return NULL;
+  }
+  char *s = malloc(len + 1);
+  if (s == NULL) return NULL;
+  napi_get_value_string_utf8(env, v, s, len + 1, &len);
+  return s;
+}
+
+// A JS array of strings as a NULL-terminated malloc'd vector.
+static char **strings_of(napi_env env, napi_value arr) {
+  uint32_t n = 0;
+  if (napi_get_array_length(env, arr, &n) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected an array of strings");
+    return NULL;
+  }
+  char **out = calloc(n + 1, sizeof(char *));
+  if (out == NULL) return NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value e;
+    napi_get_element(env, arr, i, &e);
+    out[i] = string_of(env, e);
+    if (out[i] == NULL) {
+      for (uint32_t j = 0; j < i; j++) free(out[j]);
+      free(out);
+      return NULL;
+    }
+  }
+  return out;
+}
+
+static void free_strings(char **v) {
+  if (v == NULL) return;
+  for (char **p = v; *p != NULL; p++) free(*p);
+  free(v);
+}
+
+// spawn(file, argv, env | null, fds, setsid) -> pid. fds[i] is the parent's fd that becomes the
+// child's fd i (-1: closed). Every signal starts with its default action and unblocked, as with
+// Node's spawn; the child gets no other fd of ours (Node opens everything close-on-exec).
+static napi_value js_spawn(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value args[5];
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  if (argc < 5) {
+    napi_throw_type_error(env, NULL, "spawn(file, argv, env, fds, setsid)");
+    return NULL;
+  }
+  char *file = string_of(env, args[0]);
+  char **argv = file == NULL ? NULL : strings_of(env, args[1]);
+  napi_valuetype envType;
+  napi_typeof(env, args[2], &envType);
+  char **envp = argv == NULL || envType == napi_null || envType == napi_undefined ? NULL : strings_of(env, args[2]);
+  uint32_t nfds = 0;
+  napi_get_array_length(env, args[3], &nfds);
+  bool setsid = false;
+  napi_get_value_bool(env, args[4], &setsid);
+  napi_value result = NULL;
+  if (file == NULL || argv == NULL || (envType != napi_null && envType != napi_undefined && envp == NULL)) goto out;
+  if (nfds > MAX_FDS) {
+    napi_throw_range_error(env, NULL, "too many fds");
+    goto out;
+  }
+  int fds[MAX_FDS];
+  for (uint32_t i = 0; i < nfds; i++) {
+    napi_value e;
+    int32_t fd = -1;
+    napi_get_element(env, args[3], i, &e);
+    napi_get_value_int32(env, e, &fd);
+    fds[i] = fd;
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  // Two steps so that no source fd is overwritten before it is used: each to a high fd, then to its place.
+  for (uint32_t i = 0; i < nfds; i++) {
+    if (fds[i] >= 0) posix_spawn_file_actions_adddup2(&fa, fds[i], HIGH_FD + (int)i);
+  }
+  for (uint32_t i = 0; i < nfds; i++) {
+    if (fds[i] >= 0) {
+      posix_spawn_file_actions_adddup2(&fa, HIGH_FD + (int)i, (int)i);
+      posix_spawn_file_actions_addclose(&fa, HIGH_FD + (int)i);
+    } else {
+      posix_spawn_file_actions_addclose(&fa, (int)i);
+    }
+  }
+  sigset_t all, none;
+  sigfillset(&all);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (setsid ? POSIX_SPAWN_SETSID : 0);
+  posix_spawnattr_setflags(&attr, flags);
+  pid_t pid = -1;
+  int err = posix_spawn(&pid, file, &fa, &attr, argv, envp == NULL ? environ : envp);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (err != 0) {
+    throw_errno(env, file, err);
+    goto out;
+  }
+  napi_create_int32(env, pid, &result);
+out:
+  free(file);
+  free_strings(argv);
+  free_strings(envp);
+  return result;
+}
+
+// pipe() -> [readFd, writeFd], both close-on-exec.
+static napi_value js_pipe(napi_env env, napi_callback_info info) {
+  (void)info;
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return throw_errno(env, "pipe", errno);
+  napi_value arr, a, b;
+  napi_create_array_with_length(env, 2, &arr);
+  napi_create_int32(env, p[0], &a);
+  napi_create_int32(env, p[1], &b);
+  napi_set_element(env, arr, 0, a);
+  napi_set_element(env, arr, 1, b);
+  return arr;
+}
+
+// wait(pid, block) -> undefined while it runs (block false), else [exitCode | null, signal | null].
+static napi_value js_wait(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2];
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  int32_t pid = 0;
+  bool block = false;
+  napi_get_value_int32(env, args[0], &pid);
+  if (argc > 1) napi_get_value_bool(env, args[1], &block);
+  int status = 0;
+  pid_t r;
+  do r = waitpid(pid, &status, block ? 0 : WNOHANG); while (r < 0 && errno == EINTR);
+  if (r < 0) return throw_errno(env, "waitpid", errno);
+  napi_value undef;
+  napi_get_undefined(env, &undef);
+  if (r == 0) return undef;
+  napi_value arr, code, sig, nul;
+  napi_get_null(env, &nul);
+  napi_create_array_with_length(env, 2, &arr);
+  if (WIFEXITED(status)) napi_create_int32(env, WEXITSTATUS(status), &code); else code = nul;
+  if (WIFSIGNALED(status)) napi_create_int32(env, WTERMSIG(status), &sig); else sig = nul;
+  napi_set_element(env, arr, 0, code);
+  napi_set_element(env, arr, 1, sig);
+  return arr;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  napi_create_function(env, "spawn", NAPI_AUTO_LENGTH, js_spawn, NULL, &fn);
+  napi_set_named_property(env, exports, "spawn", fn);
+  napi_create_function(env, "pipe", NAPI_AUTO_LENGTH, js_pipe, NULL, &fn);
+  napi_set_named_property(env, exports, "pipe", fn);
+  napi_create_function(env, "wait", NAPI_AUTO_LENGTH, js_wait, NULL, &fn);
+  napi_set_named_property(env, exports, "wait", fn);
+  return exports;
+}

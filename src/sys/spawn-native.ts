@@ -1,0 +1,212 @@
+import { EventEmitter } from 'node:events';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+// Starting a child without forking this process: build/tsbuild-spawn.node (src/sys/native/spawn.c, built by
+// scripts/build-native.mjs) calls posix_spawn, which glibc does with clone(CLONE_VM|CLONE_VFORK). Node's
+// child_process forks: the whole process's page tables are copied, and afterwards every page this process
+// writes takes a fault; with loading node:child_process that cost `tsbuild run` ~3 ms for its launcher.
+// Without the addon (no C compiler or Node headers when it was built) callers use node:child_process.
+
+/** The addon's file name (beside the launcher in build/). */
+export const SPAWN_ADDON = 'tsbuild-spawn.node';
+
+/** The spawn addon's path in the directory of the launcher `launcherPath` (scripts/build-native.mjs builds both into build/). */
+export function spawnAddonBeside(launcherPath: string): string {
+  return join(dirname(launcherPath), SPAWN_ADDON);
+}
+
+/** The addon's functions (src/sys/native/spawn.c). */
+interface SpawnAddon {
+  spawn(file: string, argv: readonly string[], env: readonly string[] | null, fds: readonly number[], setsid: boolean): number;
+  pipe(): [number, number];
+  wait(pid: number, block: boolean): [number | null, number | null] | undefined;
+}
+
+/** What a child's fd `i` is: this process's fd of the same number, /dev/null, an fd of ours, or a pipe whose other end we keep. */
+export type NativeStdio = 'inherit' | 'ignore' | number | 'pipe-in' | 'pipe-out';
+
+const requireHere = createRequire(import.meta.url);
+const addons = new Map<string, SpawnAddon | undefined>();
+
+/** The addon at `path`, loaded once (undefined when it is missing or cannot be loaded). */
+function addonAt(path: string): SpawnAddon | undefined {
+  if (addons.has(path)) return addons.get(path);
+  let addon: SpawnAddon | undefined;
+  if (existsSync(path)) {
+    try {
+      const module = { exports: {} as SpawnAddon };
+      process.dlopen(module, path);
+      addon = module.exports;
+    } catch {
+      addon = undefined;
+    }
+  }
+  addons.set(path, addon);
+  return addon;
+}
+
+/** Children of the addon not reaped yet: a SIGCHLD checks each (Node reaps only its own children). */
+const unreaped = new Set<NativeChild>();
+const onChildSignal = (): void => {
+  for (const child of [...unreaped]) child.poll();
+};
+
+/**
+ * A child started by the addon: the subset of a ChildProcess that the launcher's callers use. Emits
+ * 'exit' (code, signal) once it is reaped and 'close' (code, signal) once, besides, its pipes to us have closed.
+ */
+export class NativeChild extends EventEmitter {
+  readonly pid: number;
+  /** Our ends of its fds that are pipes (null for the others). */
+  readonly stdio: (Socket | null)[];
+  exitCode: number | null = null;
+  signalCode: NodeJS.Signals | null = null;
+  readonly #addon: SpawnAddon;
+  readonly #kinds: readonly NativeStdio[];
+  #closed = false;
+  #open: number;
+  #pollTimer: NodeJS.Timeout | undefined;
+  #unref = false;
+
+  constructor(addon: SpawnAddon, pid: number, stdio: (Socket | null)[], kinds: readonly NativeStdio[]) {
+    super();
+    this.#addon = addon;
+    this.pid = pid;
+    this.stdio = stdio;
+    this.#kinds = kinds;
+    const readable = stdio.filter((s, i): s is Socket => s !== null && kinds[i] === 'pipe-out');
+    this.#open = readable.length;
+    for (const s of readable) s.once('close', () => this.#pipeClosed());
+    if (unreaped.size === 0) process.on('SIGCHLD', onChildSignal);
+    unreaped.add(this);
+    // It may have ended before the listener existed.
+    this.poll();
+  }
+
+  get stdin(): Socket | null { return this.stdio[0] ?? null; }
+  get stdout(): Socket | null { return this.stdio[1] ?? null; }
+  get stderr(): Socket | null { return this.stdio[2] ?? null; }
+
+  /** Reaps it when it has ended (a SIGCHLD, or its pipes closed). */
+  poll(): void {
+    if (!unreaped.has(this)) return;
+    let status: [number | null, number | null] | undefined;
+    try {
+      status = this.#addon.wait(this.pid, false);
+    } catch {
+      status = [null, null];
+    }
+    if (status === undefined) return;
+    unreaped.delete(this);
+    if (unreaped.size === 0) process.off('SIGCHLD', onChildSignal);
+    clearTimeout(this.#pollTimer);
+    const [code, signal] = status;
+    this.exitCode = code;
+    this.signalCode = signal === null ? null : signalName(signal);
+    // As Node does at a child's exit (flushStdio): what we write to it goes nowhere now, and what it wrote
+    // is read to its end (a pipe nobody reads would never close), unless the owner reads it with 'readable'.
+    for (const [i, s] of this.stdio.entries()) {
+      if (s === null) continue;
+      if (this.#kinds[i] === 'pipe-in') s.destroy();
+      else if (s.readable && s.listenerCount('readable') === 0) s.resume();
+    }
+    this.emit('exit', this.exitCode, this.signalCode);
+    this.#maybeClose();
+  }
+
+  /** Sends `signal` (SIGTERM by default); false once it has been reaped. */
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
+    if (!unreaped.has(this)) return false;
+    try {
+      process.kill(this.pid, signal);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Lets this process exit while the child runs on (its pipes and the reaping no longer keep this process alive). */
+  unref(): void {
+    this.#unref = true;
+    for (const s of this.stdio) s?.unref();
+    this.#pollTimer?.unref();
+  }
+
+  #pipeClosed(): void {
+    this.#open--;
+    if (this.#open === 0 && unreaped.has(this)) {
+      // Its pipes closed when it exited (or it closed them): reap it now, else look again shortly (a SIGCHLD
+      // may come first). The timer keeps this process alive until then: nothing else may.
+      this.poll();
+      const again = (): void => {
+        if (!unreaped.has(this)) return;
+        this.poll();
+        if (unreaped.has(this)) this.#arm(again);
+      };
+      if (unreaped.has(this)) this.#arm(again);
+    }
+    this.#maybeClose();
+  }
+
+  #arm(fn: () => void): void {
+    this.#pollTimer = setTimeout(fn, 1);
+    if (this.#unref) this.#pollTimer.unref();
+  }
+
+  #maybeClose(): void {
+    if (this.#open > 0 || unreaped.has(this) || this.#closed) return;
+    this.#closed = true;
+    this.emit('close', this.exitCode, this.signalCode);
+  }
+}
+
+function signalName(signal: number): NodeJS.Signals | null {
+  const { signals } = (requireHere('node:os') as typeof import('node:os')).constants;
+  return (Object.keys(signals) as NodeJS.Signals[]).find((name) => signals[name] === signal) ?? null;
+}
+
+/**
+ * Starts `file` with `args` (argv[0] is `argv0`, default `file`) and fds per `stdio`, in a new session
+ * when `detached`, with `env` (default: ours), through the addon at `addonPath`. Undefined when the addon
+ * cannot be used (the caller then spawns with node:child_process). Throws as spawn would (code ENOENT...).
+ */
+export function spawnNative(addonPath: string, file: string, args: readonly string[], stdio: readonly NativeStdio[], options: { readonly detached?: boolean; readonly argv0?: string; readonly env?: NodeJS.ProcessEnv } = {}): NativeChild | undefined {
+  const addon = addonAt(addonPath);
+  if (addon === undefined) return undefined;
+  const fds: number[] = [];
+  const ours: (number | undefined)[] = [];
+  const toClose: number[] = [];
+  try {
+    for (const [i, kind] of stdio.entries()) {
+      if (kind === 'inherit') fds.push(i);
+      else if (typeof kind === 'number') fds.push(kind);
+      else if (kind === 'ignore') {
+        const fd = openSync('/dev/null', i === 0 ? 'r' : 'w');
+        toClose.push(fd);
+        fds.push(fd);
+      } else {
+        const [r, w] = addon.pipe();
+        // pipe-in: the child reads (we write); pipe-out: the child writes.
+        const [theirs, mine] = kind === 'pipe-in' ? [r, w] : [w, r];
+        toClose.push(theirs);
+        fds.push(theirs);
+        ours[i] = mine;
+      }
+    }
+    const env = options.env === undefined ? null : Object.entries(options.env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v as string}`);
+    const pid = addon.spawn(file, [options.argv0 ?? file, ...args], env, fds, options.detached === true);
+    const { Socket: SocketClass } = requireHere('node:net') as typeof import('node:net');
+    const sockets = stdio.map((kind, i) => {
+      const fd = ours[i];
+      if (fd === undefined) return null;
+      ours[i] = undefined;
+      return new SocketClass({ fd, readable: kind === 'pipe-out', writable: kind === 'pipe-in' });
+    });
+    return new NativeChild(addon, pid, sockets, stdio);
+  } finally {
+    for (const fd of [...toClose, ...ours]) if (fd !== undefined) closeSync(fd);
+  }
+}
