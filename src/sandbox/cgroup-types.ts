@@ -15,6 +15,13 @@ export interface Cgroup {
   /** The `cgroup.procs` files a process writes "0" into to join the cgroup itself (one per distinct directory). */
   readonly procsFiles: readonly string[];
   /**
+   * Files a single-threaded process writes "0" into to move itself in without the kernel's grace period: v1's
+   * `tasks` (one per distinct directory; a task moving only itself skips cgroup_threadgroup_rwsem, which every
+   * other attach takes and which waits for an RCU grace period, 7-35 ms). Undefined on v2, where joining is a
+   * write to cgroup.procs (that wait) and cgroup.threads is for threaded subtrees only.
+   */
+  readonly selfJoinFiles: readonly string[] | undefined;
+  /**
    * Moves process `pid` out again, into the cgroups this process is in (a launcher that joined early so that the
    * sandbox's process is born in the cgroup; see Sandbox.prestart). A process that is gone is no error.
    */

@@ -53,6 +53,10 @@ export class CgroupV1 implements Cgroup {
     return this.#unique().map((dir) => join(dir, 'cgroup.procs'));
   }
 
+  get selfJoinFiles(): string[] {
+    return this.#unique().map((dir) => join(dir, 'tasks'));
+  }
+
   async releaseProcess(pid: number): Promise<void> {
     const own = (await readProcCgroups()).v1;
     // One attach per directory: co-mounted controllers (cpu,cpuacct) share one, and each attach may wait a grace period.

@@ -51,6 +51,10 @@ export class CgroupV2 implements Cgroup {
     return [join(this.#dir, 'cgroup.procs')];
   }
 
+  get selfJoinFiles(): undefined {
+    return undefined;
+  }
+
   async releaseProcess(pid: number): Promise<void> {
     const own = (await readProcCgroups()).v2;
     if (this.#mountRoot === undefined || own === undefined) throw new TsbuildError('INTERNAL', `no cgroup to move process ${pid} back to from ${this.#dir}`);

@@ -43,6 +43,8 @@ export interface LauncherTarget {
    * there would turn on output processing while forwarded output is still on its way: "\r\r\n").
    */
   readonly callerRestoresTerminal?: boolean;
+  /** Files the sandbox's process writes "0" into first, to join its cgroup itself (Cgroup.selfJoinFiles: v1 `tasks`). At most 8. */
+  readonly joinCgroups?: readonly string[];
 }
 
 function badSpec(message: string): TsbuildError {
@@ -164,6 +166,8 @@ export function encodeLauncherSpec(spec: RunSpec, target: LauncherTarget): Buffe
       add('file', f.name, f.content);
     }
   }
+  if ((target.joinCgroups ?? []).length > 8) throw badSpec('at most 8 cgroup files to join');
+  for (const f of target.joinCgroups ?? []) add('cgroup', f);
   add('rootro', spec.root.readonly === true ? 1 : 0);
   add('userns', userns ? 1 : 0);
   add('lo', spec.linux.namespaces.some((n) => n.type === 'network') ? 1 : 0);

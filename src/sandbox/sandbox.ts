@@ -321,11 +321,12 @@ export class Sandbox {
 
   /**
    * Starts a sandbox ahead of its spec: the one-time preparation, the cgroup of `resources` (none when
-   * undefined), and the launcher with stdio fds of `stdio`'s kinds, which moves into the cgroup in the
-   * background: a cgroup attach waits for a kernel grace period (5-30 ms on cgroup v1), which then
-   * overlaps the caller's work instead of holding up the start. The sandbox's process is born in the
-   * cgroup and the launcher moves back out once it has cloned it. Pass the result to one {@link run}
-   * whose spec has the same resources and stdio of the same kinds, or dispose of it.
+   * undefined), and the launcher with stdio fds of `stdio`'s kinds. On cgroup v2 the launcher moves into
+   * the cgroup in the background: that attach waits for a kernel grace period (7-35 ms), which then
+   * overlaps the caller's work instead of holding up the start; the sandbox's process is born in the
+   * cgroup and the launcher moves back out once it has cloned it. On v1 the sandbox's process joins the
+   * cgroup itself after its clone, through `tasks`, without that wait (Cgroup.selfJoinFiles). Pass the
+   * result to one {@link run} whose spec has the same resources and stdio of the same kinds, or dispose of it.
    */
   async prestart(resources: ResourcesSpec | undefined, stdio: SandboxStdio, options: PrestartOptions = {}): Promise<SandboxPrestart> {
     const o = this.#options;
@@ -341,9 +342,10 @@ export class Sandbox {
     ready.catch(() => undefined);
     const id = newSandboxId();
     const cgroup = resources === undefined ? undefined : await this.#createCgroup(id, resourcesToLimits(resources));
-    // The launcher joins the cgroup itself, before it reads its spec (launcher.c --cgroup): nothing of this
-    // process waits for that, and the child it clones once it has the spec is born in the cgroup.
-    const early = cgroup !== undefined && resources?.pids?.limit === undefined;
+    // Where the sandbox's process cannot join its cgroup itself without a grace period (v2: Cgroup.selfJoinFiles),
+    // the launcher joins it, before it reads its spec (launcher.c --cgroup): nothing of this process waits for
+    // that, and the child it clones once it has the spec is born in the cgroup.
+    const early = cgroup !== undefined && cgroup.selfJoinFiles === undefined && resources?.pids?.limit === undefined;
     const args = [...(early ? (cgroup as Cgroup).procsFiles.flatMap((f) => ['--cgroup', f]) : []), ...(netns ? ['--netns'] : [])];
     const launcher = startLauncher(o.launcherPath, launcherStdioModes(stdio), false, args);
     const parts = ready.then((shared) => ({ id, shared, cgroup, launcher, early }), async (err: unknown) => {
@@ -414,10 +416,13 @@ export class Sandbox {
   /** Spawns the launcher and drives the handshake; resolves with the final status. */
   async #launch(spec: RunSpec, target: LauncherTarget, maps: IdMaps | undefined, cgroup: Cgroup | undefined, stdio: SandboxStdio, signal?: AbortSignal, onCreated?: (pid: number) => Promise<void>, pre?: PrestartParts): Promise<LauncherStatus> {
     const early = pre?.early === true && cgroup !== undefined;
+    // On v1 the sandbox's process joins its cgroup itself, first thing after its clone (launcher.c run_child),
+    // through the `tasks` files: a task moving only itself takes no grace period. Else this process attaches it.
+    const selfJoin = cgroup?.selfJoinFiles;
     let releaseTimer: NodeJS.Timeout | undefined;
     const r = await runHandshake({
       launcherPath: this.#options.launcherPath,
-      input: encodeLauncherSpec(spec, target),
+      input: encodeLauncherSpec(spec, selfJoin === undefined ? target : { ...target, joinCgroups: selfJoin }),
       stdio,
       zygote: pre === undefined ? this.#zygoteFor(stdio) : undefined,
       ...(pre === undefined ? {} : { launcher: pre.launcher.attach(stdio) }),
@@ -425,7 +430,7 @@ export class Sandbox {
       // Two releases (launcher.c run_child): 'm' after the id maps, then the child sets up its file
       // system while the cgroup is joined and the hooks run; 'g' lets the command start. With none
       // of them (a root build's RUN step) 'g' goes with the spec: the child never waits for us.
-      releaseAtStart: maps === undefined && cgroup === undefined && onCreated === undefined,
+      releaseAtStart: maps === undefined && (cgroup === undefined || selfJoin !== undefined) && onCreated === undefined,
       onPid: async (pid, go) => {
         if (maps !== undefined) {
           await writeIdMaps(pid, maps);
@@ -443,7 +448,7 @@ export class Sandbox {
           releaseTimer.unref();
         }
         // The cgroup attach waits for a kernel grace period (asynchronously): the hooks (slirp4netns) run meanwhile.
-        await Promise.all([early ? undefined : cgroup?.addProcess(pid), onCreated?.(pid)]);
+        await Promise.all([early || selfJoin !== undefined ? undefined : cgroup?.addProcess(pid), onCreated?.(pid)]);
         go.end('g');
       },
     });

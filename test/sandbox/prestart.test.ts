@@ -7,6 +7,9 @@ import { startLauncher, type StartedLauncher } from '../../src/sandbox/launcher-
 import { encodeLauncherSpec } from '../../src/sandbox/launcher-spec.js';
 import { createRunSpec, type RunSpec } from '../../src/sandbox/spec.js';
 import { Sandbox } from '../../src/sandbox/sandbox.js';
+import { createCgroup } from '../../src/sandbox/cgroup.js';
+import type { CgroupV1 } from '../../src/sandbox/cgroup-v1.js';
+import { v1Unavailable } from './cgroup-helpers.js';
 import { testSerialIf } from '../helpers/capability.js';
 import { cgroupsOwnedBy, childrenNamed } from '../helpers/containers.js';
 import { busyboxMissing, makeBusyboxRootfs } from '../helpers/rootfs.js';
@@ -135,4 +138,34 @@ testSerialIf(missing, 'a launcher without the spawn addon beside it is started w
   t.is(out.text(), 'spawned\n');
   await pre.dispose();
   t.deepEqual(launcherChildren(), []);
+});
+
+testSerialIf(missing ?? v1Unavailable(), 'launcher: on cgroup v1 the sandbox\'s process joins its cgroup itself through tasks (the spec\'s cgroup files): in it with nobody attaching it, the launcher never in it', async (t) => {
+  const dir = await tempDir(t, 'tsbuild-pre-');
+  const rootfs = await makeBusyboxRootfs(join(dir, 'rootfs'));
+  assertNoLeftoverMounts(t, [dir]);
+  const cgroup = await createCgroup(`sandbox-selfjoin-${process.pid}`, {}, { rootless: false });
+  if (cgroup === undefined) throw new Error('no cgroup could be made');
+  t.teardown(() => cgroup.destroy());
+  const files = cgroup.selfJoinFiles ?? [];
+  t.true(files.length > 0 && files.every((f) => f.endsWith('/tasks')));
+  const pidsDir = (cgroup as CgroupV1).directories.get('pids') ?? '';
+  const out = captured();
+  const launcher = startLauncher(ensureLauncher(), ['ignore', 'pipe', 'pipe']);
+  // Released with its spec (releaseAtStart): this process never attaches anything.
+  const r = runHandshake({
+    launcherPath: ensureLauncher(),
+    input: encodeLauncherSpec(createRunSpec({ root: { path: rootfs }, args: ['sh', '-c', 'echo started; sleep 0.4'] }), { rootfs, joinCgroups: files }),
+    stdio: { stdout: out.stream, stderr: out.stream },
+    launcher: launcher.attach({ stdout: out.stream, stderr: out.stream }),
+    releaseAtStart: true,
+    onPid: async () => undefined,
+  });
+  while (!out.text().includes('started')) await new Promise((resolve) => setTimeout(resolve, 10));
+  const members = readFileSync(join(pidsDir, 'cgroup.procs'), 'latin1').trim().split('\n').filter((l) => l !== '').map(Number);
+  t.true(members.length >= 1, 'the container\'s process (the shell, or the sleep it exec\'d)');
+  t.false(members.includes(launcher.pid ?? -1), 'the launcher stays out');
+  const result = await r;
+  t.is(result.lines.find((l) => l.error !== undefined), undefined);
+  t.like(result.lines.find((l) => l.exitCode !== undefined), { exitCode: 0 });
 });

@@ -81,6 +81,14 @@ test('launcher spec: generated files are records after their directory and bad n
   t.true(isTsbuildError(t.throws(() => encodeLauncherSpec(noMountNs, { rootfs: '/r', filesDir: '/f', files: [] })), 'SANDBOX_BAD_SPEC'));
 });
 
+test('launcher spec: the cgroup files the sandbox\'s process joins itself are records, at most 8', (t) => {
+  const s = createRunSpec(base);
+  const tokens = encodeLauncherSpec(s, { rootfs: '/r', joinCgroups: ['/sys/fs/cgroup/memory/x/tasks', '/sys/fs/cgroup/pids/x/tasks'] }).toString('utf8').split('\0');
+  t.deepEqual(tokens.filter((_, i) => tokens[i - 1] === 'cgroup'), ['/sys/fs/cgroup/memory/x/tasks', '/sys/fs/cgroup/pids/x/tasks']);
+  t.false(encodeLauncherSpec(s, { rootfs: '/r' }).toString('utf8').split('\0').includes('cgroup'));
+  t.true(isTsbuildError(t.throws(() => encodeLauncherSpec(s, { rootfs: '/r', joinCgroups: Array.from({ length: 9 }, (_, i) => `/c${i}/tasks`) })), 'SANDBOX_BAD_SPEC'));
+});
+
 test('launcher spec: overlay options reject separators and add userxattr when in a user namespace', (t) => {
   t.is(overlayOptions(['/a', '/b'], '/u', '/w', true), 'lowerdir=/a:/b,upperdir=/u,workdir=/w,userxattr');
   t.true(isTsbuildError(t.throws(() => overlayOptions(['/a,b'], '/u', '/w', false)), 'SANDBOX_BAD_SPEC'));

@@ -67,6 +67,7 @@ struct spec {
   int all_devices;              /* privileged: device nodes usable everywhere; else every mount but devpts is nodev */
   int seccomp;                  /* install the default seccomp filter (seccomp.c) before the credentials drop */
   const char *hostname, *cwd;
+  const char *cgroups[8]; int ncgroups;   /* v1 "tasks" files the child writes "0" into first (joins its cgroup) */
   const char *files_dir;        /* directory a private tmpfs with the generated files goes on, or NULL */
   struct file files[16]; int nfiles;
   struct mnt mounts[MAX_ITEMS]; int nmounts;
@@ -178,6 +179,10 @@ static void parse_spec(char *buf, size_t len) {
     else if (!strcmp(tag, "cwd")) S.cwd = tok[0];
     else if (!strcmp(tag, "caps")) S.caps = parse_num(tok[0], "caps");
     else if (!strcmp(tag, "join")) S.join_pid = (pid_t)parse_num(tok[0], "join pid");
+    else if (!strcmp(tag, "cgroup")) {
+      if (S.ncgroups >= 8) fail_code(125, "parse-spec", E2BIG, "cgroups");
+      S.cgroups[S.ncgroups++] = tok[0];
+    }
     else if (!strcmp(tag, "detach")) S.detach = tok[0][0] == '1';
     else if (!strcmp(tag, "ns")) {
       if (S.njoin >= 16) fail_code(125, "parse-spec", E2BIG, "namespaces");
@@ -870,9 +875,17 @@ static void __attribute__((noreturn)) run_child(void) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "child");
   /* Two releases: 'm' once the id maps are written (files can then be made with mapped ids; sent
    * only with a user namespace), 'g' once the cgroup is joined and the parent's hooks ran. The
-   * file system is set up in between, while the parent attaches the cgroup (a cgroup v1 attach
-   * waits for an RCU grace period): nothing of the command runs before 'g'. */
+   * file system is set up in between, while the parent attaches the cgroup when the child does not
+   * join it itself (cgroup v2: the attach waits for an RCU grace period): nothing of the command runs before 'g'. */
   char released = S.userns ? wait_for_parent() : 'm';   /* a parent may also send 'g' at once */
+  /* Into the sandbox's cgroup before anything else: a process moving only itself through a v1 "tasks" file
+   * skips the lock every other attach takes (cgroup_threadgroup_rwsem, which waits for an RCU grace period,
+   * 7-35 ms), and the command's processes are then born in it. */
+  for (int i = 0; i < S.ncgroups; i++) {
+    int fd = open(S.cgroups[i], O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0", 1) != 1) fail("join-cgroup", S.cgroups[i]);
+    close(fd);
+  }
   if (S.hostname != NULL && sethostname(S.hostname, strlen(S.hostname)) < 0) fail("sethostname", S.hostname);
   setup_rootfs();
   if (S.terminal) setup_terminal();
