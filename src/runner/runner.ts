@@ -53,6 +53,8 @@ function rootOf(snapshotter: Snapshotter, key: string, readonly: boolean, usedOn
 export interface RunContainerOptions {
   /** Called once the container's process runs (its pid recorded), or when it ended before that. */
   readonly onStarted?: () => void;
+  /** Called once the container's process exists, as it is about to be released: work that need not come before its command can start then. */
+  readonly onCreated?: (pid: number) => void;
   /** Awaited as soon as the container's process has ended, before its state says exited and before --rm removes it (stops health probes). */
   readonly onEnded?: () => Promise<void>;
   /** Receives problems that do not stop the container (e.g. its published ports stopped forwarding). */
@@ -177,6 +179,7 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
     ...hooks,
     onCreated: async (pid: number) => {
       createdPid = pid;
+      options.onCreated?.(pid);
       if (netCreated !== undefined) await netCreated(pid);
     },
   };

@@ -82,8 +82,9 @@ export class NativeChild extends EventEmitter {
     for (const s of readable) s.once('close', () => this.#pipeClosed());
     if (unreaped.size === 0) process.on('SIGCHLD', onChildSignal);
     unreaped.add(this);
-    // It may have ended before the listener existed.
-    this.poll();
+    // It may have ended before the listener existed (a short program, while the pipes were wrapped): looked at
+    // once the caller has had its turn to listen ('exit' is never emitted before spawnNative returned, as with Node's spawn).
+    setImmediate(() => this.poll());
   }
 
   get stdin(): Socket | null { return this.stdio[0] ?? null; }

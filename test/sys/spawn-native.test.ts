@@ -131,3 +131,12 @@ test('spawnNative: detached starts a new session', async (t) => {
   t.is((await out).trim(), String(child.pid), 'the session id is its own pid');
   t.not(readFileSync('/proc/self/stat', 'latin1').split(' ')[5], String(child.pid));
 });
+
+test('spawnNative: a child that ended before its caller listened still gets its exit event (never emitted inside spawnNative)', async (t) => {
+  const child = mustSpawn(addon(), '/bin/true', [], ['ignore', 'ignore', 'ignore', 'pipe-out']);
+  // Long enough for /bin/true to have exited (and its pipe closed) before anything listens.
+  const until = Date.now() + 100;
+  while (Date.now() < until) { /* busy: nothing of the loop runs */ }
+  const exited = await new Promise<number | null>((resolve) => child.once('exit', (code: number | null) => resolve(code)));
+  t.is(exited, 0);
+});

@@ -2,7 +2,7 @@ import { notSupportedYet, TsbuildError } from '../../core/index.js';
 import {
   startSlirpAhead, type ContainerNetwork, type SlirpLookup, type SlirpProcess,
   bindingsOfContainer, checkPortsAvailable, createContainer, findSlirp4netns, parseContainerNetwork, resolveContainerNetwork, createLogWriter, endAttachedRun, NO_RESTART, parseDuration, parsePublishSpec, parseRestartPolicy, startMonitor, markOpenStdin, runContainer, runWithHealthcheck, runWithRestartPolicy, removeContainer, startAttachServer,
-  type ContainerRecord, type HealthFlags, type PortBinding,
+  type AttachServer, type ContainerRecord, type HealthFlags, type PortBinding,
 } from '../../runner/index.js';
 import { limitsToResources, type ResourcesSpec, type Sandbox, type SandboxPrestart, type SandboxStdio } from '../../sandbox/index.js';
 import type { ParsedArgs } from '../args.js';
@@ -220,11 +220,21 @@ async function createAndRun(args: ParsedArgs, ctx: CommandContext, deps: Contain
   // With -i (no -t) clients' input joins ours in the container's stdin, which ends when ours does
   // (docker's StdinOnce); with -t our terminal is the launcher's, so clients' input and sizes are ignored.
   const mergeInput = interactive && !tty;
-  const attach = await startAttachServer(deps.containers, record.id, { openStdin: mergeInput, tty: false, ownerPid: deps.ownerPid });
+  // With input to merge the attach server must be there first. Else it starts once the container's process
+  // is released (onCreated), while this process waits for the command anyway: its listen costs ~2 ms (node:net
+  // loads the cluster module) that no longer hold up the start. Output before it cannot have had a client.
+  const attachOptions = { openStdin: mergeInput, tty: false, ownerPid: deps.ownerPid };
+  let attach: AttachServer | undefined = mergeInput ? await startAttachServer(deps.containers, record.id, attachOptions) : undefined;
+  let attachStarted: Promise<void> | undefined;
+  const startAttach = (): Promise<void> => attachStarted ??= attach !== undefined ? Promise.resolve() : startAttachServer(deps.containers, record.id, attachOptions).then((a) => {
+    attach = a;
+  }, (err: unknown) => {
+    ctx.stderr.write(`WARNING: "tsbuild attach" cannot reach this container: ${(err as Error).message}\n`);
+  });
   const input = mergeInput ? new PassThrough() : undefined;
   if (input !== undefined) ctx.stdin.pipe(input);
   // Our stdout and stderr are made on the first output (process.stdout/stderr cost 1.5-4 ms each to create, a pipe's more).
-  const log = createLogWriter(deps.containers.logPathOf(record.id), { stdout: teeTo(() => ctx.stdout, attach.stdout), stderr: teeTo(() => ctx.stderr, attach.stderr) });
+  const log = createLogWriter(deps.containers.logPathOf(record.id), { stdout: teeTo(() => ctx.stdout, () => attach?.stdout), stderr: teeTo(() => ctx.stderr, () => attach?.stderr) });
   // With -t the pty's output (the container's stdout and stderr) is the log's stdout, as docker's;
   // -it hands our terminal to the launcher (raw mode, window size, SIGWINCH), and with -t alone
   // the launcher's otherwise unused stderr is our terminal, only for the window size.
@@ -240,18 +250,20 @@ async function createAndRun(args: ParsedArgs, ctx: CommandContext, deps: Contain
       let code: number | undefined;
       // This run's clients' input (a new stream per run) goes into the container's stdin too, never
       // ending it; after ours ended (the container's stdin is closed) it is dropped.
-      attach.stdinForRun()?.on('data', (chunk: Buffer) => {
+      attach?.stdinForRun()?.on('data', (chunk: Buffer) => {
         if (input !== undefined && !input.writableEnded) input.write(chunk);
       });
       try {
         const r = await runWithHealthcheck(deps, record, record.healthcheck, (onStarted, onEnded) => runContainer(deps, record, stdio, ctx.signal, {
           onWarning: (m) => ctx.stderr.write(`WARNING: ${m}\n`), restartCount, onStarted, onEnded,
+          onCreated: () => { setImmediate(() => void startAttach()); },
           ...(ahead !== undefined && restartCount === 0 ? { prestart: ahead.prestart, slirpAhead: ahead.slirp } : {}),
         }));
         code = r.exitCode;
         return r;
       } finally {
-        await endAttachedRun(attach, log, deps.containers, record.id, code);
+        await attachStarted;
+        if (attach !== undefined) await endAttachedRun(attach, log, deps.containers, record.id, code);
       }
     };
     const result = await withRawTerminal(tty && interactive ? ctx.stdin : undefined, async () => {
@@ -271,17 +283,18 @@ async function createAndRun(args: ParsedArgs, ctx: CommandContext, deps: Contain
       ctx.stdin.unpipe(input);
       ctx.stdin.pause();
     }
-    await attach.close();
+    await attachStarted;
+    await attach?.close();
     await log.close();
   }
 }
 
-/** A stream writing to `main` (with its backpressure; made on the first write) and to `copy` (the attach clients, which never hold it up). */
-function teeTo(mainOf: () => Writable, copy: Writable): Writable {
+/** A stream writing to `main` (with its backpressure; made on the first write) and to `copyOf()` (the attach clients once there, which never hold it up). */
+function teeTo(mainOf: () => Writable, copyOf: () => Writable | undefined): Writable {
   let main: Writable | undefined;
   return new Writable({
     write(chunk: Buffer, _enc, cb) {
-      copy.write(chunk);
+      copyOf()?.write(chunk);
       main ??= mainOf();
       if (main.write(chunk)) cb();
       else main.once('drain', () => cb());
