@@ -74,6 +74,11 @@ export function encodeJoinSpec(spec: JoinSpec): Buffer {
   if (spec.args.length === 0) throw badSpec('no command to run');
   if (spec.terminal === true && !spec.namespaces.includes('mnt')) throw badSpec('a terminal needs the mount namespace (its /dev/pts)');
   add('join', spec.targetPid);
+  // On v1 the process joins the container's cgroup itself (launcher.c join_child: the tasks files are opened
+  // before the launcher enters the namespaces): no grace period, and nothing for joinProcess to attach.
+  const selfJoin = spec.cgroup?.selfJoinFiles ?? [];
+  if (selfJoin.length > 8) throw badSpec('at most 8 cgroup files to join');
+  for (const f of selfJoin) add('cgroup', f);
   for (const ns of spec.namespaces) {
     if (!ALL_JOIN_NAMESPACES.includes(ns)) throw badSpec(`unknown namespace "${String(ns)}"`);
     add('ns', ns);
@@ -119,7 +124,7 @@ export async function joinProcess(launcherPath: string, spec: JoinSpec, stdio: S
     detached: spec.detach === true,
     signal,
     onPid: async (pid, go) => {
-      if (spec.cgroup !== undefined) await spec.cgroup.addProcess(pid);
+      if (spec.cgroup !== undefined && spec.cgroup.selfJoinFiles === undefined) await spec.cgroup.addProcess(pid);
       go.end('g');
     },
   });

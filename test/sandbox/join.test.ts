@@ -5,6 +5,10 @@ import { PassThrough } from 'node:stream';
 import { TsbuildError } from '../../src/core/index.js';
 import { encodeJoinSpec, joinProcess, type JoinSpec } from '../../src/sandbox/join.js';
 import { sandboxCgroupNameOf } from '../../src/sandbox/process-cgroup.js';
+import { createCgroup } from '../../src/sandbox/cgroup.js';
+import type { Cgroup } from '../../src/sandbox/cgroup-types.js';
+import type { CgroupV1 } from '../../src/sandbox/cgroup-v1.js';
+import { v1Unavailable } from './cgroup-helpers.js';
 import { testIf } from '../helpers/capability.js';
 import { ensureLauncher, notRoot } from './sandbox-helpers.js';
 
@@ -92,4 +96,22 @@ testIf(notRoot(), 'joinProcess: a clear error when the target process is gone or
   const missing = await t.throwsAsync(joinProcess(launcher, { targetPid: pid, namespaces: ['uts'], args: ['no-such-command-here'], env: ['PATH=/nonexistent'], cwd: '/' }));
   t.is((missing as TsbuildError).code, 'SANDBOX_COMMAND_NOT_FOUND');
   t.is((missing as TsbuildError).exitCode, 127);
+});
+
+testIf(notRoot() ?? v1Unavailable(), 'joinProcess: on cgroup v1 the joining process moves itself into the container\'s cgroup (its tasks files, opened before the namespaces are entered), never attached by us', async (t) => {
+  const launcher = ensureLauncher();
+  const pid = await startUnshared(t, ['--net', '--mount']);
+  const made = await createCgroup(`sandbox-joinself-${process.pid}`, {}, { rootless: false });
+  if (made === undefined) throw new Error('no cgroup could be made');
+  t.teardown(() => made.destroy());
+  // Attaching from here would fail the test: only the process's own join may put it there.
+  const cgroup: Cgroup = new Proxy(made, { get: (c, k) => (k === 'addProcess' ? () => Promise.reject(new Error('attached by the caller')) : Reflect.get(c, k, c) as unknown) });
+  t.deepEqual(tokens({ ...base, cgroup }).filter((_, i, all) => all[i - 1] === 'cgroup'), made.selfJoinFiles);
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (c: Buffer) => { text += c.toString(); });
+  const r = await joinProcess(launcher, { targetPid: pid, namespaces: ['net', 'mnt'], args: ['/bin/cat', '/proc/self/cgroup'], env: [], cwd: '/', cgroup }, { stdout: out, stderr: 'inherit' });
+  t.is(r.exitCode, 0);
+  const memory = (made as CgroupV1).directories.get('memory') ?? '';
+  t.true(text.split('\n').some((l) => l.includes(':memory:') && memory.endsWith(l.split(':')[2] ?? '\0')), text);
 });

@@ -965,10 +965,18 @@ static int wants_ns(const char *name) {
   return 0;
 }
 
+/* The container's v1 cgroup "tasks" files (spec "cgroup"), opened before the namespaces are entered: the joining
+ * process writes "0" into them itself (a task moving only itself takes no grace period; see run_child). */
+static int cgroup_fds[8];
+
 static void __attribute__((noreturn)) join_child(int exec_pipe) {
   char go;
   if (exec_pipe >= 0) close(exec_pipe);
   else if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", "child");
+  for (int i = 0; i < S.ncgroups; i++) {
+    if (write(cgroup_fds[i], "0", 1) != 1) fail("join-cgroup", S.cgroups[i]);
+    close(cgroup_fds[i]);
+  }
   ssize_t n;
   do n = read(GO_FD, &go, 1); while (n < 0 && errno == EINTR);
   if (n != 1) fail_code(125, "wait-for-parent", n < 0 ? errno : ECANCELED, "the parent did not release the process");
@@ -996,7 +1004,10 @@ static int join_main(void) {
     for (size_t k = 0; k < sizeof JOIN_NS / sizeof JOIN_NS[0]; k++) known |= !strcmp(S.join_ns[i], JOIN_NS[k].name);
     if (!known) fail_code(125, "parse-spec", EINVAL, S.join_ns[i]);
   }
-  /* Every fd is opened before the first setns: afterwards /proc may be the container's. */
+  /* Every fd is opened before the first setns: afterwards /proc (and /sys) may be the container's. */
+  for (int i = 0; i < S.ncgroups; i++) {
+    if ((cgroup_fds[i] = open(S.cgroups[i], O_WRONLY | O_CLOEXEC)) < 0) fail("join-cgroup", S.cgroups[i]);
+  }
   int fds[sizeof JOIN_NS / sizeof JOIN_NS[0]];
   char path[64], self[64];
   for (size_t k = 0; k < sizeof JOIN_NS / sizeof JOIN_NS[0]; k++) {
@@ -1036,6 +1047,7 @@ static int join_main(void) {
   pid_t pid = fork();
   if (pid < 0) fail("fork", "join");
   if (pid == 0) join_child(exec_pipe[0] >= 0 ? exec_pipe[0] : -1);
+  for (int i = 0; i < S.ncgroups; i++) close(cgroup_fds[i]);
   if (exec_pipe[1] >= 0) close(exec_pipe[1]);
   return supervise(pid, exec_pipe[0]);
 }
