@@ -1,6 +1,6 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cacheNameFor, defaultCacheDir, runBundle } from './code-cache.js';
+import { cacheNameFor, cacheVariantFor, defaultCacheDir, runBundle } from './code-cache.js';
 
 // The entry of the bundled CLI (dist/cli/main.cjs, which bin/tsbuild.js requires, and the same as an
 // ES module, dist/cli/main.js; written by scripts/bundle.mjs): runs the CLI's CommonJS file, the
@@ -29,6 +29,6 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
     file: join(here, file),
     key,
     cacheDir: dir === undefined ? defaultCacheDir(here, process.env) : dir === '' ? undefined : dir,
-    name,
+    name: `${name}${cacheVariantFor(argv, name)}`,
   });
 }

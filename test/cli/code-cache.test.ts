@@ -4,7 +4,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cacheFileOf, cacheNameFor, defaultCacheDir } from '../../src/cli/code-cache.js';
+import { cacheFileOf, cacheNameFor, cacheVariantFor, defaultCacheDir } from '../../src/cli/code-cache.js';
 import { tempDir } from '../helpers/tmp.js';
 
 // src/cli/code-cache.ts runs the CLI bundle with a V8 code cache written at exit: each case runs a
@@ -134,6 +134,19 @@ test('code cache: the cache name is the command word after the global options', 
   t.is(cacheNameFor(['.'], commands), 'other');
   t.is(cacheNameFor(['nosuch'], commands), 'other');
   t.is(cacheNameFor([], commands), 'other');
+});
+
+test('code cache: run has a cache per kind of run (foreground, detached, with a terminal): each holds what its path compiled', (t) => {
+  t.is(cacheVariantFor(['run', '--rm', 'busybox', 'true'], 'run'), '');
+  t.is(cacheVariantFor(['--root', '/s', 'run', '-d', '--name', 'x', 'busybox'], 'run'), '-d');
+  t.is(cacheVariantFor(['run', '--detach', 'busybox'], 'run'), '-d');
+  t.is(cacheVariantFor(['run', '-it', 'busybox', 'sh'], 'run'), '-it');
+  t.is(cacheVariantFor(['run', '-dit', '-p', '80:80', 'busybox'], 'run'), '-d-it');
+  t.is(cacheVariantFor(['run', '--tty', '--rm', 'busybox'], 'run'), '-it');
+  t.is(cacheVariantFor(['run', '-e', 'A=-d', '-p', '8080:80', 'busybox'], 'run'), '', 'values are no flags');
+  t.is(cacheVariantFor(['run', '--rm', 'busybox', '--', '-d'], 'run'), '');
+  t.is(cacheVariantFor(['ps', '-a'], 'ps'), '', 'other commands have one cache');
+  t.is(cacheVariantFor(['exec', '-it', 'c', 'sh'], 'exec'), '');
 });
 
 test('code cache: a cache whose payload was changed is rejected by its checksum, never run (V8 would run the changed code)', async (t) => {
