@@ -137,8 +137,11 @@ export function runBundle(run: BundleRun): { exports: unknown; cache: CacheState
   const script = read.data === undefined ? compile() : withCacheChecksums(compile);
   const cache: CacheState = read.data !== undefined && script.cachedDataRejected === true ? 'rejected' : read.state;
   if (cacheFile !== undefined && cache !== 'used') {
-    // At exit the script's functions this command ran are compiled, so the cache holds them too.
-    process.once('exit', () => {
+    // At exit the script's functions this command ran are compiled, so the cache holds them too. Only after a
+    // success: a failed command ran its error path, and a cache of that would leave every later successful
+    // run compiling the rest (a cache is written once, by the first start that found none).
+    process.once('exit', (code) => {
+      if (code !== 0) return;
       let data: Buffer;
       try {
         if (!writable(cacheFile)) return;

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -134,6 +134,17 @@ test('code cache: the cache name is the command word after the global options', 
   t.is(cacheNameFor(['.'], commands), 'other');
   t.is(cacheNameFor(['nosuch'], commands), 'other');
   t.is(cacheNameFor([], commands), 'other');
+});
+
+test('code cache: a start that fails writes no cache (its functions are those of the error path); the next successful one does', async (t) => {
+  const { file, cacheDir, run } = await setup(t);
+  await writeFile(file, `${bundleSource('ab')}process.exitCode = 3;\n`);
+  const failed = await run();
+  t.is(failed.code, 3, failed.stderr);
+  t.false(existsSync(cacheOf(file, cacheDir)), 'no cache');
+  await writeFile(file, bundleSource('ab'));
+  t.is((await run()).code, 0);
+  t.regex((await run()).stderr, /^cache used/);
 });
 
 test('code cache: run has a cache per kind of run (foreground, detached, with a terminal): each holds what its path compiled', (t) => {
