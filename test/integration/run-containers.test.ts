@@ -1,5 +1,5 @@
 import test, { type ExecutionContext } from 'ava';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -251,5 +251,30 @@ testIf(noBusybox, 'run: a two-layer image shows the merged view (added file, whi
   t.is(res.stdout, 'from layer 2\n');
   res = await r('run', '--rm', '--entrypoint', 'sh', 'layered:1', '-c', 'id -u; pwd; test -e /var && echo var-present || echo var-gone; test -e /etc/passwd && echo base-present');
   t.is(res.stdout, '65534\n/app\nvar-gone\nbase-present\n');
+  await finish();
+});
+
+testIf(noBusybox, 'run --rm: a container whose writable layer cannot be removed fails the run with the reason, after its command ran', async (t) => {
+  const { root, r, finish } = await setup(t);
+  // The container's file made immutable on the host while it runs: its writable layer cannot be removed.
+  const running = r('run', '--rm', '--name', 'stuck', 'busybox', 'sh', '-c', 'touch /stuck; sleep 1; echo ran; exit 4');
+  const immutable: string[] = [];
+  const findStuck = (dir: string): string[] => readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.name === 'stuck' && e.isFile()).map((e) => join(e.parentPath, e.name));
+  // Whatever happens, the files go mutable again (the store's temporary directory can then be removed).
+  t.teardown(() => {
+    for (const f of findStuck(root)) execFileSync('chattr', ['-i', f]);
+  });
+  await until('the container to write its file', async () => findStuck(join(root, 'snapshots')).length > 0);
+  for (const f of findStuck(join(root, 'snapshots'))) {
+    execFileSync('chattr', ['+i', f]);
+    immutable.push(f);
+  }
+  const res = await running;
+  t.is(res.stdout, 'ran\n');
+  t.not(res.code, 0);
+  t.regex(res.stderr, /cannot remove/);
+  for (const f of findStuck(root)) execFileSync('chattr', ['-i', f]);
+  t.true(immutable.length > 0);
   await finish();
 });
