@@ -6,12 +6,11 @@
  * container's owner starts slirp4netns once the namespaces exist and before the command runs, and
  * stops it with the container; its exit fd makes it end with the owner even after a SIGKILL.
  */
-import { spawn } from 'node:child_process';
 import { accessSync, closeSync, constants, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
-import { spawnNative } from '../sys/index.js';
+import { spawnChild } from '../sys/index.js';
 import type { NetworkMode, RunHooks } from '../sandbox/index.js';
 
 /** How a container is networked (`--network`). */
@@ -340,14 +339,8 @@ export async function startSlirp(binary: string, target: number | { readonly net
   // fd 3: ready (slirp4netns writes "1"); fd 4: exit (it ends when our end closes). Our ends are
   // close-on-exec, so no other child inherits them. fd 5: the network namespace, when given as an open descriptor.
   const netnsFd = typeof target === 'number' ? [] : [target.netnsFd];
-  let child: SlirpChild | undefined;
-  try {
-    // Through the spawn addon (no fork of this process) when there is one; else node:child_process, which also reports a failed start.
-    child = o.spawnAddon === undefined ? undefined : spawnNative(o.spawnAddon, binary, args, ['ignore', 'ignore', 'pipe-out', 'pipe-out', 'pipe-in', ...netnsFd], { argv0, env: {} });
-  } catch {
-    child = undefined;
-  }
-  child ??= spawn(binary, args, { argv0, stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', ...netnsFd], env: {} });
+  // Through the spawn addon (no fork of this process) when there is one, else node:child_process.
+  const child: SlirpChild = spawnChild(o.spawnAddon, binary, args, ['ignore', 'ignore', 'pipe-out', 'pipe-out', 'pipe-in', ...netnsFd], { argv0, env: {} });
   const stdio = child.stdio as unknown as (Readable | Writable | null)[];
   const ready = stdio[3] as Readable;
   const exitFd = stdio[4] as Writable;

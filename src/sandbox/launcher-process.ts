@@ -4,11 +4,10 @@
  * (run mode) and joinProcess (join mode) through the handshake of launcher-handshake.ts. A launcher
  * forked by the zygote (launcher-zygote.ts) has the same shape.
  */
-import { spawn } from 'node:child_process';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { TsbuildError } from '../core/index.js';
-import { spawnAddonBeside, spawnNative, type NativeStdio } from '../sys/index.js';
+import { spawnAddonBeside, spawnChild, type NativeStdio } from '../sys/index.js';
 import type { OutputSink, SandboxStdio, StdinSource } from './sandbox.js';
 
 /** A started launcher with its handshake pipes. */
@@ -167,22 +166,12 @@ interface LauncherChild {
 
 /**
  * Starts the launcher process: through the spawn addon beside it (build/tsbuild-spawn.node: posix_spawn, no
- * fork of this process) when that is there, else with node:child_process (which also reports a launcher
- * that cannot be started: its 'error' event).
+ * fork of this process) when that is there, else with node:child_process.
  */
 function spawnLauncherProcess(launcherPath: string, modes: LauncherStdioModes, detached: boolean, args: readonly string[]): LauncherChild {
   // fds 0-2 as asked (a pipe: stdin written by us, stdout/stderr read), 3 spec in, 4 status out, 5 go in.
   const kind = (m: LauncherStdioModes[number], i: number): NativeStdio => (m === 'pipe' ? (i === 0 ? 'pipe-in' : 'pipe-out') : m);
-  try {
-    const native = spawnNative(spawnAddonBeside(launcherPath), launcherPath, args, [...modes.map(kind), 'pipe-in', 'pipe-out', 'pipe-in'], { detached });
-    if (native !== undefined) return native;
-  } catch {
-    // not startable (ENOENT, EACCES...): child_process reports it the usual way
-  }
-  return spawn(launcherPath, args, {
-    stdio: [...modes, 'pipe', 'pipe', 'pipe'],
-    ...(detached ? { detached: true } : {}),
-  });
+  return spawnChild(spawnAddonBeside(launcherPath), launcherPath, args, [...modes.map(kind), 'pipe-in', 'pipe-out', 'pipe-in'], { detached });
 }
 
 /**

@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import type { Socket } from 'node:net';
@@ -210,4 +211,23 @@ export function spawnNative(addonPath: string, file: string, args: readonly stri
   } finally {
     for (const fd of [...toClose, ...ours]) if (fd !== undefined) closeSync(fd);
   }
+}
+
+/**
+ * Starts `file` through the addon at `addonPath` when it can be used (see {@link spawnNative}), else with
+ * node:child_process, which also reports a program that cannot be started (its 'error' event).
+ */
+export function spawnChild(addonPath: string | undefined, file: string, args: readonly string[], stdio: readonly NativeStdio[], options: { readonly detached?: boolean; readonly argv0?: string; readonly env?: NodeJS.ProcessEnv } = {}): NativeChild | ChildProcess {
+  try {
+    const native = addonPath === undefined ? undefined : spawnNative(addonPath, file, args, stdio, options);
+    if (native !== undefined) return native;
+  } catch {
+    // not startable (ENOENT, EACCES...): child_process reports it the usual way
+  }
+  return spawn(file, args, {
+    stdio: stdio.map((k) => (k === 'pipe-in' || k === 'pipe-out' ? 'pipe' : k)),
+    ...(options.detached === true ? { detached: true } : {}),
+    ...(options.argv0 === undefined ? {} : { argv0: options.argv0 }),
+    ...(options.env === undefined ? {} : { env: options.env }),
+  });
 }
