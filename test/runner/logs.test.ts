@@ -1,5 +1,5 @@
 import test from 'ava';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -42,6 +42,20 @@ test('createLogWriter: a record is in the file once its write is done (logs of a
   await w.close();
   await write(w.stderr, 'after close\n');
   t.false(readFileSync(path, 'utf8').includes('after close'), 'a write after close is dropped, no error');
+});
+
+test('createLogWriter: a silent container makes no log file (readers take it for an empty log); nothing is written after close', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'c-json.log');
+  const w = createLogWriter(path);
+  await write(w.stdout, '');
+  await w.close();
+  t.false(existsSync(path));
+  const records: LogRecord[] = [];
+  await readLogs(path, (r) => records.push(r));
+  t.deepEqual(records, []);
+  await write(w.stderr, 'after close\n');
+  t.false(existsSync(path), 'a write after close makes no file either');
 });
 
 test('createLogWriter: a log file that cannot be opened loses its records, never the run (the tee still gets the output)', async (t) => {
