@@ -23,7 +23,18 @@ export function spawnAddonBeside(launcherPath: string): string {
 interface SpawnAddon {
   spawn(file: string, argv: readonly string[], env: readonly string[] | null, fds: readonly number[], setsid: boolean): number;
   pipe(): [number, number];
-  wait(pid: number, block: boolean): [number | null, number | null] | undefined;
+  /** Reaps `pid` if it has ended (WNOHANG): [exit code, signal], else undefined. */
+  wait(pid: number): [number | null, number | null] | undefined;
+}
+
+/** How {@link spawnNative} and {@link spawnChild} start a program besides its fds. */
+export interface SpawnOptions {
+  /** In a new session (setsid). */
+  readonly detached?: boolean;
+  /** Its argv[0] (default: the file). */
+  readonly argv0?: string;
+  /** Its environment (default: ours). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /** What a child's fd `i` is: this process's fd of the same number, /dev/null, an fd of ours, or a pipe whose other end we keep. */
@@ -97,7 +108,7 @@ export class NativeChild extends EventEmitter {
     if (!unreaped.has(this)) return;
     let status: [number | null, number | null] | undefined;
     try {
-      status = this.#addon.wait(this.pid, false);
+      status = this.#addon.wait(this.pid);
     } catch {
       status = [null, null];
     }
@@ -142,13 +153,11 @@ export class NativeChild extends EventEmitter {
     if (this.#open === 0 && unreaped.has(this)) {
       // Its pipes closed when it exited (or it closed them): reap it now, else look again shortly (a SIGCHLD
       // may come first). The timer keeps this process alive until then: nothing else may.
-      this.poll();
       const again = (): void => {
-        if (!unreaped.has(this)) return;
         this.poll();
         if (unreaped.has(this)) this.#arm(again);
       };
-      if (unreaped.has(this)) this.#arm(again);
+      again();
     }
     this.#maybeClose();
   }
@@ -175,7 +184,7 @@ function signalName(signal: number): NodeJS.Signals | null {
  * when `detached`, with `env` (default: ours), through the addon at `addonPath`. Undefined when the addon
  * cannot be used (the caller then spawns with node:child_process). Throws as spawn would (code ENOENT...).
  */
-export function spawnNative(addonPath: string, file: string, args: readonly string[], stdio: readonly NativeStdio[], options: { readonly detached?: boolean; readonly argv0?: string; readonly env?: NodeJS.ProcessEnv } = {}): NativeChild | undefined {
+export function spawnNative(addonPath: string, file: string, args: readonly string[], stdio: readonly NativeStdio[], options: SpawnOptions = {}): NativeChild | undefined {
   const addon = addonAt(addonPath);
   if (addon === undefined) return undefined;
   const fds: number[] = [];
@@ -217,7 +226,7 @@ export function spawnNative(addonPath: string, file: string, args: readonly stri
  * Starts `file` through the addon at `addonPath` when it can be used (see {@link spawnNative}), else with
  * node:child_process, which also reports a program that cannot be started (its 'error' event).
  */
-export function spawnChild(addonPath: string | undefined, file: string, args: readonly string[], stdio: readonly NativeStdio[], options: { readonly detached?: boolean; readonly argv0?: string; readonly env?: NodeJS.ProcessEnv } = {}): NativeChild | ChildProcess {
+export function spawnChild(addonPath: string | undefined, file: string, args: readonly string[], stdio: readonly NativeStdio[], options: SpawnOptions = {}): NativeChild | ChildProcess {
   try {
     const native = addonPath === undefined ? undefined : spawnNative(addonPath, file, args, stdio, options);
     if (native !== undefined) return native;

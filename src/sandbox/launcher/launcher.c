@@ -862,6 +862,14 @@ static void relay_terminal(int master) {
   close(master);
 }
 
+/* Moves the calling process into a cgroup by writing "0" into `file` (its cgroup.procs, or a v1 "tasks"
+ * file for this single-threaded process, which takes no grace period); fails at step join-cgroup. */
+static void join_cgroup(const char *file) {
+  int fd = open(file, O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, "0", 1) != 1) fail("join-cgroup", file);
+  close(fd);
+}
+
 /* Waits for the parent's next byte on the go pipe ('m' or 'g'; EOF: the parent is gone or gave up). */
 static char wait_for_parent(void) {
   char go;
@@ -881,11 +889,7 @@ static void __attribute__((noreturn)) run_child(void) {
   /* Into the sandbox's cgroup before anything else: a process moving only itself through a v1 "tasks" file
    * skips the lock every other attach takes (cgroup_threadgroup_rwsem, which waits for an RCU grace period,
    * 7-35 ms), and the command's processes are then born in it. */
-  for (int i = 0; i < S.ncgroups; i++) {
-    int fd = open(S.cgroups[i], O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, "0", 1) != 1) fail("join-cgroup", S.cgroups[i]);
-    close(fd);
-  }
+  for (int i = 0; i < S.ncgroups; i++) join_cgroup(S.cgroups[i]);
   if (S.hostname != NULL && sethostname(S.hostname, strlen(S.hostname)) < 0) fail("sethostname", S.hostname);
   setup_rootfs();
   if (S.terminal) setup_terminal();
@@ -1091,11 +1095,7 @@ static void prepare_early(int argc, char **argv) {
   }
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--cgroup") && i + 1 < argc) {
-      const char *file = argv[++i];
-      int fd = open(file, O_WRONLY | O_CLOEXEC);
-      if (fd < 0) fail("join-cgroup", file);
-      if (write(fd, "0", 1) != 1) fail("join-cgroup", file);
-      close(fd);
+      join_cgroup(argv[++i]);
     } else if (strcmp(argv[i], "--netns") != 0) {
       fail_code(125, "arguments", EINVAL, argv[i]);
     }

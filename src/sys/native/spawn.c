@@ -156,18 +156,16 @@ static napi_value js_pipe(napi_env env, napi_callback_info info) {
   return arr;
 }
 
-// wait(pid, block) -> undefined while it runs (block false), else [exitCode | null, signal | null].
+// wait(pid) -> undefined while it runs, else (reaped) [exitCode | null, signal | null].
 static napi_value js_wait(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value args[2];
+  size_t argc = 1;
+  napi_value args[1];
   napi_get_cb_info(env, info, &argc, args, NULL, NULL);
   int32_t pid = 0;
-  bool block = false;
   napi_get_value_int32(env, args[0], &pid);
-  if (argc > 1) napi_get_value_bool(env, args[1], &block);
   int status = 0;
   pid_t r;
-  do r = waitpid(pid, &status, block ? 0 : WNOHANG); while (r < 0 && errno == EINTR);
+  do r = waitpid(pid, &status, WNOHANG); while (r < 0 && errno == EINTR);
   if (r < 0) return throw_errno(env, "waitpid", errno);
   napi_value undef;
   napi_get_undefined(env, &undef);
