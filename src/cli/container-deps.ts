@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findCompressionTools } from '../layer/index.js';
+import { findCompressionTools, type CompressionTools } from '../layer/index.js';
 import { ContainerStore, findSlirp4netns, type CreateDeps, type MonitorCommand, type RunnerDeps, type SlirpLookup } from '../runner/index.js';
 import { Sandbox } from '../sandbox/index.js';
 import { openSnapshotter } from '../snapshot/index.js';
@@ -47,6 +47,7 @@ export async function openContainerDeps(ctx: CommandContext, made: { readonly sa
   const { snapshotter } = await openSnapshotter({ snapshots: store.paths.snapshots, tmp: store.paths.tmp });
   const uid = process.getuid?.() ?? 0;
   const launcherPath = launcherPathFor(ctx);
+  let compressionTools: CompressionTools | undefined;
   return {
     store,
     storeRoot: resolveStoreRoot(ctx),
@@ -56,7 +57,11 @@ export async function openContainerDeps(ctx: CommandContext, made: { readonly sa
     launcherPath,
     rootless: uid !== 0,
     ownerPid: process.pid,
-    compressionTools: findCompressionTools(ctx.env.PATH),
+    // Looked up on first use (a PATH scan): only unpacking an image's layers needs them, a run of an unpacked image never.
+    get compressionTools(): CompressionTools {
+      compressionTools ??= findCompressionTools(ctx.env.PATH);
+      return compressionTools;
+    },
     slirp4netns: made.slirp4netns ?? findSlirp4netns(ctx.env.PATH),
   };
 }

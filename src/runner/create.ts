@@ -81,7 +81,8 @@ function breathe(): Promise<void> {
  * nothing is left behind. Throws STORE_IMAGE_NOT_FOUND, RUN_NAME_IN_USE, RUN_NO_COMMAND, SANDBOX_* (user).
  */
 export async function createContainer(deps: CreateDeps, o: CreateContainerOptions, signal?: AbortSignal): Promise<ContainerRecord> {
-  const image = await prepareImage(deps.store, deps.snapshotter, o.image, deps.compressionTools, signal);
+  // The compression tools only when a layer must be unpacked (openContainerDeps looks them up on first use).
+  const image = await prepareImage(deps.store, deps.snapshotter, o.image, () => deps.compressionTools, signal);
   await breathe();
   const proc = resolveProcess(image.config.config, o.process);
   const id = newContainerId();

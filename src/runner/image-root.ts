@@ -15,10 +15,11 @@ export interface RunnableImage {
 
 /**
  * Resolves `text` in the store (an index picks this host's platform), then makes the committed
- * snapshots of its layers (each layer unpacked once, shared by every container and build).
+ * snapshots of its layers (each layer unpacked once, shared by every container and build; `tools`
+ * is asked only when a layer must be unpacked).
  * Throws STORE_IMAGE_NOT_FOUND, IMAGE_*, SNAPSHOT_*, LAYER_*.
  */
-export async function prepareImage(store: Store, snapshotter: Snapshotter, text: string, tools: CompressionTools, signal?: AbortSignal): Promise<RunnableImage> {
+export async function prepareImage(store: Store, snapshotter: Snapshotter, text: string, tools: () => CompressionTools, signal?: AbortSignal): Promise<RunnableImage> {
   const image = await resolveImage(store, text);
   let doc = parseImageDocument((await store.blobs.readJson(image.descriptor.digest)).value, image.descriptor.mediaType, `manifest ${image.descriptor.digest}`);
   if (doc.kind === 'index') {
@@ -35,7 +36,7 @@ export async function prepareImage(store: Store, snapshotter: Snapshotter, text:
   let chain: Digest | undefined;
   for (const [i, layer] of manifest.layers.entries()) {
     signal?.throwIfAborted();
-    const info = await snapshotter.unpack(chain, diffIds[i] as Digest, async () => decompress(await store.blobs.open(layer.digest), { tools }), signal === undefined ? {} : { signal });
+    const info = await snapshotter.unpack(chain, diffIds[i] as Digest, async () => decompress(await store.blobs.open(layer.digest), { tools: tools() }), signal === undefined ? {} : { signal });
     chain = info.name as Digest;
   }
   return { id: manifest.config.digest, config, chain };
