@@ -6,7 +6,7 @@
  */
 import type { Writable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
-import { spawnLauncher, type LauncherProcess } from './launcher-process.js';
+import { endAtOnce, spawnLauncher, type LauncherProcess } from './launcher-process.js';
 import type { LauncherZygote } from './launcher-zygote.js';
 import { parseStatusLine, type LauncherStatus } from './launcher-status.js';
 import type { SandboxStdio } from './sandbox.js';
@@ -74,7 +74,7 @@ export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult
   });
   spawnError.catch(() => undefined);
   try {
-    specPipe.end(o.input);
+    endAtOnce(specPipe, o.input);
     if (o.releaseAtStart === true) goPipe.end('g');
     const lines: LauncherStatus[] = [];
     let buffered = '';

@@ -32,6 +32,17 @@ export interface LauncherProcess {
   unref(): void;
 }
 
+/**
+ * Ends `pipe` with `data` and, when the pipe took all of it at once, closes our end now. The launcher reads
+ * its spec to EOF, and a socket's end() closes its fd only some event-loop turns later (its shutdown
+ * request): in a foreground run, which creates its container meanwhile, the launcher waited ~1 ms more for
+ * it. What the pipe does not take at once (a spec larger than its buffer) goes on as end() sends it.
+ */
+export function endAtOnce(pipe: Writable, data: Buffer | string): void {
+  pipe.end(data);
+  if (pipe.writableLength === 0 && !pipe.destroyed) pipe.destroy();
+}
+
 /** Forwards a launcher's output pipe to the caller's stream; returns when it is drained or closed (nothing for fds and modes). */
 export function forwardOutput(from: Readable | null, to: OutputSink | undefined): Promise<void> | undefined {
   if (from === null || to === undefined || typeof to === 'string' || typeof to === 'number') return undefined;

@@ -1,10 +1,11 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, openSync } from 'node:fs';
+import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { endAtOnce } from '../../src/sandbox/launcher-process.js';
 import { PipeWriter } from '../../src/sandbox/launcher-zygote.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -59,4 +60,37 @@ test('PipeWriter: a pipe whose reader is gone fails with EPIPE as an error event
   const [err] = (await failed) as [NodeJS.ErrnoException];
   t.is(err.code, 'EPIPE');
   await closed;
+});
+
+/** What one non-blocking read of `fd` returns now: the bytes, '' at EOF, undefined when the writer is still open (EAGAIN). */
+function readNow(fd: number): string | undefined {
+  const buf = Buffer.alloc(4096);
+  try {
+    return buf.subarray(0, readSync(fd, buf)).toString();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return undefined;
+    throw err;
+  }
+}
+
+// The launcher reads its spec to EOF: our end (a libuv pipe, as a spawned launcher's) must be closed by the
+// call, not some event-loop turns later by the socket's shutdown.
+test('endAtOnce: a pipe that took everything is closed before the call returns', async (t) => {
+  const { read, write } = await pipeEnds(t);
+  t.teardown(() => closeSync(read));
+  const w = new Socket({ fd: write, readable: false, writable: true });
+  w.on('error', () => undefined);
+  endAtOnce(w, 'flags\0' + '1\0');
+  t.is(readNow(read), 'flags\x001\x00');
+  t.is(readNow(read), '', 'EOF with no turn of the event loop');
+});
+
+test('endAtOnce: what the pipe does not take at once still arrives whole, then EOF', async (t) => {
+  const { read, write } = await pipeEnds(t);
+  const w = new Socket({ fd: write, readable: false, writable: true });
+  const data = randomBytes(1024 * 1024);
+  const got = drain(read);
+  endAtOnce(w, data);
+  t.false(w.destroyed, 'left to end() while the rest is queued');
+  t.true((await got).equals(data));
 });
