@@ -121,6 +121,22 @@ export async function waitCgroupEmpty(dir: string, timeoutMs = 5000): Promise<vo
   }
 }
 
+/**
+ * Removes a cgroup directory if nothing is left in it: true when removed (or absent), false when the kernel reports
+ * it busy (processes or child cgroups remain). Throws SANDBOX_CGROUP for anything else.
+ */
+export function tryRemoveCgroupDir(dir: string): boolean {
+  try {
+    rmdirSync(dir);
+    return true;
+  } catch (err) {
+    const code = errnoOf(err);
+    if (code === 'ENOENT') return true;
+    if (code === 'EBUSY') return false;
+    throw new TsbuildError('SANDBOX_CGROUP', `cannot remove cgroup ${dir}: ${code ?? String(err)}`, { cause: err });
+  }
+}
+
 /** Removes a cgroup directory, retrying while the kernel still reports it busy (exiting tasks); absent is fine. */
 export async function removeCgroupDir(dir: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -6,7 +6,7 @@ import type { Cgroup, CgroupUsage } from './cgroup-types.js';
 import { readProcCgroups } from './cgroup-detect.js';
 import {
   killPids, moveProcess, listCgroupPids, makeCgroupDir, pathExists, pollUntil, readCgroupFile, readOptionalCgroupFile,
-  removeCgroupDir, waitCgroupEmpty, writeCgroupFile,
+  removeCgroupDir, tryRemoveCgroupDir, waitCgroupEmpty, writeCgroupFile,
 } from './cgroup-fs.js';
 import type { CgroupLimits, CgroupWrite } from './cgroup-limits.js';
 import { limitsToV1Writes, parseCpuset, parseKeyValueFile } from './cgroup-limits.js';
@@ -99,8 +99,9 @@ export class CgroupV1 implements Cgroup {
 
   async destroy(): Promise<void> {
     if (this.#destroyed) return;
-    const dirs = this.#unique();
-    const freezer = this.#dirs.get('freezer');
+    // Usually every process has ended (the sandbox waited for its launcher): the rmdirs succeed, nothing is read or killed.
+    const dirs = this.#unique().filter((dir) => !tryRemoveCgroupDir(dir));
+    const freezer = [this.#dirs.get('freezer')].find((d) => d !== undefined && dirs.includes(d));
     const probe = freezer ?? dirs[0];
     if (probe !== undefined && (await listCgroupPids(probe)).length > 0) {
       // Freeze first so nothing can fork while we kill (a fork bomb would otherwise outrun the loop).

@@ -5,7 +5,7 @@ import { readProcCgroups } from './cgroup-detect.js';
 import type { Cgroup, CgroupUsage } from './cgroup-types.js';
 import {
   errnoOf, killPids, listCgroupPids, moveProcess, makeCgroupDir, pathExists, pollUntil, readCgroupFile, readOptionalCgroupFile,
-  removeCgroupDir, waitCgroupEmpty, writeCgroupFile,
+  removeCgroupDir, tryRemoveCgroupDir, waitCgroupEmpty, writeCgroupFile,
 } from './cgroup-fs.js';
 import type { CgroupLimits } from './cgroup-limits.js';
 import { limitsToV2Writes, parseCpuset, parseKeyValueFile } from './cgroup-limits.js';
@@ -91,6 +91,11 @@ export class CgroupV2 implements Cgroup {
 
   async destroy(): Promise<void> {
     if (this.#destroyed) return;
+    // Usually every process has ended (the sandbox waited for its launcher): the rmdir succeeds, nothing is killed.
+    if (tryRemoveCgroupDir(this.#dir)) {
+      this.#destroyed = true;
+      return;
+    }
     if (await pathExists(join(this.#dir, 'cgroup.kill'))) {
       await writeCgroupFile(this.#dir, 'cgroup.kill', '1');
     } else if (await pathExists(join(this.#dir, 'cgroup.freeze'))) {
