@@ -7,7 +7,7 @@ import { connect, type Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { notSupportedYet, TsbuildError } from '../core/index.js';
 import type { ContainerEntry, ContainerStore } from './container-store.js';
-import { attachSocketPathOf, encodeFrame, FRAME_EXIT, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN, FRAME_STDOUT, FrameDecoder, withShortSocketPath } from './attach-protocol.js';
+import { ATTACH_GRACE_MS, attachSocketPathOf, encodeFrame, FRAME_EXIT, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN, FRAME_STDOUT, FrameDecoder, withShortSocketPath } from './attach-protocol.js';
 import { isContainerPaused } from './pause.js';
 import { isProcessAlive } from './process-info.js';
 import { isContainerRunning } from './runner.js';
@@ -44,12 +44,11 @@ export function requireAttachable(entry: ContainerEntry): void {
 }
 
 /**
- * Connects to the attach socket of monitor `monitorPid()`; while `starting` is pending (a start in
- * progress: the pid may be unknown yet, the socket not made) ENOENT/ECONNREFUSED are retried.
+ * Connects to the attach socket of monitor `monitorPid()`; while `keepTrying()` (a start in progress: the pid
+ * may be unknown yet, the socket not made; or a foreground run that listens a moment after its start)
+ * ENOENT/ECONNREFUSED are retried.
  */
-async function connectSocket(containers: ContainerStore, id: string, monitorPid: () => number | undefined, starting?: Promise<unknown>): Promise<Socket> {
-  let settled = false;
-  void starting?.then(() => { settled = true; }, () => { settled = true; });
+async function connectSocket(containers: ContainerStore, id: string, monitorPid: () => number | undefined, keepTrying?: () => boolean): Promise<Socket> {
   for (;;) {
     const pid = monitorPid();
     try {
@@ -64,10 +63,26 @@ async function connectSocket(containers: ContainerStore, id: string, monitorPid:
       }));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (starting === undefined || settled || (code !== 'ENOENT' && code !== 'ECONNREFUSED')) throw err;
+      if (keepTrying?.() !== true || (code !== 'ENOENT' && code !== 'ECONNREFUSED')) throw err;
       await new Promise((r) => setTimeout(r, 10));
     }
   }
+}
+
+/** True until `p` has settled. */
+function untilSettled(p: Promise<unknown>): () => boolean {
+  let settled = false;
+  void p.then(() => { settled = true; }, () => { settled = true; });
+  return () => !settled;
+}
+
+/**
+ * True while container `entry` is within {@link ATTACH_GRACE_MS} of its start and its owner lives: a foreground
+ * `run` listens only once its container has run for a moment (FOREGROUND_ATTACH_DELAY_MS).
+ */
+function inStartGrace(entry: ContainerEntry): () => boolean {
+  const deadline = Date.parse(entry.state.startedAt) + ATTACH_GRACE_MS;
+  return () => Date.now() < deadline && isProcessAlive(entry.state.monitorPid, entry.state.monitorStartTime);
 }
 
 /**
@@ -110,7 +125,7 @@ export async function attachContainer(containers: ContainerStore, entry: Contain
   const id = entry.config.id;
   if (options.starting === undefined) requireAttachable(entry);
   const monitorPid = options.starting?.monitorPid ?? (() => entry.state.monitorPid);
-  const socket = await connectSocket(containers, id, monitorPid, options.starting?.done).catch(async (err: unknown) => {
+  const socket = await connectSocket(containers, id, monitorPid, options.starting === undefined ? inStartGrace(entry) : untilSettled(options.starting.done)).catch(async (err: unknown) => {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ECONNREFUSED') {
       // Ended meanwhile, or owned by a foreground `run` of a tsbuild without its attach socket.

@@ -21,6 +21,16 @@ export const FRAME_EXIT = 3;
 
 const HEADER = 5;
 
+/**
+ * A foreground `run` listens on its attach socket only once its container has run this long: the listen costs
+ * ~2 ms of CPU (node:net loads the cluster module and with it child_process), which a short command such as
+ * `run --rm IMAGE true` never needs. A client retries a running container's missing socket for
+ * {@link ATTACH_GRACE_MS} after its start.
+ */
+export const FOREGROUND_ATTACH_DELAY_MS = 50;
+/** How long after a container's start a client retries its missing attach socket (its owner listens by then). */
+export const ATTACH_GRACE_MS = 2000;
+
 /** Encodes one frame. */
 export function encodeFrame(type: number, payload: Buffer | string): Buffer {
   const body = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;

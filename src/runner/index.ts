@@ -20,7 +20,7 @@ export {
 } from './runner.js';
 export { killContainer, parseKillSignal, stopContainer, waitForStop, SIGNALS } from './control.js';
 export { startMonitor, monitorLogPathOf, type MonitorCommand } from './monitor.js';
-export { attachSocketPathOf, markOpenStdin, hasOpenStdin, parseDetachKeys, DEFAULT_DETACH_KEYS } from './attach-protocol.js';
+export { attachSocketPathOf, markOpenStdin, hasOpenStdin, parseDetachKeys, DEFAULT_DETACH_KEYS, FOREGROUND_ATTACH_DELAY_MS } from './attach-protocol.js';
 export { endAttachedRun, startAttachServer, type AttachServer, type AttachServerOptions } from './attach-server.js';
 export { attachContainer, requireAttachable, type AttachIo, type AttachOptions, type AttachResult } from './attach-client.js';
 export { createLogWriter, readLogs, type LogRecord, type LogWriter, type ReadLogsOptions } from './logs.js';

@@ -1,7 +1,7 @@
 import { notSupportedYet, TsbuildError } from '../../core/index.js';
 import {
   startSlirpAhead, type ContainerNetwork, type SlirpLookup, type SlirpProcess,
-  bindingsOfContainer, checkPortsAvailable, createContainer, findSlirp4netns, parseContainerNetwork, resolveContainerNetwork, createLogWriter, endAttachedRun, NO_RESTART, parseDuration, parsePublishSpec, parseRestartPolicy, startMonitor, markOpenStdin, runContainer, runWithHealthcheck, runWithRestartPolicy, removeContainer, startAttachServer,
+  bindingsOfContainer, checkPortsAvailable, createContainer, findSlirp4netns, parseContainerNetwork, resolveContainerNetwork, createLogWriter, endAttachedRun, NO_RESTART, parseDuration, parsePublishSpec, parseRestartPolicy, startMonitor, markOpenStdin, runContainer, runWithHealthcheck, runWithRestartPolicy, removeContainer, startAttachServer, FOREGROUND_ATTACH_DELAY_MS,
   type AttachServer, type ContainerRecord, type HealthFlags, type PortBinding,
 } from '../../runner/index.js';
 import { limitsToResources, type ResourcesSpec, type Sandbox, type SandboxPrestart, type SandboxStdio } from '../../sandbox/index.js';
@@ -220,12 +220,13 @@ async function createAndRun(args: ParsedArgs, ctx: CommandContext, deps: Contain
   // With -i (no -t) clients' input joins ours in the container's stdin, which ends when ours does
   // (docker's StdinOnce); with -t our terminal is the launcher's, so clients' input and sizes are ignored.
   const mergeInput = interactive && !tty;
-  // With input to merge the attach server must be there first. Else it starts once the container's process
-  // is released (onCreated), while this process waits for the command anyway: its listen costs ~2 ms (node:net
-  // loads the cluster module) that no longer hold up the start. Output before it cannot have had a client.
+  // With input to merge the attach server must be there first. Else it starts once the container has run for
+  // FOREGROUND_ATTACH_DELAY_MS: its listen costs ~2 ms of CPU (node:net loads the cluster module), which a short
+  // command never needs; clients retry meanwhile (attach-client.ts). Output before it cannot have had a client.
   const attachOptions = { openStdin: mergeInput, tty: false, ownerPid: deps.ownerPid };
   let attach: AttachServer | undefined = mergeInput ? await startAttachServer(deps.containers, record.id, attachOptions) : undefined;
   let attachStarted: Promise<void> | undefined;
+  let attachTimer: NodeJS.Timeout | undefined;
   const startAttach = (): Promise<void> => attachStarted ??= attach !== undefined ? Promise.resolve() : startAttachServer(deps.containers, record.id, attachOptions).then((a) => {
     attach = a;
   }, (err: unknown) => {
@@ -256,12 +257,14 @@ async function createAndRun(args: ParsedArgs, ctx: CommandContext, deps: Contain
       try {
         const r = await runWithHealthcheck(deps, record, record.healthcheck, (onStarted, onEnded) => runContainer(deps, record, stdio, ctx.signal, {
           onWarning: (m) => ctx.stderr.write(`WARNING: ${m}\n`), restartCount, onStarted, onEnded,
-          onCreated: () => { setImmediate(() => void startAttach()); },
+          onCreated: () => { attachTimer ??= setTimeout(() => void startAttach(), FOREGROUND_ATTACH_DELAY_MS); },
           ...(ahead !== undefined && restartCount === 0 ? { prestart: ahead.prestart, slirpAhead: ahead.slirp } : {}),
         }));
         code = r.exitCode;
         return r;
       } finally {
+        clearTimeout(attachTimer);
+        attachTimer = undefined;
         await attachStarted;
         if (attach !== undefined) await endAttachedRun(attach, log, deps.containers, record.id, code);
       }
