@@ -34,7 +34,8 @@ export function containerSandbox(ctx: CommandContext): Sandbox {
   return new Sandbox({
     launcherPath: launcherPathFor(ctx),
     stateDir: stateDirFor(ctx, uid),
-    host: { uid, gid, user: userInfo().username },
+    // The login name matters only rootless (the /etc/subuid lookup): read on first use (an NSS lookup, and node:os).
+    host: { uid, gid, get user() { return userInfo().username; } },
     ownerPid: process.pid,
     onWarning: (msg) => ctx.stderr.write(`WARNING: ${msg}\n`),
   });
