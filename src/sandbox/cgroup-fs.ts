@@ -140,18 +140,9 @@ export function tryRemoveCgroupDir(dir: string): boolean {
 /** Removes a cgroup directory, retrying while the kernel still reports it busy (exiting tasks); absent is fine. */
 export async function removeCgroupDir(dir: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
-    try {
-      rmdirSync(dir);
-      return;
-    } catch (err) {
-      const code = errnoOf(err);
-      if (code === 'ENOENT') return;
-      if (code !== 'EBUSY' || Date.now() > deadline) {
-        throw new TsbuildError('SANDBOX_CGROUP', `cannot remove cgroup ${dir}: ${code ?? String(err)}`, { cause: err });
-      }
-      await sleep(delay);
-    }
+  for (let delay = 1; !tryRemoveCgroupDir(dir); delay = Math.min(delay * 2, 50)) {
+    if (Date.now() > deadline) throw new TsbuildError('SANDBOX_CGROUP', `cannot remove cgroup ${dir}: EBUSY`);
+    await sleep(delay);
   }
 }
 
