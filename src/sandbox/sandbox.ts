@@ -223,8 +223,10 @@ class Prestart implements SandboxPrestart {
 /** Runs RunSpecs with the native launcher. Holds no mutable state besides one-time preparation. */
 export class Sandbox {
   readonly #options: SandboxOptions;
-  /** One-time work (launcher check, stale cleanup, the state dir's shared parts), done by the first run. */
+  /** One-time work (launcher check, the state dir's shared parts), done by the first run. */
   #ready: Promise<SharedSandboxState> | undefined;
+  /** The one-time removal of what SIGKILLed tsbuilds left, started once the first sandbox's command was released. */
+  #swept: Promise<void> | undefined;
   /** The planned id maps (from /etc/subuid and /etc/subgid), read by the first run with a user namespace. */
   #idMaps: ReturnType<typeof resolveIdMaps> | undefined;
   /** The launcher zygote (options.zygote), started by the first run that can use it. */
@@ -316,6 +318,7 @@ export class Sandbox {
         await pre.launcher.exited;
       }
       await cgroup?.destroy().catch((err: unknown) => o.onWarning?.(`cannot remove the sandbox cgroup: ${(err as Error).message}`));
+      await this.#swept;
     }
   }
 
@@ -384,7 +387,22 @@ export class Sandbox {
     return createCgroup(`sandbox-${id}`, limits, { rootless: this.rootless, ...(this.#options.onWarning === undefined ? {} : { onWarning: this.#options.onWarning }) });
   }
 
-  /** Checks the launcher, removes stale state of dead owners (once per instance), creates the state dir's shared parts. */
+  /**
+   * Removes what SIGKILLed tsbuilds left (cgroups; the OCI runtime path's per-sandbox state dirs), once per instance.
+   * Started once the first sandbox's command is released: the sweep (~1.5 ms of this thread's time, ten cgroupfs
+   * directories read) then overlaps the command instead of holding up its start. Nothing of a live owner is
+   * touched, so it needs no order with our own state. Never rejects: a failure is a warning.
+   */
+  #sweepStale(): void {
+    const o = this.#options;
+    const warn = (what: string) => (err: unknown): void => o.onWarning?.(`could not remove ${what}: ${err instanceof Error ? err.message : String(err)}`);
+    this.#swept ??= (async () => {
+      await cleanStaleSandboxStates(o.stateDir).catch(warn('stale sandbox state'));
+      await cleanupStaleCgroups({ rootless: this.rootless }).catch(warn('stale cgroups'));
+    })();
+  }
+
+  /** Checks the launcher and creates the state dir's shared parts (once per instance). */
   async #prepare(): Promise<SharedSandboxState> {
     const o = this.#options;
     try {
@@ -396,11 +414,6 @@ export class Sandbox {
         exitCode: 125,
       });
     }
-    // What a SIGKILLed tsbuild left (cgroups; per-sandbox state dirs of the OCI runtime path) goes before we add ours.
-    await cleanStaleSandboxStates(o.stateDir);
-    await cleanupStaleCgroups({ rootless: this.rootless }).catch((err: unknown) => {
-      o.onWarning?.(`could not remove stale cgroups: ${err instanceof Error ? err.message : String(err)}`);
-    });
     return prepareSharedState(o.stateDir);
   }
 
@@ -420,7 +433,8 @@ export class Sandbox {
     // through the `tasks` files: a task moving only itself takes no grace period. Else this process attaches it.
     const selfJoin = cgroup?.selfJoinFiles;
     let releaseTimer: NodeJS.Timeout | undefined;
-    const r = await runHandshake({
+    const releaseAtStart = maps === undefined && (cgroup === undefined || selfJoin !== undefined) && onCreated === undefined;
+    const handshake = runHandshake({
       launcherPath: this.#options.launcherPath,
       input: encodeLauncherSpec(spec, selfJoin === undefined ? target : { ...target, joinCgroups: selfJoin }),
       stdio,
@@ -430,7 +444,7 @@ export class Sandbox {
       // Two releases (launcher.c run_child): 'm' after the id maps, then the child sets up its file
       // system while the cgroup is joined and the hooks run; 'g' lets the command start. With none
       // of them (a root build's RUN step) 'g' goes with the spec: the child never waits for us.
-      releaseAtStart: maps === undefined && (cgroup === undefined || selfJoin !== undefined) && onCreated === undefined,
+      releaseAtStart,
       onPid: async (pid, go) => {
         if (maps !== undefined) {
           await writeIdMaps(pid, maps);
@@ -450,8 +464,12 @@ export class Sandbox {
         // The cgroup attach waits for a kernel grace period (asynchronously): the hooks (slirp4netns) run meanwhile.
         await Promise.all([early || selfJoin !== undefined ? undefined : cgroup?.addProcess(pid), onCreated?.(pid)]);
         go.end('g');
+        this.#sweepStale();
       },
     });
+    // Released with its spec: the command does not wait for this thread.
+    if (releaseAtStart) this.#sweepStale();
+    const r = await handshake;
     // The launcher has ended: it left the cgroup with its exit.
     clearTimeout(releaseTimer);
     const error = r.lines.find((l) => l.error !== undefined)?.error;

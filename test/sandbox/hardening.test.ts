@@ -241,7 +241,7 @@ testIf(missing, 'sandbox: an overlay root with a missing layer directory is SAND
   t.regex(e?.message ?? '', /gone-layer/);
 });
 
-testIf(missing, 'sandbox: state of a dead owner is removed and the run leaves none when starting', async (t) => {
+testIf(missing, 'sandbox: state of a dead owner is removed by a run (its sweep, once the command is released), which leaves none of its own', async (t) => {
   const { sandbox, rootfs, state } = await setup(t);
   const stale = join(state, 'deadbeef0000');
   await mkdir(join(stale, 'files'), { recursive: true });
