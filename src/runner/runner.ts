@@ -213,7 +213,7 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
   if (!config.autoRemove) await containers.writeState(id, exited);
   markStarted();
   if (config.autoRemove) {
-    // The sandbox swept stale cgroups when this run started (and removed its own): removal skips a second sweep.
+    // The sandbox swept stale cgroups during this run (and removed its own): removal skips a second sweep.
     const [removal] = await Promise.allSettled([removeContainer(deps, config, { volumes: true, staleCgroupsSwept: true }), netStopped]);
     if (removal.status === 'rejected') {
       await containers.writeState(id, exited).catch(() => undefined);
