@@ -4,6 +4,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { BUNDLE_WRAPPER } from '../../src/cli/code-cache.js';
 import { makeBusyboxImage } from '../helpers/base-image.js';
 import { DIST_CLI, distMissing, REPO, runNode, runRecordingBuiltins, testBundle } from '../helpers/bundle.js';
 import { testIf } from '../helpers/capability.js';
@@ -68,6 +69,11 @@ testIf(distMissing, 'bundle: a command runs from the bundle of its command modul
   const size = (name: string): number => statSync(join(DIST_CLI, name)).size;
   t.true(size(`${base}.bundle.images.cjs`) * 4 < size(`${base}.bundle.cjs`), 'images reaches a fraction of the CLI');
   t.true(size(`${base}.bundle.run.cjs`) < size(`${base}.bundle.cjs`));
+  // Each file holds its module wrapper after the key line: main.js compiles the text it read without a copy.
+  for (const name of [`${base}.bundle.cjs`, `${base}.bundle.run.cjs`]) {
+    const text = readFileSync(join(DIST_CLI, name), 'latin1');
+    t.true(text.startsWith(`// tsbuild-bundle-key ${keyOf(name)}\n${BUNDLE_WRAPPER}"use strict";`) && text.endsWith('\n})'), name);
+  }
   // Which bundle ran: the code cache a start writes is named by the bundle's key and the command.
   for (const [argv, cache, file, caches] of [
     [['-h', 'ps'], 'other', `${base}.bundle.cjs`, 1],

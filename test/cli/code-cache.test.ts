@@ -4,7 +4,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cacheFileOf, cacheNameFor, cacheVariantFor, defaultCacheDir } from '../../src/cli/code-cache.js';
+import { BUNDLE_WRAPPER, cacheFileOf, cacheNameFor, cacheVariantFor, defaultCacheDir } from '../../src/cli/code-cache.js';
 import { tempDir } from '../helpers/tmp.js';
 
 // src/cli/code-cache.ts runs the CLI bundle with a V8 code cache written at exit: each case runs a
@@ -66,6 +66,19 @@ test('code cache: a missing cache is written at exit and used by the next start,
   t.is(second.stdout, first.stdout);
   t.regex(second.stderr, /^cache used /);
   t.is(inode(cache), before, 'a used cache is not written again');
+});
+
+test('code cache: a bundle that holds its module wrapper (as scripts/bundle.mjs writes them) runs the same and uses its cache', async (t) => {
+  const { file, cacheDir, run } = await setup(t);
+  const [keyLine, ...body] = bundleSource('ab').split('\n');
+  await writeFile(file, `${keyLine}\n${BUNDLE_WRAPPER}${body.join('\n')}\n})`);
+  const first = await run();
+  t.is(first.code, 0, first.stderr);
+  t.is(first.stdout, 'cli.bundle.cjs abab object\nos function\n', 'exports, require, module and __filename as with the wrapper added');
+  t.regex(first.stderr, /^cache missing exports \{"word":"ab"\}\n$/);
+  const second = await run();
+  t.is(second.stdout, first.stdout);
+  t.regex(second.stderr, /^cache used /);
 });
 
 test('code cache: a corrupt cache (a flipped byte, a truncated file, garbage) is not used and is replaced', async (t) => {
