@@ -69,3 +69,14 @@ testIf(missing, 'attach: a client\'s input joins ours in a foreground run -i con
   t.is(await a.exited, 5, a.out.stderr);
   t.regex(a.out.stdout, /eof\n$/);
 });
+
+testIf(missing, 'run --rm: a container that ends about when its attach server would start (FOREGROUND_ATTACH_DELAY_MS) warns of nothing and leaves nothing', async (t) => {
+  const { r } = await busyboxContainerStore(t);
+  // Lifetimes around the delay: whichever run the server's start meets, it is before the container's removal or never.
+  for (let ms = 20; ms <= 80; ms += 2) {
+    const res = await r('run', '--rm', 'busybox', 'sleep', (ms / 1000).toFixed(3));
+    t.is(res.code, 0, res.stderr);
+    t.is(res.stderr, '', `${ms} ms`);
+  }
+  t.is((await r('ps', '-aq')).stdout, '');
+});

@@ -256,13 +256,22 @@ async function createAndRun(args: ParsedArgs, ctx: CommandContext, deps: Contain
       });
       try {
         const r = await runWithHealthcheck(deps, record, record.healthcheck, (onStarted, onEnded) => runContainer(deps, record, stdio, ctx.signal, {
-          onWarning: (m) => ctx.stderr.write(`WARNING: ${m}\n`), restartCount, onStarted, onEnded,
+          onWarning: (m) => ctx.stderr.write(`WARNING: ${m}\n`), restartCount, onStarted,
           onCreated: () => { attachTimer ??= setTimeout(() => void startAttach(), FOREGROUND_ATTACH_DELAY_MS); },
+          // Once the process has ended no attach server starts (with --rm the container's directory goes next);
+          // one being started is listening before that.
+          onEnded: async () => {
+            clearTimeout(attachTimer);
+            attachTimer = undefined;
+            await attachStarted;
+            await onEnded();
+          },
           ...(ahead !== undefined && restartCount === 0 ? { prestart: ahead.prestart, slirpAhead: ahead.slirp } : {}),
         }));
         code = r.exitCode;
         return r;
       } finally {
+        // A run that failed before its process ended (onEnded) leaves its timer here.
         clearTimeout(attachTimer);
         attachTimer = undefined;
         await attachStarted;
