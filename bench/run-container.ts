@@ -1,9 +1,9 @@
 /**
  * Containers from images, run by `npm run bench -- run` (alias of run-container). Needs root and
  * a current build (`npm run build`: the CLI is timed as users run it, bin/tsbuild.js on dist/).
- *  1. Start-up: wall and CPU time of `tsbuild run --rm busybox true` (default network: slirp4netns when
- *     installed) and of `--network none`, including Node start-up, against `podman run --rm` (runc,
- *     --network none) and `buildah run`
+ *  1. Start-up: wall time (the tool run alone) and CPU time (another run under GNU time) of `tsbuild run
+ *     --rm busybox true` (default network: slirp4netns when installed) and of `--network none`, including
+ *     Node start-up, against `podman run --rm` (runc, --network none) and `buildah run`
  *     of the same image (pulled from the tsbuild store, an OCI layout), interleaved, medians.
  *  2. Published ports: HTTP load (wrk, else ab) against busybox httpd in a container, through
  *     `-p` (the native port proxy in the container's netns) vs `--network host` (direct): requests/s
@@ -82,21 +82,21 @@ async function mustCpu(work: string, cmd: string, args: readonly string[], env?:
   return (await readFile(file, 'utf8')).trim().split(/\s+/).reduce((sum, x) => sum + Number(x) * 1000, 0);
 }
 
-/** One start-up case: `once` is timed and returns its CPU time (ms). */
-interface StartCase { readonly name: string; readonly once: () => Promise<number> }
+/** One start-up case: the command line of the tool. */
+interface StartCase { readonly name: string; readonly cmd: string; readonly args: readonly string[]; readonly env?: NodeJS.ProcessEnv }
 
 async function startup(work: string, root: string, env: NodeJS.ProcessEnv, n: number): Promise<void> {
   const cases: StartCase[] = [
-    { name: 'tsbuild run --rm busybox true', once: () => mustCpu(work, TSBUILD, ['--root', root, 'run', '--rm', 'busybox', 'true'], env) },
+    { name: 'tsbuild run --rm busybox true', cmd: TSBUILD, args: ['--root', root, 'run', '--rm', 'busybox', 'true'], env },
     // The default network starts slirp4netns when installed; podman's row below has no network either.
-    { name: 'tsbuild run --rm --network none', once: () => mustCpu(work, TSBUILD, ['--root', root, 'run', '--rm', '--network', 'none', 'busybox', 'true'], env) },
+    { name: 'tsbuild run --rm --network none', cmd: TSBUILD, args: ['--root', root, 'run', '--rm', '--network', 'none', 'busybox', 'true'], env },
   ];
   const runc = which('runc');
   const podman = which('podman');
   if (podman !== undefined && runc !== undefined) {
     const g = ['--root', join(work, 'podman-root'), '--runroot', join(work, 'podman-run'), '--storage-driver', 'overlay', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none', '--runtime', runc];
     const id = (await must(podman, [...g, 'pull', '-q', `oci:${root}:${IMAGE}`])).trim().split('\n').pop() ?? '';
-    cases.push({ name: 'podman run --rm --network none', once: () => mustCpu(work, podman, [...g, 'run', '--rm', '--network', 'none', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', id, 'true']) });
+    cases.push({ name: 'podman run --rm --network none', cmd: podman, args: [...g, 'run', '--rm', '--network', 'none', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', id, 'true'] });
   } else {
     process.stdout.write('  (podman not installed: apt-get install podman)\n');
   }
@@ -107,22 +107,26 @@ async function startup(work: string, root: string, env: NodeJS.ProcessEnv, n: nu
     const id = (await must(buildah, [...bg, 'pull', '-q', `oci:${root}:${IMAGE}`])).trim().split('\n').pop() ?? '';
     buildahCtr = (await must(buildah, [...bg, 'from', '--pull-never', id])).trim().split('\n').pop();
     const ctr = buildahCtr as string;
-    cases.push({ name: 'buildah run (existing working container)', once: () => mustCpu(work, buildah, [...bg, 'run', '--runtime', runc, '--network', 'none', ctr, 'true']) });
+    cases.push({ name: 'buildah run (existing working container)', cmd: buildah, args: [...bg, 'run', '--runtime', runc, '--network', 'none', ctr, 'true'] });
   }
   const times = cases.map(() => [] as number[]);
   const cpus = cases.map(() => [] as number[]);
   for (let i = -2; i < n; i++) {
     for (const [k, c] of cases.entries()) {
+      // The wall time of the tool run alone; its CPU time from a second run under GNU time, whose own fork and
+      // exec (~3.5 ms here) would otherwise count in the wall time.
       const t0 = performance.now();
-      const cpu = await c.once();
+      await must(c.cmd, c.args, c.env);
+      const wall = performance.now() - t0;
+      const cpu = await mustCpu(work, c.cmd, c.args, c.env);
       if (i >= 0) {
-        times[k]?.push(performance.now() - t0);
+        times[k]?.push(wall);
         cpus[k]?.push(cpu);
       }
     }
   }
   const load = (await readFile('/proc/loadavg', 'utf8').catch(() => '?')).split(' ')[0];
-  process.stdout.write(`start-up, median of ${n} interleaved (wall ms, including the tool's own start-up; cpu = user+sys of it and the children it waits for: not podman's conmon; load ${load}):\n`);
+  process.stdout.write(`start-up, median of ${n} interleaved (wall ms of the tool alone, including its own start-up; cpu = user+sys of it and the children it waits for, from another run under GNU time: not podman's conmon; load ${load}):\n`);
   for (const [k, c] of cases.entries()) process.stdout.write(`  ${c.name.padEnd(44)} ${median(times[k] ?? []).toFixed(0).padStart(6)} ms   cpu ${median(cpus[k] ?? []).toFixed(0).padStart(4)} ms\n`);
   if (buildah !== undefined && buildahCtr !== undefined) await exec(buildah, [...bg, 'rm', buildahCtr]);
   if (buildah !== undefined) await exec(buildah, [...bg, 'rm', '--all']);
