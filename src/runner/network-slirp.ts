@@ -10,7 +10,7 @@ import { accessSync, closeSync, constants, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
-import { spawnChild } from '../sys/index.js';
+import { spawnChild, type SpawnedChild } from '../sys/index.js';
 import type { NetworkMode, RunHooks } from '../sandbox/index.js';
 
 /** How a container is networked (`--network`). */
@@ -280,7 +280,7 @@ export function hasEnded(pid: number): boolean {
   }
 }
 
-function waitForExit(child: SlirpChild, ms: number): Promise<boolean> {
+function waitForExit(child: SpawnedChild, ms: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), ms);
@@ -295,7 +295,7 @@ function waitForExit(child: SlirpChild, ms: number): Promise<boolean> {
  * Resolves true once `child` exited or is in the kernel's exit path ({@link hasEnded}, polled every
  * 2 ms: it gets there within a millisecond of its exit fd closing), false after `ms`.
  */
-function waitForEnd(child: SlirpChild, ms: number): Promise<boolean> {
+function waitForEnd(child: SpawnedChild, ms: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
   return new Promise((resolve) => {
     const done = (ended: boolean): void => {
@@ -313,20 +313,6 @@ function waitForEnd(child: SlirpChild, ms: number): Promise<boolean> {
   });
 }
 
-/** What startSlirp uses of its child: a ChildProcess, or a NativeChild of the spawn addon. */
-interface SlirpChild {
-  readonly pid?: number | undefined;
-  readonly stderr: Readable | null;
-  readonly stdio: readonly (Readable | Writable | null | undefined)[];
-  readonly exitCode: number | null;
-  readonly signalCode: NodeJS.Signals | null;
-  once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown;
-  once(event: 'error', listener: (err: Error) => void): unknown;
-  removeListener(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown;
-  kill(signal: NodeJS.Signals): boolean;
-  unref(): void;
-}
-
 /**
  * Starts slirp4netns (`binary`) for the network namespace of the container process `pid` and
  * resolves once `tap0` is configured (its ready fd). It ends when {@link SlirpProcess.stop} closes
@@ -340,7 +326,7 @@ export async function startSlirp(binary: string, target: number | { readonly net
   // close-on-exec, so no other child inherits them. fd 5: the network namespace, when given as an open descriptor.
   const netnsFd = typeof target === 'number' ? [] : [target.netnsFd];
   // Through the spawn addon (no fork of this process) when there is one, else node:child_process.
-  const child: SlirpChild = spawnChild(o.spawnAddon, binary, args, ['ignore', 'ignore', 'pipe-out', 'pipe-out', 'pipe-in', ...netnsFd], { argv0, env: {} });
+  const child = spawnChild(o.spawnAddon, binary, args, ['ignore', 'ignore', 'pipe-out', 'pipe-out', 'pipe-in', ...netnsFd], { argv0, env: {} });
   const stdio = child.stdio as unknown as (Readable | Writable | null)[];
   const ready = stdio[3] as Readable;
   const exitFd = stdio[4] as Writable;

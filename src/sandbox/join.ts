@@ -6,7 +6,7 @@
  */
 import { TsbuildError } from '../core/index.js';
 import type { Cgroup } from './cgroup-types.js';
-import { capabilityMask, RLIMIT_NUMBERS } from './launcher-spec.js';
+import { badSpec, capabilityMask, joinCgroupFiles, RLIMIT_NUMBERS } from './launcher-spec.js';
 import { runHandshake } from './launcher-handshake.js';
 import { setupError } from './launcher-status.js';
 import type { SandboxStdio } from './sandbox.js';
@@ -55,9 +55,6 @@ export interface JoinResult {
   readonly detached: boolean;
 }
 
-function badSpec(message: string): TsbuildError {
-  return new TsbuildError('SANDBOX_BAD_SPEC', message, { exitCode: 125 });
-}
 
 /** Encodes a JoinSpec for the launcher (pure; the run-mode token format). Throws SANDBOX_BAD_SPEC. */
 export function encodeJoinSpec(spec: JoinSpec): Buffer {
@@ -76,9 +73,7 @@ export function encodeJoinSpec(spec: JoinSpec): Buffer {
   add('join', spec.targetPid);
   // On v1 the process joins the container's cgroup itself (launcher.c join_child: the tasks files are opened
   // before the launcher enters the namespaces): no grace period, and nothing for joinProcess to attach.
-  const selfJoin = spec.cgroup?.selfJoinFiles ?? [];
-  if (selfJoin.length > 8) throw badSpec('at most 8 cgroup files to join');
-  for (const f of selfJoin) add('cgroup', f);
+  for (const f of joinCgroupFiles(spec.cgroup?.selfJoinFiles)) add('cgroup', f);
   for (const ns of spec.namespaces) {
     if (!ALL_JOIN_NAMESPACES.includes(ns)) throw badSpec(`unknown namespace "${String(ns)}"`);
     add('ns', ns);

@@ -7,7 +7,7 @@
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { TsbuildError } from '../core/index.js';
-import { spawnAddonBeside, spawnChild, type NativeStdio } from '../sys/index.js';
+import { spawnAddonBeside, spawnChild, type NativeStdio, type SpawnedChild } from '../sys/index.js';
 import type { OutputSink, SandboxStdio, StdinSource } from './sandbox.js';
 
 /** A started launcher with its handshake pipes. */
@@ -160,26 +160,11 @@ export function startLauncher(launcherPath: string, modes: LauncherStdioModes, d
   };
 }
 
-/** The parts of a child process startLauncher uses: a ChildProcess, or a NativeChild of the spawn addon. */
-interface LauncherChild {
-  readonly pid?: number | undefined;
-  readonly stdin: Writable | null;
-  readonly stdout: Readable | null;
-  readonly stderr: Readable | null;
-  readonly stdio: readonly (Readable | Writable | null | undefined)[];
-  readonly exitCode: number | null;
-  readonly signalCode: NodeJS.Signals | null;
-  once(event: 'error', listener: (err: Error) => void): unknown;
-  once(event: 'close', listener: (code: number | null) => void): unknown;
-  kill(signal: NodeJS.Signals): boolean;
-  unref(): void;
-}
-
 /**
  * Starts the launcher process: through the spawn addon beside it (build/tsbuild-spawn.node: posix_spawn, no
  * fork of this process) when that is there, else with node:child_process.
  */
-function spawnLauncherProcess(launcherPath: string, modes: LauncherStdioModes, detached: boolean, args: readonly string[]): LauncherChild {
+function spawnLauncherProcess(launcherPath: string, modes: LauncherStdioModes, detached: boolean, args: readonly string[]): SpawnedChild {
   // fds 0-2 as asked (a pipe: stdin written by us, stdout/stderr read), 3 spec in, 4 status out, 5 go in.
   const kind = (m: LauncherStdioModes[number], i: number): NativeStdio => (m === 'pipe' ? (i === 0 ? 'pipe-in' : 'pipe-out') : m);
   return spawnChild(spawnAddonBeside(launcherPath), launcherPath, args, [...modes.map(kind), 'pipe-in', 'pipe-out', 'pipe-in'], { detached });

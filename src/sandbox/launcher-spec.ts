@@ -47,8 +47,18 @@ export interface LauncherTarget {
   readonly joinCgroups?: readonly string[];
 }
 
-function badSpec(message: string): TsbuildError {
+/** SANDBOX_BAD_SPEC: a spec the launcher would refuse (run and join mode). */
+export function badSpec(message: string): TsbuildError {
   return new TsbuildError('SANDBOX_BAD_SPEC', message, { exitCode: 125 });
+}
+
+/** The launcher's limit on `cgroup` records (launcher.c MAX_CGROUPS). */
+const MAX_JOIN_CGROUPS = 8;
+
+/** The `cgroup` records of a spec (files the process writes "0" into to join its cgroup itself), checked against the launcher's limit. */
+export function joinCgroupFiles(files: readonly string[] | undefined): readonly string[] {
+  if ((files ?? []).length > MAX_JOIN_CGROUPS) throw badSpec(`at most ${MAX_JOIN_CGROUPS} cgroup files to join`);
+  return files ?? [];
 }
 
 /** Capability names -> the 64-bit mask the launcher keeps; throws SANDBOX_BAD_CAPABILITY. */
@@ -166,8 +176,7 @@ export function encodeLauncherSpec(spec: RunSpec, target: LauncherTarget): Buffe
       add('file', f.name, f.content);
     }
   }
-  if ((target.joinCgroups ?? []).length > 8) throw badSpec('at most 8 cgroup files to join');
-  for (const f of target.joinCgroups ?? []) add('cgroup', f);
+  for (const f of joinCgroupFiles(target.joinCgroups)) add('cgroup', f);
   add('rootro', spec.root.readonly === true ? 1 : 0);
   add('userns', userns ? 1 : 0);
   add('lo', spec.linux.namespaces.some((n) => n.type === 'network') ? 1 : 0);

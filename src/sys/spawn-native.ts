@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import type { Readable, Writable } from 'node:stream';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
@@ -222,11 +223,28 @@ export function spawnNative(addonPath: string, file: string, args: readonly stri
   }
 }
 
+/** What {@link spawnChild}'s callers use of the child: a NativeChild, or a ChildProcess when the addon cannot be used. */
+export interface SpawnedChild {
+  readonly pid?: number | undefined;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  readonly stdio: readonly (Readable | Writable | null | undefined)[];
+  readonly exitCode: number | null;
+  readonly signalCode: NodeJS.Signals | null;
+  once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown;
+  once(event: 'close', listener: (code: number | null) => void): unknown;
+  once(event: 'error', listener: (err: Error) => void): unknown;
+  removeListener(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown;
+  kill(signal: NodeJS.Signals): boolean;
+  unref(): void;
+}
+
 /**
  * Starts `file` through the addon at `addonPath` when it can be used (see {@link spawnNative}), else with
  * node:child_process, which also reports a program that cannot be started (its 'error' event).
  */
-export function spawnChild(addonPath: string | undefined, file: string, args: readonly string[], stdio: readonly NativeStdio[], options: SpawnOptions = {}): NativeChild | ChildProcess {
+export function spawnChild(addonPath: string | undefined, file: string, args: readonly string[], stdio: readonly NativeStdio[], options: SpawnOptions = {}): SpawnedChild {
   try {
     const native = addonPath === undefined ? undefined : spawnNative(addonPath, file, args, stdio, options);
     if (native !== undefined) return native;

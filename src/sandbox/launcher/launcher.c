@@ -49,6 +49,7 @@
 #define SPEC_FD 3
 #define STATUS_FD 4
 #define GO_FD 5
+#define MAX_CGROUPS 8   /* "cgroup" records (launcher-spec.ts MAX_JOIN_CGROUPS) */
 #define MAX_SPEC (4 << 20)
 #define MAX_ITEMS 512
 
@@ -67,7 +68,7 @@ struct spec {
   int all_devices;              /* privileged: device nodes usable everywhere; else every mount but devpts is nodev */
   int seccomp;                  /* install the default seccomp filter (seccomp.c) before the credentials drop */
   const char *hostname, *cwd;
-  const char *cgroups[8]; int ncgroups;   /* v1 "tasks" files the child writes "0" into first (joins its cgroup) */
+  const char *cgroups[MAX_CGROUPS]; int ncgroups;   /* v1 "tasks" files the child writes "0" into first (joins its cgroup) */
   const char *files_dir;        /* directory a private tmpfs with the generated files goes on, or NULL */
   struct file files[16]; int nfiles;
   struct mnt mounts[MAX_ITEMS]; int nmounts;
@@ -180,7 +181,7 @@ static void parse_spec(char *buf, size_t len) {
     else if (!strcmp(tag, "caps")) S.caps = parse_num(tok[0], "caps");
     else if (!strcmp(tag, "join")) S.join_pid = (pid_t)parse_num(tok[0], "join pid");
     else if (!strcmp(tag, "cgroup")) {
-      if (S.ncgroups >= 8) fail_code(125, "parse-spec", E2BIG, "cgroups");
+      if (S.ncgroups >= MAX_CGROUPS) fail_code(125, "parse-spec", E2BIG, "cgroups");
       S.cgroups[S.ncgroups++] = tok[0];
     }
     else if (!strcmp(tag, "detach")) S.detach = tok[0][0] == '1';
@@ -971,7 +972,7 @@ static int wants_ns(const char *name) {
 
 /* The container's v1 cgroup "tasks" files (spec "cgroup"), opened before the namespaces are entered: the joining
  * process writes "0" into them itself (a task moving only itself takes no grace period; see run_child). */
-static int cgroup_fds[8];
+static int cgroup_fds[MAX_CGROUPS];
 
 static void __attribute__((noreturn)) join_child(int exec_pipe) {
   char go;
