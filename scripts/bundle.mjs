@@ -249,10 +249,10 @@ function lazyCommands(lazy, only) {
 // command calls into it (src/core/digest.ts's node:crypto for `images`, which hashes nothing; the
 // layer writer's node:worker_threads for `run`): each `import_x = require("node:x")` of esbuild's
 // output becomes a stand-in that requires the built-in on its first use (loading node:crypto costs
-// ~2 ms, node:worker_threads ~0.5). Not for the built-ins Node has loaded before any code runs
-// (nothing to gain), nor node:fs/promises, which every command uses (and copies call in loops): a
-// property read through the stand-in costs a Proxy trap (~40 ns).
-const EAGER_BUILTINS = new Set(['async_hooks', 'buffer', 'events', 'fs', 'fs/promises', 'module', 'path', 'querystring', 'timers', 'url', 'util']);
+// ~2 ms, node:worker_threads ~0.5, node:fs/promises ~1.2 ms, which a `run` of an unpacked image does not
+// call: src/sys/fs-pool.ts). Not for the built-ins Node has loaded before any code runs (nothing to gain).
+// A property read through the stand-in costs a Proxy trap (~40 ns; a thread-pool round trip ~45 us).
+const EAGER_BUILTINS = new Set(['async_hooks', 'buffer', 'events', 'fs', 'module', 'path', 'querystring', 'timers', 'url', 'util']);
 const LAZY_BUILTIN = 'function __tsbuildBuiltin(id) { let m; const load = () => m ??= require(id); return new Proxy({}, { ' +
   'get: (_, k) => load()[k], has: (_, k) => k in load(), ownKeys: () => Reflect.ownKeys(load()), ' +
   'getOwnPropertyDescriptor: (_, k) => { const d = Reflect.getOwnPropertyDescriptor(load(), k); return d === undefined ? undefined : { ...d, configurable: true }; } }); }';

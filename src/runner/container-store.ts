@@ -1,5 +1,4 @@
 import { lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
-import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TsbuildError, type Digest } from '../core/index.js';
 import type { MountSpec, ProcessUser, ResourcesSpec } from '../sandbox/index.js';
@@ -12,7 +11,7 @@ import type { RestartPolicy } from './restart.js';
 import type { HealthcheckSpec } from './health.js';
 import { isProcessAlive } from './process-info.js';
 import type { ContainerRunOptions } from './run-options.js';
-import { randomHex } from '../sys/index.js';
+import { randomHex, renameInPool } from '../sys/index.js';
 
 /** Docker's zero time, used for times that have not happened yet. */
 export const ZERO_TIME = '0001-01-01T00:00:00Z';
@@ -232,7 +231,8 @@ export class ContainerStore {
     const tmp = join(this.dirOf(id), `.state.json.${process.pid}-${randomHex(4)}`);
     try {
       writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`);
-      await rename(tmp, join(this.dirOf(id), 'state.json'));
+      // In the thread pool: the replaced file's blocks are discarded synchronously on some disks.
+      await renameInPool(tmp, join(this.dirOf(id), 'state.json'));
     } catch (err) {
       try {
         unlinkSync(tmp);

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { TsbuildError } from '../core/index.js';
 import { cleanupStaleCgroups, createRunSpec, listHostDevices, type RootSpec, type RunHooks, type RunResult, type Sandbox, type SandboxPrestart, type SandboxStdio } from '../sandbox/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
@@ -10,7 +9,7 @@ import { bindingsOfContainer } from './ports.js';
 import { portsFileOf } from './ports-state.js';
 import { isProcessAlive, processStartTime } from './process-info.js';
 import { removeAnonymousVolumes } from './volumes.js';
-import { spawnAddonBeside } from '../sys/index.js';
+import { readFileInPool, spawnAddonBeside } from '../sys/index.js';
 import { stdioForTerminal } from './tty.js';
 import { appendExtraHosts, applyDnsConfig, ulimitsToRlimits } from './run-options.js';
 
@@ -155,7 +154,7 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
       if (createdPid !== undefined) {
         since ??= Date.now();
         const pid = createdPid;
-        const environ = await readFile(`/proc/${pid}/environ`, 'latin1').catch(() => '');
+        const environ = await readFileInPool(`/proc/${pid}/environ`, 'latin1').catch(() => '');
         if ((environ.split('\0').includes(hostnameLine) || Date.now() - since > 500) && !ended) {
           await containers.writeState(id, { ...running, pid, pidStartTime: processStartTime(pid) ?? '' });
           void ports.attach(pid);

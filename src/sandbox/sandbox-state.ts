@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TsbuildError } from '../core/index.js';
-import { randomHex, readProcStat } from '../sys/index.js';
+import { randomHex, readdirInPool, readProcStat } from '../sys/index.js';
 import type { MountSpec } from './spec.js';
 
 /** Paths of one sandbox's state. */
@@ -171,7 +171,7 @@ export async function removeSandboxState(state: SandboxState): Promise<void> {
 export async function cleanStaleSandboxStates(stateDir: string): Promise<string[]> {
   let names: string[];
   try {
-    names = await readdir(stateDir);
+    names = await readdirInPool(stateDir);
   } catch {
     return [];
   }

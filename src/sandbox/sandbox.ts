@@ -4,10 +4,10 @@
  * how it ended. Every mount lives in the sandbox's own mount namespace, so nothing leaks to the
  * host when the process ends or tsbuild is killed (the launcher and its child die with us).
  */
-import { openSync, readFileSync, statSync } from 'node:fs';
-import { access, constants } from 'node:fs/promises';
+import { constants, openSync, readFileSync, statSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
+import { accessInPool } from '../sys/index.js';
 import { cleanupStaleCgroups, createCgroup } from './cgroup.js';
 import type { CgroupLimits } from './cgroup-limits.js';
 import type { Cgroup, CgroupUsage } from './cgroup-types.js';
@@ -406,7 +406,7 @@ export class Sandbox {
   async #prepare(): Promise<SharedSandboxState> {
     const o = this.#options;
     try {
-      await access(o.launcherPath, constants.X_OK);
+      await accessInPool(o.launcherPath, constants.X_OK);
     } catch (err) {
       throw new TsbuildError('SANDBOX_LAUNCHER', `the sandbox launcher ${o.launcherPath} is missing or not executable`, {
         cause: err,
