@@ -83,6 +83,20 @@ export interface StartedLauncher {
 }
 
 /**
+ * `source.pipe(dest)` (data with backpressure, then the end) without Readable.pipe, whose check of `dest`
+ * against process.stdout and process.stderr creates both (~0.3 ms each; a terminal's loads node:tty):
+ * a run of a container that prints nothing needs neither.
+ */
+export function forwardStream(source: Readable, dest: Writable): void {
+  source.on('data', (chunk: Buffer) => {
+    if (dest.write(chunk)) return;
+    source.pause();
+    dest.once('drain', () => source.resume());
+  });
+  source.once('end', () => dest.end());
+}
+
+/**
  * Spawns the launcher at `launcherPath` with stdio fds of the kinds `modes` and the handshake pipes;
  * `detached` starts it in a new process group; `args` are the launcher's (`--cgroup FILE...`: it joins those
  * cgroups first). It waits for its spec (fd 3) until attached and written.
@@ -94,7 +108,7 @@ export function startLauncher(launcherPath: string, modes: LauncherStdioModes, d
   // whatever their listeners (flushStdio), which would drain a status pipe nobody reads yet (a prestarted
   // launcher that ended early: its error line lost, its 'close' gone before the handshake listens).
   const statusPipe = new PassThrough();
-  (child.stdio[4] as Readable).pipe(statusPipe);
+  forwardStream(child.stdio[4] as Readable, statusPipe);
   const goPipe = (child.stdio as unknown as (Readable | Writable | null)[])[5] as Writable;
   for (const p of [specPipe, goPipe]) p.on('error', () => undefined);
   const startError = new Promise<never>((_, reject) => child.once('error', reject));

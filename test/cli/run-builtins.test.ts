@@ -36,4 +36,10 @@ testIf(missing, 'bundle: run --rm of an unpacked image does not load zlib (layer
   // Its few thread-pool file operations go through node:fs's callbacks (sys/fs-pool.ts): no node:fs/promises (~1.2 ms
   // to load, with readline, the fs watchers and Dir), which the bundle requires only on its first use.
   t.deepEqual(again.builtins.filter((m) => m === 'zlib' || m === 'worker_threads' || m === 'crypto' || m === 'cluster' || m === 'fs/promises'), []);
+  // A container that prints nothing makes no process.stdout (its creation is ~0.3 ms; a terminal's loads node:tty).
+  t.false(again.stdoutMade, 'process.stdout was made');
+  // The record is the real one: a container that prints makes it.
+  const prints = await runRecordingBuiltins(entry, dir, ['--root', root, 'run', '--rm', '--network', 'none', 'busybox', 'echo', 'hi'], env);
+  t.is(prints.stdout, 'hi\n');
+  t.true(prints.stdoutMade);
 });

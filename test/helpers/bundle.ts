@@ -52,12 +52,20 @@ export function testBundle(prefix: string): { get(): Promise<string>; remove(): 
   };
 }
 
-/** Runs `node [-r recorder] ENTRY ARGS`; resolves to its result and the Node built-ins the process loaded. */
-export async function runRecordingBuiltins(entry: string, dir: string, args: readonly string[], env: Record<string, string>): Promise<NodeResult & { builtins: string[] }> {
+/**
+ * Runs `node [-r recorder] ENTRY ARGS`; resolves to its result, the Node built-ins the process loaded and whether
+ * it made process.stdout (Node makes it on first use).
+ */
+export async function runRecordingBuiltins(entry: string, dir: string, args: readonly string[], env: Record<string, string>): Promise<NodeResult & { builtins: string[]; stdoutMade: boolean }> {
   const loaded = join(dir, `loaded-${randomBytes(4).toString('hex')}.json`);
   const preload = join(dir, `record-builtins-${randomBytes(4).toString('hex')}.cjs`);
-  await writeFile(preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(loaded)}, JSON.stringify(process.moduleLoadList)));\n`);
+  await writeFile(preload, [
+    "let stdoutMade = false; const d = Object.getOwnPropertyDescriptor(process, 'stdout');",
+    "Object.defineProperty(process, 'stdout', { configurable: true, enumerable: d.enumerable, get() { stdoutMade = true; return d.get.call(this); } });",
+    `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(loaded)}, JSON.stringify({ modules: process.moduleLoadList, stdoutMade })));`,
+    '',
+  ].join('\n'));
   const r = await runNode(['-r', preload, entry, ...args], { env });
-  const list = existsSync(loaded) ? (JSON.parse(readFileSync(loaded, 'utf8')) as string[]) : [];
-  return { ...r, builtins: list.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length)) };
+  const rec = existsSync(loaded) ? (JSON.parse(readFileSync(loaded, 'utf8')) as { modules: string[]; stdoutMade: boolean }) : { modules: [], stdoutMade: false };
+  return { ...r, builtins: rec.modules.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length)), stdoutMade: rec.stdoutMade };
 }

@@ -5,7 +5,8 @@ import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { endAtOnce } from '../../src/sandbox/launcher-process.js';
+import { Readable, Writable } from 'node:stream';
+import { endAtOnce, forwardStream } from '../../src/sandbox/launcher-process.js';
 import { PipeWriter } from '../../src/sandbox/launcher-zygote.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -93,4 +94,31 @@ test('endAtOnce: what the pipe does not take at once still arrives whole, then E
   endAtOnce(w, data);
   t.false(w.destroyed, 'left to end() while the rest is queued');
   t.true((await got).equals(data));
+});
+
+test('forwardStream: every chunk in order through a slow destination (backpressure), then its end', async (t) => {
+  const chunks = Array.from({ length: 50 }, (_, i) => Buffer.from(`line ${i}\n`));
+  const source = Readable.from(chunks, { objectMode: false });
+  const got: Buffer[] = [];
+  let writing = 0;
+  let maxWriting = 0;
+  const dest = new Writable({
+    highWaterMark: 1,
+    write(chunk: Buffer, _enc, cb) {
+      writing++;
+      maxWriting = Math.max(maxWriting, writing);
+      setTimeout(() => {
+        got.push(chunk);
+        writing--;
+        cb();
+      }, 1);
+    },
+  });
+  let paused = 0;
+  source.on('pause', () => paused++);
+  forwardStream(source, dest);
+  await once(dest, 'finish');
+  t.is(Buffer.concat(got).toString(), Buffer.concat(chunks).toString());
+  t.is(maxWriting, 1);
+  t.true(paused > 0, 'the source waited for the destination');
 });
