@@ -1,4 +1,4 @@
-import { access as accessCallback, readdir as readdirCallback, readFile as readFileCallback, rename as renameCallback } from 'node:fs';
+import { access as accessCallback, readdir as readdirCallback, rename as renameCallback } from 'node:fs';
 
 // Thread-pool file operations as promises, through node:fs's callbacks. node:fs/promises costs ~1.2 ms of
 // CPU to load (for its FileHandle it loads readline, the fs watchers and Dir), and a `run` needs only these
@@ -19,7 +19,3 @@ export function readdirInPool(dir: string): Promise<string[]> {
   return new Promise((resolve, reject) => readdirCallback(dir, (err, names) => (err === null ? resolve(names) : reject(err))));
 }
 
-/** fs.readFile: the file's text in `encoding`. */
-export function readFileInPool(path: string, encoding: BufferEncoding): Promise<string> {
-  return new Promise((resolve, reject) => readFileCallback(path, encoding, (err, text) => (err === null ? resolve(text) : reject(err))));
-}

@@ -8,5 +8,5 @@ export { makeNode, makeDev, splitDev, type NodeKind } from './device.js';
 export { readProcStat, isPidRunning, type ProcStat } from './proc.js';
 export { DEFERRED_CA_VAR, deferNodeExtraCaCerts, extraCaFile, externalProgramEnv, readExtraCaFile, withNodeRoots } from './node-ca.js';
 export { randomBuffer, randomHex } from './random.js';
-export { accessInPool, readdirInPool, readFileInPool, renameInPool } from './fs-pool.js';
+export { accessInPool, readdirInPool, renameInPool } from './fs-pool.js';
 export { NativeChild, SPAWN_ADDON, spawnAddonBeside, spawnChild, spawnNative, type NativeStdio, type SpawnedChild, type SpawnOptions } from './spawn-native.js';
