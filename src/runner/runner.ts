@@ -182,6 +182,11 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
       options.onCreated?.(pid);
       if (netCreated !== undefined) await netCreated(pid);
     },
+    // Nothing in the container uses its network once its process has ended: slirp4netns (~1.5 ms to end) stops while
+    // the sandbox cleans up. Idempotent: the stop below waits for it.
+    onExited: () => {
+      void net.stop();
+    },
   };
   let result: RunResult | undefined;
   let failure: unknown;

@@ -32,6 +32,8 @@ export interface HandshakeOptions {
   readonly releaseAtStart?: boolean;
   /** Runs once the child's pid is known; writes the release bytes to `go` and ends it ('g' last), unless `releaseAtStart`. */
   readonly onPid: (pid: number, go: Writable) => Promise<void>;
+  /** Called at the status line that says how the child ended (its exit code or signal), before the launcher has exited. */
+  readonly onEnded?: () => void;
 }
 
 /** How the handshake went. */
@@ -93,6 +95,7 @@ export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult
         const parsed = parseStatusLine(line);
         if (parsed === undefined) continue;
         lines.push(parsed);
+        if (parsed.exitCode !== undefined || parsed.signal !== undefined) o.onEnded?.();
         if (parsed.pid !== undefined) {
           pid = parsed.pid;
           if (o.releaseAtStart !== true) {

@@ -58,6 +58,11 @@ export interface RunHooks {
   readonly hosts?: (text: string) => string;
   /** Runs once the namespaces exist (id maps written, cgroup joined), before the process starts; a rejection ends the run with it. */
   readonly onCreated?: (pid: number) => Promise<void>;
+  /**
+   * Called once the launcher reports that the process ended, before the sandbox's own clean-up (the launcher's exit,
+   * the cgroup's removal): what served only that process (slirp4netns) can stop meanwhile.
+   */
+  readonly onExited?: () => void;
 }
 
 /** Construction options of a {@link Sandbox}; process facts come in from the CLI. */
@@ -296,7 +301,7 @@ export class Sandbox {
       // A launcher making the network namespace reports it first (SandboxPrestart.netns reads that line): the
       // handshake reads the status pipe only after it.
       if (prestart !== undefined) await prestart.netns;
-      const status = await this.#launch(runSpec, target, maps, cgroup, stdio, signal, hooks.onCreated, pre);
+      const status = await this.#launch(runSpec, target, maps, cgroup, stdio, signal, hooks, pre);
       const usage = cgroup === undefined ? undefined : await cgroup.usage();
       const oomKilled = usage?.oomKilled === true && status.signal === 9;
       const exitCode = status.signal !== undefined ? 128 + status.signal : (status.exitCode ?? 125);
@@ -427,7 +432,8 @@ export class Sandbox {
   }
 
   /** Spawns the launcher and drives the handshake; resolves with the final status. */
-  async #launch(spec: RunSpec, target: LauncherTarget, maps: IdMaps | undefined, cgroup: Cgroup | undefined, stdio: SandboxStdio, signal?: AbortSignal, onCreated?: (pid: number) => Promise<void>, pre?: PrestartParts): Promise<LauncherStatus> {
+  async #launch(spec: RunSpec, target: LauncherTarget, maps: IdMaps | undefined, cgroup: Cgroup | undefined, stdio: SandboxStdio, signal: AbortSignal | undefined, hooks: RunHooks, pre?: PrestartParts): Promise<LauncherStatus> {
+    const { onCreated, onExited } = hooks;
     const early = pre?.early === true && cgroup !== undefined;
     // On v1 the sandbox's process joins its cgroup itself, first thing after its clone (launcher.c run_child),
     // through the `tasks` files: a task moving only itself takes no grace period. Else this process attaches it.
@@ -445,6 +451,7 @@ export class Sandbox {
       // system while the cgroup is joined and the hooks run; 'g' lets the command start. With none
       // of them (a root build's RUN step) 'g' goes with the spec: the child never waits for us.
       releaseAtStart,
+      ...(onExited === undefined ? {} : { onEnded: onExited }),
       onPid: async (pid, go) => {
         if (maps !== undefined) {
           await writeIdMaps(pid, maps);
