@@ -7,7 +7,7 @@
  */
 export { newContainerId, shortContainerId, generateContainerName, isValidContainerName } from './ids.js';
 export {
-  ContainerStore, ZERO_TIME, createdState,
+  ContainerStore, ZERO_TIME, createdState, idOfNameLink, nameLinkTarget,
   type ContainerEntry, type ContainerRecord, type ContainerState, type ContainerStatus,
 } from './container-store.js';
 export { resolveProcess, mergeEnv, parseSignal, DEFAULT_PATH, type ProcessFlags, type ResolvedProcess } from './container-config.js';

@@ -1,11 +1,11 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { lutimes, readdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import {
-  ContainerStore, createdState, isContainerRunning, newContainerId, processStartTime, type ContainerRecord,
+  ContainerStore, createdState, idOfNameLink, isContainerRunning, nameLinkTarget, newContainerId, processStartTime, type ContainerRecord,
 } from '../../src/runner/index.js';
 import type { Digest } from '../../src/core/index.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -135,4 +135,29 @@ test('ContainerStore: a stale name entry that is no link (left by a crash or by 
   const old = new Date(Date.now() - 120_000);
   await lutimes(join(dir, 'names', 'odd'), old, old);
   t.is(await store.claimName(newContainerId(), 'odd'), 'odd');
+});
+
+test('ContainerStore: a name link holds the id in 43 base64url characters (kept in the inode: no data block); hex links of earlier versions still resolve', async (t) => {
+  const dir = await tempDir(t);
+  const store = new ContainerStore(dir);
+  const id = newContainerId();
+  await store.claimName(id, 'web');
+  await store.create(record(id, 'web'));
+  const target = readlinkSync(join(dir, 'names', 'web'));
+  t.is(target.length, 43);
+  t.is(target, nameLinkTarget(id));
+  t.is(idOfNameLink(target), id);
+  // A target under 60 bytes lives in the inode: the link has no data block.
+  t.is(lstatSync(join(dir, 'names', 'web')).blocks, 0);
+  t.is((await store.resolve('web')).config.id, id);
+  await t.throwsAsync(store.claimName(newContainerId(), 'web'), { message: new RegExp(`already in use by container "${id}"`) });
+  // A link written by an earlier version (the hex id).
+  const old = newContainerId();
+  symlinkSync(old, join(dir, 'names', 'old'));
+  await store.create(record(old, 'old'));
+  t.is((await store.resolve('old')).config.id, old);
+  await store.remove(old, 'old');
+  t.false(existsSync(join(dir, 'names', 'old')));
+  // SECURITY: a link naming no id is never followed.
+  for (const bad of ['../x', '/etc', 'A'.repeat(42), `${'A'.repeat(42)}!`, 'g'.repeat(64)]) t.is(idOfNameLink(bad), undefined, bad);
 });
