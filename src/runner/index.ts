@@ -32,7 +32,7 @@ export {
 } from './ports.js';
 export { publishPorts, checkPortsAvailable, type PublishedPorts, type PublishOptions } from './port-forwarder.js';
 export {
-  parseContainerNetwork, formatContainerNetwork, resolveContainerNetwork, findSlirp4netns, prepareContainerNetwork, startSlirp, startSlirpAhead,
+  parseContainerNetwork, formatContainerNetwork, resolveContainerNetwork, findSlirp4netns, prepareContainerNetwork, startSlirp, launcherSlirp, slirpArgv0,
   slirpArgs, slirpAddress, slirpResolvConf, sandboxNetworkOf, SLIRP_DEFAULT_MTU,
   type ContainerNetwork, type ContainerNetworkMode, type ContainerNetworkRun, type SlirpLookup, type SlirpOptions, type SlirpProcess, type SlirpStartOptions,
 } from './network-slirp.js';

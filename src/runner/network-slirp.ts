@@ -6,7 +6,7 @@
  * container's owner starts slirp4netns once the namespaces exist and before the command runs, and
  * stops it with the container; its exit fd makes it end with the owner even after a SIGKILL.
  */
-import { accessSync, closeSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
@@ -319,14 +319,13 @@ function waitForEnd(child: SpawnedChild, ms: number): Promise<boolean> {
  * its exit fd, or when this process dies (the kernel closes it). Throws RUN_NETWORK with
  * slirp4netns's message when it fails or is not ready in time (nothing is left running).
  */
-export async function startSlirp(binary: string, target: number | { readonly netnsFd: number }, o: SlirpStartOptions): Promise<SlirpProcess> {
-  const args = slirpArgs(typeof target === 'number' ? target : { fd: 5 }, o.options, o.rootless);
-  const argv0 = `slirp4netns[${o.tag}]`;
+export async function startSlirp(binary: string, pid: number, o: SlirpStartOptions): Promise<SlirpProcess> {
+  const args = slirpArgs(pid, o.options, o.rootless);
+  const argv0 = slirpArgv0(o.tag);
   // fd 3: ready (slirp4netns writes "1"); fd 4: exit (it ends when our end closes). Our ends are
-  // close-on-exec, so no other child inherits them. fd 5: the network namespace, when given as an open descriptor.
-  const netnsFd = typeof target === 'number' ? [] : [target.netnsFd];
+  // close-on-exec, so no other child inherits them.
   // Through the spawn addon (no fork of this process) when there is one, else node:child_process.
-  const child = spawnChild(o.spawnAddon, binary, args, ['ignore', 'ignore', 'pipe-out', 'pipe-out', 'pipe-in', ...netnsFd], { argv0, env: {} });
+  const child = spawnChild(o.spawnAddon, binary, args, ['ignore', 'ignore', 'pipe-out', 'pipe-out', 'pipe-in'], { argv0, env: {} });
   const stdio = child.stdio as unknown as (Readable | Writable | null)[];
   const ready = stdio[3] as Readable;
   const exitFd = stdio[4] as Writable;
@@ -405,7 +404,7 @@ export function prepareContainerNetwork(network: ContainerNetwork, lookup: Slirp
     sandboxMode,
     hooks: {
       resolvConf: (host) => slirpResolvConf(host, options),
-      // Started ahead for the namespace the container's process was born in (startSlirpAhead), else now for its own.
+      // Started ahead by the launcher for the namespace the container's process was born in (launcherSlirp), else now for its own.
       onCreated: async (pid) => { slirp = (await o.ahead) ?? await startSlirp(binary, pid, { options, rootless: o.rootless, tag: o.tag, ...(o.spawnAddon === undefined ? {} : { spawnAddon: o.spawnAddon }) }); },
     },
     stop: async () => {
@@ -415,20 +414,29 @@ export function prepareContainerNetwork(network: ContainerNetwork, lookup: Slirp
   };
 }
 
+/** slirp4netns's argv[0]: its name and the container directory (`tag`), so leak checks find it as they find monitors. */
+export function slirpArgv0(tag: string): string {
+  return `slirp4netns[${tag}]`;
+}
+
 /**
- * Starts slirp4netns ahead, for the network namespace a prestarted sandbox made before its spec
- * (SandboxPrestart.netns: an open descriptor of it, closed here), so it is ready when the container's process,
- * born in that namespace, starts. Undefined when no namespace was made. The caller stops it (also when
- * no run took it); a run that took it as `ahead` stops it too.
+ * The slirp4netns `pid` that a prestarted sandbox's launcher started for the container's network namespace
+ * (SandboxPrestart.slirpPid): the launcher closes its exit fd once the container's process has ended, and its
+ * end kills it. stop() resolves once it has ended ({@link hasEnded}, polled every millisecond), or after 2 s.
  */
-export async function startSlirpAhead(network: ContainerNetwork, lookup: SlirpLookup | undefined, netns: Promise<number | undefined>, tag: string, spawnAddon?: string): Promise<SlirpProcess | undefined> {
-  const fd = await netns;
-  if (fd === undefined) return undefined;
-  try {
-    if (network.mode !== 'slirp4netns' || lookup?.path === undefined) return undefined;
-    return await startSlirp(lookup.path, { netnsFd: fd }, { options: network.slirp ?? {}, rootless: false, tag, ...(spawnAddon === undefined ? {} : { spawnAddon }) });
-  } finally {
-    // slirp4netns has its own copy (or never started).
-    closeSync(fd);
-  }
+export function launcherSlirp(pid: number): SlirpProcess {
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => stopping ??= new Promise((resolve) => {
+    if (hasEnded(pid)) {
+      resolve();
+      return;
+    }
+    const since = Date.now();
+    const poll = setInterval(() => {
+      if (!hasEnded(pid) && Date.now() - since < 2000) return;
+      clearInterval(poll);
+      resolve();
+    }, 1);
+  });
+  return { pid, stop };
 }

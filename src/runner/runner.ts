@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { TsbuildError } from '../core/index.js';
+import { isTsbuildError, TsbuildError } from '../core/index.js';
 import { cleanupStaleCgroups, createRunSpec, listHostDevices, type RootSpec, type RunHooks, type RunResult, type Sandbox, type SandboxPrestart, type SandboxStdio } from '../sandbox/index.js';
 import type { Snapshotter } from '../snapshot/index.js';
 import type { ContainerRecord, ContainerState, ContainerStore } from './container-store.js';
@@ -63,7 +63,7 @@ export interface RunContainerOptions {
   readonly restartCount?: number;
   /** A sandbox started ahead for this run (Sandbox.prestart, with the container's resources); the run takes it. */
   readonly prestart?: SandboxPrestart;
-  /** slirp4netns started ahead for the prestart's network namespace (startSlirpAhead); the run stops it. */
+  /** slirp4netns the prestart's launcher started for its network namespace (launcherSlirp); the run waits for its end. */
   readonly slirpAhead?: Promise<SlirpProcess | undefined>;
 }
 
@@ -193,7 +193,8 @@ export async function runContainer(deps: RunnerDeps, config: ContainerRecord, st
   try {
     result = await deps.sandbox.run(spec, stdioForTerminal(config.tty === true, stdio), signal, runHooks, options.prestart);
   } catch (err) {
-    failure = err;
+    // slirp4netns that the prestarted launcher started failed: the same error as when the run starts it (startSlirp).
+    failure = isTsbuildError(err, 'SANDBOX_NETWORK') ? new TsbuildError('RUN_NETWORK', err.message, { exitCode: 125, cause: err, ...(err.hint === undefined ? {} : { hint: err.hint }) }) : err;
   }
   ended = true;
   wake();

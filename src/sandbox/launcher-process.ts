@@ -73,11 +73,11 @@ export interface StartedLauncher {
   /** Resolves once the launcher ended and its status pipe closed. */
   readonly exited: Promise<number | null>;
   /**
-   * Reads the first status line before the launcher is attached (`netns` from `--netns`); what follows it stays
-   * for the handshake, and so does the line itself when it is not `expected` (an error the handshake reports).
-   * Resolves whether it was `expected` (false at EOF).
+   * Reads the next status line before the launcher is attached (`netns` from `--netns`, then `slirp PID`); what
+   * follows it stays for the handshake, and so does the line itself when it does not match `expected` (an error
+   * the handshake reports). Resolves with the line when it matched, else undefined (also at EOF).
    */
-  expectLine(expected: string): Promise<boolean>;
+  expectLine(expected: RegExp): Promise<string | undefined>;
   /** True until the launcher has ended (as this process knows it: a dead launcher not yet reaped still counts). */
   running(): boolean;
 }
@@ -116,26 +116,30 @@ export function startLauncher(launcherPath: string, modes: LauncherStdioModes, d
   const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   const kill = (): void => { child.kill('SIGKILL'); };
   let attached = false;
-  const expectLine = (expected: string): Promise<boolean> => new Promise((resolve) => {
+  const expectLine = (expected: RegExp): Promise<string | undefined> => new Promise((resolve) => {
     let text = '';
     const onData = (chunk: Buffer): void => {
       text += chunk.toString('latin1');
       const nl = text.indexOf('\n');
       if (nl < 0) return;
-      finish(text.slice(0, nl) === expected ? text.slice(nl + 1) : text, text.slice(0, nl) === expected);
+      const line = text.slice(0, nl);
+      if (expected.test(line)) finish(text.slice(nl + 1), line);
+      else finish(text, undefined);
     };
     // At EOF nothing goes back (a stream takes no unshift after its end): the handshake sees no status.
-    const onEnd = (): void => finish('', false);
-    const finish = (rest: string, ok: boolean): void => {
+    const onEnd = (): void => finish('', undefined);
+    const finish = (rest: string, line: string | undefined): void => {
       statusPipe.off('data', onData);
       statusPipe.off('end', onEnd);
       // Paused until the handshake reads on (it resumes the pipe).
       statusPipe.pause();
       if (rest !== '') statusPipe.unshift(Buffer.from(rest, 'latin1'));
-      resolve(ok);
+      resolve(line);
     };
     statusPipe.on('data', onData);
     statusPipe.once('end', onEnd);
+    // A previous call paused it: a listener alone does not resume a paused stream.
+    statusPipe.resume();
   });
   const running = (): boolean => child.exitCode === null && child.signalCode === null;
   return {

@@ -1,6 +1,7 @@
 /**
  * The launcher's status lines (fd 4): `pid N`, `error<TAB>STEP<TAB>ERRNO<TAB>DETAIL`,
- * `exit N`, `signal N`; and their translation into TsbuildErrors.
+ * `exit N`, `signal N`; and their translation into TsbuildErrors. (A prestarted launcher's `netns` and
+ * `slirp PID` come first: Sandbox.prestart reads them.)
  */
 import { getSystemErrorMap } from 'node:util';
 import { TsbuildError } from '../core/index.js';
@@ -66,6 +67,12 @@ export function setupError(e: LauncherError, spec: RunSpec): TsbuildError {
     return new TsbuildError('SANDBOX_BAD_USER', `cannot switch to ${e.step === 'setuid' ? `uid ${spec.process.user.uid}` : `gid ${spec.process.user.gid}`}: ${why}`, {
       hint: 'in a rootless sandbox only the mapped ids (/etc/subuid, /etc/subgid) exist',
       exitCode: 125,
+    });
+  }
+  if (e.step === 'slirp4netns') {
+    // The launcher started it (Sandbox.prestart's slirp4netns): it ended or was not ready; the detail has its last stderr lines.
+    return new TsbuildError('SANDBOX_NETWORK', `cannot start slirp4netns for the container's network: ${e.detail}${e.errno === 0 ? '' : `: ${why}`}`, {
+      exitCode: 125, hint: 'use --network host, or --network none for no network',
     });
   }
   return new TsbuildError('SANDBOX_SETUP', `sandbox setup failed at step "${e.step}" (${e.detail}): ${why}`, { exitCode: 125 });

@@ -4,7 +4,7 @@
  * how it ended. Every mount lives in the sandbox's own mount namespace, so nothing leaks to the
  * host when the process ends or tsbuild is killed (the launcher and its child die with us).
  */
-import { constants, openSync, readFileSync, statSync } from 'node:fs';
+import { constants, readFileSync, statSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { TsbuildError } from '../core/index.js';
 import { accessInPool } from '../sys/index.js';
@@ -147,13 +147,12 @@ function formatMiB(bytes: number): string {
  */
 export interface SandboxPrestart {
   /**
-   * With `netns`: an open file descriptor of the sandbox's new network namespace (the launcher made it before
-   * its spec came; the sandbox's process is born in it), to start slirp4netns for while the spec is prepared;
-   * the caller closes it. Undefined without `netns`, or when the namespace could not be made (the run reports
-   * why) or the start was disposed of. SECURITY: a descriptor, never a pid, which could be reused once the
-   * launcher is gone.
+   * With `slirp4netns`: the pid of the slirp4netns the launcher started for the sandbox's new network namespace
+   * (made before the spec came; the sandbox's process is born in it). The launcher owns it: the run's process
+   * starts once it is ready, its exit fd closes when that process ends, and it is killed with the launcher.
+   * Undefined without the option (or rootless), or when the launcher failed first (the run reports why).
    */
-  readonly netns: Promise<number | undefined>;
+  readonly slirpPid: Promise<number | undefined>;
   /** Ends the launcher and removes the cgroup unless a run took this start (then nothing); idempotent. */
   dispose(): Promise<void>;
 }
@@ -161,11 +160,12 @@ export interface SandboxPrestart {
 /** Options of {@link Sandbox.prestart}. */
 export interface PrestartOptions {
   /**
-   * The launcher makes the sandbox's network namespace at once (root only: without a user namespace), so that
-   * slirp4netns can be started for it ahead ({@link SandboxPrestart.netns}). The run's spec must have a new
-   * network namespace (network `none`) and no user namespace.
+   * The launcher makes the sandbox's network namespace at once and starts slirp4netns for it (root only: without a
+   * user namespace; {@link SandboxPrestart.slirpPid}): `file` run as `argv0` with `args`, which must name the namespace
+   * as `--netns-type=path /proc/self/fd/5` and use fd 3 as its ready fd and fd 4 as its exit fd (launcher.c
+   * start_slirp). The run's spec must have a new network namespace (network `none`) and no user namespace.
    */
-  readonly netns?: boolean;
+  readonly slirp4netns?: { readonly file: string; readonly argv0: string; readonly args: readonly string[] };
 }
 
 /** How long a prestarted launcher stays in its container's cgroup after the clone before it moves out (see #launch). */
@@ -183,26 +183,20 @@ interface PrestartParts {
 
 class Prestart implements SandboxPrestart {
   readonly #parts: Promise<PrestartParts>;
-  readonly netns: Promise<number | undefined>;
+  readonly slirpPid: Promise<number | undefined>;
   readonly #onWarning: ((msg: string) => void) | undefined;
   /** Open until a run takes it or it is disposed of. */
   #state: 'open' | 'taken' | 'disposed' = 'open';
 
-  constructor(parts: Promise<PrestartParts>, netns: boolean, onWarning: ((msg: string) => void) | undefined) {
+  constructor(parts: Promise<PrestartParts>, slirp: boolean, onWarning: ((msg: string) => void) | undefined) {
     this.#parts = parts;
     this.#onWarning = onWarning;
     parts.catch(() => undefined);
-    this.netns = !netns ? Promise.resolve(undefined) : parts.then(async (p) => {
-      const pid = p.launcher.pid;
-      if (pid === undefined || !(await p.launcher.expectLine('netns')) || this.#state === 'disposed') return undefined;
-      // In the tick that saw the line and while the launcher has not been reaped (its pid cannot be reused):
-      // a zombie's namespace link no longer opens.
-      if (!p.launcher.running()) return undefined;
-      try {
-        return openSync(`/proc/${pid}/ns/net`, 'r');
-      } catch {
-        return undefined;
-      }
+    // The launcher's first lines: "netns", then "slirp PID" (an error line instead stays for the handshake).
+    this.slirpPid = !slirp ? Promise.resolve(undefined) : parts.then(async (p) => {
+      if (p.launcher.pid === undefined || (await p.launcher.expectLine(/^netns$/)) === undefined) return undefined;
+      const line = await p.launcher.expectLine(/^slirp \d+$/);
+      return line === undefined ? undefined : Number(line.slice('slirp '.length));
     }, () => undefined);
   }
 
@@ -298,9 +292,9 @@ export class Sandbox {
       if (pre === undefined && runSpec.linux.resources !== undefined) {
         cgroup = await this.#createCgroup(id, limits);
       }
-      // A launcher making the network namespace reports it first (SandboxPrestart.netns reads that line): the
+      // A launcher making the network namespace reports it and its slirp4netns first (SandboxPrestart.slirpPid reads those lines): the
       // handshake reads the status pipe only after it.
-      if (prestart !== undefined) await prestart.netns;
+      if (prestart !== undefined) await prestart.slirpPid;
       const status = await this.#launch(runSpec, target, maps, cgroup, stdio, signal, hooks, pre);
       const usage = cgroup === undefined ? undefined : await cgroup.usage();
       const oomKilled = usage?.oomKilled === true && status.signal === 9;
@@ -339,7 +333,7 @@ export class Sandbox {
   async prestart(resources: ResourcesSpec | undefined, stdio: SandboxStdio, options: PrestartOptions = {}): Promise<SandboxPrestart> {
     const o = this.#options;
     // SECURITY: a network namespace made by the launcher belongs to the host's user namespace: root only.
-    const netns = options.netns === true && !this.rootless;
+    const slirp = this.rootless ? undefined : options.slirp4netns;
     // Up to the launcher's spawn only synchronous work (cgroup files are written synchronously, cgroup-fs.ts): the
     // caller awaits no I/O here, and the launcher starts its cgroup attach as early as it can.
     // The one-time preparation (launcher check, stale state, the state dir's shared parts) goes on meanwhile. It starts
@@ -354,7 +348,11 @@ export class Sandbox {
     // the launcher joins it, before it reads its spec (launcher.c --cgroup): nothing of this process waits for
     // that, and the child it clones once it has the spec is born in the cgroup.
     const early = cgroup !== undefined && cgroup.selfJoinFiles === undefined && resources?.pids?.limit === undefined;
-    const args = [...(early ? (cgroup as Cgroup).procsFiles.flatMap((f) => ['--cgroup', f]) : []), ...(netns ? ['--netns'] : [])];
+    // "--slirp4netns" takes the rest of the command line.
+    const args = [
+      ...(early ? (cgroup as Cgroup).procsFiles.flatMap((f) => ['--cgroup', f]) : []),
+      ...(slirp === undefined ? [] : ['--netns', '--slirp4netns', slirp.file, slirp.argv0, ...slirp.args]),
+    ];
     const launcher = startLauncher(o.launcherPath, launcherStdioModes(stdio), false, args);
     const parts = ready.then((shared) => ({ id, shared, cgroup, launcher, early }), async (err: unknown) => {
       launcher.kill();
@@ -362,7 +360,7 @@ export class Sandbox {
       await cgroup?.destroy().catch(() => undefined);
       throw err;
     });
-    return new Prestart(parts, netns, o.onWarning);
+    return new Prestart(parts, slirp !== undefined, o.onWarning);
   }
 
   /** Stops the launcher zygote, if one was started, and resolves once it has exited; a later run starts a new one. */

@@ -14,6 +14,7 @@ import { testSerialIf } from '../helpers/capability.js';
 import { cgroupsOwnedBy, childrenNamed } from '../helpers/containers.js';
 import { busyboxMissing, makeBusyboxRootfs } from '../helpers/rootfs.js';
 import { tempDir } from '../helpers/tmp.js';
+import { hasEnded, slirpArgs } from '../../src/runner/network-slirp.js';
 import { assertNoLeftoverMounts, ensureLauncher, notRoot, spawningSandbox } from './sandbox-helpers.js';
 
 // Sandbox.prestart: the launcher is spawned before its spec and joins the sandbox's cgroup itself
@@ -105,7 +106,7 @@ testSerialIf(missing, 'launcher --netns: the child is born in the network namesp
   const run = async (network: 'none' | 'host'): Promise<{ made: string | undefined; out: string; error: string | undefined }> => {
     const out = captured();
     const launcher = startLauncher(ensureLauncher(), ['ignore', 'pipe', 'pipe'], false, ['--netns']);
-    t.true(await launcher.expectLine('netns'), 'the launcher reports its namespace before it reads its spec');
+    t.is(await launcher.expectLine(/^netns$/), 'netns', 'the launcher reports its namespace before it reads its spec');
     const made = launcher.pid === undefined ? undefined : readlinkSync(`/proc/${launcher.pid}/ns/net`);
     const r = await handshakeOf(launcher, createRunSpec({ root: { path: rootfs }, args: ['readlink', '/proc/self/ns/net'], network }), rootfs, out.stream);
     const err = r.lines.find((l) => l.error !== undefined)?.error;
@@ -169,3 +170,61 @@ testSerialIf(missing ?? v1Unavailable(), 'launcher: on cgroup v1 the sandbox\'s 
   t.is(result.lines.find((l) => l.error !== undefined), undefined);
   t.like(result.lines.find((l) => l.exitCode !== undefined), { exitCode: 0 });
 });
+
+const slirpPath = existsSync('/usr/bin/slirp4netns') ? '/usr/bin/slirp4netns' : undefined;
+
+testSerialIf(missing ?? (slirpPath === undefined ? 'slirp4netns is not installed' : undefined), 'Sandbox.prestart with slirp4netns: the launcher starts it in the host\'s network namespace for the sandbox\'s own, the child starts once tap0 is up, and it ends with its child or its launcher', async (t) => {
+  const dir = await tempDir(t, 'tsbuild-pre-');
+  const rootfs = await makeBusyboxRootfs(join(dir, 'rootfs'));
+  assertNoLeftoverMounts(t, [dir]);
+  const sandbox = spawningSandbox(join(dir, 'state'));
+  const slirp4netns = { file: slirpPath as string, argv0: `slirp4netns[${dir}]`, args: slirpArgs({ fd: 5 }, {}, false) };
+  const host = readlinkSync('/proc/self/ns/net');
+  const out = captured();
+  const stdio = { stdout: out.stream, stderr: out.stream };
+  // A run: the command sees tap0 configured from its first instruction.
+  const pre = await sandbox.prestart({}, stdio, { slirp4netns });
+  const pid = await pre.slirpPid;
+  t.true(pid !== undefined && pid > 0);
+  t.true(readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith(`slirp4netns[${dir}]\0--configure`));
+  t.is(readlinkSync(`/proc/${pid}/ns/net`), host, 'slirp4netns runs in the host\'s network namespace');
+  const r = await sandbox.run(createRunSpec({ root: { path: rootfs }, args: ['sh', '-c', 'ip -4 addr show tap0 | grep -o "inet [0-9./]*"; readlink /proc/self/ns/net'], resources: {}, network: 'none' }), stdio, undefined, {}, pre);
+  t.is(r.exitCode, 0, out.text());
+  const [inet, ns] = out.text().trim().split('\n');
+  t.is(inet, 'inet 10.0.2.100/24');
+  t.not(ns, host);
+  // The launcher closed its exit fd when the child ended: it ends by itself.
+  await waitUntil(() => hasEnded(pid as number));
+  // A start no run takes: disposing of it kills the launcher, and slirp4netns with it.
+  const unused = await sandbox.prestart({}, stdio, { slirp4netns });
+  const second = await unused.slirpPid;
+  t.true(second !== undefined && !hasEnded(second));
+  await unused.dispose();
+  await waitUntil(() => hasEnded(second as number));
+  t.deepEqual(launcherChildren(), []);
+});
+
+testSerialIf(missing ?? (slirpPath === undefined ? 'slirp4netns is not installed' : undefined), 'Sandbox.prestart with slirp4netns: one that fails fails the run with its message (SANDBOX_NETWORK) and nothing runs', async (t) => {
+  const dir = await tempDir(t, 'tsbuild-pre-');
+  const rootfs = await makeBusyboxRootfs(join(dir, 'rootfs'));
+  assertNoLeftoverMounts(t, [dir]);
+  const sandbox = spawningSandbox(join(dir, 'state'));
+  // A real slirp4netns refusing an option it validates at its start.
+  const slirp4netns = { file: slirpPath as string, argv0: 'slirp4netns[test]', args: slirpArgs({ fd: 5 }, { outboundAddr: 'nosuchif0' }, false) };
+  const out = captured();
+  const stdio = { stdout: out.stream, stderr: out.stream };
+  const pre = await sandbox.prestart({}, stdio, { slirp4netns });
+  const err = await t.throwsAsync(sandbox.run(createRunSpec({ root: { path: rootfs }, args: ['echo', 'never'], resources: {}, network: 'none' }), stdio, undefined, {}, pre));
+  t.true(isTsbuildError(err, 'SANDBOX_NETWORK'), String(err));
+  t.regex((err as Error).message, /^cannot start slirp4netns for the container's network: it exited \(code 1\): outbound-addr has to be valid ipv4 address or i.?terface name\.$/);
+  t.is(out.text(), '');
+  t.deepEqual(launcherChildren(), []);
+});
+
+async function waitUntil(cond: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

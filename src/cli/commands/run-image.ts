@@ -1,6 +1,6 @@
 import { notSupportedYet, TsbuildError } from '../../core/index.js';
 import {
-  startSlirpAhead, type ContainerNetwork, type SlirpLookup, type SlirpProcess,
+  launcherSlirp, slirpArgs, slirpArgv0, type ContainerNetwork, type SlirpLookup, type SlirpProcess,
   bindingsOfContainer, checkPortsAvailable, createContainer, findSlirp4netns, parseContainerNetwork, resolveContainerNetwork, createLogWriter, endAttachedRun, NO_RESTART, parseDuration, parsePublishSpec, parseRestartPolicy, startMonitor, markOpenStdin, runContainer, runWithHealthcheck, runWithRestartPolicy, removeContainer, startAttachServer, FOREGROUND_ATTACH_DELAY_MS,
   type AttachServer, type ContainerRecord, type HealthFlags, type PortBinding,
 } from '../../runner/index.js';
@@ -10,7 +10,6 @@ import { optBool, optList, optString } from '../args.js';
 import type { CommandContext } from '../command.js';
 import { containerSandbox, launcherPathFor, monitorCommandFor, openContainerDeps, type ContainerDeps } from '../container-deps.js';
 import { resolveStoreRoot } from '../store-root.js';
-import { spawnAddonBeside } from '../../sys/index.js';
 import { terminalFdOf, withRawTerminal } from '../terminal.js';
 import { existsSync } from 'node:fs';
 import { PassThrough, Writable } from 'node:stream';
@@ -187,13 +186,16 @@ async function startAhead(args: ParsedArgs, ctx: CommandContext, sandbox: Sandbo
   } catch {
     return undefined;
   }
-  // runContainer's spec has the container's resources or none ({}): always a cgroup. Its network namespace is
-  // made ahead only for slirp4netns (root only: the sandbox refuses it rootless and the run starts slirp as before).
-  // A cgroup that cannot be made: the run reports it.
-  const prestart = await sandbox.prestart(resources ?? {}, { stdin: 'ignore', stdout: new PassThrough(), stderr: new PassThrough() }, { netns: network.mode === 'slirp4netns' }).catch(() => undefined);
+  // runContainer's spec has the container's resources or none ({}): always a cgroup. With slirp4netns the launcher
+  // makes the network namespace at once and starts slirp4netns for it (root only: rootless, the sandbox ignores it
+  // and the run starts slirp as before). A cgroup that cannot be made: the run reports it.
+  const slirpPath = network.mode === 'slirp4netns' ? slirp4netns.path : undefined;
+  const withSlirp = slirpPath === undefined ? {} : {
+    slirp4netns: { file: slirpPath, argv0: slirpArgv0(join(resolveStoreRoot(ctx), 'containers')), args: slirpArgs({ fd: 5 }, network.slirp ?? {}, false) },
+  };
+  const prestart = await sandbox.prestart(resources ?? {}, { stdin: 'ignore', stdout: new PassThrough(), stderr: new PassThrough() }, withSlirp).catch(() => undefined);
   if (prestart === undefined) return undefined;
-  const slirp = startSlirpAhead(network, slirp4netns, prestart.netns, join(resolveStoreRoot(ctx), 'containers'), spawnAddonBeside(launcherPathFor(ctx)));
-  slirp.catch(() => undefined);
+  const slirp = prestart.slirpPid.then((pid) => (pid === undefined ? undefined : launcherSlirp(pid)));
   return { prestart, slirp };
 }
 

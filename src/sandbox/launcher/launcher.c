@@ -14,6 +14,10 @@
  * mode. With "detach 1" the launcher reports "detached" once the command was exec'd and exits.
  *
  * Zygote mode ("--zygote", zygote.c): a long-lived process that forks a launcher per request.
+ *
+ * Started ahead with "--netns --slirp4netns FILE ARGV0 ARG...": it also starts slirp4netns for the network
+ * namespace it made (see prepare_early), reports "slirp PID", waits for slirp4netns's ready signal before it
+ * reports the child's pid, and closes slirp4netns's exit fd as soon as the child has ended.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -89,6 +94,12 @@ static struct spec S;
 /* Set by "--netns": this launcher made the sandbox's network namespace before its spec came (the clone then
  * leaves CLONE_NEWNET out: the child is born in it). */
 static int early_netns;
+/* Set by "--slirp4netns": slirp4netns, started by this launcher for its early network namespace. */
+static pid_t slirp_pid;
+static int slirp_ready = -1;   /* read end of slirp4netns's ready fd (it writes "1" once tap0 is configured) */
+static int slirp_exit = -1;    /* write end of its exit fd: it ends when this closes (with this process at the latest) */
+static int slirp_log = -1;     /* a memfd that holds its stderr, read when it fails */
+static void wait_slirp_ready(pid_t child);
 
 static pid_t child_pid;
 static int write_all(int fd, const char *buf, ssize_t n);
@@ -949,6 +960,8 @@ static int supervise(pid_t pid, int exec_pipe) {
       if (errno != EINTR) fail("waitpid", "child");
     }
   }
+  /* slirp4netns served only the child: it starts to end now, while tsbuild reads the status. */
+  if (slirp_exit >= 0) { close(slirp_exit); slirp_exit = -1; }
   if (WIFSIGNALED(status)) {
     report("signal %d", WTERMSIG(status));
     return 128 + WTERMSIG(status);
@@ -1075,7 +1088,101 @@ static int run_main(void) {
   pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
   if (pid < 0) fail("clone", "namespaces");
   if (pid == 0) run_child();
+  if (slirp_pid > 0) wait_slirp_ready(pid);
   return supervise(pid, -1);
+}
+
+/* ---------- slirp4netns for an early network namespace ("--slirp4netns") ---------- */
+
+/* Starts slirp4netns (args: FILE ARGV0 ARG..., its command line as tsbuild's network-slirp.ts makes it for
+ * "--netns-type=path /proc/self/fd/5") for this launcher's new network namespace: fd 3 its ready pipe, fd 4
+ * its exit pipe, fd 5 the namespace, stderr a memfd; it runs in the host's namespace `host_ns` (closed here),
+ * with no environment, and is killed if this launcher dies first. Reports "slirp PID". */
+static void start_slirp(int host_ns, char **args) {
+  if (args[0] == NULL || args[1] == NULL) fail_code(125, "arguments", EINVAL, "--slirp4netns FILE ARGV0 ARG...");
+  int ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (ns < 0) fail("slirp4netns", "open the network namespace");
+  int ready[2], ex[2];
+  if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(ex, O_CLOEXEC) < 0) fail("slirp4netns", "pipe");
+  slirp_log = memfd_create("slirp4netns-stderr", MFD_CLOEXEC);
+  if (slirp_log < 0) fail("slirp4netns", "memfd_create");
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull < 0) fail("slirp4netns", "/dev/null");
+  pid_t launcher = getpid();
+  pid_t pid = fork();
+  if (pid < 0) fail("slirp4netns", "fork");
+  if (pid == 0) {
+    /* Every source fd is above 5 (opened after the launcher's 0-5): the dup2s below never clobber one another. */
+    if (setns(host_ns, CLONE_NEWNET) < 0 ||
+        dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(slirp_log, 2) < 0 ||
+        dup2(ready[1], 3) < 0 || dup2(ex[0], 4) < 0 || dup2(ns, 5) < 0) {
+      dprintf(slirp_log, "tsbuild-launcher: cannot set up slirp4netns: %s\n", strerror(errno));
+      _exit(127);
+    }
+    /* Killed with this launcher (also on SIGKILL, when its exit fd closes only with it). */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != launcher) _exit(127);
+    char *envp[] = { NULL };
+    execve(args[0], args + 1, envp);
+    dprintf(2, "tsbuild-launcher: cannot execute %s: %s\n", args[0], strerror(errno));
+    _exit(127);
+  }
+  close(host_ns); close(ns); close(devnull); close(ready[1]); close(ex[0]);
+  slirp_pid = pid;
+  slirp_ready = ready[0];
+  slirp_exit = ex[1];
+  report("slirp %d", pid);
+}
+
+/* Fails the run (the child `child` is killed) with slirp4netns's last stderr lines: it ended or was not ready. */
+static void __attribute__((noreturn)) slirp_failed(pid_t child, const char *why) {
+  kill(child, SIGKILL);
+  if (slirp_pid > 0) kill(slirp_pid, SIGKILL);   /* not once reaped: its pid could be another process's */
+  char text[4096];
+  off_t size = lseek(slirp_log, 0, SEEK_END);
+  off_t from = size > (off_t)sizeof text - 1 ? size - (off_t)sizeof text + 1 : 0;
+  ssize_t n = pread(slirp_log, text, sizeof text - 1, from);
+  text[n > 0 ? n : 0] = '\0';
+  /* The last three lines that are not slirp4netns's seccomp notice, as tsbuild reported them before. */
+  char detail[600] = "";
+  char *lines[3] = { NULL, NULL, NULL };
+  for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+    while (*line == ' ') line++;
+    if (*line == '\0' || !strncmp(line, "WARNING: Support for seccomp", 28)) continue;
+    lines[0] = lines[1]; lines[1] = lines[2]; lines[2] = line;
+  }
+  snprintf(detail, sizeof detail, "%s", why);
+  for (int i = 0; i < 3; i++) {
+    if (lines[i] == NULL) continue;
+    size_t len = strlen(detail);
+    snprintf(detail + len, sizeof detail - len, "%s%s", i > 0 && lines[i - 1] != NULL ? "; " : ": ", lines[i]);
+  }
+  fail_code(125, "slirp4netns", 0, detail);
+}
+
+/* Waits (at most 10 s) until slirp4netns says tap0 is configured: the child's command needs the network from its start. */
+static void wait_slirp_ready(pid_t child) {
+  struct pollfd p = { .fd = slirp_ready, .events = POLLIN };
+  int r;
+  do r = poll(&p, 1, 10000); while (r < 0 && errno == EINTR);
+  if (r == 0) slirp_failed(child, "not ready after 10000 ms");
+  char buf[16];
+  ssize_t n;
+  do n = read(slirp_ready, buf, sizeof buf); while (n < 0 && errno == EINTR);
+  if (n <= 0 || memchr(buf, '1', (size_t)n) == NULL) {
+    int status;
+    char why[64] = "it exited";
+    /* Its ready pipe closes in its exit, a moment before it can be reaped: wait for that (at most 1 s). */
+    pid_t w = 0;
+    for (int i = 0; i < 1000 && (w = waitpid(slirp_pid, &status, WNOHANG)) == 0; i++) usleep(1000);
+    if (w == slirp_pid) {
+      slirp_pid = 0;
+      if (WIFEXITED(status)) snprintf(why, sizeof why, "it exited (code %d)", WEXITSTATUS(status));
+      else if (WIFSIGNALED(status)) snprintf(why, sizeof why, "it exited (signal %d)", WTERMSIG(status));
+    }
+    slirp_failed(child, why);
+  }
+  close(slirp_ready);
+  slirp_ready = -1;
 }
 
 int zygote_main(int (*run)(void));
@@ -1086,14 +1193,23 @@ int zygote_main(int (*run)(void));
  * first, unshares a new network namespace and reports "netns" on fd 4, so that slirp4netns can be started
  * for it while the attach waits and tsbuild still prepares the spec. */
 static void prepare_early(int argc, char **argv) {
+  int slirp_at = 0;   /* argv index of "--slirp4netns": FILE ARGV0 ARG... follow, to the end */
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--slirp4netns")) { slirp_at = i; argc = i; break; }
+  }
   /* The namespace first: slirp4netns can then start while the cgroup attach below waits. */
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--netns")) {
+      /* slirp4netns runs in this (the host's) namespace: its sockets reach the outside for the container. */
+      int host_ns = slirp_at > 0 ? open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC) : -1;
+      if (slirp_at > 0 && host_ns < 0) fail("slirp4netns", "open the host network namespace");
       if (unshare(CLONE_NEWNET) < 0) fail("unshare-net", "network namespace");
       early_netns = 1;
       report("netns");
+      if (slirp_at > 0) start_slirp(host_ns, argv + slirp_at + 1);
     }
   }
+  if (slirp_at > 0 && !early_netns) fail_code(125, "arguments", EINVAL, "--slirp4netns needs --netns");
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--cgroup") && i + 1 < argc) {
       join_cgroup(argv[++i]);
