@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type v8 from 'node:v8';
 import type vm from 'node:vm';
+import { ONE_TIME_WORK_EVENT } from './one-time-work.js';
 
 // Runs the CLI bundle (one CommonJS file, scripts/bundle.mjs) with a V8 code cache: Node 20 has no
 // module compile cache (22.1) and compiling the ~1.1 MB bundle costs more than loading it. One
@@ -146,11 +147,15 @@ export function runBundle(run: BundleRun): { exports: unknown; cache: CacheState
   const script = read.data === undefined ? compile() : withCacheChecksums(compile);
   const cache: CacheState = read.data !== undefined && script.cachedDataRejected === true ? 'rejected' : read.state;
   if (cacheFile !== undefined && cache !== 'used') {
+    let oneTimeWork = false;
+    process.once(ONE_TIME_WORK_EVENT, () => {
+      oneTimeWork = true;
+    });
     // At exit the script's functions this command ran are compiled, so the cache holds them too. Only after a
     // success: a failed command ran its error path, and a cache of that would leave every later successful
-    // run compiling the rest (a cache is written once, by the first start that found none).
+    // run compiling the rest (a cache is written once, by the first start that found none). Nor after one-time work.
     process.once('exit', (code) => {
-      if (code !== 0) return;
+      if (code !== 0 || oneTimeWork) return;
       let data: Buffer;
       try {
         if (!writable(cacheFile)) return;

@@ -41,8 +41,12 @@ export function containerSandbox(ctx: CommandContext): Sandbox {
   });
 }
 
-/** Opens the store, its containers, the snapshotter and a sandbox owned by this process (`made.sandbox`, else a new one; `made.slirp4netns`: already looked up). */
-export async function openContainerDeps(ctx: CommandContext, made: { readonly sandbox?: Sandbox; readonly slirp4netns?: SlirpLookup } = {}): Promise<ContainerDeps> {
+/**
+ * Opens the store, its containers, the snapshotter and a sandbox owned by this process (`made.sandbox`, else a new one;
+ * `made.slirp4netns`: already looked up). `made.onUnpack` runs when the compression tools are first used: by a run,
+ * only to unpack its image's layers.
+ */
+export async function openContainerDeps(ctx: CommandContext, made: { readonly sandbox?: Sandbox; readonly slirp4netns?: SlirpLookup; readonly onUnpack?: () => void } = {}): Promise<ContainerDeps> {
   const sandbox = made.sandbox ?? containerSandbox(ctx);
   const store = await openCliStore(ctx);
   const { snapshotter } = await openSnapshotter({ snapshots: store.paths.snapshots, tmp: store.paths.tmp });
@@ -60,7 +64,10 @@ export async function openContainerDeps(ctx: CommandContext, made: { readonly sa
     ownerPid: process.pid,
     // Looked up on first use (a PATH scan): only unpacking an image's layers needs them, a run of an unpacked image never.
     get compressionTools(): CompressionTools {
-      compressionTools ??= findCompressionTools(ctx.env.PATH);
+      if (compressionTools === undefined) {
+        made.onUnpack?.();
+        compressionTools = findCompressionTools(ctx.env.PATH);
+      }
       return compressionTools;
     },
     slirp4netns: made.slirp4netns ?? findSlirp4netns(ctx.env.PATH),

@@ -5,6 +5,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BUNDLE_WRAPPER, cacheFileOf, cacheNameFor, cacheVariantFor, defaultCacheDir } from '../../src/cli/code-cache.js';
+import { ONE_TIME_WORK_EVENT } from '../../src/cli/one-time-work.js';
 import { tempDir } from '../helpers/tmp.js';
 
 // src/cli/code-cache.ts runs the CLI bundle with a V8 code cache written at exit: each case runs a
@@ -224,4 +225,19 @@ test('code cache: a bundle whose first line names another key (a concurrent buil
   t.regex(r.stderr, /^cache other-bundle /);
   t.is(inode(cache), before);
   t.deepEqual(readdirSync(cacheDir), [cache.slice(cacheDir.length + 1)]);
+});
+
+test('code cache: a start that did one-time work (ONE_TIME_WORK_EVENT) writes no cache; the next start does', async (t) => {
+  const { file, cacheDir, run } = await setup(t);
+  // The bundle says it did one-time work (as `run` does when it unpacks its image's layers).
+  await writeFile(file, `${bundleSource('ab')}process.emit(${JSON.stringify(ONE_TIME_WORK_EVENT)});\n`);
+  const first = await run();
+  t.is(first.code, 0, first.stderr);
+  t.regex(first.stderr, /^cache missing /);
+  t.false(existsSync(cacheOf(file, cacheDir)), 'no cache after one-time work');
+  await writeFile(file, `${bundleSource('ab')}// no one-time work this time\n`);
+  const second = await run();
+  t.regex(second.stderr, /^cache missing /);
+  t.true(existsSync(cacheOf(file, cacheDir)));
+  t.regex((await run()).stderr, /^cache used /);
 });

@@ -1,3 +1,4 @@
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { busyboxMissing, makeBusyboxImage } from '../helpers/base-image.js';
@@ -24,12 +25,16 @@ testIf(missing, 'bundle: run --rm of an unpacked image does not load zlib (layer
   t.is(r.code, 0, r.stderr);
   t.true(builtins.includes('child_process'), 'the list is the real one (the launcher is spawned)');
   t.false(builtins.includes('zlib'), 'zlib');
+  // It unpacked the image's layers: one-time work, so it wrote no code cache for `run` (cli/one-time-work.ts).
+  const runCaches = (): string[] => (existsSync(env.TSBUILD_CODE_CACHE_DIR) ? readdirSync(env.TSBUILD_CODE_CACHE_DIR) : []).filter((f) => f.endsWith('-run.v8'));
+  t.deepEqual(runCaches(), []);
   // Again, now that the first run has prepared the image's snapshot (it hashed a stream in a worker
   // thread): the layer writer imports node:worker_threads, which the bundle requires only on its
   // first use (scripts/bundle.mjs).
   const again = await runRecordingBuiltins(entry, dir, ['--root', root, 'run', '--rm', '--network', 'none', 'busybox', 'true'], env);
   t.is(again.code, 0, again.stderr);
   t.true(again.builtins.includes('net'), 'the list is the real one (the launcher\'s pipes)');
+  t.is(runCaches().length, 1, 'the second run wrote the code cache');
   // Its ids and temporary names come from /dev/urandom (sys/random.ts): node:crypto (~3 ms to load) is not needed.
   // A command that ends at once has no attach server (it listens after FOREGROUND_ATTACH_DELAY_MS): no node:cluster,
   // which a listen loads, and with it child_process.

@@ -10,6 +10,7 @@ import { optBool, optList, optString } from '../args.js';
 import type { CommandContext } from '../command.js';
 import { containerSandbox, launcherPathFor, monitorCommandFor, openContainerDeps, type ContainerDeps } from '../container-deps.js';
 import { resolveStoreRoot } from '../store-root.js';
+import { markOneTimeWork } from '../one-time-work.js';
 import { terminalFdOf, withRawTerminal } from '../terminal.js';
 import { existsSync } from 'node:fs';
 import { PassThrough, Writable } from 'node:stream';
@@ -161,7 +162,8 @@ export async function runImage(args: ParsedArgs, ctx: CommandContext): Promise<n
   const slirp4netns = findSlirp4netns(ctx.env.PATH);
   const ahead = detach || tty || interactive ? undefined : await startAhead(args, ctx, sandbox, slirp4netns);
   try {
-    const deps = await openContainerDeps(ctx, { sandbox, slirp4netns });
+    // Unpacking the image's layers is one-time work: this start then writes no code cache (cli/code-cache.ts).
+    const deps = await openContainerDeps(ctx, { sandbox, slirp4netns, onUnpack: markOneTimeWork });
     return await createAndRun(args, ctx, deps, ahead);
   } finally {
     await ahead?.prestart.dispose();
