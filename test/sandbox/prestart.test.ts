@@ -173,7 +173,7 @@ testSerialIf(missing ?? v1Unavailable(), 'launcher: on cgroup v1 the sandbox\'s 
 
 const slirpPath = existsSync('/usr/bin/slirp4netns') ? '/usr/bin/slirp4netns' : undefined;
 
-testSerialIf(missing ?? (slirpPath === undefined ? 'slirp4netns is not installed' : undefined), 'Sandbox.prestart with slirp4netns: the launcher starts it in the host\'s network namespace for the sandbox\'s own, the child starts once tap0 is up, and it ends with its child or its launcher', async (t) => {
+testSerialIf(missing ?? (slirpPath === undefined ? 'slirp4netns is not installed' : undefined), 'Sandbox.prestart with slirp4netns: the launcher starts it in the host\'s network namespace for the sandbox\'s own, clones the child once tap0 is up, and it ends with its child or its launcher', async (t) => {
   const dir = await tempDir(t, 'tsbuild-pre-');
   const rootfs = await makeBusyboxRootfs(join(dir, 'rootfs'));
   assertNoLeftoverMounts(t, [dir]);
@@ -184,11 +184,19 @@ testSerialIf(missing ?? (slirpPath === undefined ? 'slirp4netns is not installed
   const stdio = { stdout: out.stream, stderr: out.stream };
   // A run: the command sees tap0 configured from its first instruction.
   const pre = await sandbox.prestart({}, stdio, { slirp4netns });
+  // Never a launcher left waiting for its spec when an assertion fails (a run that took it makes this a no-op).
+  t.teardown(() => pre.dispose());
   const pid = await pre.slirpPid;
   t.true(pid !== undefined && pid > 0);
-  t.true(readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith(`slirp4netns[${dir}]\0--configure`));
-  t.is(readlinkSync(`/proc/${pid}/ns/net`), host, 'slirp4netns runs in the host\'s network namespace');
-  const r = await sandbox.run(createRunSpec({ root: { path: rootfs }, args: ['sh', '-c', 'ip -4 addr show tap0 | grep -o "inet [0-9./]*"; readlink /proc/self/ns/net'], resources: {}, network: 'none' }), stdio, undefined, {}, pre);
+  let seen: { cmdline: string; ns: string } | undefined;
+  const r = await sandbox.run(createRunSpec({ root: { path: rootfs }, args: ['sh', '-c', 'ip -4 addr show tap0 | grep -o "inet [0-9./]*"; readlink /proc/self/ns/net'], resources: {}, network: 'none' }), stdio, undefined, {
+    // Once the child exists slirp4netns is ready, so it runs its own program (the launcher reports its pid right after the fork).
+    onCreated: async () => {
+      seen = { cmdline: readFileSync(`/proc/${pid}/cmdline`, 'utf8'), ns: readlinkSync(`/proc/${pid}/ns/net`) };
+    },
+  }, pre);
+  t.true(seen?.cmdline.startsWith(`slirp4netns[${dir}]\0--configure`), seen?.cmdline);
+  t.is(seen?.ns, host, 'slirp4netns runs in the host\'s network namespace');
   t.is(r.exitCode, 0, out.text());
   const [inet, ns] = out.text().trim().split('\n');
   t.is(inet, 'inet 10.0.2.100/24');
@@ -197,6 +205,7 @@ testSerialIf(missing ?? (slirpPath === undefined ? 'slirp4netns is not installed
   await waitUntil(() => hasEnded(pid as number));
   // A start no run takes: disposing of it kills the launcher, and slirp4netns with it.
   const unused = await sandbox.prestart({}, stdio, { slirp4netns });
+  t.teardown(() => unused.dispose());
   const second = await unused.slirpPid;
   t.true(second !== undefined && !hasEnded(second));
   await unused.dispose();
@@ -204,7 +213,7 @@ testSerialIf(missing ?? (slirpPath === undefined ? 'slirp4netns is not installed
   t.deepEqual(launcherChildren(), []);
 });
 
-testSerialIf(missing ?? (slirpPath === undefined ? 'slirp4netns is not installed' : undefined), 'Sandbox.prestart with slirp4netns: one that fails fails the run with its message (SANDBOX_NETWORK) and nothing runs', async (t) => {
+testSerialIf(missing ?? (slirpPath === undefined ? 'slirp4netns is not installed' : undefined), 'Sandbox.prestart with slirp4netns: one that fails fails the run with its message (SANDBOX_NETWORK) and nothing runs, also when the child is released with its spec', async (t) => {
   const dir = await tempDir(t, 'tsbuild-pre-');
   const rootfs = await makeBusyboxRootfs(join(dir, 'rootfs'));
   assertNoLeftoverMounts(t, [dir]);
@@ -214,6 +223,7 @@ testSerialIf(missing ?? (slirpPath === undefined ? 'slirp4netns is not installed
   const out = captured();
   const stdio = { stdout: out.stream, stderr: out.stream };
   const pre = await sandbox.prestart({}, stdio, { slirp4netns });
+  t.teardown(() => pre.dispose());
   const err = await t.throwsAsync(sandbox.run(createRunSpec({ root: { path: rootfs }, args: ['echo', 'never'], resources: {}, network: 'none' }), stdio, undefined, {}, pre));
   t.true(isTsbuildError(err, 'SANDBOX_NETWORK'), String(err));
   t.regex((err as Error).message, /^cannot start slirp4netns for the container's network: it exited \(code 1\): outbound-addr has to be valid ipv4 address or i.?terface name\.$/);

@@ -17,7 +17,7 @@
  *
  * Started ahead with "--netns --slirp4netns FILE ARGV0 ARG...": it also starts slirp4netns for the network
  * namespace it made (see prepare_early), reports "slirp PID", waits for slirp4netns's ready signal before it
- * reports the child's pid, and closes slirp4netns's exit fd as soon as the child has ended.
+ * clones the child, and closes slirp4netns's exit fd as soon as the child has ended.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -99,7 +99,7 @@ static pid_t slirp_pid;
 static int slirp_ready = -1;   /* read end of slirp4netns's ready fd (it writes "1" once tap0 is configured) */
 static int slirp_exit = -1;    /* write end of its exit fd: it ends when this closes (with this process at the latest) */
 static int slirp_log = -1;     /* a memfd that holds its stderr, read when it fails */
-static void wait_slirp_ready(pid_t child);
+static void wait_slirp_ready(void);
 
 static pid_t child_pid;
 static int write_all(int fd, const char *buf, ssize_t n);
@@ -1085,10 +1085,11 @@ static int run_main(void) {
     if (!(flags & CLONE_NEWNET) || (flags & CLONE_NEWUSER)) fail_code(125, "parse-spec", EINVAL, "an early network namespace needs a spec with a new one and no user namespace");
     flags &= ~(unsigned long)CLONE_NEWNET;
   }
+  /* Before the clone: a child released with its spec (no 'g' to wait for) would otherwise start without its network. */
+  if (slirp_pid > 0) wait_slirp_ready();
   pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
   if (pid < 0) fail("clone", "namespaces");
   if (pid == 0) run_child();
-  if (slirp_pid > 0) wait_slirp_ready(pid);
   return supervise(pid, -1);
 }
 
@@ -1133,9 +1134,8 @@ static void start_slirp(int host_ns, char **args) {
   report("slirp %d", pid);
 }
 
-/* Fails the run (the child `child` is killed) with slirp4netns's last stderr lines: it ended or was not ready. */
-static void __attribute__((noreturn)) slirp_failed(pid_t child, const char *why) {
-  kill(child, SIGKILL);
+/* Fails the run (before its child is cloned) with slirp4netns's last stderr lines: it ended or was not ready. */
+static void __attribute__((noreturn)) slirp_failed(const char *why) {
   if (slirp_pid > 0) kill(slirp_pid, SIGKILL);   /* not once reaped: its pid could be another process's */
   char text[4096];
   off_t size = lseek(slirp_log, 0, SEEK_END);
@@ -1160,11 +1160,11 @@ static void __attribute__((noreturn)) slirp_failed(pid_t child, const char *why)
 }
 
 /* Waits (at most 10 s) until slirp4netns says tap0 is configured: the child's command needs the network from its start. */
-static void wait_slirp_ready(pid_t child) {
+static void wait_slirp_ready(void) {
   struct pollfd p = { .fd = slirp_ready, .events = POLLIN };
   int r;
   do r = poll(&p, 1, 10000); while (r < 0 && errno == EINTR);
-  if (r == 0) slirp_failed(child, "not ready after 10000 ms");
+  if (r == 0) slirp_failed("not ready after 10000 ms");
   char buf[16];
   ssize_t n;
   do n = read(slirp_ready, buf, sizeof buf); while (n < 0 && errno == EINTR);
@@ -1179,7 +1179,7 @@ static void wait_slirp_ready(pid_t child) {
       if (WIFEXITED(status)) snprintf(why, sizeof why, "it exited (code %d)", WEXITSTATUS(status));
       else if (WIFSIGNALED(status)) snprintf(why, sizeof why, "it exited (signal %d)", WTERMSIG(status));
     }
-    slirp_failed(child, why);
+    slirp_failed(why);
   }
   close(slirp_ready);
   slirp_ready = -1;
