@@ -292,24 +292,26 @@ function waitForExit(child: SpawnedChild, ms: number): Promise<boolean> {
 }
 
 /**
- * Resolves true once `child` exited or is in the kernel's exit path ({@link hasEnded}, polled every
- * millisecond, ~20 us each: it gets there 1-2 ms after its exit fd closes), false after `ms`.
+ * Resolves true once process `pid` exited or is in the kernel's exit path ({@link hasEnded}, polled every
+ * millisecond, ~20 us each: slirp4netns gets there 1-2 ms after its exit fd closes), or once `child` (our child
+ * of that pid, when it is one) reports its exit; false after `ms`.
  */
-function waitForEnd(child: SpawnedChild, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+function waitForEnd(pid: number | undefined, ms: number, child?: SpawnedChild): Promise<boolean> {
+  if (child !== undefined && (child.exitCode !== null || child.signalCode !== null)) return Promise.resolve(true);
+  if (pid === undefined || hasEnded(pid)) return Promise.resolve(true);
   return new Promise((resolve) => {
     const done = (ended: boolean): void => {
       clearTimeout(timer);
       clearInterval(poll);
-      child.removeListener('exit', onExit);
+      child?.removeListener('exit', onExit);
       resolve(ended);
     };
     const onExit = (): void => done(true);
     const timer = setTimeout(() => done(false), ms);
     const poll = setInterval(() => {
-      if (child.pid === undefined || hasEnded(child.pid)) done(true);
+      if (hasEnded(pid)) done(true);
     }, 1);
-    child.once('exit', onExit);
+    child?.once('exit', onExit);
   });
 }
 
@@ -338,7 +340,7 @@ export async function startSlirp(binary: string, pid: number, o: SlirpStartOptio
     stopping ??= (async () => {
       exitFd.destroy();
       ready.destroy();
-      if (!(await waitForEnd(child, 2000))) {
+      if (!(await waitForEnd(child.pid, 2000, child))) {
         child.kill('SIGKILL');
         await waitForExit(child, 2000);
       }
@@ -426,17 +428,5 @@ export function slirpArgv0(tag: string): string {
  */
 export function launcherSlirp(pid: number): SlirpProcess {
   let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> => stopping ??= new Promise((resolve) => {
-    if (hasEnded(pid)) {
-      resolve();
-      return;
-    }
-    const since = Date.now();
-    const poll = setInterval(() => {
-      if (!hasEnded(pid) && Date.now() - since < 2000) return;
-      clearInterval(poll);
-      resolve();
-    }, 1);
-  });
-  return { pid, stop };
+  return { pid, stop: () => stopping ??= waitForEnd(pid, 2000).then(() => undefined) };
 }
