@@ -21,11 +21,17 @@ export function spawnAddonBeside(launcherPath: string): string {
 }
 
 /** The addon's functions (src/sys/native/spawn.c). */
-interface SpawnAddon {
+export interface SpawnAddon {
   spawn(file: string, argv: readonly string[], env: readonly string[] | null, fds: readonly number[], setsid: boolean): number;
   pipe(): [number, number];
   /** Reaps `pid` if it has ended (WNOHANG): [exit code, signal], else undefined. */
   wait(pid: number): [number | null, number | null] | undefined;
+  /** 1 when `fd` is O_NONBLOCK, 0 when not, -1 when it is not open. */
+  nonblocking(fd: number): number;
+  /** Whether fd 0, 1 or 2 is a terminal. */
+  stdioTerminal(): boolean;
+  /** Gives fds 0-2 back their O_NONBLOCK flag (1 set, 0 clear, -1 left alone), then _exit(code). */
+  exitNow(code: number, nonblocking: readonly number[]): never;
 }
 
 /** How {@link spawnNative} and {@link spawnChild} start a program besides its fds. */
@@ -59,6 +65,12 @@ function addonAt(path: string): SpawnAddon | undefined {
   }
   addons.set(path, addon);
   return addon;
+}
+
+/** A spawn addon this process has loaded already (undefined: none, or none could be loaded). */
+export function loadedSpawnAddon(): SpawnAddon | undefined {
+  for (const addon of addons.values()) if (addon !== undefined) return addon;
+  return undefined;
 }
 
 /** Children of the addon not reaped yet: a SIGCHLD checks each (Node reaps only its own children). */

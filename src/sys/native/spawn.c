@@ -2,6 +2,7 @@
 // fork: Node's child_process forks the whole process (its page tables copied, then every page it
 // writes takes a fault until the child has exec'd), which costs the `run` path milliseconds per start.
 // Node-API only (node_api.h), no libuv: the caller wraps the pipe ends and reaps the child itself.
+// It also ends the process without Node's teardown (exitNow, used by src/sys/fast-exit.ts).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -180,6 +181,52 @@ static napi_value js_wait(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+// stdioTerminal() -> whether fd 0, 1 or 2 is a terminal (exitNow does not restore a terminal's mode, Node does).
+static napi_value js_stdio_terminal(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value r;
+  napi_get_boolean(env, isatty(0) || isatty(1) || isatty(2), &r);
+  return r;
+}
+
+// nonblocking(fd) -> 1 when fd is O_NONBLOCK, 0 when it is not, -1 when it is not open.
+static napi_value js_nonblocking(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value args[1], r;
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  int32_t fd = -1;
+  napi_get_value_int32(env, args[0], &fd);
+  int flags;
+  do flags = fcntl(fd, F_GETFL); while (flags < 0 && errno == EINTR);
+  napi_create_int32(env, flags < 0 ? -1 : (flags & O_NONBLOCK) != 0, &r);
+  return r;
+}
+
+// exitNow(code, nonblocking): ends this process at once (_exit), without Node's teardown (its platform's
+// threads joined, the libuv pool shut down, libc's exit handlers). First, as Node's ResetStdio does, each
+// of fds 0-2 gets back its O_NONBLOCK flag: nonblocking[i] is 1 (set it), 0 (clear it) or -1 (leave it).
+// Node's pipe and socket streams on fds 0-2 set it, and the file description is shared with whoever gave
+// us the fd (a shell's pipe left non-blocking breaks its next reader).
+static napi_value js_exit_now(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2];
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  int32_t code = 0;
+  napi_get_value_int32(env, args[0], &code);
+  for (uint32_t fd = 0; fd < 3; fd++) {
+    napi_value e;
+    int32_t want = -1;
+    if (argc > 1 && napi_get_element(env, args[1], fd, &e) == napi_ok) napi_get_value_int32(env, e, &want);
+    if (want < 0) continue;
+    int flags;
+    do flags = fcntl(fd, F_GETFL); while (flags < 0 && errno == EINTR);
+    if (flags < 0 || ((flags & O_NONBLOCK) != 0) == (want != 0)) continue;
+    flags = want ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+    while (fcntl(fd, F_SETFL, flags) < 0 && errno == EINTR) {}
+  }
+  _exit(code & 0xff);
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "spawn", NAPI_AUTO_LENGTH, js_spawn, NULL, &fn);
@@ -188,5 +235,11 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "pipe", fn);
   napi_create_function(env, "wait", NAPI_AUTO_LENGTH, js_wait, NULL, &fn);
   napi_set_named_property(env, exports, "wait", fn);
+  napi_create_function(env, "stdioTerminal", NAPI_AUTO_LENGTH, js_stdio_terminal, NULL, &fn);
+  napi_set_named_property(env, exports, "stdioTerminal", fn);
+  napi_create_function(env, "nonblocking", NAPI_AUTO_LENGTH, js_nonblocking, NULL, &fn);
+  napi_set_named_property(env, exports, "nonblocking", fn);
+  napi_create_function(env, "exitNow", NAPI_AUTO_LENGTH, js_exit_now, NULL, &fn);
+  napi_set_named_property(env, exports, "exitNow", fn);
   return exports;
 }
