@@ -57,6 +57,9 @@ export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult
   const forked = o.launcher ?? (o.zygote !== undefined && o.detached !== true ? await o.zygote.launch(o.stdio) : undefined);
   const launcher = forked ?? spawnLauncher(o.launcherPath, o.stdio, o.detached === true);
   const { specPipe, statusPipe, goPipe, outputs, exited } = launcher;
+  // The spec first: the launcher sets up the child's namespaces and file system while we get ready for its lines.
+  // A launcher that could not start: the pipe's error is ignored (endAtOnce), startError reports it.
+  endAtOnce(specPipe, o.input);
   let pid: number | undefined;
   let aborted = false;
   let detached = false;
@@ -76,7 +79,6 @@ export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult
   });
   spawnError.catch(() => undefined);
   try {
-    endAtOnce(specPipe, o.input);
     if (o.releaseAtStart === true) goPipe.end('g');
     const lines: LauncherStatus[] = [];
     let buffered = '';

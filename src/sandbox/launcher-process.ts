@@ -5,7 +5,6 @@
  * forked by the zygote (launcher-zygote.ts) has the same shape.
  */
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { TsbuildError } from '../core/index.js';
 import { spawnAddonBeside, spawnChild, type NativeStdio, type SpawnedChild } from '../sys/index.js';
 import type { OutputSink, SandboxStdio, StdinSource } from './sandbox.js';
@@ -48,8 +47,12 @@ export function forwardOutput(from: Readable | null, to: OutputSink | undefined)
   if (from === null || to === undefined || typeof to === 'string' || typeof to === 'number') return undefined;
   const sink = to as Writable;
   from.on('data', (chunk: Buffer) => sink.write(chunk));
-  // finished() also settles when the pipe closes without 'end' (destroyed after a kill).
-  return finished(from).catch(() => undefined);
+  // A pipe's socket closes after its end, and when it is destroyed (after a kill). Not stream.finished(): its
+  // first call costs a run ~0.3 ms (CPU profiles), at the spec's write.
+  return new Promise<void>((resolve) => {
+    if (from.destroyed) resolve();
+    else from.once('close', () => resolve());
+  });
 }
 
 /** The kind of each of a launcher's stdio fds 0-2, fixed when it is spawned. */
