@@ -97,9 +97,15 @@ export async function openSandboxCgroup(dirName: string, options: CgroupOptions)
   return undefined;
 }
 
-async function listDir(dir: string): Promise<string[]> {
+/**
+ * The subdirectories of `dir`; with `named`, only the entries whose names tsbuild gives its cgroups (no file has
+ * such a name): a v1 parent also holds its controller's files (up to ~40 each), and the names alone skip making
+ * a Dirent of each (the sweep lists ten parents while a container starts: ~0.3 ms, and young garbage).
+ */
+async function listDir(dir: string, named = false): Promise<string[]> {
   try {
     // cgroupfs and /sys/fs/cgroup are in-kernel: a synchronous readdir costs microseconds (see cgroup-fs.ts).
+    if (named) return readdirSync(dir).filter((name) => parseCgroupDirName(name) !== undefined);
     return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
   } catch (err) {
     if (errnoOf(err) === 'ENOENT') return [];
@@ -137,7 +143,7 @@ export async function cleanupStaleCgroups(options: CgroupOptions & { readonly ow
     const hierarchies = new Map<string, string>(await findV1Hierarchies(located.root));
     for (const entry of await listDir(located.root)) if (!hierarchies.has(entry)) hierarchies.set(entry, join(located.root, entry));
     for (const [controller, mount] of hierarchies) {
-      for (const dirName of await listDir(join(mount, CGROUP_PARENT))) {
+      for (const dirName of await listDir(join(mount, CGROUP_PARENT), true)) {
         const dirs = byName.get(dirName) ?? new Map<string, string>();
         dirs.set(controller, join(mount, CGROUP_PARENT, dirName));
         byName.set(dirName, dirs);
@@ -148,7 +154,7 @@ export async function cleanupStaleCgroups(options: CgroupOptions & { readonly ow
     }
   } else if (located.kind === 'v2') {
     const parentDir = located.chain[located.chain.length - 1] as string;
-    for (const dirName of await listDir(parentDir)) {
+    for (const dirName of await listDir(parentDir, true)) {
       if (await stale(dirName)) await attempt([join(parentDir, dirName)], () => new CgroupV2(join(parentDir, dirName)).destroy());
     }
   }

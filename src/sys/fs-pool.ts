@@ -1,4 +1,4 @@
-import { access as accessCallback, readdir as readdirCallback, rename as renameCallback } from 'node:fs';
+import { access as accessCallback, rename as renameCallback } from 'node:fs';
 
 // Thread-pool file operations as promises, through node:fs's callbacks. node:fs/promises costs ~1.2 ms of
 // CPU to load (for its FileHandle it loads readline, the fs watchers and Dir), and a `run` needs only these
@@ -12,10 +12,5 @@ export function accessInPool(path: string, mode: number): Promise<void> {
 /** fs.rename: resolves once `from` is `to`. */
 export function renameInPool(from: string, to: string): Promise<void> {
   return new Promise((resolve, reject) => renameCallback(from, to, (err) => (err === null ? resolve() : reject(err))));
-}
-
-/** fs.readdir: the names in `dir`. */
-export function readdirInPool(dir: string): Promise<string[]> {
-  return new Promise((resolve, reject) => readdirCallback(dir, (err, names) => (err === null ? resolve(names) : reject(err))));
 }
 
