@@ -14,9 +14,9 @@
  * `TSBUILD_ZYGOTE=0` turns it off (every run spawns its launcher).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, openSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { Writable } from 'node:stream';
+import { PipeWriter } from '../sys/index.js';
 import { forwardOutput, type LauncherProcess } from './launcher-process.js';
 import type { OutputSink, SandboxStdio } from './sandbox.js';
 
@@ -40,69 +40,6 @@ const REPLY = /^ok (\d+) (-?\d+) (-?\d+) (-?\d+) (-?\d+) (-?\d+)$/;
 // Our ends of the launcher's fds 3 (spec), 4 (status), 5 (go), 1 and 2, reopened without blocking (libuv pipes).
 const OPEN_FLAGS = [constants.O_WRONLY, constants.O_RDONLY, constants.O_WRONLY, constants.O_RDONLY, constants.O_RDONLY]
   .map((f) => f | constants.O_NONBLOCK);
-
-/**
- * Our end of a launcher's spec or go pipe (non-blocking). Writes go straight to the fd while the pipe
- * takes them (the spec and the release bytes fit its 64 KiB): no libuv pipe handle, whose shutdown and
- * close are event-loop round trips (~135 us of CPU per pipe here, two per RUN step). What the pipe does
- * not take at once (a huge spec) goes through a Socket made then, in order.
- */
-export class PipeWriter extends Writable {
-  readonly #fd: number;
-  #socket: Socket | undefined;
-  #closed = false;
-
-  constructor(fd: number) {
-    super();
-    this.#fd = fd;
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (err?: Error | null) => void): void {
-    let rest = chunk;
-    if (this.#socket === undefined) {
-      try {
-        rest = chunk.subarray(writeSync(this.#fd, chunk));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') {
-          done(err as Error);
-          return;
-        }
-      }
-      if (rest.length === 0) {
-        done();
-        return;
-      }
-      this.#socket = new Socket({ fd: this.#fd, readable: false, writable: true });
-      this.#socket.on('error', (err) => this.destroy(err));
-    }
-    this.#socket.write(rest, (err) => done(err ?? null));
-  }
-
-  override _final(done: (err?: Error | null) => void): void {
-    if (this.#socket !== undefined) {
-      this.#socket.end(() => done());
-      return;
-    }
-    this.#close();
-    done();
-  }
-
-  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
-    if (this.#socket !== undefined) this.#socket.destroy();
-    else this.#close();
-    done(err);
-  }
-
-  #close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      closeSync(this.#fd);
-    } catch {
-      // already closed
-    }
-  }
-}
 
 /** A started zygote; see the module comment. */
 export class LauncherZygote {

@@ -11,3 +11,4 @@ export { randomBuffer, randomHex } from './random.js';
 export { accessInPool, renameInPool } from './fs-pool.js';
 export { NativeChild, SPAWN_ADDON, loadedSpawnAddon, spawnAddonBeside, spawnChild, spawnNative, type NativeStdio, type SpawnAddon, type SpawnedChild, type SpawnOptions } from './spawn-native.js';
 export { exitProcess, watchStdioFlags, type StdioFlags } from './fast-exit.js';
+export { PipeWriter } from './pipe-writer.js';

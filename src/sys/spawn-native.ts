@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { PipeWriter } from './pipe-writer.js';
 
 // Starting a child without forking this process: build/tsbuild-spawn.node (src/sys/native/spawn.c, built by
 // scripts/build-native.mjs) calls posix_spawn, which glibc does with clone(CLONE_VM|CLONE_VFORK). Node's
@@ -23,7 +24,8 @@ export function spawnAddonBeside(launcherPath: string): string {
 /** The addon's functions (src/sys/native/spawn.c). */
 export interface SpawnAddon {
   spawn(file: string, argv: readonly string[], env: readonly string[] | null, fds: readonly number[], setsid: boolean): number;
-  pipe(): [number, number];
+  /** [read end, write end]; the write end non-blocking when `nonblockingWrite`. */
+  pipe(nonblockingWrite?: boolean): [number, number];
   /** Reaps `pid` if it has ended (WNOHANG): [exit code, signal], else undefined. */
   wait(pid: number): [number | null, number | null] | undefined;
   /** 1 when `fd` is O_NONBLOCK, 0 when not, -1 when it is not open. */
@@ -44,8 +46,12 @@ export interface SpawnOptions {
   readonly env?: NodeJS.ProcessEnv;
 }
 
-/** What a child's fd `i` is: this process's fd of the same number, /dev/null, an fd of ours, or a pipe whose other end we keep. */
-export type NativeStdio = 'inherit' | 'ignore' | number | 'pipe-in' | 'pipe-out';
+/**
+ * What a child's fd `i` is: this process's fd of the same number, /dev/null, an fd of ours, or a pipe whose other end we
+ * keep: a Socket ('pipe-in' the child reads, 'pipe-out' it writes), or a PipeWriter ('writer-in': written at once, no
+ * libuv handle; for the little a child reads at its start).
+ */
+export type NativeStdio = 'inherit' | 'ignore' | number | 'pipe-in' | 'pipe-out' | 'writer-in';
 
 const requireHere = createRequire(import.meta.url);
 const addons = new Map<string, SpawnAddon | undefined>();
@@ -85,8 +91,8 @@ const onChildSignal = (): void => {
  */
 export class NativeChild extends EventEmitter {
   readonly pid: number;
-  /** Our ends of its fds that are pipes (null for the others). */
-  readonly stdio: (Socket | null)[];
+  /** Our ends of its fds that are pipes (null for the others): Sockets, and PipeWriters for 'writer-in'. */
+  readonly stdio: (Socket | PipeWriter | null)[];
   exitCode: number | null = null;
   signalCode: NodeJS.Signals | null = null;
   readonly #addon: SpawnAddon;
@@ -96,7 +102,7 @@ export class NativeChild extends EventEmitter {
   #pollTimer: NodeJS.Timeout | undefined;
   #unref = false;
 
-  constructor(addon: SpawnAddon, pid: number, stdio: (Socket | null)[], kinds: readonly NativeStdio[]) {
+  constructor(addon: SpawnAddon, pid: number, stdio: (Socket | PipeWriter | null)[], kinds: readonly NativeStdio[]) {
     super();
     this.#addon = addon;
     this.pid = pid;
@@ -112,9 +118,9 @@ export class NativeChild extends EventEmitter {
     setImmediate(() => this.poll());
   }
 
-  get stdin(): Socket | null { return this.stdio[0] ?? null; }
-  get stdout(): Socket | null { return this.stdio[1] ?? null; }
-  get stderr(): Socket | null { return this.stdio[2] ?? null; }
+  get stdin(): Socket | PipeWriter | null { return this.stdio[0] ?? null; }
+  get stdout(): Socket | null { return this.#kinds[1] === 'pipe-out' ? (this.stdio[1] as Socket) : null; }
+  get stderr(): Socket | null { return this.#kinds[2] === 'pipe-out' ? (this.stdio[2] as Socket) : null; }
 
   /** Reaps it when it has ended (a SIGCHLD, or its pipes closed). */
   poll(): void {
@@ -136,7 +142,7 @@ export class NativeChild extends EventEmitter {
     // is read to its end (a pipe nobody reads would never close), unless the owner reads it with 'readable'.
     for (const [i, s] of this.stdio.entries()) {
       if (s === null) continue;
-      if (this.#kinds[i] === 'pipe-in') s.destroy();
+      if (s instanceof PipeWriter || this.#kinds[i] === 'pipe-in') s.destroy();
       else if (s.readable && s.listenerCount('readable') === 0) s.resume();
     }
     this.emit('exit', this.exitCode, this.signalCode);
@@ -157,7 +163,8 @@ export class NativeChild extends EventEmitter {
   /** Lets this process exit while the child runs on (its pipes and the reaping no longer keep this process alive). */
   unref(): void {
     this.#unref = true;
-    for (const s of this.stdio) s?.unref();
+    // A PipeWriter has no handle that keeps this process alive.
+    for (const s of this.stdio) if (s !== null && !(s instanceof PipeWriter)) s.unref();
     this.#pollTimer?.unref();
   }
 
@@ -212,9 +219,9 @@ export function spawnNative(addonPath: string, file: string, args: readonly stri
         toClose.push(fd);
         fds.push(fd);
       } else {
-        const [r, w] = addon.pipe();
-        // pipe-in: the child reads (we write); pipe-out: the child writes.
-        const [theirs, mine] = kind === 'pipe-in' ? [r, w] : [w, r];
+        const [r, w] = addon.pipe(kind === 'writer-in');
+        // pipe-in and writer-in: the child reads (we write); pipe-out: the child writes.
+        const [theirs, mine] = kind === 'pipe-out' ? [w, r] : [r, w];
         toClose.push(theirs);
         fds.push(theirs);
         ours[i] = mine;
@@ -227,6 +234,7 @@ export function spawnNative(addonPath: string, file: string, args: readonly stri
       const fd = ours[i];
       if (fd === undefined) return null;
       ours[i] = undefined;
+      if (kind === 'writer-in') return new PipeWriter(fd);
       return new SocketClass({ fd, readable: kind === 'pipe-out', writable: kind === 'pipe-in' });
     });
     return new NativeChild(addon, pid, sockets, stdio);
@@ -264,7 +272,7 @@ export function spawnChild(addonPath: string | undefined, file: string, args: re
     // not startable (ENOENT, EACCES...): child_process reports it the usual way
   }
   return spawn(file, args, {
-    stdio: stdio.map((k) => (k === 'pipe-in' || k === 'pipe-out' ? 'pipe' : k)),
+    stdio: stdio.map((k) => (k === 'pipe-in' || k === 'pipe-out' || k === 'writer-in' ? 'pipe' : k)),
     ...(options.detached === true ? { detached: true } : {}),
     ...(options.argv0 === undefined ? {} : { argv0: options.argv0 }),
     ...(options.env === undefined ? {} : { env: options.env }),

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { Readable, Writable } from 'node:stream';
 import { endAtOnce, forwardStream } from '../../src/sandbox/launcher-process.js';
-import { PipeWriter } from '../../src/sandbox/launcher-zygote.js';
+import { PipeWriter } from '../../src/sys/index.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /** Both ends of a fresh pipe (a fifo), non-blocking like the zygote's. */

@@ -1,8 +1,10 @@
 import test from 'ava';
-import { closeSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { join } from 'node:path';
-import { spawnNative, type NativeChild } from '../../src/sys/index.js';
+import { Socket } from 'node:net';
+import { endAtOnce } from '../../src/sandbox/launcher-process.js';
+import { PipeWriter, spawnChild, spawnNative, type NativeChild } from '../../src/sys/index.js';
 import { ensureLauncher } from '../sandbox/sandbox-helpers.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -45,6 +47,36 @@ test('spawnNative: pipes both ways, the exit code, close after the pipes ended',
   t.is(await copied, 'spec bytes');
   t.is(child.exitCode, 5);
   t.false(child.kill('SIGKILL'), 'reaped: no signal goes to a pid that may be reused');
+});
+
+test('spawnNative: writer-in is a PipeWriter on a non-blocking write end (the child reads a blocking one); without the addon a Socket', async (t) => {
+  // The child reports its fd 3's flags (octal) and pipe inode from fdinfo, then copies what we write there to its stdout.
+  const script = 'grep -E "^(flags|ino):" /proc/self/fdinfo/3; cat <&3';
+  const child = mustSpawn(addon(), '/bin/sh', ['-c', script], ['ignore', 'pipe-out', 'inherit', 'writer-in']);
+  t.teardown(() => { child.kill('SIGKILL'); });
+  const writer = child.stdio[3];
+  t.true(writer instanceof PipeWriter, 'no libuv handle for the pipe the child reads');
+  let out = '';
+  (child.stdout as Readable).setEncoding('utf8').on('data', (c: string) => { out += c; });
+  for (let waited = 0; out.split('\n').length < 3 && waited < 5000; waited += 5) await new Promise((r) => setTimeout(r, 5));
+  const flagsOf = (info: string): number => parseInt(/^flags:\s+([0-7]+)$/m.exec(info)?.[1] ?? 'x', 8);
+  t.is(flagsOf(out) & constants.O_NONBLOCK, 0, 'the child\'s end blocks');
+  // Our end: the fd of this process on the same pipe, writable.
+  const ino = /^ino:\s+(\d+)$/m.exec(out)?.[1];
+  const ours = readdirSync('/proc/self/fd').map((fd) => {
+    try { return { fd, link: readlinkSync(`/proc/self/fd/${fd}`) }; } catch { return undefined; }
+  }).filter((e) => e?.link === `pipe:[${ino}]`).map((e) => readFileSync(`/proc/self/fdinfo/${e?.fd}`, 'utf8'));
+  t.is(ours.length, 1, 'one end of that pipe here');
+  t.not(flagsOf(ours[0] ?? '') & constants.O_NONBLOCK, 0, 'ours does not block (a PipeWriter writes what the pipe takes)');
+  endAtOnce(writer as Writable, 'spec bytes');
+  t.deepEqual(await closed(child), [0, null]);
+  t.is(out.split('\n')[2], 'spec bytes', 'written, and the end closed at once: the child read to EOF');
+  // Without the addon (spawnChild falls back to node:child_process) the same kind is a pipe Socket.
+  const fallback = spawnChild(undefined, '/bin/sh', ['-c', 'cat <&3'], ['ignore', 'pipe-out', 'inherit', 'writer-in']);
+  t.true(fallback.stdio[3] instanceof Socket);
+  const fallbackOut = text(fallback.stdout);
+  endAtOnce(fallback.stdio[3] as Writable, 'again');
+  t.is(await fallbackOut, 'again');
 });
 
 test('spawnNative: killed by a signal (its name), and kill()', async (t) => {

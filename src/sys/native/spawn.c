@@ -143,11 +143,21 @@ out:
   return result;
 }
 
-// pipe() -> [readFd, writeFd], both close-on-exec.
+// pipe(nonblockingWrite) -> [readFd, writeFd], both close-on-exec; the write end O_NONBLOCK when asked.
 static napi_value js_pipe(napi_env env, napi_callback_info info) {
-  (void)info;
+  size_t argc = 1;
+  napi_value args[1];
+  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
+  bool nonblocking_write = false;
+  if (argc > 0) napi_get_value_bool(env, args[0], &nonblocking_write);
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) return throw_errno(env, "pipe", errno);
+  if (nonblocking_write && fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK) != 0) {
+    int err = errno;
+    close(p[0]);
+    close(p[1]);
+    return throw_errno(env, "pipe", err);
+  }
   napi_value arr, a, b;
   napi_create_array_with_length(env, 2, &arr);
   napi_create_int32(env, p[0], &a);
