@@ -25,6 +25,8 @@ import { makeBusyboxImage } from '../test/helpers/base-image.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const TSBUILD = join(REPO, 'bin', 'tsbuild.js');
+/** Idle time before each timed start-up run. */
+const SETTLE_MS = 150;
 const IMAGE = 'docker.io/library/busybox:latest';
 /** The container's web root: a small page and a 32 MiB file. */
 const WWW_SETUP = 'mkdir -p /www && echo hello > /www/index.html && dd if=/dev/zero of=/www/big bs=1M count=32 2>/dev/null';
@@ -114,7 +116,9 @@ async function startup(work: string, root: string, env: NodeJS.ProcessEnv, n: nu
   for (let i = -2; i < n; i++) {
     for (const [k, c] of cases.entries()) {
       // The wall time of the tool run alone; its CPU time from a second run under GNU time, whose own fork and
-      // exec (~3.5 ms here) would otherwise count in the wall time.
+      // exec (~3.5 ms here) would otherwise count in the wall time. After a pause: what the tool before left
+      // running (podman's cleanup process, conmon, buildah's) would otherwise count against the next one.
+      await new Promise((r) => setTimeout(r, SETTLE_MS));
       const t0 = performance.now();
       await must(c.cmd, c.args, c.env);
       const wall = performance.now() - t0;
