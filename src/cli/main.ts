@@ -38,7 +38,7 @@ void runCli(process.argv.slice(2), {
   process.exitCode = code;
   // Once nothing is left to do (the loop is empty: 'beforeExit'), exit at once: a natural exit first
   // tears the V8 heap down page by page (3-4 ms of munmap at the end of every command), which exit() skips,
-  // and exitProcess also skips the rest of Node's teardown where it can (~1.5 ms).
+  // and exitProcess also skips the rest of Node's teardown where it can (~1 ms).
   process.once('beforeExit', () => exitProcess(stdioFlags, fastExit));
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);

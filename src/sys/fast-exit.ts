@@ -1,8 +1,8 @@
 import { loadedSpawnAddon } from './spawn-native.js';
 
 // Ending the process without Node's teardown. process.exit() first disposes of V8's platform (joins its worker
-// threads), shuts the libuv pool down and runs libc's exit handlers: 0.5-1.5 ms at the end of every `run`. Once a
-// command is done (an empty loop) nothing of that is needed: exitProcess runs the 'exit' listeners as
+// threads), shuts the libuv pool down and runs libc's exit handlers: ~1 ms at the end of every `run` (same-run
+// A/B). Once a command is done (an empty loop) nothing of that is needed: exitProcess runs the 'exit' listeners as
 // process.exit() does, gives fds 0-2 back the O_NONBLOCK flag Node's streams on them changed (Node's ResetStdio
 // does that at its exit: a pipe's file description is shared with whoever gave it to us), and calls _exit
 // through the spawn addon. Only when the addon is loaded already (the commands that start processes through it: a
