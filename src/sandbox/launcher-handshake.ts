@@ -58,8 +58,12 @@ export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult
   const launcher = forked ?? spawnLauncher(o.launcherPath, o.stdio, o.detached === true);
   const { specPipe, statusPipe, goPipe, outputs, exited } = launcher;
   // The spec first: the launcher sets up the child's namespaces and file system while we get ready for its lines.
-  // A launcher that could not start: the pipe's error is ignored (endAtOnce), startError reports it.
-  endAtOnce(specPipe, o.input);
+  // A launcher that could not start: the pipe's error is ignored (endAtOnce), startError reports it. None after an
+  // abort while the launcher was being started (or before): it is killed below, and a child it cloned from the
+  // spec before the kill landed would run on (its parent-death signal is set only once it runs).
+  const abortedAtStart = o.signal?.aborted === true;
+  if (abortedAtStart) specPipe.destroy();
+  else endAtOnce(specPipe, o.input);
   let pid: number | undefined;
   let aborted = false;
   let detached = false;
@@ -73,13 +77,13 @@ export async function runHandshake(o: HandshakeOptions): Promise<HandshakeResult
   };
   o.signal?.addEventListener('abort', killAll, { once: true });
   // An abort while the launcher was being started (or before: the zygote's queue, the sandbox's set-up) fired no event here.
-  if (o.signal?.aborted === true) killAll();
+  if (abortedAtStart) killAll();
   const spawnError = launcher.startError.catch((err: Error) => {
     throw new TsbuildError('SANDBOX_LAUNCHER', `cannot start the sandbox launcher ${o.launcherPath}: ${err.message}`, { cause: err, exitCode: 125 });
   });
   spawnError.catch(() => undefined);
   try {
-    if (o.releaseAtStart === true) goPipe.end('g');
+    if (o.releaseAtStart === true && !aborted) goPipe.end('g');
     const lines: LauncherStatus[] = [];
     let buffered = '';
     let release: Promise<void> = Promise.resolve();
