@@ -10,11 +10,12 @@ import { loadedSpawnAddon } from './spawn-native.js';
 // program we started on it may have changed), and Node runs without options (a profiler or coverage writes its
 // output at Node's exit).
 
-/** Per fd 0-2: its O_NONBLOCK flag before Node made its first stream (1 or 0; -1 not open); undefined: unknown. */
+/**
+ * Per fd 0-2: its O_NONBLOCK flag before Node made its first stream (1 or 0; -1 not open, or no stream made yet:
+ * left as it is); `flags` undefined: unknown.
+ */
 export interface StdioFlags {
-  flags: readonly number[] | undefined;
-  /** Whether Node has made one of the streams yet. */
-  used: boolean;
+  readonly flags: readonly number[] | undefined;
 }
 
 const STREAMS = ['stdin', 'stdout', 'stderr'] as const;
@@ -27,10 +28,11 @@ const STREAMS = ['stdin', 'stdout', 'stderr'] as const;
  * was loaded leave the flags unknown: no fast exit.
  */
 export function watchStdioFlags(proc: NodeJS.Process): StdioFlags {
-  const state: StdioFlags = { flags: [-1, -1, -1], used: false };
+  const state: { flags: readonly number[] | undefined } = { flags: [-1, -1, -1] };
+  let used = false;
   const firstUse = (): void => {
-    if (state.used) return;
-    state.used = true;
+    if (used) return;
+    used = true;
     const addon = loadedSpawnAddon();
     state.flags = addon === undefined ? undefined : [0, 1, 2].map((fd) => addon.nonblocking(fd));
   };
@@ -38,7 +40,7 @@ export function watchStdioFlags(proc: NodeJS.Process): StdioFlags {
     const own = Object.getOwnPropertyDescriptor(proc, name);
     const get = own?.get;
     if (get === undefined || own?.configurable !== true) {
-      state.used = true;
+      used = true;
       state.flags = undefined;
       continue;
     }
@@ -66,9 +68,7 @@ export function exitProcess(stdio: StdioFlags, fast: boolean): never {
     // code, which they may still change. Then the flags: a listener may have made a stream.
     (process as NodeJS.Process & { _exiting?: boolean })._exiting = true;
     process.emit('exit', Number(process.exitCode ?? 0) || 0);
-    // No stream made: nothing to give back (-1: each fd left as it is).
-    const flags = stdio.used ? stdio.flags : [-1, -1, -1];
-    if (flags !== undefined) addon.exitNow(Number(process.exitCode ?? 0) || 0, flags);
+    if (stdio.flags !== undefined) addon.exitNow(Number(process.exitCode ?? 0) || 0, stdio.flags);
   }
   return process.exit();
 }

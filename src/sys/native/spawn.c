@@ -167,13 +167,28 @@ static napi_value js_pipe(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+// The call's arguments (at most *argc of them into `args`; *argc becomes how many were given) and the first one
+// as an int32 (`dflt` when there is none or it is not a number).
+static int32_t int_args(napi_env env, napi_callback_info info, napi_value *args, size_t *argc, int32_t dflt) {
+  size_t max = *argc;
+  napi_get_cb_info(env, info, argc, args, NULL, NULL);
+  int32_t v = dflt;
+  if (*argc > 0 && max > 0 && napi_get_value_int32(env, args[0], &v) != napi_ok) v = dflt;
+  return v;
+}
+
+// fd's status flags (F_GETFL), -1 when it is not open.
+static int fd_flags(int fd) {
+  int flags;
+  do flags = fcntl(fd, F_GETFL); while (flags < 0 && errno == EINTR);
+  return flags;
+}
+
 // wait(pid) -> undefined while it runs, else (reaped) [exitCode | null, signal | null].
 static napi_value js_wait(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value args[1];
-  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
-  int32_t pid = 0;
-  napi_get_value_int32(env, args[0], &pid);
+  int32_t pid = int_args(env, info, args, &argc, 0);
   int status = 0;
   pid_t r;
   do r = waitpid(pid, &status, WNOHANG); while (r < 0 && errno == EINTR);
@@ -203,11 +218,7 @@ static napi_value js_stdio_terminal(napi_env env, napi_callback_info info) {
 static napi_value js_nonblocking(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value args[1], r;
-  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
-  int32_t fd = -1;
-  napi_get_value_int32(env, args[0], &fd);
-  int flags;
-  do flags = fcntl(fd, F_GETFL); while (flags < 0 && errno == EINTR);
+  int flags = fd_flags(int_args(env, info, args, &argc, -1));
   napi_create_int32(env, flags < 0 ? -1 : (flags & O_NONBLOCK) != 0, &r);
   return r;
 }
@@ -220,16 +231,13 @@ static napi_value js_nonblocking(napi_env env, napi_callback_info info) {
 static napi_value js_exit_now(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value args[2];
-  napi_get_cb_info(env, info, &argc, args, NULL, NULL);
-  int32_t code = 0;
-  napi_get_value_int32(env, args[0], &code);
+  int32_t code = int_args(env, info, args, &argc, 0);
   for (uint32_t fd = 0; fd < 3; fd++) {
     napi_value e;
     int32_t want = -1;
     if (argc > 1 && napi_get_element(env, args[1], fd, &e) == napi_ok) napi_get_value_int32(env, e, &want);
     if (want < 0) continue;
-    int flags;
-    do flags = fcntl(fd, F_GETFL); while (flags < 0 && errno == EINTR);
+    int flags = fd_flags((int)fd);
     if (flags < 0 || ((flags & O_NONBLOCK) != 0) == (want != 0)) continue;
     flags = want ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
     while (fcntl(fd, F_SETFL, flags) < 0 && errno == EINTR) {}
