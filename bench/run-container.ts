@@ -4,7 +4,8 @@
  *  1. Start-up: wall time (the tool run alone) and CPU time (another run under GNU time) of `tsbuild run
  *     --rm busybox true` (default network: slirp4netns when installed) and of `--network none`, including
  *     Node start-up, against `podman run --rm` (runc, --network none) and `buildah run`
- *     of the same image (pulled from the tsbuild store, an OCI layout), interleaved, medians.
+ *     of the same image (pulled from the tsbuild store, an OCI layout), interleaved, medians; and `node -e 0`,
+ *     the floor of the tsbuild rows on this machine.
  *  2. Published ports: HTTP load (wrk, else ab) against busybox httpd in a container, through
  *     `-p` (the native port proxy in the container's netns) vs `--network host` (direct): requests/s
  *     and latency of a small page (a new connection per request: httpd closes), and MB/s of a
@@ -84,6 +85,13 @@ async function mustCpu(work: string, cmd: string, args: readonly string[], env?:
   return (await readFile(file, 'utf8')).trim().split(/\s+/).reduce((sum, x) => sum + Number(x) * 1000, 0);
 }
 
+/** `env` as bin/tsbuild.js's shebang gives it to Node: without NODE_EXTRA_CA_CERTS (Node parses that file at start). */
+function nodeEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env };
+  delete out.NODE_EXTRA_CA_CERTS;
+  return out;
+}
+
 /** One start-up case: the command line of the tool. */
 interface StartCase { readonly name: string; readonly cmd: string; readonly args: readonly string[]; readonly env?: NodeJS.ProcessEnv }
 
@@ -92,6 +100,9 @@ async function startup(work: string, root: string, env: NodeJS.ProcessEnv, n: nu
     { name: 'tsbuild run --rm busybox true', cmd: TSBUILD, args: ['--root', root, 'run', '--rm', 'busybox', 'true'], env },
     // The default network starts slirp4netns when installed; podman's row below has no network either.
     { name: 'tsbuild run --rm --network none', cmd: TSBUILD, args: ['--root', root, 'run', '--rm', '--network', 'none', 'busybox', 'true'], env },
+    // The floor of every tsbuild row, as the shebang starts Node (without NODE_EXTRA_CA_CERTS): machines differ
+    // (Node's start took 24-28 ms on one VM and 54-63 ms on the next), and the rows above read against it.
+    { name: 'node -e 0 (Node\'s own start-up)', cmd: process.execPath, args: ['-e', '0'], env: nodeEnv(env) },
   ];
   const runc = which('runc');
   const podman = which('podman');
