@@ -246,18 +246,14 @@ static napi_value js_exit_now(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  napi_value fn;
-  napi_create_function(env, "spawn", NAPI_AUTO_LENGTH, js_spawn, NULL, &fn);
-  napi_set_named_property(env, exports, "spawn", fn);
-  napi_create_function(env, "pipe", NAPI_AUTO_LENGTH, js_pipe, NULL, &fn);
-  napi_set_named_property(env, exports, "pipe", fn);
-  napi_create_function(env, "wait", NAPI_AUTO_LENGTH, js_wait, NULL, &fn);
-  napi_set_named_property(env, exports, "wait", fn);
-  napi_create_function(env, "stdioTerminal", NAPI_AUTO_LENGTH, js_stdio_terminal, NULL, &fn);
-  napi_set_named_property(env, exports, "stdioTerminal", fn);
-  napi_create_function(env, "nonblocking", NAPI_AUTO_LENGTH, js_nonblocking, NULL, &fn);
-  napi_set_named_property(env, exports, "nonblocking", fn);
-  napi_create_function(env, "exitNow", NAPI_AUTO_LENGTH, js_exit_now, NULL, &fn);
-  napi_set_named_property(env, exports, "exitNow", fn);
+  static const struct { const char *name; napi_callback fn; } FUNCTIONS[] = {
+    { "spawn", js_spawn }, { "pipe", js_pipe }, { "wait", js_wait },
+    { "stdioTerminal", js_stdio_terminal }, { "nonblocking", js_nonblocking }, { "exitNow", js_exit_now },
+  };
+  for (size_t i = 0; i < sizeof FUNCTIONS / sizeof FUNCTIONS[0]; i++) {
+    napi_value fn;
+    napi_create_function(env, FUNCTIONS[i].name, NAPI_AUTO_LENGTH, FUNCTIONS[i].fn, NULL, &fn);
+    napi_set_named_property(env, exports, FUNCTIONS[i].name, fn);
+  }
   return exports;
 }
